@@ -1,0 +1,1 @@
+"""Odoo 19 stand-in server for tests (see server.py)."""
