@@ -312,10 +312,13 @@ class _Parser:
 def _valid_bounds(ranges: Sequence[_Range]) -> bool:
     if not ranges or ranges[0].from_value != 0 or ranges[-1].to_value is not None:
         return False
-    steps = set()
+    steps, lower = set(), ZERO
     for previous, current in zip(ranges, ranges[1:]):
-        if previous.to_value is None or previous.to_value <= previous.from_value:
+        # Each tier must hold some units: to_value above the previous tier's (a classic
+        # one-unit tier [2, 2] holds one unit).
+        if previous.to_value is None or previous.to_value <= lower or previous.to_value < previous.from_value:
             return False
+        lower = previous.to_value
         steps.add(current.from_value - previous.to_value)
     # Deviation from Lago: mixing classic (+1) and adjacent (0) steps is refused, as
     # Lago would then bill one extra unit in each adjacent tier.
