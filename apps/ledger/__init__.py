@@ -1,0 +1,1 @@
+"""Ledger: posting invoices, refunds and payments to Odoo."""
