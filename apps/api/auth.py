@@ -1,0 +1,40 @@
+"""Bearer API keys, one per service, looked up by SHA-256 digest."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+
+from apps.customers.models import Service
+from apps.customers.selectors import service_for_api_key
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    """The caller of an API request: a service, not a staff user."""
+
+    service: Service
+    is_authenticated: bool = True
+
+
+class ServiceKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        header = request.headers.get("Authorization", "")
+        parts = header.split()
+        # Like Lago, take the second token and do not insist on the scheme word.
+        if len(parts) != 2:
+            return None
+        service = service_for_api_key(raw_key=parts[1])
+        if service is None:
+            return None
+        principal = ServicePrincipal(service=service)
+        return principal, principal
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class IsService(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, ServicePrincipal)

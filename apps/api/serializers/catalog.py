@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from apps.catalog.models import BillableMetric, Charge, Plan, Tax
+from apps.core.geo import COUNTRY_CODES
+from apps.core.money import SUPPORTED_CURRENCIES
+from apps.customers.models import CANADIAN_PROVINCES
+
+from .common import BlankableCharField, StrictIntegerField, decimal_str, tax_out, ts
+
+
+class MetricFilterIn(serializers.Serializer):
+    key = serializers.CharField(max_length=255)
+    values = serializers.ListField(child=serializers.CharField(max_length=255), allow_empty=False)
+
+
+class BillableMetricIn(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    code = serializers.CharField(max_length=255)
+    description = BlankableCharField()
+    aggregation_type = serializers.ChoiceField(choices=BillableMetric.Aggregation.values)
+    field_name = BlankableCharField(max_length=255)
+    recurring = serializers.BooleanField(default=False)
+    weighted_interval = serializers.ChoiceField(choices=["seconds"], required=False, allow_null=True)
+    rounding_function = serializers.ChoiceField(
+        choices=BillableMetric.RoundingFunction.values, required=False, allow_null=True
+    )
+    rounding_precision = StrictIntegerField(required=False, allow_null=True, min_value=-15, max_value=15)
+    filters = MetricFilterIn(many=True, required=False)
+
+    def model_values(self) -> dict:
+        values = dict(self.validated_data)
+        for field in ("weighted_interval", "rounding_function"):
+            if field in values and values[field] is None:
+                values[field] = ""
+        if "filters" in values:
+            values["filters"] = [dict(item) for item in values["filters"]]
+        return values
+
+
+def billable_metric_out(metric: BillableMetric) -> dict:
+    return {
+        "lago_id": str(metric.lago_id),
+        "name": metric.name,
+        "code": metric.code,
+        "description": metric.description or None,
+        "aggregation_type": metric.aggregation_type,
+        "field_name": metric.field_name or None,
+        "recurring": metric.recurring,
+        "weighted_interval": metric.weighted_interval or None,
+        "expression": None,
+        "rounding_function": metric.rounding_function or None,
+        "rounding_precision": metric.rounding_precision,
+        "filters": metric.filters or [],
+        "created_at": ts(metric.created_at),
+        "active_subscriptions_count": 0,
+        "draft_invoices_count": 0,
+        "plans_count": 0,
+    }
+
+
+class ChargeIn(serializers.Serializer):
+    billable_metric_id = serializers.UUIDField()
+    charge_model = serializers.ChoiceField(choices=Charge.ChargeModel.values)
+    code = serializers.CharField(max_length=255, required=False)
+    invoice_display_name = BlankableCharField(max_length=255)
+    pay_in_advance = serializers.BooleanField(default=False)
+    invoiceable = serializers.BooleanField(default=True)
+    prorated = serializers.BooleanField(default=False)
+    min_amount_cents = StrictIntegerField(min_value=0, default=0)
+    properties = serializers.DictField(required=False, default=dict)
+    filters = serializers.ListField(child=serializers.DictField(), required=False, default=list)
+    # Tax is decided by the customer's province (Canadian rules); accepted for Lago compatibility.
+    tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def validate(self, attrs):
+        from apps.invoicing.rating import validate_properties
+
+        errors = validate_properties(attrs["charge_model"], attrs.get("properties") or {})
+        if errors:
+            raise serializers.ValidationError(
+                {field: [serializers.ErrorDetail(code, code=code) for code in codes] for field, codes in errors.items()}
+            )
+        attrs.pop("tax_codes", None)
+        return attrs
+
+
+class PlanIn(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    code = serializers.CharField(max_length=255)
+    interval = serializers.ChoiceField(choices=Plan.Interval.values)
+    amount_cents = StrictIntegerField(min_value=0)
+    amount_currency = serializers.ChoiceField(choices=SUPPORTED_CURRENCIES)
+    pay_in_advance = serializers.BooleanField(default=False)
+    trial_period = serializers.DecimalField(max_digits=6, decimal_places=2, min_value=Decimal(0), required=False, allow_null=True)
+    description = BlankableCharField()
+    invoice_display_name = BlankableCharField(max_length=255)
+    charges = ChargeIn(many=True, required=False)
+    tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def model_values(self) -> tuple[dict, list[dict] | None]:
+        values = dict(self.validated_data)
+        charges = values.pop("charges", None)
+        values.pop("tax_codes", None)
+        if "trial_period" in values:
+            values["trial_period"] = int(values["trial_period"] or 0)
+        return values, [dict(charge) for charge in charges] if charges is not None else None
+
+
+def charge_out(charge: Charge) -> dict:
+    return {
+        "lago_id": str(charge.lago_id),
+        "lago_billable_metric_id": str(charge.billable_metric.lago_id),
+        "billable_metric_code": charge.billable_metric.code,
+        "code": charge.code,
+        "invoice_display_name": charge.invoice_display_name or None,
+        "created_at": ts(charge.created_at),
+        "charge_model": charge.charge_model,
+        "pay_in_advance": charge.pay_in_advance,
+        "invoiceable": charge.invoiceable,
+        "regroup_paid_fees": None,
+        "prorated": charge.prorated,
+        "min_amount_cents": charge.min_amount_cents,
+        "properties": charge.properties,
+        "filters": charge.filters or [],
+        "taxes": [],
+    }
+
+
+def plan_out(plan: Plan) -> dict:
+    return {
+        "lago_id": str(plan.lago_id),
+        "name": plan.name,
+        "code": plan.code,
+        "created_at": ts(plan.created_at),
+        "interval": plan.interval,
+        "description": plan.description or None,
+        "invoice_display_name": plan.invoice_display_name or None,
+        "amount_cents": plan.amount_cents,
+        "amount_currency": plan.amount_currency,
+        "trial_period": plan.trial_period,
+        "pay_in_advance": plan.pay_in_advance,
+        "bill_charges_monthly": None,
+        "minimum_commitment": None,
+        "usage_thresholds": [],
+        "taxes": [],
+        "charges": [charge_out(charge) for charge in plan.charges.all()],
+    }
+
+
+class TaxIn(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    code = serializers.CharField(max_length=255)
+    rate = serializers.DecimalField(max_digits=9, decimal_places=5, min_value=Decimal(0), max_value=Decimal(100))
+    description = BlankableCharField()
+    country = serializers.ChoiceField(choices=sorted(COUNTRY_CODES), required=False, allow_blank=True)
+    provinces = serializers.ListField(child=serializers.CharField(max_length=8), required=False)
+    applied_to_organization = serializers.BooleanField(required=False)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and isinstance(data.get("rate"), float):
+            # A JSON float rate would be accepted by DecimalField via str(); Lago sends strings.
+            data = {**data, "rate": repr(data["rate"])}
+        return super().to_internal_value(data)
+
+    def validate(self, attrs):
+        provinces = attrs.get("provinces") or []
+        if provinces and attrs.get("country", "CA") == "CA":
+            bad = [p for p in provinces if p.upper() not in CANADIAN_PROVINCES]
+            if bad:
+                raise serializers.ValidationError({"provinces": [serializers.ErrorDetail("value_is_invalid", code="value_is_invalid")]})
+            attrs["provinces"] = [p.upper() for p in provinces]
+        attrs.pop("applied_to_organization", None)
+        return attrs
+
+
+__all__ = ["tax_out", "decimal_str"]

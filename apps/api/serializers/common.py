@@ -1,0 +1,72 @@
+"""Shared pieces of the Lago-shaped contract."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rest_framework import serializers
+
+from ..errors import MissingRootKey
+
+
+def root_payload(request, key: str) -> dict:
+    """Return the body's root object (`{"customer": {...}}` -> {...}); Lago answers 400 when absent."""
+    data = request.data
+    if not isinstance(data, dict) or not isinstance(data.get(key), dict) or not data.get(key):
+        raise MissingRootKey(key)
+    return data[key]
+
+
+def ts(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with a Z, as Lago prints timestamps."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def decimal_str(value) -> str:
+    """A Decimal as a plain JSON string without exponent or trailing zeros ("13", "9.975")."""
+    return format(value.normalize(), "f")
+
+
+def validated(serializer_class, data, **kwargs) -> dict:
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class BlankableCharField(serializers.CharField):
+    """A text field where JSON null means empty (Lago clients send null for 'unset')."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def validate_empty_values(self, data):
+        if data is None:
+            return True, ""
+        return super().validate_empty_values(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that refuses floats and numeric strings with a fraction (money in cents)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or isinstance(data, float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def tax_out(tax) -> dict:
+    return {
+        "lago_id": str(tax.lago_id),
+        "name": tax.name,
+        "code": tax.code,
+        "rate": decimal_str(tax.rate),
+        "description": tax.description or None,
+        "applied_to_organization": tax.service_id is None,
+        "country": tax.country or None,
+        "provinces": list(tax.provinces),
+        "created_at": ts(tax.created_at),
+    }

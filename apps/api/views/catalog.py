@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.catalog.selectors import (
+    billable_metric_get,
+    billable_metric_list,
+    plan_get,
+    plan_list,
+    tax_get,
+    tax_get_for_write,
+    tax_list,
+)
+from apps.catalog.services import (
+    billable_metric_create,
+    billable_metric_delete,
+    billable_metric_update,
+    plan_create,
+    plan_delete,
+    plan_update,
+    tax_create,
+    tax_delete,
+    tax_update,
+)
+
+from ..pagination import paginate
+from ..serializers.catalog import BillableMetricIn, PlanIn, TaxIn, billable_metric_out, plan_out
+from ..serializers.common import root_payload, tax_out
+
+
+class BillableMetricListCreateView(APIView):
+    @extend_schema(request=BillableMetricIn)
+    def post(self, request):
+        serializer = BillableMetricIn(data=root_payload(request, "billable_metric"))
+        serializer.is_valid(raise_exception=True)
+        metric = billable_metric_create(service=request.auth.service, values=serializer.model_values())
+        return Response({"billable_metric": billable_metric_out(metric)})
+
+    def get(self, request):
+        metrics = billable_metric_list(service=request.auth.service)
+        return Response(paginate(request, metrics, "billable_metrics", lambda items: [billable_metric_out(m) for m in items]))
+
+
+class BillableMetricDetailView(APIView):
+    def get(self, request, code: str):
+        return Response({"billable_metric": billable_metric_out(billable_metric_get(service=request.auth.service, code=code))})
+
+    @extend_schema(request=BillableMetricIn)
+    def put(self, request, code: str):
+        metric = billable_metric_get(service=request.auth.service, code=code)
+        serializer = BillableMetricIn(data=root_payload(request, "billable_metric"), partial=True)
+        serializer.is_valid(raise_exception=True)
+        metric = billable_metric_update(metric=metric, values=serializer.model_values())
+        return Response({"billable_metric": billable_metric_out(metric)})
+
+    def delete(self, request, code: str):
+        metric = billable_metric_get(service=request.auth.service, code=code)
+        return Response({"billable_metric": billable_metric_out(billable_metric_delete(metric=metric))})
+
+
+class PlanListCreateView(APIView):
+    @extend_schema(request=PlanIn)
+    def post(self, request):
+        serializer = PlanIn(data=root_payload(request, "plan"))
+        serializer.is_valid(raise_exception=True)
+        values, charges = serializer.model_values()
+        plan = plan_create(service=request.auth.service, values=values, charges=charges or [])
+        return Response({"plan": plan_out(plan_get(service=request.auth.service, code=plan.code))})
+
+    def get(self, request):
+        plans = plan_list(service=request.auth.service)
+        return Response(paginate(request, plans, "plans", lambda items: [plan_out(p) for p in items]))
+
+
+class PlanDetailView(APIView):
+    def get(self, request, code: str):
+        return Response({"plan": plan_out(plan_get(service=request.auth.service, code=code))})
+
+    @extend_schema(request=PlanIn)
+    def put(self, request, code: str):
+        plan = plan_get(service=request.auth.service, code=code)
+        serializer = PlanIn(data=root_payload(request, "plan"), partial=True)
+        serializer.is_valid(raise_exception=True)
+        values, charges = serializer.model_values()
+        plan = plan_update(plan=plan, values=values, charges=charges)
+        return Response({"plan": plan_out(plan_get(service=request.auth.service, code=plan.code))})
+
+    def delete(self, request, code: str):
+        plan = plan_get(service=request.auth.service, code=code)
+        plan = plan_delete(plan=plan)
+        return Response({"plan": plan_out(plan)})
+
+
+class TaxListCreateView(APIView):
+    @extend_schema(request=TaxIn)
+    def post(self, request):
+        serializer = TaxIn(data=root_payload(request, "tax"))
+        serializer.is_valid(raise_exception=True)
+        tax = tax_create(service=request.auth.service, values=dict(serializer.validated_data))
+        return Response({"tax": tax_out(tax)})
+
+    def get(self, request):
+        taxes = tax_list(service=request.auth.service)
+        return Response(paginate(request, taxes, "taxes", lambda items: [tax_out(t) for t in items]))
+
+
+class TaxDetailView(APIView):
+    def get(self, request, code: str):
+        return Response({"tax": tax_out(tax_get(service=request.auth.service, code=code))})
+
+    @extend_schema(request=TaxIn)
+    def put(self, request, code: str):
+        tax = tax_get_for_write(service=request.auth.service, code=code)
+        serializer = TaxIn(data=root_payload(request, "tax"), partial=True)
+        serializer.is_valid(raise_exception=True)
+        return Response({"tax": tax_out(tax_update(tax=tax, values=dict(serializer.validated_data)))})
+
+    def delete(self, request, code: str):
+        tax = tax_get_for_write(service=request.auth.service, code=code)
+        body = tax_out(tax)
+        tax_delete(tax=tax)
+        return Response({"tax": body})

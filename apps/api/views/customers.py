@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.customers.selectors import account_link_get, account_link_list
+from apps.customers.services import customer_link_delete, customer_upsert
+
+from ..pagination import paginate
+from ..serializers.common import root_payload
+from ..serializers.customers import CustomerIn, customer_out
+
+
+class CustomerListCreateView(APIView):
+    @extend_schema(request=CustomerIn, summary="Create or update a customer by external_id")
+    def post(self, request):
+        serializer = CustomerIn(data=root_payload(request, "customer"))
+        serializer.is_valid(raise_exception=True)
+        link = customer_upsert(
+            service=request.auth.service,
+            external_id=serializer.validated_data["external_id"],
+            attributes=serializer.customer_attributes(),
+        )
+        return Response({"customer": customer_out(link)})
+
+    def get(self, request):
+        links = account_link_list(service=request.auth.service)
+        search = request.query_params.get("search_term")
+        if search:
+            links = links.filter(external_id__icontains=search) | links.filter(customer__name__icontains=search)
+        countries = request.query_params.getlist("countries[]")
+        if countries:
+            links = links.filter(customer__country__in=countries)
+        states = request.query_params.getlist("states[]")
+        if states:
+            links = links.filter(customer__state__in=states)
+        currencies = request.query_params.getlist("currencies[]")
+        if currencies:
+            links = links.filter(customer__currency__in=currencies)
+        return Response(paginate(request, links, "customers", lambda items: [customer_out(i) for i in items]))
+
+
+class CustomerDetailView(APIView):
+    def get(self, request, external_id: str):
+        link = account_link_get(service=request.auth.service, external_id=external_id)
+        return Response({"customer": customer_out(link)})
+
+    def delete(self, request, external_id: str):
+        link = account_link_get(service=request.auth.service, external_id=external_id)
+        link = customer_link_delete(link_id=link.pk)
+        return Response({"customer": customer_out(link)})

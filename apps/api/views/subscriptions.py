@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.catalog.selectors import plan_get
+from apps.core.exceptions import ValidationFailed
+from apps.subscriptions.models import Subscription
+from apps.subscriptions.selectors import subscription_get, subscription_list
+from apps.subscriptions.services import (
+    SubscriptionRequest,
+    subscription_create,
+    subscription_terminate,
+    subscription_update,
+)
+
+from ..pagination import paginate
+from ..serializers.common import root_payload
+from ..serializers.subscriptions import SubscriptionIn, SubscriptionUpdateIn, subscription_out
+
+
+def _status_param(request) -> str | None:
+    status = request.query_params.get("status")
+    if status and status not in Subscription.Status.values:
+        raise ValidationFailed("bad status", details={"status": ["value_is_invalid"]})
+    return status
+
+
+class SubscriptionListCreateView(APIView):
+    @extend_schema(request=SubscriptionIn)
+    def post(self, request):
+        serializer = SubscriptionIn(data=root_payload(request, "subscription"))
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        service = request.auth.service
+        plan = plan_get(service=service, code=data["plan_code"])
+        subscription = subscription_create(
+            service=service,
+            request=SubscriptionRequest(
+                external_id=data["external_id"],
+                external_customer_id=data["external_customer_id"],
+                plan=plan,
+                name=data.get("name", ""),
+                billing_time=data["billing_time"],
+                subscription_at=data.get("subscription_at"),
+                ending_at=data.get("ending_at"),
+            ),
+        )
+        return Response({"subscription": subscription_out(subscription, with_plan=True)})
+
+    def get(self, request):
+        statuses = request.query_params.getlist("status[]") or request.query_params.getlist("status")
+        bad = [s for s in statuses if s not in Subscription.Status.values]
+        if bad:
+            raise ValidationFailed("bad status", details={"status": ["value_is_invalid"]})
+        subscriptions = subscription_list(
+            service=request.auth.service,
+            external_customer_id=request.query_params.get("external_customer_id"),
+            plan_code=request.query_params.get("plan_code"),
+            statuses=statuses or None,
+        )
+        return Response(
+            paginate(request, subscriptions, "subscriptions", lambda items: [subscription_out(s) for s in items])
+        )
+
+
+class SubscriptionDetailView(APIView):
+    def get(self, request, external_id: str):
+        subscription = subscription_get(service=request.auth.service, external_id=external_id, status=_status_param(request))
+        return Response({"subscription": subscription_out(subscription, with_plan=True)})
+
+    @extend_schema(request=SubscriptionUpdateIn)
+    def put(self, request, external_id: str):
+        status = request.data.get("status") if isinstance(request.data, dict) else None
+        if status not in (None, "active", "pending"):
+            raise ValidationFailed("bad status", details={"status": ["value_is_invalid"]})
+        subscription = subscription_get(service=request.auth.service, external_id=external_id, status=status)
+        serializer = SubscriptionUpdateIn(data=root_payload(request, "subscription"), partial=True)
+        serializer.is_valid(raise_exception=True)
+        values = dict(serializer.validated_data)
+        subscription = subscription_update(subscription=subscription, values=values)
+        return Response({"subscription": subscription_out(subscription, with_plan=True)})
+
+    def delete(self, request, external_id: str):
+        subscription = subscription_get(service=request.auth.service, external_id=external_id, status=_status_param(request))
+        subscription = subscription_terminate(subscription_id=subscription.pk)
+        return Response({"subscription": subscription_out(subscription, with_plan=True)})

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import BillableMetric, Charge, Plan, Tax
+
+
+@admin.register(BillableMetric)
+class BillableMetricAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "service", "aggregation_type", "field_name", "recurring", "deleted_at")
+    list_filter = ("service", "aggregation_type", "recurring")
+    search_fields = ("code", "name")
+    list_select_related = ("service",)
+    readonly_fields = ("lago_id", "created_at", "updated_at")
+
+
+class ChargeInline(admin.StackedInline):
+    model = Charge
+    extra = 0
+    fields = (
+        "code",
+        "billable_metric",
+        "charge_model",
+        "properties",
+        "pay_in_advance",
+        "invoiceable",
+        "min_amount_cents",
+        "invoice_display_name",
+    )
+    autocomplete_fields = ("billable_metric",)
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "service", "interval", "amount_cents", "amount_currency", "pay_in_advance", "deleted_at")
+    list_filter = ("service", "interval", "amount_currency", "pay_in_advance")
+    search_fields = ("code", "name")
+    list_select_related = ("service",)
+    readonly_fields = ("lago_id", "created_at", "updated_at")
+    inlines = (ChargeInline,)
+
+
+@admin.register(Tax)
+class TaxAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "rate", "country", "provinces", "service", "odoo_tax_ref")
+    list_filter = ("country", "service")
+    search_fields = ("code", "name")
+    readonly_fields = ("lago_id", "created_at", "updated_at")

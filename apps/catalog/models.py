@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+from apps.core.models import TimeStampedModel
+
+
+class BillableMetric(TimeStampedModel):
+    """What a service meters (compute hours, seats...) and how a period's events aggregate."""
+
+    class Aggregation(models.TextChoices):
+        COUNT = "count_agg"
+        SUM = "sum_agg"
+        MAX = "max_agg"
+        UNIQUE_COUNT = "unique_count_agg"
+        LATEST = "latest_agg"
+        WEIGHTED_SUM = "weighted_sum_agg"
+
+    class RoundingFunction(models.TextChoices):
+        CEIL = "ceil"
+        FLOOR = "floor"
+        ROUND = "round"
+
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="billable_metrics")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    aggregation_type = models.CharField(max_length=32, choices=Aggregation.choices)
+    field_name = models.CharField(max_length=255, blank=True)  # event property aggregated; blank for count
+    recurring = models.BooleanField(default=False)  # units carry over from period to period
+    weighted_interval = models.CharField(max_length=16, blank=True)  # "seconds" for weighted_sum
+    rounding_function = models.CharField(max_length=8, choices=RoundingFunction.choices, blank=True)
+    rounding_precision = models.IntegerField(null=True, blank=True)
+    # Lago's dimensions: [{"key": "region", "values": ["us", "eu"]}]
+    filters = models.JSONField(default=list, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("service", "code")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("service", "code"), condition=Q(deleted_at__isnull=True), name="uniq_live_metric_code"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.code}"
+
+
+class Tax(TimeStampedModel):
+    """A sales tax rate (HST, GST, PST, QST...) and where it applies.
+
+    Hub-wide taxes (service null) are managed by staff and carry the Odoo tax used when
+    posting; a service may add its own through the API, visible to it alone.
+    """
+
+    service = models.ForeignKey(
+        "customers.Service", on_delete=models.PROTECT, null=True, blank=True, related_name="taxes"
+    )
+    code = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    rate = models.DecimalField(max_digits=9, decimal_places=5)  # percent, e.g. 13.00000
+    country = models.CharField(max_length=2, blank=True)  # ISO 3166-1; blank = not tied to a place
+    # Province codes where the tax applies; empty with a country = the whole country.
+    provinces = ArrayField(models.CharField(max_length=8), default=list, blank=True)
+    odoo_tax_ref = models.CharField(max_length=255, blank=True, help_text="Odoo account.tax id or xml id")
+
+    class Meta:
+        ordering = ("code",)
+        verbose_name_plural = "taxes"
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.rate}%)"
+
+
+class Plan(TimeStampedModel):
+    """A service's price list: a base fee per interval plus usage charges."""
+
+    class Interval(models.TextChoices):
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+        QUARTERLY = "quarterly"
+        YEARLY = "yearly"
+
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="plans")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    invoice_display_name = models.CharField(max_length=255, blank=True)
+    interval = models.CharField(max_length=16, choices=Interval.choices)
+    amount_cents = models.BigIntegerField(default=0)  # base fee per interval, minor units of amount_currency
+    amount_currency = models.CharField(max_length=3)  # ISO 4217
+    pay_in_advance = models.BooleanField(default=False)  # base fee billed at period start, else at its end
+    trial_period = models.PositiveIntegerField(default=0)  # days without base fee
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("service", "code")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("service", "code"), condition=Q(deleted_at__isnull=True), name="uniq_live_plan_code"
+            ),
+            models.CheckConstraint(condition=Q(amount_cents__gte=0), name="plan_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.code}"
+
+    @property
+    def yearly_amount_cents(self) -> int:
+        """Base fee normalised to a year: Lago compares plans this way for upgrade vs downgrade."""
+        per_year = {"weekly": 52, "monthly": 12, "quarterly": 4, "yearly": 1}[self.interval]
+        return self.amount_cents * per_year
+
+
+class Charge(TimeStampedModel):
+    """How a plan prices one metric: a Lago charge model with its properties."""
+
+    class ChargeModel(models.TextChoices):
+        STANDARD = "standard"
+        GRADUATED = "graduated"
+        VOLUME = "volume"
+        PACKAGE = "package"
+        PERCENTAGE = "percentage"
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="charges")
+    billable_metric = models.ForeignKey(BillableMetric, on_delete=models.PROTECT, related_name="charges")
+    code = models.CharField(max_length=255)
+    invoice_display_name = models.CharField(max_length=255, blank=True)
+    charge_model = models.CharField(max_length=16, choices=ChargeModel.choices)
+    # Lago's property names per model; money values are decimal strings in major units.
+    properties = models.JSONField(default=dict)
+    pay_in_advance = models.BooleanField(default=False)
+    invoiceable = models.BooleanField(default=True)
+    prorated = models.BooleanField(default=False)
+    min_amount_cents = models.BigIntegerField(default=0)  # per-period minimum, minor units
+    filters = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ("plan", "id")
+        constraints = [
+            models.UniqueConstraint(fields=("plan", "code"), name="uniq_charge_code_per_plan"),
+            models.CheckConstraint(condition=Q(min_amount_cents__gte=0), name="charge_min_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan.code}/{self.code}"

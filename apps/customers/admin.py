@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from .models import AccountLink, Customer, Service
+from .services import service_create, service_rotate_key
+
+
+class AccountLinkInline(admin.TabularInline):
+    model = AccountLink
+    extra = 0
+    fields = ("service", "external_id", "deleted_at", "created_at")
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "active", "api_key_prefix", "api_key_rotated_at", "created_at")
+    list_filter = ("active",)
+    search_fields = ("code", "name")
+    readonly_fields = ("api_key_prefix", "api_key_rotated_at", "lago_id", "created_at", "updated_at")
+    fields = ("code", "name", "active", "api_key_prefix", "api_key_rotated_at", "lago_id", "created_at")
+    actions = ("rotate_key",)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued = service_create(code=obj.code, name=obj.name)
+        obj.pk = issued.service.pk
+        obj.__dict__.update(issued.service.__dict__)
+        self._show_key(request, issued)
+
+    @admin.action(description="Rotate API key (the old key stops working)")
+    def rotate_key(self, request, queryset):
+        for service_id in queryset.values_list("pk", flat=True):
+            self._show_key(request, service_rotate_key(service_id=service_id))
+
+    @staticmethod
+    def _show_key(request, issued) -> None:
+        messages.warning(
+            request,
+            format_html(
+                "API key for <b>{}</b> (shown once, store it now): <code>{}</code>", issued.service.code, issued.raw_key
+            ),
+        )
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("external_id", "legal_name", "name", "email", "country", "state", "currency", "created_at")
+    list_filter = ("country", "state", "currency", "customer_type")
+    search_fields = ("external_id", "name", "legal_name", "email", "account_links__external_id")
+    readonly_fields = ("lago_id", "created_at", "updated_at")
+    inlines = (AccountLinkInline,)
+
+
+@admin.register(AccountLink)
+class AccountLinkAdmin(admin.ModelAdmin):
+    list_display = ("external_id", "service", "customer", "deleted_at", "created_at")
+    list_filter = ("service", ("deleted_at", admin.EmptyFieldListFilter))
+    search_fields = ("external_id", "customer__external_id", "customer__legal_name")
+    list_select_related = ("service", "customer")
+    autocomplete_fields = ("customer",)
+    readonly_fields = ("lago_id", "created_at", "updated_at")

@@ -1,0 +1,142 @@
+"""Writes for services (API keys), customers and their account links."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.exceptions import ValidationFailed
+
+from .models import AccountLink, Customer, Service
+
+API_KEY_PREFIX = "nexa_"
+
+
+def api_key_hash(raw_key: str) -> str:
+    """Return the SHA-256 hex digest under which a key is stored."""
+    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+def _new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    service: Service
+    raw_key: str  # shown once; never stored
+
+
+@transaction.atomic
+def service_create(*, code: str, name: str) -> IssuedKey:
+    """Create a service and return its first API key (the only time it is visible)."""
+    if Service.objects.filter(code=code).exists():
+        raise ValidationFailed("service code taken", details={"code": ["value_already_exist"]})
+    raw_key = _new_api_key()
+    service = Service.objects.create(
+        code=code, name=name, api_key_hash=api_key_hash(raw_key), api_key_prefix=raw_key[:12]
+    )
+    return IssuedKey(service=service, raw_key=raw_key)
+
+
+@transaction.atomic
+def service_rotate_key(*, service_id: int) -> IssuedKey:
+    """Replace a service's key; the old one stops working when this commits."""
+    service = Service.objects.select_for_update().get(pk=service_id)
+    raw_key = _new_api_key()
+    service.api_key_hash = api_key_hash(raw_key)
+    service.api_key_prefix = raw_key[:12]
+    service.api_key_rotated_at = timezone.now()
+    service.save(update_fields=["api_key_hash", "api_key_prefix", "api_key_rotated_at", "updated_at"])
+    return IssuedKey(service=service, raw_key=raw_key)
+
+
+CUSTOMER_FIELDS = (
+    "name",
+    "firstname",
+    "lastname",
+    "legal_name",
+    "legal_number",
+    "tax_identification_number",
+    "customer_type",
+    "email",
+    "phone",
+    "url",
+    "address_line1",
+    "address_line2",
+    "city",
+    "zipcode",
+    "state",
+    "country",
+    "currency",
+    "timezone",
+    "net_payment_term",
+    "invoice_grace_period",
+    "metadata",
+)
+
+
+def _hub_reference(*, service: Service, external_id: str) -> str:
+    return f"{service.code}:{external_id}"
+
+
+@transaction.atomic
+def customer_upsert(*, service: Service, external_id: str, attributes: dict) -> AccountLink:
+    """Create or update the customer a service knows as `external_id` (Lago's POST /customers).
+
+    `attributes` holds validated values for CUSTOMER_FIELDS; absent keys are left unchanged.
+    Returns the service's account link (the API's view of the customer).
+    """
+    unknown = set(attributes) - set(CUSTOMER_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown customer attributes: {sorted(unknown)}")
+    link = (
+        AccountLink.objects.select_for_update()
+        .select_related("customer")
+        .filter(service=service, external_id=external_id, deleted_at__isnull=True)
+        .first()
+    )
+    if link is None:
+        reference = _hub_reference(service=service, external_id=external_id)
+        customer, _ = Customer.objects.get_or_create(external_id=reference)
+        try:
+            with transaction.atomic():
+                link = AccountLink.objects.create(service=service, customer=customer, external_id=external_id)
+        except IntegrityError:
+            # A concurrent request created the same link first: update that one.
+            link = AccountLink.objects.select_for_update().select_related("customer").get(
+                service=service, external_id=external_id, deleted_at__isnull=True
+            )
+    customer = link.customer
+    changed = [field for field, value in attributes.items() if getattr(customer, field) != value]
+    for field in changed:
+        setattr(customer, field, attributes[field])
+    if changed:
+        customer.save(update_fields=[*changed, "updated_at"])
+    return link
+
+
+@transaction.atomic
+def customer_link_delete(*, link_id: int) -> AccountLink:
+    """Delete a service's view of a customer and terminate that service's live subscriptions on it."""
+    from apps.subscriptions.services import subscription_terminate
+
+    link = AccountLink.objects.select_for_update().get(pk=link_id)
+    if link.deleted_at is not None:
+        return link
+    for subscription in link.subscriptions.filter(status__in=("active", "pending")):
+        subscription_terminate(subscription_id=subscription.pk)
+    link.deleted_at = timezone.now()
+    link.save(update_fields=["deleted_at", "updated_at"])
+    return link
+
+
+@transaction.atomic
+def account_link_create(*, service: Service, customer: Customer, external_id: str) -> AccountLink:
+    """Link an existing customer to a service under the service's external id (staff use)."""
+    if AccountLink.objects.filter(service=service, external_id=external_id, deleted_at__isnull=True).exists():
+        raise ValidationFailed("link exists", details={"external_id": ["value_already_exist"]})
+    return AccountLink.objects.create(service=service, customer=customer, external_id=external_id)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from apps.core.models import TimeStampedModel
+
+
+class Subscription(TimeStampedModel):
+    """A customer on a plan, as one service sees it (addressed by the service's external id)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACTIVE = "active"
+        TERMINATED = "terminated"
+        CANCELED = "canceled"
+
+    class BillingTime(models.TextChoices):
+        CALENDAR = "calendar"
+        ANNIVERSARY = "anniversary"
+
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="subscriptions")
+    account_link = models.ForeignKey("customers.AccountLink", on_delete=models.PROTECT, related_name="subscriptions")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="subscriptions")
+    plan = models.ForeignKey("catalog.Plan", on_delete=models.PROTECT, related_name="subscriptions")
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    billing_time = models.CharField(max_length=16, choices=BillingTime.choices, default=BillingTime.CALENDAR)
+    subscription_at = models.DateTimeField()  # when it starts (or started); anniversary anchor
+    started_at = models.DateTimeField(null=True, blank=True)
+    ending_at = models.DateTimeField(null=True, blank=True)  # planned automatic termination
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    # The subscription this one replaced on upgrade or downgrade.
+    previous_subscription = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="next_subscription"
+    )
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("service", "external_id"), condition=Q(status="active"), name="uniq_active_subscription"
+            ),
+            models.UniqueConstraint(
+                fields=("service", "external_id"), condition=Q(status="pending"), name="uniq_pending_subscription"
+            ),
+        ]
+        indexes = [models.Index(fields=("service", "external_id"))]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.external_id} ({self.status})"

@@ -1,0 +1,246 @@
+"""NexaBilling settings: everything from the environment, validated at start.
+
+A bad value fails at start with ImproperlyConfigured naming the variable. No I/O here:
+the embedded database is started by manage.py / wsgi / the test conftest before Django
+reads DATABASE_URL (nexabilling/embedded_db.py).
+"""
+from __future__ import annotations
+
+import os
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise ImproperlyConfigured(f"{name} must be set")
+        return default
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def env_decimal(name: str, default: str) -> Decimal:
+    raw = os.environ.get(name) or default
+    try:
+        return Decimal(raw)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}") from None
+
+
+def env_int_list(name: str, default: str) -> list[int]:
+    raw = os.environ.get(name) or default
+    try:
+        values = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be comma-separated integers, got {raw!r}") from None
+    if any(value < 0 for value in values):
+        raise ImproperlyConfigured(f"{name} must not contain negative values, got {raw!r}")
+    return values
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-key-only-for-debug" if DEBUG else None)
+ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+# Public base URL of the hub: links in webhooks, PDFs and Stripe redirects.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_celery_beat",
+    "djstripe",
+    "apps.core",
+    "apps.customers",
+    "apps.catalog",
+    "apps.subscriptions",
+    "apps.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "nexabilling.urls"
+WSGI_APPLICATION = "nexabilling.wsgi.application"
+# Lago's paths have no trailing slash; a redirect would break POST clients.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+
+def _database_from_env() -> dict:
+    url = env_str("DATABASE_URL", "")
+    if not url:
+        raise ImproperlyConfigured(
+            "DATABASE_URL must be set (manage.py and the test suite start an embedded PostgreSQL when it is unset)"
+        )
+    try:
+        config = environ.Env.db_url_config(url)
+    except Exception as exc:  # django-environ raises several types for a malformed URL
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+    if config.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...); other engines are unsupported")
+    config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    config["CONN_HEALTH_CHECKS"] = True
+    # Parallel test runs on one server (developers' helpers, CI) need distinct test database names.
+    test_name = os.environ.get("NEXA_TEST_DB_NAME")
+    if test_name:
+        config["TEST"] = {"NAME": test_name}
+    return config
+
+
+DATABASES = {"default": _database_from_env()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-ca"
+TIME_ZONE = "America/Toronto"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.api.auth.ServiceKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.api.auth.IsService"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "apps.api.errors.lago_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "NexaBilling API",
+    "DESCRIPTION": "Lago-compatible billing API for Nexa services. Authenticate with `Authorization: Bearer <service key>`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Celery: unset broker = tasks run in-process (quickstart). The beat schedule lives in the database
+# (django-celery-beat); CELERY_BEAT_SCHEDULE below is its source, synced on beat start.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE: dict = {}
+
+# Billing
+NEXA_LEGAL_NAME = env_str("NEXA_LEGAL_NAME", "Nexa Systems Inc.")
+NEXA_ADDRESS = env_str("NEXA_ADDRESS", "100 King Street West, Toronto, ON M5X 1A9, Canada")
+NEXA_HST_NUMBER = env_str("NEXA_HST_NUMBER", "123456789 RT0001")
+INVOICE_NUMBER_PREFIX = env_str("INVOICE_NUMBER_PREFIX", "NEXA")
+INVOICE_GRACE_PERIOD_DAYS = env_int("INVOICE_GRACE_PERIOD_DAYS", 0, minimum=0)
+DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "CAD")
+# Events may not be dated further in the future than this (clock skew allowance).
+USAGE_MAX_FUTURE_SECONDS = env_int("USAGE_MAX_FUTURE_SECONDS", 86400, minimum=0)
+
+# Stripe (dj-stripe). Test keys by default; live mode only when STRIPE_LIVE_MODE=true.
+STRIPE_LIVE_MODE = env_bool("STRIPE_LIVE_MODE", False)
+STRIPE_TEST_SECRET_KEY = env_str("STRIPE_TEST_SECRET_KEY", "sk_test_" + "0" * 24)
+STRIPE_LIVE_SECRET_KEY = os.environ.get("STRIPE_LIVE_SECRET_KEY", "")
+if STRIPE_LIVE_MODE and not STRIPE_LIVE_SECRET_KEY:
+    raise ImproperlyConfigured("STRIPE_LIVE_SECRET_KEY must be set when STRIPE_LIVE_MODE=true")
+# Pinned so that a stripe-python upgrade cannot silently change the API version.
+STRIPE_API_VERSION = env_str("STRIPE_API_VERSION", "2026-08-26.dahlia")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+PAYMENT_RETRY_DAYS = env_int_list("PAYMENT_RETRY_DAYS", "1,3,7")
+
+# Odoo ledger
+LEDGER_ENABLED = env_bool("LEDGER_ENABLED", False)
+ODOO_URL = os.environ.get("ODOO_URL", "").rstrip("/")
+ODOO_DATABASE = os.environ.get("ODOO_DATABASE", "")
+ODOO_USERNAME = os.environ.get("ODOO_USERNAME", "")
+ODOO_API_KEY = os.environ.get("ODOO_API_KEY", "")
+ODOO_TRANSPORT = env_choice("ODOO_TRANSPORT", "json2", ("json2", "xmlrpc"))
+ODOO_TIMEOUT_SECONDS = env_int("ODOO_TIMEOUT_SECONDS", 30, minimum=1)
+if LEDGER_ENABLED and not (ODOO_URL and ODOO_DATABASE and ODOO_API_KEY):
+    raise ImproperlyConfigured("ODOO_URL, ODOO_DATABASE and ODOO_API_KEY must be set when LEDGER_ENABLED=true")
+
+# Outbound webhooks
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,152 @@
+"""Apps' view of the API: the official lago-python-client against a live hub on 127.0.0.1."""
+from __future__ import annotations
+
+import pytest
+from lago_python_client.client import Client
+from lago_python_client.exceptions import LagoApiError
+from lago_python_client.models import (
+    BillableMetric,
+    Charge,
+    Charges,
+    Customer,
+    Plan,
+    Subscription,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def cloud(live_server, service_factory):
+    issued = service_factory("nexacloud", "NexaCloud")
+    return Client(api_key=issued.raw_key, api_url=live_server.url)
+
+
+@pytest.fixture
+def desk(live_server, service_factory):
+    issued = service_factory("nexadesk", "NexaDesk")
+    return Client(api_key=issued.raw_key, api_url=live_server.url)
+
+
+def _graduated_plan(metric_id: str, api_metric_id: str, code: str = "cloud_pro") -> Plan:
+    return Plan(
+        name="Cloud Pro",
+        code=code,
+        interval="monthly",
+        amount_cents=4900,
+        amount_currency="CAD",
+        pay_in_advance=True,
+        charges=Charges(
+            __root__=[
+                Charge(
+                    billable_metric_id=metric_id,
+                    charge_model="graduated",
+                    properties={
+                        "graduated_ranges": [
+                            {"from_value": 0, "to_value": 100, "per_unit_amount": "0.10", "flat_amount": "0"},
+                            {"from_value": 101, "to_value": None, "per_unit_amount": "0.05", "flat_amount": "1"},
+                        ]
+                    },
+                ),
+                Charge(
+                    billable_metric_id=api_metric_id,
+                    charge_model="package",
+                    properties={"amount": "5", "package_size": 1000, "free_units": 100},
+                ),
+            ]
+        ),
+    )
+
+
+def test_catalog_customers_and_subscriptions_round_trip(cloud):
+    created = cloud.customers.create(
+        Customer(
+            external_id="acme",
+            name="Acme",
+            legal_name="Acme Robotics Inc.",
+            email="billing@acme.test",
+            country="CA",
+            state="ON",
+            city="Toronto",
+            currency="CAD",
+            timezone="America/Toronto",
+        )
+    )
+    assert created.external_id == "acme"
+    assert created.lago_id
+    updated = cloud.customers.create(Customer(external_id="acme", city="Ottawa"))
+    assert updated.lago_id == created.lago_id
+    assert cloud.customers.find("acme").city == "Ottawa"
+    assert cloud.customers.find("acme").legal_name == "Acme Robotics Inc."
+
+    hours = cloud.billable_metrics.create(
+        BillableMetric(name="Compute hours", code="compute_hours", aggregation_type="sum_agg", field_name="hours")
+    )
+    calls = cloud.billable_metrics.create(BillableMetric(name="API calls", code="api_calls", aggregation_type="count_agg"))
+    assert hours.filters == [] or hours.filters is not None
+    renamed = cloud.billable_metrics.update(BillableMetric(name="Compute (h)"), "compute_hours")
+    assert renamed.name == "Compute (h)"
+
+    plan = cloud.plans.create(_graduated_plan(hours.lago_id, calls.lago_id))
+    assert plan.code == "cloud_pro"
+    charges = plan.charges.__root__
+    assert [c.charge_model for c in charges] == ["graduated", "package"]
+    assert charges[0].properties["graduated_ranges"][1]["flat_amount"] == "1"
+    assert cloud.plans.find("cloud_pro").amount_cents == 4900
+
+    subscription = cloud.subscriptions.create(
+        Subscription(external_customer_id="acme", plan_code="cloud_pro", external_id="acme-cloud-1", billing_time="anniversary")
+    )
+    assert subscription.status == "active"
+    assert subscription.external_customer_id == "acme"
+    assert cloud.subscriptions.find("acme-cloud-1").plan_code == "cloud_pro"
+
+    terminated = cloud.subscriptions.destroy("acme-cloud-1")
+    assert terminated.status == "terminated"
+    with pytest.raises(LagoApiError) as missing:
+        cloud.subscriptions.find("acme-cloud-1")
+    assert missing.value.status_code == 404
+
+
+def test_lists_are_paginated(cloud):
+    for index in range(5):
+        cloud.customers.create(Customer(external_id=f"cust-{index}", name=f"Customer {index}"))
+    first = cloud.customers.find_all({"per_page": 2, "page": 1})
+    assert len(first["customers"]) == 2
+    assert first["meta"]["total_count"] == 5
+    assert first["meta"]["total_pages"] == 3
+    assert first["meta"]["next_page"] == 2
+    last = cloud.customers.find_all({"per_page": 2, "page": 3})
+    assert len(last["customers"]) == 1
+    assert last["meta"]["next_page"] is None
+    seen = {c.external_id for page in (1, 2, 3) for c in cloud.customers.find_all({"per_page": 2, "page": page})["customers"]}
+    assert seen == {f"cust-{i}" for i in range(5)}
+
+
+def test_client_raises_its_own_errors_with_lago_statuses(cloud, live_server):
+    bad_key = Client(api_key="nexa_wrong", api_url=live_server.url)
+    with pytest.raises(LagoApiError) as unauthorized:
+        bad_key.customers.find_all()
+    assert unauthorized.value.status_code == 401
+
+    with pytest.raises(LagoApiError) as not_found:
+        cloud.customers.find("nobody")
+    assert not_found.value.status_code == 404
+    assert not_found.value.response["code"] == "customer_not_found"
+
+    with pytest.raises(LagoApiError) as invalid:
+        cloud.billable_metrics.create(BillableMetric(name="Storage", code="storage", aggregation_type="max_agg"))
+    assert invalid.value.status_code == 422
+    assert invalid.value.response["error_details"] == {"field_name": ["value_is_mandatory"]}
+
+    with pytest.raises(LagoApiError) as unknown_plan:
+        cloud.subscriptions.create(Subscription(external_customer_id="x", plan_code="nope", external_id="s1"))
+    assert unknown_plan.value.status_code == 404
+    assert unknown_plan.value.response["code"] == "plan_not_found"
+
+
+def test_another_services_key_sees_404(cloud, desk):
+    cloud.customers.create(Customer(external_id="shared", name="Shared"))
+    with pytest.raises(LagoApiError) as err:
+        desk.customers.find("shared")
+    assert err.value.status_code == 404

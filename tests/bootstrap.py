@@ -1,0 +1,18 @@
+"""Loaded as a pytest plugin (-p tests.bootstrap) before pytest-django reads the settings.
+
+It sets the test environment and, when DATABASE_URL is unset, starts the embedded
+PostgreSQL so that the suite passes on a laptop with nothing installed.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexabilling.settings")
+os.environ.setdefault("SECRET_KEY", "test-secret-key")
+os.environ.pop("CELERY_BROKER_URL", None)  # tests run tasks in-process unless a test says otherwise
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from nexabilling.embedded_db import ensure_database_url
+
+    ensure_database_url()
