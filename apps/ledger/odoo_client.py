@@ -220,6 +220,11 @@ def _xmlrpc_transport(timeout: float, https: bool) -> xmlrpc.client.Transport:
             connection.timeout = timeout  # applies to connect and every read
             return connection
 
+        def request(self, host: Any, handler: str, request_body: bytes, verbose: bool = False) -> Any:
+            # Transport.request silently re-sends once when the server drops the connection; Odoo
+            # may have committed the first one, so a re-sent create would duplicate the move.
+            return self.single_request(host, handler, request_body, verbose)
+
     return _TimeoutTransport()
 
 
