@@ -46,6 +46,7 @@ import argparse
 import copy
 import json
 import re
+import sys
 import threading
 import traceback
 import xmlrpc.client
@@ -322,7 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json2_error(self, status: int, name: str, message: str, arguments: list[Any],
                      headers: dict[str, str] | None = None) -> None:
         self._json(status, {"name": name, "message": message, "arguments": arguments, "context": {},
-                            "debug": traceback.format_exc()}, headers)
+                            "debug": traceback.format_exc() if sys.exc_info()[0] else ""}, headers)
 
     def _json2_not_found(self, description: str) -> None:
         self._json2_error(404, "werkzeug.exceptions.NotFound", description, [description, 404])
