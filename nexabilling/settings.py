@@ -98,6 +98,11 @@ INSTALLED_APPS = [
     "apps.customers",
     "apps.catalog",
     "apps.subscriptions",
+    "apps.usage",
+    "apps.invoicing",
+    "apps.payments",
+    "apps.ledger",
+    "apps.webhooks",
     "apps.api",
 ]
 

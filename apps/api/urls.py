@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import catalog, customers, health, subscriptions
+from .views import catalog, customers, events, health, invoices, payments, subscriptions, webhook_endpoints
 
 # Lago's paths: no trailing slash; identifiers may contain dots and anything but "/".
+# Each resource module owns its routes in `urlpatterns`, so domains grow without touching this file.
 urlpatterns = [
     path("health", health.HealthView.as_view()),
     path("customers", customers.CustomerListCreateView.as_view()),
+    *payments.urlpatterns,  # customers/<id>/checkout_url etc. before the catch-all customer route
+    *invoices.urlpatterns,
     path("customers/<str:external_id>", customers.CustomerDetailView.as_view()),
     path("billable_metrics", catalog.BillableMetricListCreateView.as_view()),
     path("billable_metrics/<str:code>", catalog.BillableMetricDetailView.as_view()),
@@ -17,4 +20,6 @@ urlpatterns = [
     path("taxes/<str:code>", catalog.TaxDetailView.as_view()),
     path("subscriptions", subscriptions.SubscriptionListCreateView.as_view()),
     path("subscriptions/<str:external_id>", subscriptions.SubscriptionDetailView.as_view()),
+    *events.urlpatterns,
+    *webhook_endpoints.urlpatterns,
 ]

@@ -32,6 +32,9 @@ class Subscription(TimeStampedModel):
     ending_at = models.DateTimeField(null=True, blank=True)  # planned automatic termination
     terminated_at = models.DateTimeField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
+    # Usage before this instant has been invoiced (set at finalization); later-arriving events
+    # dated before it are "late" and billed as adjustments on the next invoice.
+    usage_billed_until = models.DateTimeField(null=True, blank=True)
     # The subscription this one replaced on upgrade or downgrade.
     previous_subscription = models.OneToOneField(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="next_subscription"

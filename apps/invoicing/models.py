@@ -1,0 +1,227 @@
+"""Invoices, their fees, credit notes and the gapless number sequences.
+
+Amounts billed or credited are integer minor units of the row's `currency`; precise
+(unrounded) amounts are Decimals in major units. A finalized invoice never changes:
+corrections go through credit notes or void.
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from apps.core.models import TimeStampedModel
+
+QUANTITY = {"max_digits": 30, "decimal_places": 12}
+
+
+class Invoice(TimeStampedModel):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        FINALIZED = "finalized"
+        VOIDED = "voided"
+
+    class PaymentStatus(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    class InvoiceType(models.TextChoices):
+        SUBSCRIPTION = "subscription"
+        ONE_OFF = "one_off"
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="invoices")
+    invoice_type = models.CharField(max_length=16, choices=InvoiceType.choices, default=InvoiceType.SUBSCRIPTION)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    payment_status = models.CharField(
+        max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING, db_index=True
+    )
+    currency = models.CharField(max_length=3)  # ISO 4217
+    # Exactly-once key of a period close: one subscription invoice per customer, billing date and currency.
+    close_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    series = models.CharField(max_length=32, blank=True)  # numbering series, e.g. "NEXA-2026"
+    number = models.CharField(max_length=64, blank=True)  # set once, at finalization
+    sequential_id = models.PositiveIntegerField(null=True, blank=True)  # position in `series`
+    issuing_date = models.DateField()
+    payment_due_date = models.DateField(null=True, blank=True)
+    net_payment_term = models.PositiveIntegerField(default=0)  # days
+    # A draft is finalized automatically once this instant passes (grace period for late usage).
+    grace_until = models.DateTimeField(null=True, blank=True)
+    fees_amount_cents = models.BigIntegerField(default=0)
+    sub_total_excluding_taxes_amount_cents = models.BigIntegerField(default=0)
+    taxes_amount_cents = models.BigIntegerField(default=0)
+    sub_total_including_taxes_amount_cents = models.BigIntegerField(default=0)
+    credit_notes_amount_cents = models.BigIntegerField(default=0)  # credits applied to this invoice
+    total_amount_cents = models.BigIntegerField(default=0)
+    total_paid_amount_cents = models.BigIntegerField(default=0)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    payment_overdue = models.BooleanField(default=False)
+    # Stripe Checkout link for customers without a saved card (payments app sets it).
+    payment_url = models.URLField(max_length=1000, blank=True)
+
+    class Meta:
+        ordering = ("-issuing_date", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=("number",), condition=~Q(number=""), name="uniq_invoice_number"),
+            models.UniqueConstraint(
+                fields=("series", "sequential_id"), condition=Q(sequential_id__isnull=False), name="uniq_invoice_seq"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft") | ~Q(number=""), name="finalized_invoice_has_number"
+            ),
+        ]
+        indexes = [models.Index(fields=("customer", "issuing_date"))]
+
+    def __str__(self) -> str:
+        return self.number or f"draft {self.lago_id}"
+
+    @property
+    def total_due_amount_cents(self) -> int:
+        return max(self.total_amount_cents - self.total_paid_amount_cents, 0)
+
+
+class InvoiceSubscription(models.Model):
+    """Which subscription period an invoice bills (Lago's `billing_periods[]`)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="billing_periods")
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="invoice_periods")
+    from_datetime = models.DateTimeField()
+    to_datetime = models.DateTimeField()  # exclusive
+    charges_from_datetime = models.DateTimeField()
+    charges_to_datetime = models.DateTimeField()  # exclusive
+    invoicing_reason = models.CharField(max_length=32, default="subscription_periodic")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("invoice", "subscription"), name="uniq_invoice_subscription")
+        ]
+
+
+class Fee(TimeStampedModel):
+    """One invoice line. `fee_key` makes each (subscription, charge, period) billable once."""
+
+    class FeeType(models.TextChoices):
+        SUBSCRIPTION = "subscription"  # plan base fee
+        CHARGE = "charge"  # usage
+        ADD_ON = "add_on"  # one-off
+        CREDIT = "credit"  # unused in-advance fee returned on upgrade/termination
+        COMMITMENT = "commitment"  # charge minimum true-up
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="fees")
+    fee_key = models.CharField(max_length=255, unique=True)
+    fee_type = models.CharField(max_length=16, choices=FeeType.choices)
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", on_delete=models.PROTECT, null=True, blank=True, related_name="fees"
+    )
+    charge = models.ForeignKey("catalog.Charge", on_delete=models.PROTECT, null=True, blank=True, related_name="fees")
+    add_on_code = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255)  # what the line says
+    description = models.TextField(blank=True)
+    currency = models.CharField(max_length=3)
+    units = models.DecimalField(**QUANTITY, default=0)
+    total_aggregated_units = models.DecimalField(**QUANTITY, default=0)
+    events_count = models.BigIntegerField(default=0)
+    precise_unit_amount = models.DecimalField(**QUANTITY, default=0)  # major units
+    precise_amount = models.DecimalField(**QUANTITY, default=0)  # major units, unrounded
+    amount_cents = models.BigIntegerField(default=0)  # precise_amount rounded once, half-up
+    taxes_amount_cents = models.BigIntegerField(default=0)
+    taxes_rate = models.DecimalField(max_digits=9, decimal_places=5, default=0)  # percent, summed over taxes
+    # [{"code", "name", "rate", "amount_cents"}] per tax applied to this line (Odoo round_per_line).
+    applied_taxes = models.JSONField(default=list, blank=True)
+    amount_details = models.JSONField(default=dict, blank=True)
+    from_datetime = models.DateTimeField(null=True, blank=True)
+    to_datetime = models.DateTimeField(null=True, blank=True)  # exclusive
+    # Usage that arrived after its period was invoiced, billed on a later invoice.
+    is_adjustment = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("invoice", "id")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.amount_cents} {self.currency}"
+
+
+class InvoiceAppliedTax(models.Model):
+    """Per-rate tax summary of an invoice: the sum of its lines' rounded taxes."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="applied_taxes")
+    tax_code = models.CharField(max_length=255)
+    tax_name = models.CharField(max_length=255)
+    tax_rate = models.DecimalField(max_digits=9, decimal_places=5)  # percent
+    base_amount_cents = models.BigIntegerField()  # lines this tax applies to
+    amount_cents = models.BigIntegerField()  # tax
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("invoice", "tax_code"), name="uniq_invoice_tax_code")]
+
+
+class NumberSequence(models.Model):
+    """A gapless counter per series; taken under a row lock, only at finalization."""
+
+    series = models.CharField(max_length=64, unique=True)
+    last_value = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.series}: {self.last_value}"
+
+
+class CreditNote(TimeStampedModel):
+    class Reason(models.TextChoices):
+        DUPLICATED_CHARGE = "duplicated_charge"
+        PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
+        ORDER_CHANGE = "order_change"
+        ORDER_CANCELLATION = "order_cancellation"
+        FRAUDULENT_CHARGE = "fraudulent_charge"
+        OTHER = "other"
+
+    class CreditStatus(models.TextChoices):
+        AVAILABLE = "available"
+        CONSUMED = "consumed"
+        VOIDED = "voided"
+
+    class RefundStatus(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_notes")
+    number = models.CharField(max_length=64, unique=True)
+    sequential_id = models.PositiveIntegerField()  # per invoice
+    issuing_date = models.DateField()
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    description = models.TextField(blank=True)
+    currency = models.CharField(max_length=3)
+    sub_total_excluding_taxes_amount_cents = models.BigIntegerField(default=0)
+    taxes_amount_cents = models.BigIntegerField(default=0)
+    total_amount_cents = models.BigIntegerField(default=0)
+    credit_amount_cents = models.BigIntegerField(default=0)  # kept as customer credit
+    refund_amount_cents = models.BigIntegerField(default=0)  # paid back through Stripe
+    balance_amount_cents = models.BigIntegerField(default=0)  # credit not yet consumed
+    credit_status = models.CharField(max_length=16, choices=CreditStatus.choices, blank=True)
+    refund_status = models.CharField(max_length=16, choices=RefundStatus.choices, blank=True)
+    # The in-advance credit of an upgrade/termination is created by the close, not a person.
+    created_by_close = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            models.UniqueConstraint(fields=("invoice", "sequential_id"), name="uniq_credit_note_seq"),
+            models.CheckConstraint(
+                condition=Q(credit_amount_cents__gte=0) & Q(refund_amount_cents__gte=0), name="credit_note_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class CreditNoteItem(TimeStampedModel):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="items")
+    fee = models.ForeignKey(Fee, on_delete=models.PROTECT, related_name="credit_note_items")
+    amount_cents = models.BigIntegerField()  # tax excluded
+    taxes_amount_cents = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="credit_note_item_positive")]
