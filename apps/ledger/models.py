@@ -1,0 +1,149 @@
+"""The Odoo ledger: an outbox of postings and the admin-edited mapping to Odoo records.
+
+A `LedgerPosting` is written in the transaction that finalized an invoice, issued a credit note or
+recorded a payment; services.py sends it to Odoo. Odoo references in the mapping tables are strings:
+an xml id ("account.1_sale"), a code (account code, journal code, product default_code, analytic
+code, tax name) or a numeric database id ("42"); they are resolved through `OdooClient.refs_resolve`.
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from apps.core.models import TimeStampedModel
+
+ODOO_REF_HELP = 'xml id ("account.1_sale"), code ("INV", "400000", product default code) or numeric id'
+
+
+class LedgerPosting(TimeStampedModel):
+    """One document to post to Odoo exactly once, keyed by its deterministic `ref`."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "invoice"
+        CREDIT_NOTE = "credit_note"
+        PAYMENT = "payment"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # to send (again) once next_attempt_at passes
+        POSTED = "posted"  # in Odoo, totals equal the hub's
+        FAILED = "failed"  # Odoo or the mapping refused it; retry from the admin
+        MISMATCH = "mismatch"  # in Odoo, but its totals differ from the hub's
+        SKIPPED = "skipped"  # nothing to post (zero-amount document)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    ref = models.CharField(max_length=128, unique=True)  # Odoo move `ref` / payment `memo`
+    invoice = models.ForeignKey(  # the invoice posted, or the invoice a payment settles
+        "invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
+    )
+    credit_note = models.ForeignKey(
+        "invoicing.CreditNote", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
+    )
+    # Payments: the hub has no payment model shared with the ledger; the row carries what Odoo needs.
+    stripe_payment_id = models.CharField(max_length=255, blank=True)  # pi_/ch_/in_ id, unique per payment
+    payment_amount_cents = models.BigIntegerField(null=True, blank=True)  # minor units of payment_currency
+    payment_currency = models.CharField(max_length=3, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    odoo_move_id = models.BigIntegerField(null=True, blank=True)  # account.move (the invoice's for payments)
+    odoo_payment_id = models.BigIntegerField(null=True, blank=True)  # account.payment
+    odoo_name = models.CharField(max_length=64, blank=True)  # e.g. "INV/2026/00001"
+    # What the hub billed and what Odoo computed, minor units of the document currency (set when read back).
+    hub_amount_untaxed_cents = models.BigIntegerField(null=True, blank=True)
+    hub_amount_tax_cents = models.BigIntegerField(null=True, blank=True)
+    hub_amount_total_cents = models.BigIntegerField(null=True, blank=True)
+    odoo_amount_untaxed_cents = models.BigIntegerField(null=True, blank=True)
+    odoo_amount_tax_cents = models.BigIntegerField(null=True, blank=True)
+    odoo_amount_total_cents = models.BigIntegerField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)  # null = due now
+    claimed_until = models.DateTimeField(null=True, blank=True)  # a sender's lease; expired = claimable
+    last_error = models.TextField(blank=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("id",)
+        constraints = [
+            models.UniqueConstraint(fields=("invoice",), condition=Q(kind="invoice"), name="uniq_ledger_invoice"),
+            models.UniqueConstraint(fields=("credit_note",), condition=Q(kind="credit_note"),
+                                    name="uniq_ledger_credit_note"),
+            models.UniqueConstraint(fields=("stripe_payment_id",), condition=Q(kind="payment"),
+                                    name="uniq_ledger_payment"),
+            models.CheckConstraint(
+                condition=(Q(kind="invoice", invoice__isnull=False)
+                           | Q(kind="credit_note", credit_note__isnull=False)
+                           | (Q(kind="payment", invoice__isnull=False) & ~Q(stripe_payment_id=""))),
+                name="ledger_posting_has_document",
+            ),
+        ]
+        indexes = [models.Index(fields=("status", "next_attempt_at"), name="ledger_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.ref} ({self.status})"
+
+
+class OdooProductMapping(models.Model):
+    """Odoo product and income account for one service's fees, per metric or plan.
+
+    Lookup order for a fee: (service, metric) for usage fees, (service, plan) for plan fees, then the
+    service default (no metric, no plan).
+    """
+
+    service = models.ForeignKey("customers.Service", on_delete=models.CASCADE, related_name="+")
+    billable_metric = models.ForeignKey("catalog.BillableMetric", on_delete=models.CASCADE, null=True, blank=True,
+                                        related_name="+")
+    plan = models.ForeignKey("catalog.Plan", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    odoo_product = models.CharField(max_length=255, help_text=ODOO_REF_HELP)
+    odoo_income_account = models.CharField(max_length=255, blank=True,
+                                           help_text="blank: the product's income account. " + ODOO_REF_HELP)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("service", "billable_metric"), condition=Q(billable_metric__isnull=False),
+                                    name="uniq_odoo_product_metric"),
+            models.UniqueConstraint(fields=("service", "plan"), condition=Q(plan__isnull=False),
+                                    name="uniq_odoo_product_plan"),
+            models.UniqueConstraint(fields=("service",), condition=Q(plan__isnull=True, billable_metric__isnull=True),
+                                    name="uniq_odoo_product_default"),
+            models.CheckConstraint(condition=Q(plan__isnull=True) | Q(billable_metric__isnull=True),
+                                   name="odoo_product_metric_or_plan"),
+        ]
+
+    def __str__(self) -> str:
+        target = self.billable_metric_id and f"metric {self.billable_metric_id}" or (
+            self.plan_id and f"plan {self.plan_id}") or "default"
+        return f"{self.service_id} {target} -> {self.odoo_product}"
+
+
+class OdooTaxMapping(models.Model):
+    """The Odoo sale tax for one hub tax code (apps/invoicing/taxes.py, e.g. "hst_sale_tax_13")."""
+
+    tax_code = models.CharField(max_length=64, unique=True)
+    odoo_tax = models.CharField(max_length=255, help_text=ODOO_REF_HELP)
+
+    def __str__(self) -> str:
+        return f"{self.tax_code} -> {self.odoo_tax}"
+
+
+class OdooJournalMapping(models.Model):
+    """The Odoo journal for sales (invoices, credit notes) and for Stripe receipts (payments)."""
+
+    class Purpose(models.TextChoices):
+        SALES = "sales"
+        STRIPE_RECEIPTS = "stripe_receipts"
+
+    purpose = models.CharField(max_length=32, choices=Purpose.choices, unique=True)
+    odoo_journal = models.CharField(max_length=255, help_text=ODOO_REF_HELP)
+
+    def __str__(self) -> str:
+        return f"{self.purpose} -> {self.odoo_journal}"
+
+
+class OdooAnalyticMapping(models.Model):
+    """The Odoo analytic account every line of one service's fees is distributed to (100 %)."""
+
+    service = models.OneToOneField("customers.Service", on_delete=models.CASCADE, related_name="+")
+    odoo_analytic_account = models.CharField(max_length=255, help_text=ODOO_REF_HELP)
+
+    def __str__(self) -> str:
+        return f"{self.service_id} -> {self.odoo_analytic_account}"
