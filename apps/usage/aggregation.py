@@ -1,0 +1,203 @@
+"""Period aggregation over stored usage: the contract invoicing calls at period close.
+
+Set-based SQL only (research/perf.md §3): one grouped statement for count/sum/max/latest/
+weighted_sum, one two-stage DISTINCT statement for unique_count, one for recurring carry-in.
+Semantics match `apps.invoicing.rating.aggregate` (tests/integration/usage/test_aggregation.py
+checks both agree on the same rows).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from django.db import connection
+
+from apps.catalog.models import BillableMetric
+
+ZERO = Decimal(0)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+Agg = BillableMetric.Aggregation
+EVENTS = "usage_usageevent"
+
+
+@dataclass(frozen=True)
+class UsageTotal:
+    units: Decimal  # metric units for the period, before the metric's rounding
+    events_count: int  # stored rows (events or counters) inside the period
+
+
+@dataclass(frozen=True)
+class _Metric:
+    aggregation_type: str
+    recurring: bool
+    field_name: str
+
+
+def _check_bounds(from_datetime: datetime, to_datetime: datetime) -> None:
+    for bound in (from_datetime, to_datetime):
+        if not isinstance(bound, datetime) or bound.utcoffset() is None:
+            raise TypeError("period bounds must be aware datetimes")
+    if to_datetime <= from_datetime:
+        raise ValueError("empty aggregation period")
+
+
+def _metrics_for(subscription_ids: list[int]) -> dict[int, _Metric]:
+    rows = BillableMetric.objects.filter(
+        service__subscriptions__id__in=subscription_ids
+    ).values_list("id", "aggregation_type", "recurring", "field_name").distinct()
+    return {pk: _Metric(kind, recurring, field or "") for pk, kind, recurring, field in rows}
+
+
+def _epoch_us(moment: datetime) -> int:
+    """Whole microseconds since the Unix epoch (exact, like the SQL side)."""
+    delta = moment - EPOCH
+    return delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
+
+
+def usage_totals(
+    *, subscription_ids: list[int], from_datetime: datetime, to_datetime: datetime
+) -> dict[tuple[int, int], UsageTotal]:
+    """Return units per (subscription_id, billable_metric_id) for usage in [from, to).
+
+    - Late rows (`is_late`) are excluded: invoicing bills them through
+      `selectors.late_usage_unbilled` as an adjustment.
+    - count: Σ value (1 per event, the quantity per counter); sum: Σ value (+ every earlier
+      row of the subscription if recurring); max / latest: largest / most recent value
+      (ties on timestamp: the row stored last); unique_count: distinct `properties[field_name]`
+      added in the period (+ keys still active at `from` if recurring; `operation_type:
+      "remove"` rows deactivate a key); weighted_sum: time-weighted level over the period in
+      microseconds, starting from the earlier rows' Σ if recurring (Lago weighted_sum_agg).
+    - A pair with no usage is absent (zero units), unless a recurring carry makes it non-zero.
+    - Before closing a period, call `services.usage_ingest_fence()` after committing the new
+      `usage_billed_until`, so no in-flight batch lands unseen and unflagged.
+    """
+    _check_bounds(from_datetime, to_datetime)
+    subscription_ids = sorted({int(pk) for pk in subscription_ids})
+    if not subscription_ids:
+        return {}
+    metrics = _metrics_for(subscription_ids)
+    to_us = _epoch_us(to_datetime)
+    period_us = to_us - _epoch_us(from_datetime)
+    params = {"subs": subscription_ids, "from": from_datetime, "to": to_datetime, "to_us": to_us}
+
+    grouped: dict[tuple[int, int], tuple] = {}
+    with connection.cursor() as cursor:
+        # "latest" via max over [epoch, id, value] keeps this a parallel hash aggregate (perf.md §3).
+        # The weighted moment Σ v·(to − t) in whole microseconds is exact numeric arithmetic.
+        cursor.execute(
+            f"""
+            SELECT subscription_id, billable_metric_id, count(*), sum(value), max(value),
+                   (max(ARRAY[extract(epoch FROM timestamp), id::numeric, value]))[3],
+                   sum(value * (%(to_us)s - round(extract(epoch FROM timestamp) * 1000000)))
+              FROM {EVENTS}
+             WHERE subscription_id = ANY(%(subs)s) AND timestamp >= %(from)s AND timestamp < %(to)s
+               AND NOT is_late
+             GROUP BY subscription_id, billable_metric_id
+            """,
+            params,
+        )
+        for sub, metric, count, total, maximum, latest, moment in cursor.fetchall():
+            grouped[(sub, metric)] = (count, total, maximum, latest, moment)
+
+        recurring_sums = [pk for pk, m in metrics.items() if m.recurring and m.aggregation_type in (Agg.SUM, Agg.WEIGHTED_SUM)]
+        carried: dict[tuple[int, int], Decimal] = {}
+        if recurring_sums:
+            # Every row before the period, late ones included: they are part of the running level.
+            cursor.execute(
+                f"""
+                SELECT subscription_id, billable_metric_id, sum(value)
+                  FROM {EVENTS}
+                 WHERE subscription_id = ANY(%(subs)s) AND billable_metric_id = ANY(%(metrics)s)
+                   AND timestamp < %(from)s
+                 GROUP BY subscription_id, billable_metric_id
+                """,
+                {**params, "metrics": recurring_sums},
+            )
+            carried = {(sub, metric): total for sub, metric, total in cursor.fetchall()}
+
+        unique: dict[tuple[int, int], int] = {}
+        unique_metrics = [pk for pk, m in metrics.items() if m.aggregation_type == Agg.UNIQUE_COUNT]
+        if unique_metrics:
+            unique = _unique_counts(cursor, params, unique_metrics, metrics)
+
+    out: dict[tuple[int, int], UsageTotal] = {}
+    for key in set(grouped) | set(carried) | set(unique):
+        metric = metrics.get(key[1])
+        if metric is None:
+            continue
+        count, total, maximum, latest, moment = grouped.get(key, (0, ZERO, ZERO, ZERO, ZERO))
+        kind = metric.aggregation_type
+        carry = carried.get(key, ZERO) if metric.recurring else ZERO
+        if kind == Agg.COUNT:
+            units = total
+        elif kind == Agg.SUM:
+            units = carry + total
+        elif kind == Agg.MAX:
+            units = maximum
+        elif kind == Agg.LATEST:
+            units = latest
+        elif kind == Agg.UNIQUE_COUNT:
+            units = Decimal(unique.get(key, 0))
+        else:  # weighted_sum: area = L0·T + Σ v·(to − t); one division, as rating.aggregate does
+            units = (carry * period_us + moment) / period_us
+        out[key] = UsageTotal(units=units, events_count=count)
+    return out
+
+
+def _unique_counts(cursor, params: dict, unique_metrics: list[int], metrics: dict[int, _Metric]) -> dict:
+    """Distinct keys added in the period, plus (recurring) keys whose last earlier row was an add."""
+    # The key lives at properties[field_name]; field names differ per metric, so pass pairs.
+    metric_ids = unique_metrics
+    fields = [metrics[pk].field_name for pk in unique_metrics]
+    recurring_ids = [pk for pk in unique_metrics if metrics[pk].recurring]
+    cursor.execute(
+        f"""
+        WITH m(id, field) AS (SELECT * FROM unnest(%(metrics)s::bigint[], %(fields)s::text[])),
+        added AS (
+            SELECT DISTINCT e.subscription_id, e.billable_metric_id, e.properties ->> m.field AS key
+              FROM {EVENTS} e JOIN m ON m.id = e.billable_metric_id
+             WHERE e.subscription_id = ANY(%(subs)s) AND e.timestamp >= %(from)s AND e.timestamp < %(to)s
+               AND NOT e.is_late AND e.value > 0
+        ),
+        carried AS (
+            SELECT subscription_id, billable_metric_id, key FROM (
+                SELECT DISTINCT ON (e.subscription_id, e.billable_metric_id, e.properties ->> m.field)
+                       e.subscription_id, e.billable_metric_id, e.properties ->> m.field AS key, e.value
+                  FROM {EVENTS} e JOIN m ON m.id = e.billable_metric_id
+                 WHERE e.subscription_id = ANY(%(subs)s) AND e.billable_metric_id = ANY(%(recurring)s)
+                   AND e.timestamp < %(from)s
+                 ORDER BY e.subscription_id, e.billable_metric_id, e.properties ->> m.field,
+                          e.timestamp DESC, e.id DESC
+            ) last_seen WHERE value > 0
+        )
+        SELECT subscription_id, billable_metric_id, count(*)
+          FROM (SELECT * FROM added UNION SELECT * FROM carried) keys
+         GROUP BY subscription_id, billable_metric_id
+        """,
+        {**params, "metrics": metric_ids, "fields": fields, "recurring": recurring_ids},
+    )
+    return {(sub, metric): count for sub, metric, count in cursor.fetchall()}
+
+
+def usage_per_event_values(
+    *, subscription_ids: list[int], from_datetime: datetime, to_datetime: datetime
+) -> dict[tuple[int, int], tuple[Decimal, ...]]:
+    """Return each pair's per-row values in time order (late rows excluded), for per-transaction charges."""
+    _check_bounds(from_datetime, to_datetime)
+    subscription_ids = sorted({int(pk) for pk in subscription_ids})
+    if not subscription_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT subscription_id, billable_metric_id, array_agg(value ORDER BY timestamp, id)
+              FROM {EVENTS}
+             WHERE subscription_id = ANY(%(subs)s) AND timestamp >= %(from)s AND timestamp < %(to)s
+               AND NOT is_late
+             GROUP BY subscription_id, billable_metric_id
+            """,
+            {"subs": subscription_ids, "from": from_datetime, "to": to_datetime},
+        )
+        return {(sub, metric): tuple(values) for sub, metric, values in cursor.fetchall()}

@@ -1,0 +1,64 @@
+"""Raw usage: one row per accepted event or pre-aggregated counter (see README "Usage ingestion")."""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+
+class UsageEvent(models.Model):
+    """One accepted event (`POST /events`) or counter (`POST /usage`); immutable once written.
+
+    Written only by `apps.usage.services` in one set-based INSERT per batch. The foreign keys
+    carry no database constraint on purpose: an FK check per row costs ingest throughput, and
+    subscriptions and metrics are never deleted (PROTECT / soft delete).
+    """
+
+    class Source(models.IntegerChoices):
+        EVENT = 1
+        COUNTER = 2
+
+    id = models.BigAutoField(primary_key=True)
+    service = models.ForeignKey(
+        "customers.Service", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    # Idempotency key: Lago transaction_id, or the counter's idempotency_key (one namespace per service).
+    transaction_id = models.CharField(max_length=255)
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    billable_metric = models.ForeignKey(
+        "catalog.BillableMetric", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    timestamp = models.DateTimeField()  # when the usage happened (the client's clock)
+    # Metric units contributed: properties[field_name] for sum/max/latest/weighted_sum, 1 per event
+    # for count (a counter's quantity), +1 / -1 (add / remove) for unique_count.
+    value = models.DecimalField(max_digits=30, decimal_places=12)
+    properties = models.JSONField(default=dict, blank=True)
+    source = models.SmallIntegerField(choices=Source.choices, default=Source.EVENT)
+    # The timestamp fell before the subscription's usage_billed_until when it arrived: the period
+    # was already invoiced, so the row is billed as an adjustment on the next invoice instead.
+    is_late = models.BooleanField(default=False)
+    late_billed_at = models.DateTimeField(null=True, blank=True)  # set once the adjustment is billed
+    created_at = models.DateTimeField(db_default=Now())  # when the hub accepted it
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("service", "transaction_id"), name="uniq_usage_event_transaction"),
+        ]
+        indexes = [
+            # Period aggregation per (subscription, metric) range; INCLUDE lets count/sum/max/latest
+            # run as index-only scans once autovacuum has set the visibility map.
+            models.Index(
+                fields=("subscription", "billable_metric", "timestamp"),
+                include=("value", "is_late"),
+                name="usage_event_period_idx",
+            ),
+            models.Index(
+                fields=("subscription",),
+                condition=models.Q(is_late=True, late_billed_at__isnull=True),
+                name="usage_event_late_unbilled_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
