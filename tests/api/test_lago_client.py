@@ -93,6 +93,10 @@ def test_catalog_customers_and_subscriptions_round_trip(cloud):
     assert [c.charge_model for c in charges] == ["graduated", "package"]
     assert charges[0].properties["graduated_ranges"][1]["flat_amount"] == "1"
     assert cloud.plans.find("cloud_pro").amount_cents == 4900
+    repriced = cloud.plans.update(Plan(name="Cloud Pro 2026", amount_cents=5900), "cloud_pro")
+    assert (repriced.name, repriced.amount_cents) == ("Cloud Pro 2026", 5900)
+    assert len(repriced.charges.__root__) == 2  # charges untouched when not sent
+    assert [p.code for p in cloud.plans.find_all()["plans"]] == ["cloud_pro"]
 
     subscription = cloud.subscriptions.create(
         Subscription(external_customer_id="acme", plan_code="cloud_pro", external_id="acme-cloud-1", billing_time="anniversary")
@@ -100,6 +104,10 @@ def test_catalog_customers_and_subscriptions_round_trip(cloud):
     assert subscription.status == "active"
     assert subscription.external_customer_id == "acme"
     assert cloud.subscriptions.find("acme-cloud-1").plan_code == "cloud_pro"
+    renamed_sub = cloud.subscriptions.update(Subscription(name="Main cluster"), "acme-cloud-1")
+    assert renamed_sub.name == "Main cluster"
+    listed = cloud.subscriptions.find_all({"external_customer_id": "acme"})
+    assert [s.external_id for s in listed["subscriptions"]] == ["acme-cloud-1"]
 
     terminated = cloud.subscriptions.destroy("acme-cloud-1")
     assert terminated.status == "terminated"
