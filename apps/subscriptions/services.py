@@ -12,6 +12,7 @@ from apps.core.exceptions import ValidationFailed
 from apps.customers.models import AccountLink, Service
 from apps.customers.services import customer_upsert
 from apps.invoicing.periods import local_date, period_containing
+from apps.webhooks.services import webhook_subscription_event_record
 
 from .models import Subscription
 
@@ -86,6 +87,8 @@ def subscription_create(*, service: Service, request: SubscriptionRequest) -> Su
         started_at=starts_at if status == Subscription.Status.ACTIVE else None,
         previous=None,
     )
+    if status == Subscription.Status.ACTIVE:
+        webhook_subscription_event_record(subscription=subscription, event_type="subscription.started")
     return subscription
 
 
@@ -136,6 +139,8 @@ def _change_plan(*, current: Subscription, request: SubscriptionRequest, now: da
             started_at=now,
             previous=current,
         )
+        webhook_subscription_event_record(subscription=current, event_type="subscription.terminated")
+        webhook_subscription_event_record(subscription=successor, event_type="subscription.started")
         return successor
     # Downgrade: the new plan starts when the current period ends.
     Subscription.objects.filter(
@@ -183,6 +188,7 @@ def subscription_terminate(*, subscription_id: int, at: datetime | None = None) 
     Subscription.objects.filter(previous_subscription=subscription, status=Subscription.Status.PENDING).update(
         status=Subscription.Status.CANCELED, canceled_at=now, updated_at=now
     )
+    webhook_subscription_event_record(subscription=subscription, event_type="subscription.terminated")
     return subscription
 
 
@@ -201,5 +207,6 @@ def subscription_activate_due(*, now: datetime | None = None) -> int:
         subscription.status = Subscription.Status.ACTIVE
         subscription.started_at = subscription.subscription_at
         subscription.save(update_fields=["status", "started_at", "updated_at"])
+        webhook_subscription_event_record(subscription=subscription, event_type="subscription.started")
         started += 1
     return started
