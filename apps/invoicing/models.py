@@ -225,3 +225,49 @@ class CreditNoteItem(TimeStampedModel):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="credit_note_item_positive")]
+
+
+class CloseRun(TimeStampedModel):
+    """One run of the period close (task, command or test): what it billed and who failed."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        PARTIAL = "partial"  # some customers failed; the next run retries them
+
+    as_of = models.DateTimeField()  # periods ending at or before this instant were billed
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    customers_count = models.PositiveIntegerField(default=0)  # customers examined
+    invoices_count = models.PositiveIntegerField(default=0)  # invoices created or extended
+    fees_count = models.PositiveIntegerField(default=0)
+    failures_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"close as of {self.as_of:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class CloseRunCustomer(models.Model):
+    """A customer's outcome in a close run (only customers billed or failed are recorded)."""
+
+    class Outcome(models.TextChoices):
+        BILLED = "billed"
+        FAILED = "failed"
+
+    run = models.ForeignKey(CloseRun, on_delete=models.CASCADE, related_name="outcomes")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="close_outcomes")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    invoices_count = models.PositiveIntegerField(default=0)
+    fees_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)  # exception class and message; traceback below
+    traceback = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("run", "id")
+        indexes = [models.Index(fields=("customer", "outcome"))]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.outcome}"

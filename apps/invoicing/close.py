@@ -1,0 +1,725 @@
+"""Period close: bill every subscription period that has ended, exactly once.
+
+Exactly once by construction:
+- every fee has a deterministic `fee_key` per (subscription, charge, period), unique in the database;
+- a customer is billed inside one transaction holding a `SELECT ... FOR UPDATE` on its Customer row,
+  and the plan is computed *after* taking the lock, skipping keys already billed;
+- one invoice per (customer, billing day, currency): the close appends to that day's draft, or opens
+  a new invoice whose `close_key` is unique.
+So two workers closing at once serialize per customer, a worker killed mid-customer rolls back, and a
+rerun finds nothing left to bill.
+
+Day arithmetic is in the customer's timezone (periods.py); money via rating.py and taxes.py.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Callable, Iterable
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from apps.catalog.models import Charge
+from apps.customers.models import Customer
+from apps.subscriptions.models import Subscription
+
+from . import rating
+from .models import CloseRun, CloseRunCustomer, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
+from .periods import local_date, period_bounds_utc, period_containing, periods_between
+from .taxes import TaxRate, invoice_totals, line_tax_cents, taxes_for
+
+logger = logging.getLogger(__name__)
+
+# Terminated subscriptions are looked at for this long after termination (a yearly period at most).
+TERMINATED_LOOKBACK = timedelta(days=400)
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A charges window in UTC, [from, to)."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class Line:
+    """A fee the close will write (or, for current usage, show)."""
+
+    billing_on: date  # local day the fee is invoiced (invoice issuing_date)
+    currency: str
+    fee_key: str
+    fee_type: str
+    subscription: Subscription | None
+    name: str
+    charge: Charge | None = None
+    description: str = ""
+    units: Decimal = ZERO
+    total_aggregated_units: Decimal = ZERO
+    events_count: int = 0
+    precise_unit_amount: Decimal = ZERO  # major units
+    precise_amount: Decimal = ZERO  # major units, unrounded
+    amount_cents: int = 0  # minor units
+    amount_details: dict = field(default_factory=dict)
+    from_datetime: datetime | None = None
+    to_datetime: datetime | None = None
+    is_adjustment: bool = False
+    window: Window | None = None  # charges: priced once usage is fetched
+    period_from: datetime | None = None  # the subscription period the line belongs to (InvoiceSubscription)
+    period_to: datetime | None = None
+    min_amount_cents: int = 0  # charge minimum to true up once priced
+    proration: tuple | None = None  # (period, active_from, active_to) for the minimum
+
+
+def _json(value: Any) -> Any:
+    """Make rating details JSON-safe without floats: Decimals and dates become strings."""
+    if isinstance(value, dict):
+        return {key: _json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(item) for item in value]
+    if isinstance(value, (Decimal, date)):
+        return str(value)
+    return value
+
+
+def _is_local_midnight(at: datetime, tz: str) -> bool:
+    return at.astimezone(ZoneInfo(tz)).time() == time(0)
+
+
+def _is_upgrade(subscription: Subscription) -> bool:
+    successor = getattr(subscription, "next_subscription", None)
+    return (
+        successor is not None
+        and successor.started_at is not None
+        and successor.started_at == subscription.terminated_at
+        and successor.plan.yearly_amount_cents >= subscription.plan.yearly_amount_cents
+    )
+
+
+def active_days(subscription: Subscription) -> tuple[date, date | None]:
+    """Return the subscription's first active local day and first inactive day (None = still active).
+
+    A termination on day D counts D as used (Lago), except at local midnight (a downgrade taking
+    effect at a period boundary) and on an upgrade, whose day belongs to the new plan.
+    """
+    tz = subscription.customer.applicable_timezone
+    started = subscription.started_at or subscription.subscription_at
+    first = local_date(started, tz)
+    if subscription.terminated_at is None:
+        return first, None
+    day = local_date(subscription.terminated_at, tz)
+    if _is_local_midnight(subscription.terminated_at, tz) or _is_upgrade(subscription):
+        return first, day
+    return first, day + timedelta(days=1)
+
+
+def _trial_ends_on(subscription: Subscription, anchor: date) -> date | None:
+    trial = subscription.plan.trial_period
+    return rating.trial_end_date(started_on=anchor, trial_days=trial) if trial else None
+
+
+def _base_name(subscription: Subscription) -> str:
+    plan = subscription.plan
+    return f"{subscription.service.name} · {plan.invoice_display_name or plan.name}"
+
+
+def _charge_name(subscription: Subscription, charge: Charge) -> str:
+    return f"{subscription.service.name} · {charge.invoice_display_name or charge.billable_metric.name}"
+
+
+def subscription_lines(
+    subscription: Subscription,
+    *,
+    as_of: datetime,
+    billed: dict[str, dict],
+    scan_from: date | None = None,
+) -> list[Line]:
+    """Return the not-yet-billed fees of `subscription` due at `as_of` (charges still unpriced).
+
+    `billed` maps fee keys already in the database to their amount_details. Pure apart from
+    reading the subscription's loaded relations (plan, charges, customer, service).
+    """
+    customer, plan = subscription.customer, subscription.plan
+    tz = customer.applicable_timezone
+    today = local_date(as_of, tz)
+    anchor = local_date(subscription.subscription_at, tz)
+    first_day, active_to = active_days(subscription)
+    terminated_at = subscription.terminated_at
+    if terminated_at is not None and terminated_at > as_of:
+        # Terminated in the future relative to this close (a past --as-of): bill as still active.
+        active_to, terminated_at = None, None
+    started = subscription.started_at or subscription.subscription_at
+    trial_ends_on = _trial_ends_on(subscription, anchor)
+    currency = plan.amount_currency
+    begin = max(first_day, scan_from or first_day)
+    stop = today + timedelta(days=1) if active_to is None else max(active_to, first_day + timedelta(days=1))
+    stop = min(stop, today + timedelta(days=1))
+    if stop <= begin:
+        return []
+    lines: list[Line] = []
+    charges = [charge for charge in plan.charges.all() if charge.invoiceable]
+    for period in periods_between(
+        interval=plan.interval, billing_time=subscription.billing_time, anchor_date=anchor, start=begin, end=stop
+    ):
+        p_from, p_to = period_bounds_utc(period, tz)
+        ends_here = active_to is not None and active_to <= period.end
+        if ends_here:
+            arrears_on, arrears_due = local_date(terminated_at, tz), True
+        else:
+            arrears_on, arrears_due = period.end, period.end <= today
+        first = max(period.start, first_day)
+        base_key = f"sub:{subscription.pk}:base:{period.start}"
+        common = {"currency": currency, "subscription": subscription, "period_from": p_from, "period_to": p_to}
+
+        def base_line(billing_on: date, fee: rating.Fee, until: date | None) -> Line:
+            return Line(
+                billing_on=billing_on,
+                fee_key=base_key,
+                fee_type=Fee.FeeType.SUBSCRIPTION,
+                name=_base_name(subscription),
+                units=Decimal(1),
+                precise_unit_amount=fee.precise_amount,
+                precise_amount=fee.precise_amount,
+                amount_cents=fee.amount_cents,
+                amount_details={
+                    "days": fee.days,
+                    "period_days": fee.period_days,
+                    "pay_in_advance": plan.pay_in_advance,
+                    "active_to": str(until) if until else None,
+                },
+                from_datetime=p_from,
+                to_datetime=p_to,
+                **common,
+            )
+
+        if plan.pay_in_advance:
+            has_days = active_to is None or active_to > first
+            if base_key not in billed and first <= today and has_days:
+                until = active_to if ends_here else None
+                fee = rating.base_fee_for_period(
+                    amount_cents=plan.amount_cents, currency=currency, period=period,
+                    active_from=first, active_to=until, trial_ends_on=trial_ends_on,
+                )
+                lines.append(base_line(first, fee, until))
+            credit_key = f"sub:{subscription.pk}:credit:{period.start}"
+            full = base_key in billed and billed[base_key].get("active_to") is None
+            if ends_here and full and credit_key not in billed and active_to < period.end:
+                credit = rating.upgrade_credit(
+                    amount_cents=plan.amount_cents, currency=currency, period=period,
+                    upgraded_on=max(active_to, period.start), trial_ends_on=trial_ends_on,
+                )
+                if credit.amount_cents:
+                    lines.append(
+                        Line(
+                            billing_on=arrears_on,
+                            fee_key=credit_key,
+                            fee_type=Fee.FeeType.CREDIT,
+                            name=f"{_base_name(subscription)}: unused days credited",
+                            units=Decimal(1),
+                            precise_unit_amount=-credit.precise_amount,
+                            precise_amount=-credit.precise_amount,
+                            amount_cents=-credit.amount_cents,
+                            amount_details={"days": credit.days, "period_days": credit.period_days},
+                            from_datetime=p_from,
+                            to_datetime=p_to,
+                            **common,
+                        )
+                    )
+        elif arrears_due and base_key not in billed and (active_to is None or active_to > first):
+            until = active_to if ends_here else None
+            fee = rating.base_fee_for_period(
+                amount_cents=plan.amount_cents, currency=currency, period=period,
+                active_from=first, active_to=until, trial_ends_on=trial_ends_on,
+            )
+            lines.append(base_line(arrears_on, fee, until))
+
+        if not arrears_due:
+            continue
+        window = Window(max(p_from, started), min(p_to, terminated_at) if ends_here else p_to)
+        if window.end <= window.start:
+            continue
+        for charge in charges:
+            key = f"sub:{subscription.pk}:charge:{charge.pk}:{period.start}"
+            if key in billed:
+                continue
+            lines.append(
+                Line(
+                    billing_on=arrears_on,
+                    fee_key=key,
+                    fee_type=Fee.FeeType.CHARGE,
+                    name=_charge_name(subscription, charge),
+                    charge=charge,
+                    from_datetime=window.start,
+                    to_datetime=window.end,
+                    window=window,
+                    min_amount_cents=charge.min_amount_cents,
+                    proration=(period, first, active_to if ends_here else None),
+                    **common,
+                )
+            )
+    return lines
+
+
+UsageFetcher = Callable[[list[int], datetime, datetime], dict]
+
+
+def _usage_totals(subscription_ids: list[int], start: datetime, end: datetime) -> dict:
+    from apps.usage.aggregation import usage_totals
+
+    return usage_totals(subscription_ids=subscription_ids, from_datetime=start, to_datetime=end)
+
+
+def price_charge_line(line: Line, *, units: Decimal, events_count: int) -> list[Line]:
+    """Price a charge line from its usage totals; return it plus a minimum true-up line if due."""
+    charge = line.charge
+    metric = charge.billable_metric
+    billed_units = units
+    if metric.rounding_function:
+        billed_units = rating.round_units(
+            units, rounding_function=metric.rounding_function, rounding_precision=metric.rounding_precision or 0
+        )
+    result = rating.price_charge(
+        charge_model=charge.charge_model,
+        properties=charge.properties,
+        units=billed_units,
+        events_count=events_count,
+        currency=line.currency,
+    )
+    line.units = billed_units
+    line.total_aggregated_units = units
+    line.events_count = events_count
+    line.precise_amount = result.precise_amount
+    line.amount_cents = result.amount_cents
+    line.precise_unit_amount = result.precise_amount / billed_units if billed_units else ZERO
+    line.amount_details = _json(result.details)
+    lines = [line]
+    if line.min_amount_cents and line.proration:
+        period, first, until = line.proration
+        true_up = rating.charge_minimum_true_up(
+            min_amount_cents=line.min_amount_cents,
+            charge_amount_cents=result.amount_cents,
+            charge_precise_amount=result.precise_amount,
+            currency=line.currency,
+            period=period,
+            active_from=first,
+            active_to=until,
+        )
+        if true_up.amount_cents:
+            lines.append(
+                Line(
+                    billing_on=line.billing_on,
+                    currency=line.currency,
+                    fee_key=line.fee_key.replace(":charge:", ":minimum:", 1),
+                    fee_type=Fee.FeeType.COMMITMENT,
+                    subscription=line.subscription,
+                    charge=charge,
+                    name=f"{line.name}: minimum spend true-up",
+                    units=Decimal(1),
+                    precise_unit_amount=true_up.precise_amount,
+                    precise_amount=true_up.precise_amount,
+                    amount_cents=true_up.amount_cents,
+                    amount_details={"min_amount_cents": line.min_amount_cents},
+                    from_datetime=line.from_datetime,
+                    to_datetime=line.to_datetime,
+                    period_from=line.period_from,
+                    period_to=line.period_to,
+                )
+            )
+    return lines
+
+
+def price_lines(lines: list[Line], *, fetch: UsageFetcher = _usage_totals) -> list[Line]:
+    """Fetch usage for the charge lines (one aggregate query per distinct window) and price them."""
+    by_window: dict[Window, set[int]] = defaultdict(set)
+    for line in lines:
+        if line.window is not None:
+            by_window[line.window].add(line.subscription.pk)
+    totals: dict[tuple[Window, int, int], Any] = {}
+    for window, subscription_ids in by_window.items():
+        for (subscription_id, metric_id), total in fetch(sorted(subscription_ids), window.start, window.end).items():
+            totals[(window, subscription_id, metric_id)] = total
+    priced: list[Line] = []
+    for line in lines:
+        if line.window is None:
+            priced.append(line)
+            continue
+        total = totals.get((line.window, line.subscription.pk, line.charge.billable_metric_id))
+        units = Decimal(total.units) if total is not None else ZERO
+        events = int(total.events_count) if total is not None else 0
+        priced.extend(price_charge_line(line, units=units, events_count=events))
+    return priced
+
+
+# --------------------------------------------------------------------------- taxes and totals
+
+
+def customer_tax_rates(customer: Customer, *, on: date) -> list[TaxRate]:
+    """Return the customer's sales taxes; a customer without a country is untaxed (as in Lago)."""
+    if not customer.country:
+        return []
+    return taxes_for(customer.country, customer.state or None, on=on)
+
+
+def fee_taxes(amount_cents: int, rates: Iterable[TaxRate]) -> tuple[int, Decimal, list[dict]]:
+    """Return (tax cents, summed rate, applied_taxes JSON) for one line, rounded per line and rate."""
+    applied = [
+        {"code": rate.code, "name": rate.name, "rate": str(rate.rate), "amount_cents": line_tax_cents(amount_cents, rate)}
+        for rate in rates
+    ]
+    return sum(item["amount_cents"] for item in applied), sum((rate.rate for rate in rates), ZERO), applied
+
+
+def _rates_of(fee: Fee) -> list[TaxRate]:
+    return [TaxRate(item["code"], item["name"], Decimal(item["rate"])) for item in fee.applied_taxes]
+
+
+def invoice_recompute_totals(invoice: Invoice) -> Invoice:
+    """Recompute an invoice's totals and per-rate tax summary from its fees. Call under the invoice's lock."""
+    fees = list(invoice.fees.all())
+    totals = invoice_totals([(fee.amount_cents, _rates_of(fee)) for fee in fees])
+    InvoiceAppliedTax.objects.filter(invoice=invoice).delete()
+    InvoiceAppliedTax.objects.bulk_create(
+        InvoiceAppliedTax(
+            invoice=invoice,
+            tax_code=line.code,
+            tax_name=line.name,
+            tax_rate=line.rate,
+            base_amount_cents=line.base_amount_cents,
+            amount_cents=line.tax_amount_cents,
+        )
+        for line in totals.tax_lines
+    )
+    invoice.fees_amount_cents = totals.untaxed_amount_cents
+    invoice.sub_total_excluding_taxes_amount_cents = totals.untaxed_amount_cents
+    invoice.taxes_amount_cents = totals.tax_amount_cents
+    invoice.sub_total_including_taxes_amount_cents = totals.total_amount_cents
+    invoice.total_amount_cents = totals.total_amount_cents - invoice.credit_notes_amount_cents
+    invoice.save(
+        update_fields=[
+            "fees_amount_cents", "sub_total_excluding_taxes_amount_cents", "taxes_amount_cents",
+            "sub_total_including_taxes_amount_cents", "total_amount_cents", "updated_at",
+        ]
+    )
+    return invoice
+
+
+def fee_from_line(line: Line, *, invoice: Invoice, rates: list[TaxRate]) -> Fee:
+    taxes_cents, taxes_rate, applied = fee_taxes(line.amount_cents, rates)
+    subscription = line.subscription
+    return Fee(
+        invoice=invoice,
+        fee_key=line.fee_key,
+        fee_type=line.fee_type,
+        service_id=subscription.service_id if subscription is not None else None,
+        subscription=subscription,
+        charge=line.charge,
+        name=line.name,
+        description=line.description,
+        currency=line.currency,
+        units=line.units,
+        total_aggregated_units=line.total_aggregated_units,
+        events_count=line.events_count,
+        precise_unit_amount=line.precise_unit_amount,
+        precise_amount=line.precise_amount,
+        amount_cents=line.amount_cents,
+        taxes_amount_cents=taxes_cents,
+        taxes_rate=taxes_rate,
+        applied_taxes=applied,
+        amount_details=line.amount_details,
+        from_datetime=line.from_datetime,
+        to_datetime=line.to_datetime,
+        is_adjustment=line.is_adjustment,
+    )
+
+
+# --------------------------------------------------------------------------- one customer
+
+
+def _grace_days(customer: Customer) -> int:
+    if customer.invoice_grace_period is not None:
+        return customer.invoice_grace_period
+    return settings.INVOICE_GRACE_PERIOD_DAYS
+
+
+def _subscriptions_of(customer_id: int, *, as_of: datetime):
+    return (
+        Subscription.objects.filter(customer_id=customer_id)
+        .filter(
+            Q(status=Subscription.Status.ACTIVE)
+            | Q(status=Subscription.Status.TERMINATED, terminated_at__gte=as_of - TERMINATED_LOOKBACK)
+        )
+        .select_related("plan", "service", "customer", "next_subscription__plan")
+        .prefetch_related("plan__charges__billable_metric")
+        .order_by("pk")
+    )
+
+
+def _scan_starts(subscriptions: list[Subscription]) -> dict[int, date]:
+    """Return per subscription the local day to start looking from: the last billed charges period."""
+    rows = (
+        InvoiceSubscription.objects.filter(subscription__in=subscriptions)
+        .values("subscription_id")
+        .annotate(last=Max("charges_from_datetime"))
+    )
+    by_id = {subscription.pk: subscription for subscription in subscriptions}
+    return {
+        row["subscription_id"]: local_date(row["last"], by_id[row["subscription_id"]].customer.applicable_timezone)
+        for row in rows
+    }
+
+
+def _billed_keys(subscriptions: list[Subscription]) -> dict[str, dict]:
+    """Return fee_key -> amount_details of every fee already billed for these subscriptions."""
+    if not subscriptions:
+        return {}
+    return dict(Fee.objects.filter(subscription__in=subscriptions).values_list("fee_key", "amount_details"))
+
+
+def plan_customer(
+    customer: Customer, *, as_of: datetime, fetch: UsageFetcher = _usage_totals
+) -> list[Line]:
+    """Return every priced line still to bill for `customer` at `as_of` (no writes)."""
+    subscriptions = list(_subscriptions_of(customer.pk, as_of=as_of))
+    for subscription in subscriptions:
+        subscription.customer = customer  # share the locked row
+    starts = _scan_starts(subscriptions)
+    billed = _billed_keys(subscriptions)
+    lines: list[Line] = []
+    for subscription in subscriptions:
+        lines.extend(subscription_lines(subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk)))
+    lines = price_lines(lines, fetch=fetch)
+    lines.extend(_late_usage_lines(customer, subscriptions, as_of=as_of, billed=billed))
+    return lines
+
+
+def _late_usage_lines(customer, subscriptions, *, as_of, billed) -> list[Line]:
+    """Return adjustment lines for usage that arrived after its period was finalized."""
+    try:
+        from apps.usage.aggregation import late_usage_unbilled
+    except ImportError:  # the usage app has not shipped late-usage selectors yet
+        return []
+    lines: list[Line] = []
+    tz = customer.applicable_timezone
+    today = local_date(as_of, tz)
+    for subscription in subscriptions:
+        if subscription.usage_billed_until is None:
+            continue
+        late = late_usage_unbilled(
+            subscription_id=subscription.pk, before=subscription.usage_billed_until, received_before=as_of
+        )
+        if not late:
+            continue
+        for charge in subscription.plan.charges.all():
+            total = late.get(charge.billable_metric_id)
+            if total is None or not total.events_count:
+                continue
+            key = f"sub:{subscription.pk}:late:{charge.pk}:{total.batch_key}"
+            if key in billed:
+                continue
+            line = Line(
+                billing_on=today,
+                currency=subscription.plan.amount_currency,
+                fee_key=key,
+                fee_type=Fee.FeeType.CHARGE,
+                subscription=subscription,
+                charge=charge,
+                name=f"{_charge_name(subscription, charge)}: late usage adjustment",
+                is_adjustment=True,
+            )
+            # Late usage is priced on its own (Deviation from Lago, which drops it after finalization).
+            lines.extend(price_charge_line(line, units=Decimal(total.units), events_count=int(total.events_count)))
+    return lines
+
+
+def _invoice_for(customer: Customer, *, billing_on: date, currency: str, as_of: datetime) -> tuple[Invoice, bool]:
+    draft = (
+        Invoice.objects.select_for_update()
+        .filter(
+            customer=customer,
+            invoice_type=Invoice.InvoiceType.SUBSCRIPTION,
+            issuing_date=billing_on,
+            currency=currency,
+            status=Invoice.Status.DRAFT,
+        )
+        .order_by("pk")
+        .first()
+    )
+    if draft is not None:
+        return draft, False
+    prefix = f"close:{customer.pk}:{billing_on}:{currency}"
+    count = Invoice.objects.filter(close_key__startswith=prefix + ":").count()
+    grace = _grace_days(customer)
+    invoice = Invoice.objects.create(
+        customer=customer,
+        invoice_type=Invoice.InvoiceType.SUBSCRIPTION,
+        currency=currency,
+        close_key=f"{prefix}:{count + 1}",
+        issuing_date=billing_on,
+        net_payment_term=customer.net_payment_term,
+        payment_due_date=billing_on + timedelta(days=customer.net_payment_term),
+        grace_until=as_of + timedelta(days=grace),
+    )
+    return invoice, True
+
+
+def write_lines(
+    customer: Customer, lines: list[Line], *, as_of: datetime, into: Invoice | None = None
+) -> list[Invoice]:
+    """Write lines onto invoices grouped by (billing day, currency); return the invoices touched.
+
+    Call inside a transaction holding the customer's lock. `into` forces every line onto one draft
+    (refresh).
+    """
+    groups: dict[tuple[date, str], list[Line]] = defaultdict(list)
+    for line in lines:
+        groups[(line.billing_on, line.currency)].append(line)
+    touched: list[Invoice] = []
+    for (billing_on, currency), group in sorted(groups.items(), key=lambda item: item[0]):
+        invoice = into or _invoice_for(customer, billing_on=billing_on, currency=currency, as_of=as_of)[0]
+        rates = customer_tax_rates(customer, on=billing_on)
+        Fee.objects.bulk_create([fee_from_line(line, invoice=invoice, rates=rates) for line in group])
+        periods: dict[int, list[Line]] = defaultdict(list)
+        for line in group:
+            if line.subscription is not None and line.period_from is not None:
+                periods[line.subscription.pk].append(line)
+        for subscription_id, sub_lines in periods.items():
+            _billing_period_merge(invoice, subscription_id, sub_lines)
+        invoice_recompute_totals(invoice)
+        touched.append(invoice)
+    return touched
+
+
+def _billing_period_merge(invoice: Invoice, subscription_id: int, lines: list[Line]) -> None:
+    base = [line for line in lines if line.fee_type in (Fee.FeeType.SUBSCRIPTION, Fee.FeeType.CREDIT)]
+    usage = [line for line in lines if line.window is not None] or lines
+    period_from = min(line.period_from for line in (base or lines))
+    period_to = max(line.period_to for line in (base or lines))
+    charges_from = min(line.from_datetime or line.period_from for line in usage)
+    charges_to = max(line.to_datetime or line.period_to for line in usage)
+    row, created = InvoiceSubscription.objects.get_or_create(
+        invoice=invoice,
+        subscription_id=subscription_id,
+        defaults={
+            "from_datetime": period_from,
+            "to_datetime": period_to,
+            "charges_from_datetime": charges_from,
+            "charges_to_datetime": charges_to,
+            "invoicing_reason": "subscription_periodic",
+        },
+    )
+    if not created:
+        row.from_datetime = min(row.from_datetime, period_from)
+        row.to_datetime = max(row.to_datetime, period_to)
+        row.charges_from_datetime = min(row.charges_from_datetime, charges_from)
+        row.charges_to_datetime = max(row.charges_to_datetime, charges_to)
+        row.save()
+
+
+def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _usage_totals) -> tuple[int, int]:
+    """Bill everything due for one customer at `as_of`; return (invoices touched, fees written).
+
+    Runs in its own transaction under the customer's row lock; running it twice bills nothing more.
+    """
+    from .services import invoice_finalize  # services imports this module
+
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer_id)
+        lines = plan_customer(customer, as_of=as_of, fetch=fetch)
+        if not lines:
+            return 0, 0
+        invoices = write_lines(customer, lines, as_of=as_of)
+        for invoice in invoices:
+            if invoice.grace_until is not None and invoice.grace_until <= as_of:
+                invoice_finalize(invoice_id=invoice.pk, now=as_of)
+        return len(invoices), len(lines)
+
+
+def customers_to_close(*, as_of: datetime) -> list[int]:
+    """Return ids of customers with subscriptions the close must look at."""
+    return list(
+        Subscription.objects.filter(
+            Q(status=Subscription.Status.ACTIVE)
+            | Q(status=Subscription.Status.TERMINATED, terminated_at__gte=as_of - TERMINATED_LOOKBACK)
+        )
+        .filter(subscription_at__lte=as_of)
+        .values_list("customer_id", flat=True)
+        .distinct()
+        .order_by("customer_id")
+    )
+
+
+def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage_totals) -> CloseRun:
+    """Bill every subscription period ended at `as_of` (default now), customer by customer.
+
+    A failing customer is recorded on the run (admin) and the others go on; the next run retries it.
+    """
+    as_of = as_of or timezone.now()
+    run = CloseRun.objects.create(as_of=as_of)
+    outcomes: list[CloseRunCustomer] = []
+    for customer_id in customers_to_close(as_of=as_of):
+        run.customers_count += 1
+        try:
+            invoices, fees = close_customer(customer_id=customer_id, as_of=as_of, fetch=fetch)
+        except Exception as exc:  # task boundary per customer: record and go on
+            logger.exception("close failed for customer %s", customer_id)
+            run.failures_count += 1
+            outcomes.append(
+                CloseRunCustomer(
+                    run=run, customer_id=customer_id, outcome=CloseRunCustomer.Outcome.FAILED,
+                    error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
+                )
+            )
+            continue
+        if invoices:
+            run.invoices_count += invoices
+            run.fees_count += fees
+            outcomes.append(
+                CloseRunCustomer(
+                    run=run, customer_id=customer_id, outcome=CloseRunCustomer.Outcome.BILLED,
+                    invoices_count=invoices, fees_count=fees,
+                )
+            )
+    CloseRunCustomer.objects.bulk_create(outcomes, batch_size=1000)
+    run.status = CloseRun.Status.PARTIAL if run.failures_count else CloseRun.Status.SUCCEEDED
+    run.finished_at = timezone.now()
+    run.save()
+    return run
+
+
+def current_usage_lines(subscription: Subscription, *, at: datetime, fetch: UsageFetcher = _usage_totals) -> tuple:
+    """Return (period, from, to, priced charge lines) for the period containing `at`, by the close's engine."""
+    tz = subscription.customer.applicable_timezone
+    anchor = local_date(subscription.subscription_at, tz)
+    first_day, _ = active_days(subscription)
+    period = period_containing(
+        interval=subscription.plan.interval, billing_time=subscription.billing_time,
+        anchor_date=anchor, at=max(local_date(at, tz), anchor),
+    )
+    p_from, p_to = period_bounds_utc(period, tz)
+    started = subscription.started_at or subscription.subscription_at
+    window = Window(max(p_from, started), p_to)
+    lines = [
+        Line(
+            billing_on=period.end,
+            currency=subscription.plan.amount_currency,
+            fee_key=f"usage:{subscription.pk}:{charge.pk}",
+            fee_type=Fee.FeeType.CHARGE,
+            subscription=subscription,
+            charge=charge,
+            name=_charge_name(subscription, charge),
+            window=window,
+            period_from=p_from,
+            period_to=p_to,
+        )
+        for charge in subscription.plan.charges.all()
+    ]
+    return period, p_from, p_to, price_lines(lines, fetch=fetch)

@@ -1,0 +1,304 @@
+"""Writes for invoices: finalize, void, refresh, one-off invoices and credit notes.
+
+The period close itself lives in close.py (`periods_close`, `close_customer`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from apps.core.exceptions import NotAllowed, ValidationFailed
+from apps.core.money import to_minor_units
+from apps.customers.models import Customer, Service
+from apps.subscriptions.models import Subscription
+
+from .close import (
+    Line,
+    UsageFetcher,
+    _usage_totals,
+    customer_tax_rates,
+    invoice_recompute_totals,
+    periods_close,
+    plan_customer,
+    write_lines,
+)
+from .models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
+from .numbering import invoice_number_next, invoice_series_for
+from .periods import local_date
+from .taxes import TaxRate, line_tax_cents
+
+__all__ = [
+    "periods_close",
+    "invoice_finalize",
+    "invoice_void",
+    "invoice_refresh",
+    "invoices_finalize_due",
+    "invoice_create_one_off",
+    "credit_note_create",
+    "credit_note_estimate",
+]
+
+
+@transaction.atomic
+def invoice_finalize(*, invoice_id: int, now: datetime | None = None) -> Invoice:
+    """Number and freeze a draft invoice. Calling it again is a no-op.
+
+    The number comes from the series of the finalization year under the sequence row lock, in
+    this transaction: a rollback returns it, so numbers stay gapless.
+    """
+    invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
+    if invoice.status == Invoice.Status.FINALIZED:
+        return invoice
+    if invoice.status != Invoice.Status.DRAFT:
+        raise NotAllowed(f"invoice is {invoice.status}", code="invoice_not_draft")
+    now = now or timezone.now()
+    year = local_date(now, invoice.customer.applicable_timezone).year
+    invoice.series = invoice_series_for(year=year)
+    invoice.sequential_id, invoice.number = invoice_number_next(series=invoice.series)
+    invoice.status, invoice.finalized_at = Invoice.Status.FINALIZED, now
+    invoice.payment_due_date = invoice.issuing_date + timedelta(days=invoice.net_payment_term)
+    invoice.save(
+        update_fields=["series", "sequential_id", "number", "status", "finalized_at", "payment_due_date", "updated_at"]
+    )
+    # Usage before the billed windows is now invoiced: later arrivals are late usage (adjustments).
+    for row in InvoiceSubscription.objects.filter(invoice=invoice).select_related("subscription"):
+        Subscription.objects.filter(pk=row.subscription_id).filter(
+            usage_billed_until__isnull=True
+        ).update(usage_billed_until=row.charges_to_datetime)
+        Subscription.objects.filter(
+            pk=row.subscription_id, usage_billed_until__lt=row.charges_to_datetime
+        ).update(usage_billed_until=row.charges_to_datetime)
+    # follow-up rows: webhook "invoice.created"/"invoice.finalized" (apps.webhooks), ledger posting (apps.ledger),
+    # payment collection (apps.payments), all in this transaction.
+    return invoice
+
+
+@transaction.atomic
+def invoice_void(*, invoice_id: int) -> Invoice:
+    """Void a finalized, unpaid invoice (Lago: finalized and payment not succeeded). Idempotent."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status == Invoice.Status.VOIDED:
+        return invoice
+    if invoice.status != Invoice.Status.FINALIZED or invoice.payment_status == Invoice.PaymentStatus.SUCCEEDED:
+        raise NotAllowed(f"invoice is {invoice.status}/{invoice.payment_status}", code="not_voidable")
+    invoice.status, invoice.voided_at = Invoice.Status.VOIDED, timezone.now()
+    invoice.save(update_fields=["status", "voided_at", "updated_at"])
+    # follow-up rows: webhook "invoice.voided" (apps.webhooks), ledger reversal (apps.ledger), in this transaction.
+    return invoice
+
+
+def invoice_refresh(*, invoice_id: int, now: datetime | None = None, fetch: UsageFetcher = _usage_totals) -> Invoice:
+    """Recompute a draft subscription invoice's fees with the usage known now; others are returned unchanged."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        customer_id = Invoice.objects.values_list("customer_id", flat=True).get(pk=invoice_id)
+        customer = Customer.objects.select_for_update().get(pk=customer_id)  # same lock order as the close
+        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        if invoice.status != Invoice.Status.DRAFT or invoice.invoice_type != Invoice.InvoiceType.SUBSCRIPTION:
+            return invoice
+        invoice.fees.filter(is_adjustment=False).delete()
+        InvoiceSubscription.objects.filter(invoice=invoice).delete()
+        # Re-plan as the close did when it opened this draft (its grace window started at the close).
+        lines = [
+            line
+            for line in plan_customer(customer, as_of=max(now, _close_instant(invoice)), fetch=fetch)
+            if line.billing_on == invoice.issuing_date and line.currency == invoice.currency
+        ]
+        write_lines(customer, lines, as_of=now, into=invoice)
+        invoice_recompute_totals(invoice)
+        invoice.refresh_from_db()
+        return invoice
+
+
+def _close_instant(invoice: Invoice) -> datetime:
+    return invoice.created_at
+
+
+def invoices_finalize_due(*, now: datetime | None = None) -> int:
+    """Refresh then finalize drafts whose grace period has passed. Returns how many were finalized."""
+    now = now or timezone.now()
+    due = Invoice.objects.filter(status=Invoice.Status.DRAFT, grace_until__lte=now).values_list("pk", flat=True)
+    count = 0
+    for invoice_id in list(due):
+        invoice_refresh(invoice_id=invoice_id, now=now)
+        invoice = invoice_finalize(invoice_id=invoice_id, now=now)
+        count += invoice.status == Invoice.Status.FINALIZED
+    return count
+
+
+@dataclass(frozen=True)
+class AddOnFee:
+    add_on_code: str
+    units: Decimal  # quantity
+    unit_amount_cents: int  # minor units per unit
+    name: str = ""
+    description: str = ""
+
+
+@transaction.atomic
+def invoice_create_one_off(*, service: Service, customer: Customer, currency: str, fees: list[AddOnFee]) -> Invoice:
+    """Create and finalize a one-off invoice of add-on fees (token packs, throttle removal)."""
+    if not fees:
+        raise ValidationFailed("no fees", details={"fees": ["value_is_mandatory"]})
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    now = timezone.now()
+    today = local_date(now, customer.applicable_timezone)
+    invoice = Invoice.objects.create(
+        customer=customer,
+        invoice_type=Invoice.InvoiceType.ONE_OFF,
+        currency=currency,
+        issuing_date=today,
+        net_payment_term=customer.net_payment_term,
+    )
+    rates = customer_tax_rates(customer, on=today)
+    from .close import fee_from_line
+
+    rows = []
+    for index, fee in enumerate(fees):
+        unit = Decimal(fee.unit_amount_cents).scaleb(-2 if currency != "JPY" else 0)
+        precise = fee.units * unit
+        line = Line(
+            billing_on=today,
+            currency=currency,
+            fee_key=f"one_off:{invoice.lago_id}:{index}",
+            fee_type=Fee.FeeType.ADD_ON,
+            subscription=None,
+            name=fee.name or fee.add_on_code,
+            description=fee.description,
+            units=fee.units,
+            precise_unit_amount=unit,
+            precise_amount=precise,
+            amount_cents=to_minor_units(precise, currency),
+        )
+        row = fee_from_line(line, invoice=invoice, rates=rates)
+        row.service, row.add_on_code = service, fee.add_on_code
+        rows.append(row)
+    Fee.objects.bulk_create(rows)
+    invoice_recompute_totals(invoice)
+    return invoice_finalize(invoice_id=invoice.pk, now=now)
+
+
+# --------------------------------------------------------------------------- credit notes
+
+
+@dataclass(frozen=True)
+class CreditNoteItemIn:
+    fee_id: int
+    amount_cents: int  # minor units, tax excluded
+
+
+@dataclass(frozen=True)
+class CreditNoteEstimate:
+    items: list[tuple[Fee, int, int]]  # (fee, amount_cents, taxes_amount_cents)
+    sub_total_excluding_taxes_amount_cents: int
+    taxes_amount_cents: int
+    total_amount_cents: int
+    max_creditable_amount_cents: int
+    max_refundable_amount_cents: int
+
+
+def _credited_per_fee(invoice: Invoice) -> dict[int, int]:
+    rows = (
+        CreditNoteItem.objects.filter(credit_note__invoice=invoice)
+        .exclude(credit_note__credit_status=CreditNote.CreditStatus.VOIDED)
+        .values("fee_id")
+        .annotate(total=Sum("amount_cents"))
+    )
+    return {row["fee_id"]: row["total"] for row in rows}
+
+
+def credit_note_estimate(*, invoice: Invoice, items: list[CreditNoteItemIn]) -> CreditNoteEstimate:
+    """Validate items against what is left to credit on each fee and compute taxes per line."""
+    if invoice.status != Invoice.Status.FINALIZED:
+        raise NotAllowed("invoice not finalized", code="invalid_type_or_status")
+    if not items:
+        raise ValidationFailed("no items", details={"items": ["value_is_mandatory"]})
+    fees = {fee.pk: fee for fee in invoice.fees.all()}
+    credited = _credited_per_fee(invoice)
+    errors: dict[str, list[str]] = {}
+    out: list[tuple[Fee, int, int]] = []
+    asked: dict[int, int] = {}
+    for index, item in enumerate(items):
+        fee = fees.get(item.fee_id)
+        if fee is None:
+            errors.setdefault(f"items[{index}].fee_id", []).append("fee_not_found")
+            continue
+        if item.amount_cents <= 0:
+            errors.setdefault(f"items[{index}].amount_cents", []).append("value_is_out_of_range")
+            continue
+        asked[fee.pk] = asked.get(fee.pk, 0) + item.amount_cents
+        if asked[fee.pk] > fee.amount_cents - credited.get(fee.pk, 0):
+            errors.setdefault(f"items[{index}].amount_cents", []).append("higher_than_remaining_fee_amount")
+            continue
+        rates = [TaxRate(t["code"], t["name"], Decimal(t["rate"])) for t in fee.applied_taxes]
+        out.append((fee, item.amount_cents, sum(line_tax_cents(item.amount_cents, rate) for rate in rates)))
+    if errors:
+        raise ValidationFailed("invalid credit note", details=errors)
+    sub_total = sum(amount for _, amount, _ in out)
+    taxes = sum(tax for _, _, tax in out)
+    refunded = CreditNote.objects.filter(invoice=invoice).aggregate(total=Sum("refund_amount_cents"))["total"] or 0
+    return CreditNoteEstimate(
+        items=out,
+        sub_total_excluding_taxes_amount_cents=sub_total,
+        taxes_amount_cents=taxes,
+        total_amount_cents=sub_total + taxes,
+        max_creditable_amount_cents=sub_total + taxes,
+        max_refundable_amount_cents=max(0, min(sub_total + taxes, invoice.total_paid_amount_cents - refunded)),
+    )
+
+
+@transaction.atomic
+def credit_note_create(
+    *,
+    invoice_id: int,
+    items: list[CreditNoteItemIn],
+    reason: str = CreditNote.Reason.OTHER,
+    description: str = "",
+    credit_amount_cents: int | None = None,
+    refund_amount_cents: int | None = None,
+) -> CreditNote:
+    """Credit part of a finalized invoice's fees, never more than what is left on each fee."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if reason not in CreditNote.Reason.values:
+        raise ValidationFailed("bad reason", details={"reason": ["value_is_invalid"]})
+    estimate = credit_note_estimate(invoice=invoice, items=items)
+    refund = refund_amount_cents or 0
+    credit = estimate.total_amount_cents - refund if credit_amount_cents is None else credit_amount_cents
+    if credit < 0 or refund < 0 or credit + refund != estimate.total_amount_cents:
+        raise ValidationFailed("amounts", details={"base": ["does_not_match_item_amounts"]})
+    if refund > estimate.max_refundable_amount_cents:
+        raise ValidationFailed("refund", details={"refund_amount_cents": ["higher_than_remaining_invoice_amount"]})
+    sequential_id = invoice.credit_notes.count() + 1
+    note = CreditNote.objects.create(
+        invoice=invoice,
+        customer_id=invoice.customer_id,
+        number=f"{invoice.number}-CN{sequential_id}",
+        sequential_id=sequential_id,
+        issuing_date=timezone.localdate(),
+        reason=reason,
+        description=description,
+        currency=invoice.currency,
+        sub_total_excluding_taxes_amount_cents=estimate.sub_total_excluding_taxes_amount_cents,
+        taxes_amount_cents=estimate.taxes_amount_cents,
+        total_amount_cents=estimate.total_amount_cents,
+        credit_amount_cents=credit,
+        refund_amount_cents=refund,
+        balance_amount_cents=credit,
+        credit_status=CreditNote.CreditStatus.AVAILABLE if credit else "",
+        refund_status=CreditNote.RefundStatus.PENDING if refund else "",
+    )
+    CreditNoteItem.objects.bulk_create(
+        CreditNoteItem(credit_note=note, fee=fee, amount_cents=amount, taxes_amount_cents=tax)
+        for fee, amount, tax in estimate.items
+    )
+    # follow-up rows: webhook "credit_note.created" (apps.webhooks), ledger credit note (apps.ledger),
+    # Stripe refund when refund_amount_cents > 0 (apps.payments), in this transaction.
+    return note
+
+
+__all__ += ["AddOnFee", "CreditNoteItemIn", "InvoiceAppliedTax"]
