@@ -204,6 +204,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {}
+# Invoicing (apps/invoicing/tasks.py): all three are idempotent, so a frequent schedule is safe.
+CELERY_BEAT_SCHEDULE["invoicing-activate-due-subscriptions"] = {
+    "task": "apps.invoicing.tasks.subscriptions_activate_due_task", "schedule": 300.0}
+CELERY_BEAT_SCHEDULE["invoicing-close-periods"] = {"task": "apps.invoicing.tasks.periods_close_task", "schedule": 900.0}
+CELERY_BEAT_SCHEDULE["invoicing-finalize-due-drafts"] = {
+    "task": "apps.invoicing.tasks.invoices_finalize_due_task", "schedule": 900.0}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "apps.webhooks.tasks.webhook_delivery_sweep_task", "schedule": 30.0}
 
 # Billing
