@@ -52,11 +52,17 @@ class WebhookEndpoint(TimeStampedModel):
     signing_secret = models.CharField(max_length=128, default=new_signing_secret)
     active = models.BooleanField(default=True)
     event_types = models.JSONField(null=True, blank=True)  # list of EVENT_OBJECT_TYPES keys, or null = all
+    # Deleted through the API: kept (deliveries point at it) but inactive and invisible to the service.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("created_at",)
         constraints = [
-            models.UniqueConstraint(fields=("service", "webhook_url"), name="uniq_webhook_url_per_service"),
+            models.UniqueConstraint(
+                fields=("service", "webhook_url"),
+                condition=Q(deleted_at__isnull=True),
+                name="uniq_live_webhook_url_per_service",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -18,14 +18,23 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core.exceptions import ValidationFailed
 from apps.customers.models import Service
 
 from . import sender
-from .models import EVENT_OBJECT_TYPES, TEST_EVENT_TYPE, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .models import (
+    EVENT_OBJECT_TYPES,
+    MAX_ENDPOINTS_PER_SERVICE,
+    TEST_EVENT_TYPE,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from .signing import signed_headers
 
 log = logging.getLogger(__name__)
@@ -260,3 +269,44 @@ def webhook_subscription_event_record(*, subscription, event_type: str) -> list[
         payload_object=subscription_out(subscription),
         service_ids=[subscription.service_id],
     )
+
+
+def _endpoint_rules(*, service: Service, values: dict, exclude_id: int | None = None) -> None:
+    url = values.get("webhook_url")
+    live = WebhookEndpoint.objects.filter(service=service, deleted_at__isnull=True).exclude(pk=exclude_id)
+    if url is not None and live.filter(webhook_url=url).exists():
+        raise ValidationFailed("webhook url used", details={"webhook_url": ["value_already_exist"]})
+    if exclude_id is None and live.count() >= MAX_ENDPOINTS_PER_SERVICE:
+        raise ValidationFailed("too many endpoints", details={"base": ["exceeded_limit"]})
+
+
+@transaction.atomic
+def webhook_endpoint_create(*, service: Service, values: dict) -> WebhookEndpoint:
+    """Add an endpoint (webhook_url, name, signature_algo, event_types; validated by the caller's serializer)."""
+    Service.objects.select_for_update().get(pk=service.pk)  # serializes the 10-endpoint limit check
+    _endpoint_rules(service=service, values=values)
+    try:
+        with transaction.atomic():
+            return WebhookEndpoint.objects.create(service=service, **values)
+    except IntegrityError:
+        raise ValidationFailed("webhook url used", details={"webhook_url": ["value_already_exist"]}) from None
+
+
+@transaction.atomic
+def webhook_endpoint_update(*, endpoint_id: int, values: dict) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id, deleted_at__isnull=True)
+    _endpoint_rules(service=endpoint.service, values=values, exclude_id=endpoint.pk)
+    for name, value in values.items():
+        setattr(endpoint, name, value)
+    endpoint.save()
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_delete(*, endpoint_id: int) -> WebhookEndpoint:
+    """Deactivate and hide an endpoint; its deliveries stay for the record. Pending ones fail at their next send."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+    if endpoint.deleted_at is None:
+        endpoint.active, endpoint.deleted_at = False, timezone.now()
+        endpoint.save(update_fields=["active", "deleted_at", "updated_at"])
+    return endpoint

@@ -271,3 +271,18 @@ def test_two_workers_never_send_the_same_delivery(service_factory, endpoint_for,
     assert sorted(r is None for r in results) == [False, True]
     assert WebhookDelivery.objects.get(pk=delivery_id).status == "succeeded"
     assert WebhookAttempt.objects.filter(delivery_id=delivery_id).count() == 1
+
+
+def test_usage_event_error_is_recorded_in_lagos_event_error_shape(service_factory, endpoint_for, receiver):
+    from apps.webhooks.services import webhook_event_error_record
+
+    cloud = service_factory("cloud").service
+    endpoint_for(cloud, receiver.url, event_types=["event.error"])
+    usage_event = {"transaction_id": "tx-1", "external_subscription_id": "sub-1", "code": "nope", "properties": {}}
+    event = webhook_event_error_record(service_id=cloud.pk, event=usage_event, error={"code": ["does_not_exist"]})
+    webhook_delivery_send(delivery_id=only_delivery(event).pk)
+    body = json.loads(receiver.requests[0].body)
+    assert (body["webhook_type"], body["object_type"]) == ("event.error", "event_error")
+    assert body["event_error"] == {
+        "status": 422, "error": "Unprocessable entity", "message": '{"code":["does_not_exist"]}', "event": usage_event
+    }
