@@ -15,6 +15,8 @@ from django.utils import timezone
 from apps.core.exceptions import NotAllowed, ValidationFailed
 from apps.core.money import to_minor_units
 from apps.customers.models import Customer, Service
+from apps.ledger.services import ledger_posting_create
+from apps.payments.services import payment_credit_note_created, payment_invoice_finalized
 from apps.subscriptions.models import Subscription
 
 from .close import (
@@ -75,6 +77,8 @@ def invoice_finalize(*, invoice_id: int, now: datetime | None = None) -> Invoice
         ).update(usage_billed_until=row.charges_to_datetime)
     # follow-up rows: webhook "invoice.created"/"invoice.finalized" (apps.webhooks), ledger posting (apps.ledger),
     # payment collection (apps.payments), all in this transaction.
+    ledger_posting_create(invoice=invoice)
+    payment_invoice_finalized(invoice=invoice)  # collects the amount due through Stripe on commit
     return invoice
 
 
@@ -298,6 +302,8 @@ def credit_note_create(
     )
     # follow-up rows: webhook "credit_note.created" (apps.webhooks), ledger credit note (apps.ledger),
     # Stripe refund when refund_amount_cents > 0 (apps.payments), in this transaction.
+    ledger_posting_create(credit_note=note)
+    payment_credit_note_created(credit_note=note)  # refunds through Stripe on commit
     return note
 
 

@@ -3,7 +3,7 @@
 A `LedgerPosting` is written in the transaction that finalized an invoice, issued a credit note or
 recorded a payment; services.py sends it to Odoo. Odoo references in the mapping tables are strings:
 an xml id ("account.1_sale"), a code (account code, journal code, product default_code, analytic
-code, tax name) or a numeric database id ("42"); they are resolved through `OdooClient.refs_resolve`.
+code, tax name) or a database id ("#42"); they are resolved through `OdooClient.refs_resolve`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from apps.core.models import TimeStampedModel
 
-ODOO_REF_HELP = 'xml id ("account.1_sale"), code ("INV", "400000", product default code) or numeric id'
+ODOO_REF_HELP = 'xml id ("account.1_sale"), code ("INV", "400000", product default code) or database id ("#42")'
 
 
 class LedgerPosting(TimeStampedModel):

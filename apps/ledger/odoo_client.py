@@ -82,6 +82,26 @@ class ServerInfo:
 
 
 @dataclass(frozen=True)
+class PartnerDraft:
+    ref: str  # the hub's customer reference; Odoo's res.partner.ref
+    name: str
+    email: str = ""
+    country_code: str = ""  # ISO 3166-1 alpha-2
+    state_code: str = ""  # province code, e.g. "ON"
+    vat: str = ""
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    id: int
+    name: str  # e.g. "PSTRIP/2026/00001"
+    memo: str
+    state: str
+    currency: str
+    amount_cents: int  # minor units of `currency`
+
+
+@dataclass(frozen=True)
 class MoveLineDraft:
     name: str
     price_unit: Decimal  # major units of the move currency; send the rounded line subtotal with quantity 1
@@ -396,6 +416,54 @@ class OdooClient:
             vals["country_id"] = countries[0]
         return int(self._call("res.partner", "create", vals_list=[vals])[0])
 
+    def partners_find_or_create(self, *, partners: Sequence[PartnerDraft]) -> dict[str, int]:
+        """Return {ref: partner id} for many partners: one search per 500 refs, then at most three calls
+        (countries, states, one create) for those missing. Same caveats as partner_find_or_create."""
+        by_ref = {p.ref: p for p in partners}
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(by_ref), READ_BATCH_SIZE):
+            for row in self._call("res.partner", "search_read", domain=[["ref", "in", list(chunk)]],
+                                  fields=["id", "ref"], order="id"):
+                found.setdefault(row["ref"], int(row["id"]))
+        missing = [p for ref, p in by_ref.items() if ref not in found]
+        if not missing:
+            return found
+        country_codes = sorted({p.country_code for p in missing if p.country_code})
+        countries: dict[str, int] = {}
+        states: dict[tuple[str, str], int] = {}
+        if country_codes:
+            rows = self._call("res.country", "search_read", domain=[["code", "in", country_codes]],
+                              fields=["id", "code"])
+            countries = {row["code"]: int(row["id"]) for row in rows}
+            state_codes = sorted({p.state_code for p in missing if p.state_code})
+            if state_codes and countries:
+                code_of = {cid: code for code, cid in countries.items()}
+                rows = self._call("res.country.state", "search_read",
+                                  domain=[["country_id", "in", sorted(countries.values())],
+                                          ["code", "in", state_codes]], fields=["id", "code", "country_id"])
+                states = {(code_of[row["country_id"][0]], row["code"]): int(row["id"]) for row in rows}
+        vals_list: list[dict[str, Any]] = []
+        for partner in missing:
+            vals: dict[str, Any] = {"name": partner.name, "ref": partner.ref, "is_company": True}
+            if partner.email:
+                vals["email"] = partner.email
+            if partner.vat:
+                vals["vat"] = partner.vat
+            if partner.country_code:
+                if partner.country_code not in countries:
+                    raise OdooError(f"unknown country {partner.country_code} in Odoo")
+                vals["country_id"] = countries[partner.country_code]
+                if partner.state_code:
+                    key = (partner.country_code, partner.state_code)
+                    if key not in states:
+                        raise OdooError(f"unknown state {partner.country_code}-{partner.state_code} in Odoo")
+                    vals["state_id"] = states[key]
+            vals_list.append(vals)
+        for chunk_partners, chunk_vals in zip(_chunks(missing, READ_BATCH_SIZE), _chunks(vals_list, READ_BATCH_SIZE)):
+            created = self._call("res.partner", "create", vals_list=list(chunk_vals))
+            found.update({p.ref: int(i) for p, i in zip(chunk_partners, created)})
+        return found
+
     # -- moves ----------------------------------------------------------------------------------
     def _move_result(self, row: Mapping[str, Any]) -> MoveResult:
         currency = str(row["currency_id"][1])
@@ -491,6 +559,14 @@ class OdooClient:
         found = self._call("account.payment", "search", domain=[["memo", "=", ref], ["state", "!=", "canceled"]],
                            limit=1, order="id")
         return int(found[0]) if found else None
+
+    def payment_read(self, *, payment_id: int) -> PaymentResult:
+        """Return one account.payment's name, memo, state and amount."""
+        [row] = self._call("account.payment", "read", ids=[payment_id],
+                           fields=["name", "memo", "state", "amount", "currency_id"])
+        currency = str(row["currency_id"][1])
+        return PaymentResult(id=int(row["id"]), name=row["name"] or "", memo=row["memo"] or "", state=row["state"],
+                             currency=currency, amount_cents=cents_from_wire(row["amount"], currency))
 
     def payment_register(self, *, move_id: int, amount_cents: int, currency: str, journal_id: int,
                          date: date, ref: str) -> int:

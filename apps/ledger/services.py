@@ -1,14 +1,37 @@
 """Ledger services: write postings (outbox) and send them to Odoo exactly once (STYLE.md §4-5)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
 
-from apps.ledger.models import LedgerPosting
+from apps.ledger import mapping
+from apps.ledger.models import (
+    LedgerPosting,
+    OdooAnalyticMapping,
+    OdooJournalMapping,
+    OdooProductMapping,
+    OdooTaxMapping,
+)
+from apps.ledger.odoo_client import (
+    MoveDraft,
+    MoveResult,
+    OdooClient,
+    OdooError,
+    OdooUnavailable,
+    PartnerDraft,
+    get_odoo_client,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,3 +86,375 @@ def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payme
         posting_id = posting.pk
         transaction.on_commit(lambda: ledger_posting_send_task.delay(posting_id))
     return posting
+
+
+# -- sending ----------------------------------------------------------------------------------------
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_CAP_SECONDS = 6 * 3600
+_KIND_ORDER = Case(When(kind=LedgerPosting.Kind.INVOICE, then=Value(0)),
+                   When(kind=LedgerPosting.Kind.CREDIT_NOTE, then=Value(1)), default=Value(2))
+_DONE = (LedgerPosting.Status.POSTED, LedgerPosting.Status.MISMATCH)
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    posted: int = 0
+    mismatch: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retry: int = 0  # transient error or waiting for another document; back to pending with a delay
+
+
+def backoff_seconds(attempts: int) -> int:
+    """Return the delay before attempt `attempts + 1`: 30 s doubling, capped at 6 h."""
+    return min(BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0), BACKOFF_CAP_SECONDS)
+
+
+def _due(now: dt.datetime) -> Q:
+    return (Q(status=LedgerPosting.Status.PENDING)
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)))
+
+
+def _claim(*, limit: int, ids: Sequence[int] | None = None) -> tuple[list[int], dt.datetime]:
+    """Lease up to `limit` due rows (invoices first); return their ids and the lease token.
+
+    The row locks live only inside this short transaction (SKIP LOCKED, then a conditional UPDATE);
+    the lease (`claimed_until`) is what keeps other senders away during the network calls, and it
+    expires, so a killed worker's rows come back by themselves.
+    """
+    now = timezone.now()
+    lease = now + dt.timedelta(seconds=int(getattr(settings, "LEDGER_CLAIM_SECONDS", 600)))
+    with transaction.atomic():
+        candidates = LedgerPosting.objects.filter(_due(now))
+        if ids is not None:
+            candidates = candidates.filter(pk__in=list(ids))
+        picked = list(candidates.order_by(_KIND_ORDER, "id").select_for_update(skip_locked=True)
+                      .values_list("pk", flat=True)[:limit])
+        if picked:
+            LedgerPosting.objects.filter(_due(now), pk__in=picked).update(
+                claimed_until=lease, attempts=F("attempts") + 1, updated_at=now)
+    return picked, lease
+
+
+class _Batch:
+    """One claimed set of rows being sent with one client. Writes only rows still under its lease."""
+
+    def __init__(self, client: OdooClient, lease: dt.datetime, result: BatchResult):
+        self.client, self.lease, self.result = client, lease, result
+        self.open: set[int] = set()
+        self.refs = _mapping_refs()
+        self.resolved: dict[str, dict[str, int]] = {}
+
+    # -- row writes (conditional on the lease: a row re-claimed after expiry is not ours) ---------
+    def _write(self, posting: LedgerPosting, **fields: Any) -> None:
+        LedgerPosting.objects.filter(pk=posting.pk, claimed_until=self.lease).update(
+            **fields, updated_at=timezone.now())
+
+    def _close(self, posting: LedgerPosting, counter: str, **fields: Any) -> None:
+        self._write(posting, claimed_until=None, **fields)
+        self.open.discard(posting.pk)
+        setattr(self.result, counter, getattr(self.result, counter) + 1)
+
+    def fail(self, posting: LedgerPosting, message: str) -> None:
+        logger.warning("ledger posting %s failed: %s", posting.ref, message)
+        self._close(posting, "failed", status=LedgerPosting.Status.FAILED, last_error=message[:4000])
+
+    def retry_later(self, posting: LedgerPosting, message: str, *, seconds: int | None = None) -> None:
+        delay = backoff_seconds(posting.attempts) if seconds is None else seconds
+        self._close(posting, "retry", last_error=message[:4000],
+                    next_attempt_at=timezone.now() + dt.timedelta(seconds=delay))
+
+    def note_move(self, posting: LedgerPosting, move_id: int) -> None:
+        posting.odoo_move_id = move_id
+        self._write(posting, odoo_move_id=move_id)
+
+    def verify(self, posting: LedgerPosting, move: MoveResult, hub: tuple[int, int, int]) -> None:
+        odoo = (move.amount_untaxed_cents, move.amount_tax_cents, move.amount_total_cents)
+        matches = odoo == hub and move.currency == _currency(posting)
+        error = "" if matches else (f"Odoo {move.name} has untaxed/tax/total {odoo} {move.currency}, "
+                                    f"the hub billed {hub} {_currency(posting)}")
+        self._close(posting, "posted" if matches else "mismatch",
+                    status=LedgerPosting.Status.POSTED if matches else LedgerPosting.Status.MISMATCH,
+                    odoo_move_id=move.id, odoo_name=move.name, odoo_amount_untaxed_cents=odoo[0],
+                    odoo_amount_tax_cents=odoo[1], odoo_amount_total_cents=odoo[2], hub_amount_untaxed_cents=hub[0],
+                    hub_amount_tax_cents=hub[1], hub_amount_total_cents=hub[2], last_error=error,
+                    next_attempt_at=None, posted_at=timezone.now())
+
+    # -- Odoo references -------------------------------------------------------------------------
+    def resolve(self, needed: dict[str, set[str]]) -> None:
+        for model, refs in needed.items():
+            todo = sorted(refs - set(self.resolved.get(model, {})))
+            if not todo:
+                continue
+            found = self.client.refs_resolve(model=model, refs=[mapping.odoo_ref(r) for r in todo])
+            table = self.resolved.setdefault(model, {})
+            for ref in todo:
+                if mapping.odoo_ref(ref) in found:
+                    table[ref] = found[mapping.odoo_ref(ref)]
+
+    # -- moves -------------------------------------------------------------------------------------
+    def send_moves(self, postings: list[LedgerPosting]) -> None:
+        """Find, create, post and verify the moves of invoice and credit-note postings."""
+        documents: dict[int, mapping.DocumentIn] = {}
+        hub_totals: dict[int, tuple[int, int, int]] = {}
+        for posting in postings:
+            loaded = _document(posting)
+            if loaded is None:
+                continue
+            document, totals = loaded
+            if not any(line.amount_cents for line in document.lines):
+                self._close(posting, "skipped", status=LedgerPosting.Status.SKIPPED, last_error="", next_attempt_at=None)
+                continue
+            if document.move_type == "out_refund":
+                invoice_posting = (LedgerPosting.objects.filter(kind=LedgerPosting.Kind.INVOICE,
+                                                                invoice_id=posting.credit_note.invoice_id)
+                                   .only("status", "odoo_move_id", "ref").first())
+                if invoice_posting is None or invoice_posting.status not in _DONE:
+                    self.retry_later(posting, f"waiting for invoice {posting.credit_note.invoice.number} to be "
+                                              "posted to Odoo", seconds=BACKOFF_BASE_SECONDS)
+                    continue
+                document = dataclasses.replace(document, reversed_entry_id=invoice_posting.odoo_move_id)
+            documents[posting.pk], hub_totals[posting.pk] = document, totals
+        by_pk = {p.pk: p for p in postings if p.pk in documents}
+        if not by_pk:
+            return
+        customers = {p.pk: _customer(p) for p in by_pk.values()}
+        partner_ids = self.client.partners_find_or_create(partners=list(
+            {c.external_id: _partner_draft(c) for c in customers.values()}.values()))
+        self.resolve(mapping.refs_needed(self.refs, documents.values()))
+        drafts: dict[int, MoveDraft] = {}
+        for pk, document in documents.items():
+            try:
+                drafts[pk] = mapping.move_draft(document, partner_id=partner_ids[customers[pk].external_id],
+                                                refs=self.refs, resolved=self.resolved)
+            except mapping.MappingMissing as exc:
+                self.fail(by_pk[pk], f"mapping: {exc}")
+        if not drafts:
+            return
+        found = self.client.moves_find(refs=[d.ref for d in drafts.values()])
+        to_create = [pk for pk, d in drafts.items() if d.ref not in found]
+        to_post: list[int] = []
+        for pk, draft in drafts.items():
+            move = found.get(draft.ref)
+            if move is None:
+                continue
+            self.note_move(by_pk[pk], move.id)
+            if move.state == "draft":
+                to_post.append(pk)
+            elif move.state == "cancel":
+                self.fail(by_pk[pk], f"Odoo move {move.id} with ref {draft.ref} is cancelled; reset it to draft "
+                                     "or delete it in Odoo, then retry")
+            else:
+                self.verify(by_pk[pk], move, hub_totals[pk])
+        to_post += self._create(to_create, by_pk, drafts)
+        posted = self._post(to_post, by_pk)
+        for move in self.client.moves_read(ids=[by_pk[pk].odoo_move_id for pk in posted]) if posted else ():
+            pk = next(pk for pk in posted if by_pk[pk].odoo_move_id == move.id)
+            self.verify(by_pk[pk], move, hub_totals[pk])
+
+    def _isolating(self, pks: list[int], by_pk: dict[int, LedgerPosting], size: int,
+                   call: Callable[[list[int]], list[int] | None]) -> list[int]:
+        """Run `call` on chunks; when Odoo refuses a chunk (one transaction), retry its rows one by one
+        so one bad document fails alone. Transient errors propagate: the whole batch retries later."""
+        done: list[int] = []
+        for start in range(0, len(pks), size):
+            chunk = pks[start:start + size]
+            try:
+                call(chunk)
+                done += chunk
+            except OdooUnavailable:
+                raise
+            except OdooError as exc:
+                if len(chunk) == 1:
+                    self.fail(by_pk[chunk[0]], _odoo_message(exc))
+                    continue
+                for pk in chunk:
+                    try:
+                        call([pk])
+                        done.append(pk)
+                    except OdooUnavailable:
+                        raise
+                    except OdooError as single:
+                        self.fail(by_pk[pk], _odoo_message(single))
+        return done
+
+    def _create(self, pks: list[int], by_pk: dict[int, LedgerPosting], drafts: dict[int, MoveDraft]) -> list[int]:
+        def create(chunk: list[int]) -> None:
+            ids = self.client.moves_create(moves=[drafts[pk] for pk in chunk])
+            for pk, move_id in zip(chunk, ids):
+                self.note_move(by_pk[pk], move_id)
+
+        return self._isolating(pks, by_pk, self.client.config.create_batch_size, create)
+
+    def _post(self, pks: list[int], by_pk: dict[int, LedgerPosting]) -> list[int]:
+        def post(chunk: list[int]) -> None:
+            self.client.moves_post(ids=[by_pk[pk].odoo_move_id for pk in chunk])
+
+        return self._isolating(pks, by_pk, self.client.config.post_batch_size, post)
+
+    # -- payments ----------------------------------------------------------------------------------
+    def send_payments(self, postings: list[LedgerPosting]) -> None:
+        """Register each payment on its invoice's posted move with the Stripe receipts journal."""
+        if not postings:
+            return
+        journal = self.refs.receipts_journal
+        if journal:
+            self.resolve({mapping.JOURNAL: {journal}})
+        invoice_moves = dict(LedgerPosting.objects.filter(
+            kind=LedgerPosting.Kind.INVOICE, invoice_id__in=[p.invoice_id for p in postings], status__in=_DONE,
+        ).values_list("invoice_id", "odoo_move_id"))
+        for posting in postings:
+            if not journal:
+                self.fail(posting, "mapping: journal stripe_receipts: no Odoo journal mapped")
+                continue
+            journal_id = self.resolved.get(mapping.JOURNAL, {}).get(journal)
+            if journal_id is None:
+                self.fail(posting, f"mapping: journal stripe_receipts -> {journal}: not found in Odoo "
+                                   f"({mapping.JOURNAL})")
+                continue
+            move_id = invoice_moves.get(posting.invoice_id)
+            if move_id is None:
+                self.retry_later(posting, f"waiting for invoice {posting.invoice.number} to be posted to Odoo",
+                                 seconds=BACKOFF_BASE_SECONDS)
+                continue
+            self.note_move(posting, move_id)
+            try:
+                payment_id = self.client.payment_find(ref=posting.ref)
+                if payment_id is None:
+                    paid_on = timezone.localtime(posting.paid_at).date() if posting.paid_at else timezone.localdate()
+                    payment_id = self.client.payment_register(
+                        move_id=move_id, amount_cents=int(posting.payment_amount_cents or 0),
+                        currency=posting.payment_currency, journal_id=journal_id, date=paid_on, ref=posting.ref)
+                payment = self.client.payment_read(payment_id=payment_id)
+            except OdooUnavailable:
+                raise
+            except OdooError as exc:
+                self.fail(posting, _odoo_message(exc))
+                continue
+            hub = int(posting.payment_amount_cents or 0)
+            matches = payment.amount_cents == hub and payment.currency == posting.payment_currency
+            self._close(posting, "posted" if matches else "mismatch",
+                        status=LedgerPosting.Status.POSTED if matches else LedgerPosting.Status.MISMATCH,
+                        odoo_payment_id=payment.id, odoo_name=payment.name, odoo_amount_total_cents=payment.amount_cents,
+                        hub_amount_total_cents=hub, next_attempt_at=None, posted_at=timezone.now(),
+                        last_error="" if matches else f"Odoo {payment.name} is {payment.amount_cents} "
+                                                      f"{payment.currency}, the hub collected {hub} "
+                                                      f"{posting.payment_currency}")
+
+
+def _odoo_message(exc: OdooError) -> str:
+    return f"{exc.name}: {exc.message}" if exc.name else exc.message
+
+
+def _currency(posting: LedgerPosting) -> str:
+    if posting.kind == LedgerPosting.Kind.CREDIT_NOTE:
+        return posting.credit_note.currency
+    if posting.kind == LedgerPosting.Kind.PAYMENT:
+        return posting.payment_currency
+    return posting.invoice.currency
+
+
+def _customer(posting: LedgerPosting) -> Any:
+    return posting.credit_note.customer if posting.kind == LedgerPosting.Kind.CREDIT_NOTE else posting.invoice.customer
+
+
+def _partner_draft(customer: Any) -> PartnerDraft:
+    return PartnerDraft(ref=customer.external_id,
+                        name=customer.legal_name or customer.name or customer.external_id, email=customer.email,
+                        country_code=customer.country, state_code=customer.state if customer.country else "",
+                        vat=customer.tax_identification_number)
+
+
+def _line(fee: Any, amount_cents: int) -> mapping.LineIn:
+    metric_id = fee.charge.billable_metric_id if fee.charge_id else None
+    plan_id = fee.subscription.plan_id if fee.subscription_id and metric_id is None else None
+    codes = tuple(str(t["code"]) for t in (fee.applied_taxes or []) if t.get("code"))
+    return mapping.LineIn(name=fee.name or fee.fee_type, amount_cents=amount_cents, service_id=fee.service_id,
+                          service_code=fee.service.code if fee.service_id else "", metric_id=metric_id,
+                          plan_id=plan_id, tax_codes=codes)
+
+
+def _document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, int, int]] | None:
+    """Return the document of an invoice/credit-note posting and the hub's untaxed/tax/total cents."""
+    if posting.kind == LedgerPosting.Kind.INVOICE:
+        invoice = posting.invoice
+        fees = invoice.fees.select_related("charge", "subscription", "service").order_by("id")
+        document = mapping.DocumentIn(
+            ref=posting.ref, move_type="out_invoice", number=invoice.number, issuing_date=invoice.issuing_date,
+            currency=invoice.currency, due_date=invoice.payment_due_date,
+            lines=tuple(_line(fee, fee.amount_cents) for fee in fees))
+        # The document total before credits/prepaid amounts are applied: what Odoo's move carries.
+        return document, (invoice.sub_total_excluding_taxes_amount_cents, invoice.taxes_amount_cents,
+                          invoice.sub_total_including_taxes_amount_cents)
+    note = posting.credit_note
+    items = note.items.select_related("fee__charge", "fee__subscription", "fee__service").order_by("id")
+    document = mapping.DocumentIn(
+        ref=posting.ref, move_type="out_refund", number=note.number, issuing_date=note.issuing_date,
+        currency=note.currency, lines=tuple(_line(item.fee, item.amount_cents) for item in items))
+    return document, (note.sub_total_excluding_taxes_amount_cents, note.taxes_amount_cents, note.total_amount_cents)
+
+
+def _mapping_refs() -> mapping.MappingRefs:
+    products: dict[tuple[int, str, int | None], mapping.ProductRef] = {}
+    for row in OdooProductMapping.objects.all():
+        key = ((row.service_id, "metric", row.billable_metric_id) if row.billable_metric_id
+               else (row.service_id, "plan", row.plan_id) if row.plan_id else (row.service_id, "default", None))
+        products[key] = mapping.ProductRef(product=row.odoo_product, account=row.odoo_income_account)
+    journals = dict(OdooJournalMapping.objects.values_list("purpose", "odoo_journal"))
+    return mapping.MappingRefs(
+        products=products, taxes=dict(OdooTaxMapping.objects.values_list("tax_code", "odoo_tax")),
+        analytics=dict(OdooAnalyticMapping.objects.values_list("service_id", "odoo_analytic_account")),
+        sales_journal=journals.get(OdooJournalMapping.Purpose.SALES, ""),
+        receipts_journal=journals.get(OdooJournalMapping.Purpose.STRIPE_RECEIPTS, ""))
+
+
+def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None) -> BatchResult:
+    result = BatchResult(claimed=len(ids))
+    if not ids:
+        return result
+    postings = list(LedgerPosting.objects.filter(pk__in=ids).select_related(
+        "invoice__customer", "credit_note__customer", "credit_note__invoice").order_by(_KIND_ORDER, "id"))
+    batch = _Batch(client or get_odoo_client(), lease, result)
+    batch.open = {p.pk for p in postings}
+    try:
+        batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.INVOICE])
+        batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_NOTE])
+        batch.send_payments([p for p in postings if p.kind == LedgerPosting.Kind.PAYMENT])
+    except OdooUnavailable as exc:
+        # Nothing is lost: the next attempt looks every ref up again before creating anything.
+        for posting in postings:
+            if posting.pk in batch.open:
+                batch.retry_later(posting, f"Odoo unavailable: {_odoo_message(exc)}")
+    except OdooError as exc:  # a call shared by the whole batch (partners, refs) was refused
+        for posting in postings:
+            if posting.pk in batch.open:
+                batch.fail(posting, _odoo_message(exc))
+    return result
+
+
+def ledger_posting_send(*, posting_id: int, client: OdooClient | None = None) -> BatchResult:
+    """Send one posting to Odoo. Safe to run twice, late or concurrently: a row not due or leased
+    elsewhere is left alone, and the move is looked up by ref before anything is created."""
+    ids, lease = _claim(limit=1, ids=[posting_id])
+    return _send_claimed(ids, lease, client)
+
+
+def ledger_post_pending_batch(*, limit: int = 500, client: OdooClient | None = None) -> BatchResult:
+    """Send up to `limit` due postings with batched Odoo calls (invoices, then credit notes, then payments)."""
+    ids, lease = _claim(limit=limit)
+    return _send_claimed(ids, lease, client)
+
+
+def ledger_posting_retry(*, posting_id: int) -> bool:
+    """Put a failed or mismatched posting back in the queue now (admin action); return whether it was."""
+    updated = LedgerPosting.objects.filter(
+        pk=posting_id, status__in=(LedgerPosting.Status.FAILED, LedgerPosting.Status.MISMATCH)
+    ).update(status=LedgerPosting.Status.PENDING, next_attempt_at=None, claimed_until=None, attempts=0,
+             updated_at=timezone.now())
+    if updated and settings.LEDGER_ENABLED:
+        from apps.ledger.tasks import ledger_posting_send_task
+
+        transaction.on_commit(lambda: ledger_posting_send_task.delay(posting_id))
+    return bool(updated)

@@ -60,3 +60,18 @@ def test_send_task_is_enqueued_on_commit_only_when_enabled(service_factory, sett
         with transaction.atomic():
             ledger_posting_create(invoice=invoice)  # existing row: no second message
         assert delay.call_count == 1
+
+
+def test_finalizing_an_invoice_and_issuing_a_credit_note_write_their_postings(service_factory) -> None:
+    from apps.invoicing.models import Invoice
+    from apps.invoicing.services import CreditNoteItemIn, credit_note_create, invoice_finalize
+
+    invoice = invoice_make(service=service_factory().service, customer=customer_make(), fees_cents=[4999])
+    Invoice.objects.filter(pk=invoice.pk).update(status="draft", number="", series="", sequential_id=None)
+    finalized = invoice_finalize(invoice_id=invoice.pk)
+    invoice_finalize(invoice_id=invoice.pk)
+    [posting] = LedgerPosting.objects.filter(invoice=invoice)
+    assert (posting.kind, posting.ref) == ("invoice", f"NEXA/{finalized.number}")
+    fee = invoice.fees.get()
+    note = credit_note_create(invoice_id=invoice.pk, items=[CreditNoteItemIn(fee_id=fee.pk, amount_cents=1000)])
+    assert LedgerPosting.objects.get(credit_note=note).ref == f"NEXA/{note.number}"
