@@ -1,6 +1,78 @@
-"""Routes and views for this resource (owned by its domain issue)."""
+"""Usage ingestion: POST /events, /events/batch (Lago) and /usage (pre-aggregated counters).
+
+The hot path skips DRF parsing and rendering: msgspec decodes `request.body` and encodes the
+answer (apps/usage/validation.py has the figures). DRF still authenticates and maps errors.
+"""
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401  (routes are added below as the resource grows)
+from datetime import timezone as dt_timezone
 
-urlpatterns: list = []
+from django.http import HttpResponse
+from django.urls import path
+from django.utils import timezone
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from apps.core.exceptions import ValidationFailed
+from apps.usage import validation
+from apps.usage.services import StoredItem, usage_counters_ingest, usage_events_ingest
+from apps.usage.validation import EventIn
+
+
+def _ts(moment) -> str:
+    """Lago's event timestamp: UTC with milliseconds, `Z` suffix."""
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _event_out(event: EventIn, stored: StoredItem, created_at: str) -> dict:
+    return {
+        "lago_id": None,  # as on Lago's ClickHouse store: events are addressed by transaction_id
+        "transaction_id": event.transaction_id,
+        "lago_customer_id": None,
+        "lago_subscription_id": stored.subscription_lago_id,
+        "external_subscription_id": event.external_subscription_id,
+        "code": event.code,
+        "timestamp": _ts(stored.timestamp),
+        "properties": event.properties or {},
+        "precise_total_amount_cents": event.precise_total_amount_cents,
+        "created_at": created_at,
+        # Not in Lago (which answers 422): this transaction_id was already stored, not stored again.
+        "duplicate": stored.duplicate,
+    }
+
+
+def _json(payload: dict, status: int) -> HttpResponse:
+    return HttpResponse(validation.encoder.encode(payload), status=status, content_type="application/json")
+
+
+class EventCreateView(APIView):
+    def post(self, request: Request) -> HttpResponse:
+        event = validation.decode_event(request.body)
+        try:
+            result = usage_events_ingest(service=request.auth.service, events=[event])
+        except ValidationFailed as exc:
+            exc.details = exc.details.get("0", exc.details)  # one event: Lago's per-field body, no index
+            raise
+        return _json({"event": _event_out(event, result.items[0], _ts(timezone.now()))}, 200)
+
+
+class EventBatchView(APIView):
+    def post(self, request: Request) -> HttpResponse:
+        events = validation.decode_events(request.body)
+        result = usage_events_ingest(service=request.auth.service, events=events)
+        created_at = _ts(timezone.now())
+        return _json({"events": [_event_out(e, s, created_at) for e, s in zip(events, result.items)]}, 200)
+
+
+class UsageCreateView(APIView):
+    def post(self, request: Request) -> HttpResponse:
+        counters = validation.decode_counters(request.body)
+        result = usage_counters_ingest(service=request.auth.service, counters=counters)
+        return _json({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
+
+
+urlpatterns = [
+    path("events", EventCreateView.as_view()),
+    path("events/batch", EventBatchView.as_view()),
+    path("usage", UsageCreateView.as_view()),
+]

@@ -1,0 +1,78 @@
+"""Usage reads: late usage awaiting its adjustment, daily totals for the admin chart."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django.db import connection
+
+from apps.catalog.models import BillableMetric
+
+Agg = BillableMetric.Aggregation
+
+
+@dataclass(frozen=True)
+class LateUsage:
+    units: Decimal  # the metric's aggregation over the late rows alone (weighted_sum: Σ of deltas)
+    events_count: int
+    event_ids: tuple[int, ...]  # pass to services.late_usage_mark_billed once billed
+
+
+def late_usage_unbilled(*, subscription_ids: list[int]) -> dict[tuple[int, int], LateUsage]:
+    """Return unbilled late usage per (subscription_id, billable_metric_id).
+
+    Late rows arrived after their period was invoiced (timestamp < usage_billed_until at
+    arrival). count/sum/weighted_sum: Σ value; max: largest; latest: most recent;
+    unique_count: distinct keys added. Ids come with the totals, so a row that arrives while
+    the adjustment is being billed is left for the next invoice, never marked unbilled.
+    """
+    ids = sorted({int(pk) for pk in subscription_ids})
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT e.subscription_id, e.billable_metric_id, m.aggregation_type,
+                   count(*), sum(e.value), max(e.value),
+                   (array_agg(e.value ORDER BY e.timestamp DESC, e.id DESC))[1],
+                   count(DISTINCT e.properties ->> m.field_name) FILTER (WHERE e.value > 0),
+                   array_agg(e.id ORDER BY e.id)
+              FROM usage_usageevent e JOIN catalog_billablemetric m ON m.id = e.billable_metric_id
+             WHERE e.subscription_id = ANY(%s) AND e.is_late AND e.late_billed_at IS NULL
+             GROUP BY e.subscription_id, e.billable_metric_id, m.aggregation_type
+            """,
+            [ids],
+        )
+        out = {}
+        for sub, metric, kind, count, total, maximum, latest, distinct, event_ids in cursor.fetchall():
+            units = {Agg.MAX: maximum, Agg.LATEST: latest, Agg.UNIQUE_COUNT: Decimal(distinct)}.get(kind, total)
+            out[(sub, metric)] = LateUsage(units=units, events_count=count, event_ids=tuple(event_ids))
+        return out
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    day: date  # UTC day
+    billable_metric_id: int
+    metric_code: str
+    units: Decimal  # Σ value that day (count: events; sum-like metrics: the deltas)
+    events_count: int
+
+
+def usage_daily_for_subscription(*, subscription_id: int, days: int = 31) -> list[DailyUsage]:
+    """Return per-day, per-metric Σ value and row count for the last `days` days with usage."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT (e.timestamp AT TIME ZONE 'UTC')::date AS day, e.billable_metric_id, m.code,
+                   sum(e.value), count(*)
+              FROM usage_usageevent e JOIN catalog_billablemetric m ON m.id = e.billable_metric_id
+             WHERE e.subscription_id = %s
+               AND e.timestamp >= (SELECT max(timestamp) FROM usage_usageevent WHERE subscription_id = %s)
+                                  - make_interval(days => %s)
+             GROUP BY 1, 2, 3 ORDER BY 1, 3
+            """,
+            [subscription_id, subscription_id, days],
+        )
+        return [DailyUsage(*row) for row in cursor.fetchall()]

@@ -1,0 +1,222 @@
+"""Usage writes: idempotent batch ingestion and late-usage billing marks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.catalog.models import BillableMetric
+from apps.core.exceptions import ValidationFailed
+from apps.customers.models import Service
+from apps.subscriptions.models import Subscription
+
+from . import validation
+from .models import UsageEvent
+from .validation import CounterIn, EventIn
+
+Agg = BillableMetric.Aggregation
+ONE, MINUS_ONE = Decimal(1), Decimal(-1)
+VALUE_AGGREGATIONS = frozenset({Agg.SUM, Agg.MAX, Agg.LATEST, Agg.WEIGHTED_SUM})
+# Ingest holds this advisory lock shared for its whole transaction; usage_ingest_fence takes it
+# exclusively, so it returns only once every batch that started before it has committed or failed.
+INGEST_FENCE_KEY = 0x75736167  # "usag"
+
+# One statement per batch (research/perf.md §1 "js"): the whole batch as one jsonb parameter,
+# sorted by the conflict key so two concurrent batches sharing retried ids cannot deadlock.
+INSERT_SQL = """
+INSERT INTO usage_usageevent
+    (service_id, transaction_id, subscription_id, billable_metric_id, timestamp, value,
+     properties, source, is_late)
+SELECT %s, e->>0, (e->>1)::bigint, (e->>2)::bigint, (e->>3)::timestamptz, (e->>4)::numeric,
+       e->5, %s, (e->>6)::boolean
+  FROM jsonb_array_elements(%s::jsonb) AS e
+ ORDER BY (e->>0) COLLATE "C"
+ON CONFLICT (service_id, transaction_id) DO NOTHING
+RETURNING transaction_id
+"""
+
+
+@dataclass(frozen=True)
+class _Sub:
+    id: int
+    lago_id: str
+    status: str
+    started_at: datetime | None
+    terminated_at: datetime | None
+    usage_billed_until: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """One input item after ingestion (in input order)."""
+
+    transaction_id: str
+    timestamp: datetime
+    subscription_lago_id: str
+    duplicate: bool  # seen before (earlier request or earlier in this batch): not stored again
+    is_late: bool
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    items: list[StoredItem]
+
+    @property
+    def accepted(self) -> int:
+        return sum(not item.duplicate for item in self.items)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(item.duplicate for item in self.items)
+
+
+def usage_ingest_fence() -> None:
+    """Wait until every ingest transaction that started before this call has finished.
+
+    Period close: commit the new `usage_billed_until`, call this, then read `usage_totals`.
+    A batch either finished before (its rows are visible) or read the new cut-off (its
+    rows are flagged late). Must not run inside an ingest transaction.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [INGEST_FENCE_KEY])
+
+
+def _resolve_subscriptions(service: Service, external_ids: set[str]) -> dict[str, list[_Sub]]:
+    rows = Subscription.objects.filter(
+        service=service, external_id__in=external_ids, status__in=("active", "terminated")
+    ).values_list("external_id", "id", "lago_id", "status", "started_at", "terminated_at", "usage_billed_until")
+    found: dict[str, list[_Sub]] = {}
+    for external_id, pk, lago_id, status, started, terminated, billed in rows:
+        found.setdefault(external_id, []).append(_Sub(pk, str(lago_id), status, started, terminated, billed))
+    return found
+
+
+def _pick(candidates: list[_Sub], moment: datetime) -> _Sub | None:
+    """The subscription whose life contains `moment`, else the active one (usage is never dropped)."""
+    active = None
+    for sub in candidates:
+        if sub.status == "active":
+            active = sub
+            if sub.started_at is None or sub.started_at <= moment:
+                return sub
+        elif sub.started_at is not None and sub.started_at <= moment <= (sub.terminated_at or moment):
+            return sub
+    return active
+
+
+def _metric_value(metric: BillableMetric, properties: dict, quantity: object | None) -> tuple[Decimal | None, dict]:
+    """Return (value, errors) for one item: see UsageEvent.value."""
+    kind = metric.aggregation_type
+    if quantity is not None:  # a counter: the quantity is the contribution
+        if kind == Agg.UNIQUE_COUNT:
+            return None, {"code": ["invalid_aggregation_type"]}
+        value = validation.to_decimal(quantity)
+        if value is None:
+            return None, {"quantity": ["value_is_invalid"]}
+        problem = validation.quantity_error(value)
+        return (None, {"quantity": [problem]}) if problem else (value, {})
+    if kind == Agg.COUNT:
+        return ONE, {}
+    raw = properties.get(metric.field_name)
+    if raw is None or raw == "":
+        return None, {"properties": ["value_is_mandatory"]}
+    if kind == Agg.UNIQUE_COUNT:
+        if isinstance(raw, (dict, list)):
+            return None, {"properties": ["value_is_invalid"]}
+        return (MINUS_ONE if properties.get("operation_type") == "remove" else ONE), {}
+    value = validation.to_decimal(raw)
+    if value is None:
+        return None, {"properties": ["value_is_invalid"]}
+    problem = validation.quantity_error(value)
+    return (None, {"properties": [problem]}) if problem else (value, {})
+
+
+def _ingest(*, service: Service, items: list, source: int, now: datetime) -> IngestResult:
+    counters = source == UsageEvent.Source.COUNTER
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [INGEST_FENCE_KEY])
+        # Resolved after the fence lock, so usage_billed_until is at least as new as any close
+        # that has not yet fenced: a row is either seen by that close or flagged late.
+        subs = _resolve_subscriptions(service, {item.external_subscription_id for item in items})
+        metrics = {
+            m.code: m
+            for m in BillableMetric.objects.filter(
+                service=service, code__in={item.code for item in items}, deleted_at__isnull=True
+            ).only("id", "code", "aggregation_type", "field_name")
+        }
+        errors: dict[str, dict] = {}
+        rows: list[list] = []
+        stored: list[tuple] = []
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            problems: dict[str, list[str]] = {}
+            properties = item.properties or {}
+            if counters and item.period_from is not None:
+                moment = validation.parse_timestamp(item.period_from, now=now)
+                field = "period_from"
+                if not isinstance(moment, str) and item.period_to is not None:
+                    properties = {**properties, "period_to": item.period_to}
+            else:
+                moment = validation.parse_timestamp(item.timestamp, now=now)
+                field = "timestamp"
+            if isinstance(moment, str):
+                problems[field] = [moment]
+                moment = now
+            metric = metrics.get(item.code)
+            value = None
+            if metric is None:
+                problems["code"] = ["value_is_invalid"]
+            else:
+                value, value_problems = _metric_value(metric, properties, item.quantity if counters else None)
+                problems.update(value_problems)
+            candidates = subs.get(item.external_subscription_id)
+            sub = _pick(candidates, moment) if candidates else None
+            if sub is None:
+                problems["external_subscription_id"] = ["value_is_invalid"]
+            if problems:
+                errors[str(index)] = problems
+                continue
+            key = item.idempotency_key if counters else item.transaction_id
+            late = sub.usage_billed_until is not None and moment < sub.usage_billed_until
+            if key not in seen:  # the first copy in a batch is the one stored
+                seen.add(key)
+                rows.append([key, sub.id, metric.pk, moment.isoformat(), str(value), properties, late])
+            stored.append((key, moment, sub.lago_id, late))
+        if errors:
+            raise ValidationFailed("invalid usage batch", details=errors)
+        cursor.execute(INSERT_SQL, [service.pk, source, validation.encoder.encode(rows).decode()])
+        inserted = {row[0] for row in cursor.fetchall()}
+    out: list[StoredItem] = []
+    for key, moment, lago_id, late in stored:
+        first = key in inserted
+        inserted.discard(key)  # a later copy in the same batch is a duplicate
+        out.append(StoredItem(key, moment, lago_id, duplicate=not first, is_late=late))
+    return IngestResult(out)
+
+
+def usage_events_ingest(*, service: Service, events: list[EventIn], now: datetime | None = None) -> IngestResult:
+    """Store Lago events for `service` once each (by transaction_id); all or nothing.
+
+    Raises ValidationFailed with details keyed by item index when any item is invalid (nothing
+    is written). Safe to retry and to run concurrently with the same ids.
+    """
+    return _ingest(service=service, items=events, source=UsageEvent.Source.EVENT, now=now or timezone.now())
+
+
+def usage_counters_ingest(*, service: Service, counters: list[CounterIn], now: datetime | None = None) -> IngestResult:
+    """Store pre-aggregated counters once each (by idempotency_key); all or nothing."""
+    return _ingest(service=service, items=counters, source=UsageEvent.Source.COUNTER, now=now or timezone.now())
+
+
+def late_usage_mark_billed(*, event_ids: list[int], billed_at: datetime | None = None) -> int:
+    """Mark late rows as billed; return how many this call marked.
+
+    Call in the transaction that writes the adjustment fee, with the ids from
+    `selectors.late_usage_unbilled`; rows already marked are left alone, so a row is billed once.
+    """
+    return UsageEvent.objects.filter(id__in=event_ids, is_late=True, late_billed_at__isnull=True).update(
+        late_billed_at=billed_at or timezone.now()
+    )
