@@ -211,6 +211,9 @@ CELERY_BEAT_SCHEDULE["invoicing-close-periods"] = {"task": "apps.invoicing.tasks
 CELERY_BEAT_SCHEDULE["invoicing-finalize-due-drafts"] = {
     "task": "apps.invoicing.tasks.invoices_finalize_due_task", "schedule": 900.0}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "apps.webhooks.tasks.webhook_delivery_sweep_task", "schedule": 30.0}
+# Payments (apps/payments/tasks.py): re-read open Stripe attempts (missed webhooks); dunning retries when due.
+CELERY_BEAT_SCHEDULE["payments-pending-sweep"] = {"task": "apps.payments.tasks.payment_pending_sweep_task", "schedule": 600.0}
+CELERY_BEAT_SCHEDULE["payments-retry-due"] = {"task": "apps.payments.tasks.payment_retry_due_task", "schedule": 900.0}
 
 # Billing
 NEXA_LEGAL_NAME = env_str("NEXA_LEGAL_NAME", "Nexa Systems Inc.")

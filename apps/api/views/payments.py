@@ -1,6 +1,63 @@
-"""Routes and views for this resource (owned by its domain issue)."""
+"""Stripe payment routes in Lago's shape: checkout links and payment retries."""
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401  (routes are added below as the resource grows)
+from django.urls import path
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-urlpatterns: list = []
+from apps.customers.selectors import account_link_get
+from apps.payments.selectors import invoice_get_for_service
+from apps.payments.services import checkout_url_generate, invoice_payment_url, payment_retry
+
+
+class CheckoutUrlView(APIView):
+    @extend_schema(request=None, summary="Stripe Checkout link that saves the customer's card")
+    def post(self, request, external_id: str):
+        link = account_link_get(service=request.auth.service, external_id=external_id)
+        url = checkout_url_generate(customer=link.customer)
+        return Response(
+            {
+                "customer": {
+                    "lago_customer_id": str(link.customer.lago_id),
+                    "external_customer_id": link.external_id,
+                    "payment_provider": "stripe",
+                    "payment_provider_code": "stripe",
+                    "checkout_url": url,
+                }
+            }
+        )
+
+
+class RetryPaymentView(APIView):
+    @extend_schema(request=None, summary="Retry collecting the invoice now (empty 200 like Lago)")
+    def post(self, request, lago_id: str):
+        invoice = invoice_get_for_service(service=request.auth.service, lago_id=lago_id)
+        payment_retry(invoice=invoice)
+        return Response(status=200)
+
+
+class PaymentUrlView(APIView):
+    @extend_schema(request=None, summary="Stripe Checkout link paying the invoice's amount due")
+    def post(self, request, lago_id: str):
+        invoice = invoice_get_for_service(service=request.auth.service, lago_id=lago_id)
+        url = invoice_payment_url(invoice=invoice)
+        links = invoice.customer.account_links.filter(service=request.auth.service, deleted_at__isnull=True)
+        return Response(
+            {
+                "invoice_payment_details": {
+                    "lago_customer_id": str(invoice.customer.lago_id),
+                    "lago_invoice_id": str(invoice.lago_id),
+                    "external_customer_id": links.values_list("external_id", flat=True).first(),
+                    "payment_provider": "stripe",
+                    "payment_url": url,
+                }
+            }
+        )
+
+
+urlpatterns = [
+    path("customers/<str:external_id>/checkout_url", CheckoutUrlView.as_view()),
+    path("invoices/<str:lago_id>/retry_payment", RetryPaymentView.as_view()),
+    path("invoices/<str:lago_id>/payment_url", PaymentUrlView.as_view()),
+]

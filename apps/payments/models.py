@@ -1,0 +1,147 @@
+"""Money collected through Stripe: Stripe customers, payment attempts, payments, refunds.
+
+Amounts are integer minor units of the row's `currency` (ISO 4217, upper case); Stripe gets
+them lower-cased inside stripe_gateway.py. dj-stripe keeps its own mirror of Stripe objects;
+these rows are the hub's decisions (what was attempted for which invoice, what was collected).
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from apps.core.models import TimeStampedModel
+
+
+class StripeCustomer(TimeStampedModel):
+    """The Stripe customer of a hub Customer, created on first need."""
+
+    customer = models.OneToOneField("customers.Customer", on_delete=models.PROTECT, related_name="stripe_account")
+    stripe_customer_id = models.CharField(max_length=255, unique=True)
+    # Card charged off-session; blank = no saved card, invoices get a Checkout payment link.
+    default_payment_method_id = models.CharField(max_length=255, blank=True)
+    payment_method_saved_at = models.DateTimeField(null=True, blank=True)
+    # Counts setup Checkout Sessions created; part of each session's idempotency key.
+    setup_sessions_created = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.stripe_customer_id
+
+
+class PaymentAttempt(TimeStampedModel):
+    """One try at collecting an invoice: one PaymentIntent or one Checkout Session.
+
+    A failed PaymentIntent is never re-confirmed; each retry is a new attempt with its own
+    idempotency key (`pi-attempt-<pk>`).
+    """
+
+    class Kind(models.TextChoices):
+        OFF_SESSION = "off_session"  # saved card charged by the hub
+        CHECKOUT = "checkout"  # Stripe Checkout link paid by the customer
+
+    class Status(models.TextChoices):
+        CREATED = "created"  # row written, Stripe not called yet
+        PROCESSING = "processing"  # claimed; Stripe called or being called
+        REQUIRES_ACTION = "requires_action"  # customer must authenticate / pay through the link
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"  # superseded (e.g. invoice paid by another attempt)
+
+    OPEN_STATUSES = (Status.CREATED, Status.PROCESSING, Status.REQUIRES_ACTION)
+
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="payment_attempts")
+    attempt_number = models.PositiveIntegerField()  # 1, 2, ... per invoice
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED, db_index=True)
+    amount_cents = models.BigIntegerField()  # minor units of `currency`
+    currency = models.CharField(max_length=3)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_checkout_session_id = models.CharField(max_length=255, blank=True, db_index=True)
+    checkout_url = models.URLField(max_length=1000, blank=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.TextField(blank=True)
+    # Unix time of the newest Stripe event applied; older events for this attempt are stale.
+    last_event_created = models.BigIntegerField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True, db_index=True)  # dunning; null = none planned
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("invoice", "attempt_number")
+        constraints = [
+            models.UniqueConstraint(fields=("invoice", "attempt_number"), name="uniq_payment_attempt_number"),
+            models.UniqueConstraint(
+                fields=("stripe_payment_intent_id",),
+                condition=~Q(stripe_payment_intent_id=""),
+                name="uniq_payment_attempt_pi",
+            ),
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payment_attempt_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}#{self.attempt_number} {self.status}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"pi-attempt-{self.pk}"
+
+
+class Payment(TimeStampedModel):
+    """Money collected for an invoice (one succeeded PaymentIntent)."""
+
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="payments")
+    attempt = models.OneToOneField(PaymentAttempt, on_delete=models.PROTECT, related_name="payment")
+    amount_cents = models.BigIntegerField()  # minor units of `currency`
+    currency = models.CharField(max_length=3)
+    stripe_payment_intent_id = models.CharField(max_length=255, unique=True)
+    stripe_charge_id = models.CharField(max_length=255, blank=True)
+    paid_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("-paid_at",)
+        constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payment_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_payment_intent_id}: {self.amount_cents} {self.currency}"
+
+    @property
+    def stripe_id(self) -> str:
+        """The Stripe id the ledger posts the payment under (its PaymentIntent)."""
+        return self.stripe_payment_intent_id
+
+
+class Refund(TimeStampedModel):
+    """Money paid back through Stripe for a credit note's refund amount."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    credit_note = models.OneToOneField("invoicing.CreditNote", on_delete=models.PROTECT, related_name="refund")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount_cents = models.BigIntegerField()  # minor units of `currency`
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_refund_id = models.CharField(max_length=255, blank=True)
+    failure_message = models.TextField(blank=True)
+    tries = models.PositiveIntegerField(default=1)  # Stripe requests made; part of the idempotency key
+    refunded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="refund_positive")]
+
+    def __str__(self) -> str:
+        return f"refund {self.credit_note_id}: {self.amount_cents} {self.currency} {self.status}"
+
+
+class ProcessedStripeEvent(models.Model):
+    """Stripe event ids already applied to payments (dedupe on top of dj-stripe's Event table)."""
+
+    stripe_event_id = models.CharField(max_length=255, unique=True)
+    event_type = models.CharField(max_length=128)
+    processed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.stripe_event_id} {self.event_type}"

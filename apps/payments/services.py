@@ -1,0 +1,600 @@
+"""Collecting invoices through Stripe: attempts, webhooks, dunning, refunds.
+
+State rules (webhooks arrive late, twice and out of order):
+- an invoice whose payment_status is `succeeded` never goes back to pending/failed;
+- an attempt in a final state (succeeded, failed, canceled) never changes again, except
+  failed -> succeeded (money received later for the same PaymentIntent wins);
+- a Stripe event older than the newest one applied to its attempt is ignored, and an event id
+  is applied at most once (ProcessedStripeEvent);
+- only the invoice's latest attempt may move the invoice to `failed`.
+No row lock is held across a Stripe call: an attempt is claimed (conditional UPDATE), Stripe is
+called, then the outcome is written under the invoice lock.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, Sum
+from django.utils import timezone
+
+from apps.core.exceptions import BillingError, NotAllowed
+from apps.customers.models import Customer
+from apps.invoicing.models import CreditNote, Invoice
+
+from . import events
+from . import stripe_gateway as gateway
+from .models import Payment, PaymentAttempt, ProcessedStripeEvent, Refund, StripeCustomer
+
+log = logging.getLogger(__name__)
+
+# An attempt claimed but without a PaymentIntent for this long is assumed crashed and re-sent
+# with the same idempotency key by the sweep.
+STALE_CLAIM = dt.timedelta(minutes=10)
+
+
+class RefundNotAllowed(BillingError):
+    code, http_status = "refund_not_allowed", 422
+
+
+class PaymentProviderError(BillingError):
+    """Stripe refused or could not be reached; shown to the API caller."""
+
+    code, http_status = "payment_provider_error", 422
+
+
+# --- seams to other apps -----------------------------------------------------------------
+
+
+def _record_for_ledger(*, payment: Payment | None = None, refund: Refund | None = None) -> None:
+    """The ledger seam: queue a collected payment for the Odoo outbox (same transaction).
+
+    Refunds are recorded on the credit note, which the ledger posts itself; ledger_posting_create
+    has no refund kind yet, so a refund's money movement is the one thing still to wire here.
+    """
+    from apps.ledger.services import ledger_posting_create
+
+    if payment is not None:
+        ledger_posting_create(payment=payment)
+
+
+def _enqueue(task, *args) -> None:
+    transaction.on_commit(lambda: task.delay(*args))
+
+
+# --- Stripe customers and checkout links -------------------------------------------------
+
+
+def stripe_customer_ensure(*, customer: Customer) -> StripeCustomer:
+    """Return the customer's Stripe customer, creating it on first need (idempotent)."""
+    existing = StripeCustomer.objects.filter(customer=customer).first()
+    if existing is not None:
+        return existing
+    stripe_id = gateway.customer_create(
+        name=customer.legal_name or customer.name or customer.external_id,
+        email=customer.email,
+        hub_customer_id=customer.pk,
+        external_id=customer.external_id,
+        idempotency_key=f"customer-{customer.pk}",
+    )
+    try:
+        with transaction.atomic():
+            account = StripeCustomer.objects.create(customer=customer, stripe_customer_id=stripe_id)
+            events.customer_payment_provider_created(customer)
+    except IntegrityError:  # a concurrent call created it; Stripe deduped by the idempotency key
+        account = StripeCustomer.objects.get(customer=customer)
+    return account
+
+
+def _return_url(kind: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/?checkout={kind}"
+
+
+def checkout_url_generate(*, customer: Customer) -> str:
+    """Return a Stripe Checkout link (setup mode) that saves a card as the customer's default."""
+    try:
+        return _checkout_url_generate(customer=customer)
+    except gateway.StripeGatewayError as exc:
+        raise PaymentProviderError(str(exc)) from exc
+
+
+def _checkout_url_generate(*, customer: Customer) -> str:
+    account = stripe_customer_ensure(customer=customer)
+    with transaction.atomic():
+        StripeCustomer.objects.filter(pk=account.pk).update(setup_sessions_created=F("setup_sessions_created") + 1)
+        number = StripeCustomer.objects.values_list("setup_sessions_created", flat=True).get(pk=account.pk)
+    session = gateway.checkout_setup_create(
+        customer_id=account.stripe_customer_id,
+        success_url=_return_url("success"),
+        cancel_url=_return_url("cancel"),
+        idempotency_key=f"cs-setup-{account.pk}-{number}",
+    )
+    with transaction.atomic():
+        events.customer_checkout_url_generated(customer, checkout_url=session.url)
+    return session.url
+
+
+def payment_method_saved(*, stripe_customer_id: str, setup_intent_id: str) -> StripeCustomer | None:
+    """A setup Checkout Session completed: make its card the customer's default for off-session charges."""
+    account = StripeCustomer.objects.filter(stripe_customer_id=stripe_customer_id).first()
+    if account is None or not setup_intent_id:
+        return None
+    payment_method_id = gateway.setup_intent_payment_method(setup_intent_id=setup_intent_id)
+    if not payment_method_id:
+        return account
+    gateway.customer_default_payment_method_set(
+        customer_id=stripe_customer_id, payment_method_id=payment_method_id
+    )
+    StripeCustomer.objects.filter(pk=account.pk).update(
+        default_payment_method_id=payment_method_id, payment_method_saved_at=timezone.now(), updated_at=timezone.now()
+    )
+    account.refresh_from_db()
+    return account
+
+
+# --- collection --------------------------------------------------------------------------
+
+
+def payment_invoice_finalized(*, invoice: Invoice) -> None:
+    """Call inside the finalize transaction: collect the amount due once it commits."""
+    if invoice.total_due_amount_cents > 0 and gateway.is_configured():
+        from .tasks import payment_collect_for_invoice_task
+
+        _enqueue(payment_collect_for_invoice_task, invoice.pk)
+
+
+def _next_attempt(invoice: Invoice, *, kind: str, account: StripeCustomer) -> PaymentAttempt:
+    """Write the invoice's next attempt. Call with the invoice locked."""
+    number = (invoice.payment_attempts.aggregate(n=Max("attempt_number"))["n"] or 0) + 1
+    return PaymentAttempt.objects.create(
+        invoice=invoice,
+        attempt_number=number,
+        kind=kind,
+        amount_cents=invoice.total_due_amount_cents,
+        currency=invoice.currency,
+        stripe_customer_id=account.stripe_customer_id,
+        stripe_payment_method_id=account.default_payment_method_id,
+    )
+
+
+def _collectable(invoice: Invoice) -> bool:
+    return (
+        invoice.status == Invoice.Status.FINALIZED
+        and invoice.payment_status != Invoice.PaymentStatus.SUCCEEDED
+        and invoice.total_due_amount_cents > 0
+    )
+
+
+def payment_collect_for_invoice(*, invoice_id: int, force_new: bool = False) -> PaymentAttempt | None:
+    """Collect what an invoice owes: charge the saved card off-session, or create a Checkout link.
+
+    Idempotent: while an attempt is open (created, processing, awaiting the customer) it is
+    resumed or returned instead of creating another; `force_new` (manual retry) supersedes an
+    attempt waiting for the customer. Returns the attempt, or None when nothing is due.
+    """
+    invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
+    if not _collectable(invoice):
+        return None
+    account = stripe_customer_ensure(customer=invoice.customer)
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
+        if not _collectable(invoice):
+            return None
+        latest = invoice.payment_attempts.order_by("-attempt_number").first()
+        if latest is not None and latest.status in (PaymentAttempt.Status.CREATED, PaymentAttempt.Status.PROCESSING):
+            attempt = latest  # resume (a crashed call) or leave it to the worker that claimed it
+        elif latest is not None and latest.status == PaymentAttempt.Status.REQUIRES_ACTION and not force_new:
+            return latest
+        else:
+            if latest is not None and latest.status == PaymentAttempt.Status.REQUIRES_ACTION:
+                latest.status = PaymentAttempt.Status.CANCELED
+                latest.save(update_fields=["status", "updated_at"])
+            account.refresh_from_db()
+            kind = PaymentAttempt.Kind.OFF_SESSION if account.default_payment_method_id else PaymentAttempt.Kind.CHECKOUT
+            attempt = _next_attempt(invoice, kind=kind, account=account)
+    claimed = PaymentAttempt.objects.filter(pk=attempt.pk, status=PaymentAttempt.Status.CREATED).update(
+        status=PaymentAttempt.Status.PROCESSING, updated_at=timezone.now()
+    )
+    if not claimed:
+        return attempt
+    return _attempt_send(attempt_id=attempt.pk)
+
+
+def _attempt_send(*, attempt_id: int) -> PaymentAttempt:
+    """Call Stripe for a claimed attempt and apply the answer. No lock is held during the call."""
+    attempt = PaymentAttempt.objects.select_related("invoice").get(pk=attempt_id)
+    metadata = {"attempt_id": str(attempt.pk), "invoice_id": str(attempt.invoice.lago_id)}
+    try:
+        if attempt.kind == PaymentAttempt.Kind.CHECKOUT:
+            session = gateway.checkout_payment_create(
+                customer_id=attempt.stripe_customer_id,
+                amount_cents=attempt.amount_cents,
+                currency=attempt.currency,
+                description=f"Invoice {attempt.invoice.number}",
+                success_url=_return_url("success"),
+                cancel_url=_return_url("cancel"),
+                metadata=metadata,
+                idempotency_key=f"cs-attempt-{attempt.pk}",
+            )
+        else:
+            result = gateway.charge_off_session(
+                customer_id=attempt.stripe_customer_id,
+                payment_method_id=attempt.stripe_payment_method_id,
+                amount_cents=attempt.amount_cents,
+                currency=attempt.currency,
+                metadata=metadata,
+                idempotency_key=attempt.idempotency_key,
+            )
+    except gateway.StripeUnavailable:
+        raise  # the attempt stays `processing`; the task retries, the sweep re-sends with the same key
+    except gateway.StripeGatewayError as exc:
+        return _attempt_apply(attempt_id=attempt.pk, status="failed", failure_code="stripe_error", failure_message=str(exc))
+    if attempt.kind == PaymentAttempt.Kind.CHECKOUT:
+        with transaction.atomic():
+            invoice = Invoice.objects.select_for_update().get(pk=attempt.invoice_id)
+            PaymentAttempt.objects.filter(pk=attempt.pk).update(
+                status=PaymentAttempt.Status.REQUIRES_ACTION,
+                stripe_checkout_session_id=session.id,
+                checkout_url=session.url,
+                updated_at=timezone.now(),
+            )
+            invoice.payment_url = session.url
+            invoice.save(update_fields=["payment_url", "updated_at"])
+        return PaymentAttempt.objects.get(pk=attempt.pk)
+    return _attempt_apply(
+        attempt_id=attempt.pk,
+        status=result.status,
+        payment_intent_id=result.payment_intent_id,
+        charge_id=result.charge_id,
+        amount_cents=result.amount_cents,
+        failure_code=result.failure_code,
+        failure_message=result.failure_message,
+    )
+
+
+def _retry_delay(failed_count: int) -> dt.timedelta | None:
+    """Delay before the next dunning retry after `failed_count` failures; None = that was the last."""
+    days = settings.PAYMENT_RETRY_DAYS
+    if failed_count > len(days):
+        return None
+    return dt.timedelta(days=days[failed_count - 1])
+
+
+def _attempt_apply(
+    *,
+    attempt_id: int,
+    status: str,
+    payment_intent_id: str = "",
+    charge_id: str = "",
+    amount_cents: int = 0,
+    failure_code: str = "",
+    failure_message: str = "",
+    event_created: int | None = None,
+) -> PaymentAttempt:
+    """Apply a Stripe outcome (succeeded, failed, requires_action, processing) to an attempt and its invoice."""
+    with transaction.atomic():
+        attempt = PaymentAttempt.objects.get(pk=attempt_id)
+        invoice = Invoice.objects.select_for_update().get(pk=attempt.invoice_id)
+        attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
+        if event_created is not None and attempt.last_event_created and event_created < attempt.last_event_created:
+            if status != "succeeded":
+                return attempt  # stale event: a newer one already decided this attempt
+        final = attempt.status in (PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.CANCELED)
+        if final or (attempt.status == PaymentAttempt.Status.FAILED and status != "succeeded"):
+            if payment_intent_id and not attempt.stripe_payment_intent_id:
+                attempt.stripe_payment_intent_id = payment_intent_id
+                attempt.save(update_fields=["stripe_payment_intent_id", "updated_at"])
+            return attempt
+        now = timezone.now()
+        if payment_intent_id:
+            attempt.stripe_payment_intent_id = payment_intent_id
+        if event_created is not None:
+            attempt.last_event_created = max(event_created, attempt.last_event_created or 0)
+        if status == "succeeded":
+            attempt.status, attempt.completed_at, attempt.next_retry_at = PaymentAttempt.Status.SUCCEEDED, now, None
+            attempt.failure_code = attempt.failure_message = ""
+            attempt.save()
+            _payment_record(invoice=invoice, attempt=attempt, charge_id=charge_id, amount_cents=amount_cents or attempt.amount_cents)
+        elif status == "failed":
+            attempt.status, attempt.completed_at = PaymentAttempt.Status.FAILED, now
+            attempt.failure_code, attempt.failure_message = failure_code[:64], failure_message
+            latest_number = invoice.payment_attempts.aggregate(n=Max("attempt_number"))["n"]
+            failed_count = invoice.payment_attempts.filter(
+                status=PaymentAttempt.Status.FAILED, attempt_number__lte=attempt.attempt_number
+            ).exclude(pk=attempt.pk).count() + 1
+            delay = _retry_delay(failed_count)
+            attempt.next_retry_at = now + delay if delay is not None else None
+            attempt.save()
+            is_latest = attempt.attempt_number == latest_number
+            if delay is None and is_latest and invoice.payment_status == Invoice.PaymentStatus.PENDING:
+                invoice.payment_status = Invoice.PaymentStatus.FAILED
+                invoice.save(update_fields=["payment_status", "updated_at"])
+                events.invoice_payment_failure(
+                    invoice, stripe_customer_id=attempt.stripe_customer_id, error_code=attempt.failure_code,
+                    message=attempt.failure_message,
+                )
+                events.invoice_payment_status_updated(invoice)
+        elif status == "requires_action":
+            attempt.status = PaymentAttempt.Status.REQUIRES_ACTION
+            attempt.failure_code = failure_code[:64]
+            attempt.save()
+        else:  # processing: Stripe has not decided yet; the sweep re-reads it
+            attempt.save()
+        return attempt
+
+
+def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str, amount_cents: int) -> Payment:
+    """Write the collected payment and mark the invoice paid. Call with the invoice locked."""
+    payment, created = Payment.objects.get_or_create(
+        stripe_payment_intent_id=attempt.stripe_payment_intent_id,
+        defaults={
+            "invoice": invoice,
+            "attempt": attempt,
+            "amount_cents": amount_cents,
+            "currency": attempt.currency,
+            "stripe_charge_id": charge_id,
+            "paid_at": timezone.now(),
+        },
+    )
+    if not created:
+        return payment
+    invoice.total_paid_amount_cents += payment.amount_cents
+    previous = invoice.payment_status
+    if invoice.total_due_amount_cents == 0:
+        invoice.payment_status = Invoice.PaymentStatus.SUCCEEDED
+        invoice.payment_overdue = False
+    invoice.save(update_fields=["total_paid_amount_cents", "payment_status", "payment_overdue", "updated_at"])
+    # Other open attempts of this invoice are no longer needed.
+    invoice.payment_attempts.filter(status__in=PaymentAttempt.OPEN_STATUSES).exclude(pk=attempt.pk).update(
+        status=PaymentAttempt.Status.CANCELED, next_retry_at=None, updated_at=timezone.now()
+    )
+    invoice.payment_attempts.exclude(pk=attempt.pk).update(next_retry_at=None)
+    _record_for_ledger(payment=payment)
+    if invoice.payment_status != previous:
+        events.invoice_payment_status_updated(invoice)
+    return payment
+
+
+# --- Stripe webhooks (called by stripe_handlers) --------------------------------------------
+
+
+def _event_claim(event_id: str, event_type: str) -> bool:
+    """Return True the first time an event id is seen. Call inside the webhook transaction."""
+    _, created = ProcessedStripeEvent.objects.get_or_create(stripe_event_id=event_id, defaults={"event_type": event_type})
+    return created
+
+
+def payment_intent_event_apply(*, event_id: str, event_type: str, event_created: int, payment_intent: dict) -> PaymentAttempt | None:
+    """Apply a verified payment_intent.* event to the attempt that created the PaymentIntent."""
+    if not _event_claim(event_id, event_type):
+        return None
+    attempt = _attempt_for_intent(payment_intent)
+    if attempt is None:
+        return None  # not ours (or a Checkout PI; checkout.session.completed links it)
+    result = gateway.charge_result_from_event_object(payment_intent)
+    if event_type == "payment_intent.payment_failed" and result.status != "failed":
+        result = gateway.ChargeResult("failed", result.payment_intent_id, failure_code="payment_failed")
+    return _attempt_apply(
+        attempt_id=attempt.pk,
+        status=result.status,
+        payment_intent_id=result.payment_intent_id,
+        charge_id=result.charge_id,
+        amount_cents=result.amount_cents,
+        failure_code=result.failure_code,
+        failure_message=result.failure_message,
+        event_created=event_created,
+    )
+
+
+def _attempt_for_intent(payment_intent: dict) -> PaymentAttempt | None:
+    attempt = PaymentAttempt.objects.filter(stripe_payment_intent_id=payment_intent["id"]).first()
+    if attempt is not None:
+        return attempt
+    # The webhook may beat the response that carried the PI id: find the attempt by metadata.
+    attempt_id = (payment_intent.get("metadata") or {}).get("attempt_id", "")
+    if attempt_id.isdigit():
+        return PaymentAttempt.objects.filter(pk=int(attempt_id), stripe_payment_intent_id="").first()
+    return None
+
+
+def checkout_session_event_apply(*, event_id: str, event_type: str, event_created: int, session: dict) -> None:
+    """Apply a verified checkout.session.completed: save the card (setup) or record the payment."""
+    if not _event_claim(event_id, event_type) or session.get("status") != "complete":
+        return
+    if session.get("mode") == "setup":
+        payment_method_saved(stripe_customer_id=session.get("customer") or "", setup_intent_id=session.get("setup_intent") or "")
+        return
+    attempt = PaymentAttempt.objects.filter(stripe_checkout_session_id=session["id"]).first()
+    if attempt is None or session.get("payment_status") != "paid":
+        return
+    pi = session.get("payment_intent")
+    _attempt_apply(
+        attempt_id=attempt.pk,
+        status="succeeded",
+        payment_intent_id=pi.get("id") if isinstance(pi, dict) else (pi or ""),
+        amount_cents=int(session.get("amount_total") or attempt.amount_cents),
+        event_created=event_created,
+    )
+
+
+# --- sweep, dunning, manual retry -----------------------------------------------------------
+
+
+def payment_pending_sweep(*, now: dt.datetime | None = None) -> int:
+    """Re-read open attempts from Stripe so that a missed webhook is never a lost payment. Returns the count checked."""
+    now = now or timezone.now()
+    checked = 0
+    if not gateway.is_configured():
+        return 0
+    open_attempts = PaymentAttempt.objects.filter(status__in=PaymentAttempt.OPEN_STATUSES).order_by("pk")[:500]
+    for attempt in open_attempts:
+        checked += 1
+        try:
+            if attempt.stripe_payment_intent_id:
+                result = gateway.payment_intent_get(payment_intent_id=attempt.stripe_payment_intent_id)
+                _attempt_apply(
+                    attempt_id=attempt.pk,
+                    status=result.status,
+                    charge_id=result.charge_id,
+                    amount_cents=result.amount_cents,
+                    failure_code=result.failure_code,
+                    failure_message=result.failure_message,
+                )
+            elif attempt.stripe_checkout_session_id:
+                session = gateway.checkout_session_get(session_id=attempt.stripe_checkout_session_id)
+                if session.status == "complete" and session.payment_status == "paid":
+                    _attempt_apply(attempt_id=attempt.pk, status="succeeded", payment_intent_id=session.payment_intent_id)
+            elif attempt.updated_at < now - STALE_CLAIM:
+                # Claimed but no answer stored (crash): re-send with the same idempotency key.
+                PaymentAttempt.objects.filter(pk=attempt.pk, stripe_payment_intent_id="").update(updated_at=now)
+                _attempt_send(attempt_id=attempt.pk)
+        except gateway.StripeUnavailable:
+            log.warning("payment sweep: Stripe unavailable for attempt %s", attempt.pk)
+    return checked
+
+
+def payment_retry_due(*, now: dt.datetime | None = None) -> list[int]:
+    """Dunning: retry failed attempts whose next_retry_at has passed. Returns the invoice ids retried."""
+    now = now or timezone.now()
+    retried: list[int] = []
+    if not gateway.is_configured():
+        return retried
+    due = PaymentAttempt.objects.filter(status=PaymentAttempt.Status.FAILED, next_retry_at__lte=now).order_by("next_retry_at")
+    for attempt in due[:200]:
+        # Claim: only one worker clears the schedule and retries.
+        if not PaymentAttempt.objects.filter(pk=attempt.pk, next_retry_at=attempt.next_retry_at).update(next_retry_at=None):
+            continue
+        payment_collect_for_invoice(invoice_id=attempt.invoice_id)
+        retried.append(attempt.invoice_id)
+    return retried
+
+
+def payment_retry(*, invoice: Invoice) -> PaymentAttempt | None:
+    """Retry an invoice's payment at once (API retry_payment, admin action)."""
+    if invoice.status != Invoice.Status.FINALIZED:
+        raise NotAllowed("invoice is not finalized", code="invalid_status")
+    if invoice.payment_status == Invoice.PaymentStatus.SUCCEEDED:
+        raise NotAllowed("invoice is already paid", code="invoice_payment_already_succeeded")
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        locked.payment_attempts.filter(next_retry_at__isnull=False).update(next_retry_at=None)
+        if locked.payment_status == Invoice.PaymentStatus.FAILED:
+            locked.payment_status = Invoice.PaymentStatus.PENDING  # dunning restarts; a new failure is final again only at the end
+            locked.save(update_fields=["payment_status", "updated_at"])
+            events.invoice_payment_status_updated(locked)
+    try:
+        return payment_collect_for_invoice(invoice_id=invoice.pk, force_new=True)
+    except gateway.StripeUnavailable:
+        # The attempt stays `processing`; the sweep re-sends it with the same idempotency key.
+        log.warning("retry_payment: Stripe unavailable for invoice %s", invoice.pk)
+        return None
+
+
+def invoice_payment_url(*, invoice: Invoice) -> str:
+    """Return a Checkout link paying the invoice's amount due, creating it if needed."""
+    try:
+        return _invoice_payment_url(invoice=invoice)
+    except gateway.StripeGatewayError as exc:
+        raise PaymentProviderError(str(exc)) from exc
+
+
+def _invoice_payment_url(*, invoice: Invoice) -> str:
+    if invoice.status != Invoice.Status.FINALIZED or invoice.payment_status == Invoice.PaymentStatus.SUCCEEDED:
+        raise NotAllowed("invoice cannot be paid", code="invoice_not_payable")
+    open_checkout = invoice.payment_attempts.filter(
+        kind=PaymentAttempt.Kind.CHECKOUT, status=PaymentAttempt.Status.REQUIRES_ACTION
+    ).exclude(checkout_url="").order_by("-attempt_number").first()
+    if open_checkout is not None:
+        return open_checkout.checkout_url
+    account = stripe_customer_ensure(customer=invoice.customer)
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if not _collectable(locked):
+            raise NotAllowed("invoice cannot be paid", code="invoice_not_payable")
+        attempt = _next_attempt(locked, kind=PaymentAttempt.Kind.CHECKOUT, account=account)
+        attempt.status = PaymentAttempt.Status.PROCESSING
+        attempt.save(update_fields=["status"])
+    return _attempt_send(attempt_id=attempt.pk).checkout_url
+
+
+# --- refunds -------------------------------------------------------------------------------
+
+
+def credit_note_refund(*, credit_note_id: int) -> Refund | None:
+    """Pay back a credit note's refund amount through Stripe. Idempotent per credit note.
+
+    Refuses (RefundNotAllowed) when the invoice has no collected payment or the refunds would
+    exceed it: Stripe test servers do not check over-refunds, so the check lives here.
+    """
+    with transaction.atomic():
+        note = CreditNote.objects.select_for_update().get(pk=credit_note_id)
+        if note.refund_amount_cents <= 0:
+            return None
+        existing = Refund.objects.filter(credit_note=note).first()
+        if existing is not None and existing.status != Refund.Status.FAILED:
+            if existing.status == Refund.Status.SUCCEEDED or existing.stripe_refund_id:
+                return existing
+        payment = Payment.objects.select_for_update().filter(invoice_id=note.invoice_id).order_by("-paid_at").first()
+        if payment is None:
+            raise RefundNotAllowed("the invoice has no collected payment to refund")
+        already = (
+            Refund.objects.filter(payment=payment)
+            .exclude(status=Refund.Status.FAILED)
+            .exclude(credit_note=note)
+            .aggregate(s=Sum("amount_cents"))["s"]
+            or 0
+        )
+        if already + note.refund_amount_cents > payment.amount_cents:
+            raise RefundNotAllowed(
+                f"refund of {note.refund_amount_cents} exceeds the {payment.amount_cents - already} left on the payment"
+            )
+        if existing is None:
+            existing = Refund.objects.create(
+                credit_note=note, payment=payment, amount_cents=note.refund_amount_cents, currency=payment.currency
+            )
+        else:
+            if existing.status == Refund.Status.FAILED:
+                existing.tries += 1  # a new Stripe request, so a new idempotency key
+            existing.status, existing.failure_message = Refund.Status.PENDING, ""
+            existing.save(update_fields=["status", "failure_message", "tries", "updated_at"])
+        note.refund_status = CreditNote.RefundStatus.PENDING
+        note.save(update_fields=["refund_status", "updated_at"])
+    refund = existing
+    try:
+        result = gateway.refund_create(
+            payment_intent_id=payment.stripe_payment_intent_id,
+            amount_cents=refund.amount_cents,
+            idempotency_key=f"refund-{refund.pk}-{refund.tries}",
+            metadata={"credit_note_id": str(note.lago_id)},
+        )
+    except gateway.StripeUnavailable:
+        raise
+    except gateway.StripeGatewayError as exc:
+        with transaction.atomic():
+            Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.FAILED, failure_message=str(exc))
+            CreditNote.objects.filter(pk=note.pk).update(refund_status=CreditNote.RefundStatus.FAILED)
+        refund.refresh_from_db()
+        return refund
+    status = {"succeeded": Refund.Status.SUCCEEDED, "pending": Refund.Status.PENDING}.get(result.status, Refund.Status.FAILED)
+    with transaction.atomic():
+        Refund.objects.filter(pk=refund.pk).update(
+            stripe_refund_id=result.id,
+            status=status,
+            refunded_at=timezone.now() if status == Refund.Status.SUCCEEDED else None,
+            updated_at=timezone.now(),
+        )
+        CreditNote.objects.filter(pk=note.pk).update(refund_status=status, updated_at=timezone.now())
+        refund.refresh_from_db()
+        if status == Refund.Status.SUCCEEDED:
+            _record_for_ledger(refund=refund)
+    return refund
+
+
+def payment_credit_note_created(*, credit_note: CreditNote) -> None:
+    """Call inside the credit-note transaction: refund through Stripe once it commits."""
+    if credit_note.refund_amount_cents > 0 and gateway.is_configured():
+        from .tasks import credit_note_refund_task
+
+        _enqueue(credit_note_refund_task, credit_note.pk)
