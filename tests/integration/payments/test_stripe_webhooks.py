@@ -5,6 +5,8 @@ the events are built and signed here so that order and duplicates are under the 
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import stripe
 
@@ -85,9 +87,17 @@ def test_bad_signature_changes_nothing(client, webhook_endpoint, stripe_env):
     assert not Payment.objects.filter(invoice=invoice).exists()
 
 
-def test_final_failed_webhook_marks_invoice_failed(client, webhook_endpoint, stripe_env, settings):
+def test_final_failed_webhook_marks_invoice_failed_and_tells_the_app(
+    client, webhook_endpoint, stripe_env, settings, service_factory
+):
+    from apps.customers.models import AccountLink
+    from apps.webhooks.models import WebhookEvent
+
     settings.PAYMENT_RETRY_DAYS = []  # the first failure is the last
-    invoice = make_invoice(make_customer())
+    service = service_factory("nexacloud").service
+    customer = make_customer()
+    AccountLink.objects.create(service=service, customer=customer, external_id="acme-cloud")
+    invoice = make_invoice(customer)
     attempt, pi = _pending_attempt(stripe_env, invoice, "pm_card_chargeCustomerFail")
     assert pi["status"] == "requires_payment_method"
 
@@ -96,6 +106,12 @@ def test_final_failed_webhook_marks_invoice_failed(client, webhook_endpoint, str
     attempt.refresh_from_db()
     assert invoice.payment_status == Invoice.PaymentStatus.FAILED
     assert (attempt.status, attempt.failure_code, attempt.next_retry_at) == ("failed", "card_declined", None)
+    failure = WebhookEvent.objects.get(service=service, event_type="invoice.payment_failure")
+    body = json.loads(bytes(failure.body))
+    error = body["payment_provider_invoice_payment_error"]
+    assert (error["lago_invoice_id"], error["external_customer_id"]) == (str(invoice.lago_id), "acme-cloud")
+    assert error["provider_error"]["error_code"] == "card_declined"
+    assert WebhookEvent.objects.filter(service=service, event_type="invoice.payment_status_updated").count() == 1
 
 
 def test_non_final_failure_keeps_invoice_pending_and_schedules_retry(client, webhook_endpoint, stripe_env, settings):
