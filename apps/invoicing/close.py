@@ -78,6 +78,7 @@ class Line:
     period_to: datetime | None = None
     min_amount_cents: int = 0  # charge minimum to true up once priced
     proration: tuple | None = None  # (period, active_from, active_to) for the minimum
+    late_event_ids: tuple[int, ...] = ()  # late usage rows this adjustment bills
 
 
 def _json(value: Any) -> Any:
@@ -502,27 +503,25 @@ def plan_customer(
 
 
 def _late_usage_lines(customer, subscriptions, *, as_of, billed) -> list[Line]:
-    """Return adjustment lines for usage that arrived after its period was finalized."""
-    try:
-        from apps.usage.aggregation import late_usage_unbilled
-    except ImportError:  # the usage app has not shipped late-usage selectors yet
+    """Return adjustment lines for usage that arrived after its period was invoiced (flagged late at ingest).
+
+    Deviation from Lago (which never bills it): late usage is priced on its own with the charge's model
+    and billed on the next invoice; `late_event_ids` are marked billed in the same transaction.
+    """
+    from apps.usage.selectors import late_usage_unbilled
+
+    late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
+    if not late:
         return []
+    today = local_date(as_of, customer.applicable_timezone)
     lines: list[Line] = []
-    tz = customer.applicable_timezone
-    today = local_date(as_of, tz)
     for subscription in subscriptions:
-        if subscription.usage_billed_until is None:
-            continue
-        late = late_usage_unbilled(
-            subscription_id=subscription.pk, before=subscription.usage_billed_until, received_before=as_of
-        )
-        if not late:
-            continue
         for charge in subscription.plan.charges.all():
-            total = late.get(charge.billable_metric_id)
+            total = late.get((subscription.pk, charge.billable_metric_id))
             if total is None or not total.events_count:
                 continue
-            key = f"sub:{subscription.pk}:late:{charge.pk}:{total.batch_key}"
+            ids = total.event_ids
+            key = f"sub:{subscription.pk}:late:{charge.pk}:{ids[0]}:{ids[-1]}:{len(ids)}"
             if key in billed:
                 continue
             line = Line(
@@ -534,10 +533,36 @@ def _late_usage_lines(customer, subscriptions, *, as_of, billed) -> list[Line]:
                 charge=charge,
                 name=f"{_charge_name(subscription, charge)}: late usage adjustment",
                 is_adjustment=True,
+                late_event_ids=tuple(ids),
             )
-            # Late usage is priced on its own (Deviation from Lago, which drops it after finalization).
             lines.extend(price_charge_line(line, units=Decimal(total.units), events_count=int(total.events_count)))
     return lines
+
+
+def usage_cutoffs_advance(*, customer_id: int, as_of: datetime) -> int:
+    """Move each subscription's `usage_billed_until` up to the end of the charges windows due at `as_of`.
+
+    Runs (and commits) before the close reads usage, followed by `usage_ingest_fence()`: an event
+    ingested meanwhile is then either visible to the close or flagged late, never lost. Monotonic.
+    """
+    customer = Customer.objects.get(pk=customer_id)
+    subscriptions = list(_subscriptions_of(customer_id, as_of=as_of))
+    for subscription in subscriptions:
+        subscription.customer = customer
+    starts = _scan_starts(subscriptions)
+    billed = _billed_keys(subscriptions)
+    moved = 0
+    for subscription in subscriptions:
+        ends = [
+            line.window.end
+            for line in subscription_lines(subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk))
+            if line.window is not None
+        ]
+        if ends:
+            moved += Subscription.objects.filter(pk=subscription.pk).filter(
+                Q(usage_billed_until__isnull=True) | Q(usage_billed_until__lt=max(ends))
+            ).update(usage_billed_until=max(ends))
+    return moved
 
 
 def _invoice_for(customer: Customer, *, billing_on: date, currency: str, as_of: datetime) -> tuple[Invoice, bool]:
@@ -637,10 +662,19 @@ def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _
         if not lines:
             return 0, 0
         invoices = write_lines(customer, lines, as_of=as_of)
+        _late_usage_mark_billed(lines, as_of=as_of)
         for invoice in invoices:
             if invoice.grace_until is not None and invoice.grace_until <= as_of:
                 invoice_finalize(invoice_id=invoice.pk, now=as_of)
         return len(invoices), len(lines)
+
+
+def _late_usage_mark_billed(lines: list[Line], *, as_of: datetime) -> None:
+    from apps.usage.services import late_usage_mark_billed
+
+    ids = [event_id for line in lines for event_id in line.late_event_ids]
+    if ids:
+        late_usage_mark_billed(event_ids=ids, billed_at=as_of)
 
 
 def customers_to_close(*, as_of: datetime) -> list[int]:
@@ -665,7 +699,17 @@ def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage
     as_of = as_of or timezone.now()
     run = CloseRun.objects.create(as_of=as_of)
     outcomes: list[CloseRunCustomer] = []
-    for customer_id in customers_to_close(as_of=as_of):
+    customer_ids = customers_to_close(as_of=as_of)
+    if fetch is _usage_totals:
+        from apps.usage.services import usage_ingest_fence
+
+        for customer_id in customer_ids:
+            try:
+                usage_cutoffs_advance(customer_id=customer_id, as_of=as_of)
+            except Exception:  # the customer's close below fails the same way and is recorded there
+                logger.exception("usage cut-off failed for customer %s", customer_id)
+        usage_ingest_fence()
+    for customer_id in customer_ids:
         run.customers_count += 1
         try:
             invoices, fees = close_customer(customer_id=customer_id, as_of=as_of, fetch=fetch)

@@ -21,6 +21,7 @@ from apps.subscriptions.models import Subscription
 
 from .close import (
     Line,
+    _late_usage_mark_billed,
     UsageFetcher,
     _usage_totals,
     customer_tax_rates,
@@ -111,9 +112,10 @@ def invoice_refresh(*, invoice_id: int, now: datetime | None = None, fetch: Usag
         lines = [
             line
             for line in plan_customer(customer, as_of=max(now, _close_instant(invoice)), fetch=fetch)
-            if line.billing_on == invoice.issuing_date and line.currency == invoice.currency
+            if line.currency == invoice.currency and (line.billing_on == invoice.issuing_date or line.is_adjustment)
         ]
         write_lines(customer, lines, as_of=now, into=invoice)
+        _late_usage_mark_billed(lines, as_of=now)
         invoice_recompute_totals(invoice)
         invoice.refresh_from_db()
         return invoice

@@ -1,6 +1,283 @@
-"""Routes and views for this resource (owned by its domain issue)."""
+"""Invoices, credit notes and current usage (Lago paths); thin views over apps.invoicing."""
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401  (routes are added below as the resource grows)
+from datetime import date
+from decimal import Decimal
 
-urlpatterns: list = []
+from django.conf import settings
+from django.core import signing
+from django.http import HttpResponse
+from django.urls import path
+from django.utils import timezone
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
+from apps.customers.selectors import account_link_get
+from apps.invoicing.close import current_usage_lines, customer_tax_rates, fee_taxes
+from apps.invoicing.models import CreditNote, Invoice
+from apps.invoicing.pdf import invoice_from_pdf_token, invoice_pdf, invoice_pdf_token
+from apps.invoicing.selectors import credit_note_get, credit_note_list, invoice_get, invoice_list
+from apps.invoicing.services import (
+    AddOnFee,
+    CreditNoteItemIn,
+    credit_note_create,
+    credit_note_estimate,
+    invoice_create_one_off,
+    invoice_finalize,
+    invoice_refresh,
+    invoice_void,
+)
+from apps.subscriptions.models import Subscription
+
+from ..pagination import paginate
+from ..serializers.common import root_payload
+from ..serializers.invoices import (
+    CreditNoteIn,
+    OneOffInvoiceIn,
+    credit_note_out,
+    customer_usage_out,
+    invoice_out,
+)
+
+
+def _choices(request, name: str, allowed: list[str]) -> list[str]:
+    values = request.query_params.getlist(f"{name}[]") or request.query_params.getlist(name)
+    if any(value not in allowed for value in values):
+        raise ValidationFailed("bad filter", details={name: ["value_is_invalid"]})
+    return values
+
+
+def _date_param(request, name: str) -> date | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed("bad date", details={name: ["invalid_date"]}) from None
+
+
+def _int_param(request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    if not raw.lstrip("-").isdigit():
+        raise ValidationFailed("bad amount", details={name: ["value_is_invalid"]})
+    return int(raw)
+
+
+class InvoiceListCreateView(APIView):
+    def get(self, request):
+        params = request.query_params
+        overdue = params.get("payment_overdue")
+        queryset = invoice_list(
+            service=request.auth.service,
+            external_customer_id=params.get("external_customer_id"),
+            statuses=_choices(request, "statuses", Invoice.Status.values) or _choices(request, "status", Invoice.Status.values),
+            payment_statuses=_choices(request, "payment_statuses", Invoice.PaymentStatus.values)
+            or _choices(request, "payment_status", Invoice.PaymentStatus.values),
+            invoice_type=(_choices(request, "invoice_type", Invoice.InvoiceType.values) or [None])[0],
+            currency=params.get("currency") or None,
+            issuing_date_from=_date_param(request, "issuing_date_from"),
+            issuing_date_to=_date_param(request, "issuing_date_to"),
+            amount_from=_int_param(request, "amount_from"),
+            amount_to=_int_param(request, "amount_to"),
+            payment_overdue=None if overdue in (None, "") else overdue == "true",
+        )
+        service = request.auth.service
+        return Response(
+            paginate(request, queryset, "invoices", lambda items: [invoice_out(i, service=service) for i in items])
+        )
+
+    def post(self, request):
+        serializer = OneOffInvoiceIn(data=root_payload(request, "invoice"))
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        service = request.auth.service
+        link = account_link_get(service=service, external_id=data["external_customer_id"])
+        currency = data.get("currency") or link.customer.currency or settings.DEFAULT_CURRENCY
+        fees = [
+            AddOnFee(
+                add_on_code=fee["add_on_code"],
+                units=fee.get("units") if fee.get("units") is not None else Decimal(1),
+                unit_amount_cents=fee["unit_amount_cents"],
+                name=fee.get("invoice_display_name") or "",
+                description=fee.get("description") or "",
+            )
+            for fee in data["fees"]
+        ]
+        invoice = invoice_create_one_off(service=service, customer=link.customer, currency=currency, fees=fees)
+        return Response({"invoice": invoice_out(invoice, service=service)})
+
+
+class InvoiceDetailView(APIView):
+    def get(self, request, lago_id: str):
+        invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
+
+
+class InvoiceRefreshView(APIView):
+    def put(self, request, lago_id: str):
+        invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        invoice = invoice_refresh(invoice_id=invoice.pk)
+        return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
+
+
+class InvoiceFinalizeView(APIView):
+    def put(self, request, lago_id: str):
+        invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        invoice = invoice_finalize(invoice_id=invoice.pk)
+        return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
+
+
+class InvoiceVoidView(APIView):
+    def post(self, request, lago_id: str):
+        invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        invoice = invoice_void(invoice_id=invoice.pk)
+        return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
+
+
+def invoice_file_url(request, invoice: Invoice) -> str:
+    return request.build_absolute_uri(f"/api/v1/invoices/{invoice.lago_id}/pdf/{invoice_pdf_token(invoice)}")
+
+
+class InvoiceDownloadView(APIView):
+    def post(self, request, lago_id: str):
+        invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        if invoice.status == Invoice.Status.DRAFT:
+            raise NotFound("invoice")  # Lago: only finalized invoices have a file
+        return Response(
+            {"invoice": invoice_out(invoice, service=request.auth.service, file_url=invoice_file_url(request, invoice))}
+        )
+
+
+class InvoicePdfView(APIView):
+    """The PDF behind `file_url`: a signed, expiring link that needs no API key (browsers, emails)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request, lago_id: str, token: str):
+        try:
+            signed_id = invoice_from_pdf_token(token)
+        except signing.BadSignature:
+            raise NotFound("invoice") from None
+        invoice = Invoice.objects.filter(lago_id=lago_id).first() if signed_id == lago_id else None
+        if invoice is None:
+            raise NotFound("invoice")
+        response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{invoice.number or invoice.lago_id}.pdf"'
+        return response
+
+
+def _credit_items(invoice: Invoice, items: list[dict]) -> list[CreditNoteItemIn]:
+    fees = {str(fee.lago_id): fee.pk for fee in invoice.fees.all()}
+    out, errors = [], {}
+    for index, item in enumerate(items):
+        fee_id = fees.get(str(item["fee_id"]))
+        if fee_id is None:
+            errors[f"items.{index}.fee_id"] = ["fee_not_found"]
+            continue
+        out.append(CreditNoteItemIn(fee_id=fee_id, amount_cents=item["amount_cents"]))
+    if errors:
+        raise ValidationFailed("bad items", details=errors)
+    return out
+
+
+class CreditNoteListCreateView(APIView):
+    def get(self, request):
+        service = request.auth.service
+        queryset = credit_note_list(service=service, external_customer_id=request.query_params.get("external_customer_id"))
+        return Response(
+            paginate(request, queryset, "credit_notes", lambda items: [credit_note_out(n, service=service) for n in items])
+        )
+
+    def post(self, request):
+        serializer = CreditNoteIn(data=root_payload(request, "credit_note"))
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        service = request.auth.service
+        invoice = invoice_get(service=service, lago_id=data["invoice_id"])
+        note = credit_note_create(
+            invoice_id=invoice.pk,
+            items=_credit_items(invoice, data["items"]),
+            reason=data["reason"],
+            description=data.get("description") or "",
+            credit_amount_cents=data.get("credit_amount_cents"),
+            refund_amount_cents=data.get("refund_amount_cents"),
+        )
+        return Response({"credit_note": credit_note_out(note, service=service)})
+
+
+class CreditNoteEstimateView(APIView):
+    def post(self, request):
+        payload = root_payload(request, "credit_note")
+        serializer = CreditNoteIn(data={**payload, "reason": payload.get("reason") or "other"})
+        serializer.is_valid(raise_exception=True)
+        invoice = invoice_get(service=request.auth.service, lago_id=serializer.validated_data["invoice_id"])
+        estimate = credit_note_estimate(invoice=invoice, items=_credit_items(invoice, serializer.validated_data["items"]))
+        return Response(
+            {
+                "estimated_credit_note": {
+                    "lago_invoice_id": str(invoice.lago_id),
+                    "invoice_number": invoice.number,
+                    "currency": invoice.currency,
+                    "taxes_amount_cents": estimate.taxes_amount_cents,
+                    "sub_total_excluding_taxes_amount_cents": estimate.sub_total_excluding_taxes_amount_cents,
+                    "max_creditable_amount_cents": estimate.max_creditable_amount_cents,
+                    "max_refundable_amount_cents": estimate.max_refundable_amount_cents,
+                    "max_offsettable_amount_cents": 0,
+                    "coupons_adjustment_amount_cents": 0,
+                    "items": [{"lago_fee_id": str(fee.lago_id), "amount_cents": amount} for fee, amount, _ in estimate.items],
+                    "applied_taxes": [],
+                }
+            }
+        )
+
+
+class CreditNoteDetailView(APIView):
+    def get(self, request, lago_id: str):
+        note = credit_note_get(service=request.auth.service, lago_id=lago_id)
+        return Response({"credit_note": credit_note_out(note, service=request.auth.service)})
+
+
+class CurrentUsageView(APIView):
+    def get(self, request, external_customer_id: str):
+        service = request.auth.service
+        link = account_link_get(service=service, external_id=external_customer_id)
+        external_subscription_id = request.query_params.get("external_subscription_id")
+        if not external_subscription_id:
+            raise ValidationFailed("missing", details={"external_subscription_id": ["value_is_mandatory"]})
+        subscription = (
+            Subscription.objects.filter(
+                service=service, account_link=link, external_id=external_subscription_id,
+                status=Subscription.Status.ACTIVE,
+            )
+            .select_related("plan", "customer", "service")
+            .first()
+        )
+        if subscription is None:
+            raise NotAllowed("no active subscription", code="no_active_subscription")
+        now = timezone.now()
+        period, p_from, p_to, lines = current_usage_lines(subscription, at=now)
+        rates = customer_tax_rates(subscription.customer, on=period.end)
+        taxes = sum(fee_taxes(line.amount_cents, rates)[0] for line in lines)
+        body = customer_usage_out(subscription=subscription, p_from=p_from, p_to=p_to, period=period, lines=lines, taxes_cents=taxes)
+        return Response({"customer_usage": body})
+
+
+urlpatterns = [
+    path("invoices", InvoiceListCreateView.as_view()),
+    path("invoices/<str:lago_id>", InvoiceDetailView.as_view()),
+    path("invoices/<str:lago_id>/refresh", InvoiceRefreshView.as_view()),
+    path("invoices/<str:lago_id>/finalize", InvoiceFinalizeView.as_view()),
+    path("invoices/<str:lago_id>/void", InvoiceVoidView.as_view()),
+    path("invoices/<str:lago_id>/download", InvoiceDownloadView.as_view()),
+    path("invoices/<str:lago_id>/pdf/<str:token>", InvoicePdfView.as_view()),
+    path("credit_notes", CreditNoteListCreateView.as_view()),
+    path("credit_notes/estimate", CreditNoteEstimateView.as_view()),
+    path("credit_notes/<str:lago_id>", CreditNoteDetailView.as_view()),
+    path("customers/<str:external_customer_id>/current_usage", CurrentUsageView.as_view()),
+]

@@ -1,0 +1,273 @@
+"""Lago-shaped invoice, fee, credit-note and usage bodies (plain functions, reused by webhooks)."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from apps.customers.models import AccountLink, Service
+from apps.invoicing.models import CreditNote, Fee, Invoice
+
+from .common import BlankableCharField, StrictIntegerField, decimal_str, ts
+from .customers import customer_out
+
+VERSION_NUMBER = 4  # Lago's invoice amount formulas (research/lago-api.md §2.7)
+
+
+def _link_for(invoice_or_note, service: Service | None) -> AccountLink | None:
+    links = AccountLink.objects.filter(customer_id=invoice_or_note.customer_id, deleted_at__isnull=True)
+    if service is not None:
+        links = links.filter(service=service)
+    return links.order_by("id").first()
+
+
+def _date(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def applied_tax_out(item: dict, *, fee: Fee | None = None) -> dict:
+    return {
+        "tax_code": item["code"],
+        "tax_name": item["name"],
+        "tax_rate": decimal_str(Decimal(item["rate"])),
+        "amount_cents": item["amount_cents"],
+        "amount_currency": fee.currency if fee else None,
+        "lago_fee_id": str(fee.lago_id) if fee else None,
+    }
+
+
+def fee_out(fee: Fee) -> dict:
+    subscription, charge = fee.subscription, fee.charge
+    if fee.fee_type == Fee.FeeType.ADD_ON:
+        item_code, item_type = fee.add_on_code, "AddOn"
+    elif charge is not None:
+        item_code, item_type = charge.billable_metric.code, "BillableMetric"
+    else:
+        item_code, item_type = (subscription.plan.code if subscription else ""), "Subscription"
+    return {
+        "lago_id": str(fee.lago_id),
+        "lago_charge_id": str(charge.lago_id) if charge else None,
+        "lago_invoice_id": str(fee.invoice.lago_id),
+        "lago_subscription_id": str(subscription.lago_id) if subscription else None,
+        "external_subscription_id": subscription.external_id if subscription else None,
+        "lago_true_up_fee_id": None,
+        "lago_true_up_parent_fee_id": None,
+        "item": {
+            "type": fee.fee_type,
+            "code": item_code,
+            "name": fee.name,
+            "invoice_display_name": fee.name,
+            "description": fee.description or None,
+            "lago_item_id": str(charge.billable_metric.lago_id) if charge else None,
+            "item_type": item_type,
+            "filters": None,
+            "grouped_by": {},
+        },
+        "service_code": fee.service.code if fee.service_id else None,
+        "pay_in_advance": bool(fee.amount_details.get("pay_in_advance", False)),
+        "invoiceable": True,
+        "amount_cents": fee.amount_cents,
+        "amount_currency": fee.currency,
+        "precise_amount": decimal_str(fee.precise_amount),
+        "precise_unit_amount": decimal_str(fee.precise_unit_amount),
+        "units": decimal_str(fee.units),
+        "total_aggregated_units": decimal_str(fee.total_aggregated_units),
+        "events_count": fee.events_count,
+        "taxes_amount_cents": fee.taxes_amount_cents,
+        "taxes_rate": decimal_str(fee.taxes_rate),
+        "total_amount_cents": fee.amount_cents + fee.taxes_amount_cents,
+        "total_amount_currency": fee.currency,
+        "sub_total_excluding_taxes_amount_cents": fee.amount_cents,
+        "amount_details": fee.amount_details,
+        "is_adjustment": fee.is_adjustment,
+        "payment_status": fee.invoice.payment_status,
+        "from_date": ts(fee.from_datetime),
+        "to_date": ts(fee.to_datetime),
+        "created_at": ts(fee.created_at),
+        "applied_taxes": [applied_tax_out(item, fee=fee) for item in fee.applied_taxes],
+    }
+
+
+def invoice_out(invoice: Invoice, *, service: Service | None = None, with_details: bool = True, file_url: str | None = None) -> dict:
+    """Return Lago's Invoice object; `service` picks the customer view (its account link) and filters nothing else."""
+    body = {
+        "lago_id": str(invoice.lago_id),
+        "sequential_id": invoice.sequential_id,
+        "number": invoice.number,
+        "issuing_date": _date(invoice.issuing_date),
+        "payment_due_date": _date(invoice.payment_due_date),
+        "net_payment_term": invoice.net_payment_term,
+        "invoice_type": invoice.invoice_type,
+        "status": invoice.status,
+        "payment_status": invoice.payment_status,
+        "payment_overdue": invoice.payment_overdue,
+        "payment_dispute_lost_at": None,
+        "currency": invoice.currency,
+        "version_number": VERSION_NUMBER,
+        "fees_amount_cents": invoice.fees_amount_cents,
+        "coupons_amount_cents": 0,
+        "credit_notes_amount_cents": invoice.credit_notes_amount_cents,
+        "prepaid_credit_amount_cents": 0,
+        "progressive_billing_credit_amount_cents": 0,
+        "sub_total_excluding_taxes_amount_cents": invoice.sub_total_excluding_taxes_amount_cents,
+        "taxes_amount_cents": invoice.taxes_amount_cents,
+        "sub_total_including_taxes_amount_cents": invoice.sub_total_including_taxes_amount_cents,
+        "total_amount_cents": invoice.total_amount_cents,
+        "total_due_amount_cents": invoice.total_due_amount_cents,
+        "total_paid_amount_cents": invoice.total_paid_amount_cents,
+        "file_url": file_url,
+        "payment_url": invoice.payment_url or None,
+        "voided_at": ts(invoice.voided_at),
+        "finalized_at": ts(invoice.finalized_at),
+        "created_at": ts(invoice.created_at),
+        "updated_at": ts(invoice.updated_at),
+        "self_billed": False,
+        "metadata": [],
+        "error_details": [],
+    }
+    if with_details:
+        link = _link_for(invoice, service)
+        body["customer"] = customer_out(link) if link else None
+        periods = list(invoice.billing_periods.select_related("subscription__plan").order_by("id"))
+        body["billing_periods"] = [
+            {
+                "lago_subscription_id": str(row.subscription.lago_id),
+                "external_subscription_id": row.subscription.external_id,
+                "lago_plan_id": str(row.subscription.plan.lago_id),
+                "subscription_from_datetime": ts(row.from_datetime),
+                "subscription_to_datetime": ts(row.to_datetime),
+                "charges_from_datetime": ts(row.charges_from_datetime),
+                "charges_to_datetime": ts(row.charges_to_datetime),
+                "invoicing_reason": row.invoicing_reason,
+            }
+            for row in periods
+        ]
+        fees = invoice.fees.select_related("invoice", "service", "subscription__plan", "charge__billable_metric")
+        body["fees"] = [fee_out(fee) for fee in fees]
+        body["credits"] = []
+        body["applied_taxes"] = [
+            {
+                "lago_invoice_id": str(invoice.lago_id),
+                "tax_code": tax.tax_code,
+                "tax_name": tax.tax_name,
+                "tax_rate": decimal_str(tax.tax_rate),
+                "amount_cents": tax.amount_cents,
+                "fees_amount_cents": tax.base_amount_cents,
+                "amount_currency": invoice.currency,
+            }
+            for tax in invoice.applied_taxes.order_by("id")
+        ]
+    return body
+
+
+def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict:
+    taxes_rate = max((fee_rate for fee_rate in note.items.values_list("fee__taxes_rate", flat=True)), default=0)
+    link = _link_for(note, service)
+    return {
+        "lago_id": str(note.lago_id),
+        "sequential_id": note.sequential_id,
+        "number": note.number,
+        "lago_invoice_id": str(note.invoice.lago_id),
+        "invoice_number": note.invoice.number,
+        "issuing_date": _date(note.issuing_date),
+        "credit_status": note.credit_status or None,
+        "refund_status": note.refund_status or None,
+        "reason": note.reason,
+        "description": note.description or None,
+        "currency": note.currency,
+        "total_amount_cents": note.total_amount_cents,
+        "taxes_amount_cents": note.taxes_amount_cents,
+        "taxes_rate": decimal_str(Decimal(taxes_rate)),
+        "sub_total_excluding_taxes_amount_cents": note.sub_total_excluding_taxes_amount_cents,
+        "balance_amount_cents": note.balance_amount_cents,
+        "credit_amount_cents": note.credit_amount_cents,
+        "refund_amount_cents": note.refund_amount_cents,
+        "offset_amount_cents": 0,
+        "coupons_adjustment_amount_cents": 0,
+        "created_at": ts(note.created_at),
+        "updated_at": ts(note.updated_at),
+        "file_url": None,
+        "self_billed": False,
+        "customer": customer_out(link) if link else None,
+        "items": [
+            {
+                "lago_id": str(item.lago_id),
+                "amount_cents": item.amount_cents,
+                "amount_currency": note.currency,
+                "fee": fee_out(item.fee),
+            }
+            for item in note.items.select_related("fee__invoice", "fee__service", "fee__subscription__plan", "fee__charge__billable_metric")
+        ],
+        "applied_taxes": [],
+        "metadata": [],
+        "error_details": [],
+    }
+
+
+# --------------------------------------------------------------------------- input
+
+
+class AddOnFeeIn(serializers.Serializer):
+    add_on_code = serializers.CharField(max_length=255)
+    units = serializers.DecimalField(max_digits=30, decimal_places=12, required=False, default=None, allow_null=True)
+    unit_amount_cents = StrictIntegerField(min_value=0)
+    description = BlankableCharField()
+    invoice_display_name = BlankableCharField()
+
+
+class OneOffInvoiceIn(serializers.Serializer):
+    external_customer_id = serializers.CharField(max_length=255)
+    currency = serializers.CharField(max_length=3, required=False, allow_null=True, default=None)
+    fees = AddOnFeeIn(many=True, allow_empty=False)
+
+
+class CreditNoteItemSerializer(serializers.Serializer):
+    fee_id = serializers.UUIDField()
+    amount_cents = StrictIntegerField(min_value=1)
+
+
+class CreditNoteIn(serializers.Serializer):
+    invoice_id = serializers.UUIDField()
+    reason = serializers.ChoiceField(choices=CreditNote.Reason.values, required=False, default=CreditNote.Reason.OTHER)
+    description = BlankableCharField()
+    credit_amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
+    refund_amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
+    items = CreditNoteItemSerializer(many=True, allow_empty=False)
+
+
+def customer_usage_out(*, subscription, p_from, p_to, period, lines, taxes_cents: int) -> dict:
+    amount = sum(line.amount_cents for line in lines)
+    return {
+        "from_datetime": ts(p_from),
+        "to_datetime": ts(p_to),
+        "issuing_date": period.end.isoformat(),
+        "lago_invoice_id": None,
+        "currency": subscription.plan.amount_currency,
+        "amount_cents": amount,
+        "taxes_amount_cents": taxes_cents,
+        "total_amount_cents": amount + taxes_cents,
+        "charges_usage": [
+            {
+                "units": decimal_str(line.units),
+                "total_aggregated_units": decimal_str(line.total_aggregated_units),
+                "events_count": line.events_count,
+                "amount_cents": line.amount_cents,
+                "amount_currency": line.currency,
+                "charge": {
+                    "lago_id": str(line.charge.lago_id),
+                    "charge_model": line.charge.charge_model,
+                    "invoice_display_name": line.charge.invoice_display_name or None,
+                },
+                "billable_metric": {
+                    "lago_id": str(line.charge.billable_metric.lago_id),
+                    "name": line.charge.billable_metric.name,
+                    "code": line.charge.billable_metric.code,
+                    "aggregation_type": line.charge.billable_metric.aggregation_type,
+                },
+                "filters": [],
+                "grouped_usage": [],
+            }
+            for line in lines
+            if line.charge is not None and line.fee_type == "charge"
+        ],
+    }

@@ -1,0 +1,87 @@
+"""Reads for invoices and credit notes, scoped by the calling service.
+
+A service sees an invoice when the invoice bills one of its subscriptions or carries one of its add-ons
+(`Fee.service`); customers shared between services thus get one invoice both can read.
+"""
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Exists, OuterRef, QuerySet
+
+from apps.core.exceptions import NotFound
+from apps.customers.models import Service
+
+from .models import CreditNote, Fee, Invoice
+
+
+def _visible(service: Service) -> Exists:
+    return Exists(Fee.objects.filter(invoice=OuterRef("pk"), service=service))
+
+
+def invoice_list(
+    *,
+    service: Service,
+    external_customer_id: str | None = None,
+    statuses: list[str] | None = None,
+    payment_statuses: list[str] | None = None,
+    invoice_type: str | None = None,
+    currency: str | None = None,
+    issuing_date_from: date | None = None,
+    issuing_date_to: date | None = None,
+    amount_from: int | None = None,
+    amount_to: int | None = None,
+    payment_overdue: bool | None = None,
+) -> QuerySet[Invoice]:
+    queryset = Invoice.objects.filter(_visible(service)).select_related("customer")
+    if external_customer_id:
+        queryset = queryset.filter(
+            customer__account_links__service=service,
+            customer__account_links__external_id=external_customer_id,
+            customer__account_links__deleted_at__isnull=True,
+        )
+    if statuses:
+        queryset = queryset.filter(status__in=statuses)
+    if payment_statuses:
+        queryset = queryset.filter(payment_status__in=payment_statuses)
+    if invoice_type:
+        queryset = queryset.filter(invoice_type=invoice_type)
+    if currency:
+        queryset = queryset.filter(currency=currency)
+    if issuing_date_from:
+        queryset = queryset.filter(issuing_date__gte=issuing_date_from)
+    if issuing_date_to:
+        queryset = queryset.filter(issuing_date__lte=issuing_date_to)
+    if amount_from is not None:
+        queryset = queryset.filter(total_amount_cents__gte=amount_from)
+    if amount_to is not None:
+        queryset = queryset.filter(total_amount_cents__lte=amount_to)
+    if payment_overdue is not None:
+        queryset = queryset.filter(payment_overdue=payment_overdue)
+    return queryset.order_by("-issuing_date", "-id")
+
+
+def invoice_get(*, service: Service, lago_id: UUID | str) -> Invoice:
+    """Return the invoice if the service may see it; 404 `invoice_not_found` otherwise."""
+    try:
+        return invoice_list(service=service).get(lago_id=lago_id)
+    except (Invoice.DoesNotExist, ValueError, DjangoValidationError):
+        raise NotFound("invoice") from None
+
+
+def credit_note_list(*, service: Service, external_customer_id: str | None = None) -> QuerySet[CreditNote]:
+    queryset = CreditNote.objects.filter(invoice__in=invoice_list(service=service)).select_related("invoice", "customer")
+    if external_customer_id:
+        queryset = queryset.filter(
+            customer__account_links__service=service, customer__account_links__external_id=external_customer_id
+        )
+    return queryset.order_by("-created_at", "-id")
+
+
+def credit_note_get(*, service: Service, lago_id: UUID | str) -> CreditNote:
+    try:
+        return credit_note_list(service=service).get(lago_id=lago_id)
+    except (CreditNote.DoesNotExist, ValueError, DjangoValidationError):
+        raise NotFound("credit_note") from None
