@@ -214,6 +214,8 @@ CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "apps.webhooks.tasks.webhook_d
 # Payments (apps/payments/tasks.py): re-read open Stripe attempts (missed webhooks); dunning retries when due.
 CELERY_BEAT_SCHEDULE["payments-pending-sweep"] = {"task": "apps.payments.tasks.payment_pending_sweep_task", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["payments-retry-due"] = {"task": "apps.payments.tasks.payment_retry_due_task", "schedule": 900.0}
+# Ledger (apps/ledger/tasks.py): post due postings in batches (lost messages, backoff retries, backlog).
+CELERY_BEAT_SCHEDULE["ledger-sweep"] = {"task": "apps.ledger.tasks.ledger_sweep_task", "schedule": 60.0}
 
 # Billing
 NEXA_LEGAL_NAME = env_str("NEXA_LEGAL_NAME", "Nexa Systems Inc.")

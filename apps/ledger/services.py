@@ -458,3 +458,59 @@ def ledger_posting_retry(*, posting_id: int) -> bool:
 
         transaction.on_commit(lambda: ledger_posting_send_task.delay(posting_id))
     return bool(updated)
+
+
+# -- mapping check ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MappingCheck:
+    server: str  # "19.0 (uid 2)"
+    problems: list[str]  # one line per missing mapping or Odoo record, by name
+
+
+def ledger_mapping_check(*, client: OdooClient | None = None) -> MappingCheck:
+    """Check the Odoo connection and that every mapped reference exists in Odoo.
+
+    Lists hub tax codes with no Odoo tax, services with no product, unmapped journals, and every
+    mapped product, account, tax, journal and analytic account Odoo does not have. Raises OdooError
+    when the connection or credentials fail.
+    """
+    from apps.customers.models import Service
+    from apps.invoicing.taxes import PROVINCE_TAXES
+
+    client = client or get_odoo_client()
+    info = client.check_connection()
+    refs = _mapping_refs()
+    problems: list[str] = []
+    checks: list[tuple[str, str, str]] = []  # (model, ref, what)
+    for purpose, ref in (("sales", refs.sales_journal), ("stripe_receipts", refs.receipts_journal)):
+        if ref:
+            checks.append((mapping.JOURNAL, ref, f"journal {purpose}"))
+        else:
+            problems.append(f"journal {purpose}: no Odoo journal mapped")
+    for code in sorted({rate.code for rates in PROVINCE_TAXES.values() for rate in rates} | set(refs.taxes)):
+        if code in refs.taxes:
+            checks.append((mapping.TAX, refs.taxes[code], f"tax {code}"))
+        else:
+            problems.append(f"tax {code}: no Odoo tax mapped")
+    codes = dict(Service.objects.values_list("pk", "code"))
+    mapped_services = {key[0] for key in refs.products}
+    for pk, code in sorted(codes.items(), key=lambda item: item[1]):
+        if pk not in mapped_services and Service.objects.filter(pk=pk, active=True).exists():
+            problems.append(f"product for service {code}: no Odoo product mapped")
+    for (service_id, scope, scope_id), product in sorted(refs.products.items(), key=lambda item: str(item[0])):
+        where = f"service {codes.get(service_id, service_id)}" + (f" {scope} {scope_id}" if scope_id else "")
+        checks.append((mapping.PRODUCT, product.product, f"product for {where}"))
+        if product.account:
+            checks.append((mapping.ACCOUNT, product.account, f"income account for {where}"))
+    for service_id, ref in refs.analytics.items():
+        checks.append((mapping.ANALYTIC, ref, f"analytic account for service {codes.get(service_id, service_id)}"))
+    by_model: dict[str, set[str]] = {}
+    for model, ref, _ in checks:
+        by_model.setdefault(model, set()).add(ref)
+    missing: dict[str, list[int | str]] = {
+        model: client.refs_exist(model=model, refs=sorted({mapping.odoo_ref(r) for r in model_refs}, key=str))
+        for model, model_refs in by_model.items()}
+    for model, ref, what in checks:
+        if mapping.odoo_ref(ref) in missing[model]:
+            problems.append(f"{what} -> {ref}: not found in Odoo ({model})")
+    return MappingCheck(server=f"{info.version} (uid {info.uid})", problems=problems)

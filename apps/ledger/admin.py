@@ -1,0 +1,98 @@
+"""Admin: postings (read-only, retry action, reconciliation report) and the Odoo mapping."""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from apps.ledger.models import (
+    LedgerPosting,
+    OdooAnalyticMapping,
+    OdooJournalMapping,
+    OdooProductMapping,
+    OdooTaxMapping,
+)
+from apps.ledger.odoo_client import OdooError
+from apps.ledger.selectors import ledger_reconciliation
+from apps.ledger.services import ledger_mapping_check, ledger_posting_retry
+
+
+@admin.register(LedgerPosting)
+class LedgerPostingAdmin(admin.ModelAdmin):
+    list_display = ("ref", "kind", "status", "odoo_name", "hub_amount_total_cents", "odoo_amount_total_cents",
+                    "attempts", "next_attempt_at", "short_error")
+    list_filter = ("status", "kind")
+    search_fields = ("ref", "odoo_name", "stripe_payment_id")
+    raw_id_fields = ("invoice", "credit_note")
+    show_full_result_count = False
+    actions = ("retry",)
+    change_list_template = "admin/ledger/ledgerposting/change_list.html"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: LedgerPosting | None = None) -> list[str]:
+        return [field.name for field in LedgerPosting._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # postings are written by the invoicing and payment services
+
+    def has_delete_permission(self, request: HttpRequest, obj: LedgerPosting | None = None) -> bool:
+        return False
+
+    @admin.display(description="last error")
+    def short_error(self, obj: LedgerPosting) -> str:
+        return obj.last_error[:120]
+
+    @admin.action(description="Retry selected failed/mismatched postings")
+    def retry(self, request: HttpRequest, queryset) -> None:
+        retried = sum(ledger_posting_retry(posting_id=pk) for pk in queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{retried} posting(s) queued again.")
+
+    def get_urls(self):
+        report = path("reconciliation/", self.admin_site.admin_view(self.reconciliation_view),
+                      name="ledger_ledgerposting_reconciliation")
+        return [report, *super().get_urls()]
+
+    def reconciliation_view(self, request: HttpRequest) -> TemplateResponse:
+        report = ledger_reconciliation()
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "report": report,
+                   "title": "Odoo reconciliation"}
+        return TemplateResponse(request, "admin/ledger/reconciliation.html", context)
+
+
+class _CheckMappingAdmin(admin.ModelAdmin):
+    actions = ("check_odoo",)
+
+    @admin.action(description="Check the Odoo connection and every mapped reference")
+    def check_odoo(self, request: HttpRequest, queryset) -> None:
+        try:
+            check = ledger_mapping_check()
+        except OdooError as exc:
+            self.message_user(request, f"Cannot reach Odoo: {exc.message}", messages.ERROR)
+            return
+        for problem in check.problems:
+            self.message_user(request, f"Missing: {problem}", messages.WARNING)
+        if not check.problems:
+            self.message_user(request, f"Odoo {check.server}: mapping OK", messages.SUCCESS)
+
+
+@admin.register(OdooProductMapping)
+class OdooProductMappingAdmin(_CheckMappingAdmin):
+    list_display = ("service", "billable_metric", "plan", "odoo_product", "odoo_income_account")
+    list_filter = ("service",)
+    list_select_related = ("service", "billable_metric", "plan")
+    raw_id_fields = ("billable_metric", "plan")
+
+
+@admin.register(OdooTaxMapping)
+class OdooTaxMappingAdmin(_CheckMappingAdmin):
+    list_display = ("tax_code", "odoo_tax")
+
+
+@admin.register(OdooJournalMapping)
+class OdooJournalMappingAdmin(_CheckMappingAdmin):
+    list_display = ("purpose", "odoo_journal")
+
+
+@admin.register(OdooAnalyticMapping)
+class OdooAnalyticMappingAdmin(_CheckMappingAdmin):
+    list_display = ("service", "odoo_analytic_account")
