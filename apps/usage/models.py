@@ -10,7 +10,9 @@ class UsageEvent(models.Model):
 
     Written only by `apps.usage.services` in one set-based INSERT per batch. The foreign keys
     carry no database constraint on purpose: an FK check per row costs ingest throughput, and
-    subscriptions and metrics are never deleted (PROTECT / soft delete).
+    subscriptions and metrics are never deleted (PROTECT / soft delete). No single-column FK
+    indexes either: every btree costs each insert, and the composite indexes below lead with
+    service and subscription.
     """
 
     class Source(models.IntegerChoices):
@@ -19,15 +21,15 @@ class UsageEvent(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     service = models.ForeignKey(
-        "customers.Service", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "customers.Service", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     # Idempotency key: Lago transaction_id, or the counter's idempotency_key (one namespace per service).
     transaction_id = models.CharField(max_length=255)
     subscription = models.ForeignKey(
-        "subscriptions.Subscription", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "subscriptions.Subscription", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     billable_metric = models.ForeignKey(
-        "catalog.BillableMetric", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "catalog.BillableMetric", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     timestamp = models.DateTimeField()  # when the usage happened (the client's clock)
     # Metric units contributed: properties[field_name] for sum/max/latest/weighted_sum, 1 per event

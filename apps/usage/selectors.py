@@ -76,3 +76,68 @@ def usage_daily_for_subscription(*, subscription_id: int, days: int = 31) -> lis
             [subscription_id, subscription_id, days],
         )
         return [DailyUsage(*row) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class UsageSummaryRow:
+    subscription_id: int
+    subscription_external_id: str
+    service_code: str
+    metric_code: str
+    aggregation_type: str
+    events_count: int
+    value_sum: Decimal  # Σ value (count: events; sum: units; others: raw sum of values)
+    value_max: Decimal
+    late_count: int
+    late_unbilled_count: int
+    first_at: object
+    last_at: object
+
+
+def usage_summary(
+    *,
+    service_id: int | None = None,
+    subscription_external_id: str = "",
+    metric_code: str = "",
+    from_datetime=None,
+    to_datetime=None,
+    late_only: bool = False,
+    limit: int = 500,
+) -> list[UsageSummaryRow]:
+    """Return usage grouped per (subscription, metric) under the given filters (admin view)."""
+    where, params = ["TRUE"], []
+    if service_id:
+        where.append("e.service_id = %s")
+        params.append(service_id)
+    if subscription_external_id:
+        where.append("s.external_id = %s")
+        params.append(subscription_external_id)
+    if metric_code:
+        where.append("m.code = %s")
+        params.append(metric_code)
+    if from_datetime:
+        where.append("e.timestamp >= %s")
+        params.append(from_datetime)
+    if to_datetime:
+        where.append("e.timestamp < %s")
+        params.append(to_datetime)
+    if late_only:
+        where.append("e.is_late")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT e.subscription_id, s.external_id, svc.code, m.code, m.aggregation_type, count(*),
+                   sum(e.value), max(e.value), count(*) FILTER (WHERE e.is_late),
+                   count(*) FILTER (WHERE e.is_late AND e.late_billed_at IS NULL), min(e.timestamp), max(e.timestamp)
+              FROM usage_usageevent e
+              JOIN subscriptions_subscription s ON s.id = e.subscription_id
+              JOIN catalog_billablemetric m ON m.id = e.billable_metric_id
+              JOIN customers_service svc ON svc.id = e.service_id
+             WHERE {" AND ".join(where)}
+             GROUP BY 1, 2, 3, 4, 5
+             ORDER BY 2, 4
+             LIMIT %s
+            """,
+            [*params, limit],
+        )
+        return [UsageSummaryRow(*row) for row in cursor.fetchall()]

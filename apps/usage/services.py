@@ -30,7 +30,8 @@ INSERT_SQL = """
 INSERT INTO usage_usageevent
     (service_id, transaction_id, subscription_id, billable_metric_id, timestamp, value,
      properties, source, is_late)
-SELECT %s, e->>0, (e->>1)::bigint, (e->>2)::bigint, (e->>3)::timestamptz, (e->>4)::numeric,
+SELECT %s, e->>0, (e->>1)::bigint, (e->>2)::bigint,
+       TIMESTAMPTZ 'epoch' + (e->>3)::bigint * INTERVAL '1 microsecond', (e->>4)::numeric,
        e->5, %s, (e->>6)::boolean
   FROM jsonb_array_elements(%s::jsonb) AS e
  ORDER BY (e->>0) COLLATE "C"
@@ -44,9 +45,10 @@ class _Sub:
     id: int
     lago_id: str
     status: str
-    started_at: datetime | None
-    terminated_at: datetime | None
-    usage_billed_until: datetime | None
+    # Epoch microseconds: comparing ints is ~20x cheaper than loading aware datetimes per row.
+    started_us: int | None
+    terminated_us: int | None
+    billed_until_us: int | None
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,14 @@ class StoredItem:
     """One input item after ingestion (in input order)."""
 
     transaction_id: str
-    timestamp: datetime
+    timestamp_us: int  # epoch microseconds
     subscription_lago_id: str
     duplicate: bool  # seen before (earlier request or earlier in this batch): not stored again
     is_late: bool
+
+    @property
+    def timestamp(self) -> datetime:
+        return validation.from_epoch_us(self.timestamp_us)
 
 
 @dataclass(frozen=True)
@@ -84,30 +90,57 @@ def usage_ingest_fence() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [INGEST_FENCE_KEY])
 
 
-def _resolve_subscriptions(service: Service, external_ids: set[str]) -> dict[str, list[_Sub]]:
-    rows = Subscription.objects.filter(
-        service=service, external_id__in=external_ids, status__in=("active", "terminated")
-    ).values_list("external_id", "id", "lago_id", "status", "started_at", "terminated_at", "usage_billed_until")
+def _resolve_subscriptions(cursor, service: Service, external_ids: list[str]) -> dict[str, list[_Sub]]:
+    # One array parameter instead of IN (%s × 1,000): Django's IN compiles at ~10 µs a value.
+    cursor.execute(
+        """
+        SELECT external_id, id, lago_id, status,
+               (extract(epoch FROM started_at) * 1000000)::bigint,
+               (extract(epoch FROM terminated_at) * 1000000)::bigint,
+               (extract(epoch FROM usage_billed_until) * 1000000)::bigint
+          FROM subscriptions_subscription
+         WHERE service_id = %s AND external_id = ANY(%s) AND status IN ('active', 'terminated')
+        """,
+        [service.pk, external_ids],
+    )
     found: dict[str, list[_Sub]] = {}
-    for external_id, pk, lago_id, status, started, terminated, billed in rows:
+    for external_id, pk, lago_id, status, started, terminated, billed in cursor.fetchall():
         found.setdefault(external_id, []).append(_Sub(pk, str(lago_id), status, started, terminated, billed))
     return found
 
 
-def _pick(candidates: list[_Sub], moment: datetime) -> _Sub | None:
+@dataclass(frozen=True)
+class _MetricRow:
+    pk: int
+    aggregation_type: str
+    field_name: str
+
+
+def _resolve_metrics(cursor, service: Service, codes: list[str]) -> dict[str, _MetricRow]:
+    cursor.execute(
+        """
+        SELECT code, id, aggregation_type, field_name FROM catalog_billablemetric
+         WHERE service_id = %s AND code = ANY(%s) AND deleted_at IS NULL
+        """,
+        [service.pk, codes],
+    )
+    return {code: _MetricRow(pk, kind, field) for code, pk, kind, field in cursor.fetchall()}
+
+
+def _pick(candidates: list[_Sub], moment: int) -> _Sub | None:
     """The subscription whose life contains `moment`, else the active one (usage is never dropped)."""
     active = None
     for sub in candidates:
         if sub.status == "active":
             active = sub
-            if sub.started_at is None or sub.started_at <= moment:
+            if sub.started_us is None or sub.started_us <= moment:
                 return sub
-        elif sub.started_at is not None and sub.started_at <= moment <= (sub.terminated_at or moment):
+        elif sub.started_us is not None and sub.started_us <= moment <= (sub.terminated_us or moment):
             return sub
     return active
 
 
-def _metric_value(metric: BillableMetric, properties: dict, quantity: object | None) -> tuple[Decimal | None, dict]:
+def _metric_value(metric: _MetricRow, properties: dict, quantity: object | None) -> tuple[Decimal | None, dict]:
     """Return (value, errors) for one item: see UsageEvent.value."""
     kind = metric.aggregation_type
     if quantity is not None:  # a counter: the quantity is the contribution
@@ -136,17 +169,13 @@ def _metric_value(metric: BillableMetric, properties: dict, quantity: object | N
 
 def _ingest(*, service: Service, items: list, source: int, now: datetime) -> IngestResult:
     counters = source == UsageEvent.Source.COUNTER
+    now_us = validation.epoch_us(now)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [INGEST_FENCE_KEY])
         # Resolved after the fence lock, so usage_billed_until is at least as new as any close
         # that has not yet fenced: a row is either seen by that close or flagged late.
-        subs = _resolve_subscriptions(service, {item.external_subscription_id for item in items})
-        metrics = {
-            m.code: m
-            for m in BillableMetric.objects.filter(
-                service=service, code__in={item.code for item in items}, deleted_at__isnull=True
-            ).only("id", "code", "aggregation_type", "field_name")
-        }
+        subs = _resolve_subscriptions(cursor, service, list({item.external_subscription_id for item in items}))
+        metrics = _resolve_metrics(cursor, service, list({item.code for item in items}))
         errors: dict[str, dict] = {}
         rows: list[list] = []
         stored: list[tuple] = []
@@ -155,16 +184,16 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
             problems: dict[str, list[str]] = {}
             properties = item.properties or {}
             if counters and item.period_from is not None:
-                moment = validation.parse_timestamp(item.period_from, now=now)
+                moment = validation.parse_timestamp_us(item.period_from, now_us=now_us)
                 field = "period_from"
                 if not isinstance(moment, str) and item.period_to is not None:
                     properties = {**properties, "period_to": item.period_to}
             else:
-                moment = validation.parse_timestamp(item.timestamp, now=now)
+                moment = validation.parse_timestamp_us(item.timestamp, now_us=now_us)
                 field = "timestamp"
             if isinstance(moment, str):
                 problems[field] = [moment]
-                moment = now
+                moment = now_us
             metric = metrics.get(item.code)
             value = None
             if metric is None:
@@ -180,10 +209,10 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
                 errors[str(index)] = problems
                 continue
             key = item.idempotency_key if counters else item.transaction_id
-            late = sub.usage_billed_until is not None and moment < sub.usage_billed_until
+            late = sub.billed_until_us is not None and moment < sub.billed_until_us
             if key not in seen:  # the first copy in a batch is the one stored
                 seen.add(key)
-                rows.append([key, sub.id, metric.pk, moment.isoformat(), str(value), properties, late])
+                rows.append([key, sub.id, metric.pk, moment, str(value), properties, late])
             stored.append((key, moment, sub.lago_id, late))
         if errors:
             raise ValidationFailed("invalid usage batch", details=errors)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from django.contrib import admin
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.utils.html import format_html
+
+from apps.customers.models import Service
+from apps.subscriptions.models import Subscription
+
+from .models import UsageEvent
+from .selectors import usage_daily_for_subscription, usage_summary
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(admin.ModelAdmin):
+    """Raw usage rows (read-only: rows are written by ingestion only), a summary and a chart."""
+
+    list_display = ("transaction_id", "subscription", "billable_metric", "timestamp", "value", "source", "is_late", "late_billed_at", "chart")
+    list_filter = ("is_late", "source", "service")
+    search_fields = ("=transaction_id",)
+    raw_id_fields = ("service", "subscription", "billable_metric")
+    list_select_related = ("subscription", "billable_metric")
+    show_full_result_count = False  # count(*) over tens of millions of rows on every page is too slow
+    change_list_template = "admin/usage/usageevent_change_list.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="chart")
+    def chart(self, obj):
+        return format_html('<a href="{}">usage over time</a>', reverse("admin:usage_chart", args=[obj.subscription_id]))
+
+    def get_urls(self):
+        own = [
+            path("summary/", self.admin_site.admin_view(self.summary_view), name="usage_summary"),
+            path("chart/<int:subscription_id>/", self.admin_site.admin_view(self.chart_view), name="usage_chart"),
+        ]
+        return own + super().get_urls()
+
+    def summary_view(self, request):
+        """Usage per subscription and metric, filtered by service, subscription, metric, dates, lateness."""
+        query = request.GET
+        tz = timezone.get_current_timezone()
+        start, end = parse_date(query.get("from", "") or ""), parse_date(query.get("to", "") or "")
+        service_id = query.get("service", "")
+        rows = usage_summary(
+            service_id=int(service_id) if service_id.isdigit() else None,
+            subscription_external_id=query.get("subscription", "").strip(),
+            metric_code=query.get("metric", "").strip(),
+            from_datetime=datetime.combine(start, time.min, tz) if start else None,
+            to_datetime=datetime.combine(end, time.min, tz) if end else None,
+            late_only=query.get("late") == "1",
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Usage per subscription and metric",
+            "rows": rows,
+            "services": Service.objects.order_by("code").values_list("id", "code"),
+            "query": query,
+        }
+        return TemplateResponse(request, "admin/usage/summary.html", context)
+
+    def chart_view(self, request, subscription_id: int):
+        """Daily usage for one subscription as plain HTML bars (no scripts, no CDN)."""
+        subscription = get_object_or_404(Subscription, pk=subscription_id)
+        days = usage_daily_for_subscription(subscription_id=subscription.pk)
+        series: dict[str, list] = {}
+        for day in days:
+            series.setdefault(day.metric_code, []).append(day)
+        charts = []
+        for code, points in series.items():
+            peak = max((abs(p.units) for p in points), default=0) or 1
+            charts.append({
+                "code": code,
+                "bars": [{"day": p.day, "units": p.units.normalize(), "events": p.events_count,
+                          "pct": int(abs(p.units) * 100 / peak)} for p in points],
+            })
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Usage over time: {subscription.external_id}",
+            "subscription": subscription,
+            "charts": charts,
+        }
+        return TemplateResponse(request, "admin/usage/chart.html", context)

@@ -1,0 +1,416 @@
+"""Ingestion benchmark: the hub under gunicorn on 127.0.0.1 against a separate PostgreSQL database.
+
+    python bench/ingest.py                  # full run: 10M rows pre-filled, 2 workers, 20 s, 10% duplicates
+    python bench/ingest.py --json           # same; the figures as one JSON object on the last line
+    python bench/ingest.py --prefill 0 --seconds 5   # quick development run
+    python bench/ingest.py --validate-only  # msgspec vs DRF serializer, 1,000-record batches
+
+Steps: (1) create/migrate the bench database, (2) one service, 5 metrics, 10,000 subscriptions,
+(3) pre-fill the usage table to --prefill rows with set-based SQL (generate_series; indexes are
+dropped and rebuilt around the load), (4) start gunicorn, (5) bounded client: --clients processes,
+each with one keep-alive connection, POST /api/v1/events/batch with 1,000 events (90% new, 10%
+re-sent from earlier batches) for --seconds, (6) raw limit: the same rows COPY-ed straight into
+the same table, 1,000 rows per transaction, as many connections as gunicorn workers.
+Every loop is bounded by count and time; all traffic stays on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SERVER_DB = "postgres://postgres@127.0.0.1:5432"
+METRICS = [("calls", "count_agg", ""), ("storage", "sum_agg", "gb"), ("cpu", "max_agg", "cores"),
+           ("seats", "unique_count_agg", "user_id"), ("gauge", "latest_agg", "level")]
+BASE_TS = 1767225600  # 2026-01-01T00:00:00Z
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def psql(url: str, sql: str) -> str:
+    return subprocess.run(["psql", url, "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def setup_database(args) -> dict:
+    db_url = f"{SERVER_DB}/{args.db_name}"
+    exists = psql(f"{SERVER_DB}/postgres", f"SELECT 1 FROM pg_database WHERE datname = '{args.db_name}'")
+    if exists and args.fresh:
+        psql(f"{SERVER_DB}/postgres", f"DROP DATABASE {args.db_name} WITH (FORCE)")
+        exists = ""
+    if not exists:
+        psql(f"{SERVER_DB}/postgres", f"CREATE DATABASE {args.db_name}")
+    env = {**os.environ, "DATABASE_URL": db_url, "DEBUG": "true"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "usage", "-v", "0"], cwd=ROOT, env=env, check=True)
+    os.environ["DATABASE_URL"] = db_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexabilling.settings")
+    os.environ.setdefault("DEBUG", "true")
+    import django
+
+    django.setup()
+
+    from apps.catalog.models import BillableMetric, Plan
+    from apps.customers.models import Service
+    from apps.customers.services import customer_upsert, service_create
+    from apps.subscriptions.models import Subscription
+
+    from apps.customers.services import service_rotate_key
+
+    service = Service.objects.filter(code="bench").first()
+    if service is not None:  # reuse the earlier run's data; keys are shown once, so rotate
+        issued = service_rotate_key(service_id=service.pk)
+        metric_ids = [BillableMetric.objects.get(service=service, code=code).pk for code, _, _ in METRICS]
+        sub_ids = list(Subscription.objects.filter(service=service).order_by("id").values_list("id", flat=True))
+        return {"db_url": db_url, "raw_key": issued.raw_key, "service_id": service.pk, "metric_ids": metric_ids,
+                "subscription_ids": sub_ids}
+    issued = service_create(code="bench", name="Bench")
+    service = issued.service
+    plan = Plan.objects.create(service=service, code="bench", name="Bench", interval="monthly", amount_cents=0, amount_currency="CAD")
+    metric_ids = []
+    for code, kind, field in METRICS:
+        metric_ids.append(BillableMetric.objects.create(service=service, code=code, name=code, aggregation_type=kind, field_name=field).pk)
+    link = customer_upsert(service=service, external_id="bench-customer", attributes={})
+    from django.utils import timezone
+
+    started = timezone.now().replace(year=2025)
+    subs = Subscription.objects.bulk_create(
+        Subscription(service=service, account_link=link, customer=link.customer, plan=plan, external_id=f"sub-{i}",
+                     status="active", subscription_at=started, started_at=started)
+        for i in range(args.subscriptions)
+    )
+    sub_ids = [s.pk for s in subs]
+    return {"db_url": db_url, "raw_key": issued.raw_key, "service_id": service.pk, "metric_ids": metric_ids,
+            "subscription_ids": sub_ids}
+
+
+INDEX_DDL = [
+    ("uniq_usage_event_transaction", "ALTER TABLE usage_usageevent ADD CONSTRAINT uniq_usage_event_transaction UNIQUE (service_id, transaction_id)"),
+    ("usage_event_period_idx", "CREATE INDEX usage_event_period_idx ON usage_usageevent (subscription_id, billable_metric_id, timestamp) INCLUDE (value, is_late)"),
+    ("usage_event_late_unbilled_idx", "CREATE INDEX usage_event_late_unbilled_idx ON usage_usageevent (subscription_id) WHERE is_late AND late_billed_at IS NULL"),
+]
+
+
+def prefill(ctx: dict, rows: int) -> int:
+    """Top the table up to `rows` with one set-based INSERT … SELECT generate_series."""
+    url = ctx["db_url"]
+    have = int(psql(url, "SELECT count(*) FROM usage_usageevent"))
+    if have >= rows:
+        return have
+    need = rows - have
+    log(f"pre-filling {need:,} rows (set-based, indexes rebuilt after)…")
+    t0 = time.monotonic()
+    psql(url, "ALTER TABLE usage_usageevent DROP CONSTRAINT IF EXISTS uniq_usage_event_transaction; "
+              "DROP INDEX IF EXISTS usage_event_period_idx; DROP INDEX IF EXISTS usage_event_late_unbilled_idx")
+    subs, metrics = ctx["subscription_ids"], ctx["metric_ids"]
+    psql(url, f"""
+        INSERT INTO usage_usageevent (service_id, transaction_id, subscription_id, billable_metric_id, timestamp,
+                                      value, properties, source, is_late)
+        SELECT {ctx['service_id']}, 'pre-' || {have} + g,
+               (ARRAY[{','.join(map(str, subs))}])[1 + g % {len(subs)}],
+               (ARRAY[{','.join(map(str, metrics))}])[1 + (g / {len(subs)}) % {len(metrics)}],
+               to_timestamp({BASE_TS - 31 * 86400} + (g::numeric * {31 * 86400} / {need})),
+               (g % 97)::numeric / 4,
+               jsonb_build_object('gb', (g % 97)::numeric / 4, 'user_id', 'u' || (g % 500), 'region', 'ca-central'),
+               1, false
+          FROM generate_series(1, {need}) AS g
+    """)
+    log(f"  loaded in {time.monotonic() - t0:.1f} s; building indexes…")
+    for _, ddl in INDEX_DDL:
+        psql(url, f"SET maintenance_work_mem = '512MB'; {ddl}")
+    psql(url, "VACUUM (ANALYZE) usage_usageevent")  # sets the visibility map: index-only period scans
+    psql(url, "CHECKPOINT")
+    log(f"  pre-fill done in {time.monotonic() - t0:.1f} s")
+    return int(psql(url, "SELECT count(*) FROM usage_usageevent"))
+
+
+# --------------------------------------------------------------------------- workload
+
+
+def make_batches(ctx: dict, count: int, batch: int, dup_share: float, seed: int = 7) -> list[list[dict]]:
+    """`count` batches; each re-sends dup_share of its records from the previous few batches."""
+    rng = random.Random(seed)
+    run = uuid.uuid4().hex[:8]
+    externals = [f"sub-{i}" for i in range(len(ctx["subscription_ids"]))]
+    codes = [m[0] for m in METRICS]
+    out: list[list[dict]] = []
+    recent: list[dict] = []
+    serial = 0
+    for _ in range(count):
+        fresh_n = batch - int(batch * dup_share)
+        events = []
+        for _ in range(fresh_n):
+            serial += 1
+            events.append({
+                "transaction_id": f"{run}-{serial}",
+                "external_subscription_id": rng.choice(externals),
+                "code": rng.choice(codes),
+                "timestamp": BASE_TS + serial // 50,
+                "properties": {"gb": str(rng.randint(1, 400) / 4), "cores": rng.randint(1, 64),
+                               "user_id": f"u{rng.randint(1, 500)}", "level": rng.randint(0, 100)},
+            })
+        retries = rng.sample(recent, min(len(recent), batch - fresh_n)) if recent else []
+        retries += rng.sample(events, batch - fresh_n - len(retries))  # the first batch repeats its own
+        batch_events = events + retries
+        rng.shuffle(batch_events)
+        out.append(batch_events)
+        recent = (recent + events)[-5 * batch:]
+    return out
+
+
+def _client(port: int, raw_key: str, bodies: list[bytes], deadline: float, queue) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
+    latencies, sent, errors = [], 0, 0
+    for body in bodies:  # bounded by count and by time
+        if time.monotonic() >= deadline:
+            break
+        t0 = time.monotonic()
+        conn.request("POST", "/api/v1/events/batch", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.monotonic() - t0)
+        if response.status == 200:
+            sent += 1
+        else:
+            errors += 1
+    conn.close()
+    queue.put((sent, errors, latencies))
+
+
+def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
+    import msgspec
+
+    bodies = [msgspec.json.encode({"events": b}) for b in batches]
+    port = args.port
+    env = {**os.environ, "DATABASE_URL": ctx["db_url"], "DEBUG": "false", "SECRET_KEY": "bench-only-secret",
+           "DATABASE_CONN_MAX_AGE": "600", "ALLOWED_HOSTS": "127.0.0.1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "nexabilling.wsgi", "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
+         "--worker-class", "sync", "--timeout", "120", "--log-level", "warning"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )
+    try:
+        for _ in range(100):  # wait up to 20 s for the port
+            try:
+                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                probe.request("GET", "/api/v1/health")
+                probe.getresponse().read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("gunicorn did not start")
+        # Warm both workers (imports, connections) with one throw-away batch each.
+        warm = bodies[:args.workers]
+        q = mp.Queue()
+        _client(port, ctx["raw_key"], warm, time.monotonic() + 30, q)
+        q.get()
+        bodies = bodies[args.workers:]
+        rows_before = count_rows(ctx)
+        shares = [bodies[i::args.clients] for i in range(args.clients)]
+        start = time.monotonic()
+        deadline = start + args.seconds
+        procs = [mp.Process(target=_client, args=(port, ctx["raw_key"], share, deadline, q)) for share in shares]
+        for p in procs:
+            p.start()
+        results = [q.get(timeout=args.seconds + 120) for _ in procs]
+        elapsed = time.monotonic() - start
+        for p in procs:
+            p.join(timeout=10)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    sent = sum(r[0] for r in results)
+    latencies = sorted(x for r in results for x in r[2])
+    inserted = count_rows(ctx) - rows_before
+    return {
+        "requests": sent,
+        "http_errors": sum(r[1] for r in results),
+        "records": sent * args.batch,
+        "seconds": round(elapsed, 2),
+        "records_per_s": round(sent * args.batch / elapsed),
+        "inserted_per_s": round(inserted / elapsed),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
+        "warm_batches": args.workers,
+    }
+
+
+def count_rows(ctx: dict) -> int:
+    return int(psql(ctx["db_url"], "SELECT count(*) FROM usage_usageevent"))
+
+
+def _copy_worker(db_url: str, rows: list[tuple], batch: int, queue) -> None:
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        t0 = time.monotonic()
+        for i in range(0, len(rows), batch):
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy("COPY usage_usageevent (service_id, transaction_id, subscription_id, billable_metric_id, "
+                              "timestamp, value, properties, source, is_late) FROM STDIN") as copy:
+                    for row in rows[i:i + batch]:
+                        copy.write_row(row)
+        queue.put((len(rows), time.monotonic() - t0))
+
+
+def run_copy(ctx: dict, args, batches: list[list[dict]], requests: int) -> dict:
+    """The same rows (what the HTTP run offered, duplicates made unique) COPY-ed in 1,000-row transactions."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from psycopg.types.json import Jsonb
+
+    sub_of = {f"sub-{i}": pk for i, pk in enumerate(ctx["subscription_ids"])}
+    metric_of = {m[0]: pk for m, pk in zip(METRICS, ctx["metric_ids"])}
+    field_of = {m[0]: m[2] for m in METRICS}
+    tag = uuid.uuid4().hex[:6]
+    rows = []
+    for b, events in enumerate(batches[:max(requests, 1)]):
+        for j, e in enumerate(events):
+            field = field_of[e["code"]]
+            value = Decimal(str(e["properties"][field])) if field and e["code"] != "seats" else Decimal(1)
+            rows.append((ctx["service_id"], f"copy-{tag}-{b}-{j}", sub_of[e["external_subscription_id"]], metric_of[e["code"]],
+                         datetime.fromtimestamp(e["timestamp"], timezone.utc), value, Jsonb(e["properties"]), 1, False))
+    # deal whole 1,000-row batches round-robin to the connections
+    shares = [[] for _ in range(args.workers)]
+    for k, i in enumerate(range(0, len(rows), args.batch)):
+        shares[k % args.workers].extend(rows[i:i + args.batch])
+    q = mp.Queue()
+    start = time.monotonic()
+    procs = [mp.Process(target=_copy_worker, args=(ctx["db_url"], share, args.batch, q)) for share in shares]
+    for p in procs:
+        p.start()
+    done = [q.get(timeout=600) for _ in procs]
+    elapsed = time.monotonic() - start
+    for p in procs:
+        p.join(timeout=10)
+    total = sum(d[0] for d in done)
+    return {"rows": total, "seconds": round(elapsed, 2), "rows_per_s": round(total / elapsed), "connections": args.workers}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def run_validate(reps: int = 25) -> dict:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexabilling.settings")
+    os.environ.setdefault("DEBUG", "true")
+    import django
+
+    django.setup()
+    from rest_framework import serializers
+
+    from apps.usage.validation import decode_events
+
+    class EventSerializer(serializers.Serializer):
+        transaction_id = serializers.CharField(max_length=255)
+        external_subscription_id = serializers.CharField(max_length=255)
+        code = serializers.CharField(max_length=255)
+        timestamp = serializers.DecimalField(max_digits=20, decimal_places=6, required=False, allow_null=True)
+        properties = serializers.DictField(required=False)
+        precise_total_amount_cents = serializers.CharField(required=False, allow_null=True)
+
+    class BatchSerializer(serializers.Serializer):
+        events = EventSerializer(many=True, max_length=1000)
+
+    ctx = {"subscription_ids": list(range(10_000))}
+    body = json.dumps({"events": make_batches(ctx, 1, 1000, 0.1)[0]}).encode()
+
+    def timed(fn) -> float:
+        samples = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+        return round(statistics.median(samples) * 1000, 2)
+
+    def drf():
+        serializer = BatchSerializer(data=json.loads(body))
+        assert serializer.is_valid(), serializer.errors
+
+    return {"msgspec_ms_per_1000": timed(lambda: decode_events(body)), "drf_ms_per_1000": timed(drf),
+            "json_loads_ms_per_1000": timed(lambda: json.loads(body))}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db-name", default="nexabilling_bench")
+    parser.add_argument("--fresh", action="store_true", help="drop the bench database first")
+    parser.add_argument("--prefill", type=int, default=10_000_000, help="rows in the table before measuring")
+    parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=0, help="client processes (default: 2 x workers)")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--duplicates", type=float, default=0.10)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--max-batches", type=int, default=4000, help="upper bound on requests")
+    parser.add_argument("--validate-only", action="store_true")
+    parser.add_argument("--prefill-only", action="store_true", help="set up and pre-fill, then stop")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    args.clients = args.clients or 2 * args.workers
+
+    os.environ["DATABASE_URL"] = f"{SERVER_DB}/{args.db_name}"
+    validate = run_validate()
+    log("validation (ms per 1,000 records):", validate)
+    if args.validate_only:
+        print(json.dumps({"validation": validate}))
+        return
+    ctx = setup_database(args)
+    table_rows = prefill(ctx, args.prefill)
+    if args.prefill_only:
+        print(json.dumps({"table_rows": table_rows}))
+        return
+    log(f"table holds {table_rows:,} rows; generating {args.max_batches} batches…")
+    batches = make_batches(ctx, args.max_batches, args.batch, args.duplicates)
+    http_result = run_http(ctx, args, batches)
+    log("end to end:", http_result)
+    copy_result = run_copy(ctx, args, batches[args.workers:], http_result["requests"])
+    log("raw COPY:", copy_result)
+    result = {
+        "table_rows_before": table_rows,
+        "workers": args.workers,
+        "clients": args.clients,
+        "batch": args.batch,
+        "duplicate_share": args.duplicates,
+        "end_to_end": http_result,
+        "raw_copy": copy_result,
+        "ratio": round(http_result["records_per_s"] / copy_result["rows_per_s"], 3),
+        "validation": validate,
+    }
+    if not args.json:
+        print(f"table rows before: {table_rows:,}")
+        print(f"end to end: {http_result['records_per_s']:,} records/s offered "
+              f"({http_result['inserted_per_s']:,} new rows/s, p50 {http_result['p50_ms']} ms, p99 {http_result['p99_ms']} ms, "
+              f"{http_result['http_errors']} errors)")
+        print(f"raw COPY limit: {copy_result['rows_per_s']:,} rows/s ({args.workers} connections, {args.batch}-row transactions)")
+        print(f"ratio end to end / raw: {result['ratio']:.2f}")
+        print(f"validation per 1,000 records: msgspec {validate['msgspec_ms_per_1000']} ms, DRF {validate['drf_ms_per_1000']} ms")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    main()
