@@ -199,7 +199,7 @@ def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict
             for item in note.items.select_related("fee__invoice", "fee__service", "fee__subscription__plan", "fee__charge__billable_metric")
         ],
         "applied_taxes": [],
-        "metadata": [],
+        "metadata": None,  # the Lago client models credit-note metadata as a mapping
         "error_details": [],
     }
 
