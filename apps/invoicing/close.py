@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Max, Q
+from django.db import connection, transaction
+from django.db.models import Max, Q, prefetch_related_objects
 from django.utils import timezone
 
 from apps.catalog.models import Charge
@@ -451,19 +451,6 @@ def _grace_days(customer: Customer) -> int:
     return settings.INVOICE_GRACE_PERIOD_DAYS
 
 
-def _subscriptions_of(customer_id: int, *, as_of: datetime):
-    return (
-        Subscription.objects.filter(customer_id=customer_id)
-        .filter(
-            Q(status=Subscription.Status.ACTIVE)
-            | Q(status=Subscription.Status.TERMINATED, terminated_at__gte=as_of - TERMINATED_LOOKBACK)
-        )
-        .select_related("plan", "service", "customer", "next_subscription__plan")
-        .prefetch_related("plan__charges__billable_metric")
-        .order_by("pk")
-    )
-
-
 def _scan_starts(subscriptions: list[Subscription]) -> dict[int, date]:
     """Return per subscription the local day to start looking from: the last billed charges period."""
     rows = (
@@ -489,7 +476,7 @@ def plan_customer(
     customer: Customer, *, as_of: datetime, fetch: UsageFetcher = _usage_totals
 ) -> list[Line]:
     """Return every priced line still to bill for `customer` at `as_of` (no writes)."""
-    subscriptions = list(_subscriptions_of(customer.pk, as_of=as_of))
+    subscriptions = _load_subscriptions([customer.pk], as_of=as_of)
     for subscription in subscriptions:
         subscription.customer = customer  # share the locked row
     starts = _scan_starts(subscriptions)
@@ -539,30 +526,77 @@ def _late_usage_lines(customer, subscriptions, *, as_of, billed) -> list[Line]:
     return lines
 
 
-def usage_cutoffs_advance(*, customer_id: int, as_of: datetime) -> int:
-    """Move each subscription's `usage_billed_until` up to the end of the charges windows due at `as_of`.
+def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Subscription]:
+    """Load the close's subscriptions for many customers, sharing one instance (and its charges) per plan."""
+    subscriptions = list(
+        Subscription.objects.filter(customer_id__in=customer_ids)
+        .filter(
+            Q(status=Subscription.Status.ACTIVE)
+            | Q(status=Subscription.Status.TERMINATED, terminated_at__gte=as_of - TERMINATED_LOOKBACK)
+        )
+        .select_related("plan", "service", "customer", "next_subscription__plan")
+        .order_by("pk")
+    )
+    plans = {}
+    for subscription in subscriptions:
+        subscription.plan = plans.setdefault(subscription.plan_id, subscription.plan)
+    prefetch_related_objects(list(plans.values()), "charges__billable_metric")
+    return subscriptions
 
-    Runs (and commits) before the close reads usage, followed by `usage_ingest_fence()`: an event
-    ingested meanwhile is then either visible to the close or flagged late, never lost. Monotonic.
+
+def close_prepass(customer_ids: list[int], *, as_of: datetime, chunk: int = 1000):
+    """Plan (unpriced, no lock) what is due, in chunks: return (customers with work, usage windows, cut-offs).
+
+    Only a hint: each customer is re-planned under its lock before anything is written. A chunk that
+    fails to plan marks all its customers as having work, so their own close records the error.
     """
-    customer = Customer.objects.get(pk=customer_id)
-    subscriptions = list(_subscriptions_of(customer_id, as_of=as_of))
-    for subscription in subscriptions:
-        subscription.customer = customer
-    starts = _scan_starts(subscriptions)
-    billed = _billed_keys(subscriptions)
-    moved = 0
-    for subscription in subscriptions:
-        ends = [
-            line.window.end
-            for line in subscription_lines(subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk))
-            if line.window is not None
-        ]
-        if ends:
-            moved += Subscription.objects.filter(pk=subscription.pk).filter(
-                Q(usage_billed_until__isnull=True) | Q(usage_billed_until__lt=max(ends))
-            ).update(usage_billed_until=max(ends))
-    return moved
+    from apps.usage.selectors import late_usage_unbilled
+
+    due: set[int] = set()
+    windows: dict[Window, set[int]] = {}
+    cutoffs: dict[int, datetime] = {}
+    for index in range(0, len(customer_ids), chunk):
+        ids = customer_ids[index : index + chunk]
+        try:
+            subscriptions = _load_subscriptions(ids, as_of=as_of)
+            starts = _scan_starts(subscriptions)
+            billed = _billed_keys(subscriptions)
+            late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
+            for subscription in subscriptions:
+                lines = subscription_lines(
+                    subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk)
+                )
+                if lines or any(key[0] == subscription.pk for key in late):
+                    due.add(subscription.customer_id)
+                for line in lines:
+                    if line.window is not None:
+                        windows.setdefault(line.window, set()).add(subscription.pk)
+                        if line.window.end > cutoffs.get(subscription.pk, line.window.end - timedelta(1)):
+                            cutoffs[subscription.pk] = line.window.end
+        except Exception:
+            logger.exception("close prepass failed for customers %s..%s", ids[0], ids[-1])
+            due.update(ids)
+    return due, windows, cutoffs
+
+
+def usage_cutoffs_advance(cutoffs: dict[int, datetime]) -> int:
+    """Move `usage_billed_until` up to the end of the charges windows about to be billed (monotonic).
+
+    Commit this, then `usage_ingest_fence()`, before reading usage: an event ingested meanwhile is
+    then either visible to the close or flagged late (billed as an adjustment), never lost.
+    """
+    if not cutoffs:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE subscriptions_subscription s SET usage_billed_until = v.cutoff
+              FROM (SELECT unnest(%s::bigint[]) AS id, unnest(%s::timestamptz[]) AS cutoff) v
+             WHERE s.id = v.id AND (s.usage_billed_until IS NULL OR s.usage_billed_until < v.cutoff)
+            """,
+            [list(cutoffs), list(cutoffs.values())],
+        )
+        return cursor.rowcount
 
 
 def _invoice_for(customer: Customer, *, billing_on: date, currency: str, as_of: datetime) -> tuple[Invoice, bool]:
@@ -677,6 +711,30 @@ def _late_usage_mark_billed(lines: list[Line], *, as_of: datetime) -> None:
         late_usage_mark_billed(event_ids=ids, billed_at=as_of)
 
 
+def _prefetched(windows: dict[Window, set[int]]) -> UsageFetcher:
+    """Aggregate every due window for all its subscriptions at once (set-based, perf.md §3).
+
+    Safe after the cut-off and fence: rows for a window that arrive later are flagged late and
+    excluded from `usage_totals`, so the totals read here cannot change before the close writes them.
+    """
+    cache: dict[Window, tuple[set[int], dict]] = {}
+    for window, subscription_ids in windows.items():
+        ids = sorted(subscription_ids)
+        totals: dict = {}
+        for index in range(0, len(ids), 20_000):
+            totals.update(_usage_totals(ids[index : index + 20_000], window.start, window.end))
+        cache[window] = (set(ids), totals)
+
+    def fetch(subscription_ids: list[int], start: datetime, end: datetime) -> dict:
+        cached = cache.get(Window(start, end))
+        if cached is None or not set(subscription_ids) <= cached[0]:
+            return _usage_totals(subscription_ids, start, end)
+        wanted = set(subscription_ids)
+        return {key: total for key, total in cached[1].items() if key[0] in wanted}
+
+    return fetch
+
+
 def customers_to_close(*, as_of: datetime) -> list[int]:
     """Return ids of customers with subscriptions the close must look at."""
     return list(
@@ -700,17 +758,16 @@ def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage
     run = CloseRun.objects.create(as_of=as_of)
     outcomes: list[CloseRunCustomer] = []
     customer_ids = customers_to_close(as_of=as_of)
+    run.customers_count = len(customer_ids)
+    due, windows, cutoffs = close_prepass(customer_ids, as_of=as_of)
     if fetch is _usage_totals:
         from apps.usage.services import usage_ingest_fence
 
-        for customer_id in customer_ids:
-            try:
-                usage_cutoffs_advance(customer_id=customer_id, as_of=as_of)
-            except Exception:  # the customer's close below fails the same way and is recorded there
-                logger.exception("usage cut-off failed for customer %s", customer_id)
+        usage_cutoffs_advance(cutoffs)
         usage_ingest_fence()
+        fetch = _prefetched(windows)
+    customer_ids = [customer_id for customer_id in customer_ids if customer_id in due]
     for customer_id in customer_ids:
-        run.customers_count += 1
         try:
             invoices, fees = close_customer(customer_id=customer_id, as_of=as_of, fetch=fetch)
         except Exception as exc:  # task boundary per customer: record and go on

@@ -1,0 +1,211 @@
+"""Period-close benchmark: the whole close vs the bare set-based aggregate, on a separate database.
+
+    python bench/close.py                      # 10,000 subscriptions × 5 metrics × 10,000,000 usage rows
+    python bench/close.py --json               # same; the figures as one JSON object on the last line
+    python bench/close.py --subscriptions 1000 --rows 1000000   # quick development run
+
+Steps: (1) create/migrate the bench database (`--db-name`, reused unless `--fresh`); (2) one service,
+5 metrics (count, sum, max, unique_count, latest), one monthly in-arrears plan with 5 standard charges,
+N customers in Ontario each with one subscription from 2026-01-01 (ORM bulk inserts); (3) --rows usage
+rows over January 2026 with one set-based INSERT ... SELECT generate_series; (4) bare aggregate: the
+usage store's set-based SQL (`usage_totals`) for all subscriptions and all five types, warm, best of
+--repeat; (5) the whole close as of 2026-02-01 (aggregate, price, tax, number, write invoices and fees;
+grace 0 so every invoice is finalized), after wiping earlier invoices; (6) a second close (nothing to bill).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SERVER_DB = "postgres://postgres@127.0.0.1:5432"
+METRICS = [("calls", "count_agg", ""), ("storage", "sum_agg", "gb"), ("cpu", "max_agg", "cores"),
+           ("seats", "unique_count_agg", "user_id"), ("gauge", "latest_agg", "level")]
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def psql(url: str, sql: str) -> str:
+    return subprocess.run(["psql", url, "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def setup(args) -> None:
+    db_url = f"{SERVER_DB}/{args.db_name}"
+    exists = psql(f"{SERVER_DB}/postgres", f"SELECT 1 FROM pg_database WHERE datname = '{args.db_name}'")
+    if exists and args.fresh:
+        psql(f"{SERVER_DB}/postgres", f"DROP DATABASE {args.db_name} WITH (FORCE)")
+        exists = ""
+    if not exists:
+        psql(f"{SERVER_DB}/postgres", f"CREATE DATABASE {args.db_name}")
+    env = {**os.environ, "DATABASE_URL": db_url, "DEBUG": "true"}
+    log("migrating", args.db_name)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    os.environ.update({"DATABASE_URL": db_url, "DEBUG": "true", "INVOICE_GRACE_PERIOD_DAYS": "0"})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexabilling.settings")
+    import django
+
+    django.setup()
+
+
+def fill(args) -> tuple[list[int], list[int]]:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from django.db import connection, transaction
+
+    from apps.catalog.models import BillableMetric, Charge, Plan
+    from apps.customers.models import AccountLink, Customer, Service
+    from apps.customers.services import service_create
+    from apps.subscriptions.models import Subscription
+
+    service = Service.objects.filter(code="benchclose").first()
+    wanted = args.subscriptions
+    if service is not None and Subscription.objects.filter(service=service).count() == wanted:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM usage_usageevent WHERE service_id = %s", [service.pk])
+            if cursor.fetchone()[0] == args.rows:
+                log("reusing the earlier fill")
+                subs = list(Subscription.objects.filter(service=service).values_list("pk", flat=True))
+                return subs, list(BillableMetric.objects.filter(service=service).values_list("pk", flat=True))
+    if service is not None:
+        raise SystemExit("bench database holds another fill; rerun with --fresh")
+    started = time.perf_counter()
+    service = service_create(code="benchclose", name="Bench").service
+    metrics = [
+        BillableMetric.objects.create(service=service, code=code, name=code, aggregation_type=kind, field_name=field)
+        for code, kind, field in METRICS
+    ]
+    plan = Plan.objects.create(service=service, code="bench", name="Bench", interval="monthly", amount_cents=1000,
+                               amount_currency="CAD")
+    for metric in metrics:
+        Charge.objects.create(plan=plan, billable_metric=metric, code=metric.code, charge_model="standard",
+                              properties={"amount": "0.0123"})
+    start = datetime(2026, 1, 1, tzinfo=ZoneInfo("America/Toronto"))
+    with transaction.atomic():
+        customers = Customer.objects.bulk_create(
+            [Customer(external_id=f"bench:{i}", country="CA", state="ON", timezone="America/Toronto", currency="CAD")
+             for i in range(wanted)], batch_size=2000)
+        links = AccountLink.objects.bulk_create(
+            [AccountLink(service=service, customer=c, external_id=f"c{i}") for i, c in enumerate(customers)],
+            batch_size=2000)
+        subs = Subscription.objects.bulk_create(
+            [Subscription(service=service, account_link=link, customer=link.customer, plan=plan, external_id=f"s{i}",
+                          status="active", subscription_at=start, started_at=start) for i, link in enumerate(links)],
+            batch_size=2000)
+    log(f"catalog + {wanted} customers/subscriptions in {time.perf_counter() - started:.1f}s")
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE bench_subs AS SELECT row_number() OVER (ORDER BY id) - 1 AS k, id "
+                       "FROM subscriptions_subscription WHERE service_id = %s", [service.pk])
+        cursor.execute("CREATE TEMP TABLE bench_metrics AS SELECT row_number() OVER (ORDER BY id) - 1 AS k, id "
+                       "FROM catalog_billablemetric WHERE service_id = %s", [service.pk])
+        # Metric order: calls, storage, cpu, seats, gauge (ids ascending as created above).
+        cursor.execute(
+            """
+            INSERT INTO usage_usageevent (service_id, transaction_id, subscription_id, billable_metric_id,
+                                          timestamp, value, properties, source, is_late)
+            SELECT %(service)s, 'b' || g, s.id, m.id,
+                   timestamptz '2026-01-01 05:00:00+00' + ((g::bigint * 2678000) / %(rows)s) * interval '1 second',
+                   CASE WHEN m.k = 0 THEN 1 ELSE (g %% 97) + 1 END,
+                   CASE WHEN m.k = 3 THEN jsonb_build_object('user_id', (g %% 500)::text) ELSE '{}'::jsonb END,
+                   1, false
+              FROM generate_series(0, %(rows)s - 1) AS g
+              JOIN bench_subs s ON s.k = g %% %(subs)s
+              JOIN bench_metrics m ON m.k = (g / %(subs)s) %% 5
+            """,
+            {"service": service.pk, "rows": args.rows, "subs": wanted},
+        )
+        cursor.execute("ANALYZE usage_usageevent")
+    log(f"{args.rows} usage rows in {time.perf_counter() - started:.1f}s")
+    return [s.pk for s in subs], [m.pk for m in metrics]
+
+
+def bare_aggregate(sub_ids: list[int], repeat: int) -> float:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from apps.usage.aggregation import usage_totals
+
+    tz = ZoneInfo("America/Toronto")
+    best = None
+    for attempt in range(repeat + 1):  # the first run warms the cache and is discarded
+        started = time.perf_counter()
+        totals = usage_totals(subscription_ids=sub_ids, from_datetime=datetime(2026, 1, 1, tzinfo=tz),
+                              to_datetime=datetime(2026, 2, 1, tzinfo=tz))
+        elapsed = time.perf_counter() - started
+        log(f"bare aggregate run {attempt}: {elapsed:.2f}s, {len(totals)} groups")
+        if attempt and (best is None or elapsed < best):
+            best = elapsed
+    return best
+
+
+def close(sub_ids: list[int]) -> dict:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from django.db import connection
+
+    from apps.invoicing.close import periods_close
+    from apps.invoicing.models import Fee, Invoice
+    from apps.subscriptions.models import Subscription
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE invoicing_invoice, invoicing_closerun, invoicing_numbersequence CASCADE")
+    Subscription.objects.filter(pk__in=sub_ids).update(usage_billed_until=None)
+    as_of = datetime(2026, 2, 1, 1, 0, tzinfo=ZoneInfo("America/Toronto"))
+    started = time.perf_counter()
+    run = periods_close(as_of=as_of)
+    whole = time.perf_counter() - started
+    log(f"close: {whole:.2f}s, {run.invoices_count} invoices, {run.fees_count} fees, {run.failures_count} failures")
+    started = time.perf_counter()
+    again = periods_close(as_of=as_of)
+    rerun = time.perf_counter() - started
+    log(f"rerun: {rerun:.2f}s, {again.invoices_count} invoices")
+    return {
+        "close_seconds": round(whole, 2),
+        "rerun_seconds": round(rerun, 2),
+        "invoices": Invoice.objects.count(),
+        "finalized": Invoice.objects.filter(status="finalized").count(),
+        "fees": Fee.objects.count(),
+        "failures": run.failures_count,
+        "rerun_invoices": again.invoices_count,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--db-name", default="nexabilling_bench_close")
+    parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    setup(args)
+    sub_ids, _ = fill(args)
+    bare = bare_aggregate(sub_ids, args.repeat)
+    result = close(sub_ids)
+    figures = {
+        "subscriptions": args.subscriptions, "metrics": len(METRICS), "usage_rows": args.rows,
+        "bare_aggregate_seconds": round(bare, 2), **result,
+        "close_over_bare": round(result["close_seconds"] / bare, 2) if bare else None,
+    }
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key:>24}: {value}")
+
+
+if __name__ == "__main__":
+    main()
