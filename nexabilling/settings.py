@@ -216,6 +216,8 @@ CELERY_BEAT_SCHEDULE["payments-pending-sweep"] = {"task": "apps.payments.tasks.p
 CELERY_BEAT_SCHEDULE["payments-retry-due"] = {"task": "apps.payments.tasks.payment_retry_due_task", "schedule": 900.0}
 # Ledger (apps/ledger/tasks.py): post due postings in batches (lost messages, backoff retries, backlog).
 CELERY_BEAT_SCHEDULE["ledger-sweep"] = {"task": "apps.ledger.tasks.ledger_sweep_task", "schedule": 60.0}
+# Usage (apps/usage/tasks.py): fold new usage rows into the daily rollup that period close reads.
+CELERY_BEAT_SCHEDULE["usage-rollup"] = {"task": "apps.usage.tasks.usage_rollup_advance_task", "schedule": 60.0}
 
 # Billing
 NEXA_LEGAL_NAME = env_str("NEXA_LEGAL_NAME", "Nexa Systems Inc.")

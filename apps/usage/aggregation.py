@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 
 from apps.catalog.models import BillableMetric
 
@@ -56,6 +56,28 @@ def _epoch_us(moment: datetime) -> int:
     return delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
 
 
+_RAW_PART = """
+                SELECT subscription_id, billable_metric_id, 1, value, value,
+                       ARRAY[extract(epoch FROM timestamp), id::numeric, value],
+                       value * round(extract(epoch FROM timestamp) * 1000000)
+                  FROM usage_usageevent
+                 WHERE subscription_id = ANY(%(subs)s) AND NOT is_late AND {cond}"""
+
+
+def _day_split(from_datetime: datetime, to_datetime: datetime) -> dict:
+    """Split [from, to) into whole UTC days (rollup) and the partial edges (raw rows)."""
+    start = from_datetime.astimezone(timezone.utc)
+    end = to_datetime.astimezone(timezone.utc)
+    floor = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    day_from = floor if floor == start else floor + timedelta(days=1)
+    day_to = end.replace(hour=0, minute=0, second=0, microsecond=0)
+    if day_from >= day_to:  # no whole day: the first edge covers the period
+        return {"day_from": day_to.date(), "day_to": day_to.date(), "edge1_to": end, "edge2_from": end,
+                "carry_day": floor.date(), "carry_day_ts": floor}
+    return {"day_from": day_from.date(), "day_to": day_to.date(), "edge1_to": day_from, "edge2_from": day_to,
+            "carry_day": floor.date(), "carry_day_ts": floor}
+
+
 def usage_totals(
     *, subscription_ids: list[int], from_datetime: datetime, to_datetime: datetime
 ) -> dict[tuple[int, int], UsageTotal]:
@@ -83,23 +105,38 @@ def usage_totals(
     params = {"subs": subscription_ids, "from": from_datetime, "to": to_datetime, "to_us": to_us}
 
     grouped: dict[tuple[int, int], tuple] = {}
-    with connection.cursor() as cursor:
-        # "latest" via max over [epoch, id, value] keeps this a parallel hash aggregate (perf.md §3).
-        # The weighted moment Σ v·(to − t) in whole microseconds is exact numeric arithmetic.
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Holding the state row FOR SHARE pins the watermark for this transaction: an advancer
+        # cannot commit a new one meanwhile, so rollup and raw tail never overlap or miss rows.
+        cursor.execute("SELECT last_event_id FROM usage_usagerollupstate WHERE id = 1 FOR SHARE")
+        found = cursor.fetchone()
+        params["w"] = found[0] if found else 0
+        params.update(_day_split(from_datetime, to_datetime))
+        # Whole UTC days from the rollup; edge days and rows above the watermark from the raw
+        # table. "latest" via max over [epoch, id, value] keeps every part a plain aggregate.
         cursor.execute(
             f"""
-            SELECT subscription_id, billable_metric_id, count(*), sum(value), max(value),
-                   (max(ARRAY[extract(epoch FROM timestamp), id::numeric, value]))[3],
-                   sum(value * (%(to_us)s - round(extract(epoch FROM timestamp) * 1000000)))
-              FROM {EVENTS}
-             WHERE subscription_id = ANY(%(subs)s) AND timestamp >= %(from)s AND timestamp < %(to)s
-               AND NOT is_late
-             GROUP BY subscription_id, billable_metric_id
+            WITH parts AS (
+                SELECT subscription_id, billable_metric_id, events_count AS n, value_sum AS s, value_max AS mx,
+                       latest_key AS lk, moment_sum AS ms
+                  FROM usage_usagedaily
+                 WHERE subscription_id = ANY(%(subs)s) AND day >= %(day_from)s AND day < %(day_to)s
+                   AND events_count > 0
+                UNION ALL
+                {_RAW_PART.format(cond="timestamp >= %(from)s AND timestamp < %(edge1_to)s AND id <= %(w)s")}
+                UNION ALL
+                {_RAW_PART.format(cond="timestamp >= %(edge2_from)s AND timestamp < %(to)s AND id <= %(w)s")}
+                UNION ALL
+                {_RAW_PART.format(cond="id > %(w)s AND timestamp >= %(from)s AND timestamp < %(to)s")}
+            )
+            SELECT subscription_id, billable_metric_id, sum(n), sum(s), max(mx), (max(lk))[3], sum(ms)
+              FROM parts GROUP BY subscription_id, billable_metric_id
             """,
             params,
         )
-        for sub, metric, count, total, maximum, latest, moment in cursor.fetchall():
-            grouped[(sub, metric)] = (count, total, maximum, latest, moment)
+        for sub, metric, count, total, maximum, latest, moment_sum in cursor.fetchall():
+            # Σ v·(to − t) = to·Σv − Σ v·t, all in whole microseconds: exact.
+            grouped[(sub, metric)] = (int(count), total, maximum, latest, to_us * total - moment_sum)
 
         recurring_sums = [pk for pk, m in metrics.items() if m.recurring and m.aggregation_type in (Agg.SUM, Agg.WEIGHTED_SUM)]
         carried: dict[tuple[int, int], Decimal] = {}
@@ -107,10 +144,19 @@ def usage_totals(
             # Every row before the period, late ones included: they are part of the running level.
             cursor.execute(
                 f"""
-                SELECT subscription_id, billable_metric_id, sum(value)
-                  FROM {EVENTS}
-                 WHERE subscription_id = ANY(%(subs)s) AND billable_metric_id = ANY(%(metrics)s)
-                   AND timestamp < %(from)s
+                SELECT subscription_id, billable_metric_id, sum(total) FROM (
+                    SELECT subscription_id, billable_metric_id, total_sum AS total FROM usage_usagedaily
+                     WHERE subscription_id = ANY(%(subs)s) AND billable_metric_id = ANY(%(metrics)s)
+                       AND day < %(carry_day)s
+                    UNION ALL
+                    SELECT subscription_id, billable_metric_id, value FROM {EVENTS}
+                     WHERE subscription_id = ANY(%(subs)s) AND billable_metric_id = ANY(%(metrics)s)
+                       AND timestamp >= %(carry_day_ts)s AND timestamp < %(from)s AND id <= %(w)s
+                    UNION ALL
+                    SELECT subscription_id, billable_metric_id, value FROM {EVENTS}
+                     WHERE id > %(w)s AND subscription_id = ANY(%(subs)s) AND billable_metric_id = ANY(%(metrics)s)
+                       AND timestamp < %(from)s
+                ) parts
                  GROUP BY subscription_id, billable_metric_id
                 """,
                 {**params, "metrics": recurring_sums},

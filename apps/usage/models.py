@@ -1,6 +1,7 @@
 """Raw usage: one row per accepted event or pre-aggregated counter (see README "Usage ingestion")."""
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
 
@@ -64,3 +65,40 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.transaction_id} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageDaily(models.Model):
+    """Rollup of usage rows per (subscription, metric, UTC day), kept current by `usage_rollup_advance`.
+
+    Holds every UsageEvent with id <= UsageRollupState.last_event_id. Period close reads whole
+    days here and only the partial edge days and the not-yet-rolled tail from the raw table.
+    """
+
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    billable_metric = models.ForeignKey(
+        "catalog.BillableMetric", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    day = models.DateField()  # UTC
+    # Non-late rows only (late rows are billed as adjustments):
+    events_count = models.BigIntegerField(default=0)
+    value_sum = models.DecimalField(max_digits=40, decimal_places=12, default=0)  # Σ value, metric units
+    value_max = models.DecimalField(max_digits=30, decimal_places=12, null=True)  # metric units
+    # [epoch seconds, row id, value] of the most recent row: greatest() merges two rollups.
+    latest_key = ArrayField(models.DecimalField(max_digits=40, decimal_places=12), null=True)
+    moment_sum = models.DecimalField(max_digits=60, decimal_places=12, default=0)  # Σ value × epoch µs
+    # Every row, late ones included: the running level recurring metrics carry.
+    total_sum = models.DecimalField(max_digits=40, decimal_places=12, default=0)  # metric units
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("subscription", "billable_metric", "day"), name="uniq_usage_daily"),
+        ]
+
+
+class UsageRollupState(models.Model):
+    """Singleton (id=1): the highest UsageEvent id folded into UsageDaily."""
+
+    last_event_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)

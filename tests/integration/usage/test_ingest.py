@@ -113,3 +113,17 @@ def test_any_interleaving_of_retried_batches_stores_the_clean_totals(world, even
     once = usage_totals(subscription_ids=[sub.pk], from_datetime=PERIOD[0], to_datetime=PERIOD[1])
     assert retried == once
     assert UsageEvent.objects.count() == len(events)
+
+
+@pytest.mark.django_db
+def test_rollup_task_folds_new_rows_once(world):
+    from apps.usage.models import UsageDaily, UsageRollupState
+    from apps.usage.tasks import usage_rollup_advance_task
+
+    sub = world.subscription("sub-1")
+    usage_events_ingest(service=world.service, events=[ev("a", gb="2"), ev("b", gb="3")])
+    usage_rollup_advance_task()
+    usage_rollup_advance_task()  # nothing new: no double counting
+    (daily,) = UsageDaily.objects.filter(subscription=sub)
+    assert (daily.events_count, daily.value_sum) == (2, Decimal(5))
+    assert UsageRollupState.objects.get(pk=1).last_event_id == UsageEvent.objects.latest("id").pk

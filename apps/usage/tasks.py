@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from .services import usage_rollup_advance
+
+
+@shared_task(acks_late=True)
+def usage_rollup_advance_task() -> None:
+    """Fold new usage rows into the daily rollup (beat: every minute; safe to overlap)."""
+    usage_rollup_advance()
