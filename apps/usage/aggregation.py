@@ -20,6 +20,9 @@ ZERO = Decimal(0)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 Agg = BillableMetric.Aggregation
 EVENTS = "usage_usageevent"
+STATE_ROW_SQL = (
+    "INSERT INTO usage_usagerollupstate (id, last_event_id, updated_at) VALUES (1, 0, now()) ON CONFLICT (id) DO NOTHING"
+)
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,10 @@ def usage_totals(
     with transaction.atomic(), connection.cursor() as cursor:
         # Holding the state row FOR SHARE pins the watermark for this transaction: an advancer
         # cannot commit a new one meanwhile, so rollup and raw tail never overlap or miss rows.
+        # The row must exist to be locked: without it, a first advance could commit unseen.
+        cursor.execute(STATE_ROW_SQL)
         cursor.execute("SELECT last_event_id FROM usage_usagerollupstate WHERE id = 1 FOR SHARE")
-        found = cursor.fetchone()
-        params["w"] = found[0] if found else 0
+        params["w"] = cursor.fetchone()[0]
         params.update(_day_split(from_datetime, to_datetime))
         # Whole UTC days from the rollup; edge days and rows above the watermark from the raw
         # table. "latest" via max over [epoch, id, value] keeps every part a plain aggregate.

@@ -15,6 +15,7 @@ from apps.customers.models import Service
 from apps.subscriptions.models import Subscription
 
 from . import validation
+from .aggregation import STATE_ROW_SQL
 from .models import UsageEvent
 from .validation import CounterIn, EventIn
 
@@ -287,8 +288,7 @@ def usage_rollup_advance(*, chunk: int = 200_000, max_chunks: int = 50) -> int:
     watermark = 0
     for _ in range(max_chunks):  # bounded; a backlog larger than this finishes on the next run
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("INSERT INTO usage_usagerollupstate (id, last_event_id, updated_at) VALUES (1, 0, now()) "
-                           "ON CONFLICT (id) DO NOTHING")
+            cursor.execute(STATE_ROW_SQL)
             cursor.execute("SELECT last_event_id FROM usage_usagerollupstate WHERE id = 1 FOR UPDATE")
             (watermark,) = cursor.fetchone()
             if watermark >= upper:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timezone as dt_timezone
 
+import msgspec
 from django.http import HttpResponse
 from django.urls import path
 from django.utils import timezone
@@ -24,24 +25,31 @@ def _ts(moment) -> str:
     return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _event_out(event: EventIn, stored: StoredItem, created_at: str, stamps: dict) -> dict:
+class EventOut(msgspec.Struct):
+    """Lago's EventOut; a Struct encodes ~3x faster than building 1,000 dicts."""
+
+    lago_id: None  # as on Lago's ClickHouse store: events are addressed by transaction_id
+    transaction_id: str
+    lago_customer_id: None
+    lago_subscription_id: str
+    external_subscription_id: str
+    code: str
+    timestamp: str
+    properties: dict
+    precise_total_amount_cents: str | None
+    created_at: str
+    # Not in Lago (which answers 422): this transaction_id was already stored, not stored again.
+    duplicate: bool
+
+
+def _event_out(event: EventIn, stored: StoredItem, created_at: str, stamps: dict) -> EventOut:
     stamp = stamps.get(stored.timestamp_us)
     if stamp is None:  # batches repeat timestamps; strftime is the costliest part of the echo
         stamp = stamps[stored.timestamp_us] = _ts(stored.timestamp)
-    return {
-        "lago_id": None,  # as on Lago's ClickHouse store: events are addressed by transaction_id
-        "transaction_id": event.transaction_id,
-        "lago_customer_id": None,
-        "lago_subscription_id": stored.subscription_lago_id,
-        "external_subscription_id": event.external_subscription_id,
-        "code": event.code,
-        "timestamp": stamp,
-        "properties": event.properties or {},
-        "precise_total_amount_cents": event.precise_total_amount_cents,
-        "created_at": created_at,
-        # Not in Lago (which answers 422): this transaction_id was already stored, not stored again.
-        "duplicate": stored.duplicate,
-    }
+    return EventOut(
+        None, event.transaction_id, None, stored.subscription_lago_id, event.external_subscription_id, event.code,
+        stamp, event.properties or {}, event.precise_total_amount_cents, created_at, stored.duplicate,
+    )
 
 
 def _json(payload: dict, status: int) -> HttpResponse:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -127,3 +128,54 @@ def test_rollup_task_folds_new_rows_once(world):
     (daily,) = UsageDaily.objects.filter(subscription=sub)
     assert (daily.events_count, daily.value_sum) == (2, Decimal(5))
     assert UsageRollupState.objects.get(pk=1).last_event_id == UsageEvent.objects.latest("id").pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rollup_matches_raw_after_advancing_during_concurrent_ingest(world):
+    from django.db import connection
+    from django.db.models import Sum
+
+    from apps.usage.models import UsageDaily
+    from apps.usage.services import usage_rollup_advance
+
+    sub = world.subscription("sub-1")
+    stop, errors = threading.Event(), []
+
+    def ingest(prefix):
+        try:
+            for b in range(15):
+                usage_events_ingest(service=world.service, events=[ev(f"{prefix}-{b}-{i}", gb=str(i)) for i in range(40)])
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def advance():
+        try:
+            deadline = time.monotonic() + 30
+            while not stop.is_set() and time.monotonic() < deadline:  # bounded in time
+                usage_rollup_advance(chunk=25)
+                time.sleep(0.001)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    roller = threading.Thread(target=advance)
+    writers = [threading.Thread(target=ingest, args=(p,)) for p in ("a", "b")]
+    roller.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=60)
+    stop.set()
+    roller.join(timeout=60)
+    assert errors == []
+    usage_rollup_advance()
+    rolled = UsageDaily.objects.filter(subscription=sub).aggregate(n=Sum("events_count"), s=Sum("value_sum"))
+    raw = UsageEvent.objects.filter(subscription=sub).aggregate(s=Sum("value"))
+    assert (rolled["n"], rolled["s"]) == (2 * 15 * 40, raw["s"])
+    totals = usage_totals(subscription_ids=[sub.pk], from_datetime=PERIOD[0], to_datetime=PERIOD[1])
+    assert (totals[(sub.pk, world.metrics["storage"].pk)].units, totals[(sub.pk, world.metrics["storage"].pk)].events_count) == (
+        raw["s"], 1200
+    )
