@@ -250,9 +250,9 @@ class _Batch:
                 self.verify(by_pk[pk], move, hub_totals[pk])
         to_post += self._create(to_create, by_pk, drafts)
         posted = self._post(to_post, by_pk)
-        for move in self.client.moves_read(ids=[by_pk[pk].odoo_move_id for pk in posted]) if posted else ():
-            pk = next(pk for pk in posted if by_pk[pk].odoo_move_id == move.id)
-            self.verify(by_pk[pk], move, hub_totals[pk])
+        pk_of_move = {by_pk[pk].odoo_move_id: pk for pk in posted}
+        for move in self.client.moves_read(ids=list(pk_of_move)) if posted else ():
+            self.verify(by_pk[pk_of_move[move.id]], move, hub_totals[pk_of_move[move.id]])
 
     def _isolating(self, pks: list[int], by_pk: dict[int, LedgerPosting], size: int,
                    call: Callable[[list[int]], list[int] | None]) -> list[int]:
