@@ -185,7 +185,7 @@ def make_batches(ctx: dict, count: int, batch: int, dup_share: float, seed: int 
     return out
 
 
-def _client(port: int, raw_key: str, bodies: list[bytes], deadline: float, queue) -> None:
+def _client(port: int, raw_key: str, bodies: list[bytes], deadline: float, queue, index: int = 0) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
     latencies, sent, errors = [], 0, 0
@@ -202,7 +202,7 @@ def _client(port: int, raw_key: str, bodies: list[bytes], deadline: float, queue
         else:
             errors += 1
     conn.close()
-    queue.put((sent, errors, latencies))
+    queue.put((sent, errors, latencies, index))
 
 
 def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
@@ -235,20 +235,31 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         q.get()
         bodies = bodies[args.workers:]
         rows_before = count_rows(ctx)
+        workers, backends = _server_pids(ctx, server.pid)
+        cpu_before = (_cpu_seconds(workers), _cpu_seconds(backends))
+        busy_before = _machine_busy()
         shares = [bodies[i::args.clients] for i in range(args.clients)]
         start = time.monotonic()
         deadline = start + args.seconds
-        procs = [mp.Process(target=_client, args=(port, ctx["raw_key"], share, deadline, q)) for share in shares]
+        procs = [mp.Process(target=_client, args=(port, ctx["raw_key"], share, deadline, q, i)) for i, share in enumerate(shares)]
         for p in procs:
             p.start()
         results = [q.get(timeout=args.seconds + 120) for _ in procs]
+        results.sort(key=lambda r: r[3])
         elapsed = time.monotonic() - start
+        cpu_after = (_cpu_seconds(workers), _cpu_seconds(backends))
+        busy = _machine_busy() - busy_before
         for p in procs:
             p.join(timeout=10)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     sent = sum(r[0] for r in results)
+    # Idempotency check: new rows must equal the distinct ids among the batches actually sent.
+    event_shares = [batches[args.workers:][i::args.clients] for i in range(args.clients)]
+    warm_ids = {e["transaction_id"] for b in batches[:args.workers] for e in b}  # stored before the clock started
+    sent_ids = {e["transaction_id"] for share, r in zip(event_shares, results) for b in share[:r[0] + r[1]] for e in b}
+    expected = len(sent_ids - warm_ids)
     latencies = sorted(x for r in results for x in r[2])
     inserted = count_rows(ctx) - rows_before
     return {
@@ -258,10 +269,40 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         "seconds": round(elapsed, 2),
         "records_per_s": round(sent * args.batch / elapsed),
         "inserted_per_s": round(inserted / elapsed),
+        "new_rows": inserted,
+        "distinct_ids_sent": expected,
+        "stored_once": inserted == expected,
         "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
         "warm_batches": args.workers,
+        "cpu_s": {"gunicorn": round(cpu_after[0] - cpu_before[0], 1), "postgres": round(cpu_after[1] - cpu_before[1], 1),
+                  "machine_busy": round(busy, 1), "machine_capacity": round(elapsed * os.cpu_count(), 1)},
     }
+
+
+def _machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (all processes, ours or not)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _server_pids(ctx: dict, master: int) -> tuple[list[int], list[int]]:
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()]
+    backends = psql(ctx["db_url"], "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    return workers, [int(p) for p in (backends or "").split()]
 
 
 def count_rows(ctx: dict) -> int:
