@@ -688,7 +688,7 @@ def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _
 
     Runs in its own transaction under the customer's row lock; running it twice bills nothing more.
     """
-    from .services import invoice_finalize  # services imports this module
+    from .services import invoice_finalize, invoices_drafted_record  # services imports this module
 
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer_id)
@@ -700,6 +700,7 @@ def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _
         for invoice in invoices:
             if invoice.grace_until is not None and invoice.grace_until <= as_of:
                 invoice_finalize(invoice_id=invoice.pk, now=as_of)
+        invoices_drafted_record(invoices)  # outbound `invoice.drafted` for drafts left open (services.py)
         return len(invoices), len(lines)
 
 

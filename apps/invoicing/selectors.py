@@ -85,3 +85,13 @@ def credit_note_get(*, service: Service, lago_id: UUID | str) -> CreditNote:
         return credit_note_list(service=service).get(lago_id=lago_id)
     except (CreditNote.DoesNotExist, ValueError, DjangoValidationError):
         raise NotFound("credit_note") from None
+
+
+def invoice_service_ids(invoice: Invoice) -> list[int]:
+    """Return the ids of the services whose lines the invoice bills (the services that may see it), sorted.
+
+    Same rule as `_visible`: a service is entitled to an invoice's events when one of its fees is on it.
+    """
+    return sorted(
+        set(Fee.objects.filter(invoice=invoice, service__isnull=False).values_list("service_id", flat=True))
+    )

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.core.exceptions import NotAllowed, ValidationFailed
@@ -32,6 +32,7 @@ from .close import (
 )
 from .models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
 from .numbering import invoice_number_next, invoice_series_for
+from .selectors import invoice_service_ids
 from .periods import local_date
 from .taxes import TaxRate, line_tax_cents
 
@@ -44,7 +45,82 @@ __all__ = [
     "invoice_create_one_off",
     "credit_note_create",
     "credit_note_estimate",
+    "invoice_webhook_record",
+    "invoices_drafted_record",
+    "credit_note_webhook_record",
 ]
+
+
+# --------------------------------------------------------------------------- outbound webhooks
+
+
+def _listening_service_ids(service_ids: list[int], event_type: str) -> list[int]:
+    """Return the services among `service_ids` with an active endpoint that wants `event_type`.
+
+    An event row without a delivery reaches nobody (endpoints added later never receive past events), so
+    rendering the invoice is skipped for services that do not listen: the close writes thousands of invoices.
+    """
+    from apps.webhooks.models import WebhookEndpoint  # no selector for this there; read-only
+
+    if not service_ids:
+        return []
+    wanted = Q(event_types__isnull=True) | Q(event_types__contains=[event_type])
+    return sorted(
+        set(
+            WebhookEndpoint.objects.filter(service_id__in=service_ids, active=True, deleted_at__isnull=True)
+            .filter(wanted)
+            .values_list("service_id", flat=True)
+        )
+    )
+
+
+def invoice_webhook_record(*, invoice: Invoice, event_type: str) -> None:
+    """Record an invoice event for each service the invoice bills, each rendered with that service's customer view.
+
+    Call inside the transaction that changed the invoice (rows commit with it; sending starts after commit).
+    """
+    from apps.api.serializers.invoices import invoice_out  # plain functions; lazy to avoid an import cycle
+    from apps.webhooks.services import webhook_event_record
+
+    for service in Service.objects.filter(pk__in=_listening_service_ids(invoice_service_ids(invoice), event_type)):
+        webhook_event_record(
+            event_type=event_type,
+            object_type="invoice",
+            payload_object=invoice_out(invoice, service=service),
+            service_ids=[service.pk],
+        )
+
+
+def invoices_drafted_record(invoices: list[Invoice]) -> None:
+    """Record `invoice.drafted` once per invoice left in draft by the close (a grace period is running).
+
+    The close appends to the day's open draft, so an invoice already announced is not announced again;
+    an invoice finalized at once (no grace period) gets only `invoice.created`, as in Lago.
+    Call inside the close's transaction.
+    """
+    from apps.webhooks.models import WebhookEvent
+
+    drafts = Invoice.objects.filter(pk__in=[invoice.pk for invoice in invoices], status=Invoice.Status.DRAFT)
+    for invoice in drafts.order_by("pk"):
+        announced = WebhookEvent.objects.filter(event_type="invoice.drafted", object_id=str(invoice.lago_id))
+        if not announced.exists():
+            invoice_webhook_record(invoice=invoice, event_type="invoice.drafted")
+
+
+def credit_note_webhook_record(*, credit_note: CreditNote) -> None:
+    """Record `credit_note.created` for each service whose lines the credited invoice bills. Call inside the
+    credit note's transaction."""
+    from apps.api.serializers.invoices import credit_note_out
+    from apps.webhooks.services import webhook_event_record
+
+    service_ids = _listening_service_ids(invoice_service_ids(credit_note.invoice), "credit_note.created")
+    for service in Service.objects.filter(pk__in=service_ids):
+        webhook_event_record(
+            event_type="credit_note.created",
+            object_type="credit_note",
+            payload_object=credit_note_out(credit_note, service=service),
+            service_ids=[service.pk],
+        )
 
 
 @transaction.atomic
@@ -76,8 +152,9 @@ def invoice_finalize(*, invoice_id: int, now: datetime | None = None) -> Invoice
         Subscription.objects.filter(
             pk=row.subscription_id, usage_billed_until__lt=row.charges_to_datetime
         ).update(usage_billed_until=row.charges_to_datetime)
-    # follow-up rows: webhook "invoice.created"/"invoice.finalized" (apps.webhooks), ledger posting (apps.ledger),
+    # follow-up rows: webhook "invoice.created" (Lago sends it at finalization), ledger posting (apps.ledger),
     # payment collection (apps.payments), all in this transaction.
+    invoice_webhook_record(invoice=invoice, event_type="invoice.created")
     ledger_posting_create(invoice=invoice)
     payment_invoice_finalized(invoice=invoice)  # collects the amount due through Stripe on commit
     return invoice
@@ -93,7 +170,9 @@ def invoice_void(*, invoice_id: int) -> Invoice:
         raise NotAllowed(f"invoice is {invoice.status}/{invoice.payment_status}", code="not_voidable")
     invoice.status, invoice.voided_at = Invoice.Status.VOIDED, timezone.now()
     invoice.save(update_fields=["status", "voided_at", "updated_at"])
-    # follow-up rows: webhook "invoice.voided" (apps.webhooks), ledger reversal (apps.ledger), in this transaction.
+    # follow-up rows: webhook "invoice.voided" (apps.webhooks) in this transaction; the ledger reversal of a
+    # voided invoice is not wired (apps.ledger has no void kind).
+    invoice_webhook_record(invoice=invoice, event_type="invoice.voided")
     return invoice
 
 
@@ -304,6 +383,7 @@ def credit_note_create(
     )
     # follow-up rows: webhook "credit_note.created" (apps.webhooks), ledger credit note (apps.ledger),
     # Stripe refund when refund_amount_cents > 0 (apps.payments), in this transaction.
+    credit_note_webhook_record(credit_note=note)
     ledger_posting_create(credit_note=note)
     payment_credit_note_created(credit_note=note)  # refunds through Stripe on commit
     return note

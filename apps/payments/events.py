@@ -1,16 +1,27 @@
 """Outbound webhooks (apps.webhooks) about payments, rendered in Lago's shapes.
 
-One event per service linked to the customer, each carrying that service's external id.
-Call inside the transaction that made the change.
+Customer events: one per service linked to the customer. Invoice events: one per service whose lines the
+invoice bills (`invoice_service_ids`), so a service sharing the customer but not the invoice hears nothing.
+Each carries that service's external id. Call inside the transaction that made the change.
 """
 from __future__ import annotations
 
 from apps.customers.models import AccountLink, Customer
 from apps.invoicing.models import Invoice
+from apps.invoicing.selectors import invoice_service_ids
 
 
 def _links(customer: Customer):
     return AccountLink.objects.filter(customer=customer, deleted_at__isnull=True).select_related("service", "customer")
+
+
+def _invoice_links(invoice: Invoice):
+    service_ids = invoice_service_ids(invoice)
+    if not service_ids:
+        # No line bills a service (an invoice written outside the close, one-off and credit paths):
+        # no service is more entitled than another, so every linked one hears, as before the narrowing.
+        return _links(invoice.customer)
+    return _links(invoice.customer).filter(service_id__in=service_ids)
 
 
 def _record(event_type: str, object_type: str, payload: dict, service_id: int) -> None:
@@ -20,33 +31,18 @@ def _record(event_type: str, object_type: str, payload: dict, service_id: int) -
 
 
 def _invoice_payload(invoice: Invoice, link: AccountLink) -> dict:
-    try:  # the invoice API serializer, once the invoicing issue provides it
-        from apps.api.serializers.invoices import invoice_out
-    except ImportError:
-        invoice_out = None
-    if invoice_out is not None:
-        return invoice_out(invoice)
-    return {
-        "lago_id": str(invoice.lago_id),
-        "number": invoice.number,
-        "status": invoice.status,
-        "payment_status": invoice.payment_status,
-        "currency": invoice.currency,
-        "total_amount_cents": invoice.total_amount_cents,
-        "total_paid_amount_cents": invoice.total_paid_amount_cents,
-        "total_due_amount_cents": invoice.total_due_amount_cents,
-        "payment_url": invoice.payment_url or None,
-        "customer": {"lago_id": str(invoice.customer.lago_id), "external_id": link.external_id},
-    }
+    from apps.api.serializers.invoices import invoice_out  # plain functions; lazy to avoid an import cycle
+
+    return invoice_out(invoice, service=link.service)  # the customer as this service knows it
 
 
 def invoice_payment_status_updated(invoice: Invoice) -> None:
-    for link in _links(invoice.customer):
+    for link in _invoice_links(invoice):
         _record("invoice.payment_status_updated", "invoice", _invoice_payload(invoice, link), link.service_id)
 
 
 def invoice_payment_failure(invoice: Invoice, *, stripe_customer_id: str, error_code: str, message: str) -> None:
-    for link in _links(invoice.customer):
+    for link in _invoice_links(invoice):
         payload = {
             "lago_invoice_id": str(invoice.lago_id),
             "lago_customer_id": str(invoice.customer.lago_id),
