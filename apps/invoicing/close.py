@@ -489,7 +489,7 @@ def plan_customer(
     return lines
 
 
-def _late_usage_lines(customer, subscriptions, *, as_of, billed) -> list[Line]:
+def _late_usage_lines(customer, subscriptions, *, as_of, billed, late: dict | None = None) -> list[Line]:
     """Return adjustment lines for usage that arrived after its period was invoiced (flagged late at ingest).
 
     Deviation from Lago (which never bills it): late usage is priced on its own with the charge's model
@@ -497,7 +497,8 @@ def _late_usage_lines(customer, subscriptions, *, as_of, billed) -> list[Line]:
     """
     from apps.usage.selectors import late_usage_unbilled
 
-    late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
+    if late is None:
+        late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
     if not late:
         return []
     today = local_date(as_of, customer.applicable_timezone)
@@ -717,23 +718,368 @@ def _prefetched(windows: dict[Window, set[int]]) -> UsageFetcher:
 
     Safe after the cut-off and fence: rows for a window that arrive later are flagged late and
     excluded from `usage_totals`, so the totals read here cannot change before the close writes them.
+    Totals are indexed per subscription, so each lookup costs what it returns.
     """
-    cache: dict[Window, tuple[set[int], dict]] = {}
+    cache: dict[Window, dict[int, dict]] = {}
     for window, subscription_ids in windows.items():
         ids = sorted(subscription_ids)
-        totals: dict = {}
+        per_subscription: dict[int, dict] = {pk: {} for pk in ids}
         for index in range(0, len(ids), 20_000):
-            totals.update(_usage_totals(ids[index : index + 20_000], window.start, window.end))
-        cache[window] = (set(ids), totals)
+            for key, total in _usage_totals(ids[index : index + 20_000], window.start, window.end).items():
+                per_subscription[key[0]][key] = total
+        cache[window] = per_subscription
 
     def fetch(subscription_ids: list[int], start: datetime, end: datetime) -> dict:
         cached = cache.get(Window(start, end))
-        if cached is None or not set(subscription_ids) <= cached[0]:
+        if cached is None or any(pk not in cached for pk in subscription_ids):
             return _usage_totals(subscription_ids, start, end)
-        wanted = set(subscription_ids)
-        return {key: total for key, total in cached[1].items() if key[0] in wanted}
+        out: dict = {}
+        for pk in subscription_ids:
+            out.update(cached[pk])
+        return out
 
     return fetch
+
+
+# --------------------------------------------------------------------------- many customers per transaction
+
+# A run bills its due customers in batches of this many per transaction (INVOICE_CLOSE_BATCH_SIZE);
+# a chunk smaller than INVOICE_CLOSE_BATCH_MIN goes customer by customer (little to gain, finer isolation).
+CLOSE_BATCH_SIZE = 250
+CLOSE_BATCH_MIN = 20
+
+
+@dataclass
+class BatchResult:
+    billed: dict[int, tuple[int, int]] = field(default_factory=dict)  # customer id -> (invoices, fees)
+    left: list[int] = field(default_factory=list)  # locked elsewhere or failed to plan: close one by one
+
+
+def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetcher):
+    """Plan and price every locked customer of a batch from set-based reads; return (plans, left).
+
+    plans: customer id -> (lines, tax rates per billing day). A customer whose plan or taxes fail
+    is left out (nothing is written for it yet) and goes to the one-by-one path, which records it.
+    """
+    from apps.usage.selectors import late_usage_unbilled
+
+    by_id = {customer.pk: customer for customer in customers}
+    subscriptions = _load_subscriptions(list(by_id), as_of=as_of)
+    by_customer: dict[int, list[Subscription]] = defaultdict(list)
+    for subscription in subscriptions:
+        subscription.customer = by_id[subscription.customer_id]  # share the locked row
+        by_customer[subscription.customer_id].append(subscription)
+    starts = _scan_starts(subscriptions)
+    billed = _billed_keys(subscriptions)
+    late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
+    plans: dict[int, tuple[list[Line], dict]] = {}
+    left: list[int] = []
+    for customer in customers:
+        subs = by_customer.get(customer.pk, [])
+        try:
+            lines: list[Line] = []
+            for subscription in subs:
+                lines.extend(
+                    subscription_lines(subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk))
+                )
+            lines = price_lines(lines, fetch=fetch)
+            own = {subscription.pk for subscription in subs}
+            mine = {key: total for key, total in late.items() if key[0] in own} if late else {}
+            lines.extend(_late_usage_lines(customer, subs, as_of=as_of, billed=billed, late=mine))
+            rates = {line.billing_on: None for line in lines}
+            rates = {day: customer_tax_rates(customer, on=day) for day in rates}
+        except Exception:
+            logger.info("close batch: customer %s planned one by one", customer.pk, exc_info=True)
+            left.append(customer.pk)
+            continue
+        if lines:
+            plans[customer.pk] = (lines, rates)
+    return plans, left
+
+
+def _period_row(invoice: Invoice, subscription_id: int, lines: list[Line]) -> InvoiceSubscription:
+    """The billing period row `_billing_period_merge` would create for these lines."""
+    base = [line for line in lines if line.fee_type in (Fee.FeeType.SUBSCRIPTION, Fee.FeeType.CREDIT)]
+    usage = [line for line in lines if line.window is not None] or lines
+    return InvoiceSubscription(
+        invoice=invoice,
+        subscription_id=subscription_id,
+        from_datetime=min(line.period_from for line in (base or lines)),
+        to_datetime=max(line.period_to for line in (base or lines)),
+        charges_from_datetime=min(line.from_datetime or line.period_from for line in usage),
+        charges_to_datetime=max(line.to_datetime or line.period_to for line in usage),
+        invoicing_reason="subscription_periodic",
+    )
+
+
+def _set_totals(invoice: Invoice, fees: list[tuple[int, list[TaxRate]]]) -> list[InvoiceAppliedTax]:
+    """Set an invoice's totals from (amount cents, rates) per fee; return its per-rate tax rows (unsaved)."""
+    totals = invoice_totals(fees)
+    invoice.fees_amount_cents = totals.untaxed_amount_cents
+    invoice.sub_total_excluding_taxes_amount_cents = totals.untaxed_amount_cents
+    invoice.taxes_amount_cents = totals.tax_amount_cents
+    invoice.sub_total_including_taxes_amount_cents = totals.total_amount_cents
+    invoice.total_amount_cents = totals.total_amount_cents - invoice.credit_notes_amount_cents
+    return [
+        InvoiceAppliedTax(
+            invoice=invoice, tax_code=line.code, tax_name=line.name, tax_rate=line.rate,
+            base_amount_cents=line.base_amount_cents, amount_cents=line.tax_amount_cents,
+        )
+        for line in totals.tax_lines
+    ]
+
+
+TOTAL_FIELDS = [
+    "fees_amount_cents", "sub_total_excluding_taxes_amount_cents", "taxes_amount_cents",
+    "sub_total_including_taxes_amount_cents", "total_amount_cents", "updated_at",
+]
+
+
+def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Line], dict]], *, as_of: datetime):
+    """Write every planned line of a batch set-based; return (invoices per customer in write order, fees per customer).
+
+    Same rows as `write_lines` per customer: one invoice per (customer, billing day, currency), appended to
+    that day's oldest draft or opened with the next `close_key`; fees, billing periods, tax summary, totals.
+    Unique fee_key / close_key make any double write fail the whole batch (rolled back, then one by one).
+    """
+    ids = list(plans)
+    drafts: dict[tuple[int, date, str], Invoice] = {}
+    for invoice in (
+        Invoice.objects.select_for_update()
+        .filter(customer_id__in=ids, invoice_type=Invoice.InvoiceType.SUBSCRIPTION, status=Invoice.Status.DRAFT)
+        .order_by("pk")
+    ):
+        drafts.setdefault((invoice.customer_id, invoice.issuing_date, invoice.currency), invoice)
+    days = {line.billing_on for lines, _ in plans.values() for line in lines}
+    taken: dict[str, int] = defaultdict(int)
+    for key in Invoice.objects.filter(customer_id__in=ids, issuing_date__in=days, close_key__startswith="close:").values_list(
+        "close_key", flat=True
+    ):
+        taken[key.rsplit(":", 1)[0]] += 1
+
+    new_invoices: list[Invoice] = []
+    touched: dict[int, list[Invoice]] = {}
+    fees: list[Fee] = []
+    fees_of: dict[int, list[Fee]] = defaultdict(list)  # id(invoice) -> new fees
+    periods: dict[tuple[int, int], list[Line]] = defaultdict(list)  # (id(invoice), subscription) -> lines
+    invoice_of: dict[int, Invoice] = {}
+    fee_counts: dict[int, int] = {}
+    for customer_id, (lines, rates) in plans.items():
+        customer = customers[customer_id]
+        groups: dict[tuple[date, str], list[Line]] = defaultdict(list)
+        for line in lines:
+            groups[(line.billing_on, line.currency)].append(line)
+        mine: list[Invoice] = []
+        for (billing_on, currency), group in sorted(groups.items(), key=lambda item: item[0]):
+            invoice = drafts.get((customer_id, billing_on, currency))
+            if invoice is not None:
+                invoice.customer = customer  # the locked row (timezone at finalization)
+            else:
+                prefix = f"close:{customer_id}:{billing_on}:{currency}"
+                invoice = Invoice(
+                    customer=customer,
+                    invoice_type=Invoice.InvoiceType.SUBSCRIPTION,
+                    currency=currency,
+                    close_key=f"{prefix}:{taken[prefix] + 1}",
+                    issuing_date=billing_on,
+                    net_payment_term=customer.net_payment_term,
+                    payment_due_date=billing_on + timedelta(days=customer.net_payment_term),
+                    grace_until=as_of + timedelta(days=_grace_days(customer)),
+                )
+                new_invoices.append(invoice)
+            invoice_of[id(invoice)] = invoice
+            for line in group:
+                fee = fee_from_line(line, invoice=invoice, rates=rates[billing_on])
+                fees.append(fee)
+                fees_of[id(invoice)].append(fee)
+                if line.subscription is not None and line.period_from is not None:
+                    periods[(id(invoice), line.subscription.pk)].append(line)
+            mine.append(invoice)
+        touched[customer_id] = mine
+        fee_counts[customer_id] = len(lines)
+
+    # Totals: a new invoice holds only its new fees; a draft also its earlier ones (one read for all drafts).
+    old_drafts = [invoice for invoice in invoice_of.values() if invoice.pk is not None]
+    earlier: dict[int, list[tuple[int, list[TaxRate]]]] = defaultdict(list)
+    if old_drafts:
+        for fee in Fee.objects.filter(invoice__in=old_drafts).only("invoice_id", "amount_cents", "applied_taxes"):
+            earlier[fee.invoice_id].append((fee.amount_cents, _rates_of(fee)))
+    applied: list[InvoiceAppliedTax] = []
+    now = timezone.now()
+    for key, invoice in invoice_of.items():
+        mine_fees = [(fee.amount_cents, _rates_of(fee)) for fee in fees_of[key]]
+        applied.extend(_set_totals(invoice, earlier.get(invoice.pk, []) + mine_fees))
+        invoice.updated_at = now
+
+    Invoice.objects.bulk_create(new_invoices)
+    if old_drafts:
+        Invoice.objects.bulk_update(old_drafts, TOTAL_FIELDS)
+        InvoiceAppliedTax.objects.filter(invoice__in=old_drafts).delete()
+    Fee.objects.bulk_create(fees, batch_size=2000)
+    InvoiceAppliedTax.objects.bulk_create(applied, batch_size=2000)
+
+    existing: dict[tuple[int, int], InvoiceSubscription] = {}
+    if old_drafts:
+        existing = {
+            (row.invoice_id, row.subscription_id): row
+            for row in InvoiceSubscription.objects.filter(invoice__in=old_drafts)
+        }
+    create, update = [], []
+    for (key, subscription_id), lines in periods.items():
+        row = _period_row(invoice_of[key], subscription_id, lines)
+        found = existing.get((invoice_of[key].pk, subscription_id))
+        if found is None:
+            create.append(row)
+            continue
+        found.from_datetime = min(found.from_datetime, row.from_datetime)
+        found.to_datetime = max(found.to_datetime, row.to_datetime)
+        found.charges_from_datetime = min(found.charges_from_datetime, row.charges_from_datetime)
+        found.charges_to_datetime = max(found.charges_to_datetime, row.charges_to_datetime)
+        update.append(found)
+    InvoiceSubscription.objects.bulk_create(create, batch_size=2000)
+    if update:
+        InvoiceSubscription.objects.bulk_update(
+            update, ["from_datetime", "to_datetime", "charges_from_datetime", "charges_to_datetime"]
+        )
+    return touched, fee_counts
+
+
+def _finalize_batch(invoices: list[Invoice], *, now: datetime) -> None:
+    """Finalize a batch's due drafts as `services.invoice_finalize` does, with set-based writes.
+
+    Numbers: consecutive per series under one `NumberSequence` lock (numbering.invoice_numbers_take),
+    in the order the one-by-one path would take them. Follow-ups in this transaction, as in
+    `invoice_finalize` (keep the two in step): ledger postings (one INSERT), payment collection hook.
+    """
+    from apps.payments.services import payment_invoice_finalized
+
+    from .numbering import invoice_numbers_take, invoice_series_for
+
+    if not invoices:
+        return
+    by_series: dict[str, list[Invoice]] = defaultdict(list)
+    for invoice in invoices:
+        year = local_date(now, invoice.customer.applicable_timezone).year
+        by_series[invoice_series_for(year=year)].append(invoice)
+    rows = []
+    for series in sorted(by_series):
+        batch = by_series[series]
+        for invoice, (sequential_id, number) in zip(batch, invoice_numbers_take(series=series, count=len(batch))):
+            invoice.series, invoice.sequential_id, invoice.number = series, sequential_id, number
+            invoice.status, invoice.finalized_at = Invoice.Status.FINALIZED, now
+            invoice.payment_due_date = invoice.issuing_date + timedelta(days=invoice.net_payment_term)
+            rows.append(invoice)
+    stamp = timezone.now()
+    with connection.cursor() as cursor:
+        # One UPDATE for the batch; `status = 'draft'` makes a row finalized meanwhile fail loudly below.
+        cursor.execute(
+            """
+            UPDATE invoicing_invoice i
+               SET series = v.series, sequential_id = v.seq, number = v.number, status = %(finalized)s,
+                   finalized_at = %(now)s, payment_due_date = v.due, updated_at = %(stamp)s
+              FROM unnest(%(ids)s::bigint[], %(series)s::text[], %(seqs)s::int[], %(numbers)s::text[],
+                          %(dues)s::date[]) AS v(id, series, seq, number, due)
+             WHERE i.id = v.id AND i.status = %(draft)s
+            """,
+            {
+                "finalized": Invoice.Status.FINALIZED, "draft": Invoice.Status.DRAFT, "now": now, "stamp": stamp,
+                "ids": [invoice.pk for invoice in rows], "series": [invoice.series for invoice in rows],
+                "seqs": [invoice.sequential_id for invoice in rows], "numbers": [invoice.number for invoice in rows],
+                "dues": [invoice.payment_due_date for invoice in rows],
+            },
+        )
+        if cursor.rowcount != len(rows):
+            raise RuntimeError(f"finalized {cursor.rowcount} of {len(rows)} drafts; batch rolled back")
+        # Usage before the billed windows is now invoiced: later arrivals are late usage (adjustments).
+        cursor.execute(
+            """
+            UPDATE subscriptions_subscription s SET usage_billed_until = v.until
+              FROM (SELECT subscription_id, max(charges_to_datetime) AS until FROM invoicing_invoicesubscription
+                     WHERE invoice_id = ANY(%s) GROUP BY subscription_id) v
+             WHERE s.id = v.subscription_id AND (s.usage_billed_until IS NULL OR s.usage_billed_until < v.until)
+            """,
+            [[invoice.pk for invoice in rows]],
+        )
+    for invoice in rows:
+        invoice.updated_at = stamp
+    _webhooks_record(rows, "invoice.created")
+    _ledger_postings_create(rows)
+    for invoice in rows:
+        payment_invoice_finalized(invoice=invoice)
+
+
+def _webhooks_record(invoices: list[Invoice], event_type: str) -> None:
+    """`services.invoice_webhook_record` for each invoice billing a service that listens (one lookup per batch)."""
+    from .services import _listening_service_ids as listening, invoice_webhook_record as record
+
+    if not invoices:
+        return
+    billed = defaultdict(set)
+    for invoice_id, service_id in Fee.objects.filter(invoice__in=invoices, service_id__isnull=False).values_list(
+        "invoice_id", "service_id"
+    ).distinct():
+        billed[invoice_id].add(service_id)
+    wanted = set(listening(sorted(set().union(*billed.values())) if billed else [], event_type))
+    for invoice in invoices:
+        if billed[invoice.pk] & wanted:
+            record(invoice=invoice, event_type=event_type)
+
+
+def _ledger_postings_create(invoices: list[Invoice]) -> None:
+    """What `ledger_posting_create(invoice=...)` does per invoice, as one INSERT for a batch.
+
+    The invoices were numbered in this transaction, so none can have a posting yet (the ledger posts
+    numbered invoices only); a conflict would raise and roll the batch back to the one-by-one path.
+    """
+    from apps.ledger.models import LedgerPosting
+    from apps.ledger.services import invoice_ref
+
+    postings = LedgerPosting.objects.bulk_create(
+        [LedgerPosting(kind=LedgerPosting.Kind.INVOICE, invoice=invoice, ref=invoice_ref(invoice.number))
+         for invoice in invoices],
+        batch_size=2000,
+    )
+    if settings.LEDGER_ENABLED:
+        from apps.ledger.tasks import ledger_posting_send_task
+
+        for posting in postings:
+            posting_id = posting.pk
+            transaction.on_commit(lambda posting_id=posting_id: ledger_posting_send_task.delay(posting_id))
+
+
+def close_batch(*, customer_ids: list[int], as_of: datetime, fetch: UsageFetcher = _usage_totals) -> BatchResult:
+    """Bill many customers in one transaction; return who was billed and who is left for one-by-one.
+
+    Locks the customers with `FOR UPDATE SKIP LOCKED` in id order (a customer another worker holds is
+    left, not waited for), re-plans under the locks from set-based reads, writes set-based, finalizes
+    due drafts under one numbering lock. Any write error rolls the whole batch back (raised).
+    """
+    from .services import invoices_drafted_record  # services imports this module
+
+    result = BatchResult()
+    with transaction.atomic():
+        customers = list(
+            Customer.objects.select_for_update(skip_locked=True).filter(pk__in=customer_ids).order_by("pk")
+        )
+        locked = {customer.pk: customer for customer in customers}
+        result.left = [customer_id for customer_id in customer_ids if customer_id not in locked]
+        plans, failed = _plan_batch(customers, as_of=as_of, fetch=fetch)
+        result.left.extend(failed)
+        if not plans:
+            return result
+        touched, fee_counts = _write_batch(locked, plans, as_of=as_of)
+        _late_usage_mark_billed([line for lines, _ in plans.values() for line in lines], as_of=as_of)
+        due = [
+            invoice
+            for customer_id in sorted(touched)
+            for invoice in touched[customer_id]
+            if invoice.grace_until is not None and invoice.grace_until <= as_of
+        ]
+        _finalize_batch(due, now=as_of)
+        finalized = {invoice.pk for invoice in due}
+        invoices_drafted_record([invoice for mine in touched.values() for invoice in mine if invoice.pk not in finalized])
+        result.billed = {customer_id: (len(touched[customer_id]), fee_counts[customer_id]) for customer_id in touched}
+    return result
 
 
 def customers_to_close(*, as_of: datetime) -> list[int]:
@@ -751,9 +1097,11 @@ def customers_to_close(*, as_of: datetime) -> list[int]:
 
 
 def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage_totals) -> CloseRun:
-    """Bill every subscription period ended at `as_of` (default now), customer by customer.
+    """Bill every subscription period ended at `as_of` (default now), in batches of customers.
 
-    A failing customer is recorded on the run (admin) and the others go on; the next run retries it.
+    Each batch is one transaction (`close_batch`); customers it could not lock or plan, and every
+    customer of a batch that failed to write, are then closed one by one (`close_customer`). A failing
+    customer is recorded on the run (admin) and the others go on; the next run retries it.
     """
     as_of = as_of or timezone.now()
     run = CloseRun.objects.create(as_of=as_of)
@@ -768,19 +1116,10 @@ def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage
         usage_ingest_fence()
         fetch = _prefetched(windows)
     customer_ids = [customer_id for customer_id in customer_ids if customer_id in due]
-    for customer_id in customer_ids:
-        try:
-            invoices, fees = close_customer(customer_id=customer_id, as_of=as_of, fetch=fetch)
-        except Exception as exc:  # task boundary per customer: record and go on
-            logger.exception("close failed for customer %s", customer_id)
-            run.failures_count += 1
-            outcomes.append(
-                CloseRunCustomer(
-                    run=run, customer_id=customer_id, outcome=CloseRunCustomer.Outcome.FAILED,
-                    error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
-                )
-            )
-            continue
+    size = max(1, int(getattr(settings, "INVOICE_CLOSE_BATCH_SIZE", CLOSE_BATCH_SIZE)))
+    smallest = int(getattr(settings, "INVOICE_CLOSE_BATCH_MIN", CLOSE_BATCH_MIN))
+
+    def billed(customer_id: int, invoices: int, fees: int) -> None:
         if invoices:
             run.invoices_count += invoices
             run.fees_count += fees
@@ -790,6 +1129,33 @@ def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage
                     invoices_count=invoices, fees_count=fees,
                 )
             )
+
+    for index in range(0, len(customer_ids), size):
+        chunk = customer_ids[index : index + size]
+        one_by_one = chunk
+        if len(chunk) >= smallest:
+            try:
+                result = close_batch(customer_ids=chunk, as_of=as_of, fetch=fetch)
+            except Exception:  # rolled back as a whole: each customer again on its own, errors recorded there
+                logger.exception("close batch failed for customers %s..%s", chunk[0], chunk[-1])
+            else:
+                for customer_id, (invoices, fees) in result.billed.items():
+                    billed(customer_id, invoices, fees)
+                one_by_one = result.left
+        for customer_id in one_by_one:
+            try:
+                invoices, fees = close_customer(customer_id=customer_id, as_of=as_of, fetch=fetch)
+            except Exception as exc:  # task boundary per customer: record and go on
+                logger.exception("close failed for customer %s", customer_id)
+                run.failures_count += 1
+                outcomes.append(
+                    CloseRunCustomer(
+                        run=run, customer_id=customer_id, outcome=CloseRunCustomer.Outcome.FAILED,
+                        error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
+                    )
+                )
+                continue
+            billed(customer_id, invoices, fees)
     CloseRunCustomer.objects.bulk_create(outcomes, batch_size=1000)
     run.status = CloseRun.Status.PARTIAL if run.failures_count else CloseRun.Status.SUCCEEDED
     run.finished_at = timezone.now()
