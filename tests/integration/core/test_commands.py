@@ -48,3 +48,13 @@ def test_seed_demo_is_idempotent_and_realistic():
     assert set(Charge.objects.values_list("charge_model", flat=True)) >= {"graduated", "package", "volume"}
     acme = Customer.objects.get(legal_name="Acme Robotics Inc.")
     assert acme.account_links.count() == 2  # one billing customer behind two services
+    from apps.invoicing.models import Fee, Invoice
+    from apps.usage.models import UsageEvent
+
+    # Past periods are billed from the seeded usage, and a rerun bills nothing more.
+    assert UsageEvent.objects.count() > 100
+    assert Invoice.objects.filter(status="finalized").exists()
+    assert Fee.objects.filter(fee_type="charge", amount_cents__gt=0).exists()
+    billed = (Invoice.objects.count(), Fee.objects.count(), UsageEvent.objects.count())
+    call_command("seed_demo", stdout=StringIO())
+    assert (Invoice.objects.count(), Fee.objects.count(), UsageEvent.objects.count()) == billed

@@ -5,6 +5,7 @@ import os
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -98,6 +99,9 @@ class Command(BaseCommand):
             self._catalog(services)
             self._customers(services)
             self._subscriptions(services)
+            self._usage(services)
+        # Bill every period that has ended, so the admin shows invoices; a rerun bills nothing more.
+        call_command("close_periods", stdout=self.stdout)
         password = os.environ.get("DEMO_ADMIN_PASSWORD", "nexa-demo")
         User = get_user_model()
         if not User.objects.filter(username="admin").exists():
@@ -147,6 +151,37 @@ class Command(BaseCommand):
         acme = Customer.objects.get(account_links__service=services["nexacloud"], account_links__external_id="acme-robotics")
         if not AccountLink.objects.filter(service=services["nexadesk"], external_id="acme-helpdesk", deleted_at__isnull=True).exists():
             account_link_create(service=services["nexadesk"], customer=acme, external_id="acme-helpdesk")
+
+    def _usage(self, services) -> None:
+        """A few weeks of plausible usage; deterministic transaction ids keep reruns idempotent."""
+        from apps.usage.services import usage_events_ingest
+        from apps.usage.validation import EventIn
+
+        today = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+        plan = {
+            "nexacloud": [("acme-cloud-main", "compute_hours", "hours", 18), ("acme-cloud-main", "api_calls", None, 40),
+                          ("boreal-cloud", "compute_hours", "hours", 7), ("boreal-cloud", "storage_gb", "gb", 120)],
+            "nexadesk": [("maple-desk", "agents", "agent_id", 6), ("acme-desk", "agents", "agent_id", 3)],
+            "nexamaps": [("laurentian-maps", "map_loads", None, 25)],
+        }
+        for code, rows in plan.items():
+            events = []
+            for subscription_id, metric, field, size in rows:
+                started = Subscription.objects.get(service=services[code], external_id=subscription_id).started_at
+                for day in range(45, 0, -1):
+                    moment = today - timedelta(days=day)
+                    if started is None or moment <= started:
+                        continue
+                    value = {"hours": str(size + day % 5), "gb": str(size + day), "agent_id": f"agent-{day % size}"}.get(field or "", None)
+                    events.append(EventIn(
+                        transaction_id=f"demo-{subscription_id}-{metric}-{day}",
+                        external_subscription_id=subscription_id,
+                        code=metric,
+                        timestamp=int(moment.timestamp()),
+                        properties={field: value} if field else {},
+                    ))
+            if events:
+                usage_events_ingest(service=services[code], events=events)
 
     def _subscriptions(self, services) -> None:
         now = timezone.now()
