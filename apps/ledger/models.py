@@ -22,6 +22,7 @@ class LedgerPosting(TimeStampedModel):
         INVOICE = "invoice"
         CREDIT_NOTE = "credit_note"
         PAYMENT = "payment"
+        REFUND = "refund"  # money paid back on a credit note: an outbound payment on its out_refund (odoo.md §3.4)
 
     class Status(models.TextChoices):
         PENDING = "pending"  # to send (again) once next_attempt_at passes
@@ -38,8 +39,8 @@ class LedgerPosting(TimeStampedModel):
     credit_note = models.ForeignKey(
         "invoicing.CreditNote", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
     )
-    # Payments: the hub has no payment model shared with the ledger; the row carries what Odoo needs.
-    stripe_payment_id = models.CharField(max_length=255, blank=True)  # pi_/ch_/in_ id, unique per payment
+    # Payments and refunds: the hub has no payment model shared with the ledger; the row carries what Odoo needs.
+    stripe_payment_id = models.CharField(max_length=255, blank=True)  # pi_/ch_/in_ (payment) or re_ (refund) id
     payment_amount_cents = models.BigIntegerField(null=True, blank=True)  # minor units of payment_currency
     payment_currency = models.CharField(max_length=3, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -69,10 +70,13 @@ class LedgerPosting(TimeStampedModel):
                                     name="uniq_ledger_credit_note"),
             models.UniqueConstraint(fields=("stripe_payment_id",), condition=Q(kind="payment"),
                                     name="uniq_ledger_payment"),
+            models.UniqueConstraint(fields=("stripe_payment_id",), condition=Q(kind="refund"),
+                                    name="uniq_ledger_refund"),
             models.CheckConstraint(
                 condition=(Q(kind="invoice", invoice__isnull=False)
                            | Q(kind="credit_note", credit_note__isnull=False)
-                           | (Q(kind="payment", invoice__isnull=False) & ~Q(stripe_payment_id=""))),
+                           | (Q(kind="payment", invoice__isnull=False) & ~Q(stripe_payment_id=""))
+                           | (Q(kind="refund", credit_note__isnull=False) & ~Q(stripe_payment_id=""))),
                 name="ledger_posting_has_document",
             ),
         ]

@@ -570,7 +570,9 @@ class OdooClient:
 
     def payment_register(self, *, move_id: int, amount_cents: int, currency: str, journal_id: int,
                          date: date, ref: str) -> int:
-        """Register and reconcile an inbound payment on a posted move; return the account.payment id.
+        """Register and reconcile a payment on a posted move; return the account.payment id.
+
+        Odoo picks the direction from the move: inbound on an invoice, outbound (money back) on a credit note.
 
         Uses the register-payment wizard (odoo.md §3.5): two calls, the second one commits. Not
         idempotent: call payment_find(ref) first, and again after OdooUnavailable.

@@ -45,6 +45,17 @@ class PaymentRecord:
     paid_at: dt.datetime
 
 
+@dataclass(frozen=True)
+class RefundRecord:
+    """Money paid back through Stripe on a credit note; any object with these attributes is accepted."""
+
+    credit_note: Any  # apps.invoicing.models.CreditNote refunded (its out_refund carries the outbound payment)
+    stripe_id: str  # Stripe Refund id (re_...), unique per refund
+    amount_cents: int  # minor units of `currency`
+    currency: str  # ISO 4217
+    paid_at: dt.datetime  # when Stripe paid it back
+
+
 def invoice_ref(number: str) -> str:
     return f"NEXA/{number}"
 
@@ -53,15 +64,23 @@ def payment_ref(stripe_id: str) -> str:
     return f"NEXA/PAY/{stripe_id}"
 
 
-def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payment: Any = None) -> LedgerPosting:
-    """Write the posting of one finalized invoice, issued credit note or recorded payment.
+def refund_ref(stripe_id: str) -> str:
+    return f"NEXA/REF/{stripe_id}"
+
+
+def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payment: Any = None,
+                          refund: Any = None) -> LedgerPosting:
+    """Write the posting of one finalized invoice, issued credit note, recorded payment or paid refund.
+
+    A refund is posted as Odoo does a cash refund of a credit note (odoo.md §3.4-3.5): an outbound
+    payment registered on the credit note's posted `out_refund`, on the Stripe receipts journal.
 
     Call inside the transaction that finalized/issued/recorded the document. Idempotent: a second
     call for the same document returns the existing row. When LEDGER_ENABLED, the send task is
     enqueued on commit; rows are written regardless, so enabling the ledger later posts the backlog.
     """
-    if sum(doc is not None for doc in (invoice, credit_note, payment)) != 1:
-        raise ValueError("pass exactly one of invoice, credit_note, payment")
+    if sum(doc is not None for doc in (invoice, credit_note, payment, refund)) != 1:
+        raise ValueError("pass exactly one of invoice, credit_note, payment, refund")
     if invoice is not None:
         if not invoice.number:
             raise ValueError(f"invoice {invoice.pk} has no number; post only finalized invoices")
@@ -70,6 +89,14 @@ def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payme
     elif credit_note is not None:
         lookup = {"kind": LedgerPosting.Kind.CREDIT_NOTE, "credit_note": credit_note}
         defaults = {"ref": invoice_ref(credit_note.number), "invoice_id": credit_note.invoice_id}
+    elif refund is not None:
+        stripe_id = str(getattr(refund, "stripe_id", "") or "")
+        if not stripe_id or refund.credit_note is None:
+            raise ValueError("a refund needs its stripe_id and the credit note it pays back")
+        lookup = {"kind": LedgerPosting.Kind.REFUND, "stripe_payment_id": stripe_id}
+        defaults = {"ref": refund_ref(stripe_id), "credit_note": refund.credit_note,
+                    "invoice_id": refund.credit_note.invoice_id, "payment_amount_cents": int(refund.amount_cents),
+                    "payment_currency": refund.currency, "paid_at": refund.paid_at}
     else:
         stripe_id = str(getattr(payment, "stripe_id", "") or "")
         if not stripe_id or payment.invoice is None:
@@ -92,7 +119,8 @@ def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payme
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 6 * 3600
 _KIND_ORDER = Case(When(kind=LedgerPosting.Kind.INVOICE, then=Value(0)),
-                   When(kind=LedgerPosting.Kind.CREDIT_NOTE, then=Value(1)), default=Value(2))
+                   When(kind=LedgerPosting.Kind.CREDIT_NOTE, then=Value(1)),
+                   When(kind=LedgerPosting.Kind.PAYMENT, then=Value(2)), default=Value(3))
 _DONE = (LedgerPosting.Status.POSTED, LedgerPosting.Status.MISMATCH)
 
 
@@ -215,6 +243,13 @@ class _Batch:
                     self.retry_later(posting, f"waiting for invoice {posting.credit_note.invoice.number} to be "
                                               "posted to Odoo", seconds=BACKOFF_BASE_SECONDS)
                     continue
+                # Keep the hub's order: a payment recorded before this credit note goes first, or posting the
+                # credit note would reconcile the unpaid invoice and Odoo would then refuse the payment.
+                if LedgerPosting.objects.filter(kind=LedgerPosting.Kind.PAYMENT, invoice_id=posting.credit_note.invoice_id,
+                                                pk__lt=posting.pk, status=LedgerPosting.Status.PENDING).exists():
+                    self.retry_later(posting, f"waiting for the payments of invoice {posting.credit_note.invoice.number} "
+                                              "to be posted to Odoo", seconds=BACKOFF_BASE_SECONDS)
+                    continue
                 document = dataclasses.replace(document, reversed_entry_id=invoice_posting.odoo_move_id)
             documents[posting.pk], hub_totals[posting.pk] = document, totals
         by_pk = {p.pk: p for p in postings if p.pk in documents}
@@ -299,12 +334,27 @@ class _Batch:
         """Register each payment on its invoice's posted move with the Stripe receipts journal."""
         if not postings:
             return
-        journal = self.refs.receipts_journal
-        if journal:
-            self.resolve({mapping.JOURNAL: {journal}})
         invoice_moves = dict(LedgerPosting.objects.filter(
             kind=LedgerPosting.Kind.INVOICE, invoice_id__in=[p.invoice_id for p in postings], status__in=_DONE,
         ).values_list("invoice_id", "odoo_move_id"))
+        self._register(postings, {p.pk: invoice_moves.get(p.invoice_id) for p in postings},
+                       lambda p: f"invoice {p.invoice.number}")
+
+    def send_refunds(self, postings: list[LedgerPosting]) -> None:
+        """Register each refund as an outbound payment on its credit note's posted out_refund (Stripe journal)."""
+        if not postings:
+            return
+        note_moves = dict(LedgerPosting.objects.filter(
+            kind=LedgerPosting.Kind.CREDIT_NOTE, credit_note_id__in=[p.credit_note_id for p in postings],
+            status__in=_DONE).values_list("credit_note_id", "odoo_move_id"))
+        self._register(postings, {p.pk: note_moves.get(p.credit_note_id) for p in postings},
+                       lambda p: f"credit note {p.credit_note.number}")
+
+    def _register(self, postings: list[LedgerPosting], moves: dict[int, int | None],
+                  waiting_for: Callable[[LedgerPosting], str]) -> None:
+        journal = self.refs.receipts_journal
+        if journal:
+            self.resolve({mapping.JOURNAL: {journal}})
         for posting in postings:
             if not journal:
                 self.fail(posting, "mapping: journal stripe_receipts: no Odoo journal mapped")
@@ -314,9 +364,9 @@ class _Batch:
                 self.fail(posting, f"mapping: journal stripe_receipts -> {journal}: not found in Odoo "
                                    f"({mapping.JOURNAL})")
                 continue
-            move_id = invoice_moves.get(posting.invoice_id)
+            move_id = moves.get(posting.pk)
             if move_id is None:
-                self.retry_later(posting, f"waiting for invoice {posting.invoice.number} to be posted to Odoo",
+                self.retry_later(posting, f"waiting for {waiting_for(posting)} to be posted to Odoo",
                                  seconds=BACKOFF_BASE_SECONDS)
                 continue
             self.note_move(posting, move_id)
@@ -340,8 +390,12 @@ class _Batch:
                         odoo_payment_id=payment.id, odoo_name=payment.name, odoo_amount_total_cents=payment.amount_cents,
                         hub_amount_total_cents=hub, next_attempt_at=None, posted_at=timezone.now(),
                         last_error="" if matches else f"Odoo {payment.name} is {payment.amount_cents} "
-                                                      f"{payment.currency}, the hub collected {hub} "
+                                                      f"{payment.currency}, the hub {_moved(posting)} {hub} "
                                                       f"{posting.payment_currency}")
+
+
+def _moved(posting: LedgerPosting) -> str:
+    return "refunded" if posting.kind == LedgerPosting.Kind.REFUND else "collected"
 
 
 def _odoo_message(exc: OdooError) -> str:
@@ -351,13 +405,15 @@ def _odoo_message(exc: OdooError) -> str:
 def _currency(posting: LedgerPosting) -> str:
     if posting.kind == LedgerPosting.Kind.CREDIT_NOTE:
         return posting.credit_note.currency
-    if posting.kind == LedgerPosting.Kind.PAYMENT:
+    if posting.kind in (LedgerPosting.Kind.PAYMENT, LedgerPosting.Kind.REFUND):
         return posting.payment_currency
     return posting.invoice.currency
 
 
 def _customer(posting: LedgerPosting) -> Any:
-    return posting.credit_note.customer if posting.kind == LedgerPosting.Kind.CREDIT_NOTE else posting.invoice.customer
+    if posting.kind in (LedgerPosting.Kind.CREDIT_NOTE, LedgerPosting.Kind.REFUND):
+        return posting.credit_note.customer
+    return posting.invoice.customer
 
 
 def _partner_draft(customer: Any) -> PartnerDraft:
@@ -422,6 +478,7 @@ def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None)
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.INVOICE])
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_NOTE])
         batch.send_payments([p for p in postings if p.kind == LedgerPosting.Kind.PAYMENT])
+        batch.send_refunds([p for p in postings if p.kind == LedgerPosting.Kind.REFUND])
     except OdooUnavailable as exc:
         # Nothing is lost: the next attempt looks every ref up again before creating anything.
         for posting in postings:
@@ -442,7 +499,7 @@ def ledger_posting_send(*, posting_id: int, client: OdooClient | None = None) ->
 
 
 def ledger_post_pending_batch(*, limit: int = 500, client: OdooClient | None = None) -> BatchResult:
-    """Send up to `limit` due postings with batched Odoo calls (invoices, then credit notes, then payments)."""
+    """Send up to `limit` due postings with batched Odoo calls (invoices, credit notes, payments, refunds)."""
     ids, lease = _claim(limit=limit)
     return _send_claimed(ids, lease, client)
 

@@ -49,15 +49,20 @@ class PaymentProviderError(BillingError):
 
 
 def _record_for_ledger(*, payment: Payment | None = None, refund: Refund | None = None) -> None:
-    """The ledger seam: queue a collected payment for the Odoo outbox (same transaction).
+    """The ledger seam: queue a collected payment or a paid refund for the Odoo outbox (same transaction).
 
-    Refunds are recorded on the credit note, which the ledger posts itself; ledger_posting_create
-    has no refund kind yet, so a refund's money movement is the one thing still to wire here.
+    The credit note itself is posted by invoicing (out_refund); a refund is the money going back, posted
+    as an outbound payment on that credit note.
     """
-    from apps.ledger.services import ledger_posting_create
+    from apps.ledger.services import RefundRecord, ledger_posting_create
 
     if payment is not None:
         ledger_posting_create(payment=payment)
+    if refund is not None:
+        ledger_posting_create(refund=RefundRecord(
+            credit_note=refund.credit_note, stripe_id=refund.stripe_refund_id, amount_cents=refund.amount_cents,
+            currency=refund.currency, paid_at=refund.refunded_at or timezone.now(),
+        ))
 
 
 def _enqueue(task, *args) -> None:

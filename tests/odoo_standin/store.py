@@ -131,7 +131,7 @@ SCHEMA: dict[str, dict[str, tuple[str, str | None, bool]]] = {
         "payment_date": _f(DATE), "journal_id": _f(M2O, "account.journal"), "amount": _f(FLOAT),
         "currency_id": _f(M2O, "res.currency"), "communication": _f(CHAR),
         "payment_method_line_id": _f(M2O, "account.payment.method.line"), "group_payment": _f(BOOL),
-        "line_ids": _f(M2M, "account.move", ro=True),
+        "payment_type": _f(CHAR, ro=True), "line_ids": _f(M2M, "account.move", ro=True),
     },
 }
 
@@ -255,10 +255,11 @@ class Store:
                                              "default_account_id": acc["bank"]}, "account.1_bank")
         stripe = self._new("account.journal", {"name": "Stripe", "code": "STRIP", "type": "bank",
                                                "default_account_id": acc["bank"]})
-        for journal, outstanding in ((bank, acc["bank"]), (stripe, acc["stripe_clearing"])):
-            self._new("account.payment.method.line", {"name": "Manual Payment", "journal_id": journal,
-                                                      "payment_type": "inbound",
-                                                      "payment_account_id": outstanding})
+        for payment_type in ("inbound", "outbound"):  # Odoo seeds both "Manual Payment" lines per bank journal
+            for journal, outstanding in ((bank, acc["bank"]), (stripe, acc["stripe_clearing"])):
+                self._new("account.payment.method.line", {"name": "Manual Payment", "journal_id": journal,
+                                                          "payment_type": payment_type,
+                                                          "payment_account_id": outstanding})
         for code, name, price in [("API", "API calls", 0.0035), ("PLATFORM", "Platform fee", 49.99),
                                   ("SEAT", "Seats", 1.10)]:
             self._new("product.product", {"name": name, "default_code": code, "list_price": price,
@@ -694,6 +695,9 @@ class Store:
             raise UserError("You can't register a payment because there is nothing left to pay on the selected"
                             " journal items.")
         vals = dict(vals)
+        # C-PREG _compute_payment_type: a customer credit note's residual is owed to the customer, so paying it
+        # is an outbound payment (money back); an invoice's is inbound. Mixed selections are not modelled.
+        payment_type = "outbound" if moves[0]["move_type"] == "out_refund" else "inbound"
         if not vals.get("journal_id"):
             vals["journal_id"] = next(j["id"] for j in self.records["account.journal"].values() if j["type"] == "bank")
         journal = self.browse("account.journal", [vals["journal_id"]])[0]
@@ -706,10 +710,11 @@ class Store:
         if not vals.get("payment_method_line_id"):
             vals["payment_method_line_id"] = next(
                 pml["id"] for pml in self.records["account.payment.method.line"].values()
-                if pml["journal_id"] == journal["id"] and pml["payment_type"] == "inbound")
+                if pml["journal_id"] == journal["id"] and pml["payment_type"] == payment_type)
         if _dec(vals["amount"]) <= 0:
             raise UserError("The payment amount must be strictly positive.")
         return self._new("account.payment.register", {**self._coerce("account.payment.register", vals),
+                                                      "payment_type": payment_type,
                                                       "line_ids": [m["id"] for m in moves]})
 
     def action_create_payments(self, ids: list[int], context: dict[str, Any]) -> Any:
@@ -722,7 +727,7 @@ class Store:
             matched = outstanding["account_type"] == "asset_cash"
             pid = self._new("account.payment", {
                 "name": self._next_name(f"P{journal['code']}/{wizard['payment_date'][:4]}/"),
-                "payment_type": "inbound", "partner_type": "customer",
+                "payment_type": wizard["payment_type"], "partner_type": "customer",
                 "partner_id": moves[0]["commercial_partner_id"], "amount": wizard["amount"],
                 "currency_id": wizard["currency_id"], "date": wizard["payment_date"],
                 "journal_id": journal["id"], "payment_method_line_id": method_line["id"],
