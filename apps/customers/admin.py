@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from .models import AccountLink, Customer, Service
 from .services import service_create, service_rotate_key
@@ -52,8 +53,24 @@ class CustomerAdmin(admin.ModelAdmin):
     list_display = ("external_id", "legal_name", "name", "email", "country", "state", "currency", "created_at")
     list_filter = ("country", "state", "currency", "customer_type")
     search_fields = ("external_id", "name", "legal_name", "email", "account_links__external_id")
-    readonly_fields = ("lago_id", "created_at", "updated_at")
+    readonly_fields = ("lago_id", "created_at", "updated_at", "invoice_history")
     inlines = (AccountLinkInline,)
+
+    @admin.display(description="Invoice history")
+    def invoice_history(self, obj):
+        """The latest invoices as links, and a link to all of them in the invoice list."""
+        if obj is None or obj.pk is None:
+            return "-"
+        from apps.invoicing.selectors import invoice_list_for_customer  # customers does not import invoicing at load
+
+        rows = format_html_join(
+            "", '<li><a href="{}">{}</a> · {} · {} · {} {} cents · {}</li>',
+            ((reverse("admin:invoicing_invoice_change", args=[invoice.pk]), invoice.number or "draft",
+              invoice.issuing_date, invoice.status, invoice.total_amount_cents, invoice.currency,
+              invoice.payment_status) for invoice in invoice_list_for_customer(customer_id=obj.pk)),
+        )
+        everything = reverse("admin:invoicing_invoice_changelist") + f"?customer__id__exact={obj.pk}"
+        return format_html('<ul>{}</ul><a href="{}">All invoices of this customer</a>', rows or "-", everything)
 
 
 @admin.register(AccountLink)

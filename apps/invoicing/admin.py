@@ -1,14 +1,64 @@
 """Invoices, credit notes and close runs in the admin: actions call services; finalized rows are read-only."""
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
-from apps.core.exceptions import BillingError
+from apps.core.exceptions import BillingError, ValidationFailed
+from apps.payments.models import PaymentAttempt
 
 from .models import CloseRun, CloseRunCustomer, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
 from .pdf import invoice_pdf
-from .services import invoice_finalize, invoice_void
+from .selectors import fee_remaining_to_credit
+from .services import CreditNoteItemIn, credit_note_create, credit_note_estimate, invoice_finalize, invoice_void
+
+
+class CreditNoteForm(forms.Form):
+    """The admin's "create credit note" step: reason, what to credit (all that is left, or cents per fee),
+    and whether the amount goes back on the card (refund) or stays as credit."""
+
+    SCOPES = (("remaining", "Everything left to credit on every fee"), ("per_fee", "The amounts below, per fee"))
+    SETTLEMENTS = (("credit", "Credit (kept for the customer)"), ("refund", "Refund (paid back through Stripe)"))
+
+    reason = forms.ChoiceField(choices=CreditNote.Reason.choices)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    scope = forms.ChoiceField(choices=SCOPES, initial="remaining", widget=forms.RadioSelect)
+    settlement = forms.ChoiceField(choices=SETTLEMENTS, initial="credit", widget=forms.RadioSelect)
+
+    def __init__(self, *args, invoice: Invoice, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.remaining = fee_remaining_to_credit(invoice)
+        self.fees = list(invoice.fees.order_by("pk"))
+        for fee in self.fees:
+            self.fields[f"fee_{fee.pk}"] = forms.IntegerField(
+                required=False, min_value=0, max_value=max(self.remaining[fee.pk], 0),
+                label=f"{fee.name} (cents, tax excluded; {self.remaining[fee.pk]} left)",
+            )
+
+    def items(self) -> list[CreditNoteItemIn]:
+        if self.cleaned_data["scope"] == "remaining":
+            pairs = [(fee.pk, self.remaining[fee.pk]) for fee in self.fees]
+        else:
+            pairs = [(fee.pk, self.cleaned_data.get(f"fee_{fee.pk}") or 0) for fee in self.fees]
+        return [CreditNoteItemIn(fee_id=fee_id, amount_cents=cents) for fee_id, cents in pairs if cents > 0]
+
+
+class PaymentAttemptInline(admin.TabularInline):
+    model = PaymentAttempt
+    extra = 0
+    can_delete = False
+    fields = ("attempt_number", "kind", "status", "amount_cents", "stripe_payment_intent_id",
+              "stripe_checkout_session_id", "checkout_url", "failure_code", "failure_message", "next_retry_at",
+              "completed_at")
+    readonly_fields = fields
+    ordering = ("attempt_number",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 class FeeInline(admin.TabularInline):
@@ -44,12 +94,54 @@ class InvoiceAdmin(admin.ModelAdmin):
     raw_id_fields = ("customer",)
     date_hierarchy = "issuing_date"
     show_full_result_count = False
-    inlines = (FeeInline, AppliedTaxInline)
-    actions = ("finalize", "void", "download_pdf")
+    inlines = (FeeInline, AppliedTaxInline, PaymentAttemptInline)
+    actions = ("finalize", "void", "create_credit_note", "download_pdf")
 
     def get_readonly_fields(self, request, obj=None):
         # Money and numbering are written by services only; a finalized invoice never changes.
-        return [field.name for field in Invoice._meta.fields]
+        return [field.name for field in Invoice._meta.fields] + ["payment_link"]
+
+    @admin.display(description="Payment link")
+    def payment_link(self, obj):
+        if not obj.payment_url:
+            return "-"
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', obj.payment_url, obj.payment_url)
+
+    @admin.action(description="Create a credit note (first selected finalized invoice)")
+    def create_credit_note(self, request, queryset):
+        invoice = queryset.order_by("pk").first()
+        if invoice is None or invoice.status != Invoice.Status.FINALIZED:
+            self.message_user(request, "Credit notes are issued on finalized invoices only.", messages.ERROR)
+            return None
+        form = CreditNoteForm(request.POST if "apply" in request.POST else None, invoice=invoice)
+        if form.is_bound and form.is_valid():
+            items = form.items()
+            try:
+                refund = None
+                if form.cleaned_data["settlement"] == "refund":
+                    refund = credit_note_estimate(invoice=invoice, items=items).total_amount_cents
+                note = credit_note_create(
+                    invoice_id=invoice.pk, items=items, reason=form.cleaned_data["reason"],
+                    description=form.cleaned_data["description"], refund_amount_cents=refund,
+                )
+            except ValidationFailed as exc:
+                details = "; ".join(f"{field}: {', '.join(codes)}" for field, codes in exc.details.items())
+                self.message_user(request, f"{invoice}: {details or exc}", messages.ERROR)
+            except BillingError as exc:
+                self.message_user(request, f"{invoice}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"Credit note {note.number} created ({note.total_amount_cents} "
+                                           f"{note.currency} cents, refund {note.refund_amount_cents}).")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Create a credit note for {invoice}",
+            "invoice": invoice,
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "invoicing/admin/credit_note_form.html", context)
 
     def has_add_permission(self, request):
         return False

@@ -9,12 +9,12 @@ from datetime import date
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Sum
 
 from apps.core.exceptions import NotFound
 from apps.customers.models import Service
 
-from .models import CreditNote, Fee, Invoice
+from .models import CreditNote, CreditNoteItem, Fee, Invoice
 
 
 def _visible(service: Service) -> Exists:
@@ -95,3 +95,33 @@ def invoice_service_ids(invoice: Invoice) -> list[int]:
     return sorted(
         set(Fee.objects.filter(invoice=invoice, service__isnull=False).values_list("service_id", flat=True))
     )
+
+
+def fee_remaining_to_credit(invoice: Invoice) -> dict[int, int]:
+    """Return, per fee of the invoice, the cents (tax excluded) not yet credited by a live credit note."""
+    credited = dict(
+        CreditNoteItem.objects.filter(credit_note__invoice=invoice)
+        .exclude(credit_note__credit_status=CreditNote.CreditStatus.VOIDED)
+        .values_list("fee_id")
+        .annotate(total=Sum("amount_cents"))
+    )
+    return {fee.pk: fee.amount_cents - credited.get(fee.pk, 0) for fee in invoice.fees.order_by("pk")}
+
+
+def invoice_list_for_customer(*, customer_id: int, limit: int = 25) -> list[Invoice]:
+    """Return a customer's latest invoices, newest first (staff views; not scoped by service)."""
+    return list(Invoice.objects.filter(customer_id=customer_id).order_by("-issuing_date", "-id")[:limit])
+
+
+def invoice_payment_link(invoice: Invoice) -> str | None:
+    """Return the invoice's Checkout link while it is payable (finalized, amount due, not paid), else None.
+
+    The link is stored by apps.payments when it collects a customer without a saved card; once the invoice
+    is paid, voided or credited to zero the stale link is not shown (API body, webhooks, PDF).
+    """
+    payable = (
+        invoice.status == Invoice.Status.FINALIZED
+        and invoice.payment_status != Invoice.PaymentStatus.SUCCEEDED
+        and invoice.total_due_amount_cents > 0
+    )
+    return invoice.payment_url or None if payable else None
