@@ -11,6 +11,7 @@ from django.template.loader import render_to_string
 from apps.core.money import from_minor_units
 
 from .models import Invoice
+from .selectors import invoice_payment_link
 
 SALT = "invoicing.pdf"
 
@@ -43,7 +44,8 @@ def invoice_pdf_context(invoice: Invoice) -> dict:
         "subtotal": _money(invoice.sub_total_excluding_taxes_amount_cents, invoice.currency),
         "tax_total": _money(invoice.taxes_amount_cents, invoice.currency),
         "total": _money(invoice.total_amount_cents, invoice.currency),
-        "payment_url": invoice.payment_url,
+        "payment_url": invoice_payment_link(invoice),
+        "paid": invoice.payment_status == Invoice.PaymentStatus.SUCCEEDED,
     }
 
 

@@ -245,8 +245,13 @@ def _attempt_send(*, attempt_id: int) -> PaymentAttempt:
                 checkout_url=session.url,
                 updated_at=timezone.now(),
             )
+            changed = invoice.payment_url != session.url
             invoice.payment_url = session.url
             invoice.save(update_fields=["payment_url", "updated_at"])
+            if changed:
+                # Tell the app the invoice now has a link to pay (issue 6: "in the outbound webhook"). Lago has no
+                # invoice event for it; payment_status_updated carries the invoice with payment_url (status pending).
+                events.invoice_payment_status_updated(invoice)
         return PaymentAttempt.objects.get(pk=attempt.pk)
     return _attempt_apply(
         attempt_id=attempt.pk,

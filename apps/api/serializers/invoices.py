@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from apps.customers.models import AccountLink, Service
 from apps.invoicing.models import CreditNote, Fee, Invoice
+from apps.invoicing.selectors import invoice_payment_link
 
 from .common import BlankableCharField, StrictIntegerField, decimal_str, ts
 from .customers import customer_out
@@ -116,7 +117,7 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         "total_due_amount_cents": invoice.total_due_amount_cents,
         "total_paid_amount_cents": invoice.total_paid_amount_cents,
         "file_url": file_url,
-        "payment_url": invoice.payment_url or None,
+        "payment_url": invoice_payment_link(invoice),  # Checkout link while payable (issue 6)
         "voided_at": ts(invoice.voided_at),
         "finalized_at": ts(invoice.finalized_at),
         "created_at": ts(invoice.created_at),

@@ -13,7 +13,10 @@ from tests.integration.invoicing.conftest import Billing
 
 @pytest.fixture
 def billing(service_factory):
-    return Billing(service_factory("nexacloud", "NexaCloud").service)
+    issued = service_factory("nexacloud", "NexaCloud")
+    builder = Billing(issued.service)
+    builder.raw_key = issued.raw_key
+    return builder
 
 
 @pytest.fixture
