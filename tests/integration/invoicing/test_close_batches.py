@@ -1,0 +1,217 @@
+"""The batched close (many customers per transaction) bills exactly what the one-by-one close bills.
+
+`INVOICE_CLOSE_BATCH_MIN = 1` forces every chunk through `close_batch`; the matrix, the close tests and the
+two-closers test are collected again here under that setting, plus tests for what only batches do: a bad
+customer inside a batch, a batch that dies or fails mid-write, a customer locked by another worker.
+"""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from apps.customers.models import Customer
+from apps.invoicing import close as close_module
+from apps.invoicing.close import close_batch, periods_close
+from apps.invoicing.models import CloseRun, CloseRunCustomer, Fee, Invoice
+from apps.ledger.models import LedgerPosting
+from apps.subscriptions.models import Subscription
+
+from . import test_close, test_close_concurrency, test_close_matrix
+from .conftest import at, fake_usage
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def batched(settings):
+    settings.INVOICE_CLOSE_BATCH_MIN = 1
+    settings.INVOICE_CLOSE_BATCH_SIZE = 4
+
+
+# The same scenarios, every customer through close_batch.
+test_matrix_batched = test_close_matrix.test_close_bills_exact_base_fees
+test_two_closers_batched = pytest.mark.django_db(transaction=True)(
+    test_close_concurrency.test_two_connections_closing_at_once_bill_each_period_once
+)
+for _name in dir(test_close):
+    if _name.startswith("test_"):
+        globals()[f"{_name}_batched"] = getattr(test_close, _name)
+
+
+def _world(billing, settings):
+    """Nine customers over three batches of four: taxes per province, two currencies, grace periods,
+    terminations, two subscriptions on one customer, usage charges with a minimum."""
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    metric = billing.metric()
+    arrears = billing.plan("arrears", charges=[(metric, "standard", {"amount": "0.125"}, {"min_amount_cents": 500})])
+    advance = billing.plan("advance", amount_cents=4999, pay_in_advance=True,
+                           charges=[(metric, "graduated", {"graduated_ranges": [
+                               {"from_value": 0, "to_value": 10, "per_unit_amount": "1", "flat_amount": "0"},
+                               {"from_value": 11, "to_value": None, "per_unit_amount": "0.5", "flat_amount": "2"},
+                           ]}, {})])
+    usd = billing.plan("usd", amount_cents=1500, currency="USD")
+    provinces = ["ON", "QC", "BC", "NS", "AB", "ON", "MB", "NB", "ON"]
+    subs, usage = [], {}
+    for index, province in enumerate(provinces):
+        grace = {"invoice_grace_period": 3} if index % 4 == 1 else {}
+        billing.customer(f"c{index}", province=province, **grace)
+        plan = advance if index % 2 else arrears
+        sub = billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1 + index, 0, 0))
+        subs.append(sub)
+        usage[(sub.pk, metric.pk)] = (str(3 * index + 1), index + 1)
+    subs.append(billing.subscribe("u2", usd, customer="c2", when=at(2026, 3, 5, 0, 0)))
+    billing.terminate(subs[3], when=at(2026, 4, 10, 15, 0))
+    billing.terminate(subs[6], when=at(2026, 3, 20, 15, 0))
+    return fake_usage(usage)
+
+
+def _snapshot() -> dict:
+    """Everything the close wrote, without row ids and creation times."""
+    invoices = []
+    for invoice in Invoice.objects.select_related("customer").order_by("customer__external_id", "issuing_date",
+                                                                        "currency", "close_key"):
+        invoices.append((
+            invoice.customer.external_id, invoice.close_key, invoice.status, invoice.series, invoice.number,
+            invoice.sequential_id, invoice.issuing_date, invoice.payment_due_date, invoice.grace_until,
+            invoice.finalized_at, invoice.fees_amount_cents, invoice.taxes_amount_cents, invoice.total_amount_cents,
+            invoice.sub_total_including_taxes_amount_cents,
+            sorted(invoice.applied_taxes.values_list("tax_code", "tax_rate", "base_amount_cents", "amount_cents")),
+            sorted(invoice.billing_periods.values_list("subscription__external_id", "from_datetime", "to_datetime",
+                                                       "charges_from_datetime", "charges_to_datetime")),
+            sorted(
+                (fee.fee_key, fee.fee_type, fee.name, fee.units, fee.events_count, fee.precise_amount, fee.amount_cents,
+                 fee.taxes_amount_cents, fee.taxes_rate, repr(fee.applied_taxes), repr(fee.amount_details),
+                 fee.from_datetime, fee.to_datetime, fee.service_id)
+                for fee in invoice.fees.all()
+            ),
+        ))
+    return {
+        "invoices": invoices,
+        "ledger": sorted(LedgerPosting.objects.values_list("kind", "ref", "invoice__close_key")),
+        "billed_until": sorted(Subscription.objects.values_list("external_id", "usage_billed_until")),
+        "outcomes": sorted(CloseRunCustomer.objects.values_list("customer__external_id", "outcome", "invoices_count",
+                                                                "fees_count")),
+    }
+
+
+def _closes(settings, usage, *, batch_min: int) -> dict:
+    settings.INVOICE_CLOSE_BATCH_MIN = batch_min
+    for as_of in (at(2026, 3, 9, 12, 0), at(2026, 4, 1, 2, 0), at(2026, 4, 11, 0, 30), at(2026, 5, 1, 2, 0)):
+        periods_close(as_of=as_of, fetch=usage)
+    assert periods_close(as_of=at(2026, 5, 1, 2, 0), fetch=usage).invoices_count == 0
+    return _snapshot()
+
+
+class _Undo(Exception):
+    pass
+
+
+def test_batches_write_the_same_rows_as_one_by_one(billing, settings):
+    usage = _world(billing, settings)
+    try:
+        with transaction.atomic():
+            batched = _closes(settings, usage, batch_min=1)
+            raise _Undo()
+    except _Undo:
+        pass
+    assert Invoice.objects.count() == 0
+    one_by_one = _closes(settings, usage, batch_min=10_000)
+    assert len(batched["invoices"]) >= 20 and any(row[2] == "draft" for row in batched["invoices"])
+    assert batched == one_by_one
+
+
+def test_bad_customer_inside_a_batch_is_recorded_and_the_others_billed(billing, settings):
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    plan = billing.plan()
+    for index in range(5):
+        billing.customer(f"c{index}", province="ZZ" if index == 2 else "ON")  # ZZ: taxes_for refuses it
+        billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1, 0, 0))
+
+    run = periods_close(as_of=at(2026, 4, 1, 1, 0))
+
+    assert run.status == CloseRun.Status.PARTIAL and run.failures_count == 1 and run.invoices_count == 4
+    failed = run.outcomes.get(outcome=CloseRunCustomer.Outcome.FAILED)
+    assert failed.customer.external_id.endswith(":c2") and "ZZ" in failed.error
+    assert sorted(Invoice.objects.values_list("sequential_id", flat=True)) == [1, 2, 3, 4]
+    again = periods_close(as_of=at(2026, 4, 1, 1, 0))
+    assert again.invoices_count == 0 and again.failures_count == 1 and Invoice.objects.count() == 4
+
+
+def test_batch_failing_at_write_falls_back_to_one_by_one(billing, settings, monkeypatch):
+    usage = _world(billing, settings)
+    real, calls = close_module._finalize_batch, {"n": 0}
+
+    def failing(invoices, **kwargs):
+        calls["n"] += 1
+        real(invoices, **kwargs)  # numbers taken and rows written, then the batch fails
+        if calls["n"] == 2:
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(close_module, "_finalize_batch", failing)
+    run = periods_close(as_of=at(2026, 4, 1, 2, 0), fetch=usage)
+    assert calls["n"] >= 2 and run.failures_count == 0
+    numbers = sorted(Invoice.objects.exclude(sequential_id=None).values_list("sequential_id", flat=True))
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) == run.invoices_count - Invoice.objects.filter(
+        status="draft").count()
+    assert Invoice.objects.values("customer_id", "issuing_date", "currency").distinct().count() == Invoice.objects.count()
+    assert periods_close(as_of=at(2026, 4, 1, 2, 0), fetch=usage).invoices_count == 0
+
+
+class WorkerKilled(BaseException):
+    pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_killed_midway_then_rerun_bills_exactly_once(billing, settings, monkeypatch):
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    test_close_concurrency._world(billing)  # six customers: batches of four and two
+    real, calls = close_module._finalize_batch, {"n": 0}
+
+    def dying(invoices, **kwargs):
+        calls["n"] += 1
+        real(invoices, **kwargs)
+        if calls["n"] == 2:
+            raise WorkerKilled()
+
+    monkeypatch.setattr(close_module, "_finalize_batch", dying)
+    with pytest.raises(WorkerKilled):
+        periods_close(as_of=at(2026, 4, 1, 2, 0))
+    assert Invoice.objects.count() == 4 * 2  # the first batch committed, the second rolled back
+    monkeypatch.setattr(close_module, "_finalize_batch", real)
+    rerun = periods_close(as_of=at(2026, 4, 1, 2, 0))
+    assert rerun.invoices_count == 2 * 2 and rerun.failures_count == 0
+    test_close_concurrency._assert_one_clean_run()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_skips_a_customer_locked_by_another_worker(billing, settings):
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    test_close_concurrency._world(billing)
+    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
+    held, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def other_worker():  # a one-by-one close holding customer 3's lock
+        try:
+            with transaction.atomic():
+                Customer.objects.select_for_update().get(pk=ids[3])
+                held.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+            done.set()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    try:
+        assert held.wait(timeout=10)
+        result = close_batch(customer_ids=ids, as_of=at(2026, 4, 1, 2, 0))
+        assert result.left == [ids[3]] and sorted(result.billed) == sorted(set(ids) - {ids[3]})
+        assert not Invoice.objects.filter(customer_id=ids[3]).exists()
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    run = periods_close(as_of=at(2026, 4, 1, 2, 0))
+    assert run.invoices_count == 2 and set(run.outcomes.values_list("customer_id", flat=True)) == {ids[3]}
+    test_close_concurrency._assert_one_clean_run()
