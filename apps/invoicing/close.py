@@ -689,7 +689,7 @@ def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _
 
     Runs in its own transaction under the customer's row lock; running it twice bills nothing more.
     """
-    from .services import invoice_finalize, invoices_drafted_record  # services imports this module
+    from .services import invoices_drafted_record, invoices_finalize  # services imports this module
 
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer_id)
@@ -698,9 +698,8 @@ def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _
             return 0, 0
         invoices = write_lines(customer, lines, as_of=as_of)
         _late_usage_mark_billed(lines, as_of=as_of)
-        for invoice in invoices:
-            if invoice.grace_until is not None and invoice.grace_until <= as_of:
-                invoice_finalize(invoice_id=invoice.pk, now=as_of)
+        due = [invoice.pk for invoice in invoices if invoice.grace_until is not None and invoice.grace_until <= as_of]
+        invoices_finalize(invoice_ids=due, now=as_of)
         invoices_drafted_record(invoices)  # outbound `invoice.drafted` for drafts left open (services.py)
         return len(invoices), len(lines)
 
@@ -944,117 +943,14 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
     return touched, fee_counts
 
 
-def _finalize_batch(invoices: list[Invoice], *, now: datetime) -> None:
-    """Finalize a batch's due drafts as `services.invoice_finalize` does, with set-based writes.
-
-    Numbers: consecutive per series under one `NumberSequence` lock (numbering.invoice_numbers_take),
-    in the order the one-by-one path would take them. Follow-ups in this transaction, as in
-    `invoice_finalize` (keep the two in step): ledger postings (one INSERT), payment collection hook.
-    """
-    from apps.payments.services import payment_invoice_finalized
-
-    from .numbering import invoice_numbers_take, invoice_series_for
-
-    if not invoices:
-        return
-    by_series: dict[str, list[Invoice]] = defaultdict(list)
-    for invoice in invoices:
-        year = local_date(now, invoice.customer.applicable_timezone).year
-        by_series[invoice_series_for(year=year)].append(invoice)
-    rows = []
-    for series in sorted(by_series):
-        batch = by_series[series]
-        for invoice, (sequential_id, number) in zip(batch, invoice_numbers_take(series=series, count=len(batch))):
-            invoice.series, invoice.sequential_id, invoice.number = series, sequential_id, number
-            invoice.status, invoice.finalized_at = Invoice.Status.FINALIZED, now
-            invoice.payment_due_date = invoice.issuing_date + timedelta(days=invoice.net_payment_term)
-            rows.append(invoice)
-    stamp = timezone.now()
-    with connection.cursor() as cursor:
-        # One UPDATE for the batch; `status = 'draft'` makes a row finalized meanwhile fail loudly below.
-        cursor.execute(
-            """
-            UPDATE invoicing_invoice i
-               SET series = v.series, sequential_id = v.seq, number = v.number, status = %(finalized)s,
-                   finalized_at = %(now)s, payment_due_date = v.due, updated_at = %(stamp)s
-              FROM unnest(%(ids)s::bigint[], %(series)s::text[], %(seqs)s::int[], %(numbers)s::text[],
-                          %(dues)s::date[]) AS v(id, series, seq, number, due)
-             WHERE i.id = v.id AND i.status = %(draft)s
-            """,
-            {
-                "finalized": Invoice.Status.FINALIZED, "draft": Invoice.Status.DRAFT, "now": now, "stamp": stamp,
-                "ids": [invoice.pk for invoice in rows], "series": [invoice.series for invoice in rows],
-                "seqs": [invoice.sequential_id for invoice in rows], "numbers": [invoice.number for invoice in rows],
-                "dues": [invoice.payment_due_date for invoice in rows],
-            },
-        )
-        if cursor.rowcount != len(rows):
-            raise RuntimeError(f"finalized {cursor.rowcount} of {len(rows)} drafts; batch rolled back")
-        # Usage before the billed windows is now invoiced: later arrivals are late usage (adjustments).
-        cursor.execute(
-            """
-            UPDATE subscriptions_subscription s SET usage_billed_until = v.until
-              FROM (SELECT subscription_id, max(charges_to_datetime) AS until FROM invoicing_invoicesubscription
-                     WHERE invoice_id = ANY(%s) GROUP BY subscription_id) v
-             WHERE s.id = v.subscription_id AND (s.usage_billed_until IS NULL OR s.usage_billed_until < v.until)
-            """,
-            [[invoice.pk for invoice in rows]],
-        )
-    for invoice in rows:
-        invoice.updated_at = stamp
-    _webhooks_record(rows, "invoice.created")
-    _ledger_postings_create(rows)
-    for invoice in rows:
-        payment_invoice_finalized(invoice=invoice)
-
-
-def _webhooks_record(invoices: list[Invoice], event_type: str) -> None:
-    """`services.invoice_webhook_record` for each invoice billing a service that listens (one lookup per batch)."""
-    from .services import _listening_service_ids as listening, invoice_webhook_record as record
-
-    if not invoices:
-        return
-    billed = defaultdict(set)
-    for invoice_id, service_id in Fee.objects.filter(invoice__in=invoices, service_id__isnull=False).values_list(
-        "invoice_id", "service_id"
-    ).distinct():
-        billed[invoice_id].add(service_id)
-    wanted = set(listening(sorted(set().union(*billed.values())) if billed else [], event_type))
-    for invoice in invoices:
-        if billed[invoice.pk] & wanted:
-            record(invoice=invoice, event_type=event_type)
-
-
-def _ledger_postings_create(invoices: list[Invoice]) -> None:
-    """What `ledger_posting_create(invoice=...)` does per invoice, as one INSERT for a batch.
-
-    The invoices were numbered in this transaction, so none can have a posting yet (the ledger posts
-    numbered invoices only); a conflict would raise and roll the batch back to the one-by-one path.
-    """
-    from apps.ledger.models import LedgerPosting
-    from apps.ledger.services import invoice_ref
-
-    postings = LedgerPosting.objects.bulk_create(
-        [LedgerPosting(kind=LedgerPosting.Kind.INVOICE, invoice=invoice, ref=invoice_ref(invoice.number))
-         for invoice in invoices],
-        batch_size=2000,
-    )
-    if settings.LEDGER_ENABLED:
-        from apps.ledger.tasks import ledger_posting_send_task
-
-        for posting in postings:
-            posting_id = posting.pk
-            transaction.on_commit(lambda posting_id=posting_id: ledger_posting_send_task.delay(posting_id))
-
-
 def close_batch(*, customer_ids: list[int], as_of: datetime, fetch: UsageFetcher = _usage_totals) -> BatchResult:
     """Bill many customers in one transaction; return who was billed and who is left for one-by-one.
 
     Locks the customers with `FOR UPDATE SKIP LOCKED` in id order (a customer another worker holds is
     left, not waited for), re-plans under the locks from set-based reads, writes set-based, finalizes
-    due drafts under one numbering lock. Any write error rolls the whole batch back (raised).
+    due drafts with one `services.invoices_finalize` call (one numbering lock per series). Any write error rolls the whole batch back (raised).
     """
-    from .services import invoices_drafted_record  # services imports this module
+    from .services import invoices_drafted_record, invoices_finalize  # services imports this module
 
     result = BatchResult()
     with transaction.atomic():
@@ -1075,7 +971,8 @@ def close_batch(*, customer_ids: list[int], as_of: datetime, fetch: UsageFetcher
             for invoice in touched[customer_id]
             if invoice.grace_until is not None and invoice.grace_until <= as_of
         ]
-        _finalize_batch(due, now=as_of)
+        # Numbers follow the one-by-one order: customers by id, each customer's invoices in write order.
+        invoices_finalize(invoice_ids=[invoice.pk for invoice in due], now=as_of)
         finalized = {invoice.pk for invoice in due}
         invoices_drafted_record([invoice for mine in touched.values() for invoice in mine if invoice.pk not in finalized])
         result.billed = {customer_id: (len(touched[customer_id]), fee_counts[customer_id]) for customer_id in touched}

@@ -4,20 +4,20 @@ The period close itself lives in close.py (`periods_close`, `close_customer`).
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.core.exceptions import NotAllowed, ValidationFailed
 from apps.core.money import to_minor_units
 from apps.customers.models import Customer, Service
-from apps.ledger.services import ledger_posting_create
+from apps.ledger.services import ledger_posting_create, ledger_postings_create
 from apps.payments.services import payment_credit_note_created, payment_invoice_finalized
-from apps.subscriptions.models import Subscription
 
 from .close import (
     Line,
@@ -31,7 +31,7 @@ from .close import (
     write_lines,
 )
 from .models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
-from .numbering import invoice_number_next, invoice_series_for
+from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .periods import local_date
 from .taxes import TaxRate, line_tax_cents
@@ -39,6 +39,7 @@ from .taxes import TaxRate, line_tax_cents
 __all__ = [
     "periods_close",
     "invoice_finalize",
+    "invoices_finalize",
     "invoice_void",
     "invoice_refresh",
     "invoices_finalize_due",
@@ -46,6 +47,7 @@ __all__ = [
     "credit_note_create",
     "credit_note_estimate",
     "invoice_webhook_record",
+    "invoices_webhook_record",
     "invoices_drafted_record",
     "credit_note_webhook_record",
 ]
@@ -123,41 +125,114 @@ def credit_note_webhook_record(*, credit_note: CreditNote) -> None:
         )
 
 
-@transaction.atomic
-def invoice_finalize(*, invoice_id: int, now: datetime | None = None) -> Invoice:
-    """Number and freeze a draft invoice. Calling it again is a no-op.
+def invoices_webhook_record(*, invoices: list[Invoice], event_type: str) -> None:
+    """`invoice_webhook_record` for each invoice billing a service that listens, with one lookup for all of them.
 
-    The number comes from the series of the finalization year under the sequence row lock, in
-    this transaction: a rollback returns it, so numbers stay gapless.
+    Call inside the transaction that changed the invoices.
     """
-    invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
-    if invoice.status == Invoice.Status.FINALIZED:
-        return invoice
-    if invoice.status != Invoice.Status.DRAFT:
-        raise NotAllowed(f"invoice is {invoice.status}", code="invoice_not_draft")
-    now = now or timezone.now()
-    year = local_date(now, invoice.customer.applicable_timezone).year
-    invoice.series = invoice_series_for(year=year)
-    invoice.sequential_id, invoice.number = invoice_number_next(series=invoice.series)
-    invoice.status, invoice.finalized_at = Invoice.Status.FINALIZED, now
-    invoice.payment_due_date = invoice.issuing_date + timedelta(days=invoice.net_payment_term)
-    invoice.save(
-        update_fields=["series", "sequential_id", "number", "status", "finalized_at", "payment_due_date", "updated_at"]
-    )
-    # Usage before the billed windows is now invoiced: later arrivals are late usage (adjustments).
-    for row in InvoiceSubscription.objects.filter(invoice=invoice).select_related("subscription"):
-        Subscription.objects.filter(pk=row.subscription_id).filter(
-            usage_billed_until__isnull=True
-        ).update(usage_billed_until=row.charges_to_datetime)
-        Subscription.objects.filter(
-            pk=row.subscription_id, usage_billed_until__lt=row.charges_to_datetime
-        ).update(usage_billed_until=row.charges_to_datetime)
-    # follow-up rows: webhook "invoice.created" (Lago sends it at finalization), ledger posting (apps.ledger),
+    if not invoices:
+        return
+    billed: dict[int, set[int]] = defaultdict(set)
+    for invoice_id, service_id in (
+        Fee.objects.filter(invoice__in=[invoice.pk for invoice in invoices], service_id__isnull=False)
+        .values_list("invoice_id", "service_id")
+        .distinct()
+    ):
+        billed[invoice_id].add(service_id)
+    wanted = set(_listening_service_ids(sorted(set().union(*billed.values())) if billed else [], event_type))
+    for invoice in invoices:
+        if billed[invoice.pk] & wanted:
+            invoice_webhook_record(invoice=invoice, event_type=event_type)
+
+
+def invoices_finalize(*, invoice_ids: list[int], now: datetime | None = None) -> list[Invoice]:
+    """Number and freeze draft invoices; return them in the order of `invoice_ids`. Idempotent per invoice.
+
+    Locks the invoices (and their customers) in id order; invoices already finalized are returned
+    unchanged; any other status refuses the whole call. The drafts get consecutive numbers of the
+    series of the finalization year (customer's timezone), in the order of `invoice_ids`, under one
+    `NumberSequence` row lock per series held by this transaction: a rollback returns them, so numbers
+    stay gapless. Sets `usage_billed_until` and writes the follow-up rows in this transaction:
+    webhook `invoice.created`, ledger postings (apps.ledger), payment collection (apps.payments).
+    The period close finalizes a whole batch of customers' invoices with one call.
+    """
+    ids = list(dict.fromkeys(invoice_ids))
+    if not ids:
+        return []
+    with transaction.atomic():
+        locked = {
+            invoice.pk: invoice
+            for invoice in Invoice.objects.select_for_update().select_related("customer").filter(pk__in=ids).order_by("pk")
+        }
+        missing = [pk for pk in ids if pk not in locked]
+        if missing:
+            raise Invoice.DoesNotExist(f"invoices {missing} do not exist")
+        refused = [locked[pk] for pk in ids if locked[pk].status not in (Invoice.Status.DRAFT, Invoice.Status.FINALIZED)]
+        if refused:
+            raise NotAllowed(f"invoice is {refused[0].status}", code="invoice_not_draft")
+        drafts = [locked[pk] for pk in ids if locked[pk].status == Invoice.Status.DRAFT]
+        if drafts:
+            _drafts_finalize(drafts, now=now or timezone.now())
+        return [locked[pk] for pk in ids]
+
+
+def _drafts_finalize(drafts: list[Invoice], *, now: datetime) -> None:
+    """Number, freeze and follow up locked drafts, set-based (one UPDATE per table, one INSERT of postings)."""
+    by_series: dict[str, list[Invoice]] = defaultdict(list)
+    for invoice in drafts:
+        year = local_date(now, invoice.customer.applicable_timezone).year
+        by_series[invoice_series_for(year=year)].append(invoice)
+    for series in sorted(by_series):  # one lock order for every caller
+        batch = by_series[series]
+        for invoice, (sequential_id, number) in zip(batch, invoice_numbers_take(series=series, count=len(batch))):
+            invoice.series, invoice.sequential_id, invoice.number = series, sequential_id, number
+            invoice.status, invoice.finalized_at = Invoice.Status.FINALIZED, now
+            invoice.payment_due_date = invoice.issuing_date + timedelta(days=invoice.net_payment_term)
+    stamp = timezone.now()
+    ids = [invoice.pk for invoice in drafts]
+    with connection.cursor() as cursor:
+        # `status = 'draft'` is already guaranteed by the row locks; the count check keeps it loud.
+        cursor.execute(
+            """
+            UPDATE invoicing_invoice i
+               SET series = v.series, sequential_id = v.seq, number = v.number, status = %(finalized)s,
+                   finalized_at = %(now)s, payment_due_date = v.due, updated_at = %(stamp)s
+              FROM unnest(%(ids)s::bigint[], %(series)s::text[], %(seqs)s::int[], %(numbers)s::text[],
+                          %(dues)s::date[]) AS v(id, series, seq, number, due)
+             WHERE i.id = v.id AND i.status = %(draft)s
+            """,
+            {
+                "finalized": Invoice.Status.FINALIZED, "draft": Invoice.Status.DRAFT, "now": now, "stamp": stamp,
+                "ids": ids, "series": [invoice.series for invoice in drafts],
+                "seqs": [invoice.sequential_id for invoice in drafts], "numbers": [invoice.number for invoice in drafts],
+                "dues": [invoice.payment_due_date for invoice in drafts],
+            },
+        )
+        if cursor.rowcount != len(drafts):
+            raise RuntimeError(f"finalized {cursor.rowcount} of {len(drafts)} drafts; rolled back")
+        # Usage before the billed windows is now invoiced: later arrivals are late usage (adjustments).
+        cursor.execute(
+            """
+            UPDATE subscriptions_subscription s SET usage_billed_until = v.until
+              FROM (SELECT subscription_id, max(charges_to_datetime) AS until FROM invoicing_invoicesubscription
+                     WHERE invoice_id = ANY(%s) GROUP BY subscription_id) v
+             WHERE s.id = v.subscription_id AND (s.usage_billed_until IS NULL OR s.usage_billed_until < v.until)
+            """,
+            [ids],
+        )
+    for invoice in drafts:
+        invoice.updated_at = stamp
+    # follow-up rows: webhook "invoice.created" (Lago sends it at finalization), ledger postings (apps.ledger),
     # payment collection (apps.payments), all in this transaction.
-    invoice_webhook_record(invoice=invoice, event_type="invoice.created")
-    ledger_posting_create(invoice=invoice)
-    payment_invoice_finalized(invoice=invoice)  # collects the amount due through Stripe on commit
-    return invoice
+    invoices_webhook_record(invoices=drafts, event_type="invoice.created")
+    ledger_postings_create(invoices=drafts)
+    for invoice in drafts:
+        payment_invoice_finalized(invoice=invoice)  # collects the amount due through Stripe on commit
+
+
+def invoice_finalize(*, invoice_id: int, now: datetime | None = None) -> Invoice:
+    """Number and freeze one draft invoice (`invoices_finalize`). Calling it again is a no-op."""
+    return invoices_finalize(invoice_ids=[invoice_id], now=now)[0]
 
 
 @transaction.atomic

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -82,11 +82,9 @@ def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payme
     if sum(doc is not None for doc in (invoice, credit_note, payment, refund)) != 1:
         raise ValueError("pass exactly one of invoice, credit_note, payment, refund")
     if invoice is not None:
-        if not invoice.number:
-            raise ValueError(f"invoice {invoice.pk} has no number; post only finalized invoices")
-        lookup = {"kind": LedgerPosting.Kind.INVOICE, "invoice": invoice}
-        defaults = {"ref": invoice_ref(invoice.number)}
-    elif credit_note is not None:
+        ledger_postings_create(invoices=[invoice])
+        return LedgerPosting.objects.get(kind=LedgerPosting.Kind.INVOICE, invoice=invoice)
+    if credit_note is not None:
         lookup = {"kind": LedgerPosting.Kind.CREDIT_NOTE, "credit_note": credit_note}
         defaults = {"ref": invoice_ref(credit_note.number), "invoice_id": credit_note.invoice_id}
     elif refund is not None:
@@ -113,6 +111,47 @@ def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payme
         posting_id = posting.pk
         transaction.on_commit(lambda: ledger_posting_send_task.delay(posting_id))
     return posting
+
+
+def ledger_postings_create(*, invoices: Sequence[Any]) -> list[int]:
+    """Write the postings of finalized invoices with one INSERT; return the ids of the rows it created.
+
+    The invoice case of `ledger_posting_create`, set-based (the period close finalizes hundreds of invoices
+    per transaction). Call inside the finalizing transaction. Idempotent per invoice: `ON CONFLICT` on the
+    one-posting-per-invoice constraint keeps an existing row (a concurrent writer's too, once it commits);
+    a `ref` already held by another document still raises. When LEDGER_ENABLED, the send task of each
+    created row is enqueued on commit.
+    """
+    missing = [invoice.pk for invoice in invoices if not invoice.number]
+    if missing:
+        raise ValueError(f"invoices {missing} have no number; post only finalized invoices")
+    if not invoices:
+        return []
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        # Every NOT NULL column without a database default is listed; the rest stay NULL as the model's defaults.
+        cursor.execute(
+            """
+            INSERT INTO ledger_ledgerposting (lago_id, created_at, updated_at, kind, ref, invoice_id, status,
+                                              stripe_payment_id, payment_currency, odoo_name, attempts, last_error)
+            SELECT gen_random_uuid(), %(now)s, %(now)s, %(kind)s, v.ref, v.invoice_id, %(status)s, '', '', '', 0, ''
+              FROM unnest(%(ids)s::bigint[], %(refs)s::text[]) WITH ORDINALITY AS v(invoice_id, ref, n)
+             ORDER BY v.n
+                ON CONFLICT (invoice_id) WHERE kind = 'invoice' DO NOTHING
+            RETURNING id
+            """,
+            {
+                "now": now, "kind": LedgerPosting.Kind.INVOICE, "status": LedgerPosting.Status.PENDING,
+                "ids": [invoice.pk for invoice in invoices], "refs": [invoice_ref(invoice.number) for invoice in invoices],
+            },
+        )
+        created = sorted(row[0] for row in cursor.fetchall())
+    if created and settings.LEDGER_ENABLED:
+        from apps.ledger.tasks import ledger_posting_send_task
+
+        for posting_id in created:
+            transaction.on_commit(lambda posting_id=posting_id: ledger_posting_send_task.delay(posting_id))
+    return created
 
 
 # -- sending ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection, transaction
 
 from apps.customers.models import Customer
-from apps.invoicing import close as close_module
+from apps.invoicing import services as services_module
 from apps.invoicing.close import close_batch, periods_close
 from apps.invoicing.models import CloseRun, CloseRunCustomer, Fee, Invoice
 from apps.ledger.models import LedgerPosting
@@ -141,15 +141,15 @@ def test_bad_customer_inside_a_batch_is_recorded_and_the_others_billed(billing, 
 
 def test_batch_failing_at_write_falls_back_to_one_by_one(billing, settings, monkeypatch):
     usage = _world(billing, settings)
-    real, calls = close_module._finalize_batch, {"n": 0}
+    real, calls = services_module.invoices_finalize, {"n": 0}
 
-    def failing(invoices, **kwargs):
+    def failing(**kwargs):
         calls["n"] += 1
-        real(invoices, **kwargs)  # numbers taken and rows written, then the batch fails
+        real(**kwargs)  # numbers taken and rows written, then the batch fails
         if calls["n"] == 2:
             raise RuntimeError("disk full")
 
-    monkeypatch.setattr(close_module, "_finalize_batch", failing)
+    monkeypatch.setattr(services_module, "invoices_finalize", failing)
     run = periods_close(as_of=at(2026, 4, 1, 2, 0), fetch=usage)
     assert calls["n"] >= 2 and run.failures_count == 0
     numbers = sorted(Invoice.objects.exclude(sequential_id=None).values_list("sequential_id", flat=True))
@@ -167,19 +167,19 @@ class WorkerKilled(BaseException):
 def test_batch_killed_midway_then_rerun_bills_exactly_once(billing, settings, monkeypatch):
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     test_close_concurrency._world(billing)  # six customers: batches of four and two
-    real, calls = close_module._finalize_batch, {"n": 0}
+    real, calls = services_module.invoices_finalize, {"n": 0}
 
-    def dying(invoices, **kwargs):
+    def dying(**kwargs):
         calls["n"] += 1
-        real(invoices, **kwargs)
+        real(**kwargs)
         if calls["n"] == 2:
             raise WorkerKilled()
 
-    monkeypatch.setattr(close_module, "_finalize_batch", dying)
+    monkeypatch.setattr(services_module, "invoices_finalize", dying)
     with pytest.raises(WorkerKilled):
         periods_close(as_of=at(2026, 4, 1, 2, 0))
     assert Invoice.objects.count() == 4 * 2  # the first batch committed, the second rolled back
-    monkeypatch.setattr(close_module, "_finalize_batch", real)
+    monkeypatch.setattr(services_module, "invoices_finalize", real)
     rerun = periods_close(as_of=at(2026, 4, 1, 2, 0))
     assert rerun.invoices_count == 2 * 2 and rerun.failures_count == 0
     test_close_concurrency._assert_one_clean_run()
