@@ -279,8 +279,43 @@ def _usage_totals(subscription_ids: list[int], start: datetime, end: datetime) -
     return usage_totals(subscription_ids=subscription_ids, from_datetime=start, to_datetime=end)
 
 
-def price_charge_line(line: Line, *, units: Decimal, events_count: int) -> list[Line]:
-    """Price a charge line from its usage totals; return it plus a minimum true-up line if due."""
+PerEventValues = dict  # (Window, subscription id, metric id) -> the events' values in time order
+
+
+def _usage_per_event_values(subscription_ids: list[int], start: datetime, end: datetime) -> dict:
+    from apps.usage.aggregation import usage_per_event_values
+
+    return usage_per_event_values(subscription_ids=subscription_ids, from_datetime=start, to_datetime=end)
+
+
+def _needs_values(line: Line) -> bool:
+    charge = line.charge
+    return (
+        line.window is not None
+        and charge is not None
+        and rating.needs_per_event_amounts(charge_model=charge.charge_model, properties=charge.properties)
+    )
+
+
+def per_event_values(lines: list[Line], *, fetch: UsageFetcher = _usage_per_event_values) -> PerEventValues:
+    """Fetch the events' values for the charge lines whose pricing needs them (percentage with free events,
+    per-transaction min/max, free total + fixed fee): one set-based read per distinct window, none if no line does."""
+    by_window: dict[Window, set[int]] = defaultdict(set)
+    for line in lines:
+        if _needs_values(line):
+            by_window[line.window].add(line.subscription.pk)
+    values: PerEventValues = {}
+    for window, subscription_ids in by_window.items():
+        for (subscription_id, metric_id), row in fetch(sorted(subscription_ids), window.start, window.end).items():
+            values[(window, subscription_id, metric_id)] = row
+    return values
+
+
+def price_charge_line(
+    line: Line, *, units: Decimal, events_count: int, per_event_amounts: tuple[Decimal, ...] | None = None
+) -> list[Line]:
+    """Price a charge line from its usage totals (and, for charges that need them, the events' values in
+    time order); return it plus a minimum true-up line if due."""
     charge = line.charge
     metric = charge.billable_metric
     billed_units = units
@@ -294,6 +329,7 @@ def price_charge_line(line: Line, *, units: Decimal, events_count: int) -> list[
         units=billed_units,
         events_count=events_count,
         currency=line.currency,
+        per_event_amounts=per_event_amounts,
     )
     line.units = billed_units
     line.total_aggregated_units = units
@@ -338,8 +374,16 @@ def price_charge_line(line: Line, *, units: Decimal, events_count: int) -> list[
     return lines
 
 
-def price_lines(lines: list[Line], *, fetch: UsageFetcher = _usage_totals) -> list[Line]:
-    """Fetch usage for the charge lines (one aggregate query per distinct window) and price them."""
+def price_lines(
+    lines: list[Line], *, fetch: UsageFetcher = _usage_totals, values: PerEventValues | None = None
+) -> list[Line]:
+    """Fetch usage for the charge lines (one aggregate query per distinct window) and price them.
+
+    `values`: the events' values already fetched for these lines (`per_event_values`, e.g. once for a
+    whole batch); fetched here otherwise, only for the lines that need them.
+    """
+    if values is None:
+        values = per_event_values(lines)
     by_window: dict[Window, set[int]] = defaultdict(set)
     for line in lines:
         if line.window is not None:
@@ -356,7 +400,10 @@ def price_lines(lines: list[Line], *, fetch: UsageFetcher = _usage_totals) -> li
         total = totals.get((line.window, line.subscription.pk, line.charge.billable_metric_id))
         units = Decimal(total.units) if total is not None else ZERO
         events = int(total.events_count) if total is not None else 0
-        priced.extend(price_charge_line(line, units=units, events_count=events))
+        amounts = None
+        if _needs_values(line):
+            amounts = values.get((line.window, line.subscription.pk, line.charge.billable_metric_id), ())
+        priced.extend(price_charge_line(line, units=units, events_count=events, per_event_amounts=amounts))
     return priced
 
 
@@ -773,15 +820,27 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
     late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
     plans: dict[int, tuple[list[Line], dict]] = {}
     left: list[int] = []
+    unpriced: dict[int, list[Line]] = {}
     for customer in customers:
-        subs = by_customer.get(customer.pk, [])
         try:
             lines: list[Line] = []
-            for subscription in subs:
+            for subscription in by_customer.get(customer.pk, []):
                 lines.extend(
                     subscription_lines(subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk))
                 )
-            lines = price_lines(lines, fetch=fetch)
+        except Exception:
+            logger.info("close batch: customer %s planned one by one", customer.pk, exc_info=True)
+            left.append(customer.pk)
+            continue
+        unpriced[customer.pk] = lines
+    # Per-event values only for the charges priced per event, one read per window for the whole batch.
+    values = per_event_values([line for lines in unpriced.values() for line in lines])
+    for customer in customers:
+        if customer.pk not in unpriced:
+            continue
+        subs = by_customer.get(customer.pk, [])
+        try:
+            lines = price_lines(unpriced[customer.pk], fetch=fetch, values=values)
             own = {subscription.pk for subscription in subs}
             mine = {key: total for key, total in late.items() if key[0] in own} if late else {}
             lines.extend(_late_usage_lines(customer, subs, as_of=as_of, billed=billed, late=mine))
@@ -793,7 +852,7 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
             continue
         if lines:
             plans[customer.pk] = (lines, rates)
-    return plans, left
+    return plans, sorted(left)  # closed one by one in customer order, as the numbers were before
 
 
 def _period_row(invoice: Invoice, subscription_id: int, lines: list[Line]) -> InvoiceSubscription:

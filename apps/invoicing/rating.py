@@ -433,6 +433,25 @@ def _package(units: Decimal, amount: Decimal, size: int, free: Decimal) -> tuple
     return packages * amount, {"free_units": min(max(units, ZERO), free), "paid_units": paid_units, "packages": packages}
 
 
+def _percentage_needs_events(p: Mapping[str, Any]) -> bool:
+    fixed, free_total = p["fixed_amount"] or ZERO, p["free_units_per_total_aggregation"] or ZERO
+    return bool(
+        (p["free_units_per_events"] or 0) > 0
+        or p["per_transaction_min_amount"] is not None
+        or p["per_transaction_max_amount"] is not None
+        or (free_total > 0 and fixed > 0)
+    )
+
+
+def needs_per_event_amounts(*, charge_model: ChargeModel | str, properties: Mapping[str, Any]) -> bool:
+    """Return whether `price_charge` needs `per_event_amounts` for this charge (percentage with free events,
+    per-transaction min/max, or a free total with a fixed fee). Invalid properties: False (pricing refuses them)."""
+    if charge_model != ChargeModel.PERCENTAGE:
+        return False
+    parsed, errors = _parse_properties(charge_model, properties)
+    return not errors and _percentage_needs_events(parsed)
+
+
 def _percentage(
     units: Decimal, events_count: int, per_event: Sequence[Decimal] | None, p: Mapping[str, Any]
 ) -> tuple[Decimal, dict[str, Any]]:
@@ -440,8 +459,7 @@ def _percentage(
     free_events = p["free_units_per_events"] or 0
     free_total = p["free_units_per_total_aggregation"] or ZERO
     low, high = p["per_transaction_min_amount"], p["per_transaction_max_amount"]
-    needs_events = free_events > 0 or low is not None or high is not None or (free_total > 0 and fixed > 0)
-    if needs_events and per_event is None:
+    if _percentage_needs_events(p) and per_event is None:
         raise ValueError("these percentage properties need per_event_amounts")
     if low is not None or high is not None:
         # Per transaction (lago percentage_service.rb compute_amount_with_transaction_min_max).
