@@ -470,7 +470,8 @@ class Store:
         vals = dict(vals)
         move_type = vals.setdefault("move_type", "entry")
         if move_type not in INVOICE_TYPES:
-            raise NotImplementedError(f"stand-in supports out_invoice/out_refund only, not {move_type!r}")
+            # A test double, honest about its limits: real Odoo accepts every move type.
+            raise ValidationError(f"The Odoo stand-in models out_invoice and out_refund moves only, not {move_type!r}.")
         line_commands = vals.pop("invoice_line_ids", []) + vals.pop("line_ids", [])
         company = self.records["res.company"][1]
         if not vals.get("journal_id"):
