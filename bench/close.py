@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -203,6 +204,15 @@ def close(sub_ids: list[int]) -> dict:
         cursor.execute("TRUNCATE invoicing_invoice, invoicing_closerun, invoicing_numbersequence CASCADE")
     Subscription.objects.filter(pk__in=sub_ids).update(usage_billed_until=None)
     as_of = datetime(2026, 2, 1, 1, 0, tzinfo=ZoneInfo("America/Toronto"))
+
+    class FallbackCounter(logging.Handler):  # a batch that fails falls back to one by one: slower, not wrong
+        count = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("close batch failed"):
+                FallbackCounter.count += 1
+
+    logging.getLogger("apps.invoicing.close").addHandler(FallbackCounter())
     started = time.perf_counter()
     run = periods_close(as_of=as_of)
     whole = time.perf_counter() - started
@@ -218,6 +228,7 @@ def close(sub_ids: list[int]) -> dict:
         "finalized": Invoice.objects.filter(status="finalized").count(),
         "fees": Fee.objects.count(),
         "failures": run.failures_count,
+        "batches_failed": FallbackCounter.count,
         "rerun_invoices": again.invoices_count,
     }
 

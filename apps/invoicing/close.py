@@ -460,33 +460,37 @@ def invoice_recompute_totals(invoice: Invoice) -> Invoice:
     return invoice
 
 
-def fee_from_line(line: Line, *, invoice: Invoice, rates: list[TaxRate]) -> Fee:
+def fee_values(line: Line, *, rates: list[TaxRate]) -> dict[str, Any]:
+    """Return the fee row a line becomes (Fee attribute names; no invoice): taxes per line, rounded once."""
     taxes_cents, taxes_rate, applied = fee_taxes(line.amount_cents, rates)
     subscription = line.subscription
-    return Fee(
-        invoice=invoice,
-        fee_key=line.fee_key,
-        fee_type=line.fee_type,
-        service_id=subscription.service_id if subscription is not None else None,
-        subscription=subscription,
-        charge=line.charge,
-        name=line.name,
-        description=line.description,
-        currency=line.currency,
-        units=line.units,
-        total_aggregated_units=line.total_aggregated_units,
-        events_count=line.events_count,
-        precise_unit_amount=line.precise_unit_amount,
-        precise_amount=line.precise_amount,
-        amount_cents=line.amount_cents,
-        taxes_amount_cents=taxes_cents,
-        taxes_rate=taxes_rate,
-        applied_taxes=applied,
-        amount_details=line.amount_details,
-        from_datetime=line.from_datetime,
-        to_datetime=line.to_datetime,
-        is_adjustment=line.is_adjustment,
-    )
+    return {
+        "fee_key": line.fee_key,
+        "fee_type": line.fee_type,
+        "service_id": subscription.service_id if subscription is not None else None,
+        "subscription_id": subscription.pk if subscription is not None else None,
+        "charge_id": line.charge.pk if line.charge is not None else None,
+        "name": line.name,
+        "description": line.description,
+        "currency": line.currency,
+        "units": line.units,
+        "total_aggregated_units": line.total_aggregated_units,
+        "events_count": line.events_count,
+        "precise_unit_amount": line.precise_unit_amount,
+        "precise_amount": line.precise_amount,
+        "amount_cents": line.amount_cents,
+        "taxes_amount_cents": taxes_cents,
+        "taxes_rate": taxes_rate,
+        "applied_taxes": applied,
+        "amount_details": line.amount_details,
+        "from_datetime": line.from_datetime,
+        "to_datetime": line.to_datetime,
+        "is_adjustment": line.is_adjustment,
+    }
+
+
+def fee_from_line(line: Line, *, invoice: Invoice, rates: list[TaxRate]) -> Fee:
+    return Fee(invoice=invoice, **fee_values(line, rates=rates))
 
 
 # --------------------------------------------------------------------------- one customer
@@ -893,41 +897,60 @@ TOTAL_FIELDS = [
 ]
 
 
-def _copy_insert(model: type, objs: list) -> None:
-    """Insert unsaved rows of `model` with one COPY: the rows `bulk_create` writes, without building SQL per value.
+def _copy_insert(model: type, rows: list) -> None:
+    """Insert rows of `model` with one COPY: the rows `bulk_create` writes, without building SQL per value.
 
-    Fees are most of the close's writes (bench/close.py). Primary keys are not read back (callers do not need
-    them); `auto_now`/`auto_now_add` fields get one timestamp for all rows; foreign keys to objects saved
-    since they were assigned are resolved as `bulk_create` does. Unique constraints hold as with INSERT.
+    Rows are unsaved instances or dicts keyed by attribute name (`invoice_id`; a model instance there
+    stands for its pk, read at write time). Fees are most of the close's writes (bench/close.py).
+    Primary keys are not read back; `auto_now`/`auto_now_add` fields get one timestamp for all rows;
+    missing dict keys take the field default. Unique constraints hold as with INSERT.
     """
-    if not objs:
+    if not rows:
         return
+    from django.db.models import JSONField, Model
     from psycopg.types.json import Jsonb
-
-    from django.db.models import JSONField
 
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     now = timezone.now()
-    stamped = [field.attname for field in fields if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)]
-    relations = [field for field in fields if field.is_relation]
+    stamped = {field.attname for field in fields if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)}
     jsons = {field.attname for field in fields if isinstance(field, JSONField)}
+    relations = [field for field in fields if field.is_relation]
     attnames = [field.attname for field in fields]
+    # Field defaults as Django applies them ("" for a blank CharField); callables (uuid4, list) per row.
+    defaults = {
+        field.attname: field.default if field.has_default() and callable(field.default) else field.get_default()
+        for field in fields
+    }
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+
+    def value_of(row: dict, name: str) -> Any:
+        if name in stamped:
+            return now
+        if name in row:
+            value = row[name]
+        else:
+            value = defaults[name]
+            value = value() if callable(value) else value
+        if isinstance(value, Model):
+            if value.pk is None:
+                raise ValueError(f"{model.__name__}.{name}: related object not saved")
+            value = value.pk
+        if name in jsons and value is not None:
+            value = Jsonb(value)
+        return value
+
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for obj in objs:
-                for name in stamped:
-                    setattr(obj, name, now)
-                for field in relations:
-                    if getattr(obj, field.attname) is None and field.is_cached(obj):
-                        related = field.get_cached_value(obj)
-                        if related is not None:
-                            if related.pk is None:
-                                raise ValueError(f"{model.__name__}.{field.name}: related object not saved")
-                            setattr(obj, field.attname, related.pk)
-                row = [getattr(obj, name) for name in attnames]
-                copy.write_row([Jsonb(value) if name in jsons and value is not None else value
-                                for name, value in zip(attnames, row)])
+            for row in rows:
+                if isinstance(row, Model):
+                    for name in stamped:
+                        setattr(row, name, now)
+                    values = {name: getattr(row, name) for name in attnames}
+                    for field in relations:  # assigned before the related row was saved, as bulk_create allows
+                        if values[field.attname] is None and field.is_cached(row):
+                            values[field.attname] = field.get_cached_value(row)
+                    row = values
+                copy.write_row([value_of(row, name) for name in attnames])
 
 
 def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Line], dict]], *, as_of: datetime):
@@ -954,8 +977,8 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
 
     new_invoices: list[Invoice] = []
     touched: dict[int, list[Invoice]] = {}
-    fees: list[Fee] = []
-    fees_of: dict[int, list[Fee]] = defaultdict(list)  # id(invoice) -> new fees
+    fees: list[dict[str, Any]] = []  # Fee rows (`fee_values`), written with COPY
+    fees_of: dict[int, list[tuple[int, list[TaxRate]]]] = defaultdict(list)  # id(invoice) -> (cents, rates)
     periods: dict[tuple[int, int], list[Line]] = defaultdict(list)  # (id(invoice), subscription) -> lines
     invoice_of: dict[int, Invoice] = {}
     fee_counts: dict[int, int] = {}
@@ -984,9 +1007,10 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
                 new_invoices.append(invoice)
             invoice_of[id(invoice)] = invoice
             for line in group:
-                fee = fee_from_line(line, invoice=invoice, rates=rates[billing_on])
+                fee = fee_values(line, rates=rates[billing_on])
+                fee["invoice_id"] = invoice  # saved below; _copy_insert takes its pk
                 fees.append(fee)
-                fees_of[id(invoice)].append(fee)
+                fees_of[id(invoice)].append((fee["amount_cents"], rates[billing_on]))
                 if line.subscription is not None and line.period_from is not None:
                     periods[(id(invoice), line.subscription.pk)].append(line)
             mine.append(invoice)
@@ -1002,15 +1026,14 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
     applied: list[InvoiceAppliedTax] = []
     now = timezone.now()
     for key, invoice in invoice_of.items():
-        mine_fees = [(fee.amount_cents, _rates_of(fee)) for fee in fees_of[key]]
-        applied.extend(_set_totals(invoice, earlier.get(invoice.pk, []) + mine_fees))
+        applied.extend(_set_totals(invoice, earlier.get(invoice.pk, []) + fees_of[key]))
         invoice.updated_at = now
 
     Invoice.objects.bulk_create(new_invoices)
     if old_drafts:
         Invoice.objects.bulk_update(old_drafts, TOTAL_FIELDS)
         InvoiceAppliedTax.objects.filter(invoice__in=old_drafts).delete()
-    _copy_insert(Fee, fees)
+    _copy_insert(Fee, fees)  # dicts: no Fee instances for the batch's largest table
     _copy_insert(InvoiceAppliedTax, applied)
 
     existing: dict[tuple[int, int], InvoiceSubscription] = {}
