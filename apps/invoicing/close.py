@@ -897,20 +897,31 @@ TOTAL_FIELDS = [
 ]
 
 
-def _copy_insert(model: type, rows: list) -> None:
+def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
     """Insert rows of `model` with one COPY: the rows `bulk_create` writes, without building SQL per value.
 
     Rows are unsaved instances or dicts keyed by attribute name (`invoice_id`; a model instance there
     stands for its pk, read at write time). Fees are most of the close's writes (bench/close.py).
-    Primary keys are not read back; `auto_now`/`auto_now_add` fields get one timestamp for all rows;
-    missing dict keys take the field default. Unique constraints hold as with INSERT.
+    Primary keys are not read back; with `with_ids` (instances only) they are drawn from the table's identity
+    sequence first and set on the instances, as `bulk_create` would. `auto_now`/`auto_now_add` fields get one
+    timestamp for all rows; missing dict keys take the field default. Unique constraints hold as with INSERT.
     """
     if not rows:
         return
+    if with_ids:
+        table = model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [table, model._meta.pk.column, len(rows)],
+            )
+            for row, (pk,) in zip(rows, cursor.fetchall()):
+                row.pk = pk
+                row._state.adding, row._state.db = False, connection.alias
     from django.db.models import JSONField, Model
     from psycopg.types.json import Jsonb
 
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    fields = [field for field in model._meta.concrete_fields if with_ids or not field.primary_key]
     now = timezone.now()
     stamped = {field.attname for field in fields if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)}
     jsons = {field.attname for field in fields if isinstance(field, JSONField)}
@@ -1029,7 +1040,7 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
         applied.extend(_set_totals(invoice, earlier.get(invoice.pk, []) + fees_of[key]))
         invoice.updated_at = now
 
-    Invoice.objects.bulk_create(new_invoices)
+    _copy_insert(Invoice, new_invoices, with_ids=True)
     if old_drafts:
         Invoice.objects.bulk_update(old_drafts, TOTAL_FIELDS)
         InvoiceAppliedTax.objects.filter(invoice__in=old_drafts).delete()
