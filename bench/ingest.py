@@ -165,7 +165,7 @@ def setup_database(args) -> dict:
 
 INDEX_DDL = [
     ("uniq_usage_event_transaction", "ALTER TABLE usage_usageevent ADD CONSTRAINT uniq_usage_event_transaction UNIQUE (service_id, transaction_id)"),
-    ("usage_event_period_idx", "CREATE INDEX usage_event_period_idx ON usage_usageevent (subscription_id, billable_metric_id, timestamp) INCLUDE (value, is_late)"),
+    ("usage_event_sub_metric_ts_idx", "CREATE INDEX usage_event_sub_metric_ts_idx ON usage_usageevent (subscription_id, billable_metric_id, timestamp)"),
     ("usage_event_late_unbilled_idx", "CREATE INDEX usage_event_late_unbilled_idx ON usage_usageevent (subscription_id) WHERE is_late AND late_billed_at IS NULL"),
 ]
 
@@ -185,7 +185,7 @@ def prefill(ctx: dict, rows: int) -> int:
     log(f"pre-filling {need:,} rows (set-based, indexes rebuilt after)…")
     t0 = time.monotonic()
     psql(url, "ALTER TABLE usage_usageevent DROP CONSTRAINT IF EXISTS uniq_usage_event_transaction; "
-              "DROP INDEX IF EXISTS usage_event_period_idx; DROP INDEX IF EXISTS usage_event_late_unbilled_idx")
+              "DROP INDEX IF EXISTS usage_event_sub_metric_ts_idx; DROP INDEX IF EXISTS usage_event_late_unbilled_idx")
     subs, metrics = ctx["subscription_ids"], ctx["metric_ids"]
     psql(url, f"""
         INSERT INTO usage_usageevent (service_id, transaction_id, subscription_id, billable_metric_id, timestamp,
@@ -298,9 +298,12 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         q.get()
         bodies = bodies[args.workers:]
         rows_before = count_rows(ctx)
-        wal_before = _wal_lsn(ctx)
-        workers, backends = _server_pids(ctx, server.pid)
-        cpu_before = (_cpu_seconds(workers), _cpu_seconds(backends))
+        wal_before, checkpoints_before = _wal_lsn(ctx), _checkpoints(ctx)
+        workers = _worker_pids(server.pid)
+        busy_idle_check = _machine_busy()
+        time.sleep(3)  # how busy the machine is without us: other people's work skews every figure
+        busy_without_us = (_machine_busy() - busy_idle_check) / (3 * os.cpu_count())
+        cpu_before = (_cpu_seconds(workers), _all_cpu_seconds())
         busy_before = _machine_busy()
         shares = [bodies[i::args.clients] for i in range(args.clients)]
         start = time.monotonic()
@@ -311,9 +314,11 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         results = [q.get(timeout=args.seconds + 120) for _ in procs]
         results.sort(key=lambda r: r[3])
         elapsed = time.monotonic() - start
-        cpu_after = (_cpu_seconds(workers), _cpu_seconds(backends))
+        backends = _postgres_pids(ctx)  # after the run: every worker has connected by now
+        cpu_after = (_cpu_seconds(workers), sum(_cpu_seconds([pid]) - cpu_before[1].get(pid, 0.0) for pid in backends))
         busy = _machine_busy() - busy_before
         wal_bytes = _wal_lsn(ctx) - wal_before
+        checkpoints = _checkpoints(ctx) - checkpoints_before
         for p in procs:
             p.join(timeout=10)
     finally:
@@ -341,7 +346,9 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
         "warm_batches": args.workers,
         "wal_bytes_per_new_row": round(wal_bytes / max(inserted, 1)),
-        "cpu_s": {"gunicorn": round(cpu_after[0] - cpu_before[0], 1), "postgres": round(cpu_after[1] - cpu_before[1], 1),
+        "checkpoints": checkpoints,
+        "machine_busy_before_start": round(busy_without_us, 2),
+        "cpu_s": {"gunicorn": round(cpu_after[0] - cpu_before[0], 1), "postgres": round(cpu_after[1], 1),
                   "clients": round(sum(r[4] for r in results), 1),
                   "machine_busy": round(busy, 1), "machine_capacity": round(elapsed * os.cpu_count(), 1)},
     }
@@ -365,15 +372,29 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def _server_pids(ctx: dict, master: int) -> tuple[list[int], list[int]]:
-    """gunicorn workers; PostgreSQL: the hub's backends plus the cluster's WAL writer, checkpointer and
-    background writer (their CPU is ingest work too; other databases' backends are left out)."""
-    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()]
+def _worker_pids(master: int) -> list[int]:
+    return [int(p) for p in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()]
+
+
+def _all_cpu_seconds() -> dict[int, float]:
+    return {int(p): _cpu_seconds([int(p)]) for p in os.listdir("/proc") if p.isdigit()}
+
+
+def _checkpoints(ctx: dict) -> int:
+    try:  # PostgreSQL 17+
+        return int(psql(ctx["db_url"], "SELECT num_done FROM pg_stat_checkpointer"))
+    except subprocess.CalledProcessError:
+        return int(psql(ctx["db_url"], "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"))
+
+
+def _postgres_pids(ctx: dict) -> list[int]:
+    """The hub's backends plus the cluster's WAL writer, checkpointer, background writer, autovacuum and
+    I/O workers (their CPU is ingest work too; other databases' backends are left out)."""
     backends = psql(ctx["db_url"], "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity "
                                    "WHERE (datname = current_database() OR backend_type IN "
-                                   "('walwriter', 'checkpointer', 'background writer', 'autovacuum worker')) "
+                                   "('walwriter', 'checkpointer', 'background writer', 'autovacuum worker', 'io worker')) "
                                    "AND pid <> pg_backend_pid()")
-    return workers, [int(p) for p in (backends or "").split()]
+    return [int(p) for p in (backends or "").split()]
 
 
 def _wal_lsn(ctx: dict) -> int:
@@ -421,7 +442,7 @@ def run_copy(ctx: dict, args, batches: list[list[dict]], requests: int) -> dict:
     for k, i in enumerate(range(0, len(rows), args.batch)):
         shares[k % args.workers].extend(rows[i:i + args.batch])
     q = mp.Queue()
-    wal_before = _wal_lsn(ctx)
+    wal_before, checkpoints_before = _wal_lsn(ctx), _checkpoints(ctx)
     start = time.monotonic()
     procs = [mp.Process(target=_copy_worker, args=(ctx["db_url"], share, args.batch, q)) for share in shares]
     for p in procs:
@@ -433,7 +454,7 @@ def run_copy(ctx: dict, args, batches: list[list[dict]], requests: int) -> dict:
     total = sum(d[0] for d in done)
     wal_bytes = _wal_lsn(ctx) - wal_before
     return {"rows": total, "seconds": round(elapsed, 2), "rows_per_s": round(total / elapsed), "connections": args.workers,
-            "wal_bytes_per_row": round(wal_bytes / max(total, 1))}
+            "wal_bytes_per_row": round(wal_bytes / max(total, 1)), "checkpoints": _checkpoints(ctx) - checkpoints_before}
 
 
 # --------------------------------------------------------------------------- validation
@@ -517,7 +538,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--duplicates", type=float, default=0.10)
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--max-batches", type=int, default=4000, help="upper bound on requests")
+    parser.add_argument("--max-batches", type=int, default=2500, help="upper bound on requests")
     parser.add_argument("--validate-only", action="store_true")
     parser.add_argument("--prefill-only", action="store_true", help="set up and pre-fill, then stop")
     parser.add_argument("--json", action="store_true")

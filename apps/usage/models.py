@@ -49,13 +49,12 @@ class UsageEvent(models.Model):
             models.UniqueConstraint(fields=("service", "transaction_id"), name="uniq_usage_event_transaction"),
         ]
         indexes = [
-            # Period aggregation per (subscription, metric) range; INCLUDE lets count/sum/max/latest
-            # run as index-only scans once autovacuum has set the visibility map.
-            models.Index(
-                fields=("subscription", "billable_metric", "timestamp"),
-                include=("value", "is_late"),
-                name="usage_event_period_idx",
-            ),
+            # Period reads per (subscription, metric) range: the close's partial edge days and
+            # unrolled tail, unique counts, per-event values, the admin. No INCLUDE columns: every
+            # one of those reads also needs `id` or `properties`, so it visits the heap anyway,
+            # and the payload made the index 2.5x larger (1.2 GB vs 475 MB at 17M rows) and every
+            # insert's WAL record longer.
+            models.Index(fields=("subscription", "billable_metric", "timestamp"), name="usage_event_sub_metric_ts_idx"),
             models.Index(
                 fields=("subscription",),
                 condition=models.Q(is_late=True, late_billed_at__isnull=True),

@@ -179,3 +179,24 @@ def test_rollup_matches_raw_after_advancing_during_concurrent_ingest(world):
     assert (totals[(sub.pk, world.metrics["storage"].pk)].units, totals[(sub.pk, world.metrics["storage"].pk)].events_count) == (
         raw["s"], 1200
     )
+
+
+@pytest.mark.django_db
+def test_repeated_property_values_are_checked_and_stored_per_item(world):
+    """The per-batch value cache: a bad value repeated is named at every index; adds and removes stay apart."""
+    from apps.core.exceptions import ValidationFailed
+
+    world.subscription("sub-1")
+    with pytest.raises(ValidationFailed) as raised:
+        usage_events_ingest(service=world.service, events=[ev("a", gb="x"), ev("b", gb="2"), ev("c", gb="x")])
+    assert raised.value.details == {"0": {"properties": ["value_is_invalid"]}, "2": {"properties": ["value_is_invalid"]}}
+    assert UsageEvent.objects.count() == 0
+
+    usage_events_ingest(service=world.service, events=[
+        ev("s1", gb="2.5"), ev("s2", gb="2.5"), ev("s3", gb=7),
+        ev("u1", code="seats", user_id="u-1"), ev("u2", code="seats", user_id="u-1", operation_type="remove"),
+        ev("u3", code="seats", user_id="u-1"),
+    ])
+    values = dict(UsageEvent.objects.values_list("transaction_id", "value"))
+    assert values == {"s1": Decimal("2.5"), "s2": Decimal("2.5"), "s3": Decimal(7),
+                      "u1": Decimal(1), "u2": Decimal(-1), "u3": Decimal(1)}
