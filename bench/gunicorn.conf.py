@@ -6,7 +6,7 @@ import gc
 
 worker_class = "sync"  # CPU-bound requests on 2 cores shared with PostgreSQL: threads only add contention
 timeout = 120
-keepalive = 5  # clients post batch after batch on one connection
+keepalive = 5  # used by gthread workers only; sync workers close each connection
 
 
 def post_worker_init(worker) -> None:
