@@ -7,8 +7,10 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import NamedTuple
 
+import logging
+
 import psycopg
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.catalog.models import BillableMetric
@@ -20,6 +22,8 @@ from . import validation
 from .aggregation import STATE_ROW_SQL
 from .models import UsageEvent
 from .validation import CounterIn, EventIn
+
+logger = logging.getLogger(__name__)
 
 Agg = BillableMetric.Aggregation
 ONE, MINUS_ONE = Decimal(1), Decimal(-1)
@@ -272,12 +276,37 @@ def usage_events_ingest(*, service: Service, events: list[EventIn], now: datetim
     Raises ValidationFailed with details keyed by item index when any item is invalid (nothing
     is written). Safe to retry and to run concurrently with the same ids.
     """
-    return _ingest(service=service, items=events, source=UsageEvent.Source.EVENT, now=now or timezone.now())
+    return _ingest_retrying_deadlocks(service=service, items=events, source=UsageEvent.Source.EVENT, now=now)
 
 
 def usage_counters_ingest(*, service: Service, counters: list[CounterIn], now: datetime | None = None) -> IngestResult:
     """Store pre-aggregated counters once each (by idempotency_key); all or nothing."""
-    return _ingest(service=service, items=counters, source=UsageEvent.Source.COUNTER, now=now or timezone.now())
+    return _ingest_retrying_deadlocks(service=service, items=counters, source=UsageEvent.Source.COUNTER, now=now)
+
+
+DEADLOCK_RETRIES = 3
+
+
+def _ingest_retrying_deadlocks(*, service: Service, items: list, source: int, now: datetime | None) -> IngestResult:
+    """Run one ingest, retrying it when PostgreSQL picked it as a deadlock victim.
+
+    Rows go in conflict-key order, which avoids deadlocks between batches sharing keys as long
+    as PostgreSQL reads the jsonb array in order (it does for this plan; SQL does not promise
+    it). A victim's transaction rolled back whole, so rerunning it is safe and idempotent.
+    Inside a caller's transaction the abort belongs to the caller, so no retry there.
+    """
+    attempts = 1 if connection.in_atomic_block else DEADLOCK_RETRIES
+    for attempt in range(1, attempts + 1):
+        try:
+            return _ingest(service=service, items=items, source=source, now=now or timezone.now())
+        except (OperationalError, psycopg.errors.DeadlockDetected) as exc:
+            deadlock = isinstance(exc, psycopg.errors.DeadlockDetected) or isinstance(
+                exc.__cause__, psycopg.errors.DeadlockDetected
+            )
+            if attempt == attempts or not deadlock:
+                raise
+            logger.warning("usage ingest chosen as deadlock victim; retrying (attempt %d)", attempt)
+    raise AssertionError("unreachable")
 
 
 def late_usage_mark_billed(*, event_ids: list[int], billed_at: datetime | None = None) -> int:

@@ -200,3 +200,64 @@ def test_repeated_property_values_are_checked_and_stored_per_item(world):
     values = dict(UsageEvent.objects.values_list("transaction_id", "value"))
     assert values == {"s1": Decimal("2.5"), "s2": Decimal("2.5"), "s3": Decimal(7),
                       "u1": Decimal(1), "u2": Decimal(-1), "u3": Decimal(1)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_victim_batch_is_retried_and_stored_once(monkeypatch):
+    import psycopg
+
+    from apps.usage import services as usage_services
+    from apps.usage.models import UsageEvent
+
+    world = _deadlock_world()
+    real_ingest = usage_services._ingest
+    calls = {"n": 0}
+
+    def deadlock_once(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(usage_services, "_ingest", deadlock_once)
+    result = usage_services.usage_events_ingest(service=world["service"], events=world["events"])
+    assert calls["n"] == 2
+    assert [item.duplicate for item in result.items] == [False] * len(world["events"])
+    assert UsageEvent.objects.count() == len(world["events"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_other_database_errors_are_not_retried(monkeypatch):
+    import psycopg
+
+    from apps.usage import services as usage_services
+
+    world = _deadlock_world()
+    calls = {"n": 0}
+
+    def fails(**kwargs):
+        calls["n"] += 1
+        raise psycopg.errors.SerializationFailure("no")
+
+    monkeypatch.setattr(usage_services, "_ingest", fails)
+    with pytest.raises(psycopg.errors.SerializationFailure):
+        usage_services.usage_events_ingest(service=world["service"], events=world["events"])
+    assert calls["n"] == 1
+
+
+def _deadlock_world():
+    from apps.catalog.services import billable_metric_create, plan_create
+    from apps.customers.services import service_create
+    from apps.subscriptions.services import SubscriptionRequest, subscription_create
+    from apps.usage.validation import EventIn
+
+    service = service_create(code="dl", name="Deadlock").service
+    metric = billable_metric_create(service=service, values={"code": "calls", "name": "Calls", "aggregation_type": "count_agg"})
+    plan = plan_create(
+        service=service,
+        values={"code": "p", "name": "P", "interval": "monthly", "amount_cents": 0, "amount_currency": "CAD"},
+        charges=[{"billable_metric_id": str(metric.lago_id), "charge_model": "standard", "properties": {"amount": "1"}}],
+    )
+    subscription_create(service=service, request=SubscriptionRequest(external_id="s", external_customer_id="c", plan=plan))
+    events = [EventIn(transaction_id=f"t{i}", external_subscription_id="s", code="calls") for i in range(5)]
+    return {"service": service, "events": events}
