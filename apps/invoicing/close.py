@@ -540,11 +540,30 @@ def plan_customer(
     return lines
 
 
-def _late_usage_lines(customer, subscriptions, *, as_of, billed, late: dict | None = None) -> list[Line]:
+def late_per_event_values(subscriptions: list[Subscription], late: dict) -> dict:
+    """Fetch the late rows' values for the (subscription, metric) pairs a charge prices per event (percentage
+    with free events, per-transaction min/max, free total + fixed fee): one read, none if no charge needs it."""
+    from apps.usage.selectors import late_usage_values
+
+    ids: set[int] = set()  # a metric can back several charges
+    for subscription in subscriptions:
+        for charge in subscription.plan.charges.all():
+            total = late.get((subscription.pk, charge.billable_metric_id))
+            if total is not None and rating.needs_per_event_amounts(
+                charge_model=charge.charge_model, properties=charge.properties
+            ):
+                ids.update(total.event_ids)
+    return late_usage_values(event_ids=sorted(ids)) if ids else {}
+
+
+def _late_usage_lines(
+    customer, subscriptions, *, as_of, billed, late: dict | None = None, values: dict | None = None
+) -> list[Line]:
     """Return adjustment lines for usage that arrived after its period was invoiced (flagged late at ingest).
 
     Deviation from Lago (which never bills it): late usage is priced on its own with the charge's model
     and billed on the next invoice; `late_event_ids` are marked billed in the same transaction.
+    `values`: the late rows' values (`late_per_event_values`), fetched here if not given.
     """
     from apps.usage.selectors import late_usage_unbilled
 
@@ -552,6 +571,8 @@ def _late_usage_lines(customer, subscriptions, *, as_of, billed, late: dict | No
         late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
     if not late:
         return []
+    if values is None:
+        values = late_per_event_values(subscriptions, late)
     today = local_date(as_of, customer.applicable_timezone)
     lines: list[Line] = []
     for subscription in subscriptions:
@@ -574,7 +595,15 @@ def _late_usage_lines(customer, subscriptions, *, as_of, billed, late: dict | No
                 is_adjustment=True,
                 late_event_ids=tuple(ids),
             )
-            lines.extend(price_charge_line(line, units=Decimal(total.units), events_count=int(total.events_count)))
+            amounts = None
+            if rating.needs_per_event_amounts(charge_model=charge.charge_model, properties=charge.properties):
+                # Same ids as the totals (customer locked): a count mismatch would make pricing refuse.
+                amounts = values.get((subscription.pk, charge.billable_metric_id), ())
+            lines.extend(
+                price_charge_line(
+                    line, units=Decimal(total.units), events_count=int(total.events_count), per_event_amounts=amounts
+                )
+            )
     return lines
 
 
@@ -839,6 +868,7 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
         unpriced[customer.pk] = lines
     # Per-event values only for the charges priced per event, one read per window for the whole batch.
     values = per_event_values([line for lines in unpriced.values() for line in lines])
+    late_values = late_per_event_values(subscriptions, late) if late else {}
     for customer in customers:
         if customer.pk not in unpriced:
             continue
@@ -847,7 +877,9 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
             lines = price_lines(unpriced[customer.pk], fetch=fetch, values=values)
             own = {subscription.pk for subscription in subs}
             mine = {key: total for key, total in late.items() if key[0] in own} if late else {}
-            lines.extend(_late_usage_lines(customer, subs, as_of=as_of, billed=billed, late=mine))
+            lines.extend(
+                _late_usage_lines(customer, subs, as_of=as_of, billed=billed, late=mine, values=late_values)
+            )
             rates = {line.billing_on: None for line in lines}
             rates = {day: customer_tax_rates(customer, on=day) for day in rates}
         except Exception:

@@ -51,6 +51,27 @@ def late_usage_unbilled(*, subscription_ids: list[int]) -> dict[tuple[int, int],
         return out
 
 
+def late_usage_values(*, event_ids: list[int]) -> dict[tuple[int, int], tuple[Decimal, ...]]:
+    """Return the values of these unbilled late rows per (subscription_id, billable_metric_id), in time order.
+
+    Pass the `event_ids` of `late_usage_unbilled`'s totals whose charge is priced per event; one query.
+    """
+    ids = sorted({int(pk) for pk in event_ids})
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT subscription_id, billable_metric_id, array_agg(value ORDER BY timestamp, id)
+              FROM usage_usageevent
+             WHERE id = ANY(%s) AND is_late AND late_billed_at IS NULL
+             GROUP BY subscription_id, billable_metric_id
+            """,
+            [ids],
+        )
+        return {(sub, metric): tuple(values) for sub, metric, values in cursor.fetchall()}
+
+
 @dataclass(frozen=True)
 class DailyUsage:
     day: date  # UTC day
