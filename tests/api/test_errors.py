@@ -92,7 +92,7 @@ def metric_id(cloud):
         ({"amount_cents": 10.5}, "amount_cents"),
         ({"amount_cents": "ten"}, "amount_cents"),
         ({"interval": "daily"}, "interval"),
-        ({"amount_currency": "XXX"}, "amount_currency"),
+        ({"amount_currency": "ZZZ"}, "amount_currency"),
     ],
 )
 def test_invalid_plan_is_422(cloud, overrides, field):
