@@ -27,8 +27,8 @@ from django.db import connection, transaction
 from django.db.models import Max, Q, prefetch_related_objects
 from django.utils import timezone
 
-from apps.catalog.models import Charge
-from apps.customers.models import Customer
+from apps.catalog.models import Charge, Plan
+from apps.customers.models import Customer, Service
 from apps.subscriptions.models import Subscription
 
 from . import rating
@@ -607,38 +607,118 @@ def _late_usage_lines(
     return lines
 
 
+# Columns planning never reads: not loaded (no parsing of 5 datetimes and a UUID per row). Touching one later
+# costs a query, not a wrong answer.
+_UNPLANNED_COLUMNS = ("lago_id", "created_at", "updated_at", "name", "ending_at", "canceled_at", "usage_billed_until")
+
+
 def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Subscription]:
-    """Load the close's subscriptions for many customers, sharing one instance (and its charges) per plan."""
-    subscriptions = list(
-        Subscription.objects.filter(customer_id__in=customer_ids)
-        .filter(
-            Q(status=Subscription.Status.ACTIVE)
-            | Q(status=Subscription.Status.TERMINATED, terminated_at__gte=as_of - TERMINATED_LOOKBACK)
-        )
-        .select_related("plan", "service", "customer", "next_subscription__plan")
-        .order_by("pk")
+    """Load the close's subscriptions for many customers: one instance per plan (with its charges and metrics),
+    per service and per customer, and each row's successor (`next_subscription`, or None) for upgrades."""
+    wanted = Q(status=Subscription.Status.ACTIVE) | Q(
+        status=Subscription.Status.TERMINATED, terminated_at__gte=as_of - TERMINATED_LOOKBACK
     )
-    plans = {}
-    for subscription in subscriptions:
-        subscription.plan = plans.setdefault(subscription.plan_id, subscription.plan)
+    subscriptions = list(
+        Subscription.objects.filter(customer_id__in=customer_ids).filter(wanted).defer(*_UNPLANNED_COLUMNS).order_by("pk")
+    )
+    if not subscriptions:
+        return []
+    successors = {
+        successor.previous_subscription_id: successor
+        for successor in Subscription.objects.filter(
+            previous_subscription_id__in=[subscription.pk for subscription in subscriptions]
+        ).defer(*_UNPLANNED_COLUMNS)
+    }
+    plan_ids = {subscription.plan_id for subscription in subscriptions}
+    plan_ids.update(successor.plan_id for successor in successors.values())
+    plans = Plan.objects.in_bulk(plan_ids)
     prefetch_related_objects(list(plans.values()), "charges__billable_metric")
+    services = Service.objects.in_bulk({subscription.service_id for subscription in subscriptions})
+    customers = Customer.objects.in_bulk({subscription.customer_id for subscription in subscriptions})
+    next_cache = Subscription.next_subscription.related
+    for subscription in subscriptions:
+        subscription.plan = plans[subscription.plan_id]
+        subscription.service = services[subscription.service_id]
+        subscription.customer = customers[subscription.customer_id]
+        successor = successors.get(subscription.pk)
+        if successor is not None:
+            successor.plan = plans[successor.plan_id]
+        next_cache.set_cached_value(subscription, successor)  # None: known to have none, no query
     return subscriptions
 
 
-def close_prepass(customer_ids: list[int], *, as_of: datetime, chunk: int = 1000):
-    """Plan (unpriced, no lock) what is due, in chunks: return (customers with work, usage windows, cut-offs).
+# What planning reads from a subscription row and its successor (`subscription_lines`, `_is_upgrade`):
+# the batch re-reads this digest under its locks and reuses the prepass's rows only where it is unchanged.
+# `updated_at` covers any ORM save; the listed columns cover raw UPDATEs (usage_billed_until is not read).
+_FINGERPRINT_SQL = """
+SELECT s.id, s.customer_id,
+       md5(ROW(s.status, s.plan_id, s.service_id, s.billing_time, s.subscription_at, s.started_at,
+               s.terminated_at, s.updated_at, n.id, n.plan_id, n.started_at, n.updated_at)::text)
+  FROM subscriptions_subscription s
+  LEFT JOIN subscriptions_subscription n ON n.previous_subscription_id = s.id
+ WHERE s.customer_id = ANY(%s)
+   AND (s.status = %s OR (s.status = %s AND s.terminated_at >= %s))
+"""
 
-    Only a hint: each customer is re-planned under its lock before anything is written. A chunk that
-    fails to plan marks all its customers as having work, so their own close records the error.
+
+def _subscription_fingerprints(customer_ids: list[int], *, as_of: datetime) -> dict[int, tuple[int, str]]:
+    """Return subscription id -> (customer id, digest) for the subscriptions `_load_subscriptions` loads."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FINGERPRINT_SQL,
+            [customer_ids, Subscription.Status.ACTIVE, Subscription.Status.TERMINATED, as_of - TERMINATED_LOOKBACK],
+        )
+        return {sub_id: (customer_id, digest) for sub_id, customer_id, digest in cursor.fetchall()}
+
+
+@dataclass
+class Loaded:
+    """Subscriptions the prepass loaded (plans and charges shared), with the digest read *before* loading them.
+
+    Digest first, rows second: a change between the two reads, or after them, shows as a digest that differs
+    under the batch's locks, and that customer is reloaded.
+    """
+
+    by_customer: dict[int, list[Subscription]] = field(default_factory=dict)
+    fingerprints: dict[int, tuple[int, str]] = field(default_factory=dict)
+
+    def reusable(self, customer_ids: list[int], *, as_of: datetime) -> tuple[dict[int, list[Subscription]], list[int]]:
+        """Return (subscriptions per customer still as loaded, customers to reload), read under their locks."""
+        current = _subscription_fingerprints(customer_ids, as_of=as_of)
+        now: dict[int, set] = defaultdict(set)
+        for sub_id, (customer_id, digest) in current.items():
+            now[customer_id].add((sub_id, digest))
+        then: dict[int, set] = defaultdict(set)
+        for customer_id in customer_ids:
+            for subscription in self.by_customer.get(customer_id, ()):
+                then[customer_id].add((subscription.pk, self.fingerprints.get(subscription.pk, (0, ""))[1]))
+        kept, stale = {}, []
+        for customer_id in customer_ids:
+            if customer_id in self.by_customer and now[customer_id] == then[customer_id]:
+                kept[customer_id] = self.by_customer[customer_id]
+            else:
+                stale.append(customer_id)
+        return kept, stale
+
+
+def close_prepass(customer_ids: list[int], *, as_of: datetime, chunk: int = 1000):
+    """Plan (unpriced, no lock) what is due, in chunks: return (customers with work, usage windows, cut-offs,
+    the subscriptions loaded).
+
+    Only a hint: each customer is re-planned under its lock before anything is written, from the rows loaded
+    here when their digest is unchanged (`Loaded`). A chunk that fails to plan marks all its customers as
+    having work, so their own close records the error.
     """
     from apps.usage.selectors import late_usage_unbilled
 
     due: set[int] = set()
     windows: dict[Window, set[int]] = {}
     cutoffs: dict[int, datetime] = {}
+    loaded = Loaded()
     for index in range(0, len(customer_ids), chunk):
         ids = customer_ids[index : index + chunk]
         try:
+            fingerprints = _subscription_fingerprints(ids, as_of=as_of)
             subscriptions = _load_subscriptions(ids, as_of=as_of)
             starts = _scan_starts(subscriptions)
             billed = _billed_keys(subscriptions)
@@ -654,10 +734,14 @@ def close_prepass(customer_ids: list[int], *, as_of: datetime, chunk: int = 1000
                         windows.setdefault(line.window, set()).add(subscription.pk)
                         if line.window.end > cutoffs.get(subscription.pk, line.window.end - timedelta(1)):
                             cutoffs[subscription.pk] = line.window.end
+            loaded.fingerprints.update(fingerprints)
+            for subscription in subscriptions:
+                if subscription.customer_id in due:
+                    loaded.by_customer.setdefault(subscription.customer_id, []).append(subscription)
         except Exception:
             logger.exception("close prepass failed for customers %s..%s", ids[0], ids[-1])
             due.update(ids)
-    return due, windows, cutoffs
+    return due, windows, cutoffs, loaded
 
 
 def usage_cutoffs_advance(cutoffs: dict[int, datetime]) -> int:
@@ -834,16 +918,24 @@ class BatchResult:
     left: list[int] = field(default_factory=list)  # locked elsewhere or failed to plan: close one by one
 
 
-def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetcher):
+def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetcher, loaded: Loaded | None = None):
     """Plan and price every locked customer of a batch from set-based reads; return (plans, left).
 
     plans: customer id -> (lines, tax rates per billing day). A customer whose plan or taxes fail
     is left out (nothing is written for it yet) and goes to the one-by-one path, which records it.
+    `loaded`: the prepass's rows, reused for customers whose subscriptions are unchanged (others reloaded).
     """
     from apps.usage.selectors import late_usage_unbilled
 
     by_id = {customer.pk: customer for customer in customers}
-    subscriptions = _load_subscriptions(list(by_id), as_of=as_of)
+    if loaded is None:
+        subscriptions = _load_subscriptions(list(by_id), as_of=as_of)
+    else:
+        kept, stale = loaded.reusable(list(by_id), as_of=as_of)
+        subscriptions = [subscription for mine in kept.values() for subscription in mine]
+        if stale:
+            subscriptions.extend(_load_subscriptions(stale, as_of=as_of))
+        subscriptions.sort(key=lambda subscription: subscription.pk)
     by_customer: dict[int, list[Subscription]] = defaultdict(list)
     for subscription in subscriptions:
         subscription.customer = by_id[subscription.customer_id]  # share the locked row
@@ -964,23 +1056,31 @@ def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
         field.attname: field.default if field.has_default() and callable(field.default) else field.get_default()
         for field in fields
     }
+    relation_names = {field.attname for field in relations}
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    # Per column, decided once: most values go to COPY as they are, and only the columns that need it
+    # (timestamps, JSON, relations given as instances, callable defaults) are converted per row.
+    special = [
+        (index, name) for index, name in enumerate(attnames)
+        if name in stamped or name in jsons or name in relation_names or callable(defaults[name])
+    ]
 
-    def value_of(row: dict, name: str) -> Any:
-        if name in stamped:
-            return now
-        if name in row:
-            value = row[name]
-        else:
-            value = defaults[name]
-            value = value() if callable(value) else value
-        if isinstance(value, Model):
-            if value.pk is None:
-                raise ValueError(f"{model.__name__}.{name}: related object not saved")
-            value = value.pk
-        if name in jsons and value is not None:
-            value = Jsonb(value)
-        return value
+    def fix(values: list, row: dict) -> list:
+        for index, name in special:
+            if name in stamped:
+                values[index] = now
+                continue
+            value = values[index]
+            if name not in row and callable(defaults[name]):
+                value = defaults[name]()
+            if isinstance(value, Model):
+                if value.pk is None:
+                    raise ValueError(f"{model.__name__}.{name}: related object not saved")
+                value = value.pk
+            if name in jsons and value is not None:
+                value = Jsonb(value)
+            values[index] = value
+        return values
 
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
@@ -993,7 +1093,7 @@ def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
                         if values[field.attname] is None and field.is_cached(row):
                             values[field.attname] = field.get_cached_value(row)
                     row = values
-                copy.write_row([value_of(row, name) for name in attnames])
+                copy.write_row(fix([row[name] if name in row else defaults[name] for name in attnames], row))
 
 
 def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Line], dict]], *, as_of: datetime):
@@ -1105,7 +1205,9 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
     return touched, fee_counts
 
 
-def close_batch(*, customer_ids: list[int], as_of: datetime, fetch: UsageFetcher = _usage_totals) -> BatchResult:
+def close_batch(
+    *, customer_ids: list[int], as_of: datetime, fetch: UsageFetcher = _usage_totals, loaded: Loaded | None = None
+) -> BatchResult:
     """Bill many customers in one transaction; return who was billed and who is left for one-by-one.
 
     Locks the customers with `FOR UPDATE SKIP LOCKED` in id order (a customer another worker holds is
@@ -1121,7 +1223,7 @@ def close_batch(*, customer_ids: list[int], as_of: datetime, fetch: UsageFetcher
         )
         locked = {customer.pk: customer for customer in customers}
         result.left = [customer_id for customer_id in customer_ids if customer_id not in locked]
-        plans, failed = _plan_batch(customers, as_of=as_of, fetch=fetch)
+        plans, failed = _plan_batch(customers, as_of=as_of, fetch=fetch, loaded=loaded)
         result.left.extend(failed)
         if not plans:
             return result
@@ -1134,7 +1236,7 @@ def close_batch(*, customer_ids: list[int], as_of: datetime, fetch: UsageFetcher
             if invoice.grace_until is not None and invoice.grace_until <= as_of
         ]
         # Numbers follow the one-by-one order: customers by id, each customer's invoices in write order.
-        invoices_finalize(invoice_ids=[invoice.pk for invoice in due], now=as_of)
+        invoices_finalize(held=due, now=as_of)
         finalized = {invoice.pk for invoice in due}
         invoices_drafted_record([invoice for mine in touched.values() for invoice in mine if invoice.pk not in finalized])
         result.billed = {customer_id: (len(touched[customer_id]), fee_counts[customer_id]) for customer_id in touched}
@@ -1167,7 +1269,7 @@ def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage
     outcomes: list[CloseRunCustomer] = []
     customer_ids = customers_to_close(as_of=as_of)
     run.customers_count = len(customer_ids)
-    due, windows, cutoffs = close_prepass(customer_ids, as_of=as_of)
+    due, windows, cutoffs, loaded = close_prepass(customer_ids, as_of=as_of)
     if fetch is _usage_totals:
         from apps.usage.services import usage_ingest_fence
 
@@ -1194,7 +1296,7 @@ def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage
         one_by_one = chunk
         if len(chunk) >= smallest:
             try:
-                result = close_batch(customer_ids=chunk, as_of=as_of, fetch=fetch)
+                result = close_batch(customer_ids=chunk, as_of=as_of, fetch=fetch, loaded=loaded)
             except Exception:  # rolled back as a whole: each customer again on its own, errors recorded there
                 logger.exception("close batch failed for customers %s..%s", chunk[0], chunk[-1])
             else:

@@ -145,7 +145,9 @@ def invoices_webhook_record(*, invoices: list[Invoice], event_type: str) -> None
             invoice_webhook_record(invoice=invoice, event_type=event_type)
 
 
-def invoices_finalize(*, invoice_ids: list[int], now: datetime | None = None) -> list[Invoice]:
+def invoices_finalize(
+    *, invoice_ids: list[int] | None = None, now: datetime | None = None, held: list[Invoice] | None = None
+) -> list[Invoice]:
     """Number and freeze draft invoices; return them in the order of `invoice_ids`. Idempotent per invoice.
 
     Locks the invoices (and their customers) in id order; invoices already finalized are returned
@@ -154,9 +156,20 @@ def invoices_finalize(*, invoice_ids: list[int], now: datetime | None = None) ->
     `NumberSequence` row lock per series held by this transaction: a rollback returns them, so numbers
     stay gapless. Sets `usage_billed_until` and writes the follow-up rows in this transaction:
     webhook `invoice.created`, ledger postings (apps.ledger), payment collection (apps.payments).
-    The period close finalizes a whole batch of customers' invoices with one call.
+    The period close finalizes a whole batch of customers' invoices with one call, passing them as `held`:
+    drafts its transaction created or locked, with their locked customer, so they are not read again.
     """
-    ids = list(dict.fromkeys(invoice_ids))
+    if held is not None:
+        if invoice_ids is not None:
+            raise TypeError("pass invoice_ids or held, not both")
+        drafts = list({invoice.pk: invoice for invoice in held}.values())
+        if any(invoice.status != Invoice.Status.DRAFT for invoice in drafts):
+            raise NotAllowed("held invoices must be drafts", code="invoice_not_draft")
+        if drafts:
+            with transaction.atomic():
+                _drafts_finalize(drafts, now=now or timezone.now())
+        return drafts
+    ids = list(dict.fromkeys(invoice_ids or []))
     if not ids:
         return []
     with transaction.atomic():

@@ -217,3 +217,37 @@ def test_batch_skips_a_customer_locked_by_another_worker(billing, settings):
     run = periods_close(as_of=at(2026, 4, 1, 2, 0))
     assert run.invoices_count == 2 and set(run.outcomes.values_list("customer_id", flat=True)) == {ids[3]}
     test_close_concurrency._assert_one_clean_run()
+
+
+@pytest.mark.parametrize("change", ["terminated", "plan swapped by raw SQL"])
+def test_batch_replans_a_subscription_changed_after_the_prepass(billing, settings, monkeypatch, change):
+    """The batch reuses the prepass's rows only if their digest is unchanged under its locks: a change made
+    in between (an ORM save, or a raw UPDATE that leaves updated_at alone) is billed as it is at lock time."""
+    from apps.invoicing import close as close_module
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    full, cheaper = billing.plan("full", amount_cents=3100), billing.plan("cheaper", amount_cents=310)
+    subs = []
+    for index in range(3):
+        billing.customer(f"c{index}")
+        subs.append(billing.subscribe(f"s{index}", full, customer=f"c{index}", when=at(2026, 3, 1, 0, 0)))
+    real_prepass = close_module.close_prepass
+
+    def prepass_then_change(*args, **kwargs):
+        result = real_prepass(*args, **kwargs)
+        if change == "terminated":
+            billing.terminate(subs[1], when=at(2026, 3, 10, 15, 0))
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute("UPDATE subscriptions_subscription SET plan_id = %s WHERE id = %s", [cheaper.pk, subs[1].pk])
+        return result
+
+    monkeypatch.setattr(close_module, "close_prepass", prepass_then_change)
+    run = periods_close(as_of=at(2026, 4, 1, 2, 0))
+
+    assert run.invoices_count == 3 and run.failures_count == 0
+    totals = {invoice.customer.external_id.rsplit(":", 1)[-1]: invoice.fees_amount_cents
+              for invoice in Invoice.objects.select_related("customer")}
+    # terminated on March 10 (counted): 10 of 31 days of 31.00; swapped: the whole month at 3.10
+    assert totals == {"c0": 3100, "c1": 1000 if change == "terminated" else 310, "c2": 3100}
+    assert periods_close(as_of=at(2026, 4, 1, 2, 0)).invoices_count == 0
