@@ -7,11 +7,16 @@
 
 Steps: (1) create/migrate the bench database, (2) one service, 5 metrics, 10,000 subscriptions,
 (3) pre-fill the usage table to --prefill rows with set-based SQL (generate_series; indexes are
-dropped and rebuilt around the load), (4) start gunicorn (bench/gunicorn.conf.py), CHECKPOINT and
---warmup-batches of untimed load, (5) bounded client: --clients processes,
-each with one keep-alive connection, POST /api/v1/events/batch with 1,000 events (90% new, 10%
-re-sent from earlier batches) for --seconds, (6) raw limit: the same rows COPY-ed straight into
-the same table, 1,000 rows per transaction, as many connections as gunicorn workers.
+dropped and rebuilt around the load), (4) start gunicorn (bench/gunicorn.conf.py), VACUUM (ANALYZE)
+the usage tables, CHECKPOINT and --warmup-batches of untimed load, then --slices (default 4) rounds
+of (5) and (6):
+(5) end to end: bounded client, --clients processes, each with one keep-alive connection,
+POST /api/v1/events/batch with 1,000 events (90% new, 10% re-sent from earlier batches) for
+--seconds / --slices; (6) raw limit: the rows that slice offered COPY-ed straight into the same
+table, 1,000 rows per transaction, as many connections as gunicorn workers.
+Each figure is its slices' records over their seconds (20 s of HTTP in all by default). Alternating
+A/B/A/B lets both phases see the same checkpoint cycle, cache state, table size and background
+load; with one HTTP phase followed by one COPY phase, the COPY figure alone moved ±13% between runs.
 Every loop is bounded by count and time; all traffic stays on 127.0.0.1.
 """
 from __future__ import annotations
@@ -268,7 +273,14 @@ def _client(port: int, raw_key: str, bodies: list[bytes], deadline: float, queue
     queue.put((sent, errors, latencies, index, time.process_time()))
 
 
-def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
+def run_http_and_copy(ctx: dict, args, batches: list[list[dict]]) -> tuple[dict, dict]:
+    """Time end to end (HTTP) and raw COPY in --slices alternating slices: HTTP, COPY, HTTP, COPY…
+
+    Each HTTP slice lasts --seconds / --slices; the COPY slice after it loads the rows that slice
+    offered. Both figures are sums over their slices (records / seconds), so checkpoint timing,
+    cache state, table growth and other load on the machine drift through both phases alike,
+    instead of the COPY phase always running last on a table the HTTP phase has just grown.
+    """
     import msgspec
 
     bodies = [msgspec.json.encode({"events": b}) for b in batches]
@@ -281,6 +293,11 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
          "--threads", str(args.threads), "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
     )
+    offered = batches[args.workers:]
+    slices: list[dict] = []
+    latencies: list[float] = []
+    sent_ids: set[str] = set()
+    copies: list[dict] = []
     try:
         for _ in range(100):  # wait up to 20 s for the port
             try:
@@ -298,45 +315,66 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         _client(port, ctx["raw_key"], warm, time.monotonic() + 30, q)
         q.get()
         bodies = bodies[args.workers:]
+        vacuum_s = _vacuum(ctx)
         warmup_batches = _warm_up(ctx, args, port, q)
         rows_before = count_rows(ctx)
-        wal_before, checkpoints_before = _wal_lsn(ctx), _checkpoints(ctx)
+        maintenance_before = _autovacuum_runs(ctx)
         workers = _worker_pids(server.pid)
         busy_idle_check = _machine_busy()
         time.sleep(3)  # how busy the machine is without us: other people's work skews every figure
         busy_without_us = (_machine_busy() - busy_idle_check) / (3 * os.cpu_count())
-        cpu_before = (_cpu_seconds(workers), _all_cpu_seconds())
-        busy_before = _machine_busy()
-        shares = [bodies[i::args.clients] for i in range(args.clients)]
-        start = time.monotonic()
-        deadline = start + args.seconds
-        procs = [mp.Process(target=_client, args=(port, ctx["raw_key"], share, deadline, q, i)) for i, share in enumerate(shares)]
-        for p in procs:
-            p.start()
-        results = [q.get(timeout=args.seconds + 120) for _ in procs]
-        results.sort(key=lambda r: r[3])
-        elapsed = time.monotonic() - start
-        backends = _postgres_pids(ctx)  # after the run: every worker has connected by now
-        cpu_after = (_cpu_seconds(workers), sum(_cpu_seconds([pid]) - cpu_before[1].get(pid, 0.0) for pid in backends))
-        busy = _machine_busy() - busy_before
-        wal_bytes = _wal_lsn(ctx) - wal_before
-        checkpoints = _checkpoints(ctx) - checkpoints_before
-        for p in procs:
-            p.join(timeout=10)
+        remaining = list(range(len(bodies)))  # batches not sent yet, in order
+        for _ in range(args.slices):
+            wal_before, checkpoints_before = _wal_lsn(ctx), _checkpoints(ctx)
+            cpu_before = (_cpu_seconds(workers), _all_cpu_seconds())
+            busy_before = _machine_busy()
+            shares = [remaining[i::args.clients] for i in range(args.clients)]
+            start = time.monotonic()
+            deadline = start + args.seconds / args.slices
+            procs = [mp.Process(target=_client, args=(port, ctx["raw_key"], [bodies[j] for j in share], deadline, q, i))
+                     for i, share in enumerate(shares)]
+            for p in procs:
+                p.start()
+            results = [q.get(timeout=args.seconds + 120) for _ in procs]
+            results.sort(key=lambda r: r[3])
+            elapsed = time.monotonic() - start
+            backends = _postgres_pids(ctx)  # after the slice: every worker has connected by now
+            cpu_g = _cpu_seconds(workers) - cpu_before[0]
+            cpu_pg = sum(_cpu_seconds([pid]) - cpu_before[1].get(pid, 0.0) for pid in backends)
+            busy = _machine_busy() - busy_before
+            wal_bytes = _wal_lsn(ctx) - wal_before
+            checkpoints = _checkpoints(ctx) - checkpoints_before
+            for p in procs:
+                p.join(timeout=10)
+            tried = [j for share, r in zip(shares, results) for j in share[:r[0] + r[1]]]
+            ok = sorted(j for share, r in zip(shares, results) for j in share[:r[0]])
+            sent_ids.update(e["transaction_id"] for j in tried for e in offered[j])
+            done = set(tried)
+            remaining = [j for j in remaining if j not in done]
+            latencies += [x for r in results for x in r[2]]
+            slices.append({"requests": sum(r[0] for r in results), "errors": sum(r[1] for r in results),
+                           "seconds": elapsed, "gunicorn": cpu_g, "postgres": cpu_pg, "busy": busy,
+                           "clients": sum(r[4] for r in results), "wal": wal_bytes, "checkpoints": checkpoints})
+            copies.append(run_copy(ctx, args, [offered[j] for j in ok], len(ok)))  # the rows this slice offered
+            log(f"slice {len(slices)}: end to end {slices[-1]['requests'] * args.batch / elapsed:,.0f} records/s, "
+                f"raw COPY {copies[-1]['rows_per_s']:,} rows/s")
+        maintenance = _autovacuum_runs(ctx) - maintenance_before
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    sent = sum(r[0] for r in results)
-    # Idempotency check: new rows must equal the distinct ids among the batches actually sent.
-    event_shares = [batches[args.workers:][i::args.clients] for i in range(args.clients)]
+    copy_rows = sum(c["rows"] for c in copies)
+    # Idempotency check: new rows (less the COPY slices' own) must equal the distinct ids among the
+    # batches actually sent (warm-up batches use ids of their own).
     warm_ids = {e["transaction_id"] for b in batches[:args.workers] for e in b}  # stored before the clock started
-    sent_ids = {e["transaction_id"] for share, r in zip(event_shares, results) for b in share[:r[0] + r[1]] for e in b}
     expected = len(sent_ids - warm_ids)
-    latencies = sorted(x for r in results for x in r[2])
-    inserted = count_rows(ctx) - rows_before
-    return {
+    latencies.sort()
+    inserted = count_rows(ctx) - rows_before - copy_rows
+    sent = sum(x["requests"] for x in slices)
+    elapsed = sum(x["seconds"] for x in slices)
+    copy_seconds = sum(c["seconds"] for c in copies)
+    http_result = {
         "requests": sent,
-        "http_errors": sum(r[1] for r in results),
+        "http_errors": sum(x["errors"] for x in slices),
         "records": sent * args.batch,
         "seconds": round(elapsed, 2),
         "records_per_s": round(sent * args.batch / elapsed),
@@ -348,13 +386,46 @@ def run_http(ctx: dict, args, batches: list[list[dict]]) -> dict:
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
         "warm_batches": args.workers,
         "warmup_batches": warmup_batches,
-        "wal_bytes_per_new_row": round(wal_bytes / max(inserted, 1)),
-        "checkpoints": checkpoints,
+        "wal_bytes_per_new_row": round(sum(x["wal"] for x in slices) / max(inserted, 1)),
+        "checkpoints": sum(x["checkpoints"] for x in slices),
         "machine_busy_before_start": round(busy_without_us, 2),
-        "cpu_s": {"gunicorn": round(cpu_after[0] - cpu_before[0], 1), "postgres": round(cpu_after[1], 1),
-                  "clients": round(sum(r[4] for r in results), 1),
-                  "machine_busy": round(busy, 1), "machine_capacity": round(elapsed * os.cpu_count(), 1)},
+        "vacuum_before_s": round(vacuum_s, 1),
+        "autovacuum_runs_during": maintenance,  # autovacuum + autoanalyze passes on usage_* tables, both phases
+        "cpu_s": {"gunicorn": round(sum(x["gunicorn"] for x in slices), 1),
+                  "postgres": round(sum(x["postgres"] for x in slices), 1),
+                  "clients": round(sum(x["clients"] for x in slices), 1),
+                  "machine_busy": round(sum(x["busy"] for x in slices), 1),
+                  "machine_capacity": round(elapsed * os.cpu_count(), 1)},
+        "slices": [round(x["requests"] * args.batch / x["seconds"]) for x in slices],
     }
+    copy_result = {
+        "rows": copy_rows, "seconds": round(copy_seconds, 2), "rows_per_s": round(copy_rows / copy_seconds),
+        "connections": args.workers,
+        "wal_bytes_per_row": round(sum(c["wal_bytes_per_row"] * c["rows"] for c in copies) / max(copy_rows, 1)),
+        "checkpoints": sum(c["checkpoints"] for c in copies),
+        "slices": [c["rows_per_s"] for c in copies],
+    }
+    return http_result, copy_result
+
+
+def _vacuum(ctx: dict) -> float:
+    """VACUUM (ANALYZE) the usage tables before the warm-up; return how long it took (untimed).
+
+    Each run adds ~15% to the event table, and autovacuum's insert threshold is 20% of it, so a
+    ~20 s autovacuum pass (and an autoanalyze) fell due every run or two and landed somewhere in
+    the timed window, slowing whichever slices it overlapped (pg_stat_user_tables: 3 autovacuums,
+    60 s in all, over 4 runs); the rollup the previous run's period close updated was due too.
+    Done here, nothing is due during the window; the window's count of autovacuum and autoanalyze
+    passes is reported, so a run where one still fell is visible.
+    """
+    t0 = time.monotonic()
+    psql(ctx["db_url"], "VACUUM (ANALYZE) usage_usageevent, usage_usagedaily")
+    return time.monotonic() - t0
+
+
+def _autovacuum_runs(ctx: dict) -> int:
+    return int(psql(ctx["db_url"], "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) "
+                                   "FROM pg_stat_user_tables WHERE relname LIKE 'usage\\_%'"))
 
 
 def _warm_up(ctx: dict, args, port: int, q) -> int:
@@ -565,7 +636,9 @@ def main() -> None:
     parser.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
     parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
     parser.add_argument("--clients", type=int, default=0, help="client processes (default: 2 x workers)")
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=20.0, help="HTTP load in all, over --slices")
+    parser.add_argument("--slices", type=int, default=4,
+                        help="alternate HTTP and COPY this many times (A/B/A/B…); figures are sums over slices")
     parser.add_argument("--warmup-batches", type=int, default=400,
                         help="CHECKPOINT, then this many untimed batches before measuring (0: none)")
     parser.add_argument("--batch", type=int, default=1000)
@@ -606,9 +679,8 @@ def run(args, validate: dict) -> None:
         return
     log(f"table holds {table_rows:,} rows; generating {args.max_batches} batches…")
     batches = make_batches(ctx, args.max_batches, args.batch, args.duplicates)
-    http_result = run_http(ctx, args, batches)
+    http_result, copy_result = run_http_and_copy(ctx, args, batches)
     log("end to end:", http_result)
-    copy_result = run_copy(ctx, args, batches[args.workers:], http_result["requests"])
     log("raw COPY:", copy_result)
     close_result = run_close(ctx)
     log("period close:", close_result)
@@ -618,6 +690,7 @@ def run(args, validate: dict) -> None:
         "clients": args.clients,
         "batch": args.batch,
         "duplicate_share": args.duplicates,
+        "slices": args.slices,
         "end_to_end": http_result,
         "raw_copy": copy_result,
         "ratio": round(http_result["records_per_s"] / copy_result["rows_per_s"], 3),

@@ -1,9 +1,9 @@
 """Usage writes: idempotent batch ingestion and late-usage billing marks."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -26,7 +26,6 @@ from .validation import CounterIn, EventIn
 logger = logging.getLogger(__name__)
 
 Agg = BillableMetric.Aggregation
-ONE, MINUS_ONE = Decimal(1), Decimal(-1)
 VALUE_AGGREGATIONS = frozenset({Agg.SUM, Agg.MAX, Agg.LATEST, Agg.WEIGHTED_SUM})
 # Ingest holds this advisory lock shared for its whole transaction; usage_ingest_fence takes it
 # exclusively, so it returns only once every batch that started before it has committed or failed.
@@ -99,6 +98,7 @@ def usage_ingest_fence() -> None:
 
 
 _first = itemgetter(0)
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 
 
 def _hot_cursor() -> psycopg.Cursor:
@@ -113,7 +113,12 @@ def _hot_cursor() -> psycopg.Cursor:
     return psycopg.Cursor(connection.connection)
 
 
-def _resolve_subscriptions(cursor, service: Service, external_ids: list[str]) -> dict[str, list[_Sub]]:
+def _resolve_subscriptions(cursor, service: Service, external_ids: list[str]) -> tuple[dict, dict]:
+    """Return ({external_id: sub} for ids with one active subscription, {external_id: [sub, ...]} for the rest).
+
+    The first map is the common case and needs no per-item choice: `_pick` returns a lone active
+    subscription whatever the moment.
+    """
     # One parameter instead of IN (%s × 1,000): Django's IN compiles at ~10 µs a value.
     cursor.execute(
         """
@@ -129,10 +134,21 @@ def _resolve_subscriptions(cursor, service: Service, external_ids: list[str]) ->
         [service.pk, validation.encoder.encode(external_ids).decode()],
         prepare=True,
     )
-    found: dict[str, list[_Sub]] = {}
-    for external_id, pk, lago_id, status, started, terminated, billed in cursor.fetchall():
-        found.setdefault(external_id, []).append(_Sub(pk, lago_id, status, started, terminated, billed))
-    return found
+    single: dict[str, _Sub] = {}
+    several: dict[str, list[_Sub]] = {}
+    for row in cursor.fetchall():
+        external_id = row[0]
+        sub = _new_tuple(_Sub, row[1:])  # the C constructor: _Sub(...) runs a Python-level __new__
+        other = single.pop(external_id, None)
+        if other is not None:
+            several[external_id] = [other, sub]
+        elif external_id in several:
+            several[external_id].append(sub)
+        elif sub.status == "active":
+            single[external_id] = sub
+        else:
+            several[external_id] = [sub]
+    return single, several
 
 
 @dataclass(frozen=True)
@@ -167,31 +183,49 @@ def _pick(candidates: list[_Sub], moment: int) -> _Sub | None:
     return active
 
 
-def _metric_value(metric: _MetricRow, properties: dict, quantity: object | None) -> tuple[Decimal | None, tuple | None]:
-    """Return (value, None) for one item, or (None, (field, code)): see UsageEvent.value."""
+def _metric_value(metric: _MetricRow, properties: dict, quantity: object | None) -> tuple[str | None, tuple | None]:
+    """Return (value as decimal text, None) for one item, or (None, (field, code)): see UsageEvent.value."""
     kind = metric.aggregation_type
     if quantity is not None:  # a counter: the quantity is the contribution
         if kind == Agg.UNIQUE_COUNT:
             return None, ("code", "invalid_aggregation_type")
-        value = validation.to_decimal(quantity)
-        if value is None:
-            return None, ("quantity", "value_is_invalid")
-        problem = validation.quantity_error(value)
-        return (None, ("quantity", problem)) if problem else (value, None)
+        return _number_text(quantity, "quantity")
     if kind == Agg.COUNT:
-        return ONE, None
+        return "1", None
     raw = properties.get(metric.field_name)
     if raw is None or raw == "":
         return None, ("properties", "value_is_mandatory")
     if kind == Agg.UNIQUE_COUNT:
         if isinstance(raw, (dict, list)):
             return None, ("properties", "value_is_invalid")
-        return (MINUS_ONE if properties.get("operation_type") == "remove" else ONE), None
+        return ("-1" if properties.get("operation_type") == "remove" else "1"), None
+    return _number_text(raw, "properties")
+
+
+# At most 18 integer and 12 fractional ASCII digits: fits numeric(30, 12) exactly as written, and
+# PostgreSQL reads the text to the same numeric as str(Decimal(text)) (leading zeros aside, which
+# it drops too). Anything else (spaces, exponents, a sign other than "-") takes the Decimal path,
+# and so do texts over 28 characters: quantity_error's abs() rounds to the context's 28 digits
+# (999999999999999999.999999999999 is refused there), and the answer must stay the same.
+_PLAIN_NUMBER = re.compile(r"-?[0-9]{1,18}(?:\.[0-9]{1,12})?")
+_PLAIN_NUMBER_MAX_LEN = 28
+_MAX_INT_VALUE = 10**18  # validation.MAX_ABS_VALUE as an int
+
+
+def _number_text(raw: object, field: str) -> tuple[str | None, tuple | None]:
+    """Return (decimal text, None) for a value that fits numeric(30, 12), else (None, (field, code))."""
+    kind = raw.__class__
+    if kind is int:  # never a bool: bool is a subclass, not int itself
+        if -_MAX_INT_VALUE < raw < _MAX_INT_VALUE:
+            return str(raw), None
+        return None, (field, "value_is_out_of_range")
+    if kind is str and len(raw) <= _PLAIN_NUMBER_MAX_LEN and _PLAIN_NUMBER.fullmatch(raw):
+        return raw, None
     value = validation.to_decimal(raw)
     if value is None:
-        return None, ("properties", "value_is_invalid")
+        return None, (field, "value_is_invalid")
     problem = validation.quantity_error(value)
-    return (None, ("properties", problem)) if problem else (value, None)
+    return (None, (field, problem)) if problem else (str(value), None)
 
 
 def _ingest(*, service: Service, items: list, source: int, now: datetime) -> IngestResult:
@@ -199,18 +233,24 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
     now_us = validation.epoch_us(now)
     limit_us = validation.future_limit_us(now_us)  # once per batch: settings reads are slow
     parse_ts = validation.parse_timestamp_us
+    # Whole Unix seconds in (lo_us, hi_us] pass parse_timestamp_us as they are: checked inline, the
+    # common case skips a keyword call per item. Anything else goes through parse_timestamp_us.
+    lo_us, hi_us = -validation.MAX_US, min(limit_us, validation.MAX_US - 1)
+    count_kind = Agg.COUNT.value
     with transaction.atomic(), _hot_cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [INGEST_FENCE_KEY], prepare=True)
         # Resolved after the fence lock, so usage_billed_until is at least as new as any close
         # that has not yet fenced: a row is either seen by that close or flagged late.
-        subs = _resolve_subscriptions(cursor, service, list({item.external_subscription_id for item in items}))
+        single, several = _resolve_subscriptions(
+            cursor, service, list({item.external_subscription_id for item in items})
+        )
         metrics = _resolve_metrics(cursor, service, list({item.code for item in items}))
         errors: dict[str, dict] = {}
-        rows: list[list] = []
-        stored: list[tuple] = []
-        seen: set[str] = set()
-        # (metric pk, raw property) -> (value text, problem): batches repeat values, and Decimal
-        # parsing + range checks are the costliest per-item step. Counters are not cached.
+        rows: list[tuple] = []
+        out: list[StoredItem] = []
+        first_at: dict[str, int] = {}  # key -> index in `out` of its first copy, the one stored
+        # (metric pk, raw property) -> (value text, problem): batches repeat values, and parsing
+        # + range checks are the costliest per-item step. Counters are not cached.
         values: dict[tuple, tuple] = {}
         for index, item in enumerate(items):
             problems: dict[str, list[str]] | None = None
@@ -221,7 +261,11 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
                 if moment.__class__ is not str and item.period_to is not None:
                     properties = {**properties, "period_to": item.period_to}
             else:
-                moment = parse_ts(item.timestamp, now_us=now_us, limit_us=limit_us)
+                raw_ts = item.timestamp
+                if raw_ts.__class__ is int and lo_us < raw_ts * 1_000_000 <= hi_us:
+                    moment = raw_ts * 1_000_000
+                else:
+                    moment = parse_ts(raw_ts, now_us=now_us, limit_us=limit_us)
                 field = "timestamp"
             if moment.__class__ is str:
                 problems = {field: [moment]}
@@ -230,43 +274,47 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
             value = None
             if metric is None:
                 problems = {**(problems or {}), "code": ["value_is_invalid"]}
-            elif metric.aggregation_type == Agg.COUNT and not counters:
+            elif not counters and metric.aggregation_type == count_kind:
                 value = "1"
             else:
                 raw = None if counters else properties.get(metric.field_name)
                 cache_key = (metric.pk, raw) if raw.__class__ in (str, int) and "operation_type" not in properties else None
                 cached = values.get(cache_key) if cache_key else None
                 if cached is None:
-                    number, problem = _metric_value(metric, properties, item.quantity if counters else None)
-                    cached = (None if number is None else str(number), problem)
+                    cached = _metric_value(metric, properties, item.quantity if counters else None)
                     if cache_key:
                         values[cache_key] = cached
                 value, problem = cached
                 if problem is not None:
                     problems = {**(problems or {}), problem[0]: [problem[1]]}
-            candidates = subs.get(item.external_subscription_id)
-            sub = _pick(candidates, moment) if candidates else None
+            external_id = item.external_subscription_id
+            sub = single.get(external_id)
             if sub is None:
-                problems = {**(problems or {}), "external_subscription_id": ["value_is_invalid"]}
+                candidates = several.get(external_id)
+                sub = _pick(candidates, moment) if candidates else None
+                if sub is None:
+                    problems = {**(problems or {}), "external_subscription_id": ["value_is_invalid"]}
             if problems:
                 errors[str(index)] = problems
                 continue
             key = item.idempotency_key if counters else item.transaction_id
-            late = sub.billed_until_us is not None and moment < sub.billed_until_us
-            if key not in seen:  # the first copy in a batch is the one stored
-                seen.add(key)
-                rows.append([key, sub.id, metric.pk, moment, value, properties, late])
-            stored.append((key, moment, sub.lago_id, late))
+            billed_until = sub.billed_until_us
+            late = billed_until is not None and moment < billed_until
+            if key in first_at:  # a later copy in the same batch is a duplicate
+                out.append(_new_tuple(StoredItem, (key, moment, sub.lago_id, True, late)))
+            else:
+                first_at[key] = len(out)
+                rows.append((key, sub.id, metric.pk, moment, value, properties, late))
+                out.append(_new_tuple(StoredItem, (key, moment, sub.lago_id, False, late)))
         if errors:
             raise ValidationFailed("invalid usage batch", details=errors)
         rows.sort(key=_first)  # conflict-key order: see INSERT_SQL
         cursor.execute(INSERT_SQL, [service.pk, source, validation.encoder.encode(rows).decode()], prepare=True)
         inserted = {row[0] for row in cursor.fetchall()}
-    out: list[StoredItem] = []
-    for key, moment, lago_id, late in stored:
-        first = key in inserted
-        inserted.discard(key)  # a later copy in the same batch is a duplicate
-        out.append(StoredItem(key, moment, lago_id, first is False, late))
+    if len(inserted) < len(first_at):  # first copies an earlier request had already stored
+        for key in first_at.keys() - inserted:
+            index = first_at[key]
+            out[index] = out[index]._replace(duplicate=True)
     return IngestResult(out)
 
 

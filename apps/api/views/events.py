@@ -25,8 +25,11 @@ def _ts(moment) -> str:
     return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-class EventOut(msgspec.Struct):
-    """Lago's EventOut; a Struct encodes ~3x faster than building 1,000 dicts."""
+class EventOut(msgspec.Struct, gc=False):
+    """Lago's EventOut; a Struct encodes ~3x faster than building 1,000 dicts.
+
+    gc=False: an echo never forms a reference cycle, so the collector need not track 1,000 per batch.
+    """
 
     lago_id: None  # as on Lago's ClickHouse store: events are addressed by transaction_id
     transaction_id: str
@@ -52,6 +55,22 @@ def _event_out(event: EventIn, stored: StoredItem, created_at: str, stamps: dict
     )
 
 
+def _events_out(events: list[EventIn], items: list[StoredItem], created_at: str) -> list[EventOut]:
+    """`_event_out` for a whole batch, inlined: one Python call less per event."""
+    stamps: dict[int, str] = {}
+    out = []
+    append = out.append
+    for event, (_, timestamp_us, lago_id, duplicate, _) in zip(events, items):
+        stamp = stamps.get(timestamp_us)
+        if stamp is None:
+            stamp = stamps[timestamp_us] = _ts(validation.from_epoch_us(timestamp_us))
+        append(EventOut(
+            None, event.transaction_id, None, lago_id, event.external_subscription_id, event.code,
+            stamp, event.properties or {}, event.precise_total_amount_cents, created_at, duplicate,
+        ))
+    return out
+
+
 def _json(payload: dict, status: int) -> HttpResponse:
     return HttpResponse(validation.encoder.encode(payload), status=status, content_type="application/json")
 
@@ -71,9 +90,7 @@ class EventBatchView(APIView):
     def post(self, request: Request) -> HttpResponse:
         events = validation.decode_events(request.body)
         result = usage_events_ingest(service=request.auth.service, events=events)
-        created_at = _ts(timezone.now())
-        stamps: dict = {}
-        return _json({"events": [_event_out(e, s, created_at, stamps) for e, s in zip(events, result.items)]}, 200)
+        return _json({"events": _events_out(events, result.items, _ts(timezone.now()))}, 200)
 
 
 class UsageCreateView(APIView):

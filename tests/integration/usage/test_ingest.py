@@ -202,6 +202,18 @@ def test_repeated_property_values_are_checked_and_stored_per_item(world):
                       "u1": Decimal(1), "u2": Decimal(-1), "u3": Decimal(1)}
 
 
+def test_property_values_are_stored_as_the_numbers_written(world):
+    """Plain decimal texts go to PostgreSQL as written, other forms through Decimal: the same numbers."""
+    world.subscription("sub-1")
+    written = {"lead": "007.50", "exp": "1e2", "spaced": " 2.5 ", "int": 7, "tiny": "-0.000000000001",
+               "wide": "99999999999999999.999999999", "big": 999_999_999_999_999_999}
+    usage_events_ingest(service=world.service, events=[ev(tx, gb=raw) for tx, raw in written.items()])
+    stored = dict(UsageEvent.objects.values_list("transaction_id", "value"))
+    expected = {"lead": "7.50", "exp": "100", "spaced": "2.5", "int": "7", "tiny": "-0.000000000001",
+                "wide": "99999999999999999.999999999", "big": "999999999999999999"}
+    assert stored == {tx: Decimal(text) for tx, text in expected.items()}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_deadlock_victim_batch_is_retried_and_stored_once(monkeypatch):
     import psycopg
