@@ -225,6 +225,9 @@ NEXA_ADDRESS = env_str("NEXA_ADDRESS", "100 King Street West, Toronto, ON M5X 1A
 NEXA_HST_NUMBER = env_str("NEXA_HST_NUMBER", "123456789 RT0001")
 INVOICE_NUMBER_PREFIX = env_str("INVOICE_NUMBER_PREFIX", "NEXA")
 INVOICE_GRACE_PERIOD_DAYS = env_int("INVOICE_GRACE_PERIOD_DAYS", 0, minimum=0)
+# Period close: customers per batch transaction, and threads running batches (apps/invoicing/close.py).
+INVOICE_CLOSE_BATCH_SIZE = env_int("INVOICE_CLOSE_BATCH_SIZE", 250, minimum=1)
+INVOICE_CLOSE_WORKERS = env_int("INVOICE_CLOSE_WORKERS", 2, minimum=1)
 DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "CAD")
 # Events may not be dated further in the future than this (clock skew allowance).
 USAGE_MAX_FUTURE_SECONDS = env_int("USAGE_MAX_FUTURE_SECONDS", 86400, minimum=0)

@@ -13,8 +13,11 @@ Day arithmetic is in the customer's timezone (periods.py); money via rating.py a
 """
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -33,7 +36,7 @@ from apps.subscriptions.models import Subscription
 
 from . import rating
 from .models import CloseRun, CloseRunCustomer, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
-from .periods import local_date, period_bounds_utc, period_containing, periods_between
+from .periods import local_date, local_midnight_utc, period_bounds_utc, period_containing, periods_between
 from .taxes import TaxRate, invoice_totals, line_tax_cents, taxes_for
 
 logger = logging.getLogger(__name__)
@@ -516,11 +519,41 @@ def _scan_starts(subscriptions: list[Subscription]) -> dict[int, date]:
     }
 
 
-def _billed_keys(subscriptions: list[Subscription]) -> dict[str, dict]:
-    """Return fee_key -> amount_details of every fee already billed for these subscriptions."""
+def _billed_keys(subscriptions: list[Subscription], starts: dict[int, date] | None = None) -> dict[str, dict]:
+    """Return fee_key -> amount_details of the fees already billed that planning can meet again.
+
+    With `starts` (`_scan_starts`), only the fees from the period containing a subscription's scan start on
+    (a day earlier, for any timezone), plus adjustments (no period): planning never revisits earlier periods,
+    so each close reads what the last periods billed, not the whole history.
+    """
     if not subscriptions:
         return {}
-    return dict(Fee.objects.filter(subscription__in=subscriptions).values_list("fee_key", "amount_details"))
+    ids, since = [], []
+    for subscription in subscriptions:
+        scan = (starts or {}).get(subscription.pk)
+        bound = None
+        if scan is not None:
+            tz = subscription.customer.applicable_timezone
+            anchor = local_date(subscription.subscription_at, tz)
+            period = period_containing(
+                interval=subscription.plan.interval, billing_time=subscription.billing_time,
+                anchor_date=anchor, at=max(scan, anchor),
+            )
+            bound = local_midnight_utc(period.start - timedelta(days=1), tz)
+        ids.append(subscription.pk)
+        since.append(bound)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT f.fee_key, CASE WHEN f.fee_type = %s THEN f.amount_details END
+              FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, since)
+              JOIN invoicing_fee f ON f.subscription_id = v.id
+             WHERE v.since IS NULL OR f.from_datetime IS NULL OR f.from_datetime >= v.since
+            """,
+            [Fee.FeeType.SUBSCRIPTION, ids, since],
+        )
+        # Only a base fee's details are read (its `active_to`, for upgrade credits).
+        return {key: (json.loads(details) if isinstance(details, str) else details) or {} for key, details in cursor}
 
 
 def plan_customer(
@@ -531,7 +564,7 @@ def plan_customer(
     for subscription in subscriptions:
         subscription.customer = customer  # share the locked row
     starts = _scan_starts(subscriptions)
-    billed = _billed_keys(subscriptions)
+    billed = _billed_keys(subscriptions, starts)
     lines: list[Line] = []
     for subscription in subscriptions:
         lines.extend(subscription_lines(subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk)))
@@ -721,7 +754,7 @@ def close_prepass(customer_ids: list[int], *, as_of: datetime, chunk: int = 1000
             fingerprints = _subscription_fingerprints(ids, as_of=as_of)
             subscriptions = _load_subscriptions(ids, as_of=as_of)
             starts = _scan_starts(subscriptions)
-            billed = _billed_keys(subscriptions)
+            billed = _billed_keys(subscriptions, starts)
             late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
             for subscription in subscriptions:
                 lines = subscription_lines(
@@ -910,6 +943,9 @@ def _prefetched(windows: dict[Window, set[int]]) -> UsageFetcher:
 # a chunk smaller than INVOICE_CLOSE_BATCH_MIN goes customer by customer (little to gain, finer isolation).
 CLOSE_BATCH_SIZE = 250
 CLOSE_BATCH_MIN = 20
+# Threads running batches (INVOICE_CLOSE_WORKERS): two overlap one batch's database work with the next one's
+# Python on a 2-core machine (bench/close.py).
+CLOSE_WORKERS = 2
 
 
 @dataclass
@@ -941,7 +977,7 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
         subscription.customer = by_id[subscription.customer_id]  # share the locked row
         by_customer[subscription.customer_id].append(subscription)
     starts = _scan_starts(subscriptions)
-    billed = _billed_keys(subscriptions)
+    billed = _billed_keys(subscriptions, starts)
     late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
     plans: dict[int, tuple[list[Line], dict]] = {}
     left: list[int] = []
@@ -1206,7 +1242,12 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
 
 
 def close_batch(
-    *, customer_ids: list[int], as_of: datetime, fetch: UsageFetcher = _usage_totals, loaded: Loaded | None = None
+    *,
+    customer_ids: list[int],
+    as_of: datetime,
+    fetch: UsageFetcher = _usage_totals,
+    loaded: Loaded | None = None,
+    before_numbering: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Bill many customers in one transaction; return who was billed and who is left for one-by-one.
 
@@ -1236,6 +1277,8 @@ def close_batch(
             if invoice.grace_until is not None and invoice.grace_until <= as_of
         ]
         # Numbers follow the one-by-one order: customers by id, each customer's invoices in write order.
+        if before_numbering is not None:
+            before_numbering()  # parallel close: wait for the earlier chunks to commit (_Turns)
         invoices_finalize(held=due, now=as_of)
         finalized = {invoice.pk for invoice in due}
         invoices_drafted_record([invoice for mine in touched.values() for invoice in mine if invoice.pk not in finalized])
@@ -1257,16 +1300,103 @@ def customers_to_close(*, as_of: datetime) -> list[int]:
     )
 
 
+class _Turns:
+    """Chunks take invoice numbers in chunk order: chunk k numbers only once chunks 0..k-1 are done.
+
+    With several threads, chunk k plans and writes while chunk k-1 finishes, then waits here (holding only
+    its own customers' locks, which no earlier chunk needs) before taking numbers; so numbers follow customer
+    order as in a sequential run, and the numbering row lock is never waited on in a cycle.
+    """
+
+    def __init__(self) -> None:
+        self._done: set[int] = set()
+        self._next = 0
+        self._changed = threading.Condition()
+
+    def wait(self, chunk: int) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._next >= chunk)
+
+    def done(self, chunk: int) -> None:
+        with self._changed:
+            self._done.add(chunk)
+            while self._next in self._done:
+                self._next += 1
+            self._changed.notify_all()
+
+
+@dataclass
+class _ChunkOutcome:
+    billed: list[tuple[int, int, int]] = field(default_factory=list)  # (customer id, invoices, fees)
+    failed: list[tuple[int, str, str]] = field(default_factory=list)  # (customer id, error, traceback)
+
+
+def _close_chunk(
+    chunk: list[int], *, as_of: datetime, fetch: UsageFetcher, loaded: Loaded | None, smallest: int,
+    before_numbering: Callable[[], None] | None = None,
+) -> _ChunkOutcome:
+    """Bill one chunk of customers: one batch, then one by one for those it left or could not write."""
+    outcome = _ChunkOutcome()
+    one_by_one = chunk
+    if len(chunk) >= smallest:
+        try:
+            result = close_batch(
+                customer_ids=chunk, as_of=as_of, fetch=fetch, loaded=loaded, before_numbering=before_numbering
+            )
+        except Exception:  # rolled back as a whole: each customer again on its own, errors recorded there
+            logger.exception("close batch failed for customers %s..%s", chunk[0], chunk[-1])
+        else:
+            outcome.billed.extend((customer_id, *counts) for customer_id, counts in result.billed.items())
+            one_by_one = result.left
+    if one_by_one and before_numbering is not None:
+        before_numbering()
+    for customer_id in one_by_one:
+        try:
+            invoices, fees = close_customer(customer_id=customer_id, as_of=as_of, fetch=fetch)
+        except Exception as exc:  # task boundary per customer: record and go on
+            logger.exception("close failed for customer %s", customer_id)
+            outcome.failed.append((customer_id, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            continue
+        outcome.billed.append((customer_id, invoices, fees))
+    return outcome
+
+
+def _close_chunks_in_threads(chunks: list[list[int]], workers: int, **kwargs) -> list[_ChunkOutcome]:
+    """Run `_close_chunk` over `chunks` on `workers` threads, each on its own database connection.
+
+    One chunk's PostgreSQL work (COPY, commit) overlaps another's Python work (planning, pricing);
+    psycopg releases the GIL while it waits. Numbers still follow chunk order (`_Turns`).
+    """
+    turns = _Turns()
+
+    def run(index: int) -> _ChunkOutcome:
+        try:
+            return _close_chunk(chunks[index], before_numbering=lambda: turns.wait(index), **kwargs)
+        finally:
+            turns.done(index)
+            connection.close()  # this thread's connection; the pool's threads end with the run
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="close") as pool:
+        futures = [pool.submit(run, index) for index in range(len(chunks))]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage_totals) -> CloseRun:
     """Bill every subscription period ended at `as_of` (default now), in batches of customers.
 
     Each batch is one transaction (`close_batch`); customers it could not lock or plan, and every
     customer of a batch that failed to write, are then closed one by one (`close_customer`). A failing
     customer is recorded on the run (admin) and the others go on; the next run retries it.
+    Batches run on INVOICE_CLOSE_WORKERS threads (default 2) unless the caller holds a transaction open
+    (the threads' connections could not see its rows): then one after the other.
     """
     as_of = as_of or timezone.now()
     run = CloseRun.objects.create(as_of=as_of)
-    outcomes: list[CloseRunCustomer] = []
     customer_ids = customers_to_close(as_of=as_of)
     run.customers_count = len(customer_ids)
     due, windows, cutoffs, loaded = close_prepass(customer_ids, as_of=as_of)
@@ -1279,44 +1409,34 @@ def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage
     customer_ids = [customer_id for customer_id in customer_ids if customer_id in due]
     size = max(1, int(getattr(settings, "INVOICE_CLOSE_BATCH_SIZE", CLOSE_BATCH_SIZE)))
     smallest = int(getattr(settings, "INVOICE_CLOSE_BATCH_MIN", CLOSE_BATCH_MIN))
+    workers = max(1, int(getattr(settings, "INVOICE_CLOSE_WORKERS", CLOSE_WORKERS)))
+    chunks = [customer_ids[index : index + size] for index in range(0, len(customer_ids), size)]
+    options = {"as_of": as_of, "fetch": fetch, "loaded": loaded, "smallest": smallest}
+    if workers > 1 and len(chunks) > 1 and not connection.in_atomic_block:
+        results = _close_chunks_in_threads(chunks, workers, **options)
+    else:
+        results = [_close_chunk(chunk, **options) for chunk in chunks]
 
-    def billed(customer_id: int, invoices: int, fees: int) -> None:
-        if invoices:
-            run.invoices_count += invoices
-            run.fees_count += fees
-            outcomes.append(
-                CloseRunCustomer(
-                    run=run, customer_id=customer_id, outcome=CloseRunCustomer.Outcome.BILLED,
-                    invoices_count=invoices, fees_count=fees,
-                )
-            )
-
-    for index in range(0, len(customer_ids), size):
-        chunk = customer_ids[index : index + size]
-        one_by_one = chunk
-        if len(chunk) >= smallest:
-            try:
-                result = close_batch(customer_ids=chunk, as_of=as_of, fetch=fetch, loaded=loaded)
-            except Exception:  # rolled back as a whole: each customer again on its own, errors recorded there
-                logger.exception("close batch failed for customers %s..%s", chunk[0], chunk[-1])
-            else:
-                for customer_id, (invoices, fees) in result.billed.items():
-                    billed(customer_id, invoices, fees)
-                one_by_one = result.left
-        for customer_id in one_by_one:
-            try:
-                invoices, fees = close_customer(customer_id=customer_id, as_of=as_of, fetch=fetch)
-            except Exception as exc:  # task boundary per customer: record and go on
-                logger.exception("close failed for customer %s", customer_id)
-                run.failures_count += 1
+    outcomes: list[CloseRunCustomer] = []
+    for result in results:
+        for customer_id, invoices, fees in result.billed:
+            if invoices:
+                run.invoices_count += invoices
+                run.fees_count += fees
                 outcomes.append(
                     CloseRunCustomer(
-                        run=run, customer_id=customer_id, outcome=CloseRunCustomer.Outcome.FAILED,
-                        error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
+                        run=run, customer_id=customer_id, outcome=CloseRunCustomer.Outcome.BILLED,
+                        invoices_count=invoices, fees_count=fees,
                     )
                 )
-                continue
-            billed(customer_id, invoices, fees)
+        for customer_id, error, trace in result.failed:
+            run.failures_count += 1
+            outcomes.append(
+                CloseRunCustomer(
+                    run=run, customer_id=customer_id, outcome=CloseRunCustomer.Outcome.FAILED,
+                    error=error, traceback=trace,
+                )
+            )
     CloseRunCustomer.objects.bulk_create(outcomes, batch_size=1000)
     run.status = CloseRun.Status.PARTIAL if run.failures_count else CloseRun.Status.SUCCEEDED
     run.finished_at = timezone.now()

@@ -56,20 +56,21 @@ __all__ = [
 # --------------------------------------------------------------------------- outbound webhooks
 
 
-def _listening_service_ids(service_ids: list[int], event_type: str) -> list[int]:
-    """Return the services among `service_ids` with an active endpoint that wants `event_type`.
+def _listening_service_ids(service_ids: list[int] | None, event_type: str) -> list[int]:
+    """Return the services among `service_ids` (None: all) with an active endpoint that wants `event_type`.
 
     An event row without a delivery reaches nobody (endpoints added later never receive past events), so
     rendering the invoice is skipped for services that do not listen: the close writes thousands of invoices.
     """
     from apps.webhooks.models import WebhookEndpoint  # no selector for this there; read-only
 
-    if not service_ids:
+    if service_ids is not None and not service_ids:
         return []
     wanted = Q(event_types__isnull=True) | Q(event_types__contains=[event_type])
+    endpoints = WebhookEndpoint.objects.all() if service_ids is None else WebhookEndpoint.objects.filter(service_id__in=service_ids)
     return sorted(
         set(
-            WebhookEndpoint.objects.filter(service_id__in=service_ids, active=True, deleted_at__isnull=True)
+            endpoints.filter(active=True, deleted_at__isnull=True)
             .filter(wanted)
             .values_list("service_id", flat=True)
         )
@@ -132,16 +133,17 @@ def invoices_webhook_record(*, invoices: list[Invoice], event_type: str) -> None
     """
     if not invoices:
         return
-    billed: dict[int, set[int]] = defaultdict(set)
-    for invoice_id, service_id in (
-        Fee.objects.filter(invoice__in=[invoice.pk for invoice in invoices], service_id__isnull=False)
-        .values_list("invoice_id", "service_id")
+    # Listeners first (a few endpoint rows): with none, the invoices' fees are not read at all.
+    wanted = _listening_service_ids(None, event_type)
+    if not wanted:
+        return
+    billed = set(
+        Fee.objects.filter(invoice__in=[invoice.pk for invoice in invoices], service_id__in=wanted)
+        .values_list("invoice_id", flat=True)
         .distinct()
-    ):
-        billed[invoice_id].add(service_id)
-    wanted = set(_listening_service_ids(sorted(set().union(*billed.values())) if billed else [], event_type))
+    )
     for invoice in invoices:
-        if billed[invoice.pk] & wanted:
+        if invoice.pk in billed:
             invoice_webhook_record(invoice=invoice, event_type=event_type)
 
 
