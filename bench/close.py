@@ -12,7 +12,9 @@ bare aggregate over the raw rows (`bare_aggregate_raw_seconds`); (5) fold the da
 (`usage_rollup_advance`, which the minutely task keeps current in production), so the bare aggregate and the
 close both read whole days from it; (6) bare aggregate: the usage store's set-based SQL (`usage_totals`) for
 all subscriptions and all five types, warm, best of --repeat; (7) the whole close as of 2026-02-01 (aggregate, price, tax, number, write invoices and fees;
-grace 0 so every invoice is finalized), after wiping earlier invoices; (8) a second close (nothing to bill).
+grace 0 so every invoice is finalized), after wiping earlier invoices and VACUUM ANALYZE of the rows each run
+rewrites; its phases are reported: the lock-free prepass, its own aggregate (the same `usage_totals` call as
+step 6) and the batches (lock, plan, price, tax, write, number, commit); (8) a second close (nothing to bill).
 """
 from __future__ import annotations
 
@@ -194,6 +196,7 @@ def close(sub_ids: list[int]) -> dict:
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
+    from django.conf import settings
     from django.db import connection
 
     from apps.invoicing.close import periods_close
@@ -217,8 +220,28 @@ def close(sub_ids: list[int]) -> dict:
                 FallbackCounter.count += 1
 
     logging.getLogger("apps.invoicing.close").addHandler(FallbackCounter())
+    from apps.invoicing import close as close_module
+
+    phases: dict[str, float] = {}
+
+    def timed(name: str, function):  # the close's own phases, for the README's breakdown
+        def run_timed(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                phases[name] = phases.get(name, 0.0) + time.perf_counter() - began
+        return run_timed
+
+    originals = {name: getattr(close_module, name) for name in ("close_prepass", "_prefetched")}
+    close_module.close_prepass = timed("prepass", originals["close_prepass"])
+    close_module._prefetched = timed("aggregate", originals["_prefetched"])
     started = time.perf_counter()
-    run = periods_close(as_of=as_of)
+    try:
+        run = periods_close(as_of=as_of)
+    finally:
+        for name, function in originals.items():
+            setattr(close_module, name, function)
     whole = time.perf_counter() - started
     log(f"close: {whole:.2f}s, {run.invoices_count} invoices, {run.fees_count} fees, {run.failures_count} failures")
     started = time.perf_counter()
@@ -227,6 +250,10 @@ def close(sub_ids: list[int]) -> dict:
     log(f"rerun: {rerun:.2f}s, {again.invoices_count} invoices")
     return {
         "close_seconds": round(whole, 2),
+        "close_prepass_seconds": round(phases.get("prepass", 0.0), 2),
+        "close_aggregate_seconds": round(phases.get("aggregate", 0.0), 2),
+        "close_batches_seconds": round(whole - phases.get("prepass", 0.0) - phases.get("aggregate", 0.0), 2),
+        "close_workers": settings.INVOICE_CLOSE_WORKERS,
         "rerun_seconds": round(rerun, 2),
         "invoices": Invoice.objects.count(),
         "finalized": Invoice.objects.filter(status="finalized").count(),
@@ -245,7 +272,10 @@ def main() -> None:
     parser.add_argument("--db-name", default="nexabilling_bench_close")
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--workers", type=int, help="threads running the close's batches (INVOICE_CLOSE_WORKERS)")
     args = parser.parse_args()
+    if args.workers:
+        os.environ["INVOICE_CLOSE_WORKERS"] = str(args.workers)
     setup(args)
     sub_ids, _ = fill(args)
     # Raw-row figure (perf.md §3's 11 s) only while the rollup is behind, i.e. right after a fresh fill.
