@@ -231,6 +231,8 @@ INVOICE_CLOSE_WORKERS = env_int("INVOICE_CLOSE_WORKERS", 2, minimum=1)
 DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "CAD")
 # Events may not be dated further in the future than this (clock skew allowance).
 USAGE_MAX_FUTURE_SECONDS = env_int("USAGE_MAX_FUTURE_SECONDS", 86400, minimum=0)
+# PostgreSQL work_mem for the period aggregate's transaction (apps/usage/aggregation.py).
+USAGE_AGGREGATE_WORK_MEM_MB = env_int("USAGE_AGGREGATE_WORK_MEM_MB", 64, minimum=1)
 
 # Stripe (dj-stripe). Test keys by default; live mode only when STRIPE_LIVE_MODE=true.
 STRIPE_LIVE_MODE = env_bool("STRIPE_LIVE_MODE", False)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from apps.catalog.models import BillableMetric
@@ -113,6 +114,10 @@ def usage_totals(
         # cannot commit a new one meanwhile, so rollup and raw tail never overlap or miss rows.
         # The row must exist to be locked: without it, a first advance could commit unseen.
         cursor.execute(STATE_ROW_SQL)
+        # A close groups ~50,000 (subscription, metric) pairs per call: with the default 4 MB the hash
+        # aggregate spills to disk (180 MB at 10M rows). 64 MB keeps it in memory, for this transaction only:
+        # 4.4 -> 3.8 s in bench/close.py.
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{settings.USAGE_AGGREGATE_WORK_MEM_MB}MB"])
         cursor.execute("SELECT last_event_id FROM usage_usagerollupstate WHERE id = 1 FOR SHARE")
         params["w"] = cursor.fetchone()[0]
         params.update(_day_split(from_datetime, to_datetime))
