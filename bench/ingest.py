@@ -327,7 +327,7 @@ def run_http_and_copy(ctx: dict, args, batches: list[list[dict]]) -> tuple[dict,
         for _ in range(args.slices):
             wal_before, checkpoints_before = _wal_lsn(ctx), _checkpoints(ctx)
             cpu_before = (_cpu_seconds(workers), _all_cpu_seconds())
-            busy_before = _machine_busy()
+            busy_before, iowait_before = _machine_busy(), _machine_iowait()
             shares = [remaining[i::args.clients] for i in range(args.clients)]
             start = time.monotonic()
             deadline = start + args.seconds / args.slices
@@ -341,7 +341,7 @@ def run_http_and_copy(ctx: dict, args, batches: list[list[dict]]) -> tuple[dict,
             backends = _postgres_pids(ctx)  # after the slice: every worker has connected by now
             cpu_g = _cpu_seconds(workers) - cpu_before[0]
             cpu_pg = sum(_cpu_seconds([pid]) - cpu_before[1].get(pid, 0.0) for pid in backends)
-            busy = _machine_busy() - busy_before
+            busy, iowait = _machine_busy() - busy_before, _machine_iowait() - iowait_before
             wal_bytes = _wal_lsn(ctx) - wal_before
             checkpoints = _checkpoints(ctx) - checkpoints_before
             for p in procs:
@@ -353,11 +353,13 @@ def run_http_and_copy(ctx: dict, args, batches: list[list[dict]]) -> tuple[dict,
             remaining = [j for j in remaining if j not in done]
             latencies += [x for r in results for x in r[2]]
             slices.append({"requests": sum(r[0] for r in results), "errors": sum(r[1] for r in results),
-                           "seconds": elapsed, "gunicorn": cpu_g, "postgres": cpu_pg, "busy": busy,
+                           "seconds": elapsed, "gunicorn": cpu_g, "postgres": cpu_pg, "busy": busy, "iowait": iowait,
                            "clients": sum(r[4] for r in results), "wal": wal_bytes, "checkpoints": checkpoints})
             copies.append(run_copy(ctx, args, [offered[j] for j in ok], len(ok)))  # the rows this slice offered
-            log(f"slice {len(slices)}: end to end {slices[-1]['requests'] * args.batch / elapsed:,.0f} records/s, "
-                f"raw COPY {copies[-1]['rows_per_s']:,} rows/s")
+            log(f"slice {len(slices)}: end to end {slices[-1]['requests'] * args.batch / elapsed:,.0f} records/s "
+                f"(busy {busy:.1f}, iowait {iowait:.1f} of {elapsed * os.cpu_count():.1f} CPU s), raw COPY "
+                f"{copies[-1]['rows_per_s']:,} rows/s (busy {copies[-1]['machine_busy']}, iowait "
+                f"{copies[-1]['machine_iowait']} of {copies[-1]['machine_capacity']})")
         maintenance = _autovacuum_runs(ctx) - maintenance_before
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -395,6 +397,7 @@ def run_http_and_copy(ctx: dict, args, batches: list[list[dict]]) -> tuple[dict,
                   "postgres": round(sum(x["postgres"] for x in slices), 1),
                   "clients": round(sum(x["clients"] for x in slices), 1),
                   "machine_busy": round(sum(x["busy"] for x in slices), 1),
+                  "machine_iowait": round(sum(x["iowait"] for x in slices), 1),
                   "machine_capacity": round(elapsed * os.cpu_count(), 1)},
         "slices": [round(x["requests"] * args.batch / x["seconds"]) for x in slices],
     }
@@ -403,6 +406,9 @@ def run_http_and_copy(ctx: dict, args, batches: list[list[dict]]) -> tuple[dict,
         "connections": args.workers,
         "wal_bytes_per_row": round(sum(c["wal_bytes_per_row"] * c["rows"] for c in copies) / max(copy_rows, 1)),
         "checkpoints": sum(c["checkpoints"] for c in copies),
+        "machine_busy": round(sum(c["machine_busy"] for c in copies), 1),
+        "machine_iowait": round(sum(c["machine_iowait"] for c in copies), 1),
+        "machine_capacity": round(sum(c["machine_capacity"] for c in copies), 1),
         "slices": [c["rows_per_s"] for c in copies],
     }
     return http_result, copy_result
@@ -412,9 +418,10 @@ def _vacuum(ctx: dict) -> float:
     """VACUUM (ANALYZE) the usage tables before the warm-up; return how long it took (untimed).
 
     Each run adds ~15% to the event table, and autovacuum's insert threshold is 20% of it, so a
-    ~20 s autovacuum pass (and an autoanalyze) fell due every run or two and landed somewhere in
+    ~20 s autovacuum pass (and an autoanalyze) fell due every run or two and could land anywhere in
     the timed window, slowing whichever slices it overlapped (pg_stat_user_tables: 3 autovacuums,
-    60 s in all, over 4 runs); the rollup the previous run's period close updated was due too.
+    60 s in all, over 5 runs, one ending inside a window); the rollup that the previous run's period
+    close updated was due too.
     Done here, nothing is due during the window; the window's count of autovacuum and autoanalyze
     passes is reported, so a run where one still fell is visible.
     """
@@ -463,6 +470,11 @@ def _machine_busy() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_iowait() -> float:
+    """CPU seconds the machine has spent idle with I/O outstanding so far (/proc/stat iowait)."""
+    return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[5]) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -507,10 +519,11 @@ def count_rows(ctx: dict) -> int:
     return int(psql(ctx["db_url"], "SELECT count(*) FROM usage_usageevent"))
 
 
-def _copy_worker(db_url: str, rows: list[tuple], batch: int, queue) -> None:
+def _copy_worker(db_url: str, rows: list[tuple], batch: int, queue, ready) -> None:
     import psycopg
 
     with psycopg.connect(db_url) as conn:
+        ready.wait()  # the clock starts once every connection is up (4 slices: 4 connection set-ups)
         t0 = time.monotonic()
         for i in range(0, len(rows), batch):
             with conn.transaction(), conn.cursor() as cur:
@@ -544,19 +557,24 @@ def run_copy(ctx: dict, args, batches: list[list[dict]], requests: int) -> dict:
     for k, i in enumerate(range(0, len(rows), args.batch)):
         shares[k % args.workers].extend(rows[i:i + args.batch])
     q = mp.Queue()
+    ready = mp.Barrier(len(shares) + 1)
     wal_before, checkpoints_before = _wal_lsn(ctx), _checkpoints(ctx)
-    start = time.monotonic()
-    procs = [mp.Process(target=_copy_worker, args=(ctx["db_url"], share, args.batch, q)) for share in shares]
+    procs = [mp.Process(target=_copy_worker, args=(ctx["db_url"], share, args.batch, q, ready)) for share in shares]
     for p in procs:
         p.start()
+    ready.wait(timeout=60)
+    start, busy_before, iowait_before = time.monotonic(), _machine_busy(), _machine_iowait()
     done = [q.get(timeout=600) for _ in procs]
     elapsed = time.monotonic() - start
+    busy, iowait = _machine_busy() - busy_before, _machine_iowait() - iowait_before
     for p in procs:
         p.join(timeout=10)
     total = sum(d[0] for d in done)
     wal_bytes = _wal_lsn(ctx) - wal_before
     return {"rows": total, "seconds": round(elapsed, 2), "rows_per_s": round(total / elapsed), "connections": args.workers,
-            "wal_bytes_per_row": round(wal_bytes / max(total, 1)), "checkpoints": _checkpoints(ctx) - checkpoints_before}
+            "wal_bytes_per_row": round(wal_bytes / max(total, 1)), "checkpoints": _checkpoints(ctx) - checkpoints_before,
+            "machine_busy": round(busy, 1), "machine_iowait": round(iowait, 1),
+            "machine_capacity": round(elapsed * os.cpu_count(), 1)}
 
 
 # --------------------------------------------------------------------------- validation
