@@ -521,7 +521,17 @@ def _scan_starts(subscriptions: list[Subscription]) -> dict[int, date]:
 
 
 def _billed_keys(subscriptions: list[Subscription], starts: dict[int, date] | None = None) -> dict[str, dict]:
-    """Return fee_key -> amount_details of the fees already billed that planning can meet again.
+    """All of `_billed_by_subscription` in one mapping (fee keys name their subscription)."""
+    merged: dict[str, dict] = {}
+    for keys in _billed_by_subscription(subscriptions, starts).values():
+        merged.update(keys)
+    return merged
+
+
+def _billed_by_subscription(
+    subscriptions: list[Subscription], starts: dict[int, date] | None = None
+) -> dict[int, dict[str, dict]]:
+    """Return per subscription fee_key -> amount_details of the fees already billed that planning can meet again.
 
     With `starts` (`_scan_starts`), only the fees from the period containing a subscription's scan start on
     (a day earlier, for any timezone), plus adjustments (no period): planning never revisits earlier periods,
@@ -546,7 +556,7 @@ def _billed_keys(subscriptions: list[Subscription], starts: dict[int, date] | No
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT f.fee_key, CASE WHEN f.fee_type = %s THEN f.amount_details END
+            SELECT f.subscription_id, f.fee_key, CASE WHEN f.fee_type = %s THEN f.amount_details END
               FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, since)
               JOIN invoicing_fee f ON f.subscription_id = v.id
              WHERE v.since IS NULL OR f.from_datetime IS NULL OR f.from_datetime >= v.since
@@ -554,7 +564,10 @@ def _billed_keys(subscriptions: list[Subscription], starts: dict[int, date] | No
             [Fee.FeeType.SUBSCRIPTION, ids, since],
         )
         # Only a base fee's details are read (its `active_to`, for upgrade credits).
-        return {key: (json.loads(details) if isinstance(details, str) else details) or {} for key, details in cursor}
+        billed: dict[int, dict[str, dict]] = defaultdict(dict)
+        for subscription_id, key, details in cursor:
+            billed[subscription_id][key] = (json.loads(details) if isinstance(details, str) else details) or {}
+        return billed
 
 
 def plan_customer(
@@ -715,6 +728,18 @@ class Loaded:
 
     by_customer: dict[int, list[Subscription]] = field(default_factory=dict)
     fingerprints: dict[int, tuple[int, str]] = field(default_factory=dict)
+    # subscription id -> (the row, timezone, scan start, billed keys, unpriced lines): `subscription_lines` is
+    # pure, so under the locks the same inputs give the same lines, and planning runs once.
+    planned: dict[int, tuple[Subscription, str, date | None, dict, list[Line]]] = field(default_factory=dict)
+
+    def lines_if_unchanged(self, subscription: Subscription, *, scan_from: date | None, billed: dict) -> list[Line] | None:
+        """The prepass's lines for this row if it planned from the same inputs (used once), else None."""
+        memo = self.planned.pop(subscription.pk, None)
+        if memo is None:
+            return None
+        row, tz, start, keys, lines = memo
+        same = row is subscription and tz == subscription.customer.applicable_timezone
+        return lines if same and start == scan_from and keys == billed else None
 
     def reusable(self, customer_ids: list[int], *, as_of: datetime) -> tuple[dict[int, list[Subscription]], list[int]]:
         """Return (subscriptions per customer still as loaded, customers to reload), read under their locks."""
@@ -755,11 +780,14 @@ def close_prepass(customer_ids: list[int], *, as_of: datetime, chunk: int = 1000
             fingerprints = _subscription_fingerprints(ids, as_of=as_of)
             subscriptions = _load_subscriptions(ids, as_of=as_of)
             starts = _scan_starts(subscriptions)
-            billed = _billed_keys(subscriptions, starts)
+            billed_by = _billed_by_subscription(subscriptions, starts)
             late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
             for subscription in subscriptions:
-                lines = subscription_lines(
-                    subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk)
+                own = billed_by.get(subscription.pk, {})
+                scan_from = starts.get(subscription.pk)
+                lines = subscription_lines(subscription, as_of=as_of, billed=own, scan_from=scan_from)
+                loaded.planned[subscription.pk] = (
+                    subscription, subscription.customer.applicable_timezone, scan_from, own, lines
                 )
                 if lines or any(key[0] == subscription.pk for key in late):
                     due.add(subscription.customer_id)
@@ -978,7 +1006,8 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
         subscription.customer = by_id[subscription.customer_id]  # share the locked row
         by_customer[subscription.customer_id].append(subscription)
     starts = _scan_starts(subscriptions)
-    billed = _billed_keys(subscriptions, starts)
+    billed_by = _billed_by_subscription(subscriptions, starts)
+    billed = {key: details for keys in billed_by.values() for key, details in keys.items()}
     late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
     plans: dict[int, tuple[list[Line], dict]] = {}
     left: list[int] = []
@@ -987,9 +1016,11 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
         try:
             lines: list[Line] = []
             for subscription in by_customer.get(customer.pk, []):
-                lines.extend(
-                    subscription_lines(subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk))
-                )
+                own, scan_from = billed_by.get(subscription.pk, {}), starts.get(subscription.pk)
+                planned = loaded.lines_if_unchanged(subscription, scan_from=scan_from, billed=own) if loaded else None
+                if planned is None:
+                    planned = subscription_lines(subscription, as_of=as_of, billed=own, scan_from=scan_from)
+                lines.extend(planned)
         except Exception:
             logger.info("close batch: customer %s planned one by one", customer.pk, exc_info=True)
             left.append(customer.pk)

@@ -251,3 +251,30 @@ def test_batch_replans_a_subscription_changed_after_the_prepass(billing, setting
     # terminated on March 10 (counted): 10 of 31 days of 31.00; swapped: the whole month at 3.10
     assert totals == {"c0": 3100, "c1": 1000 if change == "terminated" else 310, "c2": 3100}
     assert periods_close(as_of=at(2026, 4, 1, 2, 0)).invoices_count == 0
+
+
+def test_batch_replans_a_customer_billed_after_the_prepass(billing, settings, monkeypatch, caplog):
+    """The prepass's lines are reused only if what they were planned from (scan start, billed fees) is the same under
+    the locks: a customer another worker billed in between gets nothing more, without a failed batch."""
+    from apps.invoicing import close as close_module
+    from apps.invoicing.close import close_customer
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    plan = billing.plan("full", amount_cents=3100)
+    links = []
+    for index in range(3):
+        links.append(billing.customer(f"c{index}"))
+        billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1, 0, 0))
+    real_prepass = close_module.close_prepass
+
+    def prepass_then_other_worker(*args, **kwargs):
+        result = real_prepass(*args, **kwargs)
+        assert close_customer(customer_id=links[1].customer_id, as_of=at(2026, 4, 1, 2, 0)) == (1, 1)
+        return result
+
+    monkeypatch.setattr(close_module, "close_prepass", prepass_then_other_worker)
+    run = periods_close(as_of=at(2026, 4, 1, 2, 0))
+
+    assert not [record for record in caplog.records if record.getMessage().startswith("close batch failed")]
+    assert run.invoices_count == 2 and Invoice.objects.count() == 3 and Fee.objects.count() == 3
+    assert sorted(Invoice.objects.values_list("sequential_id", flat=True)) == [1, 2, 3]
