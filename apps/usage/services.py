@@ -204,11 +204,8 @@ def _metric_value(metric: _MetricRow, properties: dict, quantity: object | None)
 
 # At most 18 integer and 12 fractional ASCII digits: fits numeric(30, 12) exactly as written, and
 # PostgreSQL reads the text to the same numeric as str(Decimal(text)) (leading zeros aside, which
-# it drops too). Anything else (spaces, exponents, a sign other than "-") takes the Decimal path,
-# and so do texts over 28 characters: quantity_error's abs() rounds to the context's 28 digits
-# (999999999999999999.999999999999 is refused there), and the answer must stay the same.
+# it drops too). Anything else (spaces, exponents, a sign other than "-") takes the Decimal path.
 _PLAIN_NUMBER = re.compile(r"-?[0-9]{1,18}(?:\.[0-9]{1,12})?")
-_PLAIN_NUMBER_MAX_LEN = 28
 _MAX_INT_VALUE = 10**18  # validation.MAX_ABS_VALUE as an int
 
 
@@ -219,7 +216,7 @@ def _number_text(raw: object, field: str) -> tuple[str | None, tuple | None]:
         if -_MAX_INT_VALUE < raw < _MAX_INT_VALUE:
             return str(raw), None
         return None, (field, "value_is_out_of_range")
-    if kind is str and len(raw) <= _PLAIN_NUMBER_MAX_LEN and _PLAIN_NUMBER.fullmatch(raw):
+    if kind is str and _PLAIN_NUMBER.fullmatch(raw):
         return raw, None
     value = validation.to_decimal(raw)
     if value is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, InvalidOperation
 from typing import Annotated, Any
 
 import msgspec
@@ -159,8 +159,12 @@ def to_decimal(raw: object) -> Decimal | None:
 
 
 def quantity_error(value: Decimal) -> str | None:
-    """Return a Lago code when `value` does not fit numeric(30, 12), else None."""
-    if abs(value) >= MAX_ABS_VALUE or value.as_tuple().exponent < MIN_EXPONENT:
+    """Return a Lago code when `value` does not fit numeric(30, 12), else None.
+
+    `copy_abs` and comparisons are exact: `abs()` rounds to the context's 28 digits (refusing
+    999999999999999999.999999999999, which fits) and raises Overflow past its exponent limit (1E1000000).
+    """
+    if value.copy_abs() >= MAX_ABS_VALUE or value.as_tuple().exponent < MIN_EXPONENT:
         return "value_is_out_of_range"
     return None
 
@@ -202,7 +206,7 @@ def parse_timestamp_us(raw: object, *, now_us: int, limit_us: int | None = None)
             return "invalid_format"
         try:
             us = int(seconds.scaleb(6).to_integral_value())
-        except InvalidOperation:
+        except DecimalException:  # Overflow (1E1000000) as well as InvalidOperation
             return "value_is_out_of_range"
     if us > limit_us or not -MAX_US < us < MAX_US:
         return "value_is_out_of_range"

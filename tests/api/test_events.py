@@ -82,6 +82,8 @@ def test_duplicates_within_and_across_batches_are_stored_once(client):
         (event("x", gb="lots"), {"properties": ["value_is_invalid"]}),
         ({**event("x", gb="1"), "timestamp": T0 + 3 * 86400 + 10**9}, {"timestamp": ["value_is_out_of_range"]}),
         ({**event("x", gb="1"), "timestamp": "2026-01-10T00:00:00Z"}, {"timestamp": ["invalid_format"]}),
+        (event("x", gb="1E1000000"), {"properties": ["value_is_out_of_range"]}),  # was a 500 (decimal.Overflow)
+        ({**event("x", gb="1"), "timestamp": "1E1000000"}, {"timestamp": ["value_is_out_of_range"]}),
         ({k: v for k, v in event("x", gb="1").items() if k != "code"}, {"code": ["value_is_mandatory"]}),
         ({**event("x", gb="1"), "transaction_id": 12}, {"transaction_id": ["value_is_invalid"]}),
     ],
@@ -187,3 +189,9 @@ def test_requests_without_a_key_are_refused(world, client):
 
     response = APIClient().post("/api/v1/events", data="{}", content_type="application/json")
     assert response.status_code == 401
+
+
+def test_the_largest_value_numeric_30_12_holds_is_stored_exactly(client):
+    response = post(client, "events/batch", {"events": [event("big", gb="999999999999999999.999999999999")]})
+    assert response.status_code == 200
+    assert UsageEvent.objects.get().value == Decimal("999999999999999999.999999999999")
