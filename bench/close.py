@@ -167,7 +167,9 @@ def rollup_fold() -> tuple[bool, float]:
     else:
         raise SystemExit("rollup did not catch up")
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE usage_usagedaily")
+        # As autovacuum does after a large insert (PostgreSQL 13+): visibility map and hint bits set, or the
+        # first aggregate after a fresh fold pays for them (7.4 s against 3.8 s in one run).
+        cursor.execute("VACUUM ANALYZE usage_usagedaily")
     elapsed = time.perf_counter() - started
     log(f"rollup folded up to row {watermark} in {elapsed:.1f}s")
     return behind, elapsed
