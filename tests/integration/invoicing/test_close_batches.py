@@ -278,3 +278,35 @@ def test_batch_replans_a_customer_billed_after_the_prepass(billing, settings, mo
     assert not [record for record in caplog.records if record.getMessage().startswith("close batch failed")]
     assert run.invoices_count == 2 and Invoice.objects.count() == 3 and Fee.objects.count() == 3
     assert sorted(Invoice.objects.values_list("sequential_id", flat=True)) == [1, 2, 3]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_on_threads_number_in_customer_order_as_one_thread_does(billing, settings, monkeypatch):
+    """Outside a transaction the batches run on INVOICE_CLOSE_WORKERS threads; chunk k takes numbers only after
+    chunks 0..k-1 committed, so the numbers come out as a one-thread close gives them: by customer."""
+    import time
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    settings.INVOICE_CLOSE_WORKERS = 3
+    plan = billing.plan()
+    for index in range(11):  # three batches of four on three threads
+        billing.customer(f"c{index}")
+        billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1, 0, 0))
+    first_customer = Customer.objects.order_by("pk").values_list("pk", flat=True)[0]
+    threads_seen = set()
+    real = services_module.invoices_finalize
+
+    def first_chunk_slow(**kwargs):
+        threads_seen.add(threading.current_thread().name)
+        if any(invoice.customer_id == first_customer for invoice in kwargs.get("held") or ()):
+            time.sleep(0.5)  # the later chunks are written by now, and must wait for their turn
+        return real(**kwargs)
+
+    monkeypatch.setattr(services_module, "invoices_finalize", first_chunk_slow)
+    run = periods_close(as_of=at(2026, 4, 1, 2, 0))
+
+    assert run.invoices_count == 11 and run.failures_count == 0
+    assert len(threads_seen) > 1 and all(name.startswith("close") for name in threads_seen)
+    by_customer = list(Invoice.objects.order_by("customer_id").values_list("sequential_id", flat=True))
+    assert by_customer == list(range(1, 12))
+    assert periods_close(as_of=at(2026, 4, 1, 2, 0)).invoices_count == 0
