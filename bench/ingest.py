@@ -581,7 +581,8 @@ def run_copy(ctx: dict, args, batches: list[list[dict]], requests: int) -> dict:
 
 
 def run_close(ctx: dict) -> dict:
-    """Period close at this table size: usage_totals for every subscription over the pre-filled month."""
+    """The period close's aggregate at this table size: usage_totals for every subscription over the
+    pre-filled month (the read the close makes; bench/close.py times the whole close)."""
     from datetime import datetime, timezone
 
     from apps.usage.aggregation import usage_totals
@@ -701,7 +702,7 @@ def run(args, validate: dict) -> None:
     log("end to end:", http_result)
     log("raw COPY:", copy_result)
     close_result = run_close(ctx)
-    log("period close:", close_result)
+    log("period aggregate:", close_result)
     result = {
         "table_rows_before": table_rows,
         "workers": args.workers,
@@ -722,8 +723,8 @@ def run(args, validate: dict) -> None:
               f"{http_result['http_errors']} errors)")
         print(f"raw COPY limit: {copy_result['rows_per_s']:,} rows/s ({args.workers} connections, {args.batch}-row transactions)")
         print(f"ratio end to end / raw: {result['ratio']:.2f}")
-        print(f"period close, {close_result['subscriptions']:,} subscriptions x 5 metrics over the pre-filled month: "
-              f"{close_result['close_s']} s")
+        print(f"period aggregate (usage_totals), {close_result['subscriptions']:,} subscriptions x 5 metrics "
+              f"over the pre-filled month: {close_result['close_s']} s")
         print(f"validation per 1,000 records: msgspec {validate['msgspec_ms_per_1000']} ms, DRF {validate['drf_ms_per_1000']} ms")
     print(json.dumps(result))
 
