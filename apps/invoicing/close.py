@@ -1162,9 +1162,9 @@ def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
                     for name in stamped:
                         setattr(row, name, now)
                     values = {name: getattr(row, name) for name in attnames}
-                    for field in relations:  # assigned before the related row was saved, as bulk_create allows
-                        if values[field.attname] is None and field.is_cached(row):
-                            values[field.attname] = field.get_cached_value(row)
+                    for relation in relations:  # assigned before the related row was saved, as bulk_create allows
+                        if values[relation.attname] is None and relation.is_cached(row):
+                            values[relation.attname] = relation.get_cached_value(row)
                     row = values
                 copy.write_row(fix([row[name] if name in row else defaults[name] for name in attnames], row))
 

@@ -16,7 +16,6 @@ from django.utils import timezone
 from apps.catalog.models import BillableMetric
 from apps.core.exceptions import ValidationFailed
 from apps.customers.models import Service
-from apps.subscriptions.models import Subscription
 
 from . import validation
 from .aggregation import STATE_ROW_SQL

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from apps.catalog.models import BillableMetric, Charge, Plan, Tax
+from apps.catalog.models import BillableMetric, Charge, Plan
 from apps.core.geo import COUNTRY_CODES
 from apps.core.money import SUPPORTED_CURRENCIES
 from apps.customers.models import CANADIAN_PROVINCES

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
 from apps.customers.selectors import account_link_get
 from apps.invoicing.close import current_usage_lines, customer_tax_rates, fee_taxes
-from apps.invoicing.models import CreditNote, Invoice
+from apps.invoicing.models import Invoice
 from apps.invoicing.pdf import invoice_from_pdf_token, invoice_pdf, invoice_pdf_token
 from apps.invoicing.selectors import credit_note_get, credit_note_list, invoice_get, invoice_list
 from apps.invoicing.services import (
