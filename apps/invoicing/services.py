@@ -260,9 +260,9 @@ def invoice_void(*, invoice_id: int) -> Invoice:
         raise NotAllowed(f"invoice is {invoice.status}/{invoice.payment_status}", code="not_voidable")
     invoice.status, invoice.voided_at = Invoice.Status.VOIDED, timezone.now()
     invoice.save(update_fields=["status", "voided_at", "updated_at"])
-    # follow-up rows: webhook "invoice.voided" (apps.webhooks) in this transaction; the ledger reversal of a
-    # voided invoice is not wired (apps.ledger has no void kind).
+    # follow-up rows in this transaction: webhook "invoice.voided" (apps.webhooks) and the ledger's reversal.
     invoice_webhook_record(invoice=invoice, event_type="invoice.voided")
+    ledger_posting_create(void=invoice)
     return invoice
 
 

@@ -23,6 +23,7 @@ class LedgerPosting(TimeStampedModel):
         CREDIT_NOTE = "credit_note"
         PAYMENT = "payment"
         REFUND = "refund"  # money paid back on a credit note: an outbound payment on its out_refund (odoo.md §3.4)
+        VOID = "void"  # a voided invoice: an out_refund reversing what no credit note has credited yet
 
     class Status(models.TextChoices):
         PENDING = "pending"  # to send (again) once next_attempt_at passes
@@ -72,8 +73,9 @@ class LedgerPosting(TimeStampedModel):
                                     name="uniq_ledger_payment"),
             models.UniqueConstraint(fields=("stripe_payment_id",), condition=Q(kind="refund"),
                                     name="uniq_ledger_refund"),
+            models.UniqueConstraint(fields=("invoice",), condition=Q(kind="void"), name="uniq_ledger_void"),
             models.CheckConstraint(
-                condition=(Q(kind="invoice", invoice__isnull=False)
+                condition=(Q(kind__in=["invoice", "void"], invoice__isnull=False)
                            | Q(kind="credit_note", credit_note__isnull=False)
                            | (Q(kind="payment", invoice__isnull=False) & ~Q(stripe_payment_id=""))
                            | (Q(kind="refund", credit_note__isnull=False) & ~Q(stripe_payment_id=""))),

@@ -6,13 +6,17 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Q, Sum, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.invoicing.taxes import TaxRate, line_tax_cents  # pure functions: the hub's per-line tax rule
 from apps.ledger import mapping
 from apps.ledger.models import (
     LedgerPosting,
@@ -68,23 +72,35 @@ def refund_ref(stripe_id: str) -> str:
     return f"NEXA/REF/{stripe_id}"
 
 
+def void_ref(number: str) -> str:
+    return f"NEXA/VOID/{number}"
+
+
 def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payment: Any = None,
-                          refund: Any = None) -> LedgerPosting:
-    """Write the posting of one finalized invoice, issued credit note, recorded payment or paid refund.
+                          refund: Any = None, void: Any = None) -> LedgerPosting:
+    """Write the posting of one finalized invoice, issued credit note, recorded payment, paid refund or voided
+    invoice.
 
     A refund is posted as Odoo does a cash refund of a credit note (odoo.md §3.4-3.5): an outbound
     payment registered on the credit note's posted `out_refund`, on the Stripe receipts journal.
+    A void (`void=` the voided invoice) is an `out_refund` reversing the invoice's move for what its credit
+    notes have not already credited, so the ledger stops counting a voided invoice as revenue and receivable.
 
     Call inside the transaction that finalized/issued/recorded the document. Idempotent: a second
     call for the same document returns the existing row. When LEDGER_ENABLED, the send task is
     enqueued on commit; rows are written regardless, so enabling the ledger later posts the backlog.
     """
-    if sum(doc is not None for doc in (invoice, credit_note, payment, refund)) != 1:
-        raise ValueError("pass exactly one of invoice, credit_note, payment, refund")
+    if sum(doc is not None for doc in (invoice, credit_note, payment, refund, void)) != 1:
+        raise ValueError("pass exactly one of invoice, credit_note, payment, refund, void")
     if invoice is not None:
         ledger_postings_create(invoices=[invoice])
         return LedgerPosting.objects.get(kind=LedgerPosting.Kind.INVOICE, invoice=invoice)
-    if credit_note is not None:
+    if void is not None:
+        if not void.number:
+            raise ValueError(f"invoice {void.pk} has no number; only a finalized invoice is voided in the ledger")
+        lookup = {"kind": LedgerPosting.Kind.VOID, "invoice": void}
+        defaults = {"ref": void_ref(void.number)}
+    elif credit_note is not None:
         lookup = {"kind": LedgerPosting.Kind.CREDIT_NOTE, "credit_note": credit_note}
         defaults = {"ref": invoice_ref(credit_note.number), "invoice_id": credit_note.invoice_id}
     elif refund is not None:
@@ -159,7 +175,8 @@ BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 6 * 3600
 _KIND_ORDER = Case(When(kind=LedgerPosting.Kind.INVOICE, then=Value(0)),
                    When(kind=LedgerPosting.Kind.CREDIT_NOTE, then=Value(1)),
-                   When(kind=LedgerPosting.Kind.PAYMENT, then=Value(2)), default=Value(3))
+                   When(kind=LedgerPosting.Kind.PAYMENT, then=Value(2)),
+                   When(kind=LedgerPosting.Kind.VOID, then=Value(3)), default=Value(4))
 _DONE = (LedgerPosting.Status.POSTED, LedgerPosting.Status.MISMATCH)
 
 
@@ -275,19 +292,24 @@ class _Batch:
                 self._close(posting, "skipped", status=LedgerPosting.Status.SKIPPED, last_error="", next_attempt_at=None)
                 continue
             if document.move_type == "out_refund":
+                reversed_invoice = posting.invoice if posting.kind == LedgerPosting.Kind.VOID else posting.credit_note.invoice
                 invoice_posting = (LedgerPosting.objects.filter(kind=LedgerPosting.Kind.INVOICE,
-                                                                invoice_id=posting.credit_note.invoice_id)
+                                                                invoice_id=reversed_invoice.pk)
                                    .only("status", "odoo_move_id", "ref").first())
                 if invoice_posting is None or invoice_posting.status not in _DONE:
-                    self.retry_later(posting, f"waiting for invoice {posting.credit_note.invoice.number} to be "
+                    self.retry_later(posting, f"waiting for invoice {reversed_invoice.number} to be "
                                               "posted to Odoo", seconds=BACKOFF_BASE_SECONDS)
                     continue
-                # Keep the hub's order: a payment recorded before this credit note goes first, or posting the
-                # credit note would reconcile the unpaid invoice and Odoo would then refuse the payment.
-                if LedgerPosting.objects.filter(kind=LedgerPosting.Kind.PAYMENT, invoice_id=posting.credit_note.invoice_id,
+                # Keep the hub's order: a payment or credit note recorded before this one goes first, or this
+                # reversal would reconcile the unpaid invoice and Odoo would then refuse the payment (and a
+                # void must reverse only what the earlier credit notes left).
+                earlier = [LedgerPosting.Kind.PAYMENT] + ([LedgerPosting.Kind.CREDIT_NOTE]
+                                                          if posting.kind == LedgerPosting.Kind.VOID else [])
+                if LedgerPosting.objects.filter(kind__in=earlier, invoice_id=reversed_invoice.pk,
                                                 pk__lt=posting.pk, status=LedgerPosting.Status.PENDING).exists():
-                    self.retry_later(posting, f"waiting for the payments of invoice {posting.credit_note.invoice.number} "
-                                              "to be posted to Odoo", seconds=BACKOFF_BASE_SECONDS)
+                    self.retry_later(posting, f"waiting for the payments or credit notes of invoice "
+                                              f"{reversed_invoice.number} to be posted to Odoo",
+                                     seconds=BACKOFF_BASE_SECONDS)
                     continue
                 document = dataclasses.replace(document, reversed_entry_id=invoice_posting.odoo_move_id)
             documents[posting.pk], hub_totals[posting.pk] = document, totals
@@ -471,8 +493,33 @@ def _line(fee: Any, amount_cents: int) -> mapping.LineIn:
                           plan_id=plan_id, tax_codes=codes)
 
 
+def _void_document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, int, int]]:
+    """The reversal of a voided invoice: each fee less what credit notes credited, taxed per line and rate as
+    the hub and Odoo both do (round per line), so Odoo's totals can be checked against these."""
+    invoice = posting.invoice
+    fees = list(invoice.fees.select_related("charge", "subscription", "service")
+                .annotate(credited=Coalesce(Sum("credit_note_items__amount_cents"), 0)).order_by("id"))
+    lines, untaxed, tax = [], 0, 0
+    for fee in fees:
+        left = fee.amount_cents - fee.credited
+        if left <= 0:
+            continue
+        lines.append(_line(fee, left))
+        untaxed += left
+        tax += sum(line_tax_cents(left, TaxRate(t["code"], t["name"], Decimal(t["rate"])))
+                   for t in (fee.applied_taxes or []))
+    document = mapping.DocumentIn(
+        ref=posting.ref, move_type="out_refund", number=f"VOID {invoice.number}",
+        issuing_date=(invoice.voided_at.astimezone(ZoneInfo(invoice.customer.applicable_timezone)).date()
+                      if invoice.voided_at else invoice.issuing_date),
+        currency=invoice.currency, lines=tuple(lines))
+    return document, (untaxed, tax, untaxed + tax)
+
+
 def _document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, int, int]] | None:
-    """Return the document of an invoice/credit-note posting and the hub's untaxed/tax/total cents."""
+    """Return the document of an invoice/credit-note/void posting and the hub's untaxed/tax/total cents."""
+    if posting.kind == LedgerPosting.Kind.VOID:
+        return _void_document(posting)
     if posting.kind == LedgerPosting.Kind.INVOICE:
         invoice = posting.invoice
         fees = invoice.fees.select_related("charge", "subscription", "service").order_by("id")
@@ -517,6 +564,7 @@ def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None)
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.INVOICE])
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_NOTE])
         batch.send_payments([p for p in postings if p.kind == LedgerPosting.Kind.PAYMENT])
+        batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.VOID])
         batch.send_refunds([p for p in postings if p.kind == LedgerPosting.Kind.REFUND])
     except OdooUnavailable as exc:
         # Nothing is lost: the next attempt looks every ref up again before creating anything.
