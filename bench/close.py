@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SERVER_DB = "postgres://postgres@127.0.0.1:5432"
+BENCH_BROKER = "redis://127.0.0.1:6379/15"  # --webhook: a Redis database of its own, emptied before each run
 METRICS = [("calls", "count_agg", ""), ("storage", "sum_agg", "gb"), ("cpu", "max_agg", "cores"),
            ("seats", "unique_count_agg", "user_id"), ("gauge", "latest_agg", "level")]
 
@@ -135,6 +136,21 @@ def fill(args) -> tuple[list[int], list[int]]:
     return [s.pk for s in subs], [m.pk for m in metrics]
 
 
+def listening(wanted: bool) -> None:
+    """Give the bench service an active webhook endpoint (nothing is sent: deliveries are only queued), or none."""
+    from apps.customers.models import Service
+    from apps.webhooks.models import WebhookEndpoint
+
+    from django.db import connection
+
+    service = Service.objects.get(code="benchclose")
+    with connection.cursor() as cursor:  # earlier runs' events and deliveries (they protect the endpoint)
+        cursor.execute("TRUNCATE webhooks_webhookevent CASCADE")
+    WebhookEndpoint.objects.filter(service=service).delete()
+    if wanted:
+        WebhookEndpoint.objects.create(service=service, webhook_url="http://127.0.0.1:9/bench", event_types=None)
+
+
 def rollup_behind() -> bool:
     from django.db import connection
 
@@ -194,6 +210,12 @@ def bare_aggregate(sub_ids: list[int], repeat: int) -> float:
     return best
 
 
+def _webhook_events() -> int:
+    from apps.webhooks.models import WebhookEvent
+
+    return WebhookEvent.objects.count()
+
+
 def close(sub_ids: list[int]) -> dict:
     from datetime import datetime
     from zoneinfo import ZoneInfo
@@ -207,6 +229,7 @@ def close(sub_ids: list[int]) -> dict:
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE invoicing_invoice, invoicing_closerun, invoicing_numbersequence CASCADE")
+        cursor.execute("TRUNCATE webhooks_webhookevent CASCADE")
     Subscription.objects.filter(pk__in=sub_ids).update(usage_billed_until=None)
     with connection.cursor() as cursor:
         # Each run rewrites every subscription row (usage_billed_until) and empties the invoice tables: give
@@ -256,6 +279,7 @@ def close(sub_ids: list[int]) -> dict:
         "close_aggregate_seconds": round(phases.get("aggregate", 0.0), 2),
         "close_batches_seconds": round(whole - phases.get("prepass", 0.0) - phases.get("aggregate", 0.0), 2),
         "close_workers": settings.INVOICE_CLOSE_WORKERS,
+        "webhook_events": _webhook_events(),
         "rerun_seconds": round(rerun, 2),
         "invoices": Invoice.objects.count(),
         "finalized": Invoice.objects.filter(status="finalized").count(),
@@ -275,11 +299,20 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--workers", type=int, help="threads running the close's batches (INVOICE_CLOSE_WORKERS)")
+    parser.add_argument("--webhook", action="store_true",
+                        help="the service listens (an active endpoint): each invoice is rendered for invoice.created")
     args = parser.parse_args()
     if args.workers:
         os.environ["INVOICE_CLOSE_WORKERS"] = str(args.workers)
+    if args.webhook:
+        # Deliveries go to a queue, as in production, instead of being attempted in-process (eager tasks).
+        os.environ["CELERY_BROKER_URL"] = BENCH_BROKER
+        import redis
+
+        redis.Redis.from_url(BENCH_BROKER).flushdb()
     setup(args)
     sub_ids, _ = fill(args)
+    listening(args.webhook)
     # Raw-row figure (perf.md §3's 11 s) only while the rollup is behind, i.e. right after a fresh fill.
     raw = bare_aggregate(sub_ids, args.repeat) if rollup_behind() else None
     folded, fold_seconds = rollup_fold()

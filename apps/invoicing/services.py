@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.core.exceptions import NotAllowed, ValidationFailed
 from apps.core.money import to_minor_units
-from apps.customers.models import Customer, Service
+from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import ledger_posting_create, ledger_postings_create
 from apps.payments.services import payment_credit_note_created, payment_invoice_finalized
 
@@ -103,11 +103,15 @@ def invoices_drafted_record(invoices: list[Invoice]) -> None:
     """
     from apps.webhooks.models import WebhookEvent
 
-    drafts = Invoice.objects.filter(pk__in=[invoice.pk for invoice in invoices], status=Invoice.Status.DRAFT)
-    for invoice in drafts.order_by("pk"):
-        announced = WebhookEvent.objects.filter(event_type="invoice.drafted", object_id=str(invoice.lago_id))
-        if not announced.exists():
-            invoice_webhook_record(invoice=invoice, event_type="invoice.drafted")
+    drafts = list(Invoice.objects.filter(pk__in=[invoice.pk for invoice in invoices], status=Invoice.Status.DRAFT)
+                  .order_by("pk"))
+    if not drafts:
+        return
+    announced = set(WebhookEvent.objects.filter(
+        event_type="invoice.drafted", object_id__in=[str(invoice.lago_id) for invoice in drafts],
+    ).values_list("object_id", flat=True))
+    invoices_webhook_record(invoices=[invoice for invoice in drafts if str(invoice.lago_id) not in announced],
+                            event_type="invoice.drafted")
 
 
 def credit_note_webhook_record(*, credit_note: CreditNote) -> None:
@@ -127,24 +131,43 @@ def credit_note_webhook_record(*, credit_note: CreditNote) -> None:
 
 
 def invoices_webhook_record(*, invoices: list[Invoice], event_type: str) -> None:
-    """`invoice_webhook_record` for each invoice billing a service that listens, with one lookup for all of them.
+    """`invoice_webhook_record` for many invoices: listeners looked up once, the invoices read and rendered with a
+    handful of queries whatever their number, and the events and deliveries written with one INSERT each.
 
     Call inside the transaction that changed the invoices.
     """
+    from apps.api.serializers.invoices import invoice_out, invoices_for_rendering  # lazy: import cycle
+    from apps.webhooks.services import webhook_events_record
+
     if not invoices:
         return
     # Listeners first (a few endpoint rows): with none, the invoices' fees are not read at all.
     wanted = _listening_service_ids(None, event_type)
     if not wanted:
         return
-    billed = set(
+    billed: dict[int, set[int]] = defaultdict(set)
+    for invoice_id, service_id in (
         Fee.objects.filter(invoice__in=[invoice.pk for invoice in invoices], service_id__in=wanted)
-        .values_list("invoice_id", flat=True)
-        .distinct()
-    )
-    for invoice in invoices:
-        if invoice.pk in billed:
-            invoice_webhook_record(invoice=invoice, event_type=event_type)
+        .values_list("invoice_id", "service_id").distinct()
+    ):
+        billed[invoice_id].add(service_id)
+    if not billed:
+        return
+    rendered = invoices_for_rendering(list(billed))
+    services = Service.objects.in_bulk({service_id for ids in billed.values() for service_id in ids})
+    links: dict[tuple[int, int], AccountLink] = {}
+    for link in AccountLink.objects.filter(
+        customer_id__in={invoice.customer_id for invoice in rendered}, service_id__in=list(services),
+        deleted_at__isnull=True,
+    ).select_related("customer").order_by("id"):
+        links.setdefault((link.customer_id, link.service_id), link)  # the oldest, as _link_for picks
+    items = [
+        (invoice_out(invoice, service=services[service_id], link=links.get((invoice.customer_id, service_id))),
+         [service_id])
+        for invoice in rendered
+        for service_id in sorted(billed[invoice.pk])
+    ]
+    webhook_events_record(event_type=event_type, object_type="invoice", items=items)
 
 
 def invoices_finalize(

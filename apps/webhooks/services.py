@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -94,17 +94,35 @@ def webhook_event_record(
     invoice it is); the same object rendered for every service is fine since payloads carry the caller's view.
     `endpoint_ids` restricts delivery to those endpoints (the admin's test event).
     """
+    return webhook_events_record(event_type=event_type, object_type=object_type,
+                                 items=[(payload_object, service_ids)], endpoint_ids=endpoint_ids)
+
+
+@transaction.atomic
+def webhook_events_record(
+    *,
+    event_type: str,
+    object_type: str,
+    items: Sequence[tuple[dict, Iterable[int]]],
+    endpoint_ids: Iterable[int] | None = None,
+) -> list[WebhookEvent]:
+    """`webhook_event_record` for many objects of one event type: (payload, service ids) per object.
+
+    One read of the services and endpoints and one INSERT each for events and deliveries, whatever the count
+    (the period close announces thousands of invoices per transaction).
+    """
     expected = EVENT_OBJECT_TYPES.get(event_type)
     if event_type != TEST_EVENT_TYPE and expected is None:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     if expected is not None and object_type != expected:
         raise ValueError(f"{event_type} carries object_type {expected!r}, not {object_type!r}")
-    ids = sorted(set(service_ids))
-    services = {s.pk: s for s in Service.objects.filter(pk__in=ids)}
-    missing = set(ids) - services.keys()
+    wanted = [(payload, sorted(set(service_ids))) for payload, service_ids in items]
+    all_ids = sorted({service_id for _, ids in wanted for service_id in ids})
+    services = {s.pk: s for s in Service.objects.filter(pk__in=all_ids)}
+    missing = set(all_ids) - services.keys()
     if missing:
         raise ValueError(f"unknown service ids {sorted(missing)}")
-    endpoints = WebhookEndpoint.objects.filter(service_id__in=ids, active=True).order_by("pk")
+    endpoints = WebhookEndpoint.objects.filter(service_id__in=all_ids, active=True).order_by("pk")
     if endpoint_ids is not None:
         endpoints = endpoints.filter(pk__in=list(endpoint_ids))
     by_service: dict[int, list[WebhookEndpoint]] = {}
@@ -112,30 +130,32 @@ def webhook_event_record(
         if event_type == TEST_EVENT_TYPE or endpoint.wants(event_type):
             by_service.setdefault(endpoint.service_id, []).append(endpoint)
 
-    object_id = str(payload_object.get("lago_id") or "")[:64] if isinstance(payload_object, dict) else ""
     now = timezone.now()
-    events, deliveries = [], []
-    for service_id in ids:
-        event_id = uuid.uuid4()
-        event = WebhookEvent.objects.create(
-            service_id=service_id,
-            event_id=event_id,
-            event_type=event_type,
-            object_type=object_type,
-            object_id=object_id,
-            body=_body_bytes(
+    events: list[WebhookEvent] = []
+    for payload_object, ids in wanted:
+        object_id = str(payload_object.get("lago_id") or "")[:64] if isinstance(payload_object, dict) else ""
+        for service_id in ids:
+            event_id = uuid.uuid4()
+            events.append(WebhookEvent(
+                service_id=service_id,
+                event_id=event_id,
                 event_type=event_type,
                 object_type=object_type,
-                service=services[service_id],
-                event_id=event_id,
-                payload_object=payload_object,
-            ),
-        )
-        events.append(event)
-        deliveries += [
-            WebhookDelivery(event=event, endpoint=endpoint, status=Status.PENDING, next_attempt_at=now)
-            for endpoint in by_service.get(service_id, [])
-        ]
+                object_id=object_id,
+                body=_body_bytes(
+                    event_type=event_type,
+                    object_type=object_type,
+                    service=services[service_id],
+                    event_id=event_id,
+                    payload_object=payload_object,
+                ),
+            ))
+    WebhookEvent.objects.bulk_create(events)  # PostgreSQL returns the ids
+    deliveries = [
+        WebhookDelivery(event=event, endpoint=endpoint, status=Status.PENDING, next_attempt_at=now)
+        for event in events
+        for endpoint in by_service.get(event.service_id, [])
+    ]
     created = WebhookDelivery.objects.bulk_create(deliveries)
     _enqueue_on_commit([d.pk for d in created])
     return events

@@ -116,3 +116,38 @@ def test_an_invoice_billing_two_services_reaches_each_with_its_own_customer_view
     [theirs] = events(other_billing.service, "invoice.payment_status_updated")
     assert mine["invoice"]["customer"]["external_id"] == "acme"
     assert theirs["invoice"]["customer"]["external_id"] == "acme-at-mail"
+
+
+def test_a_close_announces_each_invoice_as_the_api_renders_it(billing, settings):
+    """The close renders all its invoices for `invoice.created` from prefetched rows; each payload is what the
+    one-invoice path (the API's `invoice_out`) gives, and the query count does not grow with the invoices."""
+    import json
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.api.serializers.invoices import invoice_out
+    from apps.invoicing.services import invoices_webhook_record
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    listen(billing.service)
+    metric = billing.metric()
+    plan = billing.plan(charges=[(metric, "standard", {"amount": "0.5"}, {})])
+    for index in range(6):
+        billing.customer(f"c{index}", province=["ON", "QC", "BC"][index % 3])
+        billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1 + index, 0, 0))
+    periods_close(as_of=at(2026, 4, 1, 2, 0))
+
+    created = {e["invoice"]["lago_id"]: e["invoice"] for e in events(billing.service, "invoice.created")}
+    invoices = list(Invoice.objects.all())
+    assert len(created) == len(invoices) == 6
+    for invoice in invoices:  # the same JSON as the API's renderer gives, field for field
+        expected = json.loads(json.dumps(invoice_out(invoice, service=billing.service), default=str))
+        assert created[str(invoice.lago_id)] == expected
+
+    counts = []
+    for some in (invoices[:2], invoices):  # the same handful of queries for 2 invoices as for 6
+        with CaptureQueriesContext(connection) as queries:
+            invoices_webhook_record(invoices=some, event_type="invoice.created")
+        counts.append(len(queries))
+    assert counts[0] == counts[1] <= 16
