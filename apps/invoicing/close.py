@@ -38,7 +38,7 @@ from apps.subscriptions.models import Subscription
 from . import rating
 from .models import CloseRun, CloseRunCustomer, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
 from .periods import local_date, local_midnight_utc, period_bounds_utc, period_containing, periods_between
-from .taxes import TaxRate, invoice_totals, line_tax_cents, taxes_for
+from .taxes import TaxRate, applied_rates, invoice_totals, line_tax_cents, taxes_for
 
 logger = logging.getLogger(__name__)
 
@@ -431,7 +431,7 @@ def fee_taxes(amount_cents: int, rates: Iterable[TaxRate]) -> tuple[int, Decimal
 
 
 def _rates_of(fee: Fee) -> list[TaxRate]:
-    return [TaxRate(item["code"], item["name"], Decimal(item["rate"])) for item in fee.applied_taxes]
+    return applied_rates(fee.applied_taxes)
 
 
 def invoice_recompute_totals(invoice: Invoice) -> Invoice:

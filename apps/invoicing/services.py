@@ -34,7 +34,7 @@ from .models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax,
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .periods import local_date
-from .taxes import TaxRate, line_tax_cents
+from .taxes import amount_tax_cents
 
 __all__ = [
     "periods_close",
@@ -78,20 +78,12 @@ def _listening_service_ids(service_ids: list[int] | None, event_type: str) -> li
 
 
 def invoice_webhook_record(*, invoice: Invoice, event_type: str) -> None:
-    """Record an invoice event for each service the invoice bills, each rendered with that service's customer view.
+    """Record an invoice event for each listening service the invoice bills, each rendered with that service's
+    customer view (`invoices_webhook_record` for one invoice).
 
     Call inside the transaction that changed the invoice (rows commit with it; sending starts after commit).
     """
-    from apps.api.serializers.invoices import invoice_out  # plain functions; lazy to avoid an import cycle
-    from apps.webhooks.services import webhook_event_record
-
-    for service in Service.objects.filter(pk__in=_listening_service_ids(invoice_service_ids(invoice), event_type)):
-        webhook_event_record(
-            event_type=event_type,
-            object_type="invoice",
-            payload_object=invoice_out(invoice, service=service),
-            service_ids=[service.pk],
-        )
+    invoices_webhook_record(invoices=[invoice], event_type=event_type)
 
 
 def invoices_drafted_record(invoices: list[Invoice]) -> None:
@@ -131,8 +123,9 @@ def credit_note_webhook_record(*, credit_note: CreditNote) -> None:
 
 
 def invoices_webhook_record(*, invoices: list[Invoice], event_type: str) -> None:
-    """`invoice_webhook_record` for many invoices: listeners looked up once, the invoices read and rendered with a
-    handful of queries whatever their number, and the events and deliveries written with one INSERT each.
+    """Record an invoice event per listening service each invoice bills, in that service's view of the customer:
+    listeners looked up once, the invoices read and rendered with a handful of queries whatever their number,
+    and the events and deliveries written with one INSERT each.
 
     Call inside the transaction that changed the invoices.
     """
@@ -433,8 +426,7 @@ def credit_note_estimate(*, invoice: Invoice, items: list[CreditNoteItemIn]) -> 
         if asked[fee.pk] > fee.amount_cents - credited.get(fee.pk, 0):
             errors.setdefault(f"items[{index}].amount_cents", []).append("higher_than_remaining_fee_amount")
             continue
-        rates = [TaxRate(t["code"], t["name"], Decimal(t["rate"])) for t in fee.applied_taxes]
-        out.append((fee, item.amount_cents, sum(line_tax_cents(item.amount_cents, rate) for rate in rates)))
+        out.append((fee, item.amount_cents, amount_tax_cents(item.amount_cents, fee.applied_taxes)))
     if errors:
         raise ValidationFailed("invalid credit note", details=errors)
     sub_total = sum(amount for _, amount, _ in out)

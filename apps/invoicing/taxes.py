@@ -83,6 +83,16 @@ def line_tax_cents(amount_cents: int, rate: TaxRate) -> int:
     return minor_units_of(Decimal(amount_cents) * rate.rate / 100)
 
 
+def applied_rates(applied_taxes: Iterable[dict]) -> list[TaxRate]:
+    """The rates a fee was taxed at, read back from its `applied_taxes` JSON."""
+    return [TaxRate(item["code"], item["name"], Decimal(item["rate"])) for item in applied_taxes or ()]
+
+
+def amount_tax_cents(amount_cents: int, applied_taxes: Iterable[dict]) -> int:
+    """Tax on part of a fee (a credit, a reversal) at the fee's own rates, rounded per line and rate."""
+    return sum(line_tax_cents(amount_cents, rate) for rate in applied_rates(applied_taxes))
+
+
 @dataclass(frozen=True)
 class TaxLine:
     code: str

@@ -6,7 +6,6 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,7 +15,7 @@ from django.db.models import Case, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from apps.invoicing.taxes import TaxRate, line_tax_cents  # pure functions: the hub's per-line tax rule
+from apps.invoicing.taxes import amount_tax_cents  # pure: the hub's per-line tax rule
 from apps.ledger import mapping
 from apps.ledger.models import (
     LedgerPosting,
@@ -506,8 +505,7 @@ def _void_document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[in
             continue
         lines.append(_line(fee, left))
         untaxed += left
-        tax += sum(line_tax_cents(left, TaxRate(t["code"], t["name"], Decimal(t["rate"])))
-                   for t in (fee.applied_taxes or []))
+        tax += amount_tax_cents(left, fee.applied_taxes)
     document = mapping.DocumentIn(
         ref=posting.ref, move_type="out_refund", number=f"VOID {invoice.number}",
         issuing_date=(invoice.voided_at.astimezone(ZoneInfo(invoice.customer.applicable_timezone)).date()
