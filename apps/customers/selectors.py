@@ -1,6 +1,8 @@
 """Reads for services and customers, always scoped by the calling service."""
 from __future__ import annotations
 
+import psycopg
+from django.db import connection
 from django.db.models import QuerySet
 
 from apps.core.exceptions import NotFound
@@ -9,11 +11,27 @@ from .models import AccountLink, Service
 from .services import api_key_hash
 
 
+_SERVICE_FIELDS = [field.attname for field in Service._meta.concrete_fields]
+_SERVICE_BY_KEY_SQL = (
+    f"SELECT {', '.join(_SERVICE_FIELDS)} FROM {Service._meta.db_table} WHERE api_key_hash = %s AND active"
+)
+
+
 def service_for_api_key(*, raw_key: str) -> Service | None:
-    """Return the active service owning this key, or None."""
+    """Return the active service owning this key, or None. Checked against the database on every call.
+
+    Every API request runs this, so it skips the ORM: `Service.objects.filter(...).first()` cost
+    ~740 µs of worker CPU and ~190 µs of PostgreSQL CPU per call, this ~60 µs and ~30 µs
+    (measured on the bench cluster, README "Performance"): a statement prepared once per
+    connection on Django's connection (same transaction, if any).
+    """
     if not raw_key:
         return None
-    return Service.objects.filter(api_key_hash=api_key_hash(raw_key), active=True).first()
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_SERVICE_BY_KEY_SQL, [api_key_hash(raw_key)], prepare=True)
+        row = cursor.fetchone()
+    return None if row is None else Service.from_db(connection.alias, _SERVICE_FIELDS, row)
 
 
 def account_link_list(*, service: Service) -> QuerySet[AccountLink]:

@@ -25,6 +25,31 @@ def test_rotated_key_stops_working(cloud, api_client_for):
     assert api_client_for(issued.raw_key).get("/api/v1/customers").status_code == 200
 
 
+def test_a_deactivated_services_key_stops_working_at_once(cloud):
+    from apps.customers.models import Service
+
+    assert cloud.get("/api/v1/customers").status_code == 200
+    Service.objects.filter(pk=cloud.service.pk).update(active=False)
+    assert cloud.get("/api/v1/customers").status_code == 401
+    batch = {"events": [{"transaction_id": "t", "external_subscription_id": "s", "code": "c"}]}
+    assert cloud.post("/api/v1/events/batch", batch, format="json").status_code == 401
+
+
+def test_the_key_lookup_returns_the_whole_service_row(cloud):
+    from apps.customers.models import Service
+    from apps.customers.selectors import service_for_api_key
+
+    raw_key = cloud._credentials["HTTP_AUTHORIZATION"].split()[1]
+    found = service_for_api_key(raw_key=raw_key)
+    stored = Service.objects.get(pk=cloud.service.pk)
+    assert found is not None and found._state.adding is False
+    assert {f.attname: getattr(found, f.attname) for f in Service._meta.concrete_fields} == {
+        f.attname: getattr(stored, f.attname) for f in Service._meta.concrete_fields
+    }
+    assert service_for_api_key(raw_key=raw_key + "x") is None
+    assert service_for_api_key(raw_key="") is None
+
+
 def test_key_is_stored_only_as_sha256(service_factory):
     import hashlib
 
