@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Max, Q, prefetch_related_objects
 from django.utils import timezone
 
@@ -972,6 +972,10 @@ def _prefetched(windows: dict[Window, set[int]]) -> UsageFetcher:
 # a chunk smaller than INVOICE_CLOSE_BATCH_MIN goes customer by customer (little to gain, finer isolation).
 CLOSE_BATCH_SIZE = 250
 CLOSE_BATCH_MIN = 20
+# Customers planned, cut off and aggregated together (`periods_close`): small enough that the first batches
+# start early, large enough that each aggregate's fixed cost stays small (1,000: same total as one aggregate
+# of 10,000 subscriptions, bench/close.py).
+CLOSE_PLAN_CHUNK = 1000
 # Threads running batches (INVOICE_CLOSE_WORKERS): two overlap one batch's database work with the next one's
 # Python on a 2-core machine (bench/close.py).
 CLOSE_WORKERS = 2
@@ -1398,61 +1402,130 @@ def _close_chunk(
     return outcome
 
 
-def _close_chunks_in_threads(chunks: list[list[int]], workers: int, **kwargs) -> list[_ChunkOutcome]:
-    """Run `_close_chunk` over `chunks` on `workers` threads, each on its own database connection.
+class _Pending:
+    """A UsageFetcher whose totals another thread is still aggregating: the first lookup waits for them.
 
-    One chunk's PostgreSQL work (COPY, commit) overlaps another's Python work (planning, pricing);
-    psycopg releases the GIL while it waits. Numbers still follow chunk order (`_Turns`).
+    If that aggregate failed, lookups fall back to live per-window queries (slower, same totals): the
+    run goes on, and the error is logged once.
     """
-    turns = _Turns()
 
-    def run(index: int) -> _ChunkOutcome:
-        try:
-            return _close_chunk(chunks[index], before_numbering=lambda: turns.wait(index), **kwargs)
-        finally:
-            turns.done(index)
-            connection.close()  # this thread's connection; the pool's threads end with the run
+    def __init__(self, future: Future) -> None:
+        self._future = future
+        self._fetch: UsageFetcher | None = None
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="close") as pool:
-        futures = [pool.submit(run, index) for index in range(len(chunks))]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    def __call__(self, subscription_ids: list[int], start: datetime, end: datetime) -> dict:
+        if self._fetch is None:
+            try:
+                self._fetch = self._future.result()
+            except Exception:
+                logger.exception("close: usage aggregate failed; querying per window instead")
+                self._fetch = _usage_totals
+        return self._fetch(subscription_ids, start, end)
+
+
+class _Pipeline:
+    """Run the close's stages so they overlap: while this thread plans chunk k+1 (Python), one thread
+    aggregates chunk k's usage (mostly PostgreSQL's work) and `workers` threads bill the batches whose
+    usage is in (`_close_chunk`); the aggregate is the longest single step of a close (bench/close.py).
+
+    With `workers` 0 every stage runs at once in the calling thread, in the same order. Batches take
+    invoice numbers in the order they were added (`_Turns`), so numbers follow customer order either way.
+    Each stage thread keeps one database connection for the run; they are closed at the end.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._turns = _Turns()
+        self._batches: list[Future | _ChunkOutcome] = []
+        self._connections: list = []
+        self._connections_lock = threading.Lock()
+        if workers:
+            self._aggregator = ThreadPoolExecutor(1, "close-aggregate", initializer=self._thread_started)
+            self._billers = ThreadPoolExecutor(workers, "close", initializer=self._thread_started)
+
+    def _thread_started(self) -> None:
+        # Opened lazily in this thread, closed from the caller's once the pools are done.
+        wrapper = connections[DEFAULT_DB_ALIAS]
+        wrapper.inc_thread_sharing()
+        with self._connections_lock:
+            self._connections.append(wrapper)
+
+    def aggregate(self, windows: dict[Window, set[int]]) -> UsageFetcher:
+        """Aggregate the windows' usage (after their cut-offs and the fence); return the fetcher batches use."""
+        if not self._workers:
+            return _prefetched(windows)
+        return _Pending(self._aggregator.submit(lambda: _prefetched(windows)))
+
+    def bill(self, chunk: list[int], **kwargs) -> None:
+        """Bill one batch of customers, after the batches added before it as far as numbers go."""
+        index = len(self._batches)
+        if not self._workers:
+            self._batches.append(_close_chunk(chunk, **kwargs))
+            return
+
+        def run() -> _ChunkOutcome:
+            try:
+                return _close_chunk(chunk, before_numbering=lambda: self._turns.wait(index), **kwargs)
+            finally:
+                self._turns.done(index)
+
+        self._batches.append(self._billers.submit(run))
+
+    def outcomes(self) -> list[_ChunkOutcome]:
+        return [batch.result() if isinstance(batch, Future) else batch for batch in self._batches]
+
+    def __enter__(self) -> _Pipeline:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if not self._workers:
+            return
+        if error is not None:  # the caller failed (or a batch raised): start nothing more
+            for batch in self._batches:
+                if isinstance(batch, Future):
+                    batch.cancel()
+        self._aggregator.shutdown(wait=True, cancel_futures=error is not None)
+        self._billers.shutdown(wait=True, cancel_futures=error is not None)
+        for wrapper in self._connections:
+            wrapper.close()
+            wrapper.dec_thread_sharing()
 
 
 def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage_totals) -> CloseRun:
     """Bill every subscription period ended at `as_of` (default now), in batches of customers.
 
-    Each batch is one transaction (`close_batch`); customers it could not lock or plan, and every
-    customer of a batch that failed to write, are then closed one by one (`close_customer`). A failing
-    customer is recorded on the run (admin) and the others go on; the next run retries it.
-    Batches run on INVOICE_CLOSE_WORKERS threads (default 2) unless the caller holds a transaction open
-    (the threads' connections could not see its rows): then one after the other.
+    Customers are planned in chunks (`close_prepass`); each chunk's usage cut-offs are committed and fenced,
+    its usage aggregated set-based, then its customers billed in batches, one transaction each (`close_batch`);
+    customers a batch could not lock or plan, and every customer of a batch that failed to write, are then
+    closed one by one (`close_customer`). A failing customer is recorded on the run (admin) and the others go
+    on; the next run retries it. The stages overlap on threads (`_Pipeline`: one aggregating, INVOICE_CLOSE_WORKERS
+    billing, default 2) unless the caller holds a transaction open (the threads' connections could not see its
+    rows): then one after the other.
     """
+    from apps.usage.services import usage_ingest_fence
+
     as_of = as_of or timezone.now()
     run = CloseRun.objects.create(as_of=as_of)
     customer_ids = customers_to_close(as_of=as_of)
     run.customers_count = len(customer_ids)
-    due, windows, cutoffs, loaded = close_prepass(customer_ids, as_of=as_of)
-    if fetch is _usage_totals:
-        from apps.usage.services import usage_ingest_fence
-
-        usage_cutoffs_advance(cutoffs)
-        usage_ingest_fence()
-        fetch = _prefetched(windows)
-    customer_ids = [customer_id for customer_id in customer_ids if customer_id in due]
     size = max(1, int(getattr(settings, "INVOICE_CLOSE_BATCH_SIZE", CLOSE_BATCH_SIZE)))
     smallest = int(getattr(settings, "INVOICE_CLOSE_BATCH_MIN", CLOSE_BATCH_MIN))
     workers = max(1, int(getattr(settings, "INVOICE_CLOSE_WORKERS", CLOSE_WORKERS)))
-    chunks = [customer_ids[index : index + size] for index in range(0, len(customer_ids), size)]
-    options = {"as_of": as_of, "fetch": fetch, "loaded": loaded, "smallest": smallest}
-    if workers > 1 and len(chunks) > 1 and not connection.in_atomic_block:
-        results = _close_chunks_in_threads(chunks, workers, **options)
-    else:
-        results = [_close_chunk(chunk, **options) for chunk in chunks]
+    parallel = workers > 1 and not connection.in_atomic_block
+    with _Pipeline(workers if parallel else 0) as pipeline:
+        for index in range(0, len(customer_ids), CLOSE_PLAN_CHUNK):
+            due, windows, cutoffs, loaded = close_prepass(customer_ids[index : index + CLOSE_PLAN_CHUNK], as_of=as_of)
+            chunk_fetch = fetch
+            if fetch is _usage_totals:
+                usage_cutoffs_advance(cutoffs)
+                usage_ingest_fence()
+                chunk_fetch = pipeline.aggregate(windows)
+            billable = [customer_id for customer_id in customer_ids[index : index + CLOSE_PLAN_CHUNK] if customer_id in due]
+            for start in range(0, len(billable), size):
+                pipeline.bill(
+                    billable[start : start + size], as_of=as_of, fetch=chunk_fetch, loaded=loaded, smallest=smallest
+                )
+        results = pipeline.outcomes()
 
     outcomes: list[CloseRunCustomer] = []
     for result in results:

@@ -7,6 +7,7 @@ customer inside a batch, a batch that dies or fails mid-write, a customer locked
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
@@ -310,3 +311,92 @@ def test_batches_on_threads_number_in_customer_order_as_one_thread_does(billing,
     by_customer = list(Invoice.objects.order_by("customer_id").values_list("sequential_id", flat=True))
     assert by_customer == list(range(1, 12))
     assert periods_close(as_of=at(2026, 4, 1, 2, 0)).invoices_count == 0
+
+
+def _usage_world(billing, customers: int) -> dict[str, Decimal]:
+    """`customers` customers, each with one subscription and a different amount of stored usage in March."""
+    from apps.usage.services import usage_events_ingest
+    from apps.usage.validation import EventIn
+
+    metric = billing.metric()
+    plan = billing.plan("metered", amount_cents=1000, charges=[(metric, "standard", {"amount": "0.25"}, {})])
+    expected = {}
+    for index in range(customers):
+        billing.customer(f"c{index}")
+        billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1, 0, 0))
+        usage_events_ingest(
+            service=billing.service,
+            events=[
+                EventIn(transaction_id=f"t{index}-{n}", external_subscription_id=f"s{index}", code="gb",
+                        timestamp=int(at(2026, 3, 10 + n, 12, 0).timestamp()), properties={"gb": str(index + n)})
+                for n in range(2)
+            ],
+            now=at(2026, 3, 20, 0, 0),
+        )
+        expected[f"c{index}"] = 1000 + (Decimal(2 * index + 1) * Decimal("0.25") * 100).quantize(Decimal(1))
+    return expected
+
+
+def _fees_by_customer() -> dict[str, int]:
+    return {
+        invoice.customer.external_id.rsplit(":", 1)[-1]: invoice.fees_amount_cents
+        for invoice in Invoice.objects.select_related("customer")
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pipelined_chunks_bill_what_one_sequential_pass_bills(billing, settings, monkeypatch):
+    """Outside a transaction the close plans, aggregates and bills chunk by chunk on threads (`_Pipeline`):
+    with chunks of three, the aggregate of a later chunk runs while earlier batches bill, and the result is the
+    usage-exact invoices a sequential pass gives, numbered by customer."""
+    from apps.invoicing import close as close_module
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    settings.INVOICE_CLOSE_WORKERS = 2
+    settings.INVOICE_CLOSE_BATCH_SIZE = 2
+    monkeypatch.setattr(close_module, "CLOSE_PLAN_CHUNK", 3)
+    expected = _usage_world(billing, 8)
+    aggregated_on = []
+    real = close_module._prefetched
+
+    def recording(windows):
+        aggregated_on.append((threading.current_thread().name, sorted(pk for ids in windows.values() for pk in ids)))
+        return real(windows)
+
+    monkeypatch.setattr(close_module, "_prefetched", recording)
+    run = periods_close(as_of=at(2026, 4, 1, 2, 0))
+
+    assert run.invoices_count == 8 and run.failures_count == 0
+    assert _fees_by_customer() == {name: int(cents) for name, cents in expected.items()}
+    assert [len(ids) for _, ids in aggregated_on] == [3, 3, 2]  # one aggregate per chunk
+    assert all(name.startswith("close-aggregate") for name, _ in aggregated_on)
+    by_customer = list(Invoice.objects.order_by("customer_id").values_list("sequential_id", flat=True))
+    assert by_customer == list(range(1, 9))
+    assert periods_close(as_of=at(2026, 4, 1, 2, 0)).invoices_count == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_aggregate_falls_back_to_live_queries_and_leaves_no_connection_open(billing, settings, monkeypatch):
+    from apps.invoicing import close as close_module
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    settings.INVOICE_CLOSE_WORKERS = 2
+    settings.INVOICE_CLOSE_BATCH_SIZE = 2
+    monkeypatch.setattr(close_module, "CLOSE_PLAN_CHUNK", 3)
+    expected = _usage_world(billing, 5)
+
+    def failing(windows):
+        raise RuntimeError("aggregate lost its connection")
+
+    def backends() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            return cursor.fetchone()[0]
+
+    before = backends()
+    monkeypatch.setattr(close_module, "_prefetched", failing)
+    run = periods_close(as_of=at(2026, 4, 1, 2, 0))
+
+    assert run.invoices_count == 5 and run.failures_count == 0
+    assert _fees_by_customer() == {name: int(cents) for name, cents in expected.items()}
+    assert backends() == before  # the stage threads' connections were closed
