@@ -400,3 +400,26 @@ def test_a_failed_aggregate_falls_back_to_live_queries_and_leaves_no_connection_
     assert run.invoices_count == 5 and run.failures_count == 0
     assert _fees_by_customer() == {name: int(cents) for name, cents in expected.items()}
     assert backends() == before  # the stage threads' connections were closed
+
+
+def test_the_close_spaces_young_collections_and_restores_the_threshold(billing, settings, monkeypatch):
+    """A close raises the GC's first threshold while it runs (cheaper collections), and puts it back after."""
+    import gc
+
+    from apps.invoicing import close as close_module
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    billing.customer("c0")
+    billing.subscribe("s0", billing.plan(), customer="c0", when=at(2026, 3, 1, 0, 0))
+    before = gc.get_threshold()
+    seen = []
+    real = close_module.close_prepass
+
+    def recording(*args, **kwargs):
+        seen.append(gc.get_threshold())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(close_module, "close_prepass", recording)
+    assert periods_close(as_of=at(2026, 4, 1, 2, 0)).invoices_count == 1
+    assert seen and seen[0][0] >= 50_000 and seen[0][1:] == before[1:]
+    assert gc.get_threshold() == before
