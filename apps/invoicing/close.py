@@ -1124,7 +1124,6 @@ def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
                 row.pk = pk
                 row._state.adding, row._state.db = False, connection.alias
     from django.db.models import JSONField, Model
-    from psycopg.types.json import Jsonb
 
     fields = [field for field in model._meta.concrete_fields if with_ids or not field.primary_key]
     now = timezone.now()
@@ -1165,7 +1164,7 @@ def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
                     raise ValueError(f"{model.__name__}.{name}: related object not saved")
                 value = value.pk
             if name in jsons and value is not None:
-                value = Jsonb(value, dumps=_json_dumps)
+                value = _json_dumps(value).decode()  # COPY's text format: jsonb parses it as written
             values[index] = value
         return values
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -147,12 +148,19 @@ def periods_between(
     start, end = _check_date(start, "start"), _check_date(end, "end")
     if end <= start:
         return []
+    return list(_periods_between(str(interval), str(billing_time), _check_date(anchor_date, "anchor_date"), start, end))
+
+
+# A close asks the same question for every subscription sharing a plan's interval, an anchor and the close's
+# day: the answer is a pure function of its arguments, so it is computed once per distinct question.
+@lru_cache(maxsize=4096)
+def _periods_between(interval: str, billing_time: str, anchor_date: date, start: date, end: date) -> tuple[Period, ...]:
     periods = [period_containing(interval=interval, billing_time=billing_time, anchor_date=anchor_date, at=start)]
     while periods[-1].end < end:
         periods.append(
             period_after(interval=interval, billing_time=billing_time, anchor_date=anchor_date, period=periods[-1])
         )
-    return periods
+    return tuple(periods)
 
 
 def proration_factor(*, period: Period, active_from: date, active_to: date | None = None) -> Decimal:
@@ -173,7 +181,12 @@ def proration_factor(*, period: Period, active_from: date, active_to: date | Non
 
 def local_midnight_utc(day: date, timezone: str) -> datetime:
     """Return the UTC instant of local midnight starting `day` in IANA `timezone`."""
-    return datetime.combine(_check_date(day, "day"), time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+    return _local_midnight_utc(_check_date(day, "day"), timezone)
+
+
+@lru_cache(maxsize=16384)  # pure, and asked for the same few period bounds across a whole close
+def _local_midnight_utc(day: date, timezone: str) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
 
 
 def period_bounds_utc(period: Period, timezone: str) -> tuple[datetime, datetime]:
