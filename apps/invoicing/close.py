@@ -1139,33 +1139,37 @@ def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
     relation_names = {field.attname for field in relations}
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     # Per column, decided once: most values go to COPY as they are, and only the columns that need it
-    # (timestamps, JSON, relations given as instances, callable defaults) are converted per row.
-    special = [
-        (index, name) for index, name in enumerate(attnames)
-        if name in stamped or name in jsons or name in relation_names or callable(defaults[name])
-    ]
-
+    # (timestamps, callable defaults, relations given as instances, JSON) are converted per row.
+    stamped_at = [index for index, name in enumerate(attnames) if name in stamped]
     # Random ids drawn in one read for the rows that need them (`uuid4_many`: one system call, not one per row).
     drawn = {
         name: iter(uuid4_many(sum(1 for row in rows if isinstance(row, dict) and name not in row)))
         for name, default in defaults.items() if default is uuid.uuid4
     }
+    supplied_at = [
+        (index, name, drawn[name].__next__ if name in drawn else defaults[name])
+        for index, name in enumerate(attnames)
+        if name not in stamped and callable(defaults[name])
+    ]
+    related_at = [index for index, name in enumerate(attnames) if name in relation_names]
+    json_at = [index for index, name in enumerate(attnames) if name in jsons]
+    absent = [(name, defaults[name]) for name in attnames]
 
     def fix(values: list, row: dict) -> list:
-        for index, name in special:
-            if name in stamped:
-                values[index] = now
-                continue
+        for index in stamped_at:
+            values[index] = now
+        for index, name, supply in supplied_at:
+            if name not in row:
+                values[index] = supply()
+        for index in related_at:
             value = values[index]
-            if name not in row and callable(defaults[name]):
-                value = next(drawn[name]) if name in drawn else defaults[name]()
             if isinstance(value, Model):
                 if value.pk is None:
-                    raise ValueError(f"{model.__name__}.{name}: related object not saved")
-                value = value.pk
-            if name in jsons and value is not None:
-                value = _json_dumps(value).decode()  # COPY's text format: jsonb parses it as written
-            values[index] = value
+                    raise ValueError(f"{model.__name__}.{attnames[index]}: related object not saved")
+                values[index] = value.pk
+        for index in json_at:
+            if values[index] is not None:
+                values[index] = _json_dumps(values[index]).decode()  # COPY's text format: jsonb parses it as written
         return values
 
     with connection.cursor() as cursor:
@@ -1179,7 +1183,8 @@ def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
                         if values[relation.attname] is None and relation.is_cached(row):
                             values[relation.attname] = relation.get_cached_value(row)
                     row = values
-                copy.write_row(fix([row[name] if name in row else defaults[name] for name in attnames], row))
+                get = row.get
+                copy.write_row(fix([get(name, default) for name, default in absent], row))
 
 
 def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Line], dict]], *, as_of: datetime):
@@ -1535,6 +1540,7 @@ def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage
 
 
 def _periods_close(*, as_of: datetime | None, fetch: UsageFetcher) -> CloseRun:
+    from apps.usage.aggregation import rollup_state_ensure
     from apps.usage.services import usage_ingest_fence
 
     as_of = as_of or timezone.now()
@@ -1545,6 +1551,7 @@ def _periods_close(*, as_of: datetime | None, fetch: UsageFetcher) -> CloseRun:
     smallest = int(getattr(settings, "INVOICE_CLOSE_BATCH_MIN", CLOSE_BATCH_MIN))
     workers = max(1, int(getattr(settings, "INVOICE_CLOSE_WORKERS", CLOSE_WORKERS)))
     parallel = workers > 1 and not connection.in_atomic_block
+    rollup_state_ensure()  # committed before the threads start: see its docstring
     with _Pipeline(workers if parallel else 0) as pipeline:
         for index in range(0, len(customer_ids), CLOSE_PLAN_CHUNK):
             due, windows, cutoffs, loaded = close_prepass(customer_ids[index : index + CLOSE_PLAN_CHUNK], as_of=as_of)

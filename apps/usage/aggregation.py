@@ -25,6 +25,18 @@ STATE_ROW_SQL = (
 )
 
 
+def rollup_state_ensure() -> None:
+    """Create the rollup watermark row (id 1) if it is missing, in its own transaction when called outside one.
+
+    `usage_totals` inserts the row on first use inside its caller's transaction, and a second transaction
+    inserting it meanwhile waits for the first to end. Between a close's batch threads, which also wait for
+    each other's turn to take invoice numbers, that wait can close a cycle: a close calls this before it
+    starts its threads, so they only ever find the row committed.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(STATE_ROW_SQL)
+
+
 @dataclass(frozen=True)
 class UsageTotal:
     units: Decimal  # metric units for the period, before the metric's rounding

@@ -375,6 +375,7 @@ def test_pipelined_chunks_bill_what_one_sequential_pass_bills(billing, settings,
     assert periods_close(as_of=at(2026, 4, 1, 2, 0)).invoices_count == 0
 
 
+@pytest.mark.timeout(90)  # the deadlock this guards against would otherwise hang until the suite's limit
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_aggregate_falls_back_to_live_queries_and_leaves_no_connection_open(billing, settings, monkeypatch):
     from apps.invoicing import close as close_module
@@ -393,10 +394,25 @@ def test_a_failed_aggregate_falls_back_to_live_queries_and_leaves_no_connection_
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
             return cursor.fetchone()[0]
 
+    # Each batch now aggregates inside its own transaction. The rollup's watermark row must already be committed
+    # when the first batch starts: two batches inserting it at once wait on each other's insert while the later
+    # one waits for the earlier one's turn to number (a deadlock seen in 2 of 6 suite runs before the fix).
+    from apps.usage.models import UsageRollupState
+
+    UsageRollupState.objects.all().delete()
+    watermark_committed = []
+    real_chunk = close_module._close_chunk
+
+    def chunk_recording(*args, **kwargs):
+        watermark_committed.append(UsageRollupState.objects.filter(pk=1).exists())  # this thread's own connection
+        return real_chunk(*args, **kwargs)
+
     before = backends()
     monkeypatch.setattr(close_module, "_prefetched", failing)
+    monkeypatch.setattr(close_module, "_close_chunk", chunk_recording)
     run = periods_close(as_of=at(2026, 4, 1, 2, 0))
 
+    assert watermark_committed and all(watermark_committed)
     assert run.invoices_count == 5 and run.failures_count == 0
     assert _fees_by_customer() == {name: int(cents) for name, cents in expected.items()}
     assert backends() == before  # the stage threads' connections were closed
