@@ -942,12 +942,13 @@ def _late_usage_mark_billed(lines: list[Line], *, as_of: datetime) -> None:
         late_usage_mark_billed(event_ids=ids, billed_at=as_of)
 
 
-def _prefetched(windows: dict[Window, set[int]]) -> UsageFetcher:
+def _prefetched(windows: dict[Window, set[int]], *, live: UsageFetcher = _usage_totals) -> UsageFetcher:
     """Aggregate every due window for all its subscriptions at once (set-based, perf.md §3).
 
     Safe after the cut-off and fence: rows for a window that arrive later are flagged late and
     excluded from `usage_totals`, so the totals read here cannot change before the close writes them.
-    Totals are indexed per subscription, so each lookup costs what it returns.
+    Totals are indexed per subscription, so each lookup costs what it returns; a lookup outside them (a
+    customer re-planned under its lock) goes to `live`.
     """
     cache: dict[Window, dict[int, dict]] = {}
     for window, subscription_ids in windows.items():
@@ -961,7 +962,7 @@ def _prefetched(windows: dict[Window, set[int]]) -> UsageFetcher:
     def fetch(subscription_ids: list[int], start: datetime, end: datetime) -> dict:
         cached = cache.get(Window(start, end))
         if cached is None or any(pk not in cached for pk in subscription_ids):
-            return _usage_totals(subscription_ids, start, end)
+            return live(subscription_ids, start, end)
         out: dict = {}
         for pk in subscription_ids:
             out.update(cached[pk])
@@ -1421,12 +1422,13 @@ def _close_chunk(
 class _Pending:
     """A UsageFetcher whose totals another thread is still aggregating: the first lookup waits for them.
 
-    If that aggregate failed, lookups fall back to live per-window queries (slower, same totals): the
-    run goes on, and the error is logged once.
+    If that aggregate failed, lookups fall back to live per-window queries (`live`; slower, same totals):
+    the run goes on, and the error is logged once.
     """
 
-    def __init__(self, future: Future) -> None:
+    def __init__(self, future: Future, *, live: UsageFetcher) -> None:
         self._future = future
+        self._live = live
         self._fetch: UsageFetcher | None = None
 
     def __call__(self, subscription_ids: list[int], start: datetime, end: datetime) -> dict:
@@ -1435,7 +1437,7 @@ class _Pending:
                 self._fetch = self._future.result()
             except Exception:
                 logger.exception("close: usage aggregate failed; querying per window instead")
-                self._fetch = _usage_totals
+                self._fetch = self._live
         return self._fetch(subscription_ids, start, end)
 
 
@@ -1470,7 +1472,14 @@ class _Pipeline:
         """Aggregate the windows' usage (after their cut-offs and the fence); return the fetcher batches use."""
         if not self._workers:
             return _prefetched(windows)
-        return _Pending(self._aggregator.submit(lambda: _prefetched(windows)))
+        return _Pending(self._aggregator.submit(lambda: _prefetched(windows, live=self._live)), live=self._live)
+
+    def _live(self, subscription_ids: list[int], start: datetime, end: datetime) -> dict:
+        # On the aggregating thread's connection, in its own short transaction: a batch reading usage itself
+        # would hold the rollup watermark's share lock until it commits, across its wait for its numbering
+        # turn; a rollup advance queued on that row could then stall an earlier batch behind it (a cycle
+        # PostgreSQL cannot see). Usage read here is as safe as the prefetched totals (cut-off and fence).
+        return self._aggregator.submit(_usage_totals, subscription_ids, start, end).result()
 
     def bill(self, chunk: list[int], **kwargs) -> None:
         """Bill one batch of customers, after the batches added before it as far as numbers go."""
@@ -1500,8 +1509,8 @@ class _Pipeline:
             for batch in self._batches:
                 if isinstance(batch, Future):
                     batch.cancel()
+        self._billers.shutdown(wait=True, cancel_futures=error is not None)  # first: running batches may still read usage
         self._aggregator.shutdown(wait=True, cancel_futures=error is not None)
-        self._billers.shutdown(wait=True, cancel_futures=error is not None)
         for wrapper in self._connections:
             wrapper.close()
             wrapper.dec_thread_sharing()

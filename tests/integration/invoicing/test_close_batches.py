@@ -359,9 +359,9 @@ def test_pipelined_chunks_bill_what_one_sequential_pass_bills(billing, settings,
     aggregated_on = []
     real = close_module._prefetched
 
-    def recording(windows):
+    def recording(windows, **kwargs):
         aggregated_on.append((threading.current_thread().name, sorted(pk for ids in windows.values() for pk in ids)))
-        return real(windows)
+        return real(windows, **kwargs)
 
     monkeypatch.setattr(close_module, "_prefetched", recording)
     run = periods_close(as_of=at(2026, 4, 1, 2, 0))
@@ -386,7 +386,7 @@ def test_a_failed_aggregate_falls_back_to_live_queries_and_leaves_no_connection_
     monkeypatch.setattr(close_module, "CLOSE_PLAN_CHUNK", 3)
     expected = _usage_world(billing, 5)
 
-    def failing(windows):
+    def failing(windows, **kwargs):
         raise RuntimeError("aggregate lost its connection")
 
     def backends() -> int:
@@ -407,12 +407,25 @@ def test_a_failed_aggregate_falls_back_to_live_queries_and_leaves_no_connection_
         watermark_committed.append(UsageRollupState.objects.filter(pk=1).exists())  # this thread's own connection
         return real_chunk(*args, **kwargs)
 
+    # ... and the batches' own transactions never read usage (nor hold the watermark's lock): the live
+    # queries run on the aggregating thread.
+    from apps.usage import aggregation
+
+    read_on = []
+    real_totals = aggregation.usage_totals
+
+    def totals_recording(**kwargs):
+        read_on.append(threading.current_thread().name)
+        return real_totals(**kwargs)
+
     before = backends()
     monkeypatch.setattr(close_module, "_prefetched", failing)
     monkeypatch.setattr(close_module, "_close_chunk", chunk_recording)
+    monkeypatch.setattr(aggregation, "usage_totals", totals_recording)
     run = periods_close(as_of=at(2026, 4, 1, 2, 0))
 
     assert watermark_committed and all(watermark_committed)
+    assert read_on and all(name.startswith("close-aggregate") for name in read_on)
     assert run.invoices_count == 5 and run.failures_count == 0
     assert _fees_by_customer() == {name: int(cents) for name, cents in expected.items()}
     assert backends() == before  # the stage threads' connections were closed
