@@ -319,11 +319,15 @@ def main() -> None:
     setup(args)
     sub_ids, _ = fill(args)
     listening(args.webhook)
-    # Raw-row figure (perf.md §3's 11 s) only while the rollup is behind, i.e. right after a fresh fill.
-    raw = bare_aggregate(sub_ids, args.repeat) if rollup_behind() else None
-    folded, fold_seconds = rollup_fold()
-    bare = bare_aggregate(sub_ids, args.repeat)
-    result = close(sub_ids)
+    try:
+        # Raw-row figure (perf.md §3's 11 s) only while the rollup is behind, i.e. right after a fresh fill.
+        raw = bare_aggregate(sub_ids, args.repeat) if rollup_behind() else None
+        folded, fold_seconds = rollup_fold()
+        bare = bare_aggregate(sub_ids, args.repeat)
+        result = close(sub_ids)
+    finally:
+        if args.webhook:  # the database is reused: leave no listener behind for the next run or script
+            listening(False)
     figures = {
         "subscriptions": args.subscriptions, "metrics": len(METRICS), "usage_rows": args.rows,
         "bare_aggregate_raw_seconds": round(raw, 2) if raw is not None else None,
