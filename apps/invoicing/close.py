@@ -1103,27 +1103,36 @@ TOTAL_FIELDS = [
 _json_dumps = msgspec.json.Encoder().encode
 
 
+def _ids_draw(model: type, rows: list) -> None:
+    """Set primary keys on unsaved instances from the table's identity sequence (one read), as `bulk_create`
+    would, so other rows can point at them before they are written."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [model._meta.db_table, model._meta.pk.column, len(rows)],
+        )
+        for row, (pk,) in zip(rows, cursor.fetchall()):
+            row.pk = pk
+
+
 def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
     """Insert rows of `model` with one COPY: the rows `bulk_create` writes, without building SQL per value.
 
     Rows are unsaved instances or dicts keyed by attribute name (`invoice_id`; a model instance there
     stands for its pk, read at write time). Fees are most of the close's writes (bench/close.py).
-    Primary keys are not read back; with `with_ids` (instances only) they are drawn from the table's identity
-    sequence first and set on the instances, as `bulk_create` would. `auto_now`/`auto_now_add` fields get one
-    timestamp for all rows; missing dict keys take the field default. Unique constraints hold as with INSERT.
+    Primary keys are not read back; with `with_ids` (instances only) the rows' own keys are written, drawn
+    first (`_ids_draw`) for those without one, and the instances are marked saved, as `bulk_create` would.
+    `auto_now`/`auto_now_add` fields get one timestamp for all rows; missing dict keys take the field default.
+    Unique constraints hold as with INSERT.
     """
     if not rows:
         return
     if with_ids:
-        table = model._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                [table, model._meta.pk.column, len(rows)],
-            )
-            for row, (pk,) in zip(rows, cursor.fetchall()):
-                row.pk = pk
-                row._state.adding, row._state.db = False, connection.alias
+        missing = [row for row in rows if row.pk is None]
+        if missing:
+            _ids_draw(model, missing)
+        for row in rows:
+            row._state.adding, row._state.db = False, connection.alias
     from django.db.models import JSONField, Model
 
     fields = [field for field in model._meta.concrete_fields if with_ids or not field.primary_key]
@@ -1188,8 +1197,15 @@ def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
                 copy.write_row(fix([get(name, default) for name, default in absent], row))
 
 
+def _due(invoice: Invoice, as_of: datetime) -> bool:
+    """Whether the close finalizes `invoice` now (its grace period is over, or there is none)."""
+    return invoice.grace_until is not None and invoice.grace_until <= as_of
+
+
 def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Line], dict]], *, as_of: datetime):
     """Write every planned line of a batch set-based; return (invoices per customer in write order, fees per customer).
+
+    New invoices due at once are returned unwritten, ids drawn: `close_batch` numbers them, then inserts them.
 
     Same rows as `write_lines` per customer: one invoice per (customer, billing day, currency), appended to
     that day's oldest draft or opened with the next `close_key`; fees, billing periods, tax summary, totals.
@@ -1266,7 +1282,12 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
         applied.extend(_set_totals(invoice, earlier.get(invoice.pk, []) + fees_of[key]))
         invoice.updated_at = now
 
-    _copy_insert(Invoice, new_invoices, with_ids=True)
+    # Invoices due at once are written by their finalization, numbered (`close_batch`): one insert per row,
+    # not an insert of a draft and an update. Every new invoice has its id now, for the rows pointing at it
+    # (foreign keys are checked at commit).
+    if new_invoices:
+        _ids_draw(Invoice, new_invoices)
+    _copy_insert(Invoice, [invoice for invoice in new_invoices if not _due(invoice, as_of)], with_ids=True)
     if old_drafts:
         Invoice.objects.bulk_update(old_drafts, TOTAL_FIELDS)
         InvoiceAppliedTax.objects.filter(invoice__in=old_drafts).delete()
@@ -1328,16 +1349,11 @@ def close_batch(
             return result
         touched, fee_counts = _write_batch(locked, plans, as_of=as_of)
         _late_usage_mark_billed([line for lines, _ in plans.values() for line in lines], as_of=as_of)
-        due = [
-            invoice
-            for customer_id in sorted(touched)
-            for invoice in touched[customer_id]
-            if invoice.grace_until is not None and invoice.grace_until <= as_of
-        ]
+        due = [invoice for customer_id in sorted(touched) for invoice in touched[customer_id] if _due(invoice, as_of)]
         # Numbers follow the one-by-one order: customers by id, each customer's invoices in write order.
         if before_numbering is not None:
             before_numbering()  # parallel close: wait for the earlier chunks to commit (_Turns)
-        invoices_finalize(held=due, now=as_of)
+        invoices_finalize(held=due, now=as_of, write_unsaved=lambda invoices: _copy_insert(Invoice, invoices, with_ids=True))
         finalized = {invoice.pk for invoice in due}
         invoices_drafted_record([invoice for mine in touched.values() for invoice in mine if invoice.pk not in finalized])
         result.billed = {customer_id: (len(touched[customer_id]), fee_counts[customer_id]) for customer_id in touched}

@@ -29,15 +29,18 @@ class Invoice(TimeStampedModel):
         SUBSCRIPTION = "subscription"
         ONE_OFF = "one_off"
 
-    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="invoices")
+    # No index of its own: Meta's (customer, issuing_date) index serves lookups by customer.
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="invoices", db_index=False)
     invoice_type = models.CharField(max_length=16, choices=InvoiceType.choices, default=InvoiceType.SUBSCRIPTION)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
-    payment_status = models.CharField(
-        max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING, db_index=True
-    )
+    # Indexed in Meta: `db_index=True` on a CharField also builds a LIKE (pattern_ops) index, which no
+    # status query uses and which every invoice insert and finalization paid for (bench/close.py).
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    payment_status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
     currency = models.CharField(max_length=3)  # ISO 4217
     # Exactly-once key of a period close: one subscription invoice per customer, billing date and currency.
-    close_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    # Byte-order collation: the unique index (Meta) then serves the close's prefix lookups
+    # (`close_key__startswith`) too, with no second LIKE index to maintain per insert.
+    close_key = models.CharField(max_length=128, null=True, blank=True, db_collation="C")
     series = models.CharField(max_length=32, blank=True)  # numbering series, e.g. "NEXA-2026"
     number = models.CharField(max_length=64, blank=True)  # set once, at finalization
     sequential_id = models.PositiveIntegerField(null=True, blank=True)  # position in `series`
@@ -62,6 +65,7 @@ class Invoice(TimeStampedModel):
     class Meta:
         ordering = ("-issuing_date", "-id")
         constraints = [
+            models.UniqueConstraint(fields=("close_key",), name="uniq_invoice_close_key"),
             models.UniqueConstraint(fields=("number",), condition=~Q(number=""), name="uniq_invoice_number"),
             models.UniqueConstraint(
                 fields=("series", "sequential_id"), condition=Q(sequential_id__isnull=False), name="uniq_invoice_seq"
@@ -70,7 +74,11 @@ class Invoice(TimeStampedModel):
                 condition=Q(status="draft") | ~Q(number=""), name="finalized_invoice_has_number"
             ),
         ]
-        indexes = [models.Index(fields=("customer", "issuing_date"))]
+        indexes = [
+            models.Index(fields=("customer", "issuing_date")),
+            models.Index(fields=("status",), name="invoice_status_idx"),
+            models.Index(fields=("payment_status",), name="invoice_payment_status_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.number or f"draft {self.lago_id}"
@@ -107,8 +115,12 @@ class Fee(TimeStampedModel):
         CREDIT = "credit"  # unused in-advance fee returned on upgrade/termination
         COMMITMENT = "commitment"  # charge minimum true-up
 
+    # Fees are read by invoice, never listed by creation time: no created_at index to maintain per fee.
+    created_at = models.DateTimeField(auto_now_add=True)
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="fees")
-    fee_key = models.CharField(max_length=255, unique=True)
+    # Unique in Meta, byte-order collation: keys are ASCII, compared with memcmp instead of the
+    # locale's strcoll, and no LIKE index beside the unique one (the close writes ~6 fees per subscription).
+    fee_key = models.CharField(max_length=255, db_collation="C")
     fee_type = models.CharField(max_length=16, choices=FeeType.choices)
     service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     subscription = models.ForeignKey(
@@ -137,6 +149,7 @@ class Fee(TimeStampedModel):
 
     class Meta:
         ordering = ("invoice", "id")
+        constraints = [models.UniqueConstraint(fields=("fee_key",), name="uniq_fee_key")]
 
     def __str__(self) -> str:
         return f"{self.name}: {self.amount_cents} {self.currency}"

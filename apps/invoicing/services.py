@@ -5,6 +5,7 @@ The period close itself lives in close.py (`periods_close`, `close_customer`).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -164,7 +165,11 @@ def invoices_webhook_record(*, invoices: list[Invoice], event_type: str) -> None
 
 
 def invoices_finalize(
-    *, invoice_ids: list[int] | None = None, now: datetime | None = None, held: list[Invoice] | None = None
+    *,
+    invoice_ids: list[int] | None = None,
+    now: datetime | None = None,
+    held: list[Invoice] | None = None,
+    write_unsaved: Callable[[list[Invoice]], None] | None = None,
 ) -> list[Invoice]:
     """Number and freeze draft invoices; return them in the order of `invoice_ids`. Idempotent per invoice.
 
@@ -176,6 +181,8 @@ def invoices_finalize(
     webhook `invoice.created`, ledger postings (apps.ledger), payment collection (apps.payments).
     The period close finalizes a whole batch of customers' invoices with one call, passing them as `held`:
     drafts its transaction created or locked, with their locked customer, so they are not read again.
+    `held` may include invoices not written yet (ids drawn, `_state.adding`): once numbered they are handed
+    to `write_unsaved`, which inserts them finalized (one write per row instead of an insert and an update).
     """
     if held is not None:
         if invoice_ids is not None:
@@ -185,7 +192,7 @@ def invoices_finalize(
             raise NotAllowed("held invoices must be drafts", code="invoice_not_draft")
         if drafts:
             with transaction.atomic():
-                _drafts_finalize(drafts, now=now or timezone.now())
+                _drafts_finalize(drafts, now=now or timezone.now(), write_unsaved=write_unsaved)
         return drafts
     ids = list(dict.fromkeys(invoice_ids or []))
     if not ids:
@@ -207,18 +214,45 @@ def invoices_finalize(
         return [locked[pk] for pk in ids]
 
 
-def _drafts_finalize(drafts: list[Invoice], *, now: datetime) -> None:
-    """Number, freeze and follow up locked drafts, set-based (one UPDATE per table, one INSERT of postings)."""
+def invoices_number(invoices: list[Invoice], *, now: datetime) -> None:
+    """Give drafts (saved or not yet written) their numbers and finalized fields, in memory, in list order.
+
+    Takes one `NumberSequence` row lock per series (sorted: one lock order for every caller), held by the
+    caller's transaction, which must then write exactly these invoices as finalized (`_drafts_finalize`, or
+    the close's COPY of new invoices) and run `_invoices_finalized_follow_up`: a rollback returns the numbers.
+    """
     by_series: dict[str, list[Invoice]] = defaultdict(list)
-    for invoice in drafts:
+    for invoice in invoices:
         year = local_date(now, invoice.customer.applicable_timezone).year
         by_series[invoice_series_for(year=year)].append(invoice)
-    for series in sorted(by_series):  # one lock order for every caller
+    for series in sorted(by_series):
         batch = by_series[series]
         for invoice, (sequential_id, number) in zip(batch, invoice_numbers_take(series=series, count=len(batch))):
             invoice.series, invoice.sequential_id, invoice.number = series, sequential_id, number
             invoice.status, invoice.finalized_at = Invoice.Status.FINALIZED, now
             invoice.payment_due_date = invoice.issuing_date + timedelta(days=invoice.net_payment_term)
+
+
+def _drafts_finalize(
+    drafts: list[Invoice], *, now: datetime, write_unsaved: Callable[[list[Invoice]], None] | None = None
+) -> None:
+    """Number, freeze and follow up locked drafts, set-based (one UPDATE per table, one INSERT of postings);
+    drafts not written yet are numbered in the same order and inserted finalized by `write_unsaved`."""
+    invoices_number(drafts, now=now)
+    unsaved = [invoice for invoice in drafts if invoice._state.adding]
+    saved = [invoice for invoice in drafts if not invoice._state.adding]
+    if unsaved:
+        if write_unsaved is None:
+            raise ValueError("unsaved drafts need write_unsaved")
+        write_unsaved(unsaved)
+    if saved:
+        _saved_drafts_mark_finalized(saved)
+    _invoices_finalized_follow_up(drafts)
+
+
+def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
+    """Write numbered drafts' finalized fields (`invoices_number`) to their rows."""
+    now = drafts[0].finalized_at
     stamp = timezone.now()
     ids = [invoice.pk for invoice in drafts]
     with connection.cursor() as cursor:
@@ -241,6 +275,15 @@ def _drafts_finalize(drafts: list[Invoice], *, now: datetime) -> None:
         )
         if cursor.rowcount != len(drafts):
             raise RuntimeError(f"finalized {cursor.rowcount} of {len(drafts)} drafts; rolled back")
+    for invoice in drafts:
+        invoice.updated_at = stamp
+
+
+def _invoices_finalized_follow_up(invoices: list[Invoice]) -> None:
+    """What finalization writes beside the invoices themselves, in the finalizing transaction: the subscriptions'
+    usage cut-off, webhook `invoice.created` (Lago sends it at finalization), ledger postings (apps.ledger),
+    payment collection (apps.payments). The invoices and their billing periods must be written first."""
+    with connection.cursor() as cursor:
         # Usage before the billed windows is now invoiced: later arrivals are late usage (adjustments).
         cursor.execute(
             """
@@ -249,15 +292,11 @@ def _drafts_finalize(drafts: list[Invoice], *, now: datetime) -> None:
                      WHERE invoice_id = ANY(%s) GROUP BY subscription_id) v
              WHERE s.id = v.subscription_id AND (s.usage_billed_until IS NULL OR s.usage_billed_until < v.until)
             """,
-            [ids],
+            [[invoice.pk for invoice in invoices]],
         )
-    for invoice in drafts:
-        invoice.updated_at = stamp
-    # follow-up rows: webhook "invoice.created" (Lago sends it at finalization), ledger postings (apps.ledger),
-    # payment collection (apps.payments), all in this transaction.
-    invoices_webhook_record(invoices=drafts, event_type="invoice.created")
-    ledger_postings_create(invoices=drafts)
-    for invoice in drafts:
+    invoices_webhook_record(invoices=invoices, event_type="invoice.created")
+    ledger_postings_create(invoices=invoices)
+    for invoice in invoices:
         payment_invoice_finalized(invoice=invoice)  # collects the amount due through Stripe on commit
 
 

@@ -452,3 +452,27 @@ def test_the_close_spaces_young_collections_and_restores_the_threshold(billing, 
     assert periods_close(as_of=at(2026, 4, 1, 2, 0)).invoices_count == 1
     assert seen and seen[0][0] >= 50_000 and seen[0][1:] == before[1:]
     assert gc.get_threshold() == before
+
+
+def test_batch_inserts_invoices_due_at_once_finalized_without_updating_them(billing, settings):
+    """An invoice with no grace period is written once, already numbered: no draft row updated afterwards
+    (that update cost as much as the insert, and left a dead row per invoice)."""
+    from django.db import connection as default_connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    plan = billing.plan()
+    for index in range(6):
+        billing.customer(f"c{index}")
+        billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1, 0, 0))
+    with CaptureQueriesContext(default_connection) as queries:
+        run = periods_close(as_of=at(2026, 4, 1, 2, 0))
+    assert run.invoices_count == 6
+    assert not [query["sql"] for query in queries if query["sql"].lstrip().upper().startswith("UPDATE \"INVOICING_INVOICE\"")
+                or query["sql"].lstrip().upper().startswith("UPDATE INVOICING_INVOICE")]
+    invoices = list(Invoice.objects.order_by("customer__external_id"))
+    assert [invoice.status for invoice in invoices] == ["finalized"] * 6
+    assert [invoice.sequential_id for invoice in invoices] == list(range(1, 7))
+    with connection.cursor() as cursor:  # one row version per invoice: inserted, never updated
+        cursor.execute("SELECT count(*) FROM invoicing_invoice WHERE xmax = 0")
+        assert cursor.fetchone()[0] == 6
