@@ -319,6 +319,16 @@ def per_event_values(lines: list[Line], *, fetch: UsageFetcher = _usage_per_even
     return values
 
 
+def _charge_pricing(charge: Charge) -> rating.ChargePricing:
+    """The charge's parsed properties, kept on the instance: a close loads each plan's charges once per chunk
+    and prices them for every subscription on the plan. Parsed again if `properties` was replaced."""
+    cached = charge.__dict__.get("_pricing")
+    if cached is None or cached[0] is not charge.properties or cached[1] != charge.charge_model:
+        cached = (charge.properties, charge.charge_model, rating.charge_pricing(charge.charge_model, charge.properties))
+        charge.__dict__["_pricing"] = cached
+    return cached[2]
+
+
 def price_charge_line(
     line: Line, *, units: Decimal, events_count: int, per_event_amounts: tuple[Decimal, ...] | None = None
 ) -> list[Line]:
@@ -331,9 +341,8 @@ def price_charge_line(
         billed_units = rating.round_units(
             units, rounding_function=metric.rounding_function, rounding_precision=metric.rounding_precision or 0
         )
-    result = rating.price_charge(
-        charge_model=charge.charge_model,
-        properties=charge.properties,
+    result = rating.price_charge_with(
+        _charge_pricing(charge),
         units=billed_units,
         events_count=events_count,
         currency=line.currency,
@@ -468,9 +477,20 @@ def invoice_recompute_totals(invoice: Invoice) -> Invoice:
     return invoice
 
 
-def fee_values(line: Line, *, rates: list[TaxRate]) -> dict[str, Any]:
-    """Return the fee row a line becomes (Fee attribute names; no invoice): taxes per line, rounded once."""
-    taxes_cents, taxes_rate, applied = fee_taxes(line.amount_cents, rates)
+def fee_values(line: Line, *, rates: list[TaxRate], taxed: dict | None = None) -> dict[str, Any]:
+    """Return the fee row a line becomes (Fee attribute names; no invoice): taxes per line, rounded once.
+
+    `taxed` memoizes `fee_taxes` across a batch's fees (a close bills the same few amounts and provinces
+    many times); its `applied_taxes` lists are then shared between rows, which are written, never mutated.
+    """
+    if taxed is None:
+        taxes_cents, taxes_rate, applied = fee_taxes(line.amount_cents, rates)
+    else:
+        key = (line.amount_cents, *map(id, rates))  # TaxRate rows are module constants: identity names them
+        found = taxed.get(key)
+        if found is None:
+            found = taxed[key] = fee_taxes(line.amount_cents, rates)
+        taxes_cents, taxes_rate, applied = found
     subscription = line.subscription
     return {
         "fee_key": line.fee_key,
@@ -1234,6 +1254,7 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
     periods: dict[tuple[int, int], list[Line]] = defaultdict(list)  # (id(invoice), subscription) -> lines
     invoice_of: dict[int, Invoice] = {}
     fee_counts: dict[int, int] = {}
+    taxed: dict[tuple, tuple] = {}  # fee_values' memo for this batch
     for customer_id, (lines, rates) in plans.items():
         customer = customers[customer_id]
         groups: dict[tuple[date, str], list[Line]] = defaultdict(list)
@@ -1260,7 +1281,7 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
                 new_invoices.append(invoice)
             invoice_of[id(invoice)] = invoice
             for line in group:
-                fee = fee_values(line, rates=rates[billing_on])
+                fee = fee_values(line, rates=rates[billing_on], taxed=taxed)
                 fee["invoice_id"] = invoice  # saved below; _copy_insert takes its pk
                 fees.append(fee)
                 fees_of[id(invoice)].append((fee["amount_cents"], rates[billing_on]))

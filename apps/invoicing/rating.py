@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence  # not typing's aliases: isinstance through them is ~4x slower
+from typing import Any
 
 from apps.core.money import currency_exponent, from_minor_units, to_minor_units
 from apps.invoicing.periods import PERIODS_PER_YEAR, Interval, Period
@@ -524,6 +525,24 @@ def _running_totals(values: Sequence[Decimal]) -> Iterable[Decimal]:
         yield total
 
 
+@dataclass(frozen=True)
+class ChargePricing:
+    """A charge's properties checked and parsed once (`charge_pricing`), to price many periods' usage with."""
+
+    charge_model: ChargeModel
+    parsed: Mapping[str, Any]
+
+
+def charge_pricing(charge_model: ChargeModel | str, properties: Mapping[str, Any]) -> ChargePricing:
+    """Check and parse a charge's properties: TypeError for a float anywhere, ValueError for properties
+    `validate_properties` rejects."""
+    _reject_floats(properties)
+    parsed, errors = _parse_properties(charge_model, properties)
+    if errors:
+        raise ValueError(f"invalid {charge_model} properties: {errors}")
+    return ChargePricing(ChargeModel(charge_model), parsed)
+
+
 def price_charge(
     *,
     charge_model: ChargeModel | str,
@@ -544,22 +563,46 @@ def price_charge(
     Negative units (refund events) price linearly for standard and percentage
     and as zero for graduated/volume/package.
     """
+    per_event_amounts = _checked_usage(units, events_count, per_event_amounts)
+    currency_exponent(currency)
+    return _price(charge_pricing(charge_model, properties), units, events_count, per_event_amounts, currency)
+
+
+def price_charge_with(
+    pricing: ChargePricing,
+    *,
+    units: Decimal,
+    events_count: int,
+    currency: str,
+    per_event_amounts: Sequence[Decimal] | None = None,
+) -> ChargeResult:
+    """`price_charge` with the charge's properties already parsed: the close prices the same few charges for
+    thousands of subscriptions."""
+    per_event_amounts = _checked_usage(units, events_count, per_event_amounts)
+    currency_exponent(currency)
+    return _price(pricing, units, events_count, per_event_amounts, currency)
+
+
+def _checked_usage(
+    units: Decimal, events_count: int, per_event_amounts: Sequence[Decimal] | None
+) -> tuple[Decimal, ...] | None:
     _require_decimal(units, "units")
     _require_int(events_count, "events_count")
     if events_count < 0:
         raise ValueError("events_count must be >= 0")
-    _reject_floats(properties)
     if per_event_amounts is not None:
         per_event_amounts = tuple(per_event_amounts)
         for index, value in enumerate(per_event_amounts):
             _require_decimal(value, f"per_event_amounts[{index}]")
         if len(per_event_amounts) != events_count:
             raise ValueError("per_event_amounts must hold one value per event")
-    currency_exponent(currency)
-    parsed, errors = _parse_properties(charge_model, properties)
-    if errors:
-        raise ValueError(f"invalid {charge_model} properties: {errors}")
-    model = ChargeModel(charge_model)
+    return per_event_amounts
+
+
+def _price(
+    pricing: ChargePricing, units: Decimal, events_count: int, per_event_amounts: tuple | None, currency: str
+) -> ChargeResult:
+    model, parsed = pricing.charge_model, pricing.parsed
     details: dict[str, Any]
     if model is ChargeModel.STANDARD:
         amount, details = units * parsed["amount"], {"unit_amount": parsed["amount"]}
