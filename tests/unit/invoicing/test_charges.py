@@ -8,16 +8,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.invoicing.periods import Period
-from apps.invoicing.rating import base_fee_for_period, charge_minimum_true_up, price_charge, validate_properties
+from apps.invoicing.rating import (
+    base_fee_for_period, charge_minimum_true_up, charge_pricing, price_charge, price_charge_with, validate_properties,
+)
 
 D = Decimal
 
 
 def price(model: str, props: dict, units: str, events: int = 1, per_event=None, currency: str = "CAD"):
-    return price_charge(
+    """Price through both entry points (properties parsed per call, and parsed once as the close does):
+    every example below checks that they agree."""
+    amounts = [D(v) for v in per_event] if per_event is not None else None
+    result = price_charge(
         charge_model=model, properties=props, units=D(units), events_count=events, currency=currency,
-        per_event_amounts=[D(v) for v in per_event] if per_event is not None else None,
+        per_event_amounts=amounts,
     )
+    pricing = charge_pricing(model, props)
+    for _ in range(2):  # a parsed charge prices many periods: the first use must not change the second
+        assert price_charge_with(
+            pricing, units=D(units), events_count=events, currency=currency, per_event_amounts=amounts
+        ) == result
+    return result
 
 
 def tiers(*rows):
@@ -231,3 +242,22 @@ def test_classic_and_adjacent_ranges_price_the_same(units, widths):
         if in_tier:
             expected += in_tier * Decimal(prices[i][0]) + Decimal(prices[i][1])
     assert a.precise_amount == expected
+
+
+def test_charge_pricing_refuses_what_price_charge_refuses():
+    with pytest.raises(TypeError):
+        charge_pricing("standard", {"amount": 0.5})
+    with pytest.raises(ValueError):
+        charge_pricing("graduated", {"graduated_ranges": []})
+
+
+def test_close_reparses_a_charge_whose_properties_were_replaced():
+    from apps.catalog.models import Charge
+    from apps.invoicing.close import _charge_pricing
+
+    charge = Charge(charge_model="standard", properties={"amount": "1"})
+    assert _charge_pricing(charge) is _charge_pricing(charge)
+    charge.properties = {"amount": "2"}
+    assert _charge_pricing(charge).parsed["amount"] == D("2")
+    charge.charge_model, charge.properties = "package", {"amount": "5", "package_size": 10}
+    assert _charge_pricing(charge).charge_model == "package"
