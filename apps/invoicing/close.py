@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Max, Q, prefetch_related_objects
+from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
 from apps.catalog.models import Charge, Plan
@@ -532,16 +532,19 @@ def _grace_days(customer: Customer) -> int:
 
 def _scan_starts(subscriptions: list[Subscription]) -> dict[int, date]:
     """Return per subscription the local day to start looking from: the last billed charges period."""
-    rows = (
-        InvoiceSubscription.objects.filter(subscription__in=subscriptions)
-        .values("subscription_id")
-        .annotate(last=Max("charges_from_datetime"))
-    )
     by_id = {subscription.pk: subscription for subscription in subscriptions}
-    return {
-        row["subscription_id"]: local_date(row["last"], by_id[row["subscription_id"]].customer.applicable_timezone)
-        for row in rows
-    }
+    if not by_id:
+        return {}
+    with connection.cursor() as cursor:  # ids as one array: the ORM's IN over instances cost ~5 ms per 250
+        cursor.execute(
+            "SELECT subscription_id, max(charges_from_datetime) FROM invoicing_invoicesubscription"
+            " WHERE subscription_id = ANY(%s) GROUP BY subscription_id",
+            [list(by_id)],
+        )
+        return {
+            subscription_id: local_date(last, by_id[subscription_id].customer.applicable_timezone)
+            for subscription_id, last in cursor.fetchall()
+        }
 
 
 def _billed_keys(subscriptions: list[Subscription], starts: dict[int, date] | None = None) -> dict[str, dict]:
@@ -583,9 +586,14 @@ def _billed_by_subscription(
             SELECT f.subscription_id, f.fee_key, CASE WHEN f.fee_type = %s THEN f.amount_details END
               FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, since)
               JOIN invoicing_fee f ON f.subscription_id = v.id
-             WHERE v.since IS NULL OR f.from_datetime IS NULL OR f.from_datetime >= v.since
+             WHERE f.subscription_id = ANY(%s)
+               AND (v.since IS NULL OR f.from_datetime IS NULL OR f.from_datetime >= v.since)
             """,
-            [Fee.FeeType.SUBSCRIPTION, ids, since],
+            # `= ANY` repeats the join key as a plain filter the planner can see: it reads the fees through the
+            # subscription index. Joined to the unnest alone, a fee table whose statistics predate the close (a
+            # first close, or one that grows past its last ANALYZE) was read whole by every batch: 28 ms vs 1.6 ms
+            # at 60,000 fees.
+            [Fee.FeeType.SUBSCRIPTION, ids, since, ids],
         )
         # Only a base fee's details are read (its `active_to`, for upgrade credits).
         billed: dict[int, dict[str, dict]] = defaultdict(dict)
