@@ -11,7 +11,8 @@ rows over January 2026 with one set-based INSERT ... SELECT generate_series; (4)
 bare aggregate over the raw rows (`bare_aggregate_raw_seconds`); (5) fold the daily rollup
 (`usage_rollup_advance`, which the minutely task keeps current in production), so the bare aggregate and the
 close both read whole days from it; (6) bare aggregate: the usage store's set-based SQL (`usage_totals`) for
-all subscriptions and all five types, warm, best of --repeat; (7) the whole close as of 2026-02-01 (aggregate, price, tax, number, write invoices and fees;
+all subscriptions and all five types, warm, best of --repeat, timed before and again after the close (step 7;
+`bare_aggregate_seconds` and `close_over_bare` use the mean of the two); (7) the whole close as of 2026-02-01 (aggregate, price, tax, number, write invoices and fees;
 grace 0 so every invoice is finalized), after wiping earlier invoices and VACUUM ANALYZE of the rows each run
 rewrites; its stages are reported as the seconds each spent in all (they overlap on threads, so they add up to
 more than the close): the lock-free prepass, its own aggregate (`usage_totals` per chunk of 1,000 customers,
@@ -323,8 +324,13 @@ def main() -> None:
         # Raw-row figure (perf.md §3's 11 s) only while the rollup is behind, i.e. right after a fresh fill.
         raw = bare_aggregate(sub_ids, args.repeat) if rollup_behind() else None
         folded, fold_seconds = rollup_fold()
-        bare = bare_aggregate(sub_ids, args.repeat)
+        # Timed before and after the close, the ratio against their mean: on a shared machine the speed drifts
+        # within a run (the rerun, a fixed amount of work, took 1.4-2.2 s between runs of the same code), and a
+        # bare figure from one side only moved the ratio by ±10% on its own.
+        bare_before = bare_aggregate(sub_ids, args.repeat)
         result = close(sub_ids)
+        bare_after = bare_aggregate(sub_ids, args.repeat)
+        bare = (bare_before + bare_after) / 2
     finally:
         if args.webhook:  # the database is reused: leave no listener behind for the next run or script
             listening(False)
@@ -332,7 +338,9 @@ def main() -> None:
         "subscriptions": args.subscriptions, "metrics": len(METRICS), "usage_rows": args.rows,
         "bare_aggregate_raw_seconds": round(raw, 2) if raw is not None else None,
         "rollup_fold_seconds": round(fold_seconds, 2) if folded else None,
-        "bare_aggregate_seconds": round(bare, 2), **result,
+        "bare_aggregate_seconds": round(bare, 2),
+        "bare_aggregate_before_seconds": round(bare_before, 2), "bare_aggregate_after_seconds": round(bare_after, 2),
+        **result,
         "close_over_bare": round(result["close_seconds"] / bare, 2) if bare else None,
     }
     if args.json:
