@@ -24,6 +24,14 @@ from .conftest import events, listen, share_customer
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True, params=["one_by_one", "batched"])
+def close_path(request, settings):
+    """Every test through both close paths: customer by customer, and batches, which insert the invoices they
+    finalize at once already numbered (the events must read them as the API renders them either way)."""
+    settings.INVOICE_CLOSE_BATCH_MIN = 10_000 if request.param == "one_by_one" else 1
+    return request.param
+
+
 def test_draft_then_finalize_then_void_send_drafted_created_voided_once(billing, settings):
     settings.INVOICE_GRACE_PERIOD_DAYS = 3
     endpoint = listen(billing.service)
