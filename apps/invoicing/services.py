@@ -214,7 +214,7 @@ def invoices_finalize(
         return [locked[pk] for pk in ids]
 
 
-def invoices_number(invoices: list[Invoice], *, now: datetime) -> None:
+def _invoices_number(invoices: list[Invoice], *, now: datetime) -> None:
     """Give drafts (saved or not yet written) their numbers and finalized fields, in memory, in list order.
 
     Takes one `NumberSequence` row lock per series (sorted: one lock order for every caller), held by the
@@ -238,7 +238,7 @@ def _drafts_finalize(
 ) -> None:
     """Number, freeze and follow up locked drafts, set-based (one UPDATE per table, one INSERT of postings);
     drafts not written yet are numbered in the same order and inserted finalized by `write_unsaved`."""
-    invoices_number(drafts, now=now)
+    _invoices_number(drafts, now=now)
     unsaved = [invoice for invoice in drafts if invoice._state.adding]
     saved = [invoice for invoice in drafts if not invoice._state.adding]
     if unsaved:
@@ -251,7 +251,7 @@ def _drafts_finalize(
 
 
 def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
-    """Write numbered drafts' finalized fields (`invoices_number`) to their rows."""
+    """Write numbered drafts' finalized fields (`_invoices_number`) to their rows."""
     now = drafts[0].finalized_at
     stamp = timezone.now()
     ids = [invoice.pk for invoice in drafts]
