@@ -956,7 +956,7 @@ def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _
             return 0, 0
         invoices = write_lines(customer, lines, as_of=as_of)
         _late_usage_mark_billed(lines, as_of=as_of)
-        due = [invoice.pk for invoice in invoices if invoice.grace_until is not None and invoice.grace_until <= as_of]
+        due = [invoice.pk for invoice in invoices if _due(invoice, as_of)]
         invoices_finalize(invoice_ids=due, now=as_of)
         invoices_drafted_record(invoices)  # outbound `invoice.drafted` for drafts left open (services.py)
         return len(invoices), len(lines)
@@ -1148,17 +1148,16 @@ def _copy_insert(model: type, rows: list, *, with_ids: bool = False) -> None:
 
     Rows are unsaved instances or dicts keyed by attribute name (`invoice_id`; a model instance there
     stands for its pk, read at write time). Fees are most of the close's writes (bench/close.py).
-    Primary keys are not read back; with `with_ids` (instances only) the rows' own keys are written, drawn
-    first (`_ids_draw`) for those without one, and the instances are marked saved, as `bulk_create` would.
+    Primary keys are not read back; with `with_ids` (instances only) the rows' own keys, drawn by `_ids_draw`,
+    are written and the instances marked saved, as `bulk_create` would.
     `auto_now`/`auto_now_add` fields get one timestamp for all rows; missing dict keys take the field default.
     Unique constraints hold as with INSERT.
     """
     if not rows:
         return
     if with_ids:
-        missing = [row for row in rows if row.pk is None]
-        if missing:
-            _ids_draw(model, missing)
+        if any(row.pk is None for row in rows):
+            raise ValueError(f"{model.__name__}: draw the ids first (_ids_draw)")
         for row in rows:
             row._state.adding, row._state.db = False, connection.alias
     from django.db.models import JSONField, Model
@@ -1392,8 +1391,7 @@ def close_batch(
 
 _EARLY_CHECKED_SQL = """
 SELECT string_agg(quote_ident(conname), ', ' ORDER BY conname) FROM pg_constraint
- WHERE contype = 'f' AND condeferrable AND confrelid <> 'invoicing_invoice'::regclass
-   AND conrelid IN ('invoicing_fee'::regclass, 'invoicing_invoicesubscription'::regclass)
+ WHERE contype = 'f' AND condeferrable AND confrelid <> %s::regclass AND conrelid = ANY(%s::regclass[])
 """
 _early_checked: dict[str, str] = {}  # database alias -> constraint names (the schema's, fixed per process)
 
@@ -1407,7 +1405,10 @@ def _check_written_references() -> None:
     names = _early_checked.get(connection.alias)
     if names is None:
         with connection.cursor() as cursor:
-            cursor.execute(_EARLY_CHECKED_SQL)
+            cursor.execute(
+                _EARLY_CHECKED_SQL,
+                [Invoice._meta.db_table, [Fee._meta.db_table, InvoiceSubscription._meta.db_table]],
+            )
             names = _early_checked[connection.alias] = cursor.fetchone()[0] or ""
     if names:
         with connection.cursor() as cursor:

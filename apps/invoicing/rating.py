@@ -563,9 +563,10 @@ def price_charge(
     Negative units (refund events) price linearly for standard and percentage
     and as zero for graduated/volume/package.
     """
-    per_event_amounts = _checked_usage(units, events_count, per_event_amounts)
-    currency_exponent(currency)
-    return _price(charge_pricing(charge_model, properties), units, events_count, per_event_amounts, currency)
+    return price_charge_with(
+        charge_pricing(charge_model, properties),
+        units=units, events_count=events_count, currency=currency, per_event_amounts=per_event_amounts,
+    )
 
 
 def price_charge_with(
