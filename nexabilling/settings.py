@@ -218,6 +218,9 @@ CELERY_BEAT_SCHEDULE["payments-retry-due"] = {"task": "apps.payments.tasks.payme
 CELERY_BEAT_SCHEDULE["ledger-sweep"] = {"task": "apps.ledger.tasks.ledger_sweep_task", "schedule": 60.0}
 # Usage (apps/usage/tasks.py): fold new usage rows into the daily rollup that period close reads.
 CELERY_BEAT_SCHEDULE["usage-rollup"] = {"task": "apps.usage.tasks.usage_rollup_advance_task", "schedule": 60.0}
+# Subscriptions (apps/subscriptions/tasks.py): trim the change log that ingest's cached lookups check.
+CELERY_BEAT_SCHEDULE["subscriptions-changes-prune"] = {
+    "task": "apps.subscriptions.tasks.subscription_changes_prune_task", "schedule": 600.0}
 
 # Billing
 NEXA_LEGAL_NAME = env_str("NEXA_LEGAL_NAME", "Nexa Systems Inc.")

@@ -54,3 +54,30 @@ class Subscription(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.service.code}:{self.external_id} ({self.status})"
+
+
+class SubscriptionChange(models.Model):
+    """One row per transaction that wrote subscriptions; only the trigger of migration 0003 writes it.
+
+    Ingest keeps each worker's subscription lookups between batches (apps/usage/subscription_cache.py)
+    and asks this table, in the batch's fenced transaction, whether a change committed since the
+    snapshot its lookups were read in. A row appears exactly when its transaction commits, whatever
+    wrote the subscriptions (ORM, raw SQL, COPY, admin), so no write path can forget to invalidate.
+    """
+
+    # The writing transaction's id (pg_current_xact_id(), an xid8, never reused).
+    xid = models.BigIntegerField(primary_key=True)
+    recorded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"subscriptions written by transaction {self.xid}"
+
+
+class SubscriptionChangeHorizon(models.Model):
+    """A snapshot's xmin kept by `subscription_changes_prune`: every transaction below it had ended by `taken_at`."""
+
+    horizon_xid = models.BigIntegerField()
+    taken_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"transactions below {self.horizon_xid} ended by {self.taken_at:%Y-%m-%d %H:%M:%S}"

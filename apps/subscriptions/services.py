@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.catalog.models import Plan
@@ -14,7 +14,7 @@ from apps.customers.services import customer_upsert
 from apps.invoicing.periods import local_date, period_containing
 from apps.webhooks.services import webhook_subscription_event_record
 
-from .models import Subscription
+from .models import Subscription, SubscriptionChange, SubscriptionChangeHorizon
 
 
 @dataclass(frozen=True)
@@ -210,3 +210,35 @@ def subscription_activate_due(*, now: datetime | None = None) -> int:
         webhook_subscription_event_record(subscription=subscription, event_type="subscription.started")
         started += 1
     return started
+
+
+# Ingest's cached subscription lookups last at most this long without a fresh snapshot
+# (apps/usage/subscription_cache.py); pruning keeps every change a live cache could still miss.
+SUBSCRIPTION_LOOKUP_TTL_SECONDS = 600
+
+
+def subscription_changes_prune(*, now: datetime | None = None) -> int:
+    """Delete the change-log rows no cached subscription lookup can still need; return how many.
+
+    A row matters to a cache only if its transaction committed after the cache's snapshot, and
+    caches are at most SUBSCRIPTION_LOOKUP_TTL_SECONDS old. A horizon kept at least twice that long
+    ago holds a snapshot's xmin: every transaction below it had ended by then, before any live
+    cache's snapshot, so its rows are visible to all of them and can go. (A row's own timestamp
+    would not do: a long transaction commits long after it wrote the row.)
+    """
+    now = now or timezone.now()
+    keep_after = now - timedelta(seconds=2 * SUBSCRIPTION_LOOKUP_TTL_SECONDS)
+    with transaction.atomic():
+        horizons = SubscriptionChangeHorizon.objects.select_for_update().order_by("-taken_at")
+        ripe = horizons.filter(taken_at__lte=keep_after).first()
+        deleted = 0
+        if ripe is not None:
+            deleted, _ = SubscriptionChange.objects.filter(xid__lt=ripe.horizon_xid).delete()
+            SubscriptionChangeHorizon.objects.filter(taken_at__lte=ripe.taken_at).delete()
+        newest = horizons.first()
+        if newest is None or newest.taken_at <= now - timedelta(seconds=SUBSCRIPTION_LOOKUP_TTL_SECONDS):
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                (xmin,) = cursor.fetchone()
+            SubscriptionChangeHorizon.objects.create(horizon_xid=xmin, taken_at=now)
+    return deleted
