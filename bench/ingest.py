@@ -127,7 +127,7 @@ def setup_database(args) -> dict:
     if not exists:
         psql(f"{server}/postgres", f"CREATE DATABASE {args.db_name}")
     env = {**os.environ, "DATABASE_URL": db_url, "DEBUG": "true"}
-    subprocess.run([sys.executable, "manage.py", "migrate", "usage", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     os.environ["DATABASE_URL"] = db_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexabilling.settings")
     os.environ.setdefault("DEBUG", "true")
