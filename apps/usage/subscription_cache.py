@@ -48,9 +48,7 @@ class SubscriptionLookups:
     __slots__ = ("snapshot", "xmin", "expires_at", "single", "several", "known")
 
     def __init__(self, snapshot: str) -> None:
-        self.snapshot = snapshot
-        self.xmin = int(snapshot.partition(":")[0])
-        self.expires_at = time.monotonic() + SUBSCRIPTION_LOOKUP_TTL_SECONDS
+        self.still_current_at(snapshot)
         # External ids with one active subscription: the common case, no per-event choice.
         self.single: dict[str, Sub] = {}
         # The others with a subscription that takes usage (active or terminated), all of them.
@@ -76,7 +74,7 @@ class SubscriptionLookups:
         self.known |= external_ids
 
     def still_current_at(self, snapshot: str) -> None:
-        """Nothing changed between the cached snapshot and `snapshot`: check against the newer one next time."""
+        """The lookups are exact as of `snapshot`: check for changes after it next time, and live on from now."""
         self.snapshot = snapshot
         self.xmin = int(snapshot.partition(":")[0])
         self.expires_at = time.monotonic() + SUBSCRIPTION_LOOKUP_TTL_SECONDS

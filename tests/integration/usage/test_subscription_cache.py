@@ -1,7 +1,10 @@
 """Ingest's per-worker subscription lookups: reused while nothing changed, never stale once something did."""
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
@@ -11,6 +14,7 @@ from apps.invoicing.close import usage_cutoffs_advance
 from apps.subscriptions.models import Subscription, SubscriptionChange
 from apps.subscriptions.services import SUBSCRIPTION_LOOKUP_TTL_SECONDS, subscription_changes_prune
 from apps.usage import subscription_cache
+from apps.usage.aggregation import usage_totals
 from apps.usage.models import UsageEvent
 from apps.usage.services import usage_events_ingest, usage_ingest_fence
 from apps.usage.validation import EventIn
@@ -145,12 +149,6 @@ def test_prune_keeps_every_change_a_live_cache_could_still_miss(world):
 
 def test_every_event_of_a_close_racing_with_ingest_is_billed_or_late(world):
     """The close's guarantee, with lookups cached in the ingesting thread across the close."""
-    import threading
-    import time
-    from decimal import Decimal
-
-    from apps.usage.aggregation import usage_totals
-
     sub = world.subscription("sub-1")
     period_start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     usage_events_ingest(service=world.service, events=[ev("warm")])  # the writer thread caches its own
