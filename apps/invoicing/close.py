@@ -38,6 +38,7 @@ from apps.catalog.models import Charge, Plan
 from apps.core.models import uuid4_many
 from apps.customers.models import Customer, Service
 from apps.subscriptions.models import Subscription
+from apps.subscriptions.services import subscription_transitions_apply
 
 from . import rating
 from .models import CloseRun, CloseRunCustomer, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
@@ -951,6 +952,7 @@ def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _
 
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer_id)
+        subscription_transitions_apply(now=as_of, customer_ids=[customer_id])  # plan from what is in force
         lines = plan_customer(customer, as_of=as_of, fetch=fetch)
         if not lines:
             return 0, 0
@@ -1371,6 +1373,10 @@ def close_batch(
         )
         locked = {customer.pk: customer for customer in customers}
         result.left = [customer_id for customer_id in customer_ids if customer_id not in locked]
+        if locked:
+            # Plan changes and ending dates due by `as_of` take effect before planning, under the customers'
+            # locks: a period is always planned from the subscription in force at its start.
+            subscription_transitions_apply(now=as_of, customer_ids=list(locked))
         plans, failed = _plan_batch(customers, as_of=as_of, fetch=fetch, loaded=loaded)
         result.left.extend(failed)
         if not plans:
@@ -1625,6 +1631,9 @@ def _periods_close(*, as_of: datetime | None, fetch: UsageFetcher) -> CloseRun:
 
     as_of = as_of or timezone.now()
     run = CloseRun.objects.create(as_of=as_of)
+    # What time made due is applied first, so the prepass plans (and cuts usage off) from the subscriptions in
+    # force; a change racing in later is applied again under each batch's locks.
+    subscription_transitions_apply(now=as_of)
     customer_ids = customers_to_close(as_of=as_of)
     run.customers_count = len(customer_ids)
     size = max(1, int(getattr(settings, "INVOICE_CLOSE_BATCH_SIZE", CLOSE_BATCH_SIZE)))

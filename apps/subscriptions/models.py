@@ -28,6 +28,9 @@ class Subscription(TimeStampedModel):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     billing_time = models.CharField(max_length=16, choices=BillingTime.choices, default=BillingTime.CALENDAR)
     subscription_at = models.DateTimeField()  # when it starts (or started); anniversary anchor
+    # When a pending plan change starts (the end of its predecessor's period); its `subscription_at` is the
+    # predecessor's, as in Lago, so the anchor never moves. Null: a pending subscription starts at subscription_at.
+    activates_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ending_at = models.DateTimeField(null=True, blank=True)  # planned automatic termination
     terminated_at = models.DateTimeField(null=True, blank=True)

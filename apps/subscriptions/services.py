@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.catalog.models import Plan
@@ -76,15 +77,15 @@ def subscription_create(*, service: Service, request: SubscriptionRequest) -> Su
             return current
         return _change_plan(current=current, request=request, now=now)
 
-    starts_at = request.subscription_at or now
-    status = Subscription.Status.PENDING if starts_at > now else Subscription.Status.ACTIVE
+    begins = request.subscription_at or now
+    status = Subscription.Status.PENDING if begins > now else Subscription.Status.ACTIVE
     subscription = _insert(
         service=service,
         link=link,
         request=request,
         status=status,
-        subscription_at=starts_at,
-        started_at=starts_at if status == Subscription.Status.ACTIVE else None,
+        subscription_at=begins,
+        started_at=begins if status == Subscription.Status.ACTIVE else None,
         previous=None,
     )
     if status == Subscription.Status.ACTIVE:
@@ -100,7 +101,10 @@ def _link_for(*, service: Service, external_customer_id: str) -> AccountLink:
     return link or customer_upsert(service=service, external_id=external_customer_id, attributes={})
 
 
-def _insert(*, service, link, request, status, subscription_at, started_at, previous) -> Subscription:
+def _insert(
+    *, service, link, request, status, subscription_at, started_at, previous,
+    billing_time=None, ending_at=None, activates_at=None,
+) -> Subscription:
     try:
         with transaction.atomic():
             return Subscription.objects.create(
@@ -111,10 +115,11 @@ def _insert(*, service, link, request, status, subscription_at, started_at, prev
                 external_id=request.external_id,
                 name=request.name,
                 status=status,
-                billing_time=request.billing_time,
+                billing_time=billing_time or request.billing_time,
                 subscription_at=subscription_at,
+                activates_at=activates_at,
                 started_at=started_at,
-                ending_at=request.ending_at,
+                ending_at=ending_at if ending_at is not None else request.ending_at,
                 previous_subscription=previous,
             )
     except IntegrityError:
@@ -123,21 +128,32 @@ def _insert(*, service, link, request, status, subscription_at, started_at, prev
 
 
 def _change_plan(*, current: Subscription, request: SubscriptionRequest, now: datetime) -> Subscription:
+    """Replace an active subscription's plan. As in Lago, the successor keeps the anchor (`subscription_at`), the
+    billing time and the ending date of the subscription it replaces (a new `ending_at` in the request wins):
+    a plan change never moves the billing day."""
     if request.plan.amount_currency != current.plan.amount_currency:
         raise ValidationFailed("currency mismatch", details={"currency": ["currencies_does_not_match"]})
+    kept = {
+        "subscription_at": current.subscription_at,
+        "billing_time": current.billing_time,
+        "ending_at": request.ending_at if request.ending_at is not None else current.ending_at,
+    }
     if request.plan.yearly_amount_cents >= current.plan.yearly_amount_cents:
         # Upgrade: applied at once; rating credits the unused part of an in-advance fee.
         current.status = Subscription.Status.TERMINATED
         current.terminated_at = now
         current.save(update_fields=["status", "terminated_at", "updated_at"])
+        Subscription.objects.filter(previous_subscription=current, status=Subscription.Status.PENDING).update(
+            status=Subscription.Status.CANCELED, canceled_at=now, updated_at=now
+        )
         successor = _insert(
             service=current.service,
             link=current.account_link,
             request=request,
             status=Subscription.Status.ACTIVE,
-            subscription_at=now if request.billing_time == "anniversary" else current.subscription_at,
             started_at=now,
             previous=current,
+            **kept,
         )
         webhook_subscription_event_record(subscription=current, event_type="subscription.terminated")
         webhook_subscription_event_record(subscription=successor, event_type="subscription.started")
@@ -146,15 +162,15 @@ def _change_plan(*, current: Subscription, request: SubscriptionRequest, now: da
     Subscription.objects.filter(
         service=current.service, external_id=current.external_id, status=Subscription.Status.PENDING
     ).delete()
-    period_end = current_period_end(current, at=now)
     return _insert(
         service=current.service,
         link=current.account_link,
         request=request,
         status=Subscription.Status.PENDING,
-        subscription_at=period_end,
         started_at=None,
         previous=current,
+        activates_at=current_period_end(current, at=now),
+        **kept,
     )
 
 
@@ -170,8 +186,13 @@ def subscription_update(*, subscription: Subscription, values: dict) -> Subscrip
 
 
 @transaction.atomic
-def subscription_terminate(*, subscription_id: int, at: datetime | None = None) -> Subscription:
-    """Terminate an active subscription, or cancel a pending one. Idempotent."""
+def subscription_terminate(
+    *, subscription_id: int, at: datetime | None = None, keep_successor: bool = False
+) -> Subscription:
+    """Terminate an active subscription, or cancel a pending one. Idempotent.
+
+    `keep_successor`: the termination is its pending plan change starting (not canceled, as it is otherwise).
+    """
     subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
     now = at or timezone.now()
     if subscription.status == Subscription.Status.PENDING:
@@ -184,32 +205,65 @@ def subscription_terminate(*, subscription_id: int, at: datetime | None = None) 
     subscription.status = Subscription.Status.TERMINATED
     subscription.terminated_at = now
     subscription.save(update_fields=["status", "terminated_at", "updated_at"])
-    # A scheduled downgrade cannot start once its predecessor is terminated early.
-    Subscription.objects.filter(previous_subscription=subscription, status=Subscription.Status.PENDING).update(
-        status=Subscription.Status.CANCELED, canceled_at=now, updated_at=now
-    )
+    if not keep_successor:
+        # A scheduled downgrade cannot start once its predecessor is terminated early.
+        Subscription.objects.filter(previous_subscription=subscription, status=Subscription.Status.PENDING).update(
+            status=Subscription.Status.CANCELED, canceled_at=now, updated_at=now
+        )
     webhook_subscription_event_record(subscription=subscription, event_type="subscription.terminated")
     return subscription
 
 
+def starts_at(subscription: Subscription) -> datetime:
+    """The instant a pending subscription starts: its plan change's `activates_at`, else `subscription_at`."""
+    return subscription.activates_at or subscription.subscription_at
+
+
 @transaction.atomic
-def subscription_activate_due(*, now: datetime | None = None) -> int:
-    """Start pending subscriptions whose start has come (downgrades, future starts). Returns how many."""
+def subscription_transitions_apply(*, now: datetime | None = None, customer_ids: list[int] | None = None) -> int:
+    """Apply what time has made due, as of `now`: start pending subscriptions (plan changes, future starts) at
+    their start, and terminate active ones at their `ending_at`. Returns how many subscriptions changed.
+
+    Idempotent, and dated by the transitions' own instants, not by when this runs: a late run (or the period
+    close, which calls it for the customers it bills, under their locks, before planning) gives the same rows as
+    a punctual one. A pending plan change whose predecessor ends (`ending_at`) before it starts is canceled.
+    """
     now = now or timezone.now()
-    started = 0
-    due = Subscription.objects.select_for_update(skip_locked=True).filter(
-        status=Subscription.Status.PENDING, subscription_at__lte=now
+    scope = Q(customer_id__in=customer_ids) if customer_ids is not None else Q()
+    changed = 0
+    pending = (
+        Subscription.objects.select_for_update(of=("self",))
+        .filter(scope, status=Subscription.Status.PENDING)
+        .filter(Q(activates_at__lte=now) | Q(activates_at__isnull=True, subscription_at__lte=now))
+        .select_related("previous_subscription")
+        .order_by("pk")
     )
-    for subscription in due:
+    for subscription in pending:
+        start = starts_at(subscription)
         previous = subscription.previous_subscription
+        if previous is not None and previous.ending_at is not None and previous.ending_at < start:
+            continue  # the predecessor ends first: its termination below cancels this one
         if previous is not None and previous.status == Subscription.Status.ACTIVE:
-            subscription_terminate(subscription_id=previous.pk, at=subscription.subscription_at)
+            subscription_terminate(subscription_id=previous.pk, at=start, keep_successor=True)
         subscription.status = Subscription.Status.ACTIVE
-        subscription.started_at = subscription.subscription_at
+        subscription.started_at = start
         subscription.save(update_fields=["status", "started_at", "updated_at"])
         webhook_subscription_event_record(subscription=subscription, event_type="subscription.started")
-        started += 1
-    return started
+        changed += 1
+    ending = (
+        Subscription.objects.filter(scope, status=Subscription.Status.ACTIVE, ending_at__lte=now)
+        .order_by("pk")
+        .values_list("pk", "ending_at")
+    )
+    for subscription_id, ending_at in list(ending):
+        subscription_terminate(subscription_id=subscription_id, at=ending_at)
+        changed += 1
+    return changed
+
+
+def subscription_activate_due(*, now: datetime | None = None) -> int:
+    """Beat entry point (name kept for the schedule): `subscription_transitions_apply` for every customer."""
+    return subscription_transitions_apply(now=now)
 
 
 # Ingest's cached subscription lookups last at most this long without a fresh snapshot

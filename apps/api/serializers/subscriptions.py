@@ -3,7 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.subscriptions.models import Subscription
-from apps.subscriptions.services import current_period_bounds
+from apps.subscriptions.services import current_period_bounds, starts_at
 
 from .catalog import plan_out
 from .common import BlankableCharField, ts
@@ -60,7 +60,7 @@ def subscription_out(subscription: Subscription, *, with_plan: bool = False) -> 
         "previous_plan_code": previous.plan.code if previous else None,
         "next_plan_code": successor.plan.code if successor and successor.status == "pending" else None,
         "downgrade_plan_date": (
-            successor.subscription_at.date().isoformat() if successor and successor.status == "pending" else None
+            starts_at(successor).date().isoformat() if successor and successor.status == "pending" else None
         ),
         "current_billing_period_started_at": ts(period_from),
         "current_billing_period_ending_at": ts(period_to),

@@ -67,8 +67,8 @@ def test_close_bills_exact_base_fees(billing, settings, billing_time, interval, 
     elif event == "upgrade":
         big = billing.plan("big", interval=interval, amount_cents=BIGGER, pay_in_advance=advance)
         new = billing.subscribe("s1", big, billing_time=billing_time, when=local(mid, 15))
-        new_anchor = mid if billing_time == "anniversary" else B
-        p_new = period_containing(interval=interval, billing_time=billing_time, anchor_date=new_anchor, at=mid)
+        # The successor keeps the anchor (Lago): its period is the one in course, whatever the billing time.
+        p_new = period_containing(interval=interval, billing_time=billing_time, anchor_date=B, at=mid)
         close_at = max(p0.end, p_new.end)
         used = (mid - p0.start).days  # the upgrade day belongs to the new plan
         if advance:
@@ -82,7 +82,7 @@ def test_close_bills_exact_base_fees(billing, settings, billing_time, interval, 
         new = billing.subscribe("s1", small, billing_time=billing_time, when=local(mid, 15))
         with time_machine.travel(local(p0.end, 0, 5), tick=False):
             assert subscription_activate_due() == 1
-        p1 = period_containing(interval=interval, billing_time=billing_time, anchor_date=p0.end, at=p0.end)
+        p1 = period_containing(interval=interval, billing_time=billing_time, anchor_date=B, at=p0.end)
         close_at = p1.end
         expected[base0] = A
         expected[f"sub:{new.pk}:base:{p1.start}"] = SMALLER

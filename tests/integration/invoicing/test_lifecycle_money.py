@@ -1,0 +1,166 @@
+"""Money on the lifecycle paths (issue 15): plan changes, ending dates, terminations, late usage, cut-offs.
+
+Each test here reproduces a defect found on the close's lifecycle paths; each failed before its fix.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+
+from apps.invoicing.close import periods_close
+from apps.invoicing.models import Fee, Invoice
+from apps.subscriptions.models import Subscription
+from apps.subscriptions.services import SubscriptionRequest, subscription_activate_due, subscription_create
+
+from .conftest import at, fake_usage
+
+pytestmark = pytest.mark.django_db
+
+
+def _base_fees() -> dict[str, int]:
+    return dict(Fee.objects.filter(fee_type="subscription").values_list("fee_key", "amount_cents"))
+
+
+# --------------------------------------------------------------------------- defect 3: downgrade vs the close
+
+
+def test_pending_downgrade_due_at_the_close_is_activated_by_it_and_billed_once(billing, settings):
+    """Pay-in-advance downgrade, and no activation job ran before the close: the close starts the new plan
+    itself, so the new period is billed once, on the new plan (not in advance on the old one, then again)."""
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    big = billing.plan("big", amount_cents=5000, pay_in_advance=True)
+    small = billing.plan("small", amount_cents=2000, pay_in_advance=True)
+    billing.customer()
+    old = billing.subscribe("s1", big, when=at(2026, 3, 1, 0, 0))
+    new = billing.subscribe("s1", small, when=at(2026, 3, 10))
+
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    # The activation job runs late, then the next closes: nothing more to bill for April.
+    with time_machine.travel(at(2026, 4, 1, 2, 0), tick=False):
+        subscription_activate_due()
+    periods_close(as_of=at(2026, 4, 1, 3, 0))
+    periods_close(as_of=at(2026, 4, 20))
+
+    assert _base_fees() == {f"sub:{old.pk}:base:2026-03-01": 5000, f"sub:{new.pk}:base:2026-04-01": 2000}
+    assert not Fee.objects.filter(fee_type="credit").exists()
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert (old.status, new.status) == ("terminated", "active")
+    assert new.started_at == at(2026, 4, 1, 0, 0)
+
+
+# --------------------------------------------------------------------------- defect 9: ending_at, anchors
+
+
+def test_subscription_ending_at_is_terminated_there_and_billed_to_that_day(billing, settings):
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    plan = billing.plan("pro", amount_cents=3000)  # arrears
+    billing.customer()
+    with time_machine.travel(at(2026, 3, 1, 0, 0), tick=False):
+        sub = subscription_create(
+            service=billing.service,
+            request=SubscriptionRequest(
+                external_id="s1", external_customer_id="acme", plan=plan, ending_at=at(2026, 4, 15, 12, 0)
+            ),
+        )
+    for month in (4, 5, 6, 7):
+        periods_close(as_of=at(2026, month, 1, 1, 0))
+
+    sub.refresh_from_db()
+    assert sub.status == "terminated" and sub.terminated_at == at(2026, 4, 15, 12, 0)
+    # March in full; April 1-15 (15 of 30 days, the ending day counted as used): 1500. Nothing after.
+    assert _base_fees() == {f"sub:{sub.pk}:base:2026-03-01": 3000, f"sub:{sub.pk}:base:2026-04-01": 1500}
+
+
+def test_ending_at_in_the_past_of_the_activation_job_terminates_at_ending_at(billing):
+    plan = billing.plan("pro", amount_cents=3000)
+    billing.customer()
+    with time_machine.travel(at(2026, 3, 1, 0, 0), tick=False):
+        sub = subscription_create(
+            service=billing.service,
+            request=SubscriptionRequest(
+                external_id="s1", external_customer_id="acme", plan=plan, ending_at=at(2026, 3, 20, 8, 0)
+            ),
+        )
+    assert subscription_activate_due(now=at(2026, 3, 19)) == 0
+    assert Subscription.objects.get(pk=sub.pk).status == "active"
+    assert subscription_activate_due(now=at(2026, 3, 25)) == 1
+    sub.refresh_from_db()
+    assert (sub.status, sub.terminated_at) == ("terminated", at(2026, 3, 20, 8, 0))
+
+
+@pytest.mark.parametrize("change", ["upgrade", "downgrade"])
+def test_plan_change_keeps_anchor_billing_time_and_ending_at(billing, change):
+    """Lago: the successor keeps subscription_at, billing_time and ending_at of the subscription it replaces,
+    whatever defaults the plan-change request carried."""
+    low = billing.plan("low", amount_cents=1000)
+    high = billing.plan("high", amount_cents=5000)
+    billing.customer()
+    first, second = (low, high) if change == "upgrade" else (high, low)
+    ending = at(2027, 1, 31, 0, 0)
+    with time_machine.travel(at(2026, 1, 31, 9, 0), tick=False):
+        current = subscription_create(
+            service=billing.service,
+            request=SubscriptionRequest(
+                external_id="s1", external_customer_id="acme", plan=first, billing_time="anniversary",
+                ending_at=ending,
+            ),
+        )
+    with time_machine.travel(at(2026, 3, 10), tick=False):
+        successor = subscription_create(
+            service=billing.service,
+            request=SubscriptionRequest(external_id="s1", external_customer_id="acme", plan=second),
+        )
+    assert successor.pk != current.pk and successor.previous_subscription_id == current.pk
+    assert successor.subscription_at == current.subscription_at
+    assert successor.billing_time == "anniversary"
+    assert successor.ending_at == ending
+    if change == "downgrade":
+        # Starts when the anniversary period in course ends (Mar 31), not on the anchor.
+        assert successor.status == "pending"
+        assert subscription_activate_due(now=at(2026, 3, 30, 23, 0)) == 0
+        assert subscription_activate_due(now=at(2026, 3, 31, 0, 1)) == 1
+        successor.refresh_from_db()
+        assert successor.started_at == at(2026, 3, 31, 0, 0)
+    else:
+        assert successor.started_at == at(2026, 3, 10)
+
+
+def test_upgraded_anniversary_subscription_keeps_billing_on_its_anniversary(billing, settings):
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    low = billing.plan("low", amount_cents=3100)
+    high = billing.plan("high", amount_cents=6200)
+    billing.customer()
+    billing.subscribe("s1", low, billing_time="anniversary", when=at(2026, 1, 15, 9, 0))
+    with time_machine.travel(at(2026, 3, 20), tick=False):
+        new = subscription_create(
+            service=billing.service,
+            request=SubscriptionRequest(external_id="s1", external_customer_id="acme", plan=high),
+        )
+    periods_close(as_of=at(2026, 4, 16))
+    days = sorted(Invoice.objects.values_list("issuing_date", flat=True).distinct())
+    # The new plan's period ends on the old anniversary (Apr 15), as the old plan's did.
+    assert Fee.objects.get(subscription=new, fee_type="subscription").to_datetime == at(2026, 4, 15, 0, 0)
+    assert str(days[-1]) == "2026-04-15"
+
+
+@pytest.mark.parametrize("path", ["batch", "one_by_one"])
+def test_each_close_writer_applies_due_plan_changes_under_its_lock(billing, settings, path):
+    """A downgrade that came due after the run's own transitions (a race) is applied by the writer itself."""
+    from apps.invoicing.close import close_batch, close_customer
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    big = billing.plan("big", amount_cents=5000, pay_in_advance=True)
+    small = billing.plan("small", amount_cents=2000, pay_in_advance=True)
+    link = billing.customer()
+    old = billing.subscribe("s1", big, when=at(2026, 3, 1, 0, 0))
+    new = billing.subscribe("s1", small, when=at(2026, 3, 10))
+    periods_close(as_of=at(2026, 3, 1, 1, 0))
+    as_of = at(2026, 4, 1, 1, 0)
+    if path == "batch":
+        close_batch(customer_ids=[link.customer_id], as_of=as_of)
+    else:
+        close_customer(customer_id=link.customer_id, as_of=as_of)
+    assert _base_fees() == {f"sub:{old.pk}:base:2026-03-01": 5000, f"sub:{new.pk}:base:2026-04-01": 2000}
