@@ -616,7 +616,7 @@ def plan_customer(
     for subscription in subscriptions:
         lines.extend(subscription_lines(subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk)))
     lines = price_lines(lines, fetch=fetch)
-    lines.extend(_late_usage_lines(customer, subscriptions, as_of=as_of, billed=billed))
+    lines.extend(_late_usage_lines(customer, subscriptions, as_of=as_of, billed=billed, planned=lines))
     return lines
 
 
@@ -636,13 +636,41 @@ def late_per_event_values(subscriptions: list[Subscription], late: dict) -> dict
     return late_usage_values(event_ids=sorted(ids)) if ids else {}
 
 
+def _late_billing_days(customer, subscriptions, planned: list[Line], *, as_of: datetime) -> dict[int, date]:
+    """Per subscription, the day its late usage is billed: that of the next invoice billing its periods.
+
+    One invoice per customer and billing day, whenever the close runs: late lines join the subscription's own
+    period lines planned now (a close run days after the period end dates them at the period end, not at the
+    run). A subscription with no lines due now bills its late usage later, with its next period, unless it
+    has no period to come (terminated): then on the customer's invoice of this close in that currency, or today.
+    """
+    first_day: dict[int, date] = {}
+    by_currency: dict[str, date] = {}
+    for line in planned:
+        if line.is_adjustment or line.subscription is None:
+            continue
+        pk = line.subscription.pk
+        first_day[pk] = min(first_day.get(pk, line.billing_on), line.billing_on)
+        by_currency[line.currency] = min(by_currency.get(line.currency, line.billing_on), line.billing_on)
+    today = local_date(as_of, customer.applicable_timezone)
+    days: dict[int, date] = {}
+    for subscription in subscriptions:
+        if subscription.pk in first_day:
+            days[subscription.pk] = first_day[subscription.pk]
+        elif subscription.terminated_at is not None and subscription.terminated_at <= as_of:
+            days[subscription.pk] = by_currency.get(subscription.plan.amount_currency, today)
+    return days
+
+
 def _late_usage_lines(
-    customer, subscriptions, *, as_of, billed, late: dict | None = None, values: dict | None = None
+    customer, subscriptions, *, as_of, billed, planned: list[Line], late: dict | None = None,
+    values: dict | None = None,
 ) -> list[Line]:
     """Return adjustment lines for usage that arrived after its period was invoiced (flagged late at ingest).
 
     Deviation from Lago (which never bills it): late usage is priced on its own with the charge's model
-    and billed on the next invoice; `late_event_ids` are marked billed in the same transaction.
+    and billed on the next invoice of its subscription (`_late_billing_days`; `planned`: the customer's other
+    lines of this close); `late_event_ids` are marked billed in the same transaction.
     `values`: the late rows' values (`late_per_event_values`), fetched here if not given.
     """
     from apps.usage.selectors import late_usage_unbilled
@@ -651,11 +679,16 @@ def _late_usage_lines(
         late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
     if not late:
         return []
+    days = _late_billing_days(customer, subscriptions, planned, as_of=as_of)
+    subscriptions = [subscription for subscription in subscriptions if subscription.pk in days]
+    late = {key: total for key, total in late.items() if key[0] in days}
+    if not late:
+        return []
     if values is None:
         values = late_per_event_values(subscriptions, late)
-    today = local_date(as_of, customer.applicable_timezone)
     lines: list[Line] = []
     for subscription in subscriptions:
+        billing_on = days[subscription.pk]
         for charge in subscription.plan.charges.all():
             total = late.get((subscription.pk, charge.billable_metric_id))
             if total is None or not total.events_count:
@@ -665,7 +698,7 @@ def _late_usage_lines(
             if key in billed:
                 continue
             line = Line(
-                billing_on=today,
+                billing_on=billing_on,
                 currency=subscription.plan.amount_currency,
                 fee_key=key,
                 fee_type=Fee.FeeType.CHARGE,
@@ -917,13 +950,31 @@ def write_lines(
     return touched
 
 
+def _charges_bounds(lines: list[Line]) -> tuple[datetime, datetime]:
+    """The usage window a billing period row records: what its charge lines billed. With none (an in-advance base
+    fee alone), an empty window at the period start: finalization moves the usage cut-off to the end of this
+    window, so it must only ever cover usage the invoice actually billed (else that period's usage is all late)."""
+    usage = [line for line in lines if line.window is not None]
+    if usage:
+        return min(line.from_datetime for line in usage), max(line.to_datetime for line in usage)
+    start = min(line.period_from for line in lines)
+    return start, start
+
+
+def _charges_union(kept: tuple[datetime, datetime], added: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
+    """Merge two usage windows of one billing period row; an empty one (no usage billed) adds nothing."""
+    if added[0] >= added[1]:
+        return kept
+    if kept[0] >= kept[1]:
+        return added
+    return min(kept[0], added[0]), max(kept[1], added[1])
+
+
 def _billing_period_merge(invoice: Invoice, subscription_id: int, lines: list[Line]) -> None:
     base = [line for line in lines if line.fee_type in (Fee.FeeType.SUBSCRIPTION, Fee.FeeType.CREDIT)]
-    usage = [line for line in lines if line.window is not None] or lines
     period_from = min(line.period_from for line in (base or lines))
     period_to = max(line.period_to for line in (base or lines))
-    charges_from = min(line.from_datetime or line.period_from for line in usage)
-    charges_to = max(line.to_datetime or line.period_to for line in usage)
+    charges_from, charges_to = _charges_bounds(lines)
     row, created = InvoiceSubscription.objects.get_or_create(
         invoice=invoice,
         subscription_id=subscription_id,
@@ -938,8 +989,9 @@ def _billing_period_merge(invoice: Invoice, subscription_id: int, lines: list[Li
     if not created:
         row.from_datetime = min(row.from_datetime, period_from)
         row.to_datetime = max(row.to_datetime, period_to)
-        row.charges_from_datetime = min(row.charges_from_datetime, charges_from)
-        row.charges_to_datetime = max(row.charges_to_datetime, charges_to)
+        row.charges_from_datetime, row.charges_to_datetime = _charges_union(
+            (row.charges_from_datetime, row.charges_to_datetime), (charges_from, charges_to)
+        )
         row.save()
 
 
@@ -1077,7 +1129,9 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
             own = {subscription.pk for subscription in subs}
             mine = {key: total for key, total in late.items() if key[0] in own} if late else {}
             lines.extend(
-                _late_usage_lines(customer, subs, as_of=as_of, billed=billed, late=mine, values=late_values)
+                _late_usage_lines(
+                    customer, subs, as_of=as_of, billed=billed, planned=lines, late=mine, values=late_values
+                )
             )
             rates = {line.billing_on: None for line in lines}
             rates = {day: customer_tax_rates(customer, on=day) for day in rates}
@@ -1093,14 +1147,14 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
 def _period_row(invoice: Invoice, subscription_id: int, lines: list[Line]) -> dict[str, Any]:
     """The billing period row (`InvoiceSubscription` attribute names) `_billing_period_merge` would create."""
     base = [line for line in lines if line.fee_type in (Fee.FeeType.SUBSCRIPTION, Fee.FeeType.CREDIT)]
-    usage = [line for line in lines if line.window is not None] or lines
+    charges_from, charges_to = _charges_bounds(lines)
     return {
         "invoice_id": invoice,  # _copy_insert takes its pk
         "subscription_id": subscription_id,
         "from_datetime": min(line.period_from for line in (base or lines)),
         "to_datetime": max(line.period_to for line in (base or lines)),
-        "charges_from_datetime": min(line.from_datetime or line.period_from for line in usage),
-        "charges_to_datetime": max(line.to_datetime or line.period_to for line in usage),
+        "charges_from_datetime": charges_from,
+        "charges_to_datetime": charges_to,
         "invoicing_reason": "subscription_periodic",
     }
 
@@ -1339,8 +1393,10 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
             continue
         found.from_datetime = min(found.from_datetime, row["from_datetime"])
         found.to_datetime = max(found.to_datetime, row["to_datetime"])
-        found.charges_from_datetime = min(found.charges_from_datetime, row["charges_from_datetime"])
-        found.charges_to_datetime = max(found.charges_to_datetime, row["charges_to_datetime"])
+        found.charges_from_datetime, found.charges_to_datetime = _charges_union(
+            (found.charges_from_datetime, found.charges_to_datetime),
+            (row["charges_from_datetime"], row["charges_to_datetime"]),
+        )
         update.append(found)
     _copy_insert(InvoiceSubscription, create)
     if update:

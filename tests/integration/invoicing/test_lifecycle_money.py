@@ -164,3 +164,84 @@ def test_each_close_writer_applies_due_plan_changes_under_its_lock(billing, sett
     else:
         close_customer(customer_id=link.customer_id, as_of=as_of)
     assert _base_fees() == {f"sub:{old.pk}:base:2026-03-01": 5000, f"sub:{new.pk}:base:2026-04-01": 2000}
+
+
+# --------------------------------------------------------------------------- defect 7: the usage cut-off
+
+
+def _ingest(billing, tid, when, gb, *, now, external_subscription_id="s1"):
+    from apps.usage.services import usage_events_ingest
+    from apps.usage.validation import EventIn
+
+    return usage_events_ingest(
+        service=billing.service,
+        events=[EventIn(transaction_id=tid, external_subscription_id=external_subscription_id, code="gb",
+                        timestamp=int(when.timestamp()), properties={"gb": gb})],
+        now=now,
+    )
+
+
+@pytest.mark.parametrize("batch_min", [1, 10_000], ids=["batched", "one_by_one"])
+def test_in_advance_only_invoice_does_not_move_the_usage_cut_off(billing, settings, batch_min):
+    """The first invoice of a pay-in-advance plan bills the base fee only: usage of that month is not late."""
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    settings.INVOICE_CLOSE_BATCH_MIN = batch_min
+    metric = billing.metric()
+    plan = billing.plan(amount_cents=1000, pay_in_advance=True, charges=[(metric, "standard", {"amount": "1"}, {})])
+    billing.customer()
+    sub = billing.subscribe("s1", plan, when=at(2026, 3, 1, 0, 0))
+    periods_close(as_of=at(2026, 3, 1, 1, 0))
+    first = Invoice.objects.get()
+    assert first.status == "finalized" and first.fees.get().fee_type == "subscription"
+    sub.refresh_from_db()
+    assert sub.usage_billed_until is None or sub.usage_billed_until <= at(2026, 3, 1, 0, 0)
+
+    result = _ingest(billing, "t1", at(2026, 3, 10), "7", now=at(2026, 3, 10, 11))
+    assert not result.items[0].is_late
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    april = Invoice.objects.exclude(pk=first.pk).get()
+    charge = april.fees.get(fee_type="charge")
+    assert (charge.units, charge.amount_cents, charge.is_adjustment) == (7, 700, False)
+    assert not Fee.objects.filter(is_adjustment=True).exists()
+    period = first.billing_periods.get()
+    assert period.charges_from_datetime == period.charges_to_datetime  # no usage billed on it
+
+
+# --------------------------------------------------------------------------- defect 8: one invoice per billing day
+
+
+@pytest.mark.parametrize("batch_min", [1, 10_000], ids=["batched", "one_by_one"])
+def test_late_usage_joins_its_period_invoice_whenever_the_close_runs(billing, settings, batch_min):
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    settings.INVOICE_CLOSE_BATCH_MIN = batch_min
+    metric = billing.metric()
+    plan = billing.plan(amount_cents=1000, charges=[(metric, "standard", {"amount": "1"}, {})])
+    billing.customer()
+    billing.subscribe("s1", plan, when=at(2026, 3, 1, 0, 0))
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    assert _ingest(billing, "late", at(2026, 3, 20), "4", now=at(2026, 4, 10)).items[0].is_late
+    # A close in mid-April has no period of s1 to bill: the late usage waits for April's invoice.
+    assert periods_close(as_of=at(2026, 4, 15)).invoices_count == 0
+    # April's close runs two days late.
+    periods_close(as_of=at(2026, 5, 3, 9, 0))
+
+    april = Invoice.objects.exclude(issuing_date="2026-04-01").get()
+    assert str(april.issuing_date) == "2026-05-01"
+    assert {(fee.fee_type, fee.is_adjustment, fee.amount_cents) for fee in april.fees.all()} == {
+        ("subscription", False, 1000), ("charge", False, 0), ("charge", True, 400),
+    }
+    assert periods_close(as_of=at(2026, 5, 3, 10, 0)).invoices_count == 0
+
+
+def test_late_usage_of_a_terminated_subscription_is_billed_at_the_next_close(billing, settings):
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    metric = billing.metric()
+    plan = billing.plan(amount_cents=1000, charges=[(metric, "standard", {"amount": "1"}, {})])
+    billing.customer()
+    sub = billing.subscribe("s1", plan, when=at(2026, 3, 1, 0, 0))
+    billing.terminate(sub, when=at(2026, 3, 31, 12, 0))
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    assert _ingest(billing, "late", at(2026, 3, 20), "4", now=at(2026, 4, 10)).items[0].is_late
+    periods_close(as_of=at(2026, 4, 15))
+    adjustment = Fee.objects.get(is_adjustment=True)
+    assert adjustment.amount_cents == 400 and str(adjustment.invoice.issuing_date) == "2026-04-15"
