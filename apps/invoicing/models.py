@@ -234,7 +234,11 @@ class CreditNoteItem(TimeStampedModel):
     credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="items")
     fee = models.ForeignKey(Fee, on_delete=models.PROTECT, related_name="credit_note_items")
     amount_cents = models.BigIntegerField()  # tax excluded
-    taxes_amount_cents = models.BigIntegerField(default=0)
+    taxes_amount_cents = models.BigIntegerField(default=0)  # Σ applied_taxes[].amount_cents
+    # [{"code", "name", "rate", "amount_cents"}] per rate of the fee, rounded cumulatively over the fee's credits
+    # (taxes.credit_applied_taxes) so a fee's credits never take more tax per rate than it was charged.
+    # Empty on items written before it was stored: those were taxed per line (taxes.credited_item_taxes).
+    applied_taxes = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="credit_note_item_positive")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -35,7 +35,7 @@ from .models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax,
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .periods import local_date
-from .taxes import amount_tax_cents
+from .taxes import credit_applied_taxes, credited_item_taxes
 
 __all__ = [
     "periods_close",
@@ -424,7 +424,8 @@ class CreditNoteItemIn:
 
 @dataclass(frozen=True)
 class CreditNoteEstimate:
-    items: list[tuple[Fee, int, int]]  # (fee, amount_cents, taxes_amount_cents)
+    # (fee, amount_cents, taxes_amount_cents, applied_taxes JSON per rate), in the order asked
+    items: list[tuple[Fee, int, int, list[dict]]]
     sub_total_excluding_taxes_amount_cents: int
     taxes_amount_cents: int
     total_amount_cents: int
@@ -432,27 +433,43 @@ class CreditNoteEstimate:
     max_refundable_amount_cents: int
 
 
-def _credited_per_fee(invoice: Invoice) -> dict[int, int]:
+@dataclass
+class _Credited:
+    amount_cents: int = 0  # tax excluded
+    taxes: dict[str, int] = field(default_factory=dict)  # tax code -> cents
+
+
+def _credited_per_fee(invoice: Invoice, fees: dict[int, Fee]) -> dict[int, _Credited]:
+    """Return, per fee, what live credit notes already credited: amount and tax per rate."""
+    credited: dict[int, _Credited] = defaultdict(_Credited)
     rows = (
         CreditNoteItem.objects.filter(credit_note__invoice=invoice)
         .exclude(credit_note__credit_status=CreditNote.CreditStatus.VOIDED)
-        .values("fee_id")
-        .annotate(total=Sum("amount_cents"))
+        .values_list("fee_id", "amount_cents", "applied_taxes")
+        .order_by("id")
     )
-    return {row["fee_id"]: row["total"] for row in rows}
+    for fee_id, amount, applied in rows:
+        entry = credited[fee_id]
+        entry.amount_cents += amount
+        for code, cents in credited_item_taxes(amount, applied, fees[fee_id].applied_taxes).items():
+            entry.taxes[code] = entry.taxes.get(code, 0) + cents
+    return credited
 
 
 def credit_note_estimate(*, invoice: Invoice, items: list[CreditNoteItemIn]) -> CreditNoteEstimate:
-    """Validate items against what is left to credit on each fee and compute taxes per line."""
+    """Validate items against what is left to credit on each fee and compute their taxes per rate.
+
+    Taxes are rounded cumulatively over each fee's credits (`taxes.credit_applied_taxes`), items of one call
+    in the order given, so the estimate is exactly what `credit_note_create` writes for the same items.
+    """
     if invoice.status != Invoice.Status.FINALIZED:
         raise NotAllowed("invoice not finalized", code="invalid_type_or_status")
     if not items:
         raise ValidationFailed("no items", details={"items": ["value_is_mandatory"]})
     fees = {fee.pk: fee for fee in invoice.fees.all()}
-    credited = _credited_per_fee(invoice)
+    credited = _credited_per_fee(invoice, fees)
     errors: dict[str, list[str]] = {}
-    out: list[tuple[Fee, int, int]] = []
-    asked: dict[int, int] = {}
+    out: list[tuple[Fee, int, int, list[dict]]] = []
     for index, item in enumerate(items):
         fee = fees.get(item.fee_id)
         if fee is None:
@@ -461,15 +478,22 @@ def credit_note_estimate(*, invoice: Invoice, items: list[CreditNoteItemIn]) -> 
         if item.amount_cents <= 0:
             errors.setdefault(f"items[{index}].amount_cents", []).append("value_is_out_of_range")
             continue
-        asked[fee.pk] = asked.get(fee.pk, 0) + item.amount_cents
-        if asked[fee.pk] > fee.amount_cents - credited.get(fee.pk, 0):
+        so_far = credited[fee.pk]
+        if so_far.amount_cents + item.amount_cents > fee.amount_cents:
             errors.setdefault(f"items[{index}].amount_cents", []).append("higher_than_remaining_fee_amount")
             continue
-        out.append((fee, item.amount_cents, amount_tax_cents(item.amount_cents, fee.applied_taxes)))
+        applied = credit_applied_taxes(
+            amount_cents=item.amount_cents, fee_amount_cents=fee.amount_cents, fee_applied_taxes=fee.applied_taxes,
+            credited_amount_cents=so_far.amount_cents, credited_taxes=so_far.taxes,
+        )
+        so_far.amount_cents += item.amount_cents
+        for tax in applied:
+            so_far.taxes[tax["code"]] = so_far.taxes.get(tax["code"], 0) + tax["amount_cents"]
+        out.append((fee, item.amount_cents, sum(tax["amount_cents"] for tax in applied), applied))
     if errors:
         raise ValidationFailed("invalid credit note", details=errors)
-    sub_total = sum(amount for _, amount, _ in out)
-    taxes = sum(tax for _, _, tax in out)
+    sub_total = sum(amount for _, amount, _, _ in out)
+    taxes = sum(tax for _, _, tax, _ in out)
     refunded = CreditNote.objects.filter(invoice=invoice).aggregate(total=Sum("refund_amount_cents"))["total"] or 0
     return CreditNoteEstimate(
         items=out,
@@ -522,8 +546,8 @@ def credit_note_create(
         refund_status=CreditNote.RefundStatus.PENDING if refund else "",
     )
     CreditNoteItem.objects.bulk_create(
-        CreditNoteItem(credit_note=note, fee=fee, amount_cents=amount, taxes_amount_cents=tax)
-        for fee, amount, tax in estimate.items
+        CreditNoteItem(credit_note=note, fee=fee, amount_cents=amount, taxes_amount_cents=tax, applied_taxes=applied)
+        for fee, amount, tax, applied in estimate.items
     )
     # follow-up rows: webhook "credit_note.created" (apps.webhooks), ledger credit note (apps.ledger),
     # Stripe refund when refund_amount_cents > 0 (apps.payments), in this transaction.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from apps.core.money import minor_units_of
 
@@ -152,3 +152,46 @@ def invoice_totals(fees: Sequence[tuple[int, Sequence[TaxRate]]]) -> InvoiceTota
     return InvoiceTotals(
         untaxed_amount_cents=untaxed, tax_amount_cents=tax, total_amount_cents=untaxed + tax, tax_lines=tuple(lines)
     )
+
+
+def credit_applied_taxes(
+    *,
+    amount_cents: int,
+    fee_amount_cents: int,
+    fee_applied_taxes: Iterable[dict],
+    credited_amount_cents: int,
+    credited_taxes: Mapping[str, int],
+) -> list[dict]:
+    """Return the tax per rate of crediting `amount_cents` more of a fee, as `applied_taxes` JSON items.
+
+    `credited_amount_cents` and `credited_taxes` (code -> cents) are what earlier credits took from this fee.
+    Rounding each credit on its own can credit more tax than was charged (an 8¢ fee taxed 1¢, credited as
+    two 4¢ notes, would credit 2¢), so the rounding is cumulative: after this credit, the tax credited at a
+    rate is the rate applied once, half-up, to everything credited from the fee so far, never more than the
+    fee was charged at that rate; the credit that reaches the fee's full amount takes exactly what is left.
+    Any split of a fee into credits therefore credits exactly its tax, and each credit's tax is within a
+    cent per rate of its own per-line rounding.
+    """
+    credited_after = credited_amount_cents + amount_cents
+    if amount_cents <= 0 or credited_after > fee_amount_cents:
+        raise ValueError(f"cannot credit {amount_cents} of a fee of {fee_amount_cents} with {credited_amount_cents} credited")
+    out = []
+    for item in fee_applied_taxes or ():
+        rate = TaxRate(item["code"], item["name"], Decimal(item["rate"]))
+        charged = int(item["amount_cents"]) if "amount_cents" in item else line_tax_cents(fee_amount_cents, rate)
+        left = charged - credited_taxes.get(rate.code, 0)
+        if credited_after == fee_amount_cents:
+            tax = left
+        else:
+            tax = line_tax_cents(credited_after, rate) - credited_taxes.get(rate.code, 0)
+        out.append({"code": rate.code, "name": rate.name, "rate": item["rate"], "amount_cents": max(0, min(tax, left))})
+    return out
+
+
+def credited_item_taxes(amount_cents: int, item_applied_taxes: Iterable[dict], fee_applied_taxes: Iterable[dict]) -> dict[str, int]:
+    """Return code -> tax cents of one credit-note item: its stored per-rate taxes, or for items written before
+    they were stored, the per-line rule they were computed with."""
+    stored = {item["code"]: int(item["amount_cents"]) for item in item_applied_taxes or ()}
+    if stored:
+        return stored
+    return {rate.code: line_tax_cents(amount_cents, rate) for rate in applied_rates(fee_applied_taxes)}

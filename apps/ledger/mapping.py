@@ -38,6 +38,9 @@ class LineIn:
     metric_id: int | None = None  # usage fees
     plan_id: int | None = None  # plan (subscription) fees
     tax_codes: tuple[str, ...] = ()  # hub tax codes applied to this line
+    # Hub tax code -> tax cents of every code of the line, set only when the hub's tax is not the rate rounded on
+    # this line (a credit note item, rounded cumulatively over its fee's credits): Odoo is told the amounts.
+    manual_tax_cents: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def move_draft(document: DocumentIn, *, partner_id: int, refs: MappingRefs,
                 account_id = _resolve(resolved, ACCOUNT, product.account, f"income account for service {service}",
                                       problems)
         tax_ids: list[int] = []
+        tax_id_of: dict[str, int] = {}
         for code in line.tax_codes:
             if code not in refs.taxes:
                 problems.append(f"tax {code}: no Odoo tax mapped")
@@ -148,6 +152,12 @@ def move_draft(document: DocumentIn, *, partner_id: int, refs: MappingRefs,
             tax_id = _resolve(resolved, TAX, refs.taxes[code], f"tax {code}", problems)
             if tax_id is not None:
                 tax_ids.append(tax_id)
+                tax_id_of[code] = tax_id
+        manual: dict[int, Decimal] = {}
+        for code, cents in line.manual_tax_cents:
+            if code in tax_id_of:
+                tax_id = tax_id_of[code]
+                manual[tax_id] = manual.get(tax_id, Decimal(0)) + from_minor_units(cents, document.currency)
         analytic = None
         if line.service_id in refs.analytics:
             analytic_id = _resolve(resolved, ANALYTIC, refs.analytics[line.service_id],
@@ -155,7 +165,7 @@ def move_draft(document: DocumentIn, *, partner_id: int, refs: MappingRefs,
             analytic = {analytic_id: HUNDRED} if analytic_id is not None else None
         lines.append(MoveLineDraft(name=line.name, price_unit=from_minor_units(line.amount_cents, document.currency),
                                    product_id=product_id, account_id=account_id, tax_ids=tuple(dict.fromkeys(tax_ids)),
-                                   analytic_distribution=analytic))
+                                   analytic_distribution=analytic, manual_tax_amounts=tuple(manual.items())))
     if problems:
         raise MappingMissing(list(dict.fromkeys(problems)))
     if not lines:

@@ -110,6 +110,9 @@ class MoveLineDraft:
     account_id: int | None = None  # None: Odoo takes the product's income account
     tax_ids: tuple[int, ...] = ()  # sent explicitly, so no fiscal-position mapping applies (odoo.md §5.3)
     analytic_distribution: Mapping[int, Decimal] | None = None  # analytic account id -> percent
+    # Odoo tax id -> this line's tax in major units, for a line whose tax is not the rate rounded on the line
+    # (a credit note item rounded cumulatively over its fee's credits); empty: Odoo computes it.
+    manual_tax_amounts: tuple[tuple[int, Decimal], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -524,6 +527,16 @@ class OdooClient:
             if line.analytic_distribution:
                 # JSON keys are strings; XML-RPC structs only allow string keys too.
                 line_vals["analytic_distribution"] = {str(k): float(v) for k, v in line.analytic_distribution.items()}
+            if line.manual_tax_amounts:
+                # Odoo 19 keeps per-line tax amounts in `extra_tax_data` and uses them instead of its own rounding
+                # while currency, price, discount and quantity are unchanged and every tax of the line has one
+                # (account.tax `_import_base_line_extra_tax_data`, `_round_base_lines_tax_details`).
+                line_vals["extra_tax_data"] = {
+                    "currency_id": vals["currency_id"], "price_unit": line_vals["price_unit"],
+                    "quantity": line_vals["quantity"], "discount": 0.0,
+                    "manual_tax_amounts": {str(tax_id): {"tax_amount_currency": amount_to_wire(amount)}
+                                           for tax_id, amount in line.manual_tax_amounts},
+                }
             vals["invoice_line_ids"].append([0, 0, line_vals])
         return vals
 

@@ -11,11 +11,10 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Sum, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from apps.invoicing.taxes import amount_tax_cents  # pure: the hub's per-line tax rule
+from apps.invoicing.taxes import credit_applied_taxes, credited_item_taxes  # pure: the hub's tax rules
 from apps.ledger import mapping
 from apps.ledger.models import (
     LedgerPosting,
@@ -483,29 +482,52 @@ def _partner_draft(customer: Any) -> PartnerDraft:
                         vat=customer.tax_identification_number)
 
 
-def _line(fee: Any, amount_cents: int) -> mapping.LineIn:
+def _line(fee: Any, amount_cents: int, taxes: dict[str, int] | None = None) -> mapping.LineIn:
+    """One Odoo line for `amount_cents` of `fee`; `taxes` (code -> cents) when the hub's tax of this line is
+    not necessarily the rate rounded on it (credit notes, voids), so Odoo is told any that differ."""
     metric_id = fee.charge.billable_metric_id if fee.charge_id else None
     plan_id = fee.subscription.plan_id if fee.subscription_id and metric_id is None else None
     codes = tuple(str(t["code"]) for t in (fee.applied_taxes or []) if t.get("code"))
+    manual: tuple[tuple[str, int], ...] = ()
+    if taxes is not None and taxes != credited_item_taxes(amount_cents, (), fee.applied_taxes):
+        manual = tuple((code, taxes.get(code, 0)) for code in codes)
     return mapping.LineIn(name=fee.name or fee.fee_type, amount_cents=amount_cents, service_id=fee.service_id,
                           service_code=fee.service.code if fee.service_id else "", metric_id=metric_id,
-                          plan_id=plan_id, tax_codes=codes)
+                          plan_id=plan_id, tax_codes=codes, manual_tax_cents=manual)
+
+
+def _credited_by_fee(invoice: Any) -> dict[int, tuple[int, dict[str, int]]]:
+    """Return fee id -> (cents credited, tax code -> tax cents credited) over the invoice's credit notes."""
+    from apps.invoicing.models import CreditNoteItem  # the ledger reads invoicing rows through its postings
+
+    credited: dict[int, tuple[int, dict[str, int]]] = {}
+    for item in CreditNoteItem.objects.filter(credit_note__invoice=invoice).select_related("fee").order_by("id"):
+        amount, taxes = credited.get(item.fee_id, (0, {}))
+        for code, cents in credited_item_taxes(item.amount_cents, item.applied_taxes, item.fee.applied_taxes).items():
+            taxes[code] = taxes.get(code, 0) + cents
+        credited[item.fee_id] = (amount + item.amount_cents, taxes)
+    return credited
 
 
 def _void_document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, int, int]]:
     """The reversal of a voided invoice: each fee less what credit notes credited, taxed per line and rate as
     the hub and Odoo both do (round per line), so Odoo's totals can be checked against these."""
     invoice = posting.invoice
-    fees = list(invoice.fees.select_related("charge", "subscription", "service")
-                .annotate(credited=Coalesce(Sum("credit_note_items__amount_cents"), 0)).order_by("id"))
+    fees = list(invoice.fees.select_related("charge", "subscription", "service").order_by("id"))
+    credited = _credited_by_fee(invoice)
     lines, untaxed, tax = [], 0, 0
     for fee in fees:
-        left = fee.amount_cents - fee.credited
+        credited_cents, credited_taxes = credited.get(fee.pk, (0, {}))
+        left = fee.amount_cents - credited_cents
         if left <= 0:
             continue
-        lines.append(_line(fee, left))
+        # The reversal takes exactly the tax the credit notes left on the fee, per rate.
+        taxes = {item["code"]: item["amount_cents"] for item in credit_applied_taxes(
+            amount_cents=left, fee_amount_cents=fee.amount_cents, fee_applied_taxes=fee.applied_taxes,
+            credited_amount_cents=credited_cents, credited_taxes=credited_taxes)}
+        lines.append(_line(fee, left, taxes))
         untaxed += left
-        tax += amount_tax_cents(left, fee.applied_taxes)
+        tax += sum(taxes.values())
     document = mapping.DocumentIn(
         ref=posting.ref, move_type="out_refund", number=f"VOID {invoice.number}",
         issuing_date=(invoice.voided_at.astimezone(ZoneInfo(invoice.customer.applicable_timezone)).date()
@@ -532,7 +554,10 @@ def _document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, in
     items = note.items.select_related("fee__charge", "fee__subscription", "fee__service").order_by("id")
     document = mapping.DocumentIn(
         ref=posting.ref, move_type="out_refund", number=note.number, issuing_date=note.issuing_date,
-        currency=note.currency, lines=tuple(_line(item.fee, item.amount_cents) for item in items))
+        currency=note.currency,
+        lines=tuple(_line(item.fee, item.amount_cents,
+                          credited_item_taxes(item.amount_cents, item.applied_taxes, item.fee.applied_taxes))
+                    for item in items))
     return document, (note.sub_total_excluding_taxes_amount_cents, note.taxes_amount_cents, note.total_amount_cents)
 
 

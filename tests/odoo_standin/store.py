@@ -117,6 +117,7 @@ SCHEMA: dict[str, dict[str, tuple[str, str | None, bool]]] = {
         "analytic_distribution": _f(JSON), "price_subtotal": _f(FLOAT, ro=True),
         "price_total": _f(FLOAT, ro=True), "balance": _f(FLOAT, ro=True), "debit": _f(FLOAT, ro=True),
         "credit": _f(FLOAT, ro=True), "partner_id": _f(M2O, "res.partner", ro=True),
+        "extra_tax_data": _f(JSON),
     },
     "account.payment": {
         "name": _f(CHAR, ro=True), "payment_type": _f(CHAR), "partner_type": _f(CHAR),
@@ -543,6 +544,22 @@ class Store:
                 taxes.append(tax)
         return taxes
 
+    def _manual_tax_amounts(self, move: dict[str, Any], line: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Return the line's `extra_tax_data.manual_tax_amounts` when Odoo 19 would apply them
+        (C-TAX `_import_base_line_extra_tax_data`): only while the line's currency, price, discount and
+        quantity are those the amounts were stored with and every tax of the line has an entry; else {}.
+        The engine then replaces each tax's per-line amount with the stored one (`_round_base_lines_tax_details`).
+        """
+        extra = line.get("extra_tax_data") or {}
+        manual = extra.get("manual_tax_amounts") or {}
+        same = (extra.get("currency_id") == move["currency_id"]
+                and _round(_dec(extra.get("price_unit"))) == _round(_dec(line["price_unit"]))
+                and _round(_dec(extra.get("discount"))) == _round(_dec(line["discount"]))
+                and _round(_dec(extra.get("quantity"))) == _round(_dec(line["quantity"])))
+        if not manual or not same or not all(str(tax_id) in manual for tax_id in line["tax_ids"]):
+            return {}
+        return manual
+
     def _recompute(self, move: dict[str, Any], product_ids: list[int]) -> None:
         """Rebuild tax and receivable lines and the amounts (odoo.md §5.5, tax-excluded prices only)."""
         lines = self.records["account.move.line"]
@@ -557,9 +574,12 @@ class Store:
             raw = _dec(line["quantity"]) * _dec(line["price_unit"]) * (1 - _dec(line["discount"]) / 100)
             base = _round(raw)
             line_tax = Decimal(0)
+            manual = self._manual_tax_amounts(move, line)
             for tax in self._flat_taxes(line["tax_ids"]):
                 amount = (_dec(line["quantity"]) * _dec(tax["amount"]) if tax["amount_type"] == "fixed"
                           else base * _dec(tax["amount"]) / 100)
+                if "tax_amount_currency" in manual.get(str(tax["id"]), {}):
+                    amount = _dec(manual[str(tax["id"])]["tax_amount_currency"])
                 raw_by_tax[tax["id"]] += amount
                 rounded_by_tax[tax["id"]] += _round(amount)
                 line_tax += _round(amount)

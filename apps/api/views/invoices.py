@@ -230,7 +230,7 @@ class CreditNoteEstimateView(APIView):
                     "max_refundable_amount_cents": estimate.max_refundable_amount_cents,
                     "max_offsettable_amount_cents": 0,
                     "coupons_adjustment_amount_cents": 0,
-                    "items": [{"lago_fee_id": str(fee.lago_id), "amount_cents": amount} for fee, amount, _ in estimate.items],
+                    "items": [{"lago_fee_id": str(fee.lago_id), "amount_cents": amount} for fee, amount, *_ in estimate.items],
                     "applied_taxes": [],
                 }
             }
