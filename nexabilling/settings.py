@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -103,6 +104,7 @@ INSTALLED_APPS = [
     "apps.payments",
     "apps.ledger",
     "apps.webhooks",
+    "apps.integrity",
     "apps.api",
 ]
 
@@ -221,6 +223,11 @@ CELERY_BEAT_SCHEDULE["usage-rollup"] = {"task": "apps.usage.tasks.usage_rollup_a
 # Subscriptions (apps/subscriptions/tasks.py): trim the change log that ingest's cached lookups check.
 CELERY_BEAT_SCHEDULE["subscriptions-changes-prune"] = {
     "task": "apps.subscriptions.tasks.subscription_changes_prune_task", "schedule": 600.0}
+# Integrity (apps/integrity/tasks.py): the billing invariants, recorded for staff once a day, at a quiet hour
+# (a close in flight can show usage as unbilled for a moment). Hours of late usage allowed before it is stuck.
+CELERY_BEAT_SCHEDULE["integrity-billing-check"] = {
+    "task": "apps.integrity.tasks.billing_check_run_task", "schedule": crontab(hour=5, minute=40)}
+INTEGRITY_LATE_USAGE_GRACE_HOURS = env_int("INTEGRITY_LATE_USAGE_GRACE_HOURS", 24, minimum=1)
 
 # Billing
 NEXA_LEGAL_NAME = env_str("NEXA_LEGAL_NAME", "Nexa Systems Inc.")

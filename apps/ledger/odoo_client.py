@@ -467,6 +467,29 @@ class OdooClient:
             found.update({p.ref: int(i) for p, i in zip(chunk_partners, created)})
         return found
 
+    def partner_receivables(self, *, refs: Sequence[str]) -> dict[tuple[str, str], int]:
+        """Return {(partner ref, currency): minor units} the partners owe: Σ amount_residual of their posted
+        customer invoices − Σ that of their posted credit notes (payments and refunds registered on those
+        moves, and reconciliations between them, lower both sides' residuals). A payment left unapplied on no
+        move (an overpayment) is not counted. Every partner carrying a ref counts for it."""
+        ref_of: dict[int, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(refs)), READ_BATCH_SIZE):
+            for row in self._call("res.partner", "search_read", domain=[["ref", "in", list(chunk)]],
+                                  fields=["id", "ref"]):
+                ref_of[int(row["id"])] = row["ref"]
+        owed: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(sorted(ref_of), READ_BATCH_SIZE):
+            rows = self._call("account.move", "search_read",
+                              domain=[["partner_id", "in", list(chunk)], ["state", "=", "posted"],
+                                      ["move_type", "in", list(MOVE_TYPES)]],
+                              fields=["partner_id", "move_type", "currency_id", "amount_residual"])
+            for row in rows:
+                currency = str(row["currency_id"][1])
+                key = (ref_of[_m2o_id(row["partner_id"])], currency)
+                cents = cents_from_wire(row["amount_residual"], currency)
+                owed[key] = owed.get(key, 0) + (cents if row["move_type"] == "out_invoice" else -cents)
+        return owed
+
     # -- moves ----------------------------------------------------------------------------------
     def _move_result(self, row: Mapping[str, Any]) -> MoveResult:
         currency = str(row["currency_id"][1])

@@ -1,0 +1,700 @@
+"""Billing invariants: each one set-based SQL over the live database, returning the rows that break it.
+
+Amounts are integer minor units of the row's currency. "Finalized" means status `finalized` (drafts and voided
+invoices excluded) unless said otherwise. Each function takes an optional list of customer ids to look at
+(None = everyone) and returns `Violation`s; `check_all` runs them all on one consistent snapshot.
+
+I1 balance, per customer and currency:
+    flows  = Σ finalized invoices' sub_total_including_taxes
+           − Σ credit notes' total (credit status not voided, on finalized invoices)
+           − Σ payments + Σ succeeded refunds
+    owed   = Σ finalized invoices' amount due, max(total − total_paid, 0)
+           − Σ unused credit (balance of credit notes whose credit is `available`, on finalized invoices)
+           − Σ refunds owed (refund amount of those credit notes less their succeeded refund)
+    flows == owed. Credit applied to an invoice lowers its total and the note's balance alike, so it cancels
+    out; money received beyond what is due, or on a voided invoice, breaks it until it is kept as credit.
+    `odoo_receivables_compare` also checks `owed` against the customer's receivable in Odoo once every
+    posting of the customer is sent.
+I2 usage billed exactly once (a subscription's usage before its `usage_billed_until` is closed):
+    fee_count   a charge fee's events_count equals the on-time (not late) rows of its subscription and metric
+                inside its window [from, to): a row committed unflagged after the close read its window breaks it;
+    unbilled    every on-time row before the cut-off, of a metric an invoiceable charge of the plan prices, lies
+                inside the window of a charge fee for that subscription and charge (on any invoice: usage on a
+                voided invoice was billed, then voided by staff);
+    late_billed per subscription and charge, late rows marked billed == Σ events_count of its adjustment fees;
+    late_stuck  a late row of a charged metric is billed within INTEGRITY_LATE_USAGE_GRACE_HOURS (default 24)
+                of its arrival (the close picks it up at its next run);
+    overlap     charge fees of one subscription and charge on non-voided invoices have disjoint windows.
+I3 no finalized invoice has total_amount_cents < 0 or sub_total_including_taxes_amount_cents < 0.
+I4 every invoice (any status) is the per-line tax rule over its rounded lines:
+    fee_tax     each fee's applied tax = round_half_up(amount_cents × rate / 100), per rate;
+    fee_taxes   a fee's taxes_amount_cents = Σ of its applied taxes;
+    tax_rows    an InvoiceAppliedTax row per tax code with base = Σ amount_cents and tax = Σ applied taxes of the
+                fees taxed at that code (no missing or extra row);
+    totals      fees_amount = Σ fees' amount_cents; sub_total_excluding = fees_amount; taxes_amount = Σ tax rows;
+                sub_total_including = sub_total_excluding + taxes_amount; total = sub_total_including −
+                credit_notes_amount_cents.
+I5 invoice numbers are gapless per series (checked only for the whole database, never per customer):
+    the sequential ids of finalized and voided invoices of a series are exactly 1..N, each once; its
+    NumberSequence.last_value is N; every finalized or voided invoice has a number and a sequential id,
+    and no draft holds one.
+I6 every payment Stripe reports as succeeded is recorded: each succeeded PaymentIntent and each paid
+    Checkout Session in dj-stripe's mirror that belongs to a hub customer (its metadata names a payment
+    attempt, or its Stripe customer is a hub customer's) has a Payment with its PaymentIntent id, for the
+    amount Stripe received.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable
+
+from django.conf import settings
+from django.db import connection, transaction
+
+CENTS = "cents"
+ROWS = "rows"
+NUMBERS = "numbers"
+# Sub-checks listed in detail: missing sequential ids, duplicate numbers.
+LIST_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class Violation:
+    code: str  # I1 .. I6
+    rule: str  # which rule of the invariant (see the module docstring)
+    message: str
+    customer_id: int | None = None
+    invoice_id: int | None = None
+    invoice_number: str = ""
+    currency: str = ""
+    expected: int | None = None  # in `unit`
+    actual: int | None = None
+    unit: str = CENTS  # cents (minor units of `currency`), rows (usage rows) or numbers (invoice numbers)
+    reference: str = ""  # what else it is about: fee, subscription, series, PaymentIntent
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _scope(column: str) -> str:
+    return f"(%(everyone)s OR {column} = ANY(%(customers)s))"
+
+
+def _params(customer_ids: Iterable[int] | None, **extra: Any) -> dict[str, Any]:
+    customers = sorted({int(pk) for pk in customer_ids}) if customer_ids is not None else []
+    return {"everyone": customer_ids is None, "customers": customers, **extra}
+
+
+def _rows(sql: str, params: dict[str, Any]) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+# --------------------------------------------------------------------------- I1
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One customer's money in one currency, as the hub's rows tell it (minor units)."""
+
+    customer_id: int
+    currency: str
+    invoiced: int  # Σ finalized invoices' sub_total_including_taxes
+    credited: int  # Σ credit notes' total
+    paid: int  # Σ payments
+    refunded: int  # Σ succeeded refunds
+    due: int  # Σ finalized invoices' max(total − total_paid, 0)
+    credit_left: int  # Σ unused credit-note credit
+    refund_owed: int  # Σ credit-note refund amounts not refunded yet
+
+    @property
+    def flows(self) -> int:
+        return self.invoiced - self.credited - self.paid + self.refunded
+
+    @property
+    def owed(self) -> int:
+        """What the customer owes (negative: what the hub owes the customer)."""
+        return self.due - self.credit_left - self.refund_owed
+
+
+BALANCES_SQL = """
+WITH inv AS (
+    SELECT customer_id, currency, sum(sub_total_including_taxes_amount_cents) AS invoiced,
+           sum(greatest(total_amount_cents - total_paid_amount_cents, 0)) AS due
+      FROM invoicing_invoice
+     WHERE status = 'finalized' AND {scope_inv}
+     GROUP BY 1, 2
+), notes AS (
+    SELECT n.customer_id, n.currency, sum(n.total_amount_cents) AS credited,
+           coalesce(sum(n.balance_amount_cents) FILTER (WHERE n.credit_status = 'available'), 0) AS credit_left,
+           sum(n.refund_amount_cents - coalesce(r.amount_cents, 0)) AS refund_owed
+      FROM invoicing_creditnote n
+      JOIN invoicing_invoice i ON i.id = n.invoice_id AND i.status = 'finalized'
+      LEFT JOIN payments_refund r ON r.credit_note_id = n.id AND r.status = 'succeeded'
+     WHERE n.credit_status <> 'voided' AND {scope_notes}
+     GROUP BY 1, 2
+), paid AS (
+    SELECT i.customer_id, p.currency, sum(p.amount_cents) AS paid
+      FROM payments_payment p JOIN invoicing_invoice i ON i.id = p.invoice_id
+     WHERE {scope_paid}
+     GROUP BY 1, 2
+), refunded AS (
+    SELECT n.customer_id, r.currency, sum(r.amount_cents) AS refunded
+      FROM payments_refund r JOIN invoicing_creditnote n ON n.id = r.credit_note_id
+     WHERE r.status = 'succeeded' AND {scope_refunded}
+     GROUP BY 1, 2
+), keys AS (
+    SELECT customer_id, currency FROM inv UNION SELECT customer_id, currency FROM notes
+    UNION SELECT customer_id, currency FROM paid UNION SELECT customer_id, currency FROM refunded
+)
+SELECT k.customer_id, k.currency, coalesce(inv.invoiced, 0), coalesce(notes.credited, 0), coalesce(paid.paid, 0),
+       coalesce(refunded.refunded, 0), coalesce(inv.due, 0), coalesce(notes.credit_left, 0),
+       coalesce(notes.refund_owed, 0)
+  FROM keys k
+  LEFT JOIN inv USING (customer_id, currency)
+  LEFT JOIN notes USING (customer_id, currency)
+  LEFT JOIN paid USING (customer_id, currency)
+  LEFT JOIN refunded USING (customer_id, currency)
+ ORDER BY 1, 2
+"""
+
+
+def customer_balances(customer_ids: Iterable[int] | None = None) -> dict[tuple[int, str], Balance]:
+    """Return each customer's Balance per currency (customers and currencies with any money row)."""
+    sql = BALANCES_SQL.format(
+        scope_inv=_scope("customer_id"), scope_notes=_scope("n.customer_id"), scope_paid=_scope("i.customer_id"),
+        scope_refunded=_scope("n.customer_id"),
+    )
+    out: dict[tuple[int, str], Balance] = {}
+    for row in _rows(sql, _params(customer_ids)):
+        balance = Balance(row[0], row[1], *(int(value) for value in row[2:]))
+        out[(balance.customer_id, balance.currency)] = balance
+    return out
+
+
+def i1_balances(customer_ids: Iterable[int] | None = None) -> list[Violation]:
+    violations = []
+    for balance in customer_balances(customer_ids).values():
+        if balance.flows == balance.owed:
+            continue
+        violations.append(Violation(
+            code="I1", rule="balance", customer_id=balance.customer_id, currency=balance.currency,
+            expected=balance.flows, actual=balance.owed,
+            message=(
+                f"owes {balance.owed} but the flows say {balance.flows}: invoiced {balance.invoiced} − credited "
+                f"{balance.credited} − paid {balance.paid} + refunded {balance.refunded}; due {balance.due}, "
+                f"unused credit {balance.credit_left}, refunds owed {balance.refund_owed}"
+            ),
+        ))
+    return violations
+
+
+UNSENT_POSTINGS_SQL = """
+SELECT coalesce(n.customer_id, i.customer_id) AS customer_id,
+       bool_or(p.status IN ('pending', 'failed')) AS unsent
+  FROM ledger_ledgerposting p
+  LEFT JOIN invoicing_invoice i ON i.id = p.invoice_id
+  LEFT JOIN invoicing_creditnote n ON n.id = p.credit_note_id
+ GROUP BY 1
+"""
+
+
+def odoo_receivables_compare(*, client: Any, customer_ids: Iterable[int] | None = None) -> list[Violation]:
+    """Compare what each customer owes in the hub (I1's `owed`) with its receivable in Odoo, per currency.
+
+    Only customers with at least one posting and none pending or failed are compared: until every document
+    is sent, Odoo is behind by design. `client` is an `apps.ledger.odoo_client.OdooClient`.
+    """
+    from apps.customers.models import Customer
+
+    wanted = None if customer_ids is None else {int(pk) for pk in customer_ids}
+    sent = {
+        customer_id for customer_id, unsent in _rows(UNSENT_POSTINGS_SQL, {})
+        if not unsent and customer_id is not None and (wanted is None or customer_id in wanted)
+    }
+    if not sent:
+        return []
+    refs = dict(Customer.objects.filter(pk__in=sent).values_list("pk", "external_id"))
+    hub: dict[tuple[int, str], int] = defaultdict(int)
+    for (customer_id, currency), balance in customer_balances(sorted(sent)).items():
+        hub[(customer_id, currency)] = balance.owed
+    ledger = client.partner_receivables(refs=sorted(refs.values()))
+    customer_of = {ref: pk for pk, ref in refs.items()}
+    odoo: dict[tuple[int, str], int] = defaultdict(int)
+    for (ref, currency), cents in ledger.items():
+        if ref in customer_of:
+            odoo[(customer_of[ref], currency)] += cents
+    violations = []
+    for key in sorted(set(hub) | set(odoo)):
+        expected, actual = hub.get(key, 0), odoo.get(key, 0)
+        if expected != actual:
+            violations.append(Violation(
+                code="I1", rule="odoo_receivable", customer_id=key[0], currency=key[1], expected=expected,
+                actual=actual, reference=refs[key[0]],
+                message=f"owes {expected} in the hub but {actual} in Odoo (partner ref {refs[key[0]]!r})",
+            ))
+    return violations
+
+
+# --------------------------------------------------------------------------- I2
+
+FEE_COUNT_SQL = """
+SELECT * FROM (
+    SELECT i.customer_id, f.invoice_id, i.number, f.currency, f.id, f.subscription_id, f.charge_id, f.events_count,
+           (SELECT count(*) FROM usage_usageevent e
+             WHERE e.subscription_id = f.subscription_id AND e.billable_metric_id = c.billable_metric_id
+               AND e.timestamp >= f.from_datetime AND e.timestamp < f.to_datetime AND NOT e.is_late) AS on_time
+      FROM invoicing_fee f
+      JOIN invoicing_invoice i ON i.id = f.invoice_id
+      JOIN catalog_charge c ON c.id = f.charge_id
+     WHERE f.fee_type = 'charge' AND NOT f.is_adjustment AND f.subscription_id IS NOT NULL
+       AND f.from_datetime IS NOT NULL AND f.to_datetime IS NOT NULL AND {scope}
+) counted
+ WHERE events_count <> on_time
+ ORDER BY customer_id, id
+"""
+
+UNBILLED_SQL = """
+SELECT s.customer_id, s.id, c.id, p.amount_currency, count(*), min(e.timestamp), max(e.timestamp)
+  FROM subscriptions_subscription s
+  JOIN catalog_plan p ON p.id = s.plan_id
+  JOIN catalog_charge c ON c.plan_id = s.plan_id AND c.invoiceable
+  JOIN usage_usageevent e ON e.subscription_id = s.id AND e.billable_metric_id = c.billable_metric_id
+                         AND e.timestamp < s.usage_billed_until AND NOT e.is_late
+ WHERE s.usage_billed_until IS NOT NULL AND {scope}
+   AND NOT EXISTS (
+       SELECT 1 FROM invoicing_fee f
+        WHERE f.subscription_id = s.id AND f.charge_id = c.id AND f.fee_type = 'charge' AND NOT f.is_adjustment
+          AND e.timestamp >= f.from_datetime AND e.timestamp < f.to_datetime)
+ GROUP BY 1, 2, 3, 4
+ ORDER BY 1, 2, 3
+"""
+
+LATE_BILLED_SQL = """
+WITH billed AS (
+    SELECT subscription_id, billable_metric_id, count(*) AS n
+      FROM usage_usageevent WHERE is_late AND late_billed_at IS NOT NULL
+     GROUP BY 1, 2
+), adjusted AS (
+    SELECT subscription_id, charge_id, sum(events_count) AS n, max(invoice_id) AS invoice_id
+      FROM invoicing_fee WHERE is_adjustment AND fee_type = 'charge' AND subscription_id IS NOT NULL
+     GROUP BY 1, 2
+)
+SELECT s.customer_id, s.id, c.id, p.amount_currency, coalesce(b.n, 0), coalesce(a.n, 0), a.invoice_id
+  FROM subscriptions_subscription s
+  JOIN catalog_plan p ON p.id = s.plan_id
+  JOIN catalog_charge c ON c.plan_id = s.plan_id
+  LEFT JOIN billed b ON b.subscription_id = s.id AND b.billable_metric_id = c.billable_metric_id
+  LEFT JOIN adjusted a ON a.subscription_id = s.id AND a.charge_id = c.id
+ WHERE coalesce(b.n, 0) <> coalesce(a.n, 0) AND {scope}
+ ORDER BY 1, 2, 3
+"""
+
+LATE_STUCK_SQL = """
+SELECT s.customer_id, s.id, e.billable_metric_id, count(*), min(e.created_at)
+  FROM usage_usageevent e
+  JOIN subscriptions_subscription s ON s.id = e.subscription_id
+ WHERE e.is_late AND e.late_billed_at IS NULL AND e.created_at < now() - make_interval(hours => %(grace)s)
+   AND EXISTS (SELECT 1 FROM catalog_charge c WHERE c.plan_id = s.plan_id AND c.billable_metric_id = e.billable_metric_id)
+   AND {scope}
+ GROUP BY 1, 2, 3
+ ORDER BY 1, 2, 3
+"""
+
+OVERLAP_SQL = """
+SELECT customer_id, invoice_id, number, currency, id, subscription_id, charge_id, from_datetime, to_datetime, prev_to
+  FROM (
+    SELECT i.customer_id, f.invoice_id, i.number, f.currency, f.id, f.subscription_id, f.charge_id,
+           f.from_datetime, f.to_datetime,
+           max(f.to_datetime) OVER (PARTITION BY f.subscription_id, f.charge_id ORDER BY f.from_datetime, f.id
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_to
+      FROM invoicing_fee f JOIN invoicing_invoice i ON i.id = f.invoice_id
+     WHERE f.fee_type = 'charge' AND NOT f.is_adjustment AND i.status <> 'voided' AND f.subscription_id IS NOT NULL
+       AND f.from_datetime IS NOT NULL AND {scope}
+  ) ordered
+ WHERE prev_to > from_datetime
+ ORDER BY customer_id, subscription_id, charge_id, from_datetime
+"""
+
+
+def i2_usage(customer_ids: Iterable[int] | None = None) -> list[Violation]:
+    params = _params(customer_ids, grace=settings.INTEGRITY_LATE_USAGE_GRACE_HOURS)
+    violations = []
+    for customer_id, invoice_id, number, currency, fee_id, sub_id, charge_id, counted, on_time in _rows(
+        FEE_COUNT_SQL.format(scope=_scope("i.customer_id")), params
+    ):
+        violations.append(Violation(
+            code="I2", rule="fee_count", customer_id=customer_id, invoice_id=invoice_id, invoice_number=number,
+            currency=currency, expected=on_time, actual=counted, unit=ROWS, reference=f"fee {fee_id}",
+            message=(f"fee {fee_id} (subscription {sub_id}, charge {charge_id}) billed {counted} usage rows; "
+                     f"its window holds {on_time} on-time rows"),
+        ))
+    for customer_id, sub_id, charge_id, currency, count, first, last in _rows(
+        UNBILLED_SQL.format(scope=_scope("s.customer_id")), params
+    ):
+        violations.append(Violation(
+            code="I2", rule="unbilled", customer_id=customer_id, currency=currency, expected=0, actual=count,
+            unit=ROWS, reference=f"subscription {sub_id}",
+            message=(f"{count} on-time usage rows of subscription {sub_id} before its cut-off are on no fee of "
+                     f"charge {charge_id} ({first.isoformat()} .. {last.isoformat()})"),
+        ))
+    for customer_id, sub_id, charge_id, currency, marked, adjusted, invoice_id in _rows(
+        LATE_BILLED_SQL.format(scope=_scope("s.customer_id")), params
+    ):
+        violations.append(Violation(
+            code="I2", rule="late_billed", customer_id=customer_id, invoice_id=invoice_id, currency=currency,
+            expected=marked, actual=adjusted, unit=ROWS, reference=f"subscription {sub_id}",
+            message=(f"{marked} late rows of subscription {sub_id} are marked billed, but the adjustment fees of "
+                     f"charge {charge_id} bill {adjusted}"),
+        ))
+    for customer_id, sub_id, metric_id, count, oldest in _rows(
+        LATE_STUCK_SQL.format(scope=_scope("s.customer_id")), params
+    ):
+        violations.append(Violation(
+            code="I2", rule="late_stuck", customer_id=customer_id, expected=0, actual=count, unit=ROWS,
+            reference=f"subscription {sub_id}",
+            message=(f"{count} late rows of subscription {sub_id}, metric {metric_id}, still unbilled "
+                     f"(oldest arrived {oldest.isoformat()})"),
+        ))
+    for customer_id, invoice_id, number, currency, fee_id, sub_id, charge_id, start, end, prev_to in _rows(
+        OVERLAP_SQL.format(scope=_scope("i.customer_id")), params
+    ):
+        violations.append(Violation(
+            code="I2", rule="overlap", customer_id=customer_id, invoice_id=invoice_id, invoice_number=number,
+            currency=currency, unit=ROWS, reference=f"fee {fee_id}",
+            message=(f"fee {fee_id} (subscription {sub_id}, charge {charge_id}) bills [{start.isoformat()}, "
+                     f"{end.isoformat()}), which an earlier fee already billed up to {prev_to.isoformat()}"),
+        ))
+    return violations
+
+
+# --------------------------------------------------------------------------- I3
+
+NEGATIVE_SQL = """
+SELECT customer_id, id, number, currency, total_amount_cents, sub_total_including_taxes_amount_cents
+  FROM invoicing_invoice
+ WHERE status = 'finalized' AND (total_amount_cents < 0 OR sub_total_including_taxes_amount_cents < 0) AND {scope}
+ ORDER BY customer_id, id
+"""
+
+
+def i3_no_negative_invoice(customer_ids: Iterable[int] | None = None) -> list[Violation]:
+    violations = []
+    for customer_id, invoice_id, number, currency, total, sub_total in _rows(
+        NEGATIVE_SQL.format(scope=_scope("customer_id")), _params(customer_ids)
+    ):
+        violations.append(Violation(
+            code="I3", rule="negative_total", customer_id=customer_id, invoice_id=invoice_id, invoice_number=number,
+            currency=currency, expected=0, actual=min(total, sub_total),
+            message=f"finalized with total {total} and sub-total including taxes {sub_total}",
+        ))
+    return violations
+
+
+# --------------------------------------------------------------------------- I4
+
+_TAXES = "jsonb_array_elements(CASE jsonb_typeof(f.applied_taxes) WHEN 'array' THEN f.applied_taxes ELSE '[]' END)"
+
+FEE_TAX_SQL = f"""
+SELECT i.customer_id, f.invoice_id, i.number, f.currency, f.id, t ->> 'code', f.amount_cents, t ->> 'rate',
+       (t ->> 'amount_cents')::bigint, round(f.amount_cents * (t ->> 'rate')::numeric / 100)::bigint
+  FROM invoicing_fee f
+  JOIN invoicing_invoice i ON i.id = f.invoice_id
+ CROSS JOIN LATERAL {_TAXES} AS t
+ WHERE (t ->> 'amount_cents')::bigint <> round(f.amount_cents * (t ->> 'rate')::numeric / 100) AND {{scope}}
+ ORDER BY 1, 2, 5
+"""
+
+FEE_TAXES_SQL = f"""
+SELECT * FROM (
+    SELECT i.customer_id, f.invoice_id, i.number, f.currency, f.id, f.taxes_amount_cents,
+           coalesce((SELECT sum((t ->> 'amount_cents')::bigint) FROM {_TAXES} AS t), 0) AS applied
+      FROM invoicing_fee f JOIN invoicing_invoice i ON i.id = f.invoice_id
+     WHERE {{scope}}
+) summed
+ WHERE taxes_amount_cents <> applied
+ ORDER BY 1, 2, 5
+"""
+
+TAX_ROWS_SQL = f"""
+WITH lines AS (
+    SELECT f.invoice_id, t ->> 'code' AS code, sum(f.amount_cents) AS base, sum((t ->> 'amount_cents')::bigint) AS tax
+      FROM invoicing_fee f
+      JOIN invoicing_invoice i ON i.id = f.invoice_id
+     CROSS JOIN LATERAL {_TAXES} AS t
+     WHERE {{scope}}
+     GROUP BY 1, 2
+), summary AS (
+    SELECT a.invoice_id, a.tax_code AS code, a.base_amount_cents AS base, a.amount_cents AS tax
+      FROM invoicing_invoiceappliedtax a JOIN invoicing_invoice i ON i.id = a.invoice_id
+     WHERE {{scope}}
+)
+SELECT i.customer_id, i.id, i.number, i.currency, coalesce(l.code, s.code), l.base, l.tax, s.base, s.tax
+  FROM lines l
+  FULL JOIN summary s ON s.invoice_id = l.invoice_id AND s.code = l.code
+  JOIN invoicing_invoice i ON i.id = coalesce(l.invoice_id, s.invoice_id)
+ WHERE l.base IS DISTINCT FROM s.base OR l.tax IS DISTINCT FROM s.tax
+ ORDER BY 1, 2, 5
+"""
+
+TOTALS_SQL = """
+SELECT * FROM (
+    SELECT i.customer_id, i.id, i.number, i.currency, i.fees_amount_cents,
+           coalesce((SELECT sum(f.amount_cents) FROM invoicing_fee f WHERE f.invoice_id = i.id), 0) AS fees,
+           i.sub_total_excluding_taxes_amount_cents, i.taxes_amount_cents,
+           coalesce((SELECT sum(a.amount_cents) FROM invoicing_invoiceappliedtax a WHERE a.invoice_id = i.id), 0)
+               AS taxes,
+           i.sub_total_including_taxes_amount_cents, i.credit_notes_amount_cents, i.total_amount_cents
+      FROM invoicing_invoice i
+     WHERE {scope}
+) summed
+ WHERE fees_amount_cents <> fees OR sub_total_excluding_taxes_amount_cents <> fees_amount_cents
+    OR taxes_amount_cents <> taxes
+    OR sub_total_including_taxes_amount_cents <> sub_total_excluding_taxes_amount_cents + taxes_amount_cents
+    OR total_amount_cents <> sub_total_including_taxes_amount_cents - credit_notes_amount_cents
+ ORDER BY 1, 2
+"""
+
+
+def i4_taxes(customer_ids: Iterable[int] | None = None) -> list[Violation]:
+    params = _params(customer_ids)
+    scope = _scope("i.customer_id")
+    violations = []
+    for customer_id, invoice_id, number, currency, fee_id, code, amount, rate, tax, rule in _rows(
+        FEE_TAX_SQL.format(scope=scope), params
+    ):
+        violations.append(Violation(
+            code="I4", rule="fee_tax", customer_id=customer_id, invoice_id=invoice_id, invoice_number=number,
+            currency=currency, expected=int(rule), actual=int(tax), reference=f"fee {fee_id}",
+            message=f"fee {fee_id}: {code} at {rate}% of {amount} is {rule} per line, the fee says {tax}",
+        ))
+    for customer_id, invoice_id, number, currency, fee_id, stored, applied in _rows(FEE_TAXES_SQL.format(scope=scope), params):
+        violations.append(Violation(
+            code="I4", rule="fee_taxes", customer_id=customer_id, invoice_id=invoice_id, invoice_number=number,
+            currency=currency, expected=int(applied), actual=int(stored), reference=f"fee {fee_id}",
+            message=f"fee {fee_id}: taxes_amount_cents {stored}, its applied taxes sum to {applied}",
+        ))
+    for customer_id, invoice_id, number, currency, code, base, tax, row_base, row_tax in _rows(
+        TAX_ROWS_SQL.format(scope=scope), params
+    ):
+        if row_tax is None:
+            what = f"no {code} row; its lines carry {tax} of tax on {base}"
+        elif tax is None:
+            what = f"a {code} row of {row_tax} on {row_base}, but no line is taxed at {code}"
+        else:
+            what = f"{code} row says {row_tax} on {row_base}; its lines carry {tax} on {base}"
+        violations.append(Violation(
+            code="I4", rule="tax_rows", customer_id=customer_id, invoice_id=invoice_id, invoice_number=number,
+            currency=currency, expected=None if tax is None else int(tax),
+            actual=None if row_tax is None else int(row_tax), reference=code, message=what,
+        ))
+    for row in _rows(TOTALS_SQL.format(scope=scope), params):
+        customer_id, invoice_id, number, currency = row[:4]
+        fees_amount, fees, excluding, taxes_amount, taxes, including, credits, total = (int(v) for v in row[4:])
+        common = {"code": "I4", "customer_id": customer_id, "invoice_id": invoice_id, "invoice_number": number,
+                  "currency": currency}
+        checks = (
+            ("fees_amount", fees, fees_amount, "fees_amount_cents {actual}, its fees sum to {expected}"),
+            ("sub_total_excluding", fees_amount, excluding,
+             "sub_total_excluding_taxes {actual}, fees_amount {expected}"),
+            ("taxes_amount", taxes, taxes_amount, "taxes_amount_cents {actual}, its tax rows sum to {expected}"),
+            ("sub_total_including", excluding + taxes_amount, including,
+             "sub_total_including_taxes {actual}, sub-total excluding taxes + taxes = {expected}"),
+            ("total", including - credits, total,
+             "total {actual}, sub-total including taxes − credit notes applied = {expected}"),
+        )
+        for rule, expected, actual, text in checks:
+            if expected != actual:
+                violations.append(Violation(rule=rule, expected=expected, actual=actual,
+                                            message=text.format(expected=expected, actual=actual), **common))
+    return violations
+
+
+# --------------------------------------------------------------------------- I5
+
+SERIES_SQL = """
+WITH numbered AS (
+    SELECT series, count(*) AS n, count(DISTINCT sequential_id) AS distinct_ids, max(sequential_id) AS top
+      FROM invoicing_invoice
+     WHERE status IN ('finalized', 'voided') AND sequential_id IS NOT NULL
+     GROUP BY series
+)
+SELECT coalesce(n.series, s.series), coalesce(n.n, 0), coalesce(n.distinct_ids, 0), coalesce(n.top, 0),
+       s.last_value
+  FROM numbered n FULL JOIN invoicing_numbersequence s ON s.series = n.series
+ ORDER BY 1
+"""
+
+MISSING_SQL = """
+SELECT gs FROM generate_series(1, %(top)s) AS gs
+ WHERE NOT EXISTS (SELECT 1 FROM invoicing_invoice i
+                    WHERE i.series = %(series)s AND i.sequential_id = gs AND i.status IN ('finalized', 'voided'))
+ ORDER BY gs LIMIT %(limit)s
+"""
+
+DUPLICATES_SQL = """
+SELECT sequential_id, array_agg(id ORDER BY id) FROM invoicing_invoice
+ WHERE series = %(series)s AND status IN ('finalized', 'voided') AND sequential_id IS NOT NULL
+ GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT %(limit)s
+"""
+
+UNNUMBERED_SQL = """
+SELECT customer_id, id, number, currency, status, series, sequential_id
+  FROM invoicing_invoice
+ WHERE (status IN ('finalized', 'voided') AND (sequential_id IS NULL OR number = ''))
+    OR (status = 'draft' AND (sequential_id IS NOT NULL OR number <> ''))
+ ORDER BY customer_id, id
+"""
+
+
+def i5_numbering(customer_ids: Iterable[int] | None = None) -> list[Violation]:
+    """Gapless numbers per series. Series span customers: with a customer scope, nothing is checked."""
+    if customer_ids is not None:
+        return []
+    violations = []
+    for series, count, distinct_ids, top, last_value in _rows(SERIES_SQL, {}):
+        if distinct_ids != count:
+            for sequential_id, invoice_ids in _rows(DUPLICATES_SQL, {"series": series, "limit": LIST_LIMIT}):
+                violations.append(Violation(
+                    code="I5", rule="duplicate", invoice_id=invoice_ids[0], expected=1, actual=len(invoice_ids),
+                    unit=NUMBERS, reference=series,
+                    message=f"{series}: sequential id {sequential_id} is on invoices {invoice_ids}",
+                ))
+        if top != distinct_ids:
+            missing = [row[0] for row in _rows(MISSING_SQL, {"series": series, "top": top, "limit": LIST_LIMIT})]
+            violations.append(Violation(
+                code="I5", rule="gap", expected=top, actual=distinct_ids, unit=NUMBERS, reference=series,
+                message=f"{series}: {top - distinct_ids} of 1..{top} missing (first: {missing})",
+            ))
+        if last_value is None or last_value != top:
+            violations.append(Violation(
+                code="I5", rule="counter", expected=top, actual=last_value, unit=NUMBERS, reference=series,
+                message=(f"{series}: the sequence counter is {last_value}, the highest number issued is {top}"
+                         if last_value is not None else f"{series}: numbers up to {top} issued with no sequence row"),
+            ))
+    for customer_id, invoice_id, number, currency, status, series, sequential_id in _rows(UNNUMBERED_SQL, {}):
+        violations.append(Violation(
+            code="I5", rule="unnumbered" if status != "draft" else "draft_numbered", customer_id=customer_id,
+            invoice_id=invoice_id, invoice_number=number, currency=currency, unit=NUMBERS, reference=series,
+            message=f"{status} invoice {invoice_id} has number {number!r} and sequential id {sequential_id}",
+        ))
+    return violations
+
+
+# --------------------------------------------------------------------------- I6
+
+def _stripe_id(json: str) -> str:
+    """SQL for a Stripe id that may come expanded (an object with an id) or as a plain string."""
+    return f"CASE jsonb_typeof({json}) WHEN 'object' THEN {json} ->> 'id' ELSE {json} #>> '{{}}' END"
+
+
+def _attempt_id(text: str) -> str:
+    """SQL for a payment attempt id read from Stripe metadata (NULL unless it is a number)."""
+    return f"CASE WHEN {text} ~ '^[0-9]{{1,18}}$' THEN ({text})::bigint END"
+
+
+# Built by concatenation: the JSON path '{}' and the regex braces must not meet str.format.
+STRIPE_PAID_SQL = """
+WITH paid AS (
+    SELECT 'payment_intent' AS kind, pi.id AS object_id, pi.id AS intent_id,
+           """ + _attempt_id("pi.metadata ->> 'attempt_id'") + """ AS attempt_id,
+           """ + _stripe_id("pi.stripe_data -> 'customer'") + """ AS stripe_customer,
+           coalesce((pi.stripe_data ->> 'amount_received')::bigint, (pi.stripe_data ->> 'amount')::bigint) AS amount,
+           upper(pi.stripe_data ->> 'currency') AS currency, NULL::text AS session_id
+      FROM djstripe_paymentintent pi
+     WHERE pi.stripe_data ->> 'status' = 'succeeded'
+    UNION ALL
+    SELECT 'checkout_session', cs.id,
+           coalesce(""" + _stripe_id("cs.stripe_data -> 'payment_intent'") + """, cs.payment_intent_id),
+           """ + _attempt_id("coalesce(cs.metadata ->> 'attempt_id', cs.stripe_data ->> 'client_reference_id')") + """,
+           """ + _stripe_id("cs.stripe_data -> 'customer'") + """,
+           (cs.stripe_data ->> 'amount_total')::bigint, upper(cs.stripe_data ->> 'currency'), cs.id
+      FROM djstripe_session cs
+     WHERE cs.stripe_data ->> 'mode' = 'payment' AND cs.stripe_data ->> 'payment_status' = 'paid'
+), owned AS (
+    SELECT paid.*, a.invoice_id, coalesce(ai.customer_id, sc.customer_id) AS customer_id
+      FROM paid
+      LEFT JOIN payments_paymentattempt a ON a.id = paid.attempt_id
+      LEFT JOIN invoicing_invoice ai ON ai.id = a.invoice_id
+      LEFT JOIN payments_stripecustomer sc ON sc.stripe_customer_id = paid.stripe_customer
+), recorded AS (
+    SELECT o.*, p.id AS payment_id, p.amount_cents
+      FROM owned o
+      LEFT JOIN payments_payment p ON p.stripe_payment_intent_id = o.intent_id
+           OR p.attempt_id IN (SELECT x.id FROM payments_paymentattempt x WHERE x.stripe_checkout_session_id = o.session_id)
+)
+SELECT kind, object_id, intent_id, customer_id, currency, amount, invoice_id,
+       coalesce(sum(amount_cents), 0), count(payment_id)
+  FROM recorded
+ WHERE customer_id IS NOT NULL AND __SCOPE__
+ GROUP BY kind, object_id, intent_id, customer_id, currency, amount, invoice_id
+ ORDER BY customer_id, intent_id, kind DESC
+"""
+
+
+def i6_stripe_payments_recorded(customer_ids: Iterable[int] | None = None) -> list[Violation]:
+    violations = []
+    reported: set[str] = set()  # a paid session and its PaymentIntent are one payment: report it once
+    for kind, object_id, intent_id, customer_id, currency, amount, invoice_id, recorded, payments in _rows(
+        STRIPE_PAID_SQL.replace("__SCOPE__", _scope("customer_id")), _params(customer_ids)
+    ):
+        key = intent_id or object_id
+        if key in reported:
+            continue
+        label = f"{'Checkout Session' if kind == 'checkout_session' else 'PaymentIntent'} {object_id}"
+        if not payments:
+            reported.add(key)
+            violations.append(Violation(
+                code="I6", rule="unrecorded", customer_id=customer_id, invoice_id=invoice_id, currency=currency or "",
+                expected=amount, actual=0, reference=key,
+                message=f"Stripe {label} succeeded for {amount}, but no payment or credit records it",
+            ))
+        elif amount is not None and int(recorded) != int(amount):
+            reported.add(key)
+            violations.append(Violation(
+                code="I6", rule="amount", customer_id=customer_id, invoice_id=invoice_id, currency=currency or "",
+                expected=int(amount), actual=int(recorded), reference=key,
+                message=f"Stripe {label} received {amount}, the hub recorded {recorded}",
+            ))
+        else:
+            reported.add(key)
+    return violations
+
+
+# --------------------------------------------------------------------------- all
+
+INVARIANTS: dict[str, Callable[..., list[Violation]]] = {
+    "I1": i1_balances,
+    "I2": i2_usage,
+    "I3": i3_no_negative_invoice,
+    "I4": i4_taxes,
+    "I5": i5_numbering,
+    "I6": i6_stripe_payments_recorded,
+}
+
+
+def check_all(
+    *, customer_ids: Iterable[int] | None = None, only: Iterable[str] | None = None, odoo_client: Any = None
+) -> list[Violation]:
+    """Run the invariants (all, or the codes in `only`) and return their violations, in code order.
+
+    Outside a transaction the reads share one REPEATABLE READ, read-only snapshot, so a close or a payment
+    committing meanwhile cannot make two queries disagree. With `odoo_client`, I1 also compares with Odoo.
+    """
+    customer_ids = None if customer_ids is None else list(customer_ids)
+    codes = [code for code in INVARIANTS if only is None or code in set(only)]
+    outermost = not connection.in_atomic_block
+    violations: list[Violation] = []
+    with transaction.atomic():
+        if outermost:  # SET TRANSACTION must come first in a transaction; a savepoint keeps its caller's
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        for code in codes:
+            violations.extend(INVARIANTS[code](customer_ids))
+    if "I1" in codes and odoo_client is not None:
+        # After the snapshot: no database transaction stays open across calls to Odoo.
+        at = next((index for index, v in enumerate(violations) if v.code > "I1"), len(violations))
+        violations[at:at] = odoo_receivables_compare(client=odoo_client, customer_ids=customer_ids)
+    return violations
