@@ -28,9 +28,8 @@ def _run(*args: str) -> tuple[int, str]:
     return 0, out.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason="defect 7 (issue 15): the demo's in-advance invoices move the usage cut-off "
-                                       "to the period end, so current usage shows as before the cut-off and unbilled")
 def test_billing_check_exits_0_after_seed_demo_and_a_close():
+    # Failed before ae654c7 (defect 7): the demo's in-advance invoices moved the usage cut-off to the period end.
     call_command("seed_demo", stdout=StringIO())
     periods_close()
     assert Invoice.objects.filter(status="finalized").count() >= 2  # not vacuous
