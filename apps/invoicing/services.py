@@ -15,7 +15,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.core.exceptions import NotAllowed, ValidationFailed
-from apps.core.money import to_minor_units
+from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
 from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import ledger_posting_create, ledger_postings_create
 from apps.payments.services import payment_credit_note_created, payment_invoice_finalized
@@ -370,11 +370,34 @@ class AddOnFee:
     description: str = ""
 
 
+def _unit_amount(fee: AddOnFee, currency: str) -> Decimal:
+    """The fee's unit price in major units of `currency`."""
+    return from_minor_units(fee.unit_amount_cents, currency)
+
+
 @transaction.atomic
 def invoice_create_one_off(*, service: Service, customer: Customer, currency: str, fees: list[AddOnFee]) -> Invoice:
-    """Create and finalize a one-off invoice of add-on fees (token packs, throttle removal)."""
+    """Create and finalize a one-off invoice of add-on fees (token packs, throttle removal).
+
+    Each fee must bill a positive amount: units and unit amount above zero, and their product at least one minor
+    unit once rounded. A finalized invoice cannot be corrected but by a credit note, and a negative or empty one
+    is nothing a customer can pay or Odoo can post; refunds are credit notes. Refused with Lago's 422 before
+    anything is written.
+    """
     if not fees:
         raise ValidationFailed("no fees", details={"fees": ["value_is_mandatory"]})
+    if currency not in SUPPORTED_CURRENCIES:
+        raise ValidationFailed("currency", details={"currency": ["value_is_invalid"]})
+    errors: dict[str, list[str]] = {}
+    for index, fee in enumerate(fees):
+        if fee.units <= 0:
+            errors[f"fees.{index}.units"] = ["value_is_out_of_range"]
+        if fee.unit_amount_cents <= 0:
+            errors[f"fees.{index}.unit_amount_cents"] = ["value_is_out_of_range"]
+        elif fee.units > 0 and to_minor_units(fee.units * _unit_amount(fee, currency), currency) <= 0:
+            errors[f"fees.{index}.units"] = ["value_is_out_of_range"]  # so few units that the fee rounds to zero
+    if errors:
+        raise ValidationFailed("one-off fees must bill a positive amount", details=errors)
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     now = timezone.now()
     today = local_date(now, customer.applicable_timezone)
@@ -390,7 +413,7 @@ def invoice_create_one_off(*, service: Service, customer: Customer, currency: st
 
     rows = []
     for index, fee in enumerate(fees):
-        unit = Decimal(fee.unit_amount_cents).scaleb(-2 if currency != "JPY" else 0)
+        unit = _unit_amount(fee, currency)
         precise = fee.units * unit
         line = Line(
             billing_on=today,
