@@ -41,7 +41,7 @@ from apps.subscriptions.models import Subscription
 from apps.subscriptions.services import subscription_transitions_apply
 
 from . import rating
-from .models import CloseRun, CloseRunCustomer, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
+from .models import CloseRun, CloseRunCustomer, CreditNote, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
 from .periods import local_date, local_midnight_utc, period_bounds_utc, period_containing, periods_between
 from .taxes import TaxRate, applied_rates, invoice_totals, line_tax_cents, taxes_for
 
@@ -222,7 +222,10 @@ def subscription_lines(
                 lines.append(base_line(first, fee, until))
             credit_key = f"sub:{subscription.pk}:credit:{period.start}"
             full = base_key in billed and billed[base_key].get("active_to") is None
-            if ends_here and full and credit_key not in billed and active_to < period.end:
+            credited = subscription.on_termination_credit_note != Subscription.TerminationCredit.SKIP or _is_upgrade(
+                subscription
+            )
+            if ends_here and full and credited and credit_key not in billed and active_to < period.end:
                 credit = rating.upgrade_credit(
                     amount_cents=plan.amount_cents, currency=currency, period=period,
                     upgraded_on=max(active_to, period.start), trial_ends_on=trial_ends_on,
@@ -589,12 +592,16 @@ def _billed_by_subscription(
               JOIN invoicing_fee f ON f.subscription_id = v.id
              WHERE f.subscription_id = ANY(%s)
                AND (v.since IS NULL OR f.from_datetime IS NULL OR f.from_datetime >= v.since)
+            UNION ALL
+            SELECT n.subscription_id, n.close_key, NULL FROM invoicing_creditnote n
+             WHERE n.subscription_id = ANY(%s) AND n.close_key IS NOT NULL
             """,
             # `= ANY` repeats the join key as a plain filter the planner can see: it reads the fees through the
             # subscription index. Joined to the unnest alone, a fee table whose statistics predate the close (a
             # first close, or one that grows past its last ANALYZE) was read whole by every batch: 28 ms vs 1.6 ms
             # at 60,000 fees.
-            [Fee.FeeType.SUBSCRIPTION, ids, since, ids],
+            # The second part: in-advance credits the close issued as credit notes (`termination_credits_issue`).
+            [Fee.FeeType.SUBSCRIPTION, ids, since, ids, ids],
         )
         # Only a base fee's details are read (its `active_to`, for upgrade credits).
         billed: dict[int, dict[str, dict]] = defaultdict(dict)
@@ -995,6 +1002,67 @@ def _billing_period_merge(invoice: Invoice, subscription_id: int, lines: list[Li
         row.save()
 
 
+def split_credits(lines: list[Line]) -> tuple[list[Line], list[Line]]:
+    """Split planned lines into (invoice lines, in-advance credits): the unused part of an in-advance base fee
+    is credited by a credit note on the invoice that billed it, never as a negative line of a new invoice
+    (which nothing would refund, Odoo refuses, and that could leave an invoice total below zero)."""
+    kept = [line for line in lines if line.fee_type != Fee.FeeType.CREDIT]
+    return kept, [line for line in lines if line.fee_type == Fee.FeeType.CREDIT]
+
+
+def termination_credits_issue(credits: list[Line], *, as_of: datetime) -> int:
+    """Issue a credit note per in-advance credit line, exactly once (`CreditNote.close_key` is the line's key);
+    return how many. Call under the customers' locks, in the close's transaction.
+
+    Credited on the base fee it returns, never beyond what is left to credit on it (staff may have credited
+    part already). A base fee still on a draft waits for its finalization (the next close plans the line again);
+    one on a voided invoice was never owed, so nothing is credited. An upgrade's credit is kept as credit (Lago);
+    a termination's follows the subscription's `on_termination_credit_note`: refund refunds up to what was paid
+    and keeps the rest as credit.
+    """
+    if not credits:
+        return 0
+    from .services import CreditNoteItemIn, credit_note_create, credit_note_estimate
+
+    bases = {
+        fee.fee_key: fee
+        for fee in Fee.objects.select_related("invoice").filter(
+            fee_key__in=[line.fee_key.replace(":credit:", ":base:", 1) for line in credits]
+        )
+    }
+    issued = 0
+    for line in credits:
+        base = bases.get(line.fee_key.replace(":credit:", ":base:", 1))
+        if base is None or base.invoice.status != Invoice.Status.FINALIZED:
+            continue
+        left = base.amount_cents - sum(
+            item.amount_cents
+            for item in base.credit_note_items.exclude(credit_note__credit_status=CreditNote.CreditStatus.VOIDED)
+        )
+        amount = min(-line.amount_cents, left)
+        if amount <= 0:
+            continue
+        subscription = line.subscription
+        items = [CreditNoteItemIn(fee_id=base.pk, amount_cents=amount)]
+        upgrade = _is_upgrade(subscription)
+        refund = 0
+        if not upgrade and subscription.on_termination_credit_note == Subscription.TerminationCredit.REFUND:
+            estimate = credit_note_estimate(invoice=base.invoice, items=items)
+            refund = min(estimate.total_amount_cents, estimate.max_refundable_amount_cents)
+        credit_note_create(
+            invoice_id=base.invoice_id,
+            items=items,
+            reason=CreditNote.Reason.ORDER_CHANGE if upgrade else CreditNote.Reason.ORDER_CANCELLATION,
+            description=line.name,
+            refund_amount_cents=refund,
+            issuing_date=line.billing_on,
+            close_key=line.fee_key,
+            subscription_id=subscription.pk,
+        )
+        issued += 1
+    return issued
+
+
 def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _usage_totals) -> tuple[int, int]:
     """Bill everything due for one customer at `as_of`; return (invoices touched, fees written).
 
@@ -1005,7 +1073,8 @@ def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer_id)
         subscription_transitions_apply(now=as_of, customer_ids=[customer_id])  # plan from what is in force
-        lines = plan_customer(customer, as_of=as_of, fetch=fetch)
+        lines, credits = split_credits(plan_customer(customer, as_of=as_of, fetch=fetch))
+        termination_credits_issue(credits, as_of=as_of)  # before finalizing: the invoices below may consume them
         if not lines:
             return 0, 0
         invoices = write_lines(customer, lines, as_of=as_of)
@@ -1435,6 +1504,16 @@ def close_batch(
             subscription_transitions_apply(now=as_of, customer_ids=list(locked))
         plans, failed = _plan_batch(customers, as_of=as_of, fetch=fetch, loaded=loaded)
         result.left.extend(failed)
+        credits: list[Line] = []
+        for customer_id in list(plans):
+            lines, rates = plans[customer_id]
+            lines, mine = split_credits(lines)
+            credits.extend(mine)
+            if lines:
+                plans[customer_id] = (lines, rates)
+            else:
+                del plans[customer_id]
+        termination_credits_issue(credits, as_of=as_of)  # before finalizing: the invoices below may consume them
         if not plans:
             return result
         touched, fee_counts = _write_batch(locked, plans, as_of=as_of)

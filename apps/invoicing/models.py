@@ -73,6 +73,11 @@ class Invoice(TimeStampedModel):
             models.CheckConstraint(
                 condition=Q(status="draft") | ~Q(number=""), name="finalized_invoice_has_number"
             ),
+            # Money owed to the customer is a credit note, never a negative invoice (Odoo refuses one, nothing
+            # refunds it). Created NOT VALID (migration 0005): rows finalized before it are left as they were.
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(total_amount_cents__gte=0), name="finalized_invoice_not_negative"
+            ),
         ]
         indexes = [
             models.Index(fields=("customer", "issuing_date")),
@@ -216,6 +221,12 @@ class CreditNote(TimeStampedModel):
     refund_status = models.CharField(max_length=16, choices=RefundStatus.choices, blank=True)
     # The in-advance credit of an upgrade/termination is created by the close, not a person.
     created_by_close = models.BooleanField(default=False)
+    # Exactly-once key of such a credit (the planner's `sub:<id>:credit:<period>`), and its subscription, whose
+    # billed keys the close reads back. Byte-order collation, as Invoice.close_key.
+    close_key = models.CharField(max_length=128, null=True, blank=True, db_collation="C")
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_notes",
+    )
 
     class Meta:
         ordering = ("-created_at",)
@@ -224,6 +235,7 @@ class CreditNote(TimeStampedModel):
             models.CheckConstraint(
                 condition=Q(credit_amount_cents__gte=0) & Q(refund_amount_cents__gte=0), name="credit_note_positive"
             ),
+            models.UniqueConstraint(fields=("close_key",), name="uniq_credit_note_close_key"),
         ]
 
     def __str__(self) -> str:

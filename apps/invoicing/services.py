@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -337,6 +337,7 @@ def invoice_refresh(*, invoice_id: int, now: datetime | None = None, fetch: Usag
             line
             for line in plan_customer(customer, as_of=max(now, _close_instant(invoice)), fetch=fetch)
             if line.currency == invoice.currency and (line.billing_on == invoice.issuing_date or line.is_adjustment)
+            and line.fee_type != Fee.FeeType.CREDIT  # credit notes, issued by the close (`split_credits`)
         ]
         write_lines(customer, lines, as_of=now, into=invoice)
         _late_usage_mark_billed(lines, as_of=now)
@@ -537,8 +538,14 @@ def credit_note_create(
     description: str = "",
     credit_amount_cents: int | None = None,
     refund_amount_cents: int | None = None,
+    issuing_date: date | None = None,
+    close_key: str | None = None,
+    subscription_id: int | None = None,
 ) -> CreditNote:
-    """Credit part of a finalized invoice's fees, never more than what is left on each fee."""
+    """Credit part of a finalized invoice's fees, never more than what is left on each fee.
+
+    `close_key`/`subscription_id`: a credit the period close issues (an in-advance fee's unused part), once per key.
+    """
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     if reason not in CreditNote.Reason.values:
         raise ValidationFailed("bad reason", details={"reason": ["value_is_invalid"]})
@@ -555,7 +562,7 @@ def credit_note_create(
         customer_id=invoice.customer_id,
         number=f"{invoice.number}-CN{sequential_id}",
         sequential_id=sequential_id,
-        issuing_date=timezone.localdate(),
+        issuing_date=issuing_date or timezone.localdate(),
         reason=reason,
         description=description,
         currency=invoice.currency,
@@ -567,6 +574,9 @@ def credit_note_create(
         balance_amount_cents=credit,
         credit_status=CreditNote.CreditStatus.AVAILABLE if credit else "",
         refund_status=CreditNote.RefundStatus.PENDING if refund else "",
+        created_by_close=close_key is not None,
+        close_key=close_key,
+        subscription_id=subscription_id,
     )
     CreditNoteItem.objects.bulk_create(
         CreditNoteItem(credit_note=note, fee=fee, amount_cents=amount, taxes_amount_cents=tax, applied_taxes=applied)

@@ -19,6 +19,12 @@ class Subscription(TimeStampedModel):
         CALENDAR = "calendar"
         ANNIVERSARY = "anniversary"
 
+    class TerminationCredit(models.TextChoices):
+        CREDIT = "credit"  # a credit note kept as customer credit, consumed by the next invoices
+        REFUND = "refund"  # refunded through Stripe up to what was paid, the rest as credit
+        OFFSET = "offset"  # Lago: offsets the invoice's unpaid amount; the hub keeps it as credit (README)
+        SKIP = "skip"  # no credit note
+
     service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="subscriptions")
     account_link = models.ForeignKey("customers.AccountLink", on_delete=models.PROTECT, related_name="subscriptions")
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="subscriptions")
@@ -35,6 +41,9 @@ class Subscription(TimeStampedModel):
     ending_at = models.DateTimeField(null=True, blank=True)  # planned automatic termination
     terminated_at = models.DateTimeField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
+    # What the close does with the unused part of an in-advance base fee when this subscription is terminated
+    # (Lago's `on_termination_credit_note`); blank = credit, Lago's default.
+    on_termination_credit_note = models.CharField(max_length=8, choices=TerminationCredit.choices, blank=True)
     # Usage before this instant has been invoiced (set at finalization); later-arriving events
     # dated before it are "late" and billed as adjustments on the next invoice.
     usage_billed_until = models.DateTimeField(null=True, blank=True)

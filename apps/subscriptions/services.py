@@ -187,12 +187,17 @@ def subscription_update(*, subscription: Subscription, values: dict) -> Subscrip
 
 @transaction.atomic
 def subscription_terminate(
-    *, subscription_id: int, at: datetime | None = None, keep_successor: bool = False
+    *, subscription_id: int, at: datetime | None = None, keep_successor: bool = False,
+    on_termination_credit_note: str | None = None,
 ) -> Subscription:
     """Terminate an active subscription, or cancel a pending one. Idempotent.
 
     `keep_successor`: the termination is its pending plan change starting (not canceled, as it is otherwise).
+    `on_termination_credit_note`: Lago's choice for the unused part of an in-advance fee (credit, refund, offset,
+    skip); the close issues it (`apps.invoicing.close.termination_credits_issue`).
     """
+    if on_termination_credit_note is not None and on_termination_credit_note not in Subscription.TerminationCredit.values:
+        raise ValidationFailed("bad choice", details={"on_termination_credit_note": ["value_is_invalid"]})
     subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
     now = at or timezone.now()
     if subscription.status == Subscription.Status.PENDING:
@@ -204,7 +209,9 @@ def subscription_terminate(
         return subscription
     subscription.status = Subscription.Status.TERMINATED
     subscription.terminated_at = now
-    subscription.save(update_fields=["status", "terminated_at", "updated_at"])
+    if on_termination_credit_note is not None:
+        subscription.on_termination_credit_note = on_termination_credit_note
+    subscription.save(update_fields=["status", "terminated_at", "on_termination_credit_note", "updated_at"])
     if not keep_successor:
         # A scheduled downgrade cannot start once its predecessor is terminated early.
         Subscription.objects.filter(previous_subscription=subscription, status=Subscription.Status.PENDING).update(

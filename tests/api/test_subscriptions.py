@@ -103,3 +103,14 @@ def test_deleting_a_customer_terminates_its_subscriptions(cloud):
     assert cloud.delete("/api/v1/customers/acme").status_code == 200
     assert Subscription.objects.get().status == "terminated"
     assert cloud.get("/api/v1/customers/acme").status_code == 404
+
+
+@time_machine.travel(datetime(2026, 3, 10, 15, tzinfo=dt_timezone.utc), tick=False)
+def test_terminate_takes_lagos_on_termination_credit_note_and_refuses_other_values(cloud):
+    _plan(cloud, "basic", 1000)
+    _subscribe(cloud, "basic")
+    bad = cloud.delete("/api/v1/subscriptions/sub?on_termination_credit_note=cash")
+    assert bad.status_code == 422 and bad.json()["error_details"] == {"on_termination_credit_note": ["value_is_invalid"]}
+    assert Subscription.objects.get().status == "active"  # nothing written
+    body = cloud.delete("/api/v1/subscriptions/sub?on_termination_credit_note=refund").json()["subscription"]
+    assert (body["status"], body["on_termination_credit_note"]) == ("terminated", "refund")

@@ -65,7 +65,7 @@ def subscription_out(subscription: Subscription, *, with_plan: bool = False) -> 
         "current_billing_period_started_at": ts(period_from),
         "current_billing_period_ending_at": ts(period_to),
         "trial_ended_at": None,
-        "on_termination_credit_note": None,
+        "on_termination_credit_note": subscription.on_termination_credit_note or None,
         "on_termination_invoice": "generate",
     }
     if with_plan:

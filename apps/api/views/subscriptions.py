@@ -84,5 +84,8 @@ class SubscriptionDetailView(APIView):
 
     def delete(self, request, external_id: str):
         subscription = subscription_get(service=request.auth.service, external_id=external_id, status=_status_param(request))
-        subscription = subscription_terminate(subscription_id=subscription.pk)
+        subscription = subscription_terminate(
+            subscription_id=subscription.pk,
+            on_termination_credit_note=request.query_params.get("on_termination_credit_note"),
+        )
         return Response({"subscription": subscription_out(subscription, with_plan=True)})

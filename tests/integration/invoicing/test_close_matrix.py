@@ -12,7 +12,7 @@ import pytest
 import time_machine
 
 from apps.invoicing.close import periods_close
-from apps.invoicing.models import Fee, Invoice
+from apps.invoicing.models import CreditNote, Fee, Invoice
 from apps.invoicing.periods import period_containing
 from apps.subscriptions.services import subscription_activate_due
 
@@ -33,7 +33,13 @@ def local(day: date, hour: int = 0, minute: int = 0) -> datetime:
 
 
 def fees_by_key() -> dict[str, int]:
-    return dict(Fee.objects.values_list("fee_key", "amount_cents"))
+    """Fees by key, and the close's in-advance credits (credit notes, by their key) as negative amounts."""
+    billed = dict(Fee.objects.values_list("fee_key", "amount_cents"))
+    for key, cents in CreditNote.objects.filter(close_key__isnull=False).values_list(
+        "close_key", "sub_total_excluding_taxes_amount_cents"
+    ):
+        billed[key] = -cents
+    return billed
 
 
 @pytest.mark.parametrize("event", ["start", "terminate", "upgrade", "downgrade"])
@@ -96,6 +102,8 @@ def test_close_bills_exact_base_fees(billing, settings, billing_time, interval, 
         assert invoice.status == Invoice.Status.FINALIZED
         assert invoice.fees_amount_cents == sum(invoice.fees.values_list("amount_cents", flat=True))
         assert invoice.total_amount_cents == invoice.fees_amount_cents + invoice.taxes_amount_cents
+        assert invoice.total_amount_cents >= 0
+    assert not Fee.objects.filter(amount_cents__lt=0).exists()  # credits are credit notes, never negative lines
 
     count = Fee.objects.count()
     numbers: dict[str, list[int]] = {}

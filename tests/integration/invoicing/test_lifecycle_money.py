@@ -14,6 +14,8 @@ from apps.invoicing.models import Fee, Invoice
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.services import SubscriptionRequest, subscription_activate_due, subscription_create
 
+from tests.integration.payments.stripe_fixtures import localstripe, stripe_env  # noqa: F401
+
 from .conftest import at, fake_usage
 
 pytestmark = pytest.mark.django_db
@@ -245,3 +247,123 @@ def test_late_usage_of_a_terminated_subscription_is_billed_at_the_next_close(bil
     periods_close(as_of=at(2026, 4, 15))
     adjustment = Fee.objects.get(is_adjustment=True)
     assert adjustment.amount_cents == 400 and str(adjustment.invoice.issuing_date) == "2026-04-15"
+
+
+# --------------------------------------------------------------------------- defect 4: in-advance credits
+
+
+def _advance_march(billing):
+    plan = billing.plan("adv", amount_cents=3000, pay_in_advance=True)
+    link = billing.customer()
+    sub = billing.subscribe("s1", plan, when=at(2026, 3, 1, 0, 0))
+    periods_close(as_of=at(2026, 3, 1, 1, 0))
+    return link, sub, Invoice.objects.get()
+
+
+@pytest.mark.parametrize("batch_min", [1, 10_000], ids=["batched", "one_by_one"])
+def test_terminated_in_advance_subscription_is_credited_by_a_credit_note_not_a_negative_invoice(
+    billing, settings, batch_min
+):
+    from apps.invoicing.models import CreditNote
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    settings.INVOICE_CLOSE_BATCH_MIN = batch_min
+    _, sub, march = _advance_march(billing)
+    billing.terminate(sub, when=at(2026, 3, 10, 15, 0))
+    periods_close(as_of=at(2026, 3, 10, 16, 0))
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+
+    assert Invoice.objects.count() == 1  # nothing else to bill: no invoice for the credit
+    assert not Fee.objects.filter(amount_cents__lt=0).exists()
+    note = CreditNote.objects.get()
+    # 31 days, 10 used (the termination day counts): 3000 × 21 / 31 = 2032.26 -> 2032, HST 13% 264.16 -> 264
+    assert (note.invoice_id, note.close_key, note.subscription_id) == (march.pk, f"sub:{sub.pk}:credit:2026-03-01", sub.pk)
+    assert (note.sub_total_excluding_taxes_amount_cents, note.taxes_amount_cents) == (2032, 264)
+    assert (note.credit_amount_cents, note.refund_amount_cents, note.balance_amount_cents) == (2296, 0, 2296)
+    assert note.reason == "order_cancellation" and note.created_by_close and str(note.issuing_date) == "2026-03-10"
+    assert periods_close(as_of=at(2026, 4, 2)).invoices_count == 0
+    assert CreditNote.objects.count() == 1
+
+
+def test_termination_credit_skip_issues_nothing(billing, settings):
+    from apps.invoicing.models import CreditNote
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    _, sub, _ = _advance_march(billing)
+    Subscription.objects.filter(pk=sub.pk).update(on_termination_credit_note="skip")
+    billing.terminate(sub, when=at(2026, 3, 10, 15, 0))
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    assert not CreditNote.objects.exists() and Invoice.objects.count() == 1
+
+
+def test_termination_credit_never_exceeds_what_is_left_on_the_fee(billing, settings):
+    from apps.invoicing.models import CreditNote
+    from apps.invoicing.services import CreditNoteItemIn, credit_note_create
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    _, sub, march = _advance_march(billing)
+    fee = march.fees.get()
+    credit_note_create(invoice_id=march.pk, items=[CreditNoteItemIn(fee_id=fee.pk, amount_cents=2500)])
+    billing.terminate(sub, when=at(2026, 3, 10, 15, 0))
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    close_note = CreditNote.objects.get(created_by_close=True)
+    assert close_note.sub_total_excluding_taxes_amount_cents == 500  # 2032 due, 500 left on the fee
+
+
+def test_termination_credit_waits_for_a_draft_base_invoice_and_skips_a_voided_one(billing, settings):
+    from apps.invoicing.models import CreditNote
+    from apps.invoicing.services import invoice_void, invoices_finalize_due
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 3
+    _, sub, march = _advance_march(billing)
+    assert march.status == "draft"
+    billing.terminate(sub, when=at(2026, 3, 2, 15, 0))
+    periods_close(as_of=at(2026, 3, 2, 16, 0))
+    assert not CreditNote.objects.exists()
+    # The draft is refreshed before it is finalized: it then bills the 2 days used (3000 × 2 / 31 = 193.5 -> 194),
+    # so there is nothing to credit.
+    invoices_finalize_due(now=at(2026, 3, 5, 2, 0))
+    periods_close(as_of=at(2026, 3, 5, 3, 0))
+    march.refresh_from_db()
+    assert (march.status, march.fees_amount_cents) == ("finalized", 194)
+    assert not CreditNote.objects.exists()
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    other = billing.plan("adv2", amount_cents=3100, pay_in_advance=True)
+    sub2 = billing.subscribe("s2", other, when=at(2026, 4, 1, 0, 0))
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    april = Invoice.objects.get(fees__subscription=sub2)
+    invoice_void(invoice_id=april.pk)
+    billing.terminate(sub2, when=at(2026, 4, 10, 15, 0))
+    periods_close(as_of=at(2026, 4, 11))
+    assert not CreditNote.objects.exists()  # nothing owed on a voided invoice
+
+
+def test_a_finalized_invoice_can_never_hold_a_negative_total(billing, settings):
+    from django.db import IntegrityError, transaction
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    _, _, march = _advance_march(billing)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Invoice.objects.filter(pk=march.pk).update(total_amount_cents=-1)
+
+
+def test_termination_credit_refund_refunds_what_was_paid(billing, settings, stripe_env):  # noqa: F811
+    from apps.invoicing.models import CreditNote
+    from apps.payments import services as payments
+    from tests.integration.payments.stripe_fixtures import save_card
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    link, sub, march = _advance_march(billing)
+    save_card(stripe_env, link.customer, "pm_card_visa")
+    payments.payment_collect_for_invoice(invoice_id=march.pk)
+    march.refresh_from_db()
+    assert march.total_paid_amount_cents == 3390
+    with time_machine.travel(at(2026, 3, 10, 15, 0), tick=False):
+        from apps.subscriptions.services import subscription_terminate
+
+        subscription_terminate(subscription_id=sub.pk, on_termination_credit_note="refund")
+    periods_close(as_of=at(2026, 3, 10, 16, 0))
+    note = CreditNote.objects.get()
+    assert (note.total_amount_cents, note.refund_amount_cents, note.credit_amount_cents) == (2296, 2296, 0)
+    assert note.refund_status == "pending"

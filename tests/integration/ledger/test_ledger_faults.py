@@ -123,6 +123,11 @@ def test_one_refused_move_fails_alone_and_the_rest_of_its_batch_posts(
     mapping_make(service=service)
     good = [ledger_posting_create(invoice=invoice_make(service=service, customer=customer_make(), fees_cents=[500]))
             for _ in range(4)]
+    # A negative invoice finalized before migration invoicing 0005 (its constraint is NOT VALID: old rows stay);
+    # Odoo refuses to post it. Dropping the constraint in the test's transaction stands for that history.
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ALTER TABLE invoicing_invoice DROP CONSTRAINT finalized_invoice_not_negative")
     bad = ledger_posting_create(invoice=invoice_make(service=service, customer=customer_make(), fees_cents=[-500]))
     result = ledger_post_pending_batch(limit=10, client=odoo_client)
     assert (result.posted, result.failed) == (4, 1)
