@@ -542,7 +542,13 @@ def credit_note_create(
     close_key: str | None = None,
     subscription_id: int | None = None,
 ) -> CreditNote:
-    """Credit part of a finalized invoice's fees, never more than what is left on each fee.
+    """Credit part of a finalized invoice's fees, never more than what is left on each fee, and refund at most
+    what was paid on the invoice less what its credit notes already refund.
+
+    The invoice row lock serializes the credit notes of one invoice: what is credited and refunded is read
+    after it is taken (READ COMMITTED: each statement sees every commit before it), so two notes issued at once
+    never together exceed a fee or the amount paid (tests/integration/invoicing/test_credit_note_concurrency.py).
+    Anything else that writes credit notes must take the same lock first.
 
     `close_key`/`subscription_id`: a credit the period close issues (an in-advance fee's unused part), once per key.
     """
