@@ -610,10 +610,39 @@ def _billed_by_subscription(
         return billed
 
 
+class WindowsNotFenced(Exception):
+    """Planning met usage windows whose cut-off is not committed and fenced yet: reading them now could miss an
+    event that commits after the read without being flagged late. `cutoffs`: subscription id -> window end."""
+
+    def __init__(self, cutoffs: dict[int, datetime]) -> None:
+        super().__init__(f"usage windows of subscriptions {sorted(cutoffs)} are not cut off yet")
+        self.cutoffs = cutoffs
+
+
+_NEVER = datetime.min.replace(tzinfo=ZoneInfo("UTC"))
+
+
+def unfenced_cutoffs(lines: list[Line], fenced: dict[int, datetime]) -> dict[int, datetime]:
+    """The cut-offs the usage windows of `lines` need beyond `fenced` (subscription id -> cut-off committed, then
+    fenced, by this close): subscription id -> window end. Empty: every window is safe to read."""
+    needed: dict[int, datetime] = {}
+    for line in lines:
+        if line.window is not None:
+            pk = line.subscription.pk
+            if line.window.end > fenced.get(pk, _NEVER):
+                needed[pk] = max(needed.get(pk, line.window.end), line.window.end)
+    return needed
+
+
 def plan_customer(
-    customer: Customer, *, as_of: datetime, fetch: UsageFetcher = _usage_totals
+    customer: Customer, *, as_of: datetime, fetch: UsageFetcher = _usage_totals,
+    fenced: dict[int, datetime] | None = None,
 ) -> list[Line]:
-    """Return every priced line still to bill for `customer` at `as_of` (no writes)."""
+    """Return every priced line still to bill for `customer` at `as_of` (no writes).
+
+    `fenced`: the cut-offs this close committed and fenced; a window beyond them raises `WindowsNotFenced`
+    before any usage is read (None: the caller vouches for the windows).
+    """
     subscriptions = _load_subscriptions([customer.pk], as_of=as_of)
     for subscription in subscriptions:
         subscription.customer = customer  # share the locked row
@@ -622,6 +651,10 @@ def plan_customer(
     lines: list[Line] = []
     for subscription in subscriptions:
         lines.extend(subscription_lines(subscription, as_of=as_of, billed=billed, scan_from=starts.get(subscription.pk)))
+    if fenced is not None:
+        needed = unfenced_cutoffs(lines, fenced)
+        if needed:
+            raise WindowsNotFenced(needed)
     lines = price_lines(lines, fetch=fetch)
     lines.extend(_late_usage_lines(customer, subscriptions, as_of=as_of, billed=billed, planned=lines))
     return lines
@@ -1063,17 +1096,49 @@ def termination_credits_issue(credits: list[Line], *, as_of: datetime) -> int:
     return issued
 
 
-def close_customer(*, customer_id: int, as_of: datetime, fetch: UsageFetcher = _usage_totals) -> tuple[int, int]:
+# Tries of `close_customer` to find its usage windows cut off: each further try follows a change of the customer's
+# subscriptions between its cut-off and its lock, which a plan change racing the close can cause once, not thrice.
+CLOSE_FENCE_TRIES = 3
+
+
+def close_customer(
+    *, customer_id: int, as_of: datetime, fetch: UsageFetcher = _usage_totals,
+    fenced: dict[int, datetime] | None = None,
+) -> tuple[int, int]:
     """Bill everything due for one customer at `as_of`; return (invoices touched, fees written).
 
     Runs in its own transaction under the customer's row lock; running it twice bills nothing more.
+    Every usage window it bills is cut off and fenced first, whatever planned it: `fenced` holds the cut-offs the
+    run already committed and fenced; a window beyond them (a subscription changed since the run planned it, or
+    a customer the run could not plan) rolls the try back, its cut-off is committed and fenced
+    (`usage_cutoffs_advance`, `usage_ingest_fence`), and the customer is planned again. So an event committing
+    while the close reads is on the invoice or flagged late (billed later), never neither.
+    Inside a caller's transaction nothing can be committed first: the caller vouches for the windows.
     """
+    if connection.in_atomic_block:
+        return _close_customer_locked(customer_id=customer_id, as_of=as_of, fetch=fetch, fenced=None)
+    from apps.usage.services import usage_ingest_fence
+
+    fenced = dict(fenced or {})
+    for _ in range(CLOSE_FENCE_TRIES):
+        try:
+            return _close_customer_locked(customer_id=customer_id, as_of=as_of, fetch=fetch, fenced=fenced)
+        except WindowsNotFenced as missing:
+            usage_cutoffs_advance(missing.cutoffs)  # committed (autocommit) before the fence
+            usage_ingest_fence()
+            fenced.update(missing.cutoffs)
+    raise RuntimeError(f"customer {customer_id}: its subscriptions kept changing during the close; next run bills it")
+
+
+def _close_customer_locked(
+    *, customer_id: int, as_of: datetime, fetch: UsageFetcher, fenced: dict[int, datetime] | None
+) -> tuple[int, int]:
     from .services import invoices_drafted_record, invoices_finalize  # services imports this module
 
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer_id)
         subscription_transitions_apply(now=as_of, customer_ids=[customer_id])  # plan from what is in force
-        lines, credits = split_credits(plan_customer(customer, as_of=as_of, fetch=fetch))
+        lines, credits = split_credits(plan_customer(customer, as_of=as_of, fetch=fetch, fenced=fenced))
         termination_credits_issue(credits, as_of=as_of)  # before finalizing: the invoices below may consume them
         if not lines:
             return 0, 0
@@ -1143,12 +1208,17 @@ class BatchResult:
     left: list[int] = field(default_factory=list)  # locked elsewhere or failed to plan: close one by one
 
 
-def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetcher, loaded: Loaded | None = None):
+def _plan_batch(
+    customers: list[Customer], *, as_of: datetime, fetch: UsageFetcher, loaded: Loaded | None = None,
+    fenced: dict[int, datetime] | None = None,
+):
     """Plan and price every locked customer of a batch from set-based reads; return (plans, left).
 
     plans: customer id -> (lines, tax rates per billing day). A customer whose plan or taxes fail
     is left out (nothing is written for it yet) and goes to the one-by-one path, which records it.
     `loaded`: the prepass's rows, reused for customers whose subscriptions are unchanged (others reloaded).
+    `fenced`: the cut-offs the run committed and fenced; a customer with a window beyond them is left to the
+    one-by-one path, which cuts it off first (`close_customer`). None: the caller vouches for the windows.
     """
     from apps.usage.selectors import late_usage_unbilled
 
@@ -1184,6 +1254,9 @@ def _plan_batch(customers: list[Customer], *, as_of: datetime, fetch: UsageFetch
         except Exception:
             logger.info("close batch: customer %s planned one by one", customer.pk, exc_info=True)
             left.append(customer.pk)
+            continue
+        if fenced is not None and unfenced_cutoffs(lines, fenced):
+            left.append(customer.pk)  # re-planned beyond the run's cut-offs: cut off first, one by one
             continue
         unpriced[customer.pk] = lines
     # Per-event values only for the charges priced per event, one read per window for the whole batch.
@@ -1482,6 +1555,7 @@ def close_batch(
     fetch: UsageFetcher = _usage_totals,
     loaded: Loaded | None = None,
     before_numbering: Callable[[], None] | None = None,
+    fenced: dict[int, datetime] | None = None,
 ) -> BatchResult:
     """Bill many customers in one transaction; return who was billed and who is left for one-by-one.
 
@@ -1502,7 +1576,7 @@ def close_batch(
             # Plan changes and ending dates due by `as_of` take effect before planning, under the customers'
             # locks: a period is always planned from the subscription in force at its start.
             subscription_transitions_apply(now=as_of, customer_ids=list(locked))
-        plans, failed = _plan_batch(customers, as_of=as_of, fetch=fetch, loaded=loaded)
+        plans, failed = _plan_batch(customers, as_of=as_of, fetch=fetch, loaded=loaded, fenced=fenced)
         result.left.extend(failed)
         credits: list[Line] = []
         for customer_id in list(plans):
@@ -1603,7 +1677,7 @@ class _ChunkOutcome:
 
 def _close_chunk(
     chunk: list[int], *, as_of: datetime, fetch: UsageFetcher, loaded: Loaded | None, smallest: int,
-    before_numbering: Callable[[], None] | None = None,
+    before_numbering: Callable[[], None] | None = None, fenced: dict[int, datetime] | None = None,
 ) -> _ChunkOutcome:
     """Bill one chunk of customers: one batch, then one by one for those it left or could not write."""
     outcome = _ChunkOutcome()
@@ -1611,7 +1685,8 @@ def _close_chunk(
     if len(chunk) >= smallest:
         try:
             result = close_batch(
-                customer_ids=chunk, as_of=as_of, fetch=fetch, loaded=loaded, before_numbering=before_numbering
+                customer_ids=chunk, as_of=as_of, fetch=fetch, loaded=loaded, before_numbering=before_numbering,
+                fenced=fenced,
             )
         except Exception:  # rolled back as a whole: each customer again on its own, errors recorded there
             logger.exception("close batch failed for customers %s..%s", chunk[0], chunk[-1])
@@ -1622,7 +1697,7 @@ def _close_chunk(
         before_numbering()
     for customer_id in one_by_one:
         try:
-            invoices, fees = close_customer(customer_id=customer_id, as_of=as_of, fetch=fetch)
+            invoices, fees = close_customer(customer_id=customer_id, as_of=as_of, fetch=fetch, fenced=fenced)
         except Exception as exc:  # task boundary per customer: record and go on
             logger.exception("close failed for customer %s", customer_id)
             outcome.failed.append((customer_id, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
@@ -1779,15 +1854,16 @@ def _periods_close(*, as_of: datetime | None, fetch: UsageFetcher) -> CloseRun:
     with _Pipeline(workers if parallel else 0) as pipeline:
         for index in range(0, len(customer_ids), CLOSE_PLAN_CHUNK):
             due, windows, cutoffs, loaded = close_prepass(customer_ids[index : index + CLOSE_PLAN_CHUNK], as_of=as_of)
-            chunk_fetch = fetch
+            chunk_fetch, fenced = fetch, None
             if fetch is _usage_totals:
                 usage_cutoffs_advance(cutoffs)
                 usage_ingest_fence()
-                chunk_fetch = pipeline.aggregate(windows)
+                chunk_fetch, fenced = pipeline.aggregate(windows), cutoffs
             billable = [customer_id for customer_id in customer_ids[index : index + CLOSE_PLAN_CHUNK] if customer_id in due]
             for start in range(0, len(billable), size):
                 pipeline.bill(
-                    billable[start : start + size], as_of=as_of, fetch=chunk_fetch, loaded=loaded, smallest=smallest
+                    billable[start : start + size], as_of=as_of, fetch=chunk_fetch, loaded=loaded, smallest=smallest,
+                    fenced=fenced,
                 )
         results = pipeline.outcomes()
 
