@@ -11,7 +11,16 @@ from django.utils.html import format_html
 from apps.core.exceptions import BillingError, ValidationFailed
 from apps.payments.models import PaymentAttempt
 
-from .models import CloseRun, CloseRunCustomer, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
+from .models import (
+    CloseRun,
+    CloseRunCustomer,
+    CreditApplication,
+    CreditNote,
+    CreditNoteItem,
+    Fee,
+    Invoice,
+    InvoiceAppliedTax,
+)
 from .pdf import invoice_pdf
 from .selectors import fee_remaining_to_credit
 from .services import CreditNoteItemIn, credit_note_create, credit_note_estimate, invoice_finalize, invoice_void
@@ -84,6 +93,24 @@ class AppliedTaxInline(admin.TabularInline):
         return False
 
 
+class CreditApplicationInline(admin.TabularInline):
+    """Customer credit this invoice consumed (or, on a credit note, where its credit went); append-only."""
+
+    model = CreditApplication
+    fk_name = "invoice"
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "kind", "credit_note", "invoice", "amount_cents", "currency")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class CreditNoteApplicationInline(CreditApplicationInline):
+    fk_name = "credit_note"
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = ("__str__", "customer", "invoice_type", "status", "payment_status", "issuing_date",
@@ -94,7 +121,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     raw_id_fields = ("customer",)
     date_hierarchy = "issuing_date"
     show_full_result_count = False
-    inlines = (FeeInline, AppliedTaxInline, PaymentAttemptInline)
+    inlines = (FeeInline, AppliedTaxInline, CreditApplicationInline, PaymentAttemptInline)
     actions = ("finalize", "void", "create_credit_note", "download_pdf")
 
     def get_readonly_fields(self, request, obj=None):
@@ -184,11 +211,12 @@ class CreditNoteItemInline(admin.TabularInline):
 
 @admin.register(CreditNote)
 class CreditNoteAdmin(admin.ModelAdmin):
-    list_display = ("number", "invoice", "customer", "reason", "total_amount_cents", "credit_status", "refund_status")
+    list_display = ("number", "invoice", "customer", "reason", "total_amount_cents", "balance_amount_cents",
+                    "credit_status", "refund_status")
     list_filter = ("reason", "credit_status", "refund_status")
     search_fields = ("number", "invoice__number", "customer__external_id")
     raw_id_fields = ("invoice", "customer")
-    inlines = (CreditNoteItemInline,)
+    inlines = (CreditNoteItemInline, CreditNoteApplicationInline)
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in CreditNote._meta.fields]

@@ -53,7 +53,9 @@ class Invoice(TimeStampedModel):
     sub_total_excluding_taxes_amount_cents = models.BigIntegerField(default=0)
     taxes_amount_cents = models.BigIntegerField(default=0)
     sub_total_including_taxes_amount_cents = models.BigIntegerField(default=0)
-    credit_notes_amount_cents = models.BigIntegerField(default=0)  # credits applied to this invoice
+    # Credit-note credit applied at finalization (CreditApplication rows); comes off after tax.
+    credit_notes_amount_cents = models.BigIntegerField(default=0)
+    # sub_total_including_taxes - credit_notes_amount_cents: what the customer is asked to pay.
     total_amount_cents = models.BigIntegerField(default=0)
     total_paid_amount_cents = models.BigIntegerField(default=0)
     finalized_at = models.DateTimeField(null=True, blank=True)
@@ -236,6 +238,15 @@ class CreditNote(TimeStampedModel):
                 condition=Q(credit_amount_cents__gte=0) & Q(refund_amount_cents__gte=0), name="credit_note_positive"
             ),
             models.UniqueConstraint(fields=("close_key",), name="uniq_credit_note_close_key"),
+            models.CheckConstraint(
+                condition=Q(balance_amount_cents__gte=0) & Q(balance_amount_cents__lte=models.F("credit_amount_cents")),
+                name="credit_note_balance_within_credit",
+            ),
+        ]
+        # Finalization looks up each customer's credit still available: a small partial index, empty for most.
+        indexes = [
+            models.Index(fields=("customer", "currency"), condition=Q(credit_status="available"),
+                         name="credit_note_available_idx"),
         ]
 
     def __str__(self) -> str:
@@ -254,6 +265,39 @@ class CreditNoteItem(TimeStampedModel):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="credit_note_item_positive")]
+
+
+class CreditApplication(TimeStampedModel):
+    """Customer credit consumed by (or given back from) one finalized invoice: an append-only history.
+
+    A positive row takes `amount_cents` off the source's balance onto the invoice at finalization; voiding the
+    invoice writes the opposite row (`kind` return) and gives the amount back. So, per source, the balance is
+    its credit less the sum of its rows, and per invoice the credit applied is the sum of its rows (until void).
+    """
+
+    class Kind(models.TextChoices):
+        APPLIED = "applied"  # taken off the source's balance, onto the invoice
+        RETURNED = "returned"  # the invoice was voided: the amount went back to the source
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_applications")
+    credit_note = models.ForeignKey(
+        CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="applications"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.APPLIED)
+    amount_cents = models.BigIntegerField()  # minor units of `currency`; negative for a return
+    currency = models.CharField(max_length=3)
+
+    class Meta:
+        ordering = ("invoice", "id")
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind="applied", amount_cents__gt=0) | Q(kind="returned", amount_cents__lt=0)),
+                name="credit_application_sign",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_cents} {self.currency} on {self.invoice_id}"
 
 
 class CloseRun(TimeStampedModel):

@@ -31,7 +31,8 @@ from .close import (
     plan_customer,
     write_lines,
 )
-from .models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
+from .credits import credits_apply, credits_return
+from .models import CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .periods import local_date
@@ -237,17 +238,23 @@ def _drafts_finalize(
     drafts: list[Invoice], *, now: datetime, write_unsaved: Callable[[list[Invoice]], None] | None = None
 ) -> None:
     """Number, freeze and follow up locked drafts, set-based (one UPDATE per table, one INSERT of postings);
-    drafts not written yet are numbered in the same order and inserted finalized by `write_unsaved`."""
+    drafts not written yet are numbered in the same order and inserted finalized by `write_unsaved`.
+
+    The customers' available credit is consumed first (`credits.credits_apply`), in memory, so the rows are
+    written once with their final amounts, whichever of the two writes they take."""
+    if write_unsaved is None and any(invoice._state.adding for invoice in drafts):
+        raise ValueError("unsaved drafts need write_unsaved")
+    applications = credits_apply(drafts)
     _invoices_number(drafts, now=now)
     unsaved = [invoice for invoice in drafts if invoice._state.adding]
     saved = [invoice for invoice in drafts if not invoice._state.adding]
     if unsaved:
-        if write_unsaved is None:
-            raise ValueError("unsaved drafts need write_unsaved")
         write_unsaved(unsaved)
     if saved:
         _saved_drafts_mark_finalized(saved)
-    _invoices_finalized_follow_up(drafts)
+    if applications:
+        CreditApplication.objects.bulk_create(applications)
+    _invoices_finalized_follow_up(drafts, applications=applications)
 
 
 def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
@@ -261,9 +268,12 @@ def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
             """
             UPDATE invoicing_invoice i
                SET series = v.series, sequential_id = v.seq, number = v.number, status = %(finalized)s,
-                   finalized_at = %(now)s, payment_due_date = v.due, updated_at = %(stamp)s
+                   finalized_at = %(now)s, payment_due_date = v.due, updated_at = %(stamp)s,
+                   credit_notes_amount_cents = v.credited, total_amount_cents = v.total,
+                   payment_status = v.payment_status
               FROM unnest(%(ids)s::bigint[], %(series)s::text[], %(seqs)s::int[], %(numbers)s::text[],
-                          %(dues)s::date[]) AS v(id, series, seq, number, due)
+                          %(dues)s::date[], %(credited)s::bigint[], %(totals)s::bigint[],
+                          %(payment_statuses)s::text[]) AS v(id, series, seq, number, due, credited, total, payment_status)
              WHERE i.id = v.id AND i.status = %(draft)s
             """,
             {
@@ -271,6 +281,10 @@ def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
                 "ids": ids, "series": [invoice.series for invoice in drafts],
                 "seqs": [invoice.sequential_id for invoice in drafts], "numbers": [invoice.number for invoice in drafts],
                 "dues": [invoice.payment_due_date for invoice in drafts],
+                # Set by credits_apply (credit consumed at finalization); the drafts' own values otherwise.
+                "credited": [invoice.credit_notes_amount_cents for invoice in drafts],
+                "totals": [invoice.total_amount_cents for invoice in drafts],
+                "payment_statuses": [invoice.payment_status for invoice in drafts],
             },
         )
         if cursor.rowcount != len(drafts):
@@ -279,10 +293,11 @@ def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
         invoice.updated_at = stamp
 
 
-def _invoices_finalized_follow_up(invoices: list[Invoice]) -> None:
+def _invoices_finalized_follow_up(invoices: list[Invoice], *, applications: list[CreditApplication]) -> None:
     """What finalization writes beside the invoices themselves, in the finalizing transaction: the subscriptions'
-    usage cut-off, webhook `invoice.created` (Lago sends it at finalization), ledger postings (apps.ledger),
-    payment collection (apps.payments). The invoices and their billing periods must be written first."""
+    usage cut-off, webhook `invoice.created` (Lago sends it at finalization), ledger postings (apps.ledger:
+    the invoices, then the credit they consumed), payment collection of what is left due (apps.payments).
+    The invoices, their billing periods and credit applications must be written first."""
     with connection.cursor() as cursor:
         # Usage before the billed windows is now invoiced: later arrivals are late usage (adjustments).
         cursor.execute(
@@ -315,6 +330,9 @@ def invoice_void(*, invoice_id: int) -> Invoice:
         raise NotAllowed(f"invoice is {invoice.status}/{invoice.payment_status}", code="not_voidable")
     invoice.status, invoice.voided_at = Invoice.Status.VOIDED, timezone.now()
     invoice.save(update_fields=["status", "voided_at", "updated_at"])
+    # The credit it consumed goes back to its sources (Lago), before the reversal is posted: the ledger undoes
+    # those applications first, so the reversal then clears the whole invoice.
+    credits_return(invoice)
     # follow-up rows in this transaction: webhook "invoice.voided" (apps.webhooks) and the ledger's reversal.
     invoice_webhook_record(invoice=invoice, event_type="invoice.voided")
     ledger_posting_create(void=invoice)
