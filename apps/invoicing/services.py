@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.core.exceptions import NotAllowed, ValidationFailed
 from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
 from apps.customers.models import AccountLink, Customer, Service
-from apps.ledger.services import ledger_posting_create, ledger_postings_create
+from apps.ledger.services import ledger_credit_applications_create, ledger_posting_create, ledger_postings_create
 from apps.payments.services import payment_credit_note_created, payment_invoice_finalized
 
 from .close import (
@@ -311,6 +311,8 @@ def _invoices_finalized_follow_up(invoices: list[Invoice], *, applications: list
         )
     invoices_webhook_record(invoices=invoices, event_type="invoice.created")
     ledger_postings_create(invoices=invoices)
+    if applications:
+        ledger_credit_applications_create(applications=applications)
     for invoice in invoices:
         payment_invoice_finalized(invoice=invoice)  # collects the amount due through Stripe on commit
 
@@ -332,9 +334,12 @@ def invoice_void(*, invoice_id: int) -> Invoice:
     invoice.save(update_fields=["status", "voided_at", "updated_at"])
     # The credit it consumed goes back to its sources (Lago), before the reversal is posted: the ledger undoes
     # those applications first, so the reversal then clears the whole invoice.
-    credits_return(invoice)
-    # follow-up rows in this transaction: webhook "invoice.voided" (apps.webhooks) and the ledger's reversal.
+    returned = credits_return(invoice)
+    # follow-up rows in this transaction: webhook "invoice.voided" (apps.webhooks) and the ledger's reversal, after
+    # the ledger has undone the credit applications (their postings are written first, so they are sent first).
     invoice_webhook_record(invoice=invoice, event_type="invoice.voided")
+    if returned:
+        ledger_credit_applications_create(applications=returned)
     ledger_posting_create(void=invoice)
     return invoice
 

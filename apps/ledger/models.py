@@ -24,6 +24,9 @@ class LedgerPosting(TimeStampedModel):
         PAYMENT = "payment"
         REFUND = "refund"  # money paid back on a credit note: an outbound payment on its out_refund (odoo.md §3.4)
         VOID = "void"  # a voided invoice: an out_refund reversing what no credit note has credited yet
+        # Customer credit consumed by an invoice (or given back by its void): its credit note's receivable
+        # reconciled with (or unreconciled from) the invoice's, so each Odoo document shows what the hub says is due.
+        CREDIT_APPLICATION = "credit_application"
 
     class Status(models.TextChoices):
         PENDING = "pending"  # to send (again) once next_attempt_at passes
@@ -32,7 +35,7 @@ class LedgerPosting(TimeStampedModel):
         MISMATCH = "mismatch"  # in Odoo, but its totals differ from the hub's
         SKIPPED = "skipped"  # nothing to post (zero-amount document)
 
-    kind = models.CharField(max_length=16, choices=Kind.choices)
+    kind = models.CharField(max_length=24, choices=Kind.choices)
     ref = models.CharField(max_length=128, unique=True)  # Odoo move `ref` / payment `memo`
     invoice = models.ForeignKey(  # the invoice posted, or the invoice a payment settles
         "invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
@@ -40,7 +43,11 @@ class LedgerPosting(TimeStampedModel):
     credit_note = models.ForeignKey(
         "invoicing.CreditNote", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
     )
+    credit_application = models.ForeignKey(
+        "invoicing.CreditApplication", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
+    )
     # Payments and refunds: the hub has no payment model shared with the ledger; the row carries what Odoo needs.
+    # Credit applications carry their amount here too (negative: given back by a void).
     stripe_payment_id = models.CharField(max_length=255, blank=True)  # pi_/ch_/in_ (payment) or re_ (refund) id
     payment_amount_cents = models.BigIntegerField(null=True, blank=True)  # minor units of payment_currency
     payment_currency = models.CharField(max_length=3, blank=True)
@@ -74,9 +81,12 @@ class LedgerPosting(TimeStampedModel):
             models.UniqueConstraint(fields=("stripe_payment_id",), condition=Q(kind="refund"),
                                     name="uniq_ledger_refund"),
             models.UniqueConstraint(fields=("invoice",), condition=Q(kind="void"), name="uniq_ledger_void"),
+            models.UniqueConstraint(fields=("credit_application",), condition=Q(kind="credit_application"),
+                                    name="uniq_ledger_credit_application"),
             models.CheckConstraint(
                 condition=(Q(kind__in=["invoice", "void"], invoice__isnull=False)
                            | Q(kind="credit_note", credit_note__isnull=False)
+                           | Q(kind="credit_application", credit_application__isnull=False, invoice__isnull=False)
                            | (Q(kind="payment", invoice__isnull=False) & ~Q(stripe_payment_id=""))
                            | (Q(kind="refund", credit_note__isnull=False) & ~Q(stripe_payment_id=""))),
                 name="ledger_posting_has_document",

@@ -74,6 +74,11 @@ def void_ref(number: str) -> str:
     return f"NEXA/VOID/{number}"
 
 
+def credit_application_ref(*, invoice_number: str, source_number: str, returned: bool) -> str:
+    """An invoice takes credit from a source at most once, and gives it back at most once (its void)."""
+    return f"NEXA/{'UNCREDIT' if returned else 'CREDIT'}/{invoice_number}/{source_number}"
+
+
 def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payment: Any = None,
                           refund: Any = None, void: Any = None) -> LedgerPosting:
     """Write the posting of one finalized invoice, issued credit note, recorded payment, paid refund or voided
@@ -168,13 +173,46 @@ def ledger_postings_create(*, invoices: Sequence[Any]) -> list[int]:
     return created
 
 
+def ledger_credit_applications_create(*, applications: Sequence[Any]) -> list[int]:
+    """Write one posting per saved credit application (`apps.invoicing.models.CreditApplication`); return the ids
+    of the rows created.
+
+    Customer credit moves nothing on the customer's receivable as a whole (the credit note's out_refund already
+    lowered it): in Odoo an application is a reconciliation of the credit note's receivable line with the
+    invoice's, and a return (the invoice voided, negative amount) removes it, so each document's residual is what
+    the hub says is due on it. Call inside the transaction that wrote the applications. Idempotent per application.
+    """
+    created_ids = []
+    for application in applications:
+        if application.pk is None:
+            raise ValueError("save the credit applications first")
+        posting, created = LedgerPosting.objects.get_or_create(
+            kind=LedgerPosting.Kind.CREDIT_APPLICATION, credit_application_id=application.pk,
+            defaults={"ref": credit_application_ref(invoice_number=application.invoice.number,
+                                                    source_number=application.credit_note.number,
+                                                    returned=application.amount_cents < 0),
+                      "invoice_id": application.invoice_id,
+                      "credit_note_id": application.credit_note_id,
+                      "payment_amount_cents": int(application.amount_cents), "payment_currency": application.currency},
+        )
+        if created:
+            created_ids.append(posting.pk)
+    if created_ids and settings.LEDGER_ENABLED:
+        from apps.ledger.tasks import ledger_posting_send_task
+
+        for posting_id in created_ids:
+            transaction.on_commit(lambda posting_id=posting_id: ledger_posting_send_task.delay(posting_id))
+    return created_ids
+
+
 # -- sending ----------------------------------------------------------------------------------------
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 6 * 3600
 _KIND_ORDER = Case(When(kind=LedgerPosting.Kind.INVOICE, then=Value(0)),
                    When(kind=LedgerPosting.Kind.CREDIT_NOTE, then=Value(1)),
-                   When(kind=LedgerPosting.Kind.PAYMENT, then=Value(2)),
-                   When(kind=LedgerPosting.Kind.VOID, then=Value(3)), default=Value(4))
+                   When(kind=LedgerPosting.Kind.CREDIT_APPLICATION, then=Value(2)),
+                   When(kind=LedgerPosting.Kind.PAYMENT, then=Value(3)),
+                   When(kind=LedgerPosting.Kind.VOID, then=Value(4)), default=Value(5))
 _DONE = (LedgerPosting.Status.POSTED, LedgerPosting.Status.MISMATCH)
 
 
@@ -301,7 +339,10 @@ class _Batch:
                 # Keep the hub's order: a payment or credit note recorded before this one goes first, or this
                 # reversal would reconcile the unpaid invoice and Odoo would then refuse the payment (and a
                 # void must reverse only what the earlier credit notes left).
-                earlier = [LedgerPosting.Kind.PAYMENT] + ([LedgerPosting.Kind.CREDIT_NOTE]
+                # A void also waits for the credit applications of the invoice (and their returns): the reversal
+                # must find the invoice's receivable free of the credit the void gave back.
+                earlier = [LedgerPosting.Kind.PAYMENT] + ([LedgerPosting.Kind.CREDIT_NOTE,
+                                                           LedgerPosting.Kind.CREDIT_APPLICATION]
                                                           if posting.kind == LedgerPosting.Kind.VOID else [])
                 if LedgerPosting.objects.filter(kind__in=earlier, invoice_id=reversed_invoice.pk,
                                                 pk__lt=posting.pk, status=LedgerPosting.Status.PENDING).exists():
@@ -388,6 +429,59 @@ class _Batch:
 
         return self._isolating(pks, by_pk, self.client.config.post_batch_size, post)
 
+    # -- credit applications -----------------------------------------------------------------------
+    def send_applications(self, postings: list[LedgerPosting]) -> None:
+        """Reconcile each applied credit note with the invoice that consumed it (or undo that for a return).
+
+        Odoo reconciles as much as both receivable lines have open, so the amount matched equals the hub's when
+        Odoo's residuals mirror the hub's (they do, as every other document posts what the hub recorded); it is
+        read back and compared, a difference is a MISMATCH for staff. Looked up before acting: safe to rerun.
+        """
+        if not postings:
+            return
+        moves = dict(LedgerPosting.objects.filter(
+            Q(kind=LedgerPosting.Kind.INVOICE, invoice_id__in=[p.invoice_id for p in postings])
+            | Q(kind=LedgerPosting.Kind.CREDIT_NOTE, credit_note_id__in=[p.credit_note_id for p in postings]),
+            status__in=_DONE,
+        ).values_list("ref", "odoo_move_id"))
+        for posting in postings:
+            invoice_move = moves.get(invoice_ref(posting.invoice.number))
+            note_move = moves.get(invoice_ref(posting.credit_note.number)) if posting.credit_note_id else None
+            if invoice_move is None or note_move is None:
+                self.retry_later(posting, f"waiting for invoice {posting.invoice.number} and its credit source to "
+                                          "be posted to Odoo", seconds=BACKOFF_BASE_SECONDS)
+                continue
+            self.note_move(posting, invoice_move)
+            try:
+                lines = self.client.receivable_lines(move_ids=[invoice_move, note_move])
+                if invoice_move not in lines or note_move not in lines:
+                    self.fail(posting, f"Odoo moves {invoice_move}/{note_move} have no receivable line to reconcile")
+                    continue
+                pair = {"debit_line_id": lines[invoice_move], "credit_line_id": lines[note_move],
+                        "currency": posting.payment_currency}
+                matched, partial_ids = self.client.partials_between(**pair)
+                hub = int(posting.payment_amount_cents or 0)
+                if hub > 0 and not partial_ids:
+                    self.client.lines_reconcile(line_ids=[pair["debit_line_id"], pair["credit_line_id"]])
+                    matched, partial_ids = self.client.partials_between(**pair)
+                elif hub < 0 and partial_ids:
+                    self.client.partials_remove(ids=partial_ids)
+                    matched, partial_ids = self.client.partials_between(**pair)
+            except OdooUnavailable:
+                raise
+            except OdooError as exc:
+                self.fail(posting, _odoo_message(exc))
+                continue
+            expected = max(hub, 0)
+            matches = matched == expected
+            error = "" if matches else (
+                f"Odoo reconciled {matched} {posting.payment_currency} between invoice {posting.invoice.number} and "
+                f"{posting.credit_note.number}, the hub applied {expected}")
+            self._close(posting, "posted" if matches else "mismatch",
+                        status=LedgerPosting.Status.POSTED if matches else LedgerPosting.Status.MISMATCH,
+                        odoo_amount_total_cents=matched, hub_amount_total_cents=expected, last_error=error,
+                        next_attempt_at=None, posted_at=timezone.now())
+
     # -- payments ----------------------------------------------------------------------------------
     def send_payments(self, postings: list[LedgerPosting]) -> None:
         """Register each payment on its invoice's posted move with the Stripe receipts journal."""
@@ -464,7 +558,7 @@ def _odoo_message(exc: OdooError) -> str:
 def _currency(posting: LedgerPosting) -> str:
     if posting.kind == LedgerPosting.Kind.CREDIT_NOTE:
         return posting.credit_note.currency
-    if posting.kind in (LedgerPosting.Kind.PAYMENT, LedgerPosting.Kind.REFUND):
+    if posting.kind in (LedgerPosting.Kind.PAYMENT, LedgerPosting.Kind.REFUND, LedgerPosting.Kind.CREDIT_APPLICATION):
         return posting.payment_currency
     return posting.invoice.currency
 
@@ -586,6 +680,7 @@ def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None)
     try:
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.INVOICE])
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_NOTE])
+        batch.send_applications([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_APPLICATION])
         batch.send_payments([p for p in postings if p.kind == LedgerPosting.Kind.PAYMENT])
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.VOID])
         batch.send_refunds([p for p in postings if p.kind == LedgerPosting.Kind.REFUND])

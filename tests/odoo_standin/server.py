@@ -32,7 +32,8 @@ Simplified here; real Odoo 19 does these and the stand-in does not (odoo.md §7.
   fields, automated/server actions, localisation overrides.
 - Enterprise `account_accountant`: `in_payment` is a flag (`store.in_payment_mode`), there is no bank
   reconciliation, no reconciliation models, no `payment_stripe` duplicates. Payments get no journal
-  entry (`move_id`); reversal/credit-note reconciliation is amount bookkeeping, not partials.
+  entry (`move_id`); reversal/credit-note reconciliation is amount bookkeeping, not partials (only
+  `account.move.line.reconcile` of receivable lines makes `account.partial.reconcile` records).
 - Only `out_invoice`/`out_refund` moves; no `account.move.reversal` wizard, `load`, `fields_get`,
   `/jsonrpc`, `/xmlrpc` (non-/2) string fault codes, payment terms or due-date computation.
 - Default search order is `id` for every model; Odoo's is per model (`_order`).
@@ -244,6 +245,8 @@ class OdooStandIn:
             return store.button_cancel(ids)
         if method == "action_create_payments":
             return store.action_create_payments(ids, context)
+        if method == "reconcile":
+            return store.reconcile(ids)
         if method == "context_get":
             return store.context_get()
         raise AttributeError(f"The method '{model}.{method}' does not exist")

@@ -118,6 +118,14 @@ SCHEMA: dict[str, dict[str, tuple[str, str | None, bool]]] = {
         "price_total": _f(FLOAT, ro=True), "balance": _f(FLOAT, ro=True), "debit": _f(FLOAT, ro=True),
         "credit": _f(FLOAT, ro=True), "partner_id": _f(M2O, "res.partner", ro=True),
         "extra_tax_data": _f(JSON),
+        "amount_residual": _f(FLOAT, ro=True), "reconciled": _f(BOOL, ro=True),
+        "matched_debit_ids": _f(O2M, "account.partial.reconcile", ro=True),
+        "matched_credit_ids": _f(O2M, "account.partial.reconcile", ro=True),
+    },
+    # Made by account.move.line.reconcile; unlinking one undoes that reconciliation (odoo.md §3.5-3.6).
+    "account.partial.reconcile": {
+        "debit_move_id": _f(M2O, "account.move.line"), "credit_move_id": _f(M2O, "account.move.line"),
+        "amount": _f(FLOAT), "debit_amount_currency": _f(FLOAT), "credit_amount_currency": _f(FLOAT),
     },
     "account.payment": {
         "name": _f(CHAR, ro=True), "payment_type": _f(CHAR), "partner_type": _f(CHAR),
@@ -151,6 +159,7 @@ GENERIC_METHODS: dict[str, tuple[bool, list[tuple[str, Any]]]] = {
 BUSINESS_METHODS: dict[str, dict[str, tuple[bool, list[tuple[str, Any]]]]] = {
     "account.move": {"action_post": (False, []), "button_draft": (False, []), "button_cancel": (False, [])},
     "account.payment.register": {"action_create_payments": (False, [])},
+    "account.move.line": {"reconcile": (False, [])},
     "res.users": {"context_get": (True, [])},
 }
 
@@ -308,6 +317,9 @@ class Store:
                               if m["reversed_entry_id"] == record["id"])
             if field in ("amount_residual", "payment_state", "matched_payment_ids"):
                 return self._move_payment_fields(record)[field]
+        if model == "account.move.line" and field in ("amount_residual", "reconciled", "matched_debit_ids",
+                                                      "matched_credit_ids"):
+            return self._line_reconcile_fields(record)[field]
         return record.get(field, False)
 
     def _path(self, model: str, record: dict[str, Any], path: str) -> Any:
@@ -456,8 +468,61 @@ class Store:
             for move in records:
                 for line_id in move["line_ids"]:
                     self.records["account.move.line"].pop(line_id, None)
+        if model == "account.partial.reconcile":  # unreconcile: both moves get the amount back as residual
+            for partial in records:
+                for line_id in (partial["debit_move_id"], partial["credit_move_id"]):
+                    move = self.records["account.move"][self.records["account.move.line"][line_id]["move_id"]]
+                    move["_matches"] = [m for m in move["_matches"]
+                                        if not (m[0] == "account.partial.reconcile" and m[1] == partial["id"])]
         for record in records:
             self.records[model].pop(record["id"])
+        return True
+
+    # -- account.move.line reconciliation ---------------------------------------------------------
+    def _line_reconcile_fields(self, line: dict[str, Any]) -> dict[str, Any]:
+        """Residual and partials of a line. Only receivable (payment term) lines carry a residual here: the move's,
+        signed like the line (a credit note's is negative)."""
+        partials = self.records["account.partial.reconcile"].values()
+        residual = Decimal(0)
+        if line.get("display_type") == "payment_term":
+            move = self.records["account.move"][line["move_id"]]
+            sign = 1 if _dec(line["balance"]) >= 0 else -1
+            residual = sign * _dec(self._move_payment_fields(move)["amount_residual"])
+        return {"amount_residual": float(residual), "reconciled": residual == 0 and line.get("display_type") ==
+                "payment_term",
+                "matched_debit_ids": sorted(p["id"] for p in partials if p["credit_move_id"] == line["id"]),
+                "matched_credit_ids": sorted(p["id"] for p in partials if p["debit_move_id"] == line["id"])}
+
+    def reconcile(self, ids: list[int]) -> bool:
+        """account.move.line.reconcile: match debit and credit receivable lines of one partner, oldest first, each
+        pair for as much as both still have open; lines with nothing open are left alone (C-AML _reconcile_plan)."""
+        lines = self.browse("account.move.line", ids)
+        accounts = {line["account_id"] for line in lines}
+        if any(line.get("display_type") != "payment_term" for line in lines) or len(accounts) != 1:
+            raise UserError("Entries are not from the same account.")
+        if not self.records["account.account"][accounts.pop()]["reconcile"]:
+            raise UserError("Account does not allow reconciliation.")
+        if len({line["partner_id"] for line in lines}) != 1:
+            raise UserError("Entries are not from the same partner.")
+        moves = {line["id"]: self.records["account.move"][line["move_id"]] for line in lines}
+        if any(move["state"] != "posted" for move in moves.values()):
+            raise UserError("You can only reconcile posted entries.")
+
+        def open_amount(line: dict[str, Any]) -> Decimal:
+            return _dec(self._move_payment_fields(moves[line["id"]])["amount_residual"])
+
+        debits = sorted((line for line in lines if _dec(line["balance"]) > 0), key=lambda line: line["id"])
+        credits = sorted((line for line in lines if _dec(line["balance"]) < 0), key=lambda line: line["id"])
+        for debit in debits:
+            for credit in credits:
+                amount = min(open_amount(debit), open_amount(credit))
+                if amount <= 0:
+                    continue
+                pid = self._new("account.partial.reconcile", {
+                    "debit_move_id": debit["id"], "credit_move_id": credit["id"], "amount": float(amount),
+                    "debit_amount_currency": float(amount), "credit_amount_currency": float(amount)})
+                moves[debit["id"]]["_matches"].append(("account.partial.reconcile", pid, amount))
+                moves[credit["id"]]["_matches"].append(("account.partial.reconcile", pid, amount))
         return True
 
     # -- account.move -----------------------------------------------------------------------------
@@ -687,6 +752,9 @@ class Store:
                 if kind == "account.move":
                     other = self.records["account.move"][other_id]
                     other["_matches"] = [m for m in other["_matches"] if m[1] != move["id"]]
+                elif kind == "account.partial.reconcile":
+                    if other_id in self.records["account.partial.reconcile"]:
+                        self.unlink("account.partial.reconcile", [other_id])
                 else:
                     self.records["account.payment"][other_id]["is_reconciled"] = False
             move.update(state="draft", _matches=[])

@@ -22,6 +22,7 @@ from apps.invoicing.services import (
     invoice_finalize,
     invoice_void,
 )
+from apps.ledger.models import LedgerPosting
 from apps.payments import services as payments
 from apps.payments.models import PaymentAttempt
 from tests.integration.payments.stripe_fixtures import localstripe, ls_client, save_card, stripe_env  # noqa: F401
@@ -180,6 +181,7 @@ def test_two_invoices_finalizing_at_once_never_consume_the_same_credit_twice(bil
         invoice = one_off(billing, customer, 4000)  # consumes credit as it is finalized: undo that into a draft
         drafts.append(invoice)
     # Put the credit back and turn the two invoices into drafts of 4520 each, as if just written by a close.
+    LedgerPosting.objects.filter(kind=LedgerPosting.Kind.CREDIT_APPLICATION).delete()
     CreditApplication.objects.all().delete()
     CreditNote.objects.filter(pk=note.pk).update(balance_amount_cents=5650, credit_status="available")
     Invoice.objects.filter(pk__in=[d.pk for d in drafts]).update(
