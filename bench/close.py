@@ -249,7 +249,7 @@ def close(sub_ids: list[int]) -> dict:
                 FallbackCounter.count += 1
 
     logging.getLogger("apps.invoicing.close").addHandler(FallbackCounter())
-    from apps.invoicing import close as close_module
+    from apps.invoicing.close import pipeline as close_module
 
     phases: dict[str, float] = {}
     phases_lock = threading.Lock()

@@ -1,6 +1,6 @@
 """Writes for invoices: finalize, void, refresh, one-off invoices and credit notes.
 
-The period close itself lives in close.py (`periods_close`, `close_customer`).
+The period close itself lives in the close package (apps/invoicing/close/: `periods_close`, `close_customer`).
 """
 from __future__ import annotations
 
@@ -20,31 +20,18 @@ from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import ledger_credit_applications_create, ledger_posting_create, ledger_postings_create
 from apps.payments.services import payment_credit_note_created, payment_invoice_finalized
 
-from .close import (
-    Line,
-    _late_usage_mark_billed,
-    UsageFetcher,
-    _usage_totals,
-    customer_tax_rates,
-    invoice_recompute_totals,
-    periods_close,
-    plan_customer,
-    write_lines,
-)
 from .credits import credits_apply, credits_return
-from .models import CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
+from .fees import Line, customer_tax_rates, fee_values, invoice_recompute_totals
+from .models import CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .periods import local_date
 from .taxes import credit_applied_taxes, credited_item_taxes
 
 __all__ = [
-    "periods_close",
     "invoice_finalize",
     "invoices_finalize",
     "invoice_void",
-    "invoice_refresh",
-    "invoices_finalize_due",
     "invoice_create_one_off",
     "credit_note_create",
     "credit_note_estimate",
@@ -344,47 +331,6 @@ def invoice_void(*, invoice_id: int) -> Invoice:
     return invoice
 
 
-def invoice_refresh(*, invoice_id: int, now: datetime | None = None, fetch: UsageFetcher = _usage_totals) -> Invoice:
-    """Recompute a draft subscription invoice's fees with the usage known now; others are returned unchanged."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        customer_id = Invoice.objects.values_list("customer_id", flat=True).get(pk=invoice_id)
-        customer = Customer.objects.select_for_update().get(pk=customer_id)  # same lock order as the close
-        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-        if invoice.status != Invoice.Status.DRAFT or invoice.invoice_type != Invoice.InvoiceType.SUBSCRIPTION:
-            return invoice
-        invoice.fees.filter(is_adjustment=False).delete()
-        InvoiceSubscription.objects.filter(invoice=invoice).delete()
-        # Re-plan as the close did when it opened this draft (its grace window started at the close).
-        lines = [
-            line
-            for line in plan_customer(customer, as_of=max(now, _close_instant(invoice)), fetch=fetch)
-            if line.currency == invoice.currency and (line.billing_on == invoice.issuing_date or line.is_adjustment)
-            and line.fee_type != Fee.FeeType.CREDIT  # credit notes, issued by the close (`split_credits`)
-        ]
-        write_lines(customer, lines, as_of=now, into=invoice)
-        _late_usage_mark_billed(lines, as_of=now)
-        invoice_recompute_totals(invoice)
-        invoice.refresh_from_db()
-        return invoice
-
-
-def _close_instant(invoice: Invoice) -> datetime:
-    return invoice.created_at
-
-
-def invoices_finalize_due(*, now: datetime | None = None) -> int:
-    """Refresh then finalize drafts whose grace period has passed. Returns how many were finalized."""
-    now = now or timezone.now()
-    due = Invoice.objects.filter(status=Invoice.Status.DRAFT, grace_until__lte=now).values_list("pk", flat=True)
-    count = 0
-    for invoice_id in list(due):
-        invoice_refresh(invoice_id=invoice_id, now=now)
-        invoice = invoice_finalize(invoice_id=invoice_id, now=now)
-        count += invoice.status == Invoice.Status.FINALIZED
-    return count
-
-
 @dataclass(frozen=True)
 class AddOnFee:
     add_on_code: str
@@ -433,7 +379,6 @@ def invoice_create_one_off(*, service: Service, customer: Customer, currency: st
         net_payment_term=customer.net_payment_term,
     )
     rates = customer_tax_rates(customer, on=today)
-    from .close import fee_from_line
 
     rows = []
     for index, fee in enumerate(fees):
@@ -452,7 +397,7 @@ def invoice_create_one_off(*, service: Service, customer: Customer, currency: st
             precise_amount=precise,
             amount_cents=to_minor_units(precise, currency),
         )
-        row = fee_from_line(line, invoice=invoice, rates=rates)
+        row = Fee(invoice=invoice, **fee_values(line, rates=rates))
         row.service, row.add_on_code = service, fee.add_on_code
         rows.append(row)
     Fee.objects.bulk_create(rows)

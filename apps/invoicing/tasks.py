@@ -13,7 +13,7 @@ def periods_close_task() -> int:
 
 @shared_task(acks_late=True)
 def invoices_finalize_due_task() -> int:
-    from .services import invoices_finalize_due
+    from .close import invoices_finalize_due
 
     return invoices_finalize_due()
 

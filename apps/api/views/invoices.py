@@ -15,7 +15,8 @@ from rest_framework.views import APIView
 
 from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
 from apps.customers.selectors import account_link_get
-from apps.invoicing.close import current_usage_lines, customer_tax_rates, fee_taxes
+from apps.invoicing.close import current_usage_lines, invoice_refresh
+from apps.invoicing.fees import customer_tax_rates, fee_taxes
 from apps.invoicing.models import Invoice
 from apps.invoicing.pdf import invoice_from_pdf_token, invoice_pdf, invoice_pdf_token
 from apps.invoicing.selectors import credit_note_get, credit_note_list, invoice_get, invoice_list
@@ -26,7 +27,6 @@ from apps.invoicing.services import (
     credit_note_estimate,
     invoice_create_one_off,
     invoice_finalize,
-    invoice_refresh,
     invoice_void,
 )
 from apps.subscriptions.models import Subscription

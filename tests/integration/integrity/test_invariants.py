@@ -160,7 +160,7 @@ def test_i3_reports_a_finalized_invoice_with_a_negative_total(world):
     fee = world.april.fees.get(fee_type="subscription")
     sql("UPDATE invoicing_fee SET amount_cents = -5000, applied_taxes = '[]', taxes_amount_cents = 0 WHERE id = %s",
         [fee.pk])
-    from apps.invoicing.close import invoice_recompute_totals
+    from apps.invoicing.fees import invoice_recompute_totals
 
     invoice_recompute_totals(Invoice.objects.get(pk=world.april.pk))  # totals consistent with the lines (I4 holds)
     april = Invoice.objects.get(pk=world.april.pk)

@@ -13,7 +13,7 @@ import pytest
 from django.db import connection, transaction
 
 from apps.customers.models import Customer
-from apps.invoicing import services as services_module
+from apps.invoicing.close import writing as writer_module  # the close calls invoices_finalize from here
 from apps.invoicing.close import close_batch, periods_close
 from apps.invoicing.models import CloseRun, CloseRunCustomer, Fee, Invoice
 from apps.ledger.models import LedgerPosting
@@ -144,7 +144,7 @@ def test_bad_customer_inside_a_batch_is_recorded_and_the_others_billed(billing, 
 
 def test_batch_failing_at_write_falls_back_to_one_by_one(billing, settings, monkeypatch):
     usage = _world(billing, settings)
-    real, calls = services_module.invoices_finalize, {"n": 0}
+    real, calls = writer_module.invoices_finalize, {"n": 0}
 
     def failing(**kwargs):
         calls["n"] += 1
@@ -152,7 +152,7 @@ def test_batch_failing_at_write_falls_back_to_one_by_one(billing, settings, monk
         if calls["n"] == 2:
             raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services_module, "invoices_finalize", failing)
+    monkeypatch.setattr(writer_module, "invoices_finalize", failing)
     run = periods_close(as_of=at(2026, 4, 1, 2, 0), fetch=usage)
     assert calls["n"] >= 2 and run.failures_count == 0
     numbers = sorted(Invoice.objects.exclude(sequential_id=None).values_list("sequential_id", flat=True))
@@ -170,7 +170,7 @@ class WorkerKilled(BaseException):
 def test_batch_killed_midway_then_rerun_bills_exactly_once(billing, settings, monkeypatch):
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     test_close_concurrency._world(billing)  # six customers: batches of four and two
-    real, calls = services_module.invoices_finalize, {"n": 0}
+    real, calls = writer_module.invoices_finalize, {"n": 0}
 
     def dying(**kwargs):
         calls["n"] += 1
@@ -178,11 +178,11 @@ def test_batch_killed_midway_then_rerun_bills_exactly_once(billing, settings, mo
         if calls["n"] == 2:
             raise WorkerKilled()
 
-    monkeypatch.setattr(services_module, "invoices_finalize", dying)
+    monkeypatch.setattr(writer_module, "invoices_finalize", dying)
     with pytest.raises(WorkerKilled):
         periods_close(as_of=at(2026, 4, 1, 2, 0))
     assert Invoice.objects.count() == 4 * 2  # the first batch committed, the second rolled back
-    monkeypatch.setattr(services_module, "invoices_finalize", real)
+    monkeypatch.setattr(writer_module, "invoices_finalize", real)
     rerun = periods_close(as_of=at(2026, 4, 1, 2, 0))
     assert rerun.invoices_count == 2 * 2 and rerun.failures_count == 0
     test_close_concurrency._assert_one_clean_run()
@@ -224,7 +224,7 @@ def test_batch_skips_a_customer_locked_by_another_worker(billing, settings):
 def test_batch_replans_a_subscription_changed_after_the_prepass(billing, settings, monkeypatch, change):
     """The batch reuses the prepass's rows only if their digest is unchanged under its locks: a change made
     in between (an ORM save, or a raw UPDATE that leaves updated_at alone) is billed as it is at lock time."""
-    from apps.invoicing import close as close_module
+    from apps.invoicing.close import pipeline as close_module
 
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     full, cheaper = billing.plan("full", amount_cents=3100), billing.plan("cheaper", amount_cents=310)
@@ -257,7 +257,7 @@ def test_batch_replans_a_subscription_changed_after_the_prepass(billing, setting
 def test_batch_replans_a_customer_billed_after_the_prepass(billing, settings, monkeypatch, caplog):
     """The prepass's lines are reused only if what they were planned from (scan start, billed fees) is the same under
     the locks: a customer another worker billed in between gets nothing more, without a failed batch."""
-    from apps.invoicing import close as close_module
+    from apps.invoicing.close import pipeline as close_module
     from apps.invoicing.close import close_customer
 
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
@@ -295,7 +295,7 @@ def test_batches_on_threads_number_in_customer_order_as_one_thread_does(billing,
         billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1, 0, 0))
     first_customer = Customer.objects.order_by("pk").values_list("pk", flat=True)[0]
     threads_seen = set()
-    real = services_module.invoices_finalize
+    real = writer_module.invoices_finalize
 
     def first_chunk_slow(**kwargs):
         threads_seen.add(threading.current_thread().name)
@@ -303,7 +303,7 @@ def test_batches_on_threads_number_in_customer_order_as_one_thread_does(billing,
             time.sleep(0.5)  # the later chunks are written by now, and must wait for their turn
         return real(**kwargs)
 
-    monkeypatch.setattr(services_module, "invoices_finalize", first_chunk_slow)
+    monkeypatch.setattr(writer_module, "invoices_finalize", first_chunk_slow)
     run = periods_close(as_of=at(2026, 4, 1, 2, 0))
 
     assert run.invoices_count == 11 and run.failures_count == 0
@@ -349,7 +349,7 @@ def test_pipelined_chunks_bill_what_one_sequential_pass_bills(billing, settings,
     """Outside a transaction the close plans, aggregates and bills chunk by chunk on threads (`_Pipeline`):
     with chunks of three, the aggregate of a later chunk runs while earlier batches bill, and the result is the
     usage-exact invoices a sequential pass gives, numbered by customer."""
-    from apps.invoicing import close as close_module
+    from apps.invoicing.close import pipeline as close_module
 
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     settings.INVOICE_CLOSE_WORKERS = 2
@@ -378,7 +378,7 @@ def test_pipelined_chunks_bill_what_one_sequential_pass_bills(billing, settings,
 @pytest.mark.timeout(90)  # the deadlock this guards against would otherwise hang until the suite's limit
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_aggregate_falls_back_to_live_queries_and_leaves_no_connection_open(billing, settings, monkeypatch):
-    from apps.invoicing import close as close_module
+    from apps.invoicing.close import pipeline as close_module
 
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     settings.INVOICE_CLOSE_WORKERS = 2
@@ -435,7 +435,7 @@ def test_the_close_spaces_young_collections_and_restores_the_threshold(billing, 
     """A close raises the GC's first threshold while it runs (cheaper collections), and puts it back after."""
     import gc
 
-    from apps.invoicing import close as close_module
+    from apps.invoicing.close import pipeline as close_module
 
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     billing.customer("c0")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from apps.invoicing.close import _billed_keys, _load_subscriptions, _scan_starts, periods_close
+from apps.invoicing.close import periods_close
+from apps.invoicing.close.planning import _billed_keys, _load_subscriptions, _scan_starts
 from apps.invoicing.models import Fee
 
 from .conftest import at

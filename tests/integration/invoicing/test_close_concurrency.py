@@ -6,7 +6,7 @@ import threading
 import pytest
 from django.db import connection
 
-from apps.invoicing import close as close_module
+from apps.invoicing.close import writing as close_module
 from apps.invoicing.close import periods_close
 from apps.invoicing.models import CloseRun, Fee, Invoice
 
@@ -69,22 +69,22 @@ def test_close_killed_midway_then_rerun_bills_exactly_once(billing, settings, mo
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     _world(billing)
     as_of = at(2026, 4, 1, 2, 0)
-    real_write, calls = close_module.write_lines, {"n": 0}
+    real_write, calls = close_module._write_batch, {"n": 0}
 
-    def dying_write(customer, lines, **kwargs):
+    def dying_write(customers, plans, **kwargs):
         calls["n"] += 1
-        invoices = real_write(customer, lines, **kwargs)  # rows written, transaction still open
+        written = real_write(customers, plans, **kwargs)  # rows written, transaction still open
         if calls["n"] == 4:
             raise WorkerKilled()
-        return invoices
+        return written
 
-    monkeypatch.setattr(close_module, "write_lines", dying_write)
+    monkeypatch.setattr(close_module, "_write_batch", dying_write)
     with pytest.raises(WorkerKilled):
         periods_close(as_of=as_of)
     assert Invoice.objects.count() == 3 * 2  # three customers committed, the fourth rolled back
     assert CloseRun.objects.get().status == CloseRun.Status.RUNNING
 
-    monkeypatch.setattr(close_module, "write_lines", real_write)
+    monkeypatch.setattr(close_module, "_write_batch", real_write)
     rerun = periods_close(as_of=as_of)
     assert rerun.invoices_count == 3 * 2 and rerun.failures_count == 0
     _assert_one_clean_run()

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.db.models import Sum
 
-from apps.invoicing import close as close_module
+from apps.invoicing.close import pipeline, planning
 from apps.invoicing.close import periods_close
 from apps.invoicing.models import Fee
 from apps.subscriptions.models import Subscription
@@ -88,7 +88,7 @@ def test_a_customer_whose_prepass_failed_is_cut_off_before_its_usage_is_read(bil
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     settings.INVOICE_CLOSE_BATCH_MIN = batch_min
     _, sub = _world(billing)
-    real_prepass_load, calls = close_module._subscription_fingerprints, {"n": 0}
+    real_prepass_load, calls = planning._subscription_fingerprints, {"n": 0}
 
     def failing_once(*args, **kwargs):
         calls["n"] += 1
@@ -96,7 +96,7 @@ def test_a_customer_whose_prepass_failed_is_cut_off_before_its_usage_is_read(bil
             raise RuntimeError("prepass chunk failed")
         return real_prepass_load(*args, **kwargs)
 
-    monkeypatch.setattr(close_module, "_subscription_fingerprints", failing_once)
+    monkeypatch.setattr(planning, "_subscription_fingerprints", failing_once)
     state = _race_after_reads(monkeypatch, billing, "s1", at(2026, 3, 20))
     run = periods_close(as_of=at(2026, 4, 1, 1, 0))
     assert run.failures_count == 0 and state["raced"] and state["errors"] == []
@@ -113,7 +113,7 @@ def test_a_subscription_that_appeared_after_the_prepass_is_cut_off_before_its_us
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     settings.INVOICE_CLOSE_BATCH_MIN = batch_min
     plan, sub = _world(billing)
-    real_prepass = close_module.close_prepass
+    real_prepass = pipeline.close_prepass
 
     def prepass_then_new_subscription(*args, **kwargs):
         planned = real_prepass(*args, **kwargs)
@@ -125,7 +125,7 @@ def test_a_subscription_that_appeared_after_the_prepass_is_cut_off_before_its_us
         )
         return planned
 
-    monkeypatch.setattr(close_module, "close_prepass", prepass_then_new_subscription)
+    monkeypatch.setattr(pipeline, "close_prepass", prepass_then_new_subscription)
     state = _race_after_reads(monkeypatch, billing, "s2", at(2026, 3, 20))
     run = periods_close(as_of=at(2026, 4, 1, 1, 0))
     assert run.failures_count == 0 and state["raced"] and state["errors"] == []

@@ -7,7 +7,7 @@ import pytest
 
 from apps.invoicing.close import periods_close
 from apps.invoicing.models import Fee, Invoice
-from apps.invoicing.services import invoice_refresh, invoices_finalize_due
+from apps.invoicing.close import invoice_refresh, invoices_finalize_due
 from apps.usage.services import usage_events_ingest
 from apps.usage.validation import EventIn
 

@@ -4,8 +4,6 @@ Each test here reproduces a defect found on the close's lifecycle paths; each fa
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 import time_machine
 
@@ -16,7 +14,7 @@ from apps.subscriptions.services import SubscriptionRequest, subscription_activa
 
 from tests.integration.payments.stripe_fixtures import localstripe, stripe_env  # noqa: F401
 
-from .conftest import at, fake_usage
+from .conftest import at
 
 pytestmark = pytest.mark.django_db
 
@@ -312,7 +310,8 @@ def test_termination_credit_never_exceeds_what_is_left_on_the_fee(billing, setti
 
 def test_termination_credit_waits_for_a_draft_base_invoice_and_skips_a_voided_one(billing, settings):
     from apps.invoicing.models import CreditNote
-    from apps.invoicing.services import invoice_void, invoices_finalize_due
+    from apps.invoicing.close import invoices_finalize_due
+    from apps.invoicing.services import invoice_void
 
     settings.INVOICE_GRACE_PERIOD_DAYS = 3
     _, sub, march = _advance_march(billing)

@@ -6,7 +6,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from hypothesis import given, settings, strategies as st
 
 from apps.invoicing import rating
-from apps.invoicing.close import fee_taxes
+from apps.invoicing.fees import fee_taxes
 from apps.invoicing.taxes import PROVINCE_TAXES, invoice_totals
 
 amounts = st.decimals(min_value=Decimal("0"), max_value=Decimal("100000"), places=4, allow_nan=False)

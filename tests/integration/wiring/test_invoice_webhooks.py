@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from apps.invoicing.close import periods_close
+from apps.invoicing.close import invoices_finalize_due, periods_close
 from apps.invoicing.models import Invoice
 from apps.invoicing.selectors import invoice_service_ids
 from apps.invoicing.services import (
     CreditNoteItemIn,
     credit_note_create,
     invoice_void,
-    invoices_finalize_due,
 )
 from apps.payments import events as payment_events
 from apps.webhooks.models import WebhookDelivery

@@ -253,7 +253,7 @@ def test_charge_pricing_refuses_what_price_charge_refuses():
 
 def test_close_reparses_a_charge_whose_properties_were_replaced():
     from apps.catalog.models import Charge
-    from apps.invoicing.close import _charge_pricing
+    from apps.invoicing.close.pricing import _charge_pricing
 
     charge = Charge(charge_model="standard", properties={"amount": "1"})
     assert _charge_pricing(charge) is _charge_pricing(charge)
