@@ -23,7 +23,9 @@ I2 usage billed exactly once (a subscription's usage before its `usage_billed_un
                 voided invoice was billed, then voided by staff);
     late_billed per subscription and charge, late rows marked billed == Σ events_count of its adjustment fees;
     late_stuck  a late row of a charged metric is billed within INTEGRITY_LATE_USAGE_GRACE_HOURS (default 24)
-                of its arrival (the close picks it up at its next run);
+                of its arrival once it is due: its subscription's next period invoice was written after it arrived,
+                or the subscription is no longer active (late usage waits for that invoice: one invoice per
+                customer and billing day);
     overlap     charge fees of one subscription and charge on non-voided invoices have disjoint windows.
 I3 no finalized invoice has total_amount_cents < 0 or sub_total_including_taxes_amount_cents < 0.
 I4 every invoice (any status) is the per-line tax rule over its rounded lines:
@@ -298,6 +300,11 @@ SELECT s.customer_id, s.id, e.billable_metric_id, count(*), min(e.created_at)
   JOIN subscriptions_subscription s ON s.id = e.subscription_id
  WHERE e.is_late AND e.late_billed_at IS NULL AND e.created_at < now() - make_interval(hours => %(grace)s)
    AND EXISTS (SELECT 1 FROM catalog_charge c WHERE c.plan_id = s.plan_id AND c.billable_metric_id = e.billable_metric_id)
+   -- Late usage joins its subscription's next period invoice (close/planning.py, `_late_billing_days`): it is
+   -- stuck once such an invoice was written after it arrived, or once the subscription has no period to come.
+   AND (s.status <> 'active' OR EXISTS (
+        SELECT 1 FROM invoicing_fee f
+         WHERE f.subscription_id = s.id AND NOT f.is_adjustment AND f.created_at > e.created_at))
    AND {scope}
  GROUP BY 1, 2, 3
  ORDER BY 1, 2, 3

@@ -133,6 +133,20 @@ def test_i2_reports_late_usage_left_unbilled_past_the_grace(world, settings):
     assert (violation.rule, violation.customer_id, violation.actual) == ("late_stuck", world.customer.pk, 1)
 
 
+def test_i2_lets_late_usage_of_an_active_subscription_wait_for_its_next_period_invoice(world, settings):
+    """Late usage joins its subscription's next period invoice (one invoice per billing day): until that invoice
+    is written it is not stuck, however old; once the subscription has no period to come, it is."""
+    settings.INTEGRITY_LATE_USAGE_GRACE_HOURS = 24
+    assert ingest(world.billing, "t6", at(2026, 4, 20), "1", now=at(2026, 5, 2, 9)).items[0].is_late
+    sql("UPDATE invoicing_fee SET created_at = now() - interval '30 hours'")
+    sql("UPDATE usage_usageevent SET created_at = now() - interval '25 hours' WHERE transaction_id = 't6'")
+    assert i2_usage() == []
+    sql("UPDATE subscriptions_subscription SET status = 'terminated', terminated_at = %s WHERE id = %s",
+        [at(2026, 5, 1, 0, 0), world.subscription.pk])
+    [violation] = i2_usage()
+    assert (violation.rule, violation.actual) == ("late_stuck", 1)
+
+
 def test_i2_reports_two_fees_billing_the_same_window(world):
     april_fee = world.april.fees.get(fee_type="charge", is_adjustment=False)
     # An hour of March (no usage in it) billed again by April's fee.
