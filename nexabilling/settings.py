@@ -256,6 +256,10 @@ STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 PAYMENT_RETRY_DAYS = env_int_list("PAYMENT_RETRY_DAYS", "1,3,7")
+# What happens to money Stripe collected that no invoice takes (paid on an invoice already paid or voided, or more
+# than due): kept as customer credit for the next invoices ("credit"), or paid back through Stripe ("refund").
+# Either way a CustomerCredit row alerts staff in the admin.
+PAYMENTS_OVERPAYMENT_HANDLING = env_choice("PAYMENTS_OVERPAYMENT_HANDLING", "credit", ("credit", "refund"))
 
 # Odoo ledger
 LEDGER_ENABLED = env_bool("LEDGER_ENABLED", False)

@@ -76,11 +76,20 @@ async def checkout_complete(request):             # test helper: "the customer f
     schedule_webhook(R.Event("checkout.session.completed", cs))
     return json_response(cs._export())
 
+async def checkout_expire(request):                # POST /v1/checkout/sessions/{id}/expire, as Stripe
+    cs = CheckoutSession._api_retrieve(request.match_info["id"])
+    if cs.status != "open":
+        raise UserError(400, 'Only Checkout Sessions with a status in ["open"] can be expired.')
+    cs.status = "expired"
+    schedule_webhook(R.Event("checkout.session.expired", cs))
+    return json_response(cs._export())
+
 CS = "/v1/checkout/sessions"
 app.router.add_get("/v1/account", account); app.router.add_get("/v1/accounts", accounts)
 app.router.add_post(CS, api_create(CheckoutSession, CS))
 app.router.add_get(CS, api_list_all(CheckoutSession, CS))
 app.router.add_get(CS + "/{id}", api_retrieve(CheckoutSession, CS))
+app.router.add_post(CS + "/{id}/expire", checkout_expire)
 app.router.add_post("/_config/checkout_sessions/{id}/complete", checkout_complete)
 log = logging.getLogger("aiohttp.access"); log.setLevel(logging.INFO); log.addHandler(logging.StreamHandler())
 web.run_app(app, host=args.host, port=args.port, access_log=log)

@@ -17,6 +17,7 @@ from .models import (
     CreditApplication,
     CreditNote,
     CreditNoteItem,
+    CustomerCredit,
     Fee,
     Invoice,
     InvoiceAppliedTax,
@@ -62,7 +63,7 @@ class PaymentAttemptInline(admin.TabularInline):
     can_delete = False
     fields = ("attempt_number", "kind", "status", "amount_cents", "stripe_payment_intent_id",
               "stripe_checkout_session_id", "checkout_url", "failure_code", "failure_message", "next_retry_at",
-              "completed_at")
+              "completed_at", "checkout_closed_at")
     readonly_fields = fields
     ordering = ("attempt_number",)
 
@@ -100,7 +101,7 @@ class CreditApplicationInline(admin.TabularInline):
     fk_name = "invoice"
     extra = 0
     can_delete = False
-    fields = ("created_at", "kind", "credit_note", "invoice", "amount_cents", "currency")
+    fields = ("created_at", "kind", "credit_note", "customer_credit", "invoice", "amount_cents", "currency")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -109,6 +110,12 @@ class CreditApplicationInline(admin.TabularInline):
 
 class CreditNoteApplicationInline(CreditApplicationInline):
     fk_name = "credit_note"
+
+
+class CustomerCreditApplicationInline(CreditApplicationInline):
+    fk_name = "customer_credit"
+    fields = ("created_at", "kind", "customer_credit", "invoice", "amount_cents", "currency")
+    readonly_fields = fields
 
 
 @admin.register(Invoice)
@@ -223,6 +230,53 @@ class CreditNoteAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # credit notes go through credit_note_create (API), which checks what is left to credit
+
+
+class CustomerCreditAlertFilter(admin.SimpleListFilter):
+    title, parameter_name = "alert", "alert"
+
+    def lookups(self, request, model_admin):
+        return (("open", "To review"), ("acknowledged", "Acknowledged"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(acknowledged_at__isnull=True)
+        if self.value() == "acknowledged":
+            return queryset.filter(acknowledged_at__isnull=False)
+        return queryset
+
+
+@admin.register(CustomerCredit)
+class CustomerCreditAdmin(admin.ModelAdmin):
+    """Money Stripe collected that no invoice took (late or duplicate payments): each row is an alert until a staff
+    member acknowledges it. The money itself is never touched here: it is consumed by the customer's next
+    invoices, or refunded (PAYMENTS_OVERPAYMENT_HANDLING)."""
+
+    list_display = ("created_at", "customer", "invoice", "reason", "amount_cents", "balance_amount_cents", "currency",
+                    "status", "acknowledged_at")
+    list_filter = (CustomerCreditAlertFilter, "reason", "status", "currency")
+    search_fields = ("customer__external_id", "invoice__number", "payment__stripe_payment_intent_id")
+    list_select_related = ("customer", "invoice")
+    raw_id_fields = ("customer", "invoice", "payment")
+    inlines = (CustomerCreditApplicationInline,)
+    actions = ("acknowledge",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in CustomerCredit._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # written by apps.payments when Stripe reports money no invoice takes
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Acknowledge selected alerts")
+    def acknowledge(self, request, queryset):
+        from django.utils import timezone
+
+        done = queryset.filter(acknowledged_at__isnull=True).update(
+            acknowledged_at=timezone.now(), acknowledged_by=request.user.get_username(), updated_at=timezone.now())
+        self.message_user(request, f"{done} alert(s) acknowledged.")
 
 
 class CloseRunCustomerInline(admin.TabularInline):

@@ -55,7 +55,11 @@ class Invoice(TimeStampedModel):
     sub_total_including_taxes_amount_cents = models.BigIntegerField(default=0)
     # Credit-note credit applied at finalization (CreditApplication rows); comes off after tax.
     credit_notes_amount_cents = models.BigIntegerField(default=0)
-    # sub_total_including_taxes - credit_notes_amount_cents: what the customer is asked to pay.
+    # Customer credit from payments no invoice took (CustomerCredit), applied at finalization after credit notes'
+    # (Lago's field for prepaid credit, which also comes off after tax).
+    prepaid_credit_amount_cents = models.BigIntegerField(default=0)
+    # sub_total_including_taxes - credit_notes_amount_cents - prepaid_credit_amount_cents: what the customer is
+    # asked to pay.
     total_amount_cents = models.BigIntegerField(default=0)
     total_paid_amount_cents = models.BigIntegerField(default=0)
     finalized_at = models.DateTimeField(null=True, blank=True)
@@ -267,6 +271,54 @@ class CreditNoteItem(TimeStampedModel):
         constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="credit_note_item_positive")]
 
 
+class CustomerCredit(TimeStampedModel):
+    """Money Stripe collected that no invoice took: paid on an invoice already paid (a superseded link, a second
+    attempt) or voided, or beyond the amount due. Never dropped: it is credit the customer's next invoices consume
+    like credit-note credit (credits.py), or it is paid back (settings.PAYMENTS_OVERPAYMENT_HANDLING = "refund").
+    Each row is an alert for staff until someone acknowledges it in the admin."""
+
+    class Reason(models.TextChoices):
+        INVOICE_PAID = "invoice_paid"  # the invoice had been paid another way
+        INVOICE_VOIDED = "invoice_voided"
+        OVERPAID = "overpaid"  # more than the invoice still owed
+
+    class Status(models.TextChoices):
+        AVAILABLE = "available"  # consumed by the customer's next invoices
+        CONSUMED = "consumed"
+        REFUNDING = "refunding"  # being paid back through Stripe; not consumable
+        REFUNDED = "refunded"
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="customer_credits")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="overpayment_credits")  # paid for
+    payment = models.OneToOneField("payments.Payment", on_delete=models.PROTECT, related_name="customer_credit")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    currency = models.CharField(max_length=3)
+    amount_cents = models.BigIntegerField()  # minor units of `currency`: the part of the payment kept as credit
+    balance_amount_cents = models.BigIntegerField()  # not consumed (nor refunded) yet
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)  # staff looked at it; null = alert open
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_cents__gt=0) & Q(balance_amount_cents__gte=0)
+                & Q(balance_amount_cents__lte=models.F("amount_cents")),
+                name="customer_credit_amounts",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=("customer", "currency"), condition=Q(status="available"),
+                         name="customer_credit_available_idx"),
+            models.Index(fields=("created_at",), condition=Q(acknowledged_at__isnull=True),
+                         name="customer_credit_alert_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"credit {self.pk}: {self.balance_amount_cents}/{self.amount_cents} {self.currency} ({self.reason})"
+
+
 class CreditApplication(TimeStampedModel):
     """Customer credit consumed by (or given back from) one finalized invoice: an append-only history.
 
@@ -280,8 +332,12 @@ class CreditApplication(TimeStampedModel):
         RETURNED = "returned"  # the invoice was voided: the amount went back to the source
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_applications")
+    # The source: exactly one of a credit note and a customer credit.
     credit_note = models.ForeignKey(
         CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="applications"
+    )
+    customer_credit = models.ForeignKey(
+        CustomerCredit, on_delete=models.PROTECT, null=True, blank=True, related_name="applications"
     )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.APPLIED)
     amount_cents = models.BigIntegerField()  # minor units of `currency`; negative for a return
@@ -293,6 +349,11 @@ class CreditApplication(TimeStampedModel):
             models.CheckConstraint(
                 condition=(Q(kind="applied", amount_cents__gt=0) | Q(kind="returned", amount_cents__lt=0)),
                 name="credit_application_sign",
+            ),
+            models.CheckConstraint(
+                condition=(Q(credit_note__isnull=False, customer_credit__isnull=True)
+                           | Q(credit_note__isnull=True, customer_credit__isnull=False)),
+                name="credit_application_one_source",
             ),
         ]
 

@@ -18,7 +18,7 @@ from apps.core.exceptions import NotAllowed, ValidationFailed
 from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
 from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import ledger_credit_applications_create, ledger_posting_create, ledger_postings_create
-from apps.payments.services import payment_credit_note_created, payment_invoice_finalized
+from apps.payments.services import payment_credit_note_created, payment_invoice_finalized, payment_invoice_voided
 
 from .credits import credits_apply, credits_return
 from .fees import Line, customer_tax_rates, fee_values, invoice_recompute_totals
@@ -256,11 +256,12 @@ def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
             UPDATE invoicing_invoice i
                SET series = v.series, sequential_id = v.seq, number = v.number, status = %(finalized)s,
                    finalized_at = %(now)s, payment_due_date = v.due, updated_at = %(stamp)s,
-                   credit_notes_amount_cents = v.credited, total_amount_cents = v.total,
-                   payment_status = v.payment_status
+                   credit_notes_amount_cents = v.credited, prepaid_credit_amount_cents = v.prepaid,
+                   total_amount_cents = v.total, payment_status = v.payment_status
               FROM unnest(%(ids)s::bigint[], %(series)s::text[], %(seqs)s::int[], %(numbers)s::text[],
-                          %(dues)s::date[], %(credited)s::bigint[], %(totals)s::bigint[],
-                          %(payment_statuses)s::text[]) AS v(id, series, seq, number, due, credited, total, payment_status)
+                          %(dues)s::date[], %(credited)s::bigint[], %(prepaid)s::bigint[], %(totals)s::bigint[],
+                          %(payment_statuses)s::text[])
+                   AS v(id, series, seq, number, due, credited, prepaid, total, payment_status)
              WHERE i.id = v.id AND i.status = %(draft)s
             """,
             {
@@ -270,6 +271,7 @@ def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
                 "dues": [invoice.payment_due_date for invoice in drafts],
                 # Set by credits_apply (credit consumed at finalization); the drafts' own values otherwise.
                 "credited": [invoice.credit_notes_amount_cents for invoice in drafts],
+                "prepaid": [invoice.prepaid_credit_amount_cents for invoice in drafts],
                 "totals": [invoice.total_amount_cents for invoice in drafts],
                 "payment_statuses": [invoice.payment_status for invoice in drafts],
             },
@@ -322,6 +324,7 @@ def invoice_void(*, invoice_id: int) -> Invoice:
     # The credit it consumed goes back to its sources (Lago), before the reversal is posted: the ledger undoes
     # those applications first, so the reversal then clears the whole invoice.
     returned = credits_return(invoice)
+    payment_invoice_voided(invoice=invoice)  # open Checkout links are expired at Stripe once this commits
     # follow-up rows in this transaction: webhook "invoice.voided" (apps.webhooks) and the ledger's reversal, after
     # the ledger has undone the credit applications (their postings are written first, so they are sent first).
     invoice_webhook_record(invoice=invoice, event_type="invoice.voided")

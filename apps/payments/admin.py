@@ -54,16 +54,21 @@ class PaymentAdmin(ReadOnlyAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ("credit_note", "amount_cents", "currency", "status", "stripe_refund_id", "failure_message", "refunded_at")
+    list_display = ("credit_note", "customer_credit", "amount_cents", "currency", "status", "stripe_refund_id",
+                    "failure_message", "refunded_at")
     list_filter = ("status",)
-    list_select_related = ("credit_note",)
+    list_select_related = ("credit_note", "customer_credit")
     search_fields = ("credit_note__number", "stripe_refund_id")
-    raw_id_fields = ("credit_note", "payment")
+    raw_id_fields = ("credit_note", "customer_credit", "payment")
     actions = ("refund_again",)
 
     @admin.action(description="Send these refunds to Stripe again (failed ones)")
     def refund_again(self, request, queryset):
         for refund in queryset:
+            if refund.credit_note_id is None:
+                # A refused overpayment refund left the money as available credit (consumed by the next invoices).
+                self.message_user(request, f"{refund}: kept as customer credit, not sent again", messages.WARNING)
+                continue
             try:
                 services.credit_note_refund(credit_note_id=refund.credit_note_id)
             except (BillingError, StripeGatewayError) as exc:

@@ -65,6 +65,9 @@ class PaymentAttempt(TimeStampedModel):
     last_event_created = models.BigIntegerField(null=True, blank=True)
     next_retry_at = models.DateTimeField(null=True, blank=True, db_index=True)  # dunning; null = none planned
     completed_at = models.DateTimeField(null=True, blank=True)
+    # A canceled Checkout attempt: when Stripe confirmed its session can take no more money (expired at the hub's
+    # request, or found complete and recorded). Null on a canceled one = still to expire (the sweep retries).
+    checkout_closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("invoice", "attempt_number")
@@ -111,14 +114,20 @@ class Payment(TimeStampedModel):
 
 
 class Refund(TimeStampedModel):
-    """Money paid back through Stripe for a credit note's refund amount."""
+    """Money paid back through Stripe: a credit note's refund amount, or a customer credit (a payment no invoice
+    took) when PAYMENTS_OVERPAYMENT_HANDLING is "refund"."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
-    credit_note = models.OneToOneField("invoicing.CreditNote", on_delete=models.PROTECT, related_name="refund")
+    credit_note = models.OneToOneField(
+        "invoicing.CreditNote", on_delete=models.PROTECT, null=True, blank=True, related_name="refund"
+    )
+    customer_credit = models.OneToOneField(
+        "invoicing.CustomerCredit", on_delete=models.PROTECT, null=True, blank=True, related_name="refund"
+    )
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     amount_cents = models.BigIntegerField()  # minor units of `currency`
     currency = models.CharField(max_length=3)
@@ -130,10 +139,17 @@ class Refund(TimeStampedModel):
 
     class Meta:
         ordering = ("-created_at",)
-        constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="refund_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="refund_positive"),
+            models.CheckConstraint(
+                condition=(Q(credit_note__isnull=False, customer_credit__isnull=True)
+                           | Q(credit_note__isnull=True, customer_credit__isnull=False)),
+                name="refund_one_source",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"refund {self.credit_note_id}: {self.amount_cents} {self.currency} {self.status}"
+        return f"refund {self.credit_note_id or self.customer_credit_id}: {self.amount_cents} {self.currency} {self.status}"
 
 
 class ProcessedStripeEvent(models.Model):

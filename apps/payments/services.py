@@ -3,7 +3,9 @@
 State rules (webhooks arrive late, twice and out of order):
 - an invoice whose payment_status is `succeeded` never goes back to pending/failed;
 - an attempt in a final state (succeeded, failed, canceled) never changes again, except
-  failed -> succeeded (money received later for the same PaymentIntent wins);
+  failed/canceled -> succeeded (money received later wins: it is recorded on the invoice while the invoice
+  owes it, and as customer credit, an alert for staff, beyond that; nothing Stripe collected is dropped);
+- a canceled Checkout attempt's session is expired at Stripe (`payment_checkout_close`; the sweep retries);
 - a Stripe event older than the newest one applied to its attempt is ignored, and an event id
   is applied at most once (ProcessedStripeEvent);
 - only the invoice's latest attempt may move the invoice to `failed`.
@@ -22,7 +24,8 @@ from django.utils import timezone
 
 from apps.core.exceptions import BillingError, NotAllowed
 from apps.customers.models import Customer
-from apps.invoicing.models import CreditNote, Invoice
+from apps.invoicing.credits import customer_credit_record
+from apps.invoicing.models import CreditNote, CustomerCredit, Invoice
 
 from . import events
 from . import stripe_gateway as gateway
@@ -188,17 +191,27 @@ def payment_collect_for_invoice(*, invoice_id: int, force_new: bool = False) -> 
         if not _collectable(invoice):
             return None
         latest = invoice.payment_attempts.order_by("-attempt_number").first()
+        superseded = None
         if latest is not None and latest.status in (PaymentAttempt.Status.CREATED, PaymentAttempt.Status.PROCESSING):
             attempt = latest  # resume (a crashed call) or leave it to the worker that claimed it
         elif latest is not None and latest.status == PaymentAttempt.Status.REQUIRES_ACTION and not force_new:
             return latest
+        elif latest is not None and latest.status == PaymentAttempt.Status.REQUIRES_ACTION:
+            latest.status = PaymentAttempt.Status.CANCELED
+            latest.save(update_fields=["status", "updated_at"])
+            superseded = latest
         else:
-            if latest is not None and latest.status == PaymentAttempt.Status.REQUIRES_ACTION:
-                latest.status = PaymentAttempt.Status.CANCELED
-                latest.save(update_fields=["status", "updated_at"])
             account.refresh_from_db()
             kind = PaymentAttempt.Kind.OFF_SESSION if account.default_payment_method_id else PaymentAttempt.Kind.CHECKOUT
             attempt = _next_attempt(invoice, kind=kind, account=account)
+    if superseded is not None:
+        # Its link must stop taking money before another one is sent; the customer may have paid it meanwhile,
+        # and that payment then settles the invoice (checked again below) instead of being dropped.
+        try:
+            payment_checkout_close(attempt_ids=[superseded.pk])
+        except gateway.StripeUnavailable:
+            log.warning("payment retry: could not expire the link of attempt %s; the sweep will", superseded.pk)
+        return payment_collect_for_invoice(invoice_id=invoice_id)
     claimed = PaymentAttempt.objects.filter(pk=attempt.pk, status=PaymentAttempt.Status.CREATED).update(
         status=PaymentAttempt.Status.PROCESSING, updated_at=timezone.now()
     )
@@ -291,8 +304,11 @@ def _attempt_apply(
         if event_created is not None and attempt.last_event_created and event_created < attempt.last_event_created:
             if status != "succeeded":
                 return attempt  # stale event: a newer one already decided this attempt
-        final = attempt.status in (PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.CANCELED)
-        if final or (attempt.status == PaymentAttempt.Status.FAILED and status != "succeeded"):
+        # Money received wins over any earlier decision: a failed or canceled (superseded, invoice voided or paid
+        # another way) attempt whose payment Stripe reports as succeeded is recorded (`_payment_record`).
+        final = attempt.status == PaymentAttempt.Status.SUCCEEDED
+        if final or (attempt.status in (PaymentAttempt.Status.FAILED, PaymentAttempt.Status.CANCELED)
+                     and status != "succeeded"):
             if payment_intent_id and not attempt.stripe_payment_intent_id:
                 attempt.stripe_payment_intent_id = payment_intent_id
                 attempt.save(update_fields=["stripe_payment_intent_id", "updated_at"])
@@ -336,7 +352,12 @@ def _attempt_apply(
 
 
 def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str, amount_cents: int) -> Payment:
-    """Write the collected payment and mark the invoice paid. Call with the invoice locked."""
+    """Write the collected payment: the invoice takes what it still owes, the rest is customer credit.
+
+    Nothing Stripe collected is ever dropped: money on an invoice already paid or voided, or beyond its amount
+    due, becomes a `CustomerCredit` (an alert for staff), consumed by the customer's next invoices, or refunded
+    through Stripe when PAYMENTS_OVERPAYMENT_HANDLING is "refund". Call with the invoice locked. Idempotent per
+    PaymentIntent."""
     payment, created = Payment.objects.get_or_create(
         stripe_payment_intent_id=attempt.stripe_payment_intent_id,
         defaults={
@@ -350,21 +371,74 @@ def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str
     )
     if not created:
         return payment
-    invoice.total_paid_amount_cents += payment.amount_cents
+    owed = invoice.total_amount_cents - invoice.total_paid_amount_cents
+    applied = max(0, min(payment.amount_cents, owed)) if invoice.status == Invoice.Status.FINALIZED else 0
     previous = invoice.payment_status
-    if invoice.total_due_amount_cents == 0:
-        invoice.payment_status = Invoice.PaymentStatus.SUCCEEDED
-        invoice.payment_overdue = False
-    invoice.save(update_fields=["total_paid_amount_cents", "payment_status", "payment_overdue", "updated_at"])
-    # Other open attempts of this invoice are no longer needed.
-    invoice.payment_attempts.filter(status__in=PaymentAttempt.OPEN_STATUSES).exclude(pk=attempt.pk).update(
-        status=PaymentAttempt.Status.CANCELED, next_retry_at=None, updated_at=timezone.now()
-    )
-    invoice.payment_attempts.exclude(pk=attempt.pk).update(next_retry_at=None)
+    if applied:
+        invoice.total_paid_amount_cents += applied
+        if invoice.total_due_amount_cents == 0:
+            invoice.payment_status = Invoice.PaymentStatus.SUCCEEDED
+            invoice.payment_overdue = False
+        invoice.save(update_fields=["total_paid_amount_cents", "payment_status", "payment_overdue", "updated_at"])
+    if payment.amount_cents > applied:
+        reason = (CustomerCredit.Reason.INVOICE_VOIDED if invoice.status == Invoice.Status.VOIDED
+                  else CustomerCredit.Reason.OVERPAID if applied else CustomerCredit.Reason.INVOICE_PAID)
+        refund = settings.PAYMENTS_OVERPAYMENT_HANDLING == "refund"
+        credit = customer_credit_record(payment=payment, invoice=invoice, amount_cents=payment.amount_cents - applied,
+                                        reason=reason, refund=refund)
+        if refund:
+            from .tasks import customer_credit_refund_task
+
+            _enqueue(customer_credit_refund_task, credit.pk)
+    if invoice.total_due_amount_cents == 0 or invoice.status != Invoice.Status.FINALIZED:
+        # Other open attempts of this invoice are no longer needed; their links are expired at Stripe.
+        _attempts_cancel(invoice, keep=attempt)
     _record_for_ledger(payment=payment)
     if invoice.payment_status != previous:
         events.invoice_payment_status_updated(invoice)
     return payment
+
+
+def _attempts_cancel(invoice: Invoice, *, keep: PaymentAttempt | None = None) -> list[int]:
+    """Cancel an invoice's open attempts and stop its dunning; expire their Checkout links once this commits.
+    Call with the invoice locked. Returns the attempts canceled."""
+    others = invoice.payment_attempts.exclude(pk=keep.pk) if keep is not None else invoice.payment_attempts.all()
+    ids = list(others.filter(status__in=PaymentAttempt.OPEN_STATUSES).values_list("pk", flat=True))
+    now = timezone.now()
+    if ids:
+        PaymentAttempt.objects.filter(pk__in=ids).update(status=PaymentAttempt.Status.CANCELED, next_retry_at=None,
+                                                         updated_at=now)
+    others.exclude(next_retry_at=None).update(next_retry_at=None, updated_at=now)
+    checkout = list(PaymentAttempt.objects.filter(pk__in=ids, kind=PaymentAttempt.Kind.CHECKOUT)
+                    .exclude(stripe_checkout_session_id="").values_list("pk", flat=True))
+    if checkout and gateway.is_configured():
+        from .tasks import payment_checkout_close_task
+
+        _enqueue(payment_checkout_close_task, checkout)
+    return ids
+
+
+def payment_invoice_voided(*, invoice: Invoice) -> None:
+    """Call inside the void transaction, invoice locked: stop collecting it and expire its open Checkout links
+    at Stripe once the void commits. A payment that still lands on it is kept as customer credit."""
+    _attempts_cancel(invoice)
+
+
+def payment_checkout_close(*, attempt_ids: list[int]) -> None:
+    """Expire at Stripe the Checkout Sessions of canceled attempts, so the customer can no longer pay a link the
+    hub gave up on. A session found paid is recorded like any payment (`_attempt_apply`): on the invoice while it
+    owes it, as customer credit otherwise. Safe to rerun; StripeUnavailable leaves the rest for the sweep."""
+    attempts = PaymentAttempt.objects.filter(
+        pk__in=attempt_ids, status=PaymentAttempt.Status.CANCELED, kind=PaymentAttempt.Kind.CHECKOUT,
+        checkout_closed_at__isnull=True).exclude(stripe_checkout_session_id="").order_by("pk")
+    for attempt in attempts:
+        session = gateway.checkout_session_expire(session_id=attempt.stripe_checkout_session_id)
+        if session.status == "complete" and session.payment_status == "paid":
+            _attempt_apply(attempt_id=attempt.pk, status="succeeded", payment_intent_id=session.payment_intent_id,
+                           amount_cents=session.amount_total)
+        if session.status in ("expired", "complete"):
+            PaymentAttempt.objects.filter(pk=attempt.pk).update(checkout_closed_at=timezone.now(),
+                                                                updated_at=timezone.now())
 
 
 # --- Stripe webhooks (called by stripe_handlers) --------------------------------------------
@@ -438,6 +512,15 @@ def payment_pending_sweep(*, now: dt.datetime | None = None) -> int:
     checked = 0
     if not gateway.is_configured():
         return 0
+    unclosed = list(PaymentAttempt.objects.filter(
+        status=PaymentAttempt.Status.CANCELED, kind=PaymentAttempt.Kind.CHECKOUT, checkout_closed_at__isnull=True,
+    ).exclude(stripe_checkout_session_id="").order_by("pk").values_list("pk", flat=True)[:500])
+    for attempt_id in unclosed:  # links the hub gave up on whose expiry did not reach Stripe
+        checked += 1
+        try:
+            payment_checkout_close(attempt_ids=[attempt_id])
+        except gateway.StripeUnavailable:
+            log.warning("payment sweep: Stripe unavailable for attempt %s", attempt_id)
     open_attempts = PaymentAttempt.objects.filter(status__in=PaymentAttempt.OPEN_STATUSES).order_by("pk")[:500]
     for attempt in open_attempts:
         checked += 1
@@ -455,7 +538,8 @@ def payment_pending_sweep(*, now: dt.datetime | None = None) -> int:
             elif attempt.stripe_checkout_session_id:
                 session = gateway.checkout_session_get(session_id=attempt.stripe_checkout_session_id)
                 if session.status == "complete" and session.payment_status == "paid":
-                    _attempt_apply(attempt_id=attempt.pk, status="succeeded", payment_intent_id=session.payment_intent_id)
+                    _attempt_apply(attempt_id=attempt.pk, status="succeeded", payment_intent_id=session.payment_intent_id,
+                                   amount_cents=session.amount_total)
             elif attempt.updated_at < now - STALE_CLAIM:
                 # Claimed but no answer stored (crash): re-send with the same idempotency key.
                 PaymentAttempt.objects.filter(pk=attempt.pk, stripe_payment_intent_id="").update(updated_at=now)
@@ -608,3 +692,53 @@ def payment_credit_note_created(*, credit_note: CreditNote) -> None:
         from .tasks import credit_note_refund_task
 
         _enqueue(credit_note_refund_task, credit_note.pk)
+
+
+# --- customer credit refunds (PAYMENTS_OVERPAYMENT_HANDLING = "refund") ----------------------------------------------
+
+
+def customer_credit_refund(*, credit_id: int) -> Refund | None:
+    """Pay a `refunding` customer credit back on the card it came from. Idempotent per credit.
+
+    A refused refund keeps the money as available credit (consumed by the next invoices), with the failed Refund
+    row beside it for staff; StripeUnavailable leaves it `refunding` for the task to retry with the same key.
+    """
+    with transaction.atomic():
+        credit = CustomerCredit.objects.select_for_update().select_related("payment").get(pk=credit_id)
+        existing = Refund.objects.filter(customer_credit=credit).first()
+        if credit.status != CustomerCredit.Status.REFUNDING:
+            return existing
+        if existing is None:
+            existing = Refund.objects.create(customer_credit=credit, payment=credit.payment,
+                                             amount_cents=credit.balance_amount_cents, currency=credit.currency)
+        elif existing.status == Refund.Status.SUCCEEDED or existing.stripe_refund_id:
+            return existing
+    refund = existing
+    try:
+        result = gateway.refund_create(
+            payment_intent_id=credit.payment.stripe_payment_intent_id, amount_cents=refund.amount_cents,
+            idempotency_key=f"refund-credit-{refund.pk}-{refund.tries}", metadata={"customer_credit_id": str(credit.lago_id)},
+        )
+    except gateway.StripeUnavailable:
+        raise
+    except gateway.StripeGatewayError as exc:
+        with transaction.atomic():
+            Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.FAILED, failure_message=str(exc),
+                                                       updated_at=timezone.now())
+            CustomerCredit.objects.filter(pk=credit.pk, status=CustomerCredit.Status.REFUNDING).update(
+                status=CustomerCredit.Status.AVAILABLE, updated_at=timezone.now())
+        refund.refresh_from_db()
+        return refund
+    status = {"succeeded": Refund.Status.SUCCEEDED, "pending": Refund.Status.PENDING}.get(result.status, Refund.Status.FAILED)
+    now = timezone.now()
+    with transaction.atomic():
+        Refund.objects.filter(pk=refund.pk).update(
+            stripe_refund_id=result.id, status=status, refunded_at=now if status == Refund.Status.SUCCEEDED else None,
+            updated_at=now)
+        if status == Refund.Status.SUCCEEDED:
+            CustomerCredit.objects.filter(pk=credit.pk).update(status=CustomerCredit.Status.REFUNDED,
+                                                               balance_amount_cents=0, updated_at=now)
+        elif status == Refund.Status.FAILED:
+            CustomerCredit.objects.filter(pk=credit.pk).update(status=CustomerCredit.Status.AVAILABLE, updated_at=now)
+    refund.refresh_from_db()
+    return refund

@@ -41,6 +41,7 @@ class CheckoutSession:
     payment_status: str = ""  # paid | unpaid | no_payment_required
     payment_intent_id: str = ""
     setup_intent_id: str = ""
+    amount_total: int = 0  # minor units (payment mode)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def _session(obj) -> CheckoutSession:
         payment_status=obj.payment_status or "",
         payment_intent_id=_id(obj.payment_intent),
         setup_intent_id=_id(obj.setup_intent),
+        amount_total=int(getattr(obj, "amount_total", None) or 0),
     )
 
 
@@ -193,6 +195,24 @@ def checkout_payment_create(
 def checkout_session_get(*, session_id: str) -> CheckoutSession:
     try:
         return _session(_client().v1.checkout.sessions.retrieve(session_id))
+    except stripe.StripeError as exc:
+        raise _translate(exc) from exc
+
+
+def checkout_session_expire(*, session_id: str) -> CheckoutSession:
+    """Expire an open Checkout Session so its link takes no more money; return the session as Stripe has it then.
+
+    A session that is no longer open (the customer paid it meanwhile, or it expired) is not an error: Stripe
+    refuses the expiry with a 400 and the session is read back, so the caller sees `complete` and records it.
+    """
+    client = _client()
+    try:
+        return _session(client.v1.checkout.sessions.expire(session_id))
+    except stripe.InvalidRequestError:
+        try:
+            return _session(client.v1.checkout.sessions.retrieve(session_id))
+        except stripe.StripeError as exc:
+            raise _translate(exc) from exc
     except stripe.StripeError as exc:
         raise _translate(exc) from exc
 

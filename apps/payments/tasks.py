@@ -25,3 +25,13 @@ def payment_pending_sweep_task() -> None:
 @shared_task(acks_late=True)
 def payment_retry_due_task() -> None:
     services.payment_retry_due()
+
+
+@shared_task(autoretry_for=(StripeUnavailable,), retry_backoff=True, max_retries=8, acks_late=True)
+def payment_checkout_close_task(attempt_ids: list[int]) -> None:
+    services.payment_checkout_close(attempt_ids=attempt_ids)
+
+
+@shared_task(autoretry_for=(StripeUnavailable,), retry_backoff=True, max_retries=8, acks_late=True)
+def customer_credit_refund_task(credit_id: int) -> None:
+    services.customer_credit_refund(credit_id=credit_id)

@@ -121,7 +121,7 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         "fees_amount_cents": invoice.fees_amount_cents,
         "coupons_amount_cents": 0,
         "credit_notes_amount_cents": invoice.credit_notes_amount_cents,
-        "prepaid_credit_amount_cents": 0,
+        "prepaid_credit_amount_cents": invoice.prepaid_credit_amount_cents,
         "progressive_billing_credit_amount_cents": 0,
         "sub_total_excluding_taxes_amount_cents": invoice.sub_total_excluding_taxes_amount_cents,
         "taxes_amount_cents": invoice.taxes_amount_cents,

@@ -25,6 +25,7 @@ from apps.invoicing.services import (
 from apps.ledger.models import LedgerPosting
 from apps.payments import services as payments
 from apps.payments.models import PaymentAttempt
+from tests.integration.balance import balance
 from tests.integration.payments.stripe_fixtures import localstripe, ls_client, save_card, stripe_env  # noqa: F401
 
 from .conftest import at
@@ -73,6 +74,9 @@ def test_the_close_consumes_credit_notes_oldest_first_in_the_invoice_currency(bi
     assert (usd.balance_amount_cents, usd.credit_status) == (usd.credit_amount_cents, "available")
     assert sorted(CreditApplication.objects.filter(invoice=invoice).values_list("credit_note_id", "amount_cents")) == \
         sorted([(older.pk, 4520), (newer.pk, 6779)])
+
+    flows, owed = balance(customer.pk)
+    assert flows == owed == 22600 + 11299 - 4520 - 11300  # I1: 22600 still due, 4521 of credit left
 
     assert periods_close(as_of=at(2026, 4, 1, 1, 0)).invoices_count == 0  # a rerun consumes nothing more
     newer.refresh_from_db()
@@ -141,6 +145,7 @@ def test_voiding_an_invoice_gives_its_credit_back_for_the_next_one(billing):
     assert (note.balance_amount_cents, note.credit_status) == (4520, "available")
     rows = list(CreditApplication.objects.filter(invoice=invoice).values_list("kind", "amount_cents"))
     assert rows == [("applied", 4520), ("returned", -4520)]
+    assert balance(customer.pk) == (11300 - 4520, 11300 - 4520)  # I1 after the void
     again = one_off(billing, customer, 1000)  # 1130: consumes the returned credit
     assert again.credit_notes_amount_cents == 1130
     note.refresh_from_db()
