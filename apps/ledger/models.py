@@ -27,6 +27,9 @@ class LedgerPosting(TimeStampedModel):
         # Customer credit consumed by an invoice (or given back by its void): its credit note's receivable
         # reconciled with (or unreconciled from) the invoice's, so each Odoo document shows what the hub says is due.
         CREDIT_APPLICATION = "credit_application"
+        # Money Stripe collected that no invoice took (apps.invoicing CustomerCredit): a customer payment posted
+        # unmatched on the receipts journal, the partner's outstanding credit until an application reconciles it.
+        CUSTOMER_CREDIT = "customer_credit"
 
     class Status(models.TextChoices):
         PENDING = "pending"  # to send (again) once next_attempt_at passes
@@ -45,6 +48,10 @@ class LedgerPosting(TimeStampedModel):
     )
     credit_application = models.ForeignKey(
         "invoicing.CreditApplication", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
+    )
+    # The customer credit posted (kind customer_credit) or consumed (a credit_application of that source).
+    customer_credit = models.ForeignKey(
+        "invoicing.CustomerCredit", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
     )
     # Payments and refunds: the hub has no payment model shared with the ledger; the row carries what Odoo needs.
     # Credit applications carry their amount here too (negative: given back by a void).
@@ -83,10 +90,14 @@ class LedgerPosting(TimeStampedModel):
             models.UniqueConstraint(fields=("invoice",), condition=Q(kind="void"), name="uniq_ledger_void"),
             models.UniqueConstraint(fields=("credit_application",), condition=Q(kind="credit_application"),
                                     name="uniq_ledger_credit_application"),
+            models.UniqueConstraint(fields=("customer_credit",), condition=Q(kind="customer_credit"),
+                                    name="uniq_ledger_customer_credit"),
             models.CheckConstraint(
                 condition=(Q(kind__in=["invoice", "void"], invoice__isnull=False)
                            | Q(kind="credit_note", credit_note__isnull=False)
                            | Q(kind="credit_application", credit_application__isnull=False, invoice__isnull=False)
+                           | (Q(kind="customer_credit", customer_credit__isnull=False, invoice__isnull=False)
+                              & ~Q(stripe_payment_id=""))
                            | (Q(kind="payment", invoice__isnull=False) & ~Q(stripe_payment_id=""))
                            | (Q(kind="refund", credit_note__isnull=False) & ~Q(stripe_payment_id=""))),
                 name="ledger_posting_has_document",

@@ -591,9 +591,10 @@ class OdooClient:
 
     # -- reconciliation -------------------------------------------------------------------------
     def receivable_lines(self, *, move_ids: Sequence[int]) -> dict[int, int]:
-        """Return {move id: id of its receivable (payment term) line} for posted customer invoices/refunds."""
+        """Return {move id: id of its receivable line} for posted customer invoices, refunds and payment entries."""
         rows = self._call("account.move.line", "search_read",
-                          domain=[["move_id", "in", list(move_ids)], ["display_type", "=", "payment_term"]],
+                          domain=[["move_id", "in", list(move_ids)],
+                                  ["account_id.account_type", "=", "asset_receivable"]],
                           fields=["move_id"], order="id")
         found: dict[int, int] = {}
         for row in rows:
@@ -625,6 +626,40 @@ class OdooClient:
         self._call("account.partial.reconcile", "unlink", ids=list(ids))
 
     # -- payments -------------------------------------------------------------------------------
+    def payment_create_unapplied(self, *, partner_id: int, amount_cents: int, currency: str, journal_id: int,
+                                 date: date, ref: str) -> int:
+        """Create and post an inbound customer payment matched to no invoice (the partner's outstanding credit in
+        Odoo, odoo.md §3.5 "manual alternative"); return the account.payment id.
+
+        Two calls: not idempotent. Call payment_find(ref) first, and again after OdooUnavailable or a failure
+        of the second call (a draft payment with this memo is then posted, not created again)."""
+        existing = self._call("account.payment", "search_read",
+                              domain=[["memo", "=", ref], ["state", "=", "draft"]], fields=["id"], limit=1, order="id")
+        if existing:
+            payment_id = int(existing[0]["id"])
+        else:
+            lines = self._call("account.payment.method.line", "search_read",
+                               domain=[["journal_id", "=", journal_id], ["payment_type", "=", "inbound"]],
+                               fields=["id"], limit=1, order="id")
+            if not lines:
+                raise OdooError(f"journal {journal_id} has no inbound payment method")
+            payment_id = int(self._call("account.payment", "create", vals_list=[{
+                "payment_type": "inbound", "partner_type": "customer", "partner_id": partner_id,
+                "amount": cents_to_wire(amount_cents, currency), "currency_id": self.currency_id(code=currency),
+                "date": date.isoformat(), "journal_id": journal_id, "payment_method_line_id": int(lines[0]["id"]),
+                "memo": ref}])[0])
+        try:
+            self._call("account.payment", "action_post", ids=[payment_id])
+        except OdooError as exc:
+            if "cannot marshal None" not in exc.message:  # XML-RPC: posted, but Odoo answered None
+                raise
+        return payment_id
+
+    def payment_move_id(self, *, payment_id: int) -> int | None:
+        """Return the journal entry of a posted account.payment (None while it has none)."""
+        [row] = self._call("account.payment", "read", ids=[payment_id], fields=["move_id"])
+        return _m2o_id(row["move_id"])
+
     def payment_find(self, *, ref: str) -> int | None:
         """Return the oldest non-cancelled account.payment whose memo is `ref`."""
         found = self._call("account.payment", "search", domain=[["memo", "=", ref], ["state", "!=", "canceled"]],

@@ -74,13 +74,17 @@ def void_ref(number: str) -> str:
     return f"NEXA/VOID/{number}"
 
 
+def customer_credit_ref(stripe_id: str) -> str:
+    return f"NEXA/PAY/{stripe_id}/CREDIT"
+
+
 def credit_application_ref(*, invoice_number: str, source_number: str, returned: bool) -> str:
     """An invoice takes credit from a source at most once, and gives it back at most once (its void)."""
     return f"NEXA/{'UNCREDIT' if returned else 'CREDIT'}/{invoice_number}/{source_number}"
 
 
 def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payment: Any = None,
-                          refund: Any = None, void: Any = None) -> LedgerPosting:
+                          refund: Any = None, void: Any = None, customer_credit: Any = None) -> LedgerPosting:
     """Write the posting of one finalized invoice, issued credit note, recorded payment, paid refund or voided
     invoice.
 
@@ -93,8 +97,8 @@ def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payme
     call for the same document returns the existing row. When LEDGER_ENABLED, the send task is
     enqueued on commit; rows are written regardless, so enabling the ledger later posts the backlog.
     """
-    if sum(doc is not None for doc in (invoice, credit_note, payment, refund, void)) != 1:
-        raise ValueError("pass exactly one of invoice, credit_note, payment, refund, void")
+    if sum(doc is not None for doc in (invoice, credit_note, payment, refund, void, customer_credit)) != 1:
+        raise ValueError("pass exactly one of invoice, credit_note, payment, refund, void, customer_credit")
     if invoice is not None:
         ledger_postings_create(invoices=[invoice])
         return LedgerPosting.objects.get(kind=LedgerPosting.Kind.INVOICE, invoice=invoice)
@@ -103,6 +107,13 @@ def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payme
             raise ValueError(f"invoice {void.pk} has no number; only a finalized invoice is voided in the ledger")
         lookup = {"kind": LedgerPosting.Kind.VOID, "invoice": void}
         defaults = {"ref": void_ref(void.number)}
+    elif customer_credit is not None:
+        # Money no invoice took (apps.invoicing CustomerCredit): posted as an unmatched customer payment.
+        stripe_id = customer_credit.payment.stripe_payment_intent_id
+        lookup = {"kind": LedgerPosting.Kind.CUSTOMER_CREDIT, "customer_credit": customer_credit}
+        defaults = {"ref": customer_credit_ref(stripe_id), "invoice_id": customer_credit.invoice_id,
+                    "stripe_payment_id": stripe_id, "payment_amount_cents": int(customer_credit.amount_cents),
+                    "payment_currency": customer_credit.currency, "paid_at": customer_credit.payment.paid_at}
     elif credit_note is not None:
         lookup = {"kind": LedgerPosting.Kind.CREDIT_NOTE, "credit_note": credit_note}
         defaults = {"ref": invoice_ref(credit_note.number), "invoice_id": credit_note.invoice_id}
@@ -186,17 +197,17 @@ def ledger_credit_applications_create(*, applications: Sequence[Any]) -> list[in
     for application in applications:
         if application.pk is None:
             raise ValueError("save the credit applications first")
-        if application.credit_note_id is None:
-            # Credit from a payment no invoice took: that payment's posting is the money in Odoo (an overpayment
-            # left outstanding on it); matching it to later invoices is not modelled yet (issue 15 report).
-            continue
+        # The source's own document: the credit note's number, or the PaymentIntent of a customer credit.
+        source_number = (application.credit_note.number if application.credit_note_id is not None
+                         else application.customer_credit.payment.stripe_payment_intent_id)
         posting, created = LedgerPosting.objects.get_or_create(
             kind=LedgerPosting.Kind.CREDIT_APPLICATION, credit_application_id=application.pk,
             defaults={"ref": credit_application_ref(invoice_number=application.invoice.number,
-                                                    source_number=application.credit_note.number,
+                                                    source_number=source_number,
                                                     returned=application.amount_cents < 0),
                       "invoice_id": application.invoice_id,
                       "credit_note_id": application.credit_note_id,
+                      "customer_credit_id": application.customer_credit_id,
                       "payment_amount_cents": int(application.amount_cents), "payment_currency": application.currency},
         )
         if created:
@@ -214,9 +225,10 @@ BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 6 * 3600
 _KIND_ORDER = Case(When(kind=LedgerPosting.Kind.INVOICE, then=Value(0)),
                    When(kind=LedgerPosting.Kind.CREDIT_NOTE, then=Value(1)),
-                   When(kind=LedgerPosting.Kind.CREDIT_APPLICATION, then=Value(2)),
-                   When(kind=LedgerPosting.Kind.PAYMENT, then=Value(3)),
-                   When(kind=LedgerPosting.Kind.VOID, then=Value(4)), default=Value(5))
+                   When(kind=LedgerPosting.Kind.CUSTOMER_CREDIT, then=Value(2)),
+                   When(kind=LedgerPosting.Kind.CREDIT_APPLICATION, then=Value(3)),
+                   When(kind=LedgerPosting.Kind.PAYMENT, then=Value(4)),
+                   When(kind=LedgerPosting.Kind.VOID, then=Value(5)), default=Value(6))
 _DONE = (LedgerPosting.Status.POSTED, LedgerPosting.Status.MISMATCH)
 
 
@@ -448,9 +460,15 @@ class _Batch:
             | Q(kind=LedgerPosting.Kind.CREDIT_NOTE, credit_note_id__in=[p.credit_note_id for p in postings]),
             status__in=_DONE,
         ).values_list("ref", "odoo_move_id"))
+        credit_moves = dict(LedgerPosting.objects.filter(
+            kind=LedgerPosting.Kind.CUSTOMER_CREDIT, customer_credit_id__in=[p.customer_credit_id for p in postings],
+            status__in=_DONE).values_list("customer_credit_id", "odoo_move_id"))
         for posting in postings:
             invoice_move = moves.get(invoice_ref(posting.invoice.number))
-            note_move = moves.get(invoice_ref(posting.credit_note.number)) if posting.credit_note_id else None
+            # The source's receivable: the credit note's out_refund, or the unmatched payment of a customer credit.
+            note_move = (moves.get(invoice_ref(posting.credit_note.number)) if posting.credit_note_id
+                         else credit_moves.get(posting.customer_credit_id))
+            source = posting.credit_note.number if posting.credit_note_id else f"customer credit {posting.customer_credit_id}"
             if invoice_move is None or note_move is None:
                 self.retry_later(posting, f"waiting for invoice {posting.invoice.number} and its credit source to "
                                           "be posted to Odoo", seconds=BACKOFF_BASE_SECONDS)
@@ -480,11 +498,53 @@ class _Batch:
             matches = matched == expected
             error = "" if matches else (
                 f"Odoo reconciled {matched} {posting.payment_currency} between invoice {posting.invoice.number} and "
-                f"{posting.credit_note.number}, the hub applied {expected}")
+                f"{source}, the hub applied {expected}")
             self._close(posting, "posted" if matches else "mismatch",
                         status=LedgerPosting.Status.POSTED if matches else LedgerPosting.Status.MISMATCH,
                         odoo_amount_total_cents=matched, hub_amount_total_cents=expected, last_error=error,
                         next_attempt_at=None, posted_at=timezone.now())
+
+    # -- customer credit ---------------------------------------------------------------------------
+    def send_customer_credits(self, postings: list[LedgerPosting]) -> None:
+        """Post each customer credit as an inbound payment matched to no invoice, on the Stripe receipts journal:
+        the money is in Odoo as the partner's outstanding credit until credit applications reconcile it."""
+        if not postings:
+            return
+        journal = self.refs.receipts_journal
+        if journal:
+            self.resolve({mapping.JOURNAL: {journal}})
+        journal_id = self.resolved.get(mapping.JOURNAL, {}).get(journal) if journal else None
+        partners = self.client.partners_find_or_create(partners=list(
+            {p.invoice.customer.external_id: _partner_draft(p.invoice.customer) for p in postings}.values()))
+        for posting in postings:
+            if journal_id is None:
+                self.fail(posting, f"mapping: journal stripe_receipts -> {journal or '(none)'}: not found in Odoo")
+                continue
+            try:
+                payment_id = self.client.payment_find(ref=posting.ref)
+                if payment_id is None or self.client.payment_read(payment_id=payment_id).state == "draft":
+                    paid_on = timezone.localtime(posting.paid_at).date() if posting.paid_at else timezone.localdate()
+                    payment_id = self.client.payment_create_unapplied(
+                        partner_id=partners[posting.invoice.customer.external_id],
+                        amount_cents=int(posting.payment_amount_cents or 0), currency=posting.payment_currency,
+                        journal_id=journal_id, date=paid_on, ref=posting.ref)
+                payment = self.client.payment_read(payment_id=payment_id)
+                move_id = self.client.payment_move_id(payment_id=payment_id)
+            except OdooUnavailable:
+                raise
+            except OdooError as exc:
+                self.fail(posting, _odoo_message(exc))
+                continue
+            hub = int(posting.payment_amount_cents or 0)
+            matches = payment.amount_cents == hub and payment.currency == posting.payment_currency and move_id
+            self._close(posting, "posted" if matches else "mismatch",
+                        status=LedgerPosting.Status.POSTED if matches else LedgerPosting.Status.MISMATCH,
+                        odoo_payment_id=payment.id, odoo_move_id=move_id, odoo_name=payment.name,
+                        odoo_amount_total_cents=payment.amount_cents, hub_amount_total_cents=hub, next_attempt_at=None,
+                        posted_at=timezone.now(),
+                        last_error="" if matches else f"Odoo {payment.name} is {payment.amount_cents} "
+                                                      f"{payment.currency} ({payment.state}), the hub kept {hub} "
+                                                      f"{posting.payment_currency} as credit")
 
     # -- payments ----------------------------------------------------------------------------------
     def send_payments(self, postings: list[LedgerPosting]) -> None:
@@ -562,7 +622,8 @@ def _odoo_message(exc: OdooError) -> str:
 def _currency(posting: LedgerPosting) -> str:
     if posting.kind == LedgerPosting.Kind.CREDIT_NOTE:
         return posting.credit_note.currency
-    if posting.kind in (LedgerPosting.Kind.PAYMENT, LedgerPosting.Kind.REFUND, LedgerPosting.Kind.CREDIT_APPLICATION):
+    if posting.kind in (LedgerPosting.Kind.PAYMENT, LedgerPosting.Kind.REFUND, LedgerPosting.Kind.CREDIT_APPLICATION,
+                        LedgerPosting.Kind.CUSTOMER_CREDIT):
         return posting.payment_currency
     return posting.invoice.currency
 
@@ -684,6 +745,7 @@ def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None)
     try:
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.INVOICE])
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_NOTE])
+        batch.send_customer_credits([p for p in postings if p.kind == LedgerPosting.Kind.CUSTOMER_CREDIT])
         batch.send_applications([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_APPLICATION])
         batch.send_payments([p for p in postings if p.kind == LedgerPosting.Kind.PAYMENT])
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.VOID])

@@ -51,16 +51,24 @@ class PaymentProviderError(BillingError):
 # --- seams to other apps -----------------------------------------------------------------
 
 
-def _record_for_ledger(*, payment: Payment | None = None, refund: Refund | None = None) -> None:
+def _record_for_ledger(*, payment: Payment | None = None, refund: Refund | None = None,
+                       applied_cents: int | None = None, credit: CustomerCredit | None = None) -> None:
     """The ledger seam: queue a collected payment or a paid refund for the Odoo outbox (same transaction).
 
     The credit note itself is posted by invoicing (out_refund); a refund is the money going back, posted
-    as an outbound payment on that credit note.
+    as an outbound payment on that credit note. A payment is registered on its invoice for what the invoice took
+    (`applied_cents`, default all of it); what it did not take (`credit`) is posted as an unmatched payment.
     """
-    from apps.ledger.services import RefundRecord, ledger_posting_create
+    from apps.ledger.services import PaymentRecord, RefundRecord, ledger_posting_create
 
     if payment is not None:
-        ledger_posting_create(payment=payment)
+        applied = payment.amount_cents if applied_cents is None else applied_cents
+        if applied > 0:
+            ledger_posting_create(payment=PaymentRecord(
+                invoice=payment.invoice, stripe_id=payment.stripe_id, amount_cents=applied,
+                currency=payment.currency, paid_at=payment.paid_at))
+    if credit is not None:
+        ledger_posting_create(customer_credit=credit)
     if refund is not None:
         ledger_posting_create(refund=RefundRecord(
             credit_note=refund.credit_note, stripe_id=refund.stripe_refund_id, amount_cents=refund.amount_cents,
@@ -380,6 +388,7 @@ def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str
             invoice.payment_status = Invoice.PaymentStatus.SUCCEEDED
             invoice.payment_overdue = False
         invoice.save(update_fields=["total_paid_amount_cents", "payment_status", "payment_overdue", "updated_at"])
+    credit = None
     if payment.amount_cents > applied:
         reason = (CustomerCredit.Reason.INVOICE_VOIDED if invoice.status == Invoice.Status.VOIDED
                   else CustomerCredit.Reason.OVERPAID if applied else CustomerCredit.Reason.INVOICE_PAID)
@@ -393,7 +402,7 @@ def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str
     if invoice.total_due_amount_cents == 0 or invoice.status != Invoice.Status.FINALIZED:
         # Other open attempts of this invoice are no longer needed; their links are expired at Stripe.
         _attempts_cancel(invoice, keep=attempt)
-    _record_for_ledger(payment=payment)
+    _record_for_ledger(payment=payment, applied_cents=applied, credit=credit)
     if invoice.payment_status != previous:
         events.invoice_payment_status_updated(invoice)
     return payment

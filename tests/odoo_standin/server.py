@@ -238,7 +238,7 @@ class OdooStandIn:
         if method == "unlink":
             return store.unlink(model, ids)
         if method == "action_post":
-            return store.action_post(ids)
+            return store.payment_post(ids) if model == "account.payment" else store.action_post(ids)
         if method == "button_draft":
             return store.button_draft(ids)
         if method == "button_cancel":

@@ -135,6 +135,7 @@ SCHEMA: dict[str, dict[str, tuple[str, str | None, bool]]] = {
         "payment_reference": _f(CHAR), "invoice_ids": _f(M2M, "account.move"), "state": _f(CHAR),
         "outstanding_account_id": _f(M2O, "account.account", ro=True),
         "is_reconciled": _f(BOOL, ro=True), "is_matched": _f(BOOL, ro=True),
+        "move_id": _f(M2O, "account.move", ro=True),
     },
     "account.payment.register": {
         "payment_date": _f(DATE), "journal_id": _f(M2O, "account.journal"), "amount": _f(FLOAT),
@@ -160,6 +161,7 @@ BUSINESS_METHODS: dict[str, dict[str, tuple[bool, list[tuple[str, Any]]]]] = {
     "account.move": {"action_post": (False, []), "button_draft": (False, []), "button_cancel": (False, [])},
     "account.payment.register": {"action_create_payments": (False, [])},
     "account.move.line": {"reconcile": (False, [])},
+    "account.payment": {"action_post": (False, [])},
     "res.users": {"context_get": (True, [])},
 }
 
@@ -436,6 +438,8 @@ class Store:
             return [self._move_create(vals) for vals in vals_list]
         if model == "account.payment.register":
             return [self._register_create(vals, context) for vals in vals_list]
+        if model == "account.payment":
+            vals_list = [{"state": "draft", **vals} for vals in vals_list]
         ids = []
         for vals in vals_list:
             for field in vals:
@@ -805,6 +809,43 @@ class Store:
         return self._new("account.payment.register", {**self._coerce("account.payment.register", vals),
                                                       "payment_type": payment_type,
                                                       "line_ids": [m["id"] for m in moves]})
+
+    def payment_post(self, ids: list[int]) -> None:
+        """account.payment.action_post on payments created directly (C-PAY): name, state, and a posted entry,
+        Dr outstanding / Cr receivable for an inbound payment, so an unmatched payment is the partner's outstanding
+        credit until its receivable line is reconciled with an invoice's. Returns None, as Odoo does."""
+        for payment in self.browse("account.payment", ids):
+            if payment["state"] != "draft":
+                raise UserError("Only a draft payment can be posted.")
+            if _dec(payment["amount"]) <= 0:
+                raise UserError("The payment amount must be strictly positive.")
+            journal = self.records["account.journal"][payment["journal_id"]]
+            method_line = self.records["account.payment.method.line"][payment["payment_method_line_id"]]
+            outstanding = self.records["account.account"][method_line["payment_account_id"]]
+            date = payment["date"] or self._today()
+            name = self._next_name(f"P{journal['code']}/{date[:4]}/")
+            partner = self.records["res.partner"][payment["partner_id"]]["commercial_partner_id"]
+            amount = _dec(payment["amount"])
+            sign = 1 if payment["payment_type"] == "inbound" else -1  # inbound: the receivable is credited
+            # A journal entry (move_type "entry"): the stand-in's only one, made here rather than by create.
+            move_id = self._new("account.move", {
+                "name": name, "ref": payment["memo"] or False, "move_type": "entry", "state": "posted",
+                "partner_id": partner, "commercial_partner_id": partner, "journal_id": journal["id"],
+                "currency_id": payment["currency_id"], "company_id": 1, "date": date, "invoice_date": False,
+                "amount_untaxed": 0.0, "amount_tax": 0.0, "amount_total": float(amount), "posted_before": True,
+                "payment_state": "not_paid", "_matches": []})
+            lines = []
+            for display_type, account, balance in (("payment_term", self.receivable_account, -sign * amount),
+                                                   ("product", outstanding["id"], sign * amount)):
+                lines.append(self._new("account.move.line", {
+                    "move_id": move_id, "name": payment["memo"] or name, "display_type": display_type,
+                    "account_id": account, "balance": float(balance), "debit": float(max(balance, 0)),
+                    "credit": float(max(-balance, 0)), "partner_id": partner}))
+            self.records["account.move"][move_id]["line_ids"] = lines
+            payment.update(name=name, state="paid" if outstanding["account_type"] == "asset_cash" else "in_process",
+                           date=date, move_id=move_id, is_matched=outstanding["account_type"] == "asset_cash",
+                           outstanding_account_id=outstanding["id"])
+        return None
 
     def action_create_payments(self, ids: list[int], context: dict[str, Any]) -> Any:
         payment_ids = []
