@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "apps.ledger",
     "apps.webhooks",
     "apps.integrity",
+    "apps.migration",
     "apps.api",
 ]
 
