@@ -222,6 +222,8 @@ CELERY_BEAT_SCHEDULE["ledger-sweep"] = {"task": "apps.ledger.tasks.ledger_sweep_
 # Usage (apps/usage/tasks.py): fold new usage rows into the daily rollup that period close reads.
 CELERY_BEAT_SCHEDULE["usage-rollup"] = {"task": "apps.usage.tasks.usage_rollup_advance_task", "schedule": 60.0}
 # Subscriptions (apps/subscriptions/tasks.py): trim the change log that ingest's cached lookups check.
+# Migration (apps/migration/tasks.py): relay the usage accepted during a dual run to Lago (idle otherwise).
+CELERY_BEAT_SCHEDULE["migration-relay"] = {"task": "apps.migration.tasks.relay_due_task", "schedule": 15.0}
 CELERY_BEAT_SCHEDULE["subscriptions-changes-prune"] = {
     "task": "apps.subscriptions.tasks.subscription_changes_prune_task", "schedule": 600.0}
 # Integrity (apps/integrity/tasks.py): the billing invariants, recorded for staff once a day, at a quiet hour

@@ -231,7 +231,11 @@ def _drafts_finalize(
     written once with their final amounts, whichever of the two writes they take."""
     if write_unsaved is None and any(invoice._state.adding for invoice in drafts):
         raise ValueError("unsaved drafts need write_unsaved")
-    applications = credits_apply(drafts)
+    from apps.migration.services import shadow_invoices_record
+
+    # Marked before credit is applied: a shadow invoice (a service in a dual run) consumes no credit either.
+    shadow = shadow_invoices_record(drafts)
+    applications = credits_apply([invoice for invoice in drafts if invoice.pk not in shadow] if shadow else drafts)
     _invoices_number(drafts, now=now)
     unsaved = [invoice for invoice in drafts if invoice._state.adding]
     saved = [invoice for invoice in drafts if not invoice._state.adding]
@@ -241,7 +245,7 @@ def _drafts_finalize(
         _saved_drafts_mark_finalized(saved)
     if applications:
         CreditApplication.objects.bulk_create(applications)
-    _invoices_finalized_follow_up(drafts, applications=applications)
+    _invoices_finalized_follow_up(drafts, applications=applications, shadow=shadow)
 
 
 def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
@@ -282,7 +286,9 @@ def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
         invoice.updated_at = stamp
 
 
-def _invoices_finalized_follow_up(invoices: list[Invoice], *, applications: list[CreditApplication]) -> None:
+def _invoices_finalized_follow_up(
+    invoices: list[Invoice], *, applications: list[CreditApplication], shadow: set[int] = frozenset()
+) -> None:
     """What finalization writes beside the invoices themselves, in the finalizing transaction: the subscriptions'
     usage cut-off, webhook `invoice.created` (Lago sends it at finalization), ledger postings (apps.ledger:
     the invoices, then the credit they consumed), payment collection of what is left due (apps.payments).
@@ -299,10 +305,12 @@ def _invoices_finalized_follow_up(invoices: list[Invoice], *, applications: list
             [[invoice.pk for invoice in invoices]],
         )
     invoices_webhook_record(invoices=invoices, event_type="invoice.created")
-    ledger_postings_create(invoices=invoices)
+    # A dual run's shadow invoices (apps.migration): kept, never posted or charged, since Lago bills them.
+    authoritative = [invoice for invoice in invoices if invoice.pk not in shadow] if shadow else invoices
+    ledger_postings_create(invoices=authoritative)
     if applications:
         ledger_credit_applications_create(applications=applications)
-    for invoice in invoices:
+    for invoice in authoritative:
         payment_invoice_finalized(invoice=invoice)  # collects the amount due through Stripe on commit
 
 

@@ -1,26 +1,82 @@
 """Admin: each service's migration phase (import action), import runs with their closing table and issues."""
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.http import HttpRequest
-from django.utils.html import format_html
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
-from .models import ImportIssue, ImportRun, ServicePhase
-from .selectors import import_report
+from apps.core.exceptions import BillingError
+
+from .lago_client import LagoError
+from .models import ImportIssue, ImportRun, PhaseChange, RelayFailure, RelayStream, ServicePhase
+from .selectors import import_report, relay_status
 
 
 def _actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
 
 
+class PhaseSwitchForm(forms.Form):
+    to_phase = forms.ChoiceField(choices=ServicePhase.Phase.choices, label="New phase")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded with your name and the time.")
+
+
 @admin.register(ServicePhase)
 class ServicePhaseAdmin(admin.ModelAdmin):
-    list_display = ("service", "phase", "changed_at", "lago_api_url", "masked_key")
+    list_display = ("service", "phase", "changed_at", "relay", "lago_api_url", "masked_key")
     list_select_related = ("service",)
-    readonly_fields = ("phase", "changed_at")
-    fields = ("service", "phase", "changed_at", "lago_api_url", "lago_api_key")
+    readonly_fields = ("phase", "changed_at", "switch_link", "relay", "history")
+    fields = ("service", "phase", "changed_at", "switch_link", "relay", "history", "lago_api_url", "lago_api_key")
     actions = ("import_from_lago", "dry_run_import")
+
+    @admin.display(description="phase history")
+    def history(self, obj: ServicePhase) -> str:
+        changes = PhaseChange.objects.filter(service_id=obj.service_id) if obj.pk else []
+        rows = format_html_join("", "<tr><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td></tr>", (
+            (f"{change.changed_at:%Y-%m-%d %H:%M}", change.from_phase, change.to_phase, change.actor, change.reason)
+            for change in changes))
+        return format_html("<table><tr><th>when</th><th>switch</th><th>who</th><th>why</th></tr>{}</table>", rows) \
+            if changes else "—"
+
+    @admin.display(description="event relay")
+    def relay(self, obj: ServicePhase) -> str:
+        status = relay_status(obj.service_id)
+        return status.summary if status else "—"
+
+    @admin.display(description="switch")
+    def switch_link(self, obj: ServicePhase) -> str:
+        if obj.pk is None:
+            return "—"
+        return format_html('<a class="button" href="{}">Switch phase…</a>',
+                           reverse("admin:migration_servicephase_switch", args=[obj.pk]))
+
+    def get_urls(self):
+        return [path("<int:pk>/switch/", self.admin_site.admin_view(self.switch_view),
+                     name="migration_servicephase_switch"), *super().get_urls()]
+
+    def switch_view(self, request: HttpRequest, pk: int):
+        """Switch a service's phase through `phase_switch` (the same guards as anywhere), with a required reason."""
+        from .services import phase_switch
+
+        phase = get_object_or_404(ServicePhase.objects.select_related("service"), pk=pk)
+        form = PhaseSwitchForm(request.POST or None, initial={"to_phase": phase.phase})
+        if request.method == "POST" and form.is_valid():
+            try:
+                phase_switch(service=phase.service, to_phase=form.cleaned_data["to_phase"],
+                             reason=form.cleaned_data["reason"], actor=_actor(request))
+            except (BillingError, LagoError) as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"{phase.service.code} is now {form.cleaned_data['to_phase']}.")
+                return HttpResponseRedirect(reverse("admin:migration_servicephase_change", args=[pk]))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "phase": phase, "title": f"Switch {phase.service.name}'s phase"}
+        return TemplateResponse(request, "admin/migration/switch_phase.html", context)
 
     @admin.display(description="Lago API key")
     def masked_key(self, obj: ServicePhase) -> str:
@@ -80,3 +136,61 @@ class ImportRunAdmin(admin.ModelAdmin):
     @admin.display(description="closing table")
     def closing_table(self, obj: ImportRun) -> str:
         return format_html("<pre>{}</pre>", import_report(obj))
+
+
+class RelayFailureInline(admin.TabularInline):
+    model = RelayFailure
+    fields = ("failed_at", "usage_event_id", "transaction_id", "error", "resolved_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(RelayStream)
+class RelayStreamAdmin(admin.ModelAdmin):
+    """The event relay to Lago during a dual run: lag, backlog and failures."""
+
+    list_display = ("service", "short_error", "lag", "backlog", "events_delivered", "duplicates", "failures_count",
+                    "last_delivered_at", "next_attempt_at", "opened_at", "closed_at")
+    list_select_related = ("service",)
+    list_filter = ("service",)
+    inlines = (RelayFailureInline,)
+    readonly_fields = [field.name for field in RelayStream._meta.fields] + ["lag", "backlog"]
+    actions = ("deliver_now",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # opened and closed by phase switches
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="last error")
+    def short_error(self, obj: RelayStream) -> str:
+        return obj.last_error[:120]
+
+    @admin.display(description="lag")
+    def lag(self, obj: RelayStream) -> str:
+        status = relay_status(obj.service_id, stream=obj)
+        return status.lag_text if status else "—"
+
+    @admin.display(description="backlog (usage rows)")
+    def backlog(self, obj: RelayStream) -> int:
+        status = relay_status(obj.service_id, stream=obj)
+        return status.backlog if status else 0
+
+    @admin.display(description="failures")
+    def failures_count(self, obj: RelayStream) -> int:
+        return obj.failures.filter(resolved_at__isnull=True).count()
+
+    @admin.action(description="Deliver now")
+    def deliver_now(self, request: HttpRequest, queryset) -> None:
+        from .services import relay_deliver
+
+        for stream in queryset:
+            result = relay_deliver(stream_id=stream.pk)
+            level = messages.ERROR if result.error else messages.SUCCESS
+            self.message_user(request, f"{stream.service.code}: {result.delivered} delivered, {result.failed} failed"
+                                       + (f"; stopped: {result.error}" if result.error else ""), level)

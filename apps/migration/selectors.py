@@ -1,8 +1,13 @@
 """Reads for the migration: import reports, phases, relay state."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from django.db import connection
+from django.utils import timezone
+
 from .importer import OUTCOMES, RESOURCES
-from .models import ImportIssue, ImportRun, ServicePhase
+from .models import ImportIssue, ImportRun, RelayStream, ServicePhase
 
 
 def service_phase(service_id: int) -> str:
@@ -36,3 +41,38 @@ def import_report(run: ImportRun) -> str:
         lines.append("Skipped, conflicts and warnings:")
         lines.extend(f"  {issue.resource} {issue.key}: {issue.outcome}: {issue.reason}" for issue in issues)
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    stream_id: int
+    backlog: int  # usage rows accepted and not yet delivered
+    lag_seconds: int | None  # age of the oldest row not delivered; None: nothing pending
+    failures: int
+    last_error: str
+
+    @property
+    def lag_text(self) -> str:
+        return "—" if self.lag_seconds is None else f"{self.lag_seconds} s"
+
+    @property
+    def summary(self) -> str:
+        text = f"backlog {self.backlog}, lag {self.lag_text}, {self.failures} failure(s)"
+        return f"{text}; last error: {self.last_error[:80]}" if self.last_error else text
+
+
+def relay_status(service_id: int, *, stream: RelayStream | None = None) -> RelayStatus | None:
+    """The newest relay stream of a service, measured now (backlog counted up to the committed usage rows)."""
+    stream = stream or RelayStream.objects.filter(service_id=service_id).order_by("-opened_at").first()
+    if stream is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), min(created_at) FROM usage_usageevent WHERE id > %s AND (%s::bigint IS NULL OR id <= %s)"
+            " AND service_id = %s",
+            [stream.delivered_through_id, stream.until_event_id, stream.until_event_id, service_id],
+        )
+        backlog, oldest = cursor.fetchone()
+    lag = int((timezone.now() - oldest).total_seconds()) if oldest else None
+    return RelayStatus(stream.pk, backlog, lag, stream.failures.filter(resolved_at__isnull=True).count(),
+                       stream.last_error)

@@ -14,3 +14,11 @@ def lago_import_task(service_id: int, actor: str = "", dry_run: bool = False) ->
     phase = ServicePhase.objects.select_related("service").get(service_id=service_id)
     lago_import(service=Service.objects.get(pk=service_id), api_url=phase.lago_api_url,
                 api_key=phase.lago_api_key, dry_run=dry_run, actor=actor)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def relay_due_task() -> None:
+    """Deliver every open relay stream that is due (does nothing, with one small read, when no dual run is on)."""
+    from apps.migration.services import relay_due
+
+    relay_due()

@@ -1,8 +1,9 @@
 """Usage reads: late usage awaiting its adjustment, daily totals for the admin chart."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import connection
@@ -162,3 +163,47 @@ def usage_summary(
             [*params, limit],
         )
         return [UsageSummaryRow(*row) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class StoredUsage:
+    """One stored usage row as another system would need it again (the migration's relay to Lago)."""
+
+    id: int
+    transaction_id: str
+    external_subscription_id: str
+    code: str  # the metric's code
+    aggregation_type: str
+    field_name: str
+    timestamp_us: int  # epoch microseconds
+    value: Decimal  # metric units contributed (see UsageEvent.value)
+    properties: dict
+    source: int  # UsageEvent.Source
+    created_at: datetime  # when the hub accepted it
+
+
+def usage_rows_after(*, service_id: int, after_id: int, upto_id: int, limit: int) -> list[StoredUsage]:
+    """Return a service's usage rows with `after_id < id <= upto_id`, in id order, at most `limit`.
+
+    Ids are assigned in commit-safe order only below a fenced bound (`services.usage_event_watermark`): pass
+    that as `upto_id`. Reads the id range through the primary key, so a short range is cheap on a large table.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT e.id, e.transaction_id, s.external_id, m.code, m.aggregation_type, m.field_name,
+                   (extract(epoch FROM e.timestamp) * 1000000)::bigint, e.value, e.properties, e.source, e.created_at
+              FROM usage_usageevent e
+              JOIN subscriptions_subscription s ON s.id = e.subscription_id
+              JOIN catalog_billablemetric m ON m.id = e.billable_metric_id
+             WHERE e.id > %s AND e.id <= %s AND e.service_id = %s
+             ORDER BY e.id
+             LIMIT %s
+            """,
+            [after_id, upto_id, service_id, limit],
+        )
+        return [
+            StoredUsage(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                        json.loads(row[8]) if isinstance(row[8], str) else (row[8] or {}), row[9], row[10])
+            for row in cursor.fetchall()
+        ]

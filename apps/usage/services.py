@@ -422,3 +422,9 @@ def _fenced_max_id() -> int:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [INGEST_FENCE_KEY])
         cursor.execute("SELECT coalesce(max(id), 0) FROM usage_usageevent")
         return cursor.fetchone()[0]
+
+
+def usage_event_watermark() -> int:
+    """Return the highest usage row id below which no row can still commit: waits out in-flight ingest batches
+    (the fence). Rows up to it can be read in id order as final, the way the rollup and the migration relay do."""
+    return _fenced_max_id()

@@ -124,6 +124,11 @@ def webhook_events_record(
     if missing:
         raise ValueError(f"unknown service ids {sorted(missing)}")
     endpoints = WebhookEndpoint.objects.filter(service_id__in=all_ids, active=True).order_by("pk")
+    if event_type != TEST_EVENT_TYPE:
+        from apps.migration.services import webhook_withheld_service_ids
+
+        # Lago still tells these services' apps (migration phases `lago`, `dual_run`): events kept, not sent.
+        endpoints = endpoints.exclude(service_id__in=webhook_withheld_service_ids(all_ids))
     if endpoint_ids is not None:
         endpoints = endpoints.filter(pk__in=list(endpoint_ids))
     by_service: dict[int, list[WebhookEndpoint]] = {}

@@ -198,6 +198,28 @@ GST = ("gst_ca", "GST", "5.0")
 QST = ("qst_qc", "QST Quebec", "9.975")
 
 
+def acme_customer() -> dict:
+    return customer("acme", "Acme Robotics", city="Toronto", state="ON", zipcode="M5X 1A9",
+                    timezone="America/Toronto", provider_customer_id="cus_AcmeLago001", sequential_id=1)
+
+
+def acme_invoice(key: str, number: str, issued: str, start: str, end: str, hours: str, hours_cents: int,
+                 calls: str, calls_cents: int, *, base_cents: int = 4900) -> dict:
+    """Acme's monthly Cloud Pro invoice (Ontario HST) for the period [start, end] (Lago's inclusive end)."""
+    common = {"invoice_key": key, "subscription_external_id": "sub-acme-1", "customer_external_id": "acme",
+              "taxes": [HST], "from_date": start, "to_date": end}
+    fees = [
+        fee(index=0, kind="subscription", code="cloud_pro", name="Cloud Pro", units="1.0", amount_cents=base_cents,
+            **common),
+        fee(index=1, kind="charge", code="compute_hours", name="Compute hours", units=hours,
+            amount_cents=hours_cents, charge_lago_id=lago_id("charge", "cloud_pro/compute_hours"), **common),
+        fee(index=2, kind="charge", code="api_calls", name="API calls", units=calls, amount_cents=calls_cents,
+            charge_lago_id=lago_id("charge", "cloud_pro/api_calls"), **common),
+    ]
+    return invoice(key, number=number, customer_obj=acme_customer(), issuing_date=issued, fees=fees,
+                   billing_periods=[billing_period("sub-acme-1", "cloud_pro", start, end)])
+
+
 def nexacloud_org() -> dict[str, list[dict]]:
     """NexaCloud on Lago: 4 taxes, 3 metrics (one with filters), 3 plans, 3 customers (2 with a Stripe customer),
     active, downgrading and pending subscriptions, 3 finalized invoices."""
@@ -221,8 +243,7 @@ def nexacloud_org() -> dict[str, list[dict]]:
         plan("cloud_basic", "Cloud Basic", 1900, [charge("cloud_basic", "api_calls", "standard", {"amount": "0.01"})]),
         plan("cloud_starter", "Cloud Starter", 0, [charge("cloud_starter", "storage_gb", "standard", {"amount": "0.25"})]),
     ]
-    acme = customer("acme", "Acme Robotics", city="Toronto", state="ON", zipcode="M5X 1A9",
-                    timezone="America/Toronto", provider_customer_id="cus_AcmeLago001", sequential_id=1)
+    acme = acme_customer()
     globex = customer("globex", "Globex", city="Montreal", state="QC", zipcode="H2Y 1C6",
                       timezone="America/Toronto", provider_customer_id="cus_GlobexLago002", sequential_id=2)
     initech = customer("initech", "Initech", city="Vancouver", state="BC", zipcode="V6B 1A1",
@@ -238,21 +259,6 @@ def nexacloud_org() -> dict[str, list[dict]]:
         subscription("sub-initech-1", "initech", "cloud_starter", status="pending",
                      subscription_at="2026-12-01T08:00:00Z"),
     ]
-
-    def acme_invoice(key: str, number: str, issued: str, start: str, end: str, hours: str, hours_cents: int,
-                     calls: str, calls_cents: int) -> dict:
-        common = {"invoice_key": key, "subscription_external_id": "sub-acme-1", "customer_external_id": "acme",
-                  "taxes": [HST], "from_date": start, "to_date": end}
-        fees = [
-            fee(index=0, kind="subscription", code="cloud_pro", name="Cloud Pro", units="1.0", amount_cents=4900,
-                **common),
-            fee(index=1, kind="charge", code="compute_hours", name="Compute hours", units=hours,
-                amount_cents=hours_cents, charge_lago_id=lago_id("charge", "cloud_pro/compute_hours"), **common),
-            fee(index=2, kind="charge", code="api_calls", name="API calls", units=calls, amount_cents=calls_cents,
-                charge_lago_id=lago_id("charge", "cloud_pro/api_calls"), **common),
-        ]
-        return invoice(key, number=number, customer_obj=acme, issuing_date=issued, fees=fees,
-                       billing_periods=[billing_period("sub-acme-1", "cloud_pro", start, end)])
 
     invoices = [
         acme_invoice("acme-2026-09", "NXC-001-009", "2026-10-01", "2026-09-01T04:00:00Z", "2026-10-01T03:59:59Z",

@@ -396,6 +396,13 @@ def _late_usage_lines(
 _UNPLANNED_COLUMNS = ("lago_id", "created_at", "updated_at", "name", "ending_at", "canceled_at", "usage_billed_until")
 
 
+def _lago_billed() -> list[int]:
+    """Services still billed by Lago (apps.migration, phase `lago`): the close leaves them alone."""
+    from apps.migration.services import close_excluded_service_ids
+
+    return close_excluded_service_ids()
+
+
 def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Subscription]:
     """Load the close's subscriptions for many customers: one instance per plan (with its charges and metrics),
     per service and per customer, and each row's successor (`next_subscription`, or None) for upgrades."""
@@ -403,7 +410,8 @@ def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Sub
         status=Subscription.Status.TERMINATED, terminated_at__gte=as_of - TERMINATED_LOOKBACK
     )
     subscriptions = list(
-        Subscription.objects.filter(customer_id__in=customer_ids).filter(wanted).defer(*_UNPLANNED_COLUMNS).order_by("pk")
+        Subscription.objects.filter(customer_id__in=customer_ids).filter(wanted).exclude(service_id__in=_lago_billed())
+        .defer(*_UNPLANNED_COLUMNS).order_by("pk")
     )
     if not subscriptions:
         return []
@@ -646,6 +654,7 @@ def customers_to_close(*, as_of: datetime) -> list[int]:
             | Q(status=Subscription.Status.TERMINATED, terminated_at__gte=as_of - TERMINATED_LOOKBACK)
         )
         .filter(subscription_at__lte=as_of)
+        .exclude(service_id__in=_lago_billed())
         .values_list("customer_id", flat=True)
         .distinct()
         .order_by("customer_id")
