@@ -37,6 +37,7 @@ from apps.core.exceptions import BillingError
 from apps.customers.models import CANADIAN_PROVINCES, AccountLink, Customer, Service
 from apps.customers.services import customer_upsert
 from apps.invoicing.models import Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
+from apps.invoicing.numbering import invoice_numbers_take
 from apps.invoicing.periods import local_date, local_midnight_utc, period_containing
 from apps.invoicing.rating import validate_properties
 from apps.subscriptions.models import Subscription
@@ -558,7 +559,12 @@ class Importer:
             if int(item.get(deduction) or 0):
                 warnings.append(f"{deduction} {item[deduction]} kept in the totals only (no such lines on the hub)")
         issued = parse_date(item["issuing_date"])
+        # Lago's number is kept; the position in a series of the service's imported history keeps the hub's
+        # rule that every finalized invoice has a gapless sequential id (the generated number is not used).
+        series = f"LAGO-{self.service.code.upper()}"
+        [(sequential_id, _)] = invoice_numbers_take(series=series, count=1)
         invoice = Invoice.objects.create(
+            series=series, sequential_id=sequential_id,
             customer=link.customer, invoice_type=kind, status=Invoice.Status.FINALIZED,
             payment_status=item.get("payment_status") if item.get("payment_status") in Invoice.PaymentStatus.values
             else Invoice.PaymentStatus.PENDING,
