@@ -224,6 +224,8 @@ CELERY_BEAT_SCHEDULE["usage-rollup"] = {"task": "apps.usage.tasks.usage_rollup_a
 # Subscriptions (apps/subscriptions/tasks.py): trim the change log that ingest's cached lookups check.
 # Migration (apps/migration/tasks.py): relay the usage accepted during a dual run to Lago (idle otherwise).
 CELERY_BEAT_SCHEDULE["migration-relay"] = {"task": "apps.migration.tasks.relay_due_task", "schedule": 15.0}
+CELERY_BEAT_SCHEDULE["migration-reconcile"] = {
+    "task": "apps.migration.tasks.reconcile_dual_runs_task", "schedule": 21600.0}  # 4 a day, each rerun complete
 CELERY_BEAT_SCHEDULE["subscriptions-changes-prune"] = {
     "task": "apps.subscriptions.tasks.subscription_changes_prune_task", "schedule": 600.0}
 # Integrity (apps/integrity/tasks.py): the billing invariants, recorded for staff once a day, at a quiet hour

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,7 +13,17 @@ from django.utils.html import format_html, format_html_join
 from apps.core.exceptions import BillingError
 
 from .lago_client import LagoError
-from .models import ImportIssue, ImportRun, PhaseChange, RelayFailure, RelayStream, ServicePhase
+from .models import (
+    ImportIssue,
+    ImportRun,
+    PhaseChange,
+    ReconciliationDifference,
+    ReconciliationLine,
+    ReconciliationRun,
+    RelayFailure,
+    RelayStream,
+    ServicePhase,
+)
 from .selectors import import_report, relay_status
 
 
@@ -194,3 +204,122 @@ class RelayStreamAdmin(admin.ModelAdmin):
             level = messages.ERROR if result.error else messages.SUCCESS
             self.message_user(request, f"{stream.service.code}: {result.delivered} delivered, {result.failed} failed"
                                        + (f"; stopped: {result.error}" if result.error else ""), level)
+
+
+def _cents(cents: int | None, currency: str) -> str:
+    if cents is None:
+        return "—"
+    from apps.core.money import from_minor_units
+
+    return f"${from_minor_units(cents, currency):,} {currency}"
+
+
+class ReconciliationLineInline(admin.TabularInline):
+    model = ReconciliationLine
+    fields = ("drill_down", "external_customer_id", "issuing_date", "matches", "hub_number", "lago_number",
+              "hub_total", "lago_total")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).order_by("matches", "external_customer_id", "issuing_date")
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="")
+    def drill_down(self, obj: ReconciliationLine) -> str:
+        return format_html('<a href="{}">{}</a>', reverse("admin:migration_reconciliationline_change", args=[obj.pk]),
+                           "match" if obj.matches else "DIFFERS")
+
+    @admin.display(description="hub total")
+    def hub_total(self, obj: ReconciliationLine) -> str:
+        return _cents(obj.hub_total_amount_cents, obj.currency)
+
+    @admin.display(description="Lago total")
+    def lago_total(self, obj: ReconciliationLine) -> str:
+        return _cents(obj.lago_total_amount_cents, obj.currency)
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(admin.ModelAdmin):
+    """Per service and period: how many customers match Lago to the cent, with a drill-down to each pair."""
+
+    list_display = ("summary_text", "status", "differences_count", "created_at", "actor", "short_error")
+    list_filter = ("service", "period", "status")
+    list_select_related = ("service",)
+    inlines = (ReconciliationLineInline,)
+    readonly_fields = ("service", "period", "status", "actor", "finished_at", "error", "customers_count",
+                       "matching_count", "differing_count", "differences_count")
+    actions = ("export_csv",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs come from `manage.py reconcile` and the daily pass of a dual run
+
+    @admin.display(description="summary")
+    def summary_text(self, obj: ReconciliationRun) -> str:
+        return obj.summary
+
+    @admin.display(description="error")
+    def short_error(self, obj: ReconciliationRun) -> str:
+        return obj.error[:120]
+
+    @admin.action(description="Export the differences as CSV")
+    def export_csv(self, request: HttpRequest, queryset) -> HttpResponse:
+        from .reconcile import reconciliation_csv
+
+        response = HttpResponse(reconciliation_csv(queryset.select_related("service").order_by("service", "period")),
+                                content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="reconciliation.csv"'
+        return response
+
+
+class ReconciliationDifferenceInline(admin.TabularInline):
+    model = ReconciliationDifference
+    fields = ("kind", "item", "hub_value", "lago_value", "delta_cents")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(ReconciliationLine)
+class ReconciliationLineAdmin(admin.ModelAdmin):
+    """One customer-period: its differences, then both sides as compared."""
+
+    list_display = ("external_customer_id", "issuing_date", "matches", "hub_number", "lago_number", "run")
+    list_filter = ("matches", "run__service", "run__period")
+    search_fields = ("external_customer_id", "hub_number", "lago_number")
+    raw_id_fields = ("hub_invoice",)
+    inlines = (ReconciliationDifferenceInline,)
+    readonly_fields = ("run", "external_customer_id", "issuing_date", "currency", "hub_invoice", "hub_number",
+                       "lago_invoice_id", "lago_number", "hub_total_amount_cents", "lago_total_amount_cents", "matches",
+                       "hub_view", "lago_view")
+    exclude = ("hub_side", "lago_side")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="hub side")
+    def hub_view(self, obj: ReconciliationLine) -> str:
+        return _side_html(obj.hub_side, obj.currency)
+
+    @admin.display(description="Lago side")
+    def lago_view(self, obj: ReconciliationLine) -> str:
+        return _side_html(obj.lago_side, obj.currency)
+
+
+def _side_html(side: dict, currency: str) -> str:
+    if not side:
+        return "no invoice"
+    fees = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                            ((fee["key"], fee["units"], _cents(fee["amount_cents"], currency)) for fee in side["fees"]))
+    taxes = format_html_join("", "<tr><td>tax {}%</td><td></td><td>{}</td></tr>",
+                             ((rate, _cents(cents, currency)) for rate, cents in side["taxes"].items()))
+    return format_html("<p>{}</p><table><tr><th>fee</th><th>units</th><th>amount</th></tr>{}{}"
+                       "<tr><td><strong>total</strong></td><td></td><td><strong>{}</strong></td></tr></table>",
+                       side["number"], fees, taxes, _cents(side["total_amount_cents"], currency))

@@ -581,27 +581,33 @@ class Importer:
             finalized_at=_when(item.get("created_at")) or timezone.now(),
         )
         self._map("invoice", item.get("lago_id"), invoice.pk)
-        subscriptions = {
-            sub.external_id: sub for sub in Subscription.objects.filter(
-                service=self.service, external_id__in={fee.get("external_subscription_id") for fee in item.get("fees") or []}
-                | {period.get("external_subscription_id") for period in item.get("billing_periods") or []}
-            ).select_related("plan", "customer").order_by("status")  # active before pending/terminated
-        }
+        subscriptions: dict[str, Subscription] = {}
+        # The subscription that was billed: the active one, else the newest terminated; never a pending successor
+        # (a downgrade shares the external id, and its period keys would leave the active one's periods unbilled).
+        for sub in Subscription.objects.filter(
+            service=self.service, status__in=(Subscription.Status.ACTIVE, Subscription.Status.TERMINATED),
+            external_id__in={fee.get("external_subscription_id") for fee in item.get("fees") or []}
+            | {period.get("external_subscription_id") for period in item.get("billing_periods") or []},
+        ).select_related("plan", "customer").order_by("status", "-started_at"):  # "active" sorts first
+            subscriptions.setdefault(sub.external_id, sub)
+        periods = []
         for period in item.get("billing_periods") or []:
             subscription = subscriptions.get(period.get("external_subscription_id"))
             if subscription is None:
                 warnings.append(f"billing period of {period.get('external_subscription_id')} kept without subscription")
                 continue
-            InvoiceSubscription.objects.create(
+            periods.append(InvoiceSubscription.objects.create(
                 invoice=invoice, subscription=subscription,
                 from_datetime=_when(period["subscription_from_datetime"]),
                 to_datetime=_until(period["subscription_to_datetime"]),
                 charges_from_datetime=_when(period.get("charges_from_datetime") or period["subscription_from_datetime"]),
                 charges_to_datetime=_until(period.get("charges_to_datetime") or period["subscription_to_datetime"]),
                 invoicing_reason=_str(period.get("invoicing_reason")) or "subscription_periodic",
-            )
+            ))
         for fee in item.get("fees") or []:
             warnings.extend(self._history_fee(invoice, fee, subscriptions.get(fee.get("external_subscription_id"))))
+        for period in periods:
+            self._period_placeholders(invoice, period)
         for tax in item.get("applied_taxes") or []:
             InvoiceAppliedTax.objects.create(
                 invoice=invoice, tax_code=tax["tax_code"], tax_name=_str(tax.get("tax_name")),
@@ -651,6 +657,31 @@ class Importer:
         )
         self._map("fee", fee.get("lago_id"), row.pk)
         return warnings
+
+    def _period_placeholders(self, invoice: Invoice, period: InvoiceSubscription) -> None:
+        """Mark as billed what Lago's invoice covers without a line: a period Lago invoiced is Lago's whole, even
+        a charge it showed no fee for (nothing used) or a base fee it skipped. Zero fees under the close's keys, so
+        the hub never bills those periods again, and nothing changes the invoice's totals."""
+        subscription = period.subscription
+        tz = invoice.customer.applicable_timezone
+        anchor = local_date(subscription.subscription_at, tz)
+
+        def start_of(moment: datetime) -> date:
+            return period_containing(interval=subscription.plan.interval, billing_time=subscription.billing_time,
+                                     anchor_date=anchor, at=local_date(moment, tz)).start
+
+        wanted = {f"sub:{subscription.pk}:base:{start_of(period.from_datetime)}":
+                  (Fee.FeeType.SUBSCRIPTION, None, period.from_datetime, period.to_datetime)}
+        charges_start = start_of(period.charges_from_datetime)
+        for charge in subscription.plan.charges.filter(invoiceable=True):
+            wanted[f"sub:{subscription.pk}:charge:{charge.pk}:{charges_start}"] = (
+                Fee.FeeType.CHARGE, charge, period.charges_from_datetime, period.charges_to_datetime)
+        taken = set(Fee.objects.filter(fee_key__in=list(wanted)).values_list("fee_key", flat=True))
+        Fee.objects.bulk_create(
+            Fee(invoice=invoice, fee_key=key, fee_type=fee_type, service=self.service, subscription=subscription,
+                charge=charge, name="No line on Lago's invoice", currency=invoice.currency,
+                from_datetime=start, to_datetime=end)
+            for key, (fee_type, charge, start, end) in wanted.items() if key not in taken)
 
     def _usage_billed_until(self, invoice: Invoice) -> None:
         """Usage before an imported period's end is invoiced (by Lago): later arrivals are late usage."""

@@ -191,3 +191,81 @@ class RelayFailure(models.Model):
     class Meta:
         ordering = ("-failed_at",)
         constraints = [models.UniqueConstraint(fields=("stream", "usage_event_id"), name="uniq_relay_failure")]
+
+
+class ReconciliationRun(TimeStampedModel):
+    """One comparison of a service's invoices issued in a month (`period`, YYYY-MM) with Lago's."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="+")
+    period = models.CharField(max_length=7)  # YYYY-MM of the invoices' issuing date
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    actor = models.CharField(max_length=255, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    customers_count = models.PositiveIntegerField(default=0)
+    matching_count = models.PositiveIntegerField(default=0)  # customers whose every invoice agrees
+    differing_count = models.PositiveIntegerField(default=0)
+    differences_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=("service", "period"))]
+
+    def __str__(self) -> str:
+        return self.summary
+
+    @property
+    def summary(self) -> str:
+        return (f"{self.service.name}, {self.period}: {self.customers_count:,} customers, "
+                f"{self.matching_count:,} match, {self.differing_count:,} differ")
+
+
+class ReconciliationLine(models.Model):
+    """One customer-period's invoice pair (hub and Lago, matched by issuing date and currency), both kept whole
+    for the drill-down."""
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="lines")
+    external_customer_id = models.CharField(max_length=255)  # the service's id for the customer
+    issuing_date = models.DateField()
+    currency = models.CharField(max_length=3)
+    hub_invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+")
+    hub_number = models.CharField(max_length=64, blank=True)
+    lago_invoice_id = models.CharField(max_length=64, blank=True)
+    lago_number = models.CharField(max_length=64, blank=True)
+    hub_total_amount_cents = models.BigIntegerField(null=True, blank=True)
+    lago_total_amount_cents = models.BigIntegerField(null=True, blank=True)
+    matches = models.BooleanField()
+    hub_side = models.JSONField(default=dict, blank=True)  # what was compared, as read
+    lago_side = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("run", "matches", "external_customer_id", "issuing_date")
+
+    def __str__(self) -> str:
+        return f"{self.external_customer_id} {self.issuing_date}: {'match' if self.matches else 'differ'}"
+
+
+class ReconciliationDifference(models.Model):
+    class Kind(models.TextChoices):
+        MISSING_IN_HUB = "missing_in_hub"
+        MISSING_IN_LAGO = "missing_in_lago"
+        UNITS_DIFFER = "units_differ"
+        PRICE_DIFFER = "price_differ"
+        TAX_DIFFER = "tax_differ"
+        TOTAL_DIFFER = "total_differ"
+
+    line = models.ForeignKey(ReconciliationLine, on_delete=models.CASCADE, related_name="differences")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    item = models.CharField(max_length=255)  # fee key, tax rate, total's name or "invoice"
+    hub_value = models.CharField(max_length=255, blank=True)
+    lago_value = models.CharField(max_length=255, blank=True)
+    delta_cents = models.BigIntegerField(default=0)  # hub − Lago, minor units of the line's currency
+
+    class Meta:
+        ordering = ("line", "id")

@@ -22,3 +22,11 @@ def relay_due_task() -> None:
     from apps.migration.services import relay_due
 
     relay_due()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reconcile_dual_runs_task() -> None:
+    """Reconcile this month and the last for every service in a dual run (after the day's shadow closes)."""
+    from apps.migration.reconcile import reconcile_dual_runs
+
+    reconcile_dual_runs()

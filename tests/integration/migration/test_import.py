@@ -217,3 +217,16 @@ def test_the_admin_action_imports_with_the_phase_rows_url_and_key(admin_client, 
     assert run.counts["invoices"]["created"] == 3
     page = admin_client.get(f"/admin/migration/importrun/{run.pk}/change/")
     assert b"subscriptions_pending" in page.content
+
+
+def test_history_is_keyed_on_the_active_subscription_not_its_pending_downgrade(run_import, nexacloud):
+    run_import()
+    active = Subscription.objects.get(service=nexacloud, external_id="sub-globex-1", status="active")
+    invoice = Invoice.objects.get(number="NXC-002-008")
+    charges = dict(active.plan.charges.values_list("code", "pk"))
+    # Lago billed the period with its base fee only (nothing used): the charges are marked billed too, at zero.
+    assert dict(invoice.fees.values_list("fee_key", "amount_cents")) == {
+        f"sub:{active.pk}:base:2026-10-10": 4900,
+        f"sub:{active.pk}:charge:{charges['compute_hours']}:2026-10-10": 0,
+        f"sub:{active.pk}:charge:{charges['api_calls']}:2026-10-10": 0}
+    assert InvoiceSubscription.objects.get(invoice=invoice).subscription == active
