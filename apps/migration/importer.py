@@ -627,8 +627,10 @@ class Importer:
         key = None
         if subscription is not None and start is not None and kind in ("subscription", "charge"):
             tz = invoice.customer.applicable_timezone
+            anchor = local_date(subscription.subscription_at, tz)
+            # A first calendar period starts before the anchor (proration): look it up from the anchor on.
             period = period_containing(interval=subscription.plan.interval, billing_time=subscription.billing_time,
-                                       anchor_date=local_date(subscription.subscription_at, tz), at=local_date(start, tz))
+                                       anchor_date=anchor, at=max(local_date(start, tz), anchor))
             if kind == "subscription":
                 key = f"sub:{subscription.pk}:base:{period.start}"
             elif charge_id is not None:
@@ -668,7 +670,7 @@ class Importer:
 
         def start_of(moment: datetime) -> date:
             return period_containing(interval=subscription.plan.interval, billing_time=subscription.billing_time,
-                                     anchor_date=anchor, at=local_date(moment, tz)).start
+                                     anchor_date=anchor, at=max(local_date(moment, tz), anchor)).start
 
         wanted = {f"sub:{subscription.pk}:base:{start_of(period.from_datetime)}":
                   (Fee.FeeType.SUBSCRIPTION, None, period.from_datetime, period.to_datetime)}

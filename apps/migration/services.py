@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_date
 
 from apps.core.exceptions import NotAllowed, ValidationFailed
 from apps.customers.models import Service
@@ -148,6 +149,9 @@ def _lago_billed_through(client: LagoClient, *, since: date) -> dict[str, tuple[
         listing = client.list_page("invoices", page=page, params=[
             ("statuses[]", "finalized"), ("invoice_type", "subscription"), ("issuing_date_from", since.isoformat())])
         for listed in listing.items:
+            issued = parse_date(str(listed.get("issuing_date")))
+            if listed.get("status") != "finalized" or issued is None or issued < since:
+                continue  # the filters again, in case a Lago-shaped source ignores them
             invoice = client.get("invoices", str(listed["lago_id"]), root="invoice")
             for period in invoice.get("billing_periods") or []:
                 current = through.setdefault(period["external_subscription_id"], [None, None])
