@@ -69,7 +69,9 @@ def shadow_invoices_record(invoices: list) -> set[int]:
 
     ids = [invoice.pk for invoice in invoices]
     billed: dict[int, set[int]] = {}
-    for invoice_id, service_id in Fee.objects.filter(invoice_id__in=ids).values_list("invoice_id", "service_id").distinct():
+    # No ordering: Fee's default one joins the invoices, and the close's new invoices are not inserted yet.
+    for invoice_id, service_id in (Fee.objects.filter(invoice_id__in=ids).order_by()
+                                   .values_list("invoice_id", "service_id").distinct()):
         billed.setdefault(invoice_id, set()).add(service_id)
     shadow = {invoice_id: services for invoice_id, services in billed.items() if services & set(dual)}
     for invoice_id, services in shadow.items():

@@ -62,10 +62,13 @@ def test_the_close_bills_nothing_for_a_service_lago_still_bills(billing, service
     assert list(Invoice.objects.values_list("fees__service__code", flat=True)) == ["nexadesk"]
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
 @pytest.mark.parametrize("phase", ["dual_run", "hub"])
 def test_in_dual_run_no_charge_posting_or_webhook_leaves_the_hub(
-        phase, billing, stripe_env, localstripe, django_capture_on_commit_callbacks):  # noqa: F811
-    """`hub` is the control: the same close there charges the card, writes the posting and the deliveries."""
+        phase, batched, billing, settings, stripe_env, localstripe, django_capture_on_commit_callbacks):  # noqa: F811
+    """`hub` is the control: the same close there charges the card, writes the posting and the deliveries. Both
+    close paths: customer by customer, and batches (which insert their new invoices only once numbered)."""
+    settings.INVOICE_CLOSE_BATCH_MIN = 1 if batched else 1000
     migrating(billing.service, phase=phase)
     link = billing.customer("acme")
     save_card(localstripe, link.customer)
@@ -167,3 +170,26 @@ def test_a_rollback_after_cutover_is_refused_once_the_hub_billed_alone(run_impor
     assert Invoice.objects.filter(shadow__isnull=True, issuing_date="2027-01-01").exists()
     with pytest.raises(NotAllowed, match="billed nexacloud on its own"):
         phase_switch(service=nexacloud, to_phase="dual_run", reason="roll back", actor="admin:ops")
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
+def test_a_shadow_invoice_consumes_no_credit(billing, service_factory, settings, batched):
+    from decimal import Decimal
+
+    from apps.invoicing.models import CreditApplication, CreditNote
+    from apps.invoicing.services import AddOnFee, CreditNoteItemIn, credit_note_create, invoice_create_one_off
+
+    settings.INVOICE_CLOSE_BATCH_MIN = 1 if batched else 1000
+    migrating(billing.service, phase="dual_run")
+    customer = billing.customer("acme").customer
+    billing.subscribe("s1", billing.plan(amount_cents=10000), customer="acme", when=at(2026, 3, 1, 0, 0))
+    desk = service_factory("nexadesk", "NexaDesk").service  # the hub bills it: its credit is real
+    paid = invoice_create_one_off(service=desk, customer=customer, currency="CAD",
+                                  fees=[AddOnFee(add_on_code="setup", units=Decimal(1), unit_amount_cents=20000)])
+    note = credit_note_create(invoice_id=paid.pk, items=[CreditNoteItemIn(fee_id=paid.fees.get().pk, amount_cents=4000)])
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    shadow = Invoice.objects.get(shadow__isnull=False)
+    assert (shadow.total_amount_cents, shadow.credit_notes_amount_cents) == (11300, 0)
+    assert not CreditApplication.objects.exists()
+    note.refresh_from_db()
+    assert (note.balance_amount_cents, note.credit_status) == (4520, CreditNote.CreditStatus.AVAILABLE)
