@@ -70,7 +70,7 @@ def seed(n_invoices: int) -> None:
     from apps.customers.models import Customer
     from apps.customers.services import service_create
     from apps.invoicing.models import Fee, Invoice
-    from apps.invoicing.taxes import taxes_for
+    from apps.invoicing.fees import customer_tax_rates
     from apps.ledger.models import OdooJournalMapping, OdooProductMapping, OdooTaxMapping
     from apps.ledger.services import ledger_posting_create
 
@@ -83,7 +83,7 @@ def seed(n_invoices: int) -> None:
         Customer(external_id=f"bench-{n:05d}", name=f"Bench customer {n}", email=f"b{n}@example.com", country="CA",
                  state=MAPPED_PROVINCES[n % len(MAPPED_PROVINCES)], currency="CAD") for n in range(n_invoices))
     for n, customer in enumerate(customers):
-        rates = taxes_for("CA", customer.state, on=date(2026, 10, 31))
+        rates = customer_tax_rates(customer, on=date(2026, 10, 31))
         invoice = Invoice.objects.create(customer=customer, status="finalized", currency="CAD", series="NEXA-2026",
                                          number=f"NEXA-2026-{n + 1:06d}", sequential_id=n + 1,
                                          issuing_date=date(2026, 10, 31))

@@ -42,7 +42,7 @@ class PlanAdmin(admin.ModelAdmin):
 
 @admin.register(Tax)
 class TaxAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "rate", "country", "provinces", "service", "odoo_tax_ref")
-    list_filter = ("country", "service")
+    list_display = ("code", "name", "rate", "component", "country", "provinces", "valid_from", "service", "odoo_tax_ref")
+    list_filter = ("country", "component", "service")
     search_fields = ("code", "name")
     readonly_fields = ("lago_id", "created_at", "updated_at")

@@ -67,6 +67,13 @@ class Tax(TimeStampedModel):
     # Province codes where the tax applies; empty with a country = the whole country.
     provinces = ArrayField(models.CharField(max_length=8), default=list, blank=True)
     odoo_tax_ref = models.CharField(max_length=255, blank=True, help_text="Odoo account.tax id or xml id")
+    # Billing (hub-wide rows): per province, the row of each component with the latest valid_from on or before an
+    # invoice's issuing date is charged; a rate change is a new row from its date (apps/invoicing/taxes.py).
+    component = models.CharField(
+        max_length=8, blank=True, choices=[(name, name.upper()) for name in ("gst", "hst", "pst", "qst")],
+        help_text="GST, HST, PST or QST: one of each is in force per province on a date",
+    )
+    valid_from = models.DateField(null=True, blank=True, help_text="first issuing date it applies to; empty = always")
 
     class Meta:
         ordering = ("code",)

@@ -15,7 +15,8 @@ from apps.customers.models import Customer
 from apps.subscriptions.models import Subscription
 
 from .models import Fee, Invoice, InvoiceAppliedTax
-from .taxes import TaxRate, applied_rates, invoice_totals, line_tax_cents, taxes_for
+from .selectors import tax_schedule
+from .taxes import TaxRate, TaxSchedule, applied_rates, invoice_totals, line_tax_cents
 
 ZERO = Decimal(0)
 
@@ -69,11 +70,14 @@ def _json(value: Any) -> Any:
     return value
 
 
-def customer_tax_rates(customer: Customer, *, on: date) -> list[TaxRate]:
-    """Return the customer's sales taxes; a customer without a country is untaxed (as in Lago)."""
+def customer_tax_rates(customer: Customer, *, on: date, schedule: TaxSchedule | None = None) -> list[TaxRate]:
+    """Return the customer's sales taxes in force on `on` (an invoice's issuing date); a customer without a
+    country is untaxed (as in Lago). `schedule`: the taxes read once for many customers (else read now)."""
     if not customer.country:
         return []
-    return taxes_for(customer.country, customer.state or None, on=on)
+    if schedule is None:
+        schedule = tax_schedule()
+    return schedule.rates_for(customer.country, customer.state or None, on=on)
 
 
 def fee_taxes(amount_cents: int, rates: Iterable[TaxRate]) -> tuple[int, Decimal, list[dict]]:
@@ -128,7 +132,7 @@ def fee_values(line: Line, *, rates: list[TaxRate], taxed: dict | None = None) -
     if taxed is None:
         taxes_cents, taxes_rate, applied = fee_taxes(line.amount_cents, rates)
     else:
-        key = (line.amount_cents, *map(id, rates))  # TaxRate rows are module constants: identity names them
+        key = (line.amount_cents, *map(id, rates))  # one TaxRate object per tax row in a batch: identity names it
         found = taxed.get(key)
         if found is None:
             found = taxed[key] = fee_taxes(line.amount_cents, rates)

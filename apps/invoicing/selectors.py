@@ -15,6 +15,7 @@ from apps.core.exceptions import NotFound
 from apps.customers.models import Service
 
 from .models import CreditNote, CreditNoteItem, Fee, Invoice
+from .taxes import ScheduledTax, TaxRate, TaxSchedule, rate_percent
 
 
 def _visible(service: Service) -> Exists:
@@ -125,3 +126,24 @@ def invoice_payment_link(invoice: Invoice) -> str | None:
         and invoice.total_due_amount_cents > 0
     )
     return invoice.payment_url or None if payable else None
+
+
+def tax_schedule() -> TaxSchedule:
+    """The hub-wide sales taxes billing charges (catalog.Tax rows without a service), dated (taxes.TaxSchedule).
+
+    Read fresh on each call (one query): the close reads it once per batch, so a rate staff add in the admin
+    applies from the next batch on. Each row gives one TaxRate object, shared by every line it taxes.
+    """
+    from apps.catalog.models import Tax
+
+    rows = Tax.objects.filter(service__isnull=True).exclude(country="").exclude(component="").order_by("code")
+    return TaxSchedule(
+        ScheduledTax(
+            rate=TaxRate(row.code, row.name, rate_percent(row.rate)),
+            component=row.component,
+            country=row.country,
+            provinces=tuple(row.provinces),
+            valid_from=row.valid_from,
+        )
+        for row in rows
+    )

@@ -1,7 +1,8 @@
-"""Canadian sales tax by province, rounded exactly as Odoo's `round_per_line` does.
+"""Canadian sales tax by province and date, rounded exactly as Odoo's `round_per_line` does.
 
-Pure module: no ORM, no I/O. Rates and Odoo template ids come from
-`research/odoo.md` §5.1 (chart template `ca_2023`); the rounding rule from §5.5.
+Pure module: no ORM, no I/O. The rates are data (catalog.Tax rows, dated by `valid_from`, seeded by catalog
+migrations 0002 and 0003 with the codes of Odoo's chart template `ca_2023`, research/odoo.md §5.1); billing
+reads them through `apps.invoicing.selectors.tax_schedule`. The rounding rule comes from §5.5.
 Amounts are integer minor units of the invoice currency; rates are percents.
 """
 from __future__ import annotations
@@ -25,55 +26,68 @@ class TaxRate:
             raise TypeError(f"tax rate must be Decimal, not {type(self.rate).__name__}")
 
 
-GST_5 = TaxRate("gst_sale_tax_5", "5% GST", Decimal("5"))
-HST_13 = TaxRate("hst_sale_tax_13", "13% HST", Decimal("13"))
-HST_14 = TaxRate("hst_sale_tax_14", "14% HST (NS)", Decimal("14"))
-HST_15 = TaxRate("hst_sale_tax_15", "15% HST", Decimal("15"))
-PST_6_SK = TaxRate("pst_sale_tax_6", "6% PST SK", Decimal("6"))
-PST_7_BC = TaxRate("pst_sale_tax_7_bc", "7% PST BC", Decimal("7"))
-PST_7_MB = TaxRate("pst_sale_tax_7_mb", "7% PST MB", Decimal("7"))  # Manitoba's RST
-QST_9975 = TaxRate("qst_sale_tax_9975", "9.975% QST", Decimal("9.975"))
-
-# Nova Scotia HST went from 15% to 14% on 2025-04-01 (odoo.md §5.1, odoo PR 219117).
-NS_HST_14_FROM = date(2025, 4, 1)
-
-# ISO 3166-2:CA subdivision codes -> taxes charged (group children listed separately,
-# as Odoo rounds each child on its own line; no tax-on-tax: include_base_amount=False).
-PROVINCE_TAXES: dict[str, tuple[TaxRate, ...]] = {
-    "AB": (GST_5,),
-    "BC": (GST_5, PST_7_BC),
-    "MB": (GST_5, PST_7_MB),
-    "NB": (HST_15,),
-    "NL": (HST_15,),
-    "NS": (HST_14,),
-    "NT": (GST_5,),
-    "NU": (GST_5,),
-    "ON": (HST_13,),
-    "PE": (HST_15,),
-    "QC": (GST_5, QST_9975),
-    "SK": (GST_5, PST_6_SK),
-    "YT": (GST_5,),
-}
+# Components of Canadian sales tax: at most one rate of each is in force for a province on a date.
+COMPONENTS = ("gst", "hst", "pst", "qst")
 
 
-def taxes_for(country: str, province: str | None, *, on: date | None = None) -> list[TaxRate]:
-    """Return the sales taxes for a customer's place of supply.
+@dataclass(frozen=True)
+class ScheduledTax:
+    """One hub-wide tax row (catalog.Tax) as billing reads it: a rate, where it applies, and from when."""
 
-    `country` is ISO 3166-1 alpha-2; outside Canada the list is empty. For Canada,
-    `province` must be an ISO 3166-2 code without the "CA-" prefix (AB, BC, ..., PE, YT).
-    `on` is the tax point date (only Nova Scotia's 2025 change depends on it); None
-    means the current rates.
+    rate: TaxRate
+    component: str  # one of COMPONENTS
+    country: str  # ISO 3166-1 alpha-2
+    provinces: tuple[str, ...]  # ISO 3166-2 subdivision codes without the country prefix
+    valid_from: date | None  # None: since always
+
+
+class TaxSchedule:
+    """The sales taxes in force by place of supply and date, from the hub's tax rows.
+
+    For each component (GST, HST, PST, QST) a province charges the row listing that province with the latest
+    `valid_from` on or before the tax point date: a rate change is a new row from its date (Nova Scotia's HST
+    went from 15% to 14% on 2025-04-01: `hst_sale_tax_15` lists NS since always, `hst_sale_tax_14` from then).
+    Children of a group (GST + QST) are separate rates, as Odoo rounds each on its own line.
     """
-    if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
-        raise ValueError(f"country must be an ISO 3166-1 alpha-2 code, got {country!r}")
-    if country.upper() != "CA":
-        return []
-    code = (province or "").upper()
-    if code not in PROVINCE_TAXES:
-        raise ValueError(f"unknown Canadian province {province!r}; expected one of {', '.join(PROVINCE_TAXES)}")
-    if code == "NS" and on is not None and on < NS_HST_14_FROM:
-        return [HST_15]
-    return list(PROVINCE_TAXES[code])
+
+    def __init__(self, taxes: Iterable[ScheduledTax]) -> None:
+        self._by_place: dict[tuple[str, str], list[ScheduledTax]] = {}
+        for tax in taxes:
+            if tax.component not in COMPONENTS:
+                raise ValueError(f"tax {tax.rate.code}: component must be one of {COMPONENTS}, not {tax.component!r}")
+            for province in tax.provinces:
+                self._by_place.setdefault((tax.country.upper(), province.upper()), []).append(tax)
+
+    def provinces(self, country: str = "CA") -> list[str]:
+        return sorted(province for place_country, province in self._by_place if place_country == country.upper())
+
+    def rates_for(self, country: str, province: str | None, *, on: date) -> list[TaxRate]:
+        """Return the sales taxes for a customer's place of supply on the tax point date `on`.
+
+        `country` is ISO 3166-1 alpha-2; a country with no tax rows is untaxed. A province of a taxed country
+        must be one its rows list (ISO 3166-2 code without the prefix: AB, BC, ..., YT).
+        """
+        if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
+            raise ValueError(f"country must be an ISO 3166-1 alpha-2 code, got {country!r}")
+        known = self.provinces(country)
+        if not known:
+            return []
+        code = (province or "").upper()
+        if code not in known:
+            raise ValueError(f"unknown province {province!r} of {country.upper()}; expected one of {', '.join(known)}")
+        in_force: dict[str, ScheduledTax] = {}
+        for tax in self._by_place[(country.upper(), code)]:
+            if tax.valid_from is not None and tax.valid_from > on:
+                continue
+            current = in_force.get(tax.component)
+            if current is None or (tax.valid_from or date.min) > (current.valid_from or date.min):
+                in_force[tax.component] = tax
+        return [in_force[component].rate for component in COMPONENTS if component in in_force]
+
+
+def rate_percent(value: Decimal) -> Decimal:
+    """A stored rate (numeric(9,5): 13.00000) as written on lines: 13, 9.975, without trailing zeros."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
 def line_tax_cents(amount_cents: int, rate: TaxRate) -> int:

@@ -802,8 +802,8 @@ def ledger_mapping_check(*, client: OdooClient | None = None) -> MappingCheck:
     mapped product, account, tax, journal and analytic account Odoo does not have. Raises OdooError
     when the connection or credentials fail.
     """
+    from apps.catalog.models import Tax
     from apps.customers.models import Service
-    from apps.invoicing.taxes import PROVINCE_TAXES
 
     client = client or get_odoo_client()
     info = client.check_connection()
@@ -815,7 +815,8 @@ def ledger_mapping_check(*, client: OdooClient | None = None) -> MappingCheck:
             checks.append((mapping.JOURNAL, ref, f"journal {purpose}"))
         else:
             problems.append(f"journal {purpose}: no Odoo journal mapped")
-    for code in sorted({rate.code for rates in PROVINCE_TAXES.values() for rate in rates} | set(refs.taxes)):
+    billed = Tax.objects.filter(service__isnull=True).exclude(country="").exclude(component="")
+    for code in sorted(set(billed.values_list("code", flat=True)) | set(refs.taxes)):
         if code in refs.taxes:
             checks.append((mapping.TAX, refs.taxes[code], f"tax {code}"))
         else:

@@ -63,7 +63,8 @@ def tax_out(tax) -> dict:
         "lago_id": str(tax.lago_id),
         "name": tax.name,
         "code": tax.code,
-        "rate": decimal_str(tax.rate),
+        # A percentage, not money: Lago sends it as a JSON number (13.0); numeric(9,5) is exact in a double.
+        "rate": float(tax.rate),
         "description": tax.description or None,
         "applied_to_organization": tax.service_id is None,
         "country": tax.country or None,

@@ -24,6 +24,7 @@ from .. import rating
 from ..fees import Line, Window, customer_tax_rates
 from ..models import Fee
 from ..periods import local_date, local_midnight_utc, period_bounds_utc, period_containing, periods_between
+from ..selectors import tax_schedule
 from .pricing import price_charge_line, price_lines
 from .usage import UsageFetcher, WindowsNotFenced, _usage_totals, per_event_values, unfenced_cutoffs
 
@@ -592,6 +593,7 @@ def plan_locked(
     billed_by = _billed_by_subscription(subscriptions, starts)
     billed = {key: details for keys in billed_by.values() for key, details in keys.items()}
     late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])
+    schedule = tax_schedule()  # once per batch: the rates in force on each billing day
     plans: dict[int, tuple[list[Line], dict]] = {}
     left: list[int] = []
     unpriced: dict[int, list[Line]] = {}
@@ -634,7 +636,7 @@ def plan_locked(
                 )
             )
             rates = {line.billing_on: None for line in lines}
-            rates = {day: customer_tax_rates(customer, on=day) for day in rates}
+            rates = {day: customer_tax_rates(customer, on=day, schedule=schedule) for day in rates}
         except Exception:
             if strict:
                 raise

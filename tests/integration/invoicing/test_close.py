@@ -74,7 +74,7 @@ def test_invoice_groups_subscriptions_of_two_services_per_day_and_currency(billi
 
 def test_failing_customer_is_recorded_and_others_are_billed(billing, settings):
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
-    billing.customer("bad", province="ZZ")  # unknown province: taxes_for refuses it
+    billing.customer("bad", province="ZZ")  # unknown province: no tax row lists it
     billing.customer("good")
     plan = billing.plan()
     billing.subscribe("s-bad", plan, customer="bad", when=at(2026, 3, 1, 0, 0))

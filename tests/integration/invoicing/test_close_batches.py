@@ -129,7 +129,7 @@ def test_bad_customer_inside_a_batch_is_recorded_and_the_others_billed(billing, 
     settings.INVOICE_GRACE_PERIOD_DAYS = 0
     plan = billing.plan()
     for index in range(5):
-        billing.customer(f"c{index}", province="ZZ" if index == 2 else "ON")  # ZZ: taxes_for refuses it
+        billing.customer(f"c{index}", province="ZZ" if index == 2 else "ON")  # ZZ: no tax row lists it: refused
         billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1, 0, 0))
 
     run = periods_close(as_of=at(2026, 4, 1, 1, 0))

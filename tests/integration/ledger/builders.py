@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from apps.customers.models import Customer, Service
 from apps.invoicing.models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
-from apps.invoicing.taxes import taxes_for
+from apps.invoicing.fees import customer_tax_rates
 from apps.ledger.models import OdooAnalyticMapping, OdooJournalMapping, OdooProductMapping, OdooTaxMapping
 
 _seq = itertools.count(1)
@@ -28,7 +28,7 @@ def invoice_make(*, service: Service, customer: Customer, fees_cents: list[int],
                  issuing_date: date = date(2026, 10, 31), skew_tax_cents: int = 0) -> Invoice:
     """A finalized invoice with one fee per amount, taxed for the customer's province (round per line)."""
     n = next(_seq)
-    rates = taxes_for(customer.country, customer.state, on=issuing_date)
+    rates = customer_tax_rates(customer, on=issuing_date)
     invoice = Invoice.objects.create(customer=customer, status=Invoice.Status.FINALIZED, currency="CAD",
                                      series="NEXA-2026", number=number or f"NEXA-2026-{n:06d}", sequential_id=n,
                                      issuing_date=issuing_date)
@@ -69,7 +69,7 @@ def credit_note_make(*, invoice: Invoice, fee_amounts_cents: dict[int, int] | No
     note = CreditNote.objects.create(invoice=invoice, customer=invoice.customer, number=f"{invoice.number}-CN{seq}",
                                      sequential_id=seq, issuing_date=invoice.issuing_date,
                                      reason=CreditNote.Reason.OTHER, currency=invoice.currency)
-    rates = taxes_for(invoice.customer.country, invoice.customer.state, on=invoice.issuing_date)
+    rates = customer_tax_rates(invoice.customer, on=invoice.issuing_date)
     untaxed = taxes = 0
     for index, cents in fee_amounts_cents.items():
         tax = sum(_tax_cents(cents, rate.rate) for rate in rates)

@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from apps.core.money import from_minor_units
-from apps.invoicing.taxes import invoice_totals, taxes_for
+from apps.invoicing.taxes import invoice_totals
+from tests.tax_rates import rates as province_rates
 from apps.ledger.odoo_client import (
     MoveDraft,
     MoveLineDraft,
@@ -31,7 +32,7 @@ def _partner(client: OdooClient, province: str = "ON", ref: str = "cust-0001") -
 def _draft(client: OdooClient, *, ref: str, partner_id: int, fees_cents: list[int], province: str = "ON",
            move_type: str = "out_invoice", reversed_entry_id: int | None = None) -> MoveDraft:
     """Build a move the way the ledger service will: one line per fee, quantity 1, price = fee."""
-    rates = taxes_for("CA", province)
+    rates = province_rates(province)
     xml_ids = [f"account.1_{rate.code}" for rate in rates]
     tax_ids = client.refs_resolve(model="account.tax", refs=xml_ids)
     journal_id = client.refs_resolve(model="account.journal", refs=["account.1_sale"])["account.1_sale"]
@@ -91,7 +92,7 @@ def test_posted_invoice_gets_odoo_name_and_hub_totals(odoo_client: OdooClient, p
     move_id = _post_one(odoo_client, _draft(odoo_client, ref="NEXA/NEXA-2026-000001", partner_id=partner_id,
                                             fees_cents=fees_cents, province=province))
     [move] = odoo_client.moves_read(ids=[move_id])
-    hub = invoice_totals([(cents, taxes_for("CA", province)) for cents in fees_cents])
+    hub = invoice_totals([(cents, province_rates(province)) for cents in fees_cents])
     assert (move.name, move.state, move.move_type) == ("INV/2026/00001", "posted", "out_invoice")
     assert move.amount_untaxed_cents == hub.untaxed_amount_cents
     assert move.amount_tax_cents == hub.tax_amount_cents

@@ -17,7 +17,8 @@ from apps.invoicing.rating import (
     termination_credit,
     upgrade_credit,
 )
-from apps.invoicing.taxes import HST_13, invoice_totals
+from apps.invoicing.taxes import invoice_totals
+from tests.tax_rates import HST_13
 
 VALID = {
     "standard": {"amount": "0.5"},

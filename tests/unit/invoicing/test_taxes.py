@@ -7,16 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.invoicing.taxes import (
-    GST_5,
-    HST_13,
-    PROVINCE_TAXES,
-    QST_9975,
-    TaxRate,
-    invoice_totals,
-    tax_lines,
-    taxes_for,
-)
+from apps.invoicing.taxes import ScheduledTax, TaxRate, TaxSchedule, invoice_totals, rate_percent, tax_lines
+from tests.tax_rates import CANADA, GST_5, HST_13, PROVINCE_TAXES, QST_9975, TODAY
+
+
+def taxes_for(country, province, *, on=TODAY):
+    return CANADA.rates_for(country, province, on=on)
 
 
 @pytest.mark.parametrize(
@@ -52,9 +48,9 @@ def test_outside_canada_is_untaxed_and_bad_codes_are_refused():
     assert taxes_for("US", "NY") == []
     assert taxes_for("FR", None) == []
     assert len(PROVINCE_TAXES) == 13
-    with pytest.raises(ValueError, match="unknown Canadian province 'XX'"):
+    with pytest.raises(ValueError, match="unknown province 'XX' of CA"):
         taxes_for("CA", "XX")
-    with pytest.raises(ValueError, match="unknown Canadian province"):
+    with pytest.raises(ValueError, match="unknown province"):
         taxes_for("CA", None)
     with pytest.raises(ValueError):
         taxes_for("", "ON")
@@ -127,3 +123,27 @@ def test_quebec_qst_matches_integer_half_up(amount_cents):
     lines = {line.code: line.tax_amount_cents for line in tax_lines([(amount_cents, [GST_5, QST_9975])])}
     assert lines["qst_sale_tax_9975"] == expected_qst
     assert lines["gst_sale_tax_5"] == (amount_cents * 5 * 2 + 100) // 200
+
+
+def test_a_dated_row_replaces_its_component_from_its_date_only_where_it_applies():
+    hst_14_on = TaxRate("hst_sale_tax_14_on", "14% HST (ON)", Decimal("14"))
+    schedule = TaxSchedule([
+        ScheduledTax(HST_13, "hst", "CA", ("ON",), None),
+        ScheduledTax(hst_14_on, "hst", "CA", ("ON",), date(2027, 7, 1)),
+        ScheduledTax(GST_5, "gst", "CA", ("AB", "QC"), None),
+        ScheduledTax(QST_9975, "qst", "CA", ("QC",), None),
+    ])
+    assert schedule.rates_for("CA", "ON", on=date(2027, 6, 30)) == [HST_13]
+    assert schedule.rates_for("CA", "ON", on=date(2027, 7, 1)) == [hst_14_on]
+    assert schedule.rates_for("CA", "QC", on=date(2027, 7, 1)) == [GST_5, QST_9975]  # GST first, as Odoo lists them
+    assert schedule.rates_for("CA", "AB", on=date(2027, 7, 1)) == [GST_5]
+
+
+def test_a_schedule_refuses_an_unknown_component():
+    with pytest.raises(ValueError, match="component"):
+        TaxSchedule([ScheduledTax(HST_13, "vat", "CA", ("ON",), None)])
+
+
+@pytest.mark.parametrize(("stored", "written"), [("13.00000", "13"), ("9.97500", "9.975"), ("0.50000", "0.5")])
+def test_stored_rates_are_written_without_trailing_zeros(stored, written):
+    assert str(rate_percent(Decimal(stored))) == written
