@@ -12,6 +12,30 @@ def pytest_configure(config):
     # real migrations; tests/integration/core/test_migrations.py checks models and migrations agree.
     settings.MIGRATION_MODULES = {"djstripe": "tests.djstripe_migrations"}
 
+    from django.db.models.signals import post_migrate
+
+    post_migrate.connect(_taxes_reseed, dispatch_uid="tests-taxes-reseed")
+
+
+def _taxes_reseed(sender, app_config=None, using="default", **kwargs):
+    """Put back the tax rows catalog migrations 0002-0003 seed, after a transactional test's flush emptied them.
+
+    Billing reads its sales taxes from the database; a `transaction=True` test ends with a flush of every table
+    (Django emits post_migrate after it), and the tests after it would otherwise bill untaxed.
+    """
+    if app_config is None or app_config.label != "catalog":
+        return
+    from importlib import import_module
+
+    from django.apps import apps as global_apps
+
+    if global_apps.get_model("catalog", "Tax").objects.using(using).filter(service__isnull=True).exists():
+        return
+    seed = import_module("apps.catalog.migrations.0002_canadian_sales_taxes")
+    dated = import_module("apps.catalog.migrations.0003_tax_schedule")
+    seed.create_taxes(global_apps, None)
+    dated.date_taxes(global_apps, None)
+
 
 @pytest.fixture
 def service_factory(db):
