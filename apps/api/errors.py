@@ -79,7 +79,8 @@ def lago_exception_handler(exc, context):
     if isinstance(exc, BillingError):
         status = exc.http_status
         if status == 422:
-            return Response(error_body(422, "validation_errors" if exc.details else exc.code, exc.details or {}), 422)
+            code = exc.code if getattr(exc, "keeps_code", False) or not exc.details else "validation_errors"
+            return Response(error_body(422, code, exc.details or {}), 422)
         return Response(error_body(status, exc.code, exc.details or None), status)
     if isinstance(exc, drf.ValidationError):
         return Response(error_body(422, "validation_errors", lago_error_details(exc.detail)), 422)

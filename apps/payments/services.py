@@ -48,6 +48,24 @@ class PaymentProviderError(BillingError):
     code, http_status = "payment_provider_error", 422
 
 
+class PaymentProviderNotConfigured(BillingError):
+    """No Stripe secret key is set (the settings placeholder): refused at once, before any write or request."""
+
+    code, http_status = "payment_provider_not_configured", 422
+    keeps_code = True  # Lago's code for it, with the detail, not the generic validation_errors
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Stripe is not configured: set STRIPE_TEST_SECRET_KEY or STRIPE_LIVE_SECRET_KEY",
+            details={"payment_provider": ["payment_provider_not_configured"]},
+        )
+
+
+def _stripe_required() -> None:
+    if not gateway.is_configured():
+        raise PaymentProviderNotConfigured()
+
+
 # --- seams to other apps -----------------------------------------------------------------
 
 
@@ -110,6 +128,7 @@ def _return_url(kind: str) -> str:
 
 def checkout_url_generate(*, customer: Customer) -> str:
     """Return a Stripe Checkout link (setup mode) that saves a card as the customer's default."""
+    _stripe_required()
     try:
         return _checkout_url_generate(customer=customer)
     except gateway.StripeGatewayError as exc:
@@ -576,6 +595,7 @@ def payment_retry_due(*, now: dt.datetime | None = None) -> list[int]:
 
 def payment_retry(*, invoice: Invoice) -> PaymentAttempt | None:
     """Retry an invoice's payment at once (API retry_payment, admin action)."""
+    _stripe_required()
     if invoice.status != Invoice.Status.FINALIZED:
         raise NotAllowed("invoice is not finalized", code="invalid_status")
     if invoice.payment_status == Invoice.PaymentStatus.SUCCEEDED:
@@ -597,6 +617,7 @@ def payment_retry(*, invoice: Invoice) -> PaymentAttempt | None:
 
 def invoice_payment_url(*, invoice: Invoice) -> str:
     """Return a Checkout link paying the invoice's amount due, creating it if needed."""
+    _stripe_required()
     try:
         return _invoice_payment_url(invoice=invoice)
     except gateway.StripeGatewayError as exc:

@@ -19,7 +19,8 @@ class CheckoutUrlView(APIView):
         return Response(
             {
                 "customer": {
-                    "lago_customer_id": str(link.customer.lago_id),
+                    # The caller's own id of the customer (its account link), never the hub-wide one.
+                    "lago_customer_id": str(link.lago_id),
                     "external_customer_id": link.external_id,
                     "payment_provider": "stripe",
                     "payment_provider_code": "stripe",
@@ -42,13 +43,14 @@ class PaymentUrlView(APIView):
     def post(self, request, lago_id: str):
         invoice = invoice_get_for_service(service=request.auth.service, lago_id=lago_id)
         url = invoice_payment_url(invoice=invoice)
-        links = invoice.customer.account_links.filter(service=request.auth.service, deleted_at__isnull=True)
+        link = invoice.customer.account_links.filter(service=request.auth.service, deleted_at__isnull=True).first()
         return Response(
             {
                 "invoice_payment_details": {
-                    "lago_customer_id": str(invoice.customer.lago_id),
+                    # The caller's own ids of the customer (its account link), never the hub-wide one.
+                    "lago_customer_id": str(link.lago_id) if link else None,
                     "lago_invoice_id": str(invoice.lago_id),
-                    "external_customer_id": links.values_list("external_id", flat=True).first(),
+                    "external_customer_id": link.external_id if link else None,
                     "payment_provider": "stripe",
                     "payment_url": url,
                 }
