@@ -107,10 +107,10 @@ def test_i2_reports_usage_before_a_cut_off_that_no_invoice_billed(world):
     charge = world.april.fees.get(fee_type="charge", is_adjustment=False).charge
 
     assert i2_usage() == [Violation(
-        code="I2", rule="unbilled", customer_id=world.customer.pk, currency="CAD", expected=0, actual=1, unit="rows",
+        code="I2", rule="unbilled", customer_id=world.customer.pk, currency="CAD", expected=4, actual=3, unit="rows",
         reference=f"subscription {world.subscription.pk}",
-        message=(f"1 on-time usage rows of subscription {world.subscription.pk} before its cut-off are on no fee "
-                 f"of charge {charge.pk} (2026-05-03T14:00:00+00:00 .. 2026-05-03T14:00:00+00:00)"),
+        message=(f"1 of the 4 on-time usage rows of subscription {world.subscription.pk} before its cut-off "
+                 f"2026-06-01T04:00:00+00:00 are on no fee of charge {charge.pk}"),
     )]
 
 
@@ -303,3 +303,40 @@ def test_i6_reports_a_payment_recorded_for_another_amount(webhook_paid_world):
     [violation] = i6_stripe_payments_recorded()
     assert (violation.rule, violation.expected, violation.actual) == ("amount", 1865, 1000)
     assert Payment.objects.count() == 1
+
+
+@pytest.fixture
+def checkout_paid_world(world, client, webhook_endpoint, stripe_env):
+    """March paid through a Checkout link (no saved card); checkout.session.completed mirrors the session."""
+    from djstripe.models import Session
+
+    from tests.integration.payments.stripe_fixtures import ls_post
+
+    attempt = payments.payment_collect_for_invoice(invoice_id=world.march.pk)
+    assert (attempt.kind, attempt.status) == ("checkout", "requires_action")
+    session = ls_post(stripe_env, f"/_config/checkout_sessions/{attempt.stripe_checkout_session_id}/complete")
+    assert post_signed(client, webhook_endpoint, stripe_event("checkout.session.completed", session)).status_code == 200
+    assert Session.objects.filter(id=session["id"]).exists()  # the mirror I6 reads
+    assert Payment.objects.get().amount_cents == 1865
+    return world, session
+
+
+def test_i6_holds_for_a_paid_checkout_link(checkout_paid_world):
+    assert check_all() == []
+
+
+def test_i6_reports_a_paid_checkout_link_the_hub_never_applied(checkout_paid_world, stripe_env):
+    """Stripe says paid and dj-stripe mirrored it, but no handler recorded it (the webhook was dropped)."""
+    from djstripe.models import Session
+
+    from tests.integration.payments.stripe_fixtures import ls_post
+
+    world, _ = checkout_paid_world
+    attempt = payments.payment_retry(invoice=world.april)  # April's own link, paid, mirrored, never applied
+    session = ls_post(stripe_env, f"/_config/checkout_sessions/{attempt.stripe_checkout_session_id}/complete")
+    Session.sync_from_stripe_data(session)
+
+    [violation] = i6_stripe_payments_recorded()
+    assert (violation.rule, violation.customer_id, violation.invoice_id, violation.expected, violation.actual) == (
+        "unrecorded", world.customer.pk, world.april.pk, world.april.total_amount_cents, 0)
+    assert violation.reference in (session["id"], session["payment_intent"])
