@@ -6,13 +6,15 @@ invoices excluded) unless said otherwise. Each function takes an optional list o
 
 I1 balance, per customer and currency:
     flows  = Σ finalized invoices' sub_total_including_taxes
-           − Σ credit notes' total (credit status not voided, on finalized invoices)
-           − Σ payments + Σ succeeded refunds
+           − Σ credit notes' total (credit status not voided)
+           − Σ payments (every Payment: a PaymentIntent Stripe reported succeeded)
+           + Σ succeeded refunds (of credit notes and of customer credit)
     owed   = Σ finalized invoices' amount due, max(total − total_paid, 0)
-           − Σ unused credit (balance of credit notes whose credit is `available`, on finalized invoices)
-           − Σ refunds owed (refund amount of those credit notes less their succeeded refund)
-    flows == owed. Credit applied to an invoice lowers its total and the note's balance alike, so it cancels
-    out; money received beyond what is due, or on a voided invoice, breaks it until it is kept as credit.
+           − Σ unused credit-note credit (balance of notes whose credit is `available`)
+           − Σ credit-note refunds owed (refund amount less the note's succeeded refund)
+           − Σ customer credit kept from payments no invoice took (CustomerCredit balance, available or refunding)
+    flows == owed. Credit applied to an invoice lowers its total (credit_notes_amount, prepaid_credit_amount) and
+    its source's balance alike, so it cancels out; money received and kept nowhere breaks it.
     `odoo_receivables_compare` also checks `owed` against the customer's receivable in Odoo once every
     posting of the customer is sent.
 I2 usage billed exactly once (a subscription's usage before its `usage_billed_until` is closed):
@@ -36,7 +38,7 @@ I4 every invoice (any status) is the per-line tax rule over its rounded lines:
                 fees taxed at that code (no missing or extra row);
     totals      fees_amount = Σ fees' amount_cents; sub_total_excluding = fees_amount; taxes_amount = Σ tax rows;
                 sub_total_including = sub_total_excluding + taxes_amount; total = sub_total_including −
-                credit_notes_amount_cents.
+                credit_notes_amount_cents − prepaid_credit_amount_cents.
 I5 invoice numbers are gapless per series (checked only for the whole database, never per customer):
     the sequential ids of finalized and voided invoices of a series are exactly 1..N, each once; its
     NumberSequence.last_value is N; every finalized or voided invoice has a number and a sequential id,
@@ -111,6 +113,7 @@ class Balance:
     due: int  # Σ finalized invoices' max(total − total_paid, 0)
     credit_left: int  # Σ unused credit-note credit
     refund_owed: int  # Σ credit-note refund amounts not refunded yet
+    customer_credit: int  # Σ credit kept from payments no invoice took, not consumed or refunded yet
 
     @property
     def flows(self) -> int:
@@ -119,7 +122,7 @@ class Balance:
     @property
     def owed(self) -> int:
         """What the customer owes (negative: what the hub owes the customer)."""
-        return self.due - self.credit_left - self.refund_owed
+        return self.due - self.credit_left - self.refund_owed - self.customer_credit
 
 
 # One grouped query per kind of money, combined in Python: a join of these aggregates would rest on the
@@ -136,7 +139,6 @@ BALANCE_PARTS = {
                coalesce(sum(n.balance_amount_cents) FILTER (WHERE n.credit_status = 'available'), 0),
                sum(n.refund_amount_cents - coalesce(r.amount_cents, 0))
           FROM invoicing_creditnote n
-          JOIN invoicing_invoice i ON i.id = n.invoice_id AND i.status = 'finalized'
           LEFT JOIN payments_refund r ON r.credit_note_id = n.id AND r.status = 'succeeded'
          WHERE n.credit_status <> 'voided' AND {scope}
          GROUP BY 1, 2""",
@@ -146,16 +148,23 @@ BALANCE_PARTS = {
          WHERE {scope}
          GROUP BY 1, 2""",
     "refunded": """
-        SELECT n.customer_id, r.currency, sum(r.amount_cents)
-          FROM payments_refund r JOIN invoicing_creditnote n ON n.id = r.credit_note_id
+        SELECT coalesce(n.customer_id, c.customer_id), r.currency, sum(r.amount_cents)
+          FROM payments_refund r
+          LEFT JOIN invoicing_creditnote n ON n.id = r.credit_note_id
+          LEFT JOIN invoicing_customercredit c ON c.id = r.customer_credit_id
          WHERE r.status = 'succeeded' AND {scope}
+         GROUP BY 1, 2""",
+    "customer_credit": """
+        SELECT customer_id, currency, sum(balance_amount_cents)
+          FROM invoicing_customercredit
+         WHERE status IN ('available', 'refunding') AND {scope}
          GROUP BY 1, 2""",
 }
 _BALANCE_SCOPES = {"invoiced": "customer_id", "credited": "n.customer_id", "paid": "i.customer_id",
-                   "refunded": "n.customer_id"}
+                   "refunded": "coalesce(n.customer_id, c.customer_id)", "customer_credit": "customer_id"}
 # Which Balance fields each part's columns after (customer, currency) fill.
 _BALANCE_FIELDS = {"invoiced": ("invoiced", "due"), "credited": ("credited", "credit_left", "refund_owed"),
-                   "paid": ("paid",), "refunded": ("refunded",)}
+                   "paid": ("paid",), "refunded": ("refunded",), "customer_credit": ("customer_credit",)}
 
 
 def customer_balances(customer_ids: Iterable[int] | None = None) -> dict[tuple[int, str], Balance]:
@@ -183,7 +192,8 @@ def i1_balances(customer_ids: Iterable[int] | None = None) -> list[Violation]:
             message=(
                 f"owes {balance.owed} but the flows say {balance.flows}: invoiced {balance.invoiced} − credited "
                 f"{balance.credited} − paid {balance.paid} + refunded {balance.refunded}; due {balance.due}, "
-                f"unused credit {balance.credit_left}, refunds owed {balance.refund_owed}"
+                f"unused credit {balance.credit_left}, refunds owed {balance.refund_owed}, customer credit "
+                f"{balance.customer_credit}"
             ),
         ))
     return violations
@@ -197,20 +207,27 @@ SELECT coalesce(n.customer_id, i.customer_id) AS customer_id,
   LEFT JOIN invoicing_creditnote n ON n.id = p.credit_note_id
  GROUP BY 1
 """
+# A customer holding credit from a payment no invoice took is left out too: in Odoo that money stays outstanding
+# on its payment, and matching it to later invoices is not posted yet (apps/ledger/services.py), so the two sides
+# differ by design until it is.
+CUSTOMER_CREDIT_HOLDERS_SQL = "SELECT DISTINCT customer_id FROM invoicing_customercredit"
 
 
 def odoo_receivables_compare(*, client: Any, customer_ids: Iterable[int] | None = None) -> list[Violation]:
     """Compare what each customer owes in the hub (I1's `owed`) with its receivable in Odoo, per currency.
 
     Only customers with at least one posting and none pending or failed are compared: until every document
-    is sent, Odoo is behind by design. `client` is an `apps.ledger.odoo_client.OdooClient`.
+    is sent, Odoo is behind by design. Customers with customer credit (CustomerCredit) are not compared yet.
+    `client` is an `apps.ledger.odoo_client.OdooClient`.
     """
     from apps.customers.models import Customer
 
     wanted = None if customer_ids is None else {int(pk) for pk in customer_ids}
+    holders = {customer_id for (customer_id,) in _rows(CUSTOMER_CREDIT_HOLDERS_SQL, {})}
     sent = {
         customer_id for customer_id, unsent in _rows(UNSENT_POSTINGS_SQL, {})
-        if not unsent and customer_id is not None and (wanted is None or customer_id in wanted)
+        if not unsent and customer_id is not None and customer_id not in holders
+        and (wanted is None or customer_id in wanted)
     }
     if not sent:
         return []
@@ -457,14 +474,15 @@ SELECT * FROM (
            i.sub_total_excluding_taxes_amount_cents, i.taxes_amount_cents,
            coalesce((SELECT sum(a.amount_cents) FROM invoicing_invoiceappliedtax a WHERE a.invoice_id = i.id), 0)
                AS taxes,
-           i.sub_total_including_taxes_amount_cents, i.credit_notes_amount_cents, i.total_amount_cents
+           i.sub_total_including_taxes_amount_cents,
+           i.credit_notes_amount_cents + i.prepaid_credit_amount_cents AS credits, i.total_amount_cents
       FROM invoicing_invoice i
      WHERE {scope}
 ) summed
  WHERE fees_amount_cents <> fees OR sub_total_excluding_taxes_amount_cents <> fees_amount_cents
     OR taxes_amount_cents <> taxes
     OR sub_total_including_taxes_amount_cents <> sub_total_excluding_taxes_amount_cents + taxes_amount_cents
-    OR total_amount_cents <> sub_total_including_taxes_amount_cents - credit_notes_amount_cents
+    OR total_amount_cents <> sub_total_including_taxes_amount_cents - credits
  ORDER BY 1, 2
 """
 
@@ -514,7 +532,7 @@ def i4_taxes(customer_ids: Iterable[int] | None = None) -> list[Violation]:
             ("sub_total_including", excluding + taxes_amount, including,
              "sub_total_including_taxes {actual}, sub-total excluding taxes + taxes = {expected}"),
             ("total", including - credits, total,
-             "total {actual}, sub-total including taxes − credit notes applied = {expected}"),
+             "total {actual}, sub-total including taxes − credit applied = {expected}"),
         )
         for rule, expected, actual, text in checks:
             if expected != actual:

@@ -61,10 +61,10 @@ def test_billing_check_prints_each_violation_and_exits_1(world):
     assert lines[:2] == [
         f"I1 balance | customer {world.customer.pk} ({world.customer.external_id}) | expected 3617 actual 3624 CAD "
         f"minor units: owes 3624 but the flows say 3617: invoiced 3617 − credited 0 − paid 0 + refunded 0; due 3624, "
-        f"unused credit 0, refunds owed 0",
+        f"unused credit 0, refunds owed 0, customer credit 0",
         f"I4 total | customer {world.customer.pk} ({world.customer.external_id}) | invoice {world.march.number} "
         f"(id {world.march.pk}) | expected {total} actual {total + 7} CAD minor units: total {total + 7}, sub-total "
-        f"including taxes − credit notes applied = {total}",
+        f"including taxes − credit applied = {total}",
     ]
     assert "I1 balances (invoiced − credited − paid + refunded = owed): 1 violation(s)" in lines
     assert "I3 no negative finalized invoice: OK" in lines
@@ -120,7 +120,7 @@ def test_staff_see_the_latest_runs_violations_first(world, admin_client):
     response = admin_client.get("/admin/integrity/checkviolation/")
     assert response.status_code == 302 and response["Location"].endswith(f"?run__id__exact={latest.pk}")
     page = admin_client.get(response["Location"]).content.decode()
-    assert "the sequence counter is 3" in page and "credit notes applied" not in page
+    assert "the sequence counter is 3" in page and "credit applied" not in page
     assert admin_client.get(f"/admin/integrity/checkviolation/?run__id__exact={older.pk}").content.decode().count(
         "$36.24 CAD") == 1  # the I1 owed amount, as money
     violation = CheckViolation.objects.filter(run=older).first()

@@ -8,6 +8,7 @@ import pytest
 from apps.integrity.invariants import (
     Violation,
     check_all,
+    customer_balances,
     i1_balances,
     i2_usage,
     i3_no_negative_invoice,
@@ -69,7 +70,7 @@ def test_i1_reports_a_payment_recorded_for_less_than_the_invoice_was_paid(paid_w
     assert i1_balances() == [Violation(
         code="I1", rule="balance", customer_id=paid_world.customer.pk, currency="CAD", expected=1414, actual=1413,
         message=("owes 1413 but the flows say 1414: invoiced 3617 − credited 565 − paid 1864 + refunded 226; "
-                 "due 1752, unused credit 339, refunds owed 0"),
+                 "due 1752, unused credit 339, refunds owed 0, customer credit 0"),
     )]
 
 
@@ -77,6 +78,38 @@ def test_i1_scoped_to_other_customers_sees_nothing(paid_world):
     sql("UPDATE payments_payment SET amount_cents = amount_cents - 1")
     assert i1_balances([paid_world.customer.pk + 1000]) == []
     assert len(i1_balances([paid_world.customer.pk])) == 1
+
+
+@pytest.fixture
+def credit_world(world, client, webhook_endpoint, stripe_env, django_capture_on_commit_callbacks):
+    """April's Checkout link paid while staff void April: the money becomes customer credit (defect 2's fix)."""
+    from tests.integration.payments.stripe_fixtures import ls_post
+
+    payments.invoice_payment_url(invoice=world.april)
+    attempt = world.april.payment_attempts.get()
+    session = ls_post(stripe_env, f"/_config/checkout_sessions/{attempt.stripe_checkout_session_id}/complete")
+    from apps.invoicing.services import invoice_void
+
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_void(invoice_id=world.april.pk)
+    assert post_signed(client, webhook_endpoint, stripe_event("checkout.session.completed", session)).status_code == 200
+    return world
+
+
+def test_i1_holds_with_money_kept_as_customer_credit(credit_world):
+    from apps.invoicing.models import CustomerCredit
+
+    [credit] = CustomerCredit.objects.all()
+    assert (credit.reason, credit.balance_amount_cents) == ("invoice_voided", 1752)
+    assert check_all() == []
+    [balance] = customer_balances().values()
+    assert (balance.customer_credit, balance.owed) == (1752, 1865 - 1752)  # March due, less the credit
+
+
+def test_i1_reports_customer_credit_that_lost_part_of_its_balance(credit_world):
+    sql("UPDATE invoicing_customercredit SET balance_amount_cents = balance_amount_cents - 100")
+    [violation] = i1_balances()
+    assert (violation.rule, violation.expected, violation.actual) == ("balance", 1865 - 1752, 1865 - 1652)
 
 
 # --------------------------------------------------------------------------- I2
