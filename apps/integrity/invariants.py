@@ -207,27 +207,20 @@ SELECT coalesce(n.customer_id, i.customer_id) AS customer_id,
   LEFT JOIN invoicing_creditnote n ON n.id = p.credit_note_id
  GROUP BY 1
 """
-# A customer holding credit from a payment no invoice took is left out too: in Odoo that money stays outstanding
-# on its payment, and matching it to later invoices is not posted yet (apps/ledger/services.py), so the two sides
-# differ by design until it is.
-CUSTOMER_CREDIT_HOLDERS_SQL = "SELECT DISTINCT customer_id FROM invoicing_customercredit"
 
 
 def odoo_receivables_compare(*, client: Any, customer_ids: Iterable[int] | None = None) -> list[Violation]:
     """Compare what each customer owes in the hub (I1's `owed`) with its receivable in Odoo, per currency.
 
     Only customers with at least one posting and none pending or failed are compared: until every document
-    is sent, Odoo is behind by design. Customers with customer credit (CustomerCredit) are not compared yet.
-    `client` is an `apps.ledger.odoo_client.OdooClient`.
+    is sent, Odoo is behind by design. `client` is an `apps.ledger.odoo_client.OdooClient`.
     """
     from apps.customers.models import Customer
 
     wanted = None if customer_ids is None else {int(pk) for pk in customer_ids}
-    holders = {customer_id for (customer_id,) in _rows(CUSTOMER_CREDIT_HOLDERS_SQL, {})}
     sent = {
         customer_id for customer_id, unsent in _rows(UNSENT_POSTINGS_SQL, {})
-        if not unsent and customer_id is not None and customer_id not in holders
-        and (wanted is None or customer_id in wanted)
+        if not unsent and customer_id is not None and (wanted is None or customer_id in wanted)
     }
     if not sent:
         return []

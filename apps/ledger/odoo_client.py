@@ -468,26 +468,31 @@ class OdooClient:
         return found
 
     def partner_receivables(self, *, refs: Sequence[str]) -> dict[tuple[str, str], int]:
-        """Return {(partner ref, currency): minor units} the partners owe: Σ amount_residual of their posted
-        customer invoices − Σ that of their posted credit notes (payments and refunds registered on those
-        moves, and reconciliations between them, lower both sides' residuals). A payment left unapplied on no
-        move (an overpayment) is not counted. Every partner carrying a ref counts for it."""
+        """Return {(partner ref, currency): minor units} the partners owe: Σ amount_residual of the receivable
+        lines of their posted entries (invoices, credit notes, payments), per the entry's currency. What is
+        reconciled between them (a payment on an invoice, credit consumed) nets out; an unmatched payment counts
+        as credit. Residuals are in the company currency: exact for documents in it. Every partner carrying a ref
+        counts for it."""
         ref_of: dict[int, str] = {}
         for chunk in _chunks(list(dict.fromkeys(refs)), READ_BATCH_SIZE):
             for row in self._call("res.partner", "search_read", domain=[["ref", "in", list(chunk)]],
                                   fields=["id", "ref"]):
                 ref_of[int(row["id"])] = row["ref"]
-        owed: dict[tuple[str, str], int] = {}
+        lines: list[Mapping[str, Any]] = []
         for chunk in _chunks(sorted(ref_of), READ_BATCH_SIZE):
-            rows = self._call("account.move", "search_read",
-                              domain=[["partner_id", "in", list(chunk)], ["state", "=", "posted"],
-                                      ["move_type", "in", list(MOVE_TYPES)]],
-                              fields=["partner_id", "move_type", "currency_id", "amount_residual"])
-            for row in rows:
-                currency = str(row["currency_id"][1])
-                key = (ref_of[_m2o_id(row["partner_id"])], currency)
-                cents = cents_from_wire(row["amount_residual"], currency)
-                owed[key] = owed.get(key, 0) + (cents if row["move_type"] == "out_invoice" else -cents)
+            lines += self._call("account.move.line", "search_read",
+                                domain=[["partner_id", "in", list(chunk)], ["move_id.state", "=", "posted"],
+                                        ["account_id.account_type", "=", "asset_receivable"]],
+                                fields=["partner_id", "move_id", "amount_residual"])
+        currency_of: dict[int, str] = {}
+        for chunk in _chunks(sorted({_m2o_id(line["move_id"]) for line in lines}), READ_BATCH_SIZE):
+            for row in self._call("account.move", "read", ids=list(chunk), fields=["currency_id"]):
+                currency_of[int(row["id"])] = str(row["currency_id"][1])
+        owed: dict[tuple[str, str], int] = {}
+        for line in lines:
+            currency = currency_of[_m2o_id(line["move_id"])]
+            key = (ref_of[_m2o_id(line["partner_id"])], currency)
+            owed[key] = owed.get(key, 0) + cents_from_wire(line["amount_residual"], currency)
         return owed
 
     # -- moves ----------------------------------------------------------------------------------

@@ -8,9 +8,12 @@ from django.db import connection
 
 from apps.invoicing.close import periods_close
 from apps.invoicing.models import Invoice
+from apps.invoicing.services import invoice_void
+from apps.payments import services as payments
 from apps.usage.services import usage_events_ingest
 from apps.usage.validation import EventIn
 from tests.integration.invoicing.conftest import Billing, at
+from tests.integration.payments.stripe_fixtures import ls_post, post_signed, stripe_event
 from tests.integration.payments.stripe_fixtures import localstripe, stripe_env, webhook_endpoint  # noqa: F401
 
 
@@ -52,6 +55,18 @@ def world(service_factory, settings) -> World:
     assert april.fees.filter(is_adjustment=True).count() == 1
     subscription.refresh_from_db()
     return World(billing=billing, customer=link.customer, subscription=subscription, march=march, april=april)
+
+
+@pytest.fixture
+def credit_world(world, client, webhook_endpoint, stripe_env, django_capture_on_commit_callbacks):
+    """April's Checkout link paid while staff void April: the money becomes customer credit (defect 2's fix)."""
+    payments.invoice_payment_url(invoice=world.april)
+    attempt = world.april.payment_attempts.get()
+    session = ls_post(stripe_env, f"/_config/checkout_sessions/{attempt.stripe_checkout_session_id}/complete")
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_void(invoice_id=world.april.pk)
+    assert post_signed(client, webhook_endpoint, stripe_event("checkout.session.completed", session)).status_code == 200
+    return world
 
 
 def sql(statement: str, params: list | None = None) -> int:

@@ -1,7 +1,6 @@
 """Each invariant holds on a world built through the services, and reports exactly a minimal corruption."""
 from __future__ import annotations
 
-from datetime import timedelta
 
 import pytest
 
@@ -78,22 +77,6 @@ def test_i1_scoped_to_other_customers_sees_nothing(paid_world):
     sql("UPDATE payments_payment SET amount_cents = amount_cents - 1")
     assert i1_balances([paid_world.customer.pk + 1000]) == []
     assert len(i1_balances([paid_world.customer.pk])) == 1
-
-
-@pytest.fixture
-def credit_world(world, client, webhook_endpoint, stripe_env, django_capture_on_commit_callbacks):
-    """April's Checkout link paid while staff void April: the money becomes customer credit (defect 2's fix)."""
-    from tests.integration.payments.stripe_fixtures import ls_post
-
-    payments.invoice_payment_url(invoice=world.april)
-    attempt = world.april.payment_attempts.get()
-    session = ls_post(stripe_env, f"/_config/checkout_sessions/{attempt.stripe_checkout_session_id}/complete")
-    from apps.invoicing.services import invoice_void
-
-    with django_capture_on_commit_callbacks(execute=True):
-        invoice_void(invoice_id=world.april.pk)
-    assert post_signed(client, webhook_endpoint, stripe_event("checkout.session.completed", session)).status_code == 200
-    return world
 
 
 def test_i1_holds_with_money_kept_as_customer_credit(credit_world):

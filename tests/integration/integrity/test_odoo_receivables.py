@@ -60,3 +60,16 @@ def test_customers_with_unsent_postings_are_not_compared(posted_world, odoo_clie
     sql("UPDATE invoicing_creditnote SET balance_amount_cents = balance_amount_cents - 39 WHERE credit_status = 'available'")
     sql("UPDATE ledger_ledgerposting SET status = 'pending' WHERE kind = 'payment'")
     assert odoo_receivables_compare(client=odoo_client) == []
+
+
+def test_customer_credit_from_a_payment_no_invoice_took_agrees_with_odoo(credit_world, odoo_client):
+    """April voided while its link was paid: the money is customer credit in the hub, an unmatched payment in Odoo."""
+    mapping_make(service=credit_world.billing.service)
+    for _ in range(5):  # the void and the customer credit wait for the invoice's move: a few rounds, bounded
+        ledger_post_pending_batch(client=odoo_client)
+        sql("UPDATE ledger_ledgerposting SET next_attempt_at = NULL WHERE status = 'pending'")
+    assert set(LedgerPosting.objects.values_list("kind", "status")) == {
+        ("invoice", "posted"), ("void", "posted"), ("customer_credit", "posted")}
+    ref = credit_world.customer.external_id
+    assert odoo_client.partner_receivables(refs=[ref]) == {(ref, "CAD"): 1865 - 1752}  # March due, less the credit
+    assert odoo_receivables_compare(client=odoo_client) == []
