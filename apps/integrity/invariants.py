@@ -4,6 +4,10 @@ Amounts are integer minor units of the row's currency. "Finalized" means status 
 invoices excluded) unless said otherwise. Each function takes an optional list of customer ids to look at
 (None = everyone) and returns `Violation`s; `check_all` runs them all on one consistent snapshot.
 
+Lago history imported by apps.migration (LagoObject kind "invoice") is left out of I1, I3, I4 and of I2's
+fee_count and overlap (its windows still cover usage), and shadow invoices of a dual run (never charged or posted)
+out of I1, with what is attached to them.
+
 I1 balance, per customer and currency:
     flows  = Σ finalized invoices' sub_total_including_taxes
            − Σ credit notes' total (credit status not voided)
@@ -97,6 +101,20 @@ def _rows(sql: str, params: dict[str, Any]) -> list[tuple]:
         return cursor.fetchall()
 
 
+def _imported(invoice_id: str) -> str:
+    """SQL: the invoice is Lago's history imported by apps.migration. Its payments are not Payment rows, its fees
+    count events that are not usage rows here, and Lago rounded its taxes per invoice: I1-I4 leave it out (its
+    own gapless series still counts for I5)."""
+    return f"EXISTS (SELECT 1 FROM migration_lagoobject lo WHERE lo.kind = 'invoice' AND lo.hub_id = {invoice_id})"
+
+
+def _not_owed(invoice_id: str) -> str:
+    """SQL: the invoice is no claim on the customer: imported history, or a shadow invoice of a dual run (computed
+    to compare with Lago, never charged or posted)."""
+    return (f"({_imported(invoice_id)} OR "
+            f"EXISTS (SELECT 1 FROM migration_shadowinvoice sh WHERE sh.invoice_id = {invoice_id}))")
+
+
 # --------------------------------------------------------------------------- I1
 
 
@@ -132,7 +150,7 @@ BALANCE_PARTS = {
         SELECT customer_id, currency, sum(sub_total_including_taxes_amount_cents),
                sum(greatest(total_amount_cents - total_paid_amount_cents, 0))
           FROM invoicing_invoice
-         WHERE status = 'finalized' AND {scope}
+         WHERE status = 'finalized' AND NOT """ + _not_owed("invoicing_invoice.id") + """ AND {scope}
          GROUP BY 1, 2""",
     "credited": """
         SELECT n.customer_id, n.currency, sum(n.total_amount_cents),
@@ -140,19 +158,19 @@ BALANCE_PARTS = {
                sum(n.refund_amount_cents - coalesce(r.amount_cents, 0))
           FROM invoicing_creditnote n
           LEFT JOIN payments_refund r ON r.credit_note_id = n.id AND r.status = 'succeeded'
-         WHERE n.credit_status <> 'voided' AND {scope}
+         WHERE n.credit_status <> 'voided' AND NOT """ + _not_owed("n.invoice_id") + """ AND {scope}
          GROUP BY 1, 2""",
     "paid": """
         SELECT i.customer_id, p.currency, sum(p.amount_cents)
           FROM payments_payment p JOIN invoicing_invoice i ON i.id = p.invoice_id
-         WHERE {scope}
+         WHERE NOT """ + _not_owed("p.invoice_id") + """ AND {scope}
          GROUP BY 1, 2""",
     "refunded": """
         SELECT coalesce(n.customer_id, c.customer_id), r.currency, sum(r.amount_cents)
           FROM payments_refund r
           LEFT JOIN invoicing_creditnote n ON n.id = r.credit_note_id
           LEFT JOIN invoicing_customercredit c ON c.id = r.customer_credit_id
-         WHERE r.status = 'succeeded' AND {scope}
+         WHERE r.status = 'succeeded' AND (n.id IS NULL OR NOT """ + _not_owed("n.invoice_id") + """) AND {scope}
          GROUP BY 1, 2""",
     "customer_credit": """
         SELECT customer_id, currency, sum(balance_amount_cents)
@@ -272,7 +290,7 @@ SELECT e.subscription_id, e.billable_metric_id,
 
 CHARGE_FEES_SQL = """
 SELECT i.customer_id, f.invoice_id, i.number, f.currency, f.id, f.subscription_id, f.charge_id, f.is_adjustment,
-       f.events_count, w.on_time, w.before_cutoff
+       f.events_count, w.on_time, w.before_cutoff, """ + _imported("f.invoice_id") + """ AS imported
   FROM invoicing_fee f
   JOIN invoicing_invoice i ON i.id = f.invoice_id
   JOIN catalog_charge c ON c.id = f.charge_id
@@ -312,7 +330,7 @@ SELECT customer_id, invoice_id, number, currency, id, subscription_id, charge_id
                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_to
       FROM invoicing_fee f JOIN invoicing_invoice i ON i.id = f.invoice_id
      WHERE f.fee_type = 'charge' AND NOT f.is_adjustment AND i.status <> 'voided' AND f.subscription_id IS NOT NULL
-       AND f.from_datetime IS NOT NULL AND {scope}
+       AND f.from_datetime IS NOT NULL AND NOT """ + _imported("f.invoice_id") + """ AND {scope}
   ) ordered
  WHERE prev_to > from_datetime
  ORDER BY customer_id, subscription_id, charge_id, from_datetime
@@ -329,15 +347,15 @@ def i2_usage(customer_ids: Iterable[int] | None = None) -> list[Violation]:
     covered: dict[tuple[int, int], int] = defaultdict(int)  # (subscription, charge) -> rows inside its fees
     adjusted: dict[tuple[int, int], tuple[int, int]] = {}  # (subscription, charge) -> (rows billed late, an invoice)
     for (customer_id, invoice_id, number, currency, fee_id, sub_id, charge_id, is_adjustment, counted, on_time,
-         before_cutoff) in _rows(CHARGE_FEES_SQL.format(scope=_scope("i.customer_id")), params):
+         before_cutoff, imported) in _rows(CHARGE_FEES_SQL.format(scope=_scope("i.customer_id")), params):
         if is_adjustment:
             billed, _ = adjusted.get((sub_id, charge_id), (0, None))
             adjusted[(sub_id, charge_id)] = (billed + counted, invoice_id)
             continue
         if on_time is None:  # a charge fee without a window: nothing to count it against
             continue
-        covered[(sub_id, charge_id)] += before_cutoff
-        if counted != on_time:
+        covered[(sub_id, charge_id)] += before_cutoff  # imported history billed its window too (in Lago)
+        if counted != on_time and not imported:  # Lago's counts are of events this hub never stored
             violations.append(Violation(
                 code="I2", rule="fee_count", customer_id=customer_id, invoice_id=invoice_id, invoice_number=number,
                 currency=currency, expected=on_time, actual=counted, unit=ROWS, reference=f"fee {fee_id}",
@@ -396,7 +414,8 @@ def _ordered(violations: list[Violation]) -> list[Violation]:
 NEGATIVE_SQL = """
 SELECT customer_id, id, number, currency, total_amount_cents, sub_total_including_taxes_amount_cents
   FROM invoicing_invoice
- WHERE status = 'finalized' AND (total_amount_cents < 0 OR sub_total_including_taxes_amount_cents < 0) AND {scope}
+ WHERE status = 'finalized' AND (total_amount_cents < 0 OR sub_total_including_taxes_amount_cents < 0)
+   AND NOT """ + _imported("invoicing_invoice.id") + """ AND {scope}
  ORDER BY customer_id, id
 """
 
@@ -482,7 +501,7 @@ SELECT * FROM (
 
 def i4_taxes(customer_ids: Iterable[int] | None = None) -> list[Violation]:
     params = _params(customer_ids)
-    scope = _scope("i.customer_id")
+    scope = f"{_scope('i.customer_id')} AND NOT {_imported('i.id')}"
     violations = []
     for customer_id, invoice_id, number, currency, fee_id, code, amount, rate, tax, rule in _rows(
         FEE_TAX_SQL.format(scope=scope), params
