@@ -1,4 +1,4 @@
-"""Billing invariants: each one set-based SQL over the live database, returning the rows that break it.
+"""Billing invariants: each a few set-based reads of the live database, returning the rows that break it.
 
 Amounts are integer minor units of the row's currency. "Finalized" means status `finalized` (drafts and voided
 invoices excluded) unless said otherwise. Each function takes an optional list of customer ids to look at
@@ -19,8 +19,9 @@ I1 balance, per customer and currency:
            − Σ customer credit kept from payments no invoice took (CustomerCredit balance, available or refunding)
     flows == owed. Credit applied to an invoice lowers its total (credit_notes_amount, prepaid_credit_amount) and
     its source's balance alike, so it cancels out; money received and kept nowhere breaks it.
-    `odoo_receivables_compare` also checks `owed` against the customer's receivable in Odoo once every
-    posting of the customer is sent.
+    `odoo_receivables_compare` also checks `owed` against the customer's receivable in Odoo (Σ residual of the
+    partner's posted receivable lines: invoices, credit notes, payment entries) once every posting of the
+    customer is sent.
 I2 usage billed exactly once (a subscription's usage before its `usage_billed_until` is closed):
     fee_count   a charge fee's events_count equals the on-time (not late) rows of its subscription and metric
                 inside its window [from, to): a row committed unflagged after the close read its window breaks it;
@@ -48,9 +49,10 @@ I5 invoice numbers are gapless per series (checked only for the whole database, 
     NumberSequence.last_value is N; every finalized or voided invoice has a number and a sequential id,
     and no draft holds one.
 I6 every payment Stripe reports as succeeded is recorded: each succeeded PaymentIntent and each paid
-    Checkout Session in dj-stripe's mirror that belongs to a hub customer (its metadata names a payment
-    attempt, or its Stripe customer is a hub customer's) has a Payment with its PaymentIntent id, for the
-    amount Stripe received.
+    Checkout Session in dj-stripe's mirror that belongs to a hub customer (a payment attempt names it, by
+    metadata, PaymentIntent or session id, or its Stripe customer is a hub customer's) has a Payment with its
+    PaymentIntent id (or its session's attempt), for the amount Stripe received. Money kept as customer credit is
+    still a Payment (CustomerCredit.payment), so it counts as recorded.
 """
 from __future__ import annotations
 
