@@ -4,3 +4,17 @@ from django.apps import AppConfig
 class InvoicingConfig(AppConfig):
     name = "apps.invoicing"
     label = "invoicing"
+
+    def ready(self) -> None:
+        from apps.subscriptions.lifecycle import billing_listen
+
+        billing_listen(_bill_now)
+
+
+def _bill_now(*, customer_id: int, reason: str) -> None:
+    """Bill a customer as soon as a subscription change is committed, as Lago does (its `reason`): on a Celery
+    worker when a broker is configured, else in-process (eager). The periodic close remains the safety net:
+    if this fails or is lost, the next run bills the same periods, once."""
+    from .tasks import customer_close_task
+
+    customer_close_task.delay(customer_id)

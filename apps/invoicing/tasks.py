@@ -23,3 +23,13 @@ def subscriptions_activate_due_task() -> int:
     from apps.subscriptions.services import subscription_activate_due
 
     return subscription_activate_due()
+
+
+@shared_task(acks_late=True)
+def customer_close_task(customer_id: int) -> tuple[int, int]:
+    """Bill one customer now (Lago's immediate invoices: a pay-in-advance start, an upgrade, a termination)."""
+    from django.utils import timezone
+
+    from .close import close_customer
+
+    return close_customer(customer_id=customer_id, as_of=timezone.now())

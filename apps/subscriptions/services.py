@@ -15,6 +15,7 @@ from apps.customers.services import customer_upsert
 from apps.invoicing.periods import local_date, period_containing
 from apps.webhooks.services import webhook_subscription_event_record
 
+from .lifecycle import billing_due_announce
 from .models import Subscription, SubscriptionChange, SubscriptionChangeHorizon
 
 
@@ -90,6 +91,8 @@ def subscription_create(*, service: Service, request: SubscriptionRequest) -> Su
     )
     if status == Subscription.Status.ACTIVE:
         webhook_subscription_event_record(subscription=subscription, event_type="subscription.started")
+        if request.plan.pay_in_advance:
+            billing_due_announce(customer_id=subscription.customer_id, reason="subscription_starting")
     return subscription
 
 
@@ -157,6 +160,7 @@ def _change_plan(*, current: Subscription, request: SubscriptionRequest, now: da
         )
         webhook_subscription_event_record(subscription=current, event_type="subscription.terminated")
         webhook_subscription_event_record(subscription=successor, event_type="subscription.started")
+        billing_due_announce(customer_id=current.customer_id, reason="upgrading")
         return successor
     # Downgrade: the new plan starts when the current period ends.
     Subscription.objects.filter(
@@ -188,13 +192,15 @@ def subscription_update(*, subscription: Subscription, values: dict) -> Subscrip
 @transaction.atomic
 def subscription_terminate(
     *, subscription_id: int, at: datetime | None = None, keep_successor: bool = False,
-    on_termination_credit_note: str | None = None,
+    on_termination_credit_note: str | None = None, announce: bool = True,
 ) -> Subscription:
     """Terminate an active subscription, or cancel a pending one. Idempotent.
 
     `keep_successor`: the termination is its pending plan change starting (not canceled, as it is otherwise).
     `on_termination_credit_note`: Lago's choice for the unused part of an in-advance fee (credit, refund, offset,
     skip); the close issues it (`apps.invoicing.close.termination_credits_issue`).
+    `announce`: tell billing, after commit, to bill the customer now (Lago's termination invoice); the close,
+    which is billing already, says no.
     """
     if on_termination_credit_note is not None and on_termination_credit_note not in Subscription.TerminationCredit.values:
         raise ValidationFailed("bad choice", details={"on_termination_credit_note": ["value_is_invalid"]})
@@ -218,6 +224,8 @@ def subscription_terminate(
             status=Subscription.Status.CANCELED, canceled_at=now, updated_at=now
         )
     webhook_subscription_event_record(subscription=subscription, event_type="subscription.terminated")
+    if announce:
+        billing_due_announce(customer_id=subscription.customer_id, reason="subscription_terminating")
     return subscription
 
 
@@ -227,13 +235,17 @@ def starts_at(subscription: Subscription) -> datetime:
 
 
 @transaction.atomic
-def subscription_transitions_apply(*, now: datetime | None = None, customer_ids: list[int] | None = None) -> int:
+def subscription_transitions_apply(
+    *, now: datetime | None = None, customer_ids: list[int] | None = None, announce: bool = True
+) -> int:
     """Apply what time has made due, as of `now`: start pending subscriptions (plan changes, future starts) at
     their start, and terminate active ones at their `ending_at`. Returns how many subscriptions changed.
 
     Idempotent, and dated by the transitions' own instants, not by when this runs: a late run (or the period
     close, which calls it for the customers it bills, under their locks, before planning) gives the same rows as
     a punctual one. A pending plan change whose predecessor ends (`ending_at`) before it starts is canceled.
+    `announce`: tell billing, after commit, to bill now what a start (in advance) or an end makes due; the
+    close, which bills right after applying them, says no.
     """
     now = now or timezone.now()
     scope = Q(customer_id__in=customer_ids) if customer_ids is not None else Q()
@@ -251,11 +263,13 @@ def subscription_transitions_apply(*, now: datetime | None = None, customer_ids:
         if previous is not None and previous.ending_at is not None and previous.ending_at < start:
             continue  # the predecessor ends first: its termination below cancels this one
         if previous is not None and previous.status == Subscription.Status.ACTIVE:
-            subscription_terminate(subscription_id=previous.pk, at=start, keep_successor=True)
+            subscription_terminate(subscription_id=previous.pk, at=start, keep_successor=True, announce=False)
         subscription.status = Subscription.Status.ACTIVE
         subscription.started_at = start
         subscription.save(update_fields=["status", "started_at", "updated_at"])
         webhook_subscription_event_record(subscription=subscription, event_type="subscription.started")
+        if announce:
+            billing_due_announce(customer_id=subscription.customer_id, reason="subscription_starting")
         changed += 1
     ending = (
         Subscription.objects.filter(scope, status=Subscription.Status.ACTIVE, ending_at__lte=now)
@@ -263,7 +277,7 @@ def subscription_transitions_apply(*, now: datetime | None = None, customer_ids:
         .values_list("pk", "ending_at")
     )
     for subscription_id, ending_at in list(ending):
-        subscription_terminate(subscription_id=subscription_id, at=ending_at)
+        subscription_terminate(subscription_id=subscription_id, at=ending_at, announce=announce)
         changed += 1
     return changed
 

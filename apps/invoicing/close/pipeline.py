@@ -244,7 +244,7 @@ def _periods_close(*, as_of: datetime | None, fetch: UsageFetcher) -> CloseRun:
     run = CloseRun.objects.create(as_of=as_of)
     # What time made due is applied first, so the prepass plans (and cuts usage off) from the subscriptions in
     # force; a change racing in later is applied again under each batch's locks.
-    subscription_transitions_apply(now=as_of)
+    subscription_transitions_apply(now=as_of, announce=False)
     customer_ids = customers_to_close(as_of=as_of)
     run.customers_count = len(customer_ids)
     size = max(1, int(getattr(settings, "INVOICE_CLOSE_BATCH_SIZE", CLOSE_BATCH_SIZE)))

@@ -437,7 +437,7 @@ def _bill(
         if locked:
             # Plan changes and ending dates due by `as_of` take effect before planning, under the customers'
             # locks: a period is always planned from the subscription in force at its start.
-            subscription_transitions_apply(now=as_of, customer_ids=list(locked))
+            subscription_transitions_apply(now=as_of, customer_ids=list(locked), announce=False)
         plans, failed = plan_locked(customers, as_of=as_of, fetch=fetch, loaded=loaded, fenced=fenced, strict=alone)
         result.left.extend(failed)
         credits: list[Line] = []

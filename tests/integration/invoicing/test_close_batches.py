@@ -26,6 +26,15 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
+def closes_only(monkeypatch):
+    """These tests race closes over periods all due at once; immediate billing (subscriptions/lifecycle.py, tested
+    in test_immediate_invoices.py) would already bill the first period when each subscription starts."""
+    from apps.subscriptions import lifecycle
+
+    monkeypatch.setattr(lifecycle, "_listeners", [])
+
+
+@pytest.fixture(autouse=True)
 def batched(settings):
     settings.INVOICE_CLOSE_BATCH_MIN = 1
     settings.INVOICE_CLOSE_BATCH_SIZE = 4
