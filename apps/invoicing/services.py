@@ -26,6 +26,7 @@ from .models import CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice,
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .periods import local_date
+from .representations import credit_note_out, invoice_out, invoices_for_rendering
 from .taxes import credit_applied_taxes, credited_item_taxes
 
 __all__ = [
@@ -98,7 +99,6 @@ def invoices_drafted_record(invoices: list[Invoice]) -> None:
 def credit_note_webhook_record(*, credit_note: CreditNote) -> None:
     """Record `credit_note.created` for each service whose lines the credited invoice bills. Call inside the
     credit note's transaction."""
-    from apps.api.serializers.invoices import credit_note_out
     from apps.webhooks.services import webhook_event_record
 
     service_ids = _listening_service_ids(invoice_service_ids(credit_note.invoice), "credit_note.created")
@@ -118,7 +118,6 @@ def invoices_webhook_record(*, invoices: list[Invoice], event_type: str) -> None
 
     Call inside the transaction that changed the invoices.
     """
-    from apps.api.serializers.invoices import invoice_out, invoices_for_rendering  # lazy: import cycle
     from apps.webhooks.services import webhook_events_record
 
     if not invoices:

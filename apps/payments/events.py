@@ -7,7 +7,9 @@ Each carries that service's external id. Call inside the transaction that made t
 from __future__ import annotations
 
 from apps.customers.models import AccountLink, Customer
+from apps.customers.representations import customer_out
 from apps.invoicing.models import Invoice
+from apps.invoicing.representations import invoice_out
 from apps.invoicing.selectors import invoice_service_ids
 
 
@@ -31,8 +33,6 @@ def _record(event_type: str, object_type: str, payload: dict, service_id: int) -
 
 
 def _invoice_payload(invoice: Invoice, link: AccountLink) -> dict:
-    from apps.api.serializers.invoices import invoice_out  # plain functions; lazy to avoid an import cycle
-
     return invoice_out(invoice, service=link.service)  # the customer as this service knows it
 
 
@@ -56,8 +56,6 @@ def invoice_payment_failure(invoice: Invoice, *, stripe_customer_id: str, error_
 
 
 def customer_payment_provider_created(customer: Customer) -> None:
-    from apps.api.serializers.customers import customer_out
-
     for link in _links(customer):
         _record("customer.payment_provider_created", "customer", customer_out(link), link.service_id)
 

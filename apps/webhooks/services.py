@@ -290,7 +290,7 @@ def webhook_delivery_resend(*, delivery_id: int, now: datetime | None = None) ->
 
 def webhook_subscription_event_record(*, subscription, event_type: str) -> list[WebhookEvent]:
     """Record `subscription.started|terminated` for the subscription's service, rendered like the API."""
-    from apps.api.serializers.subscriptions import subscription_out  # plain functions; lazy to avoid a cycle
+    from apps.subscriptions.representations import subscription_out  # lazy: subscriptions.services imports this module
 
     return webhook_event_record(
         event_type=event_type,

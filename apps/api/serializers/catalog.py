@@ -9,7 +9,7 @@ from apps.core.geo import COUNTRY_CODES
 from apps.core.money import SUPPORTED_CURRENCIES
 from apps.customers.models import CANADIAN_PROVINCES
 
-from .common import BlankableCharField, StrictIntegerField, decimal_str, tax_out, ts
+from .common import BlankableCharField, StrictIntegerField
 
 
 class MetricFilterIn(serializers.Serializer):
@@ -39,27 +39,6 @@ class BillableMetricIn(serializers.Serializer):
         if "filters" in values:
             values["filters"] = [dict(item) for item in values["filters"]]
         return values
-
-
-def billable_metric_out(metric: BillableMetric) -> dict:
-    return {
-        "lago_id": str(metric.lago_id),
-        "name": metric.name,
-        "code": metric.code,
-        "description": metric.description or None,
-        "aggregation_type": metric.aggregation_type,
-        "field_name": metric.field_name or None,
-        "recurring": metric.recurring,
-        "weighted_interval": metric.weighted_interval or None,
-        "expression": None,
-        "rounding_function": metric.rounding_function or None,
-        "rounding_precision": metric.rounding_precision,
-        "filters": metric.filters or [],
-        "created_at": ts(metric.created_at),
-        "active_subscriptions_count": 0,
-        "draft_invoices_count": 0,
-        "plans_count": 0,
-    }
 
 
 class ChargeIn(serializers.Serializer):
@@ -110,47 +89,6 @@ class PlanIn(serializers.Serializer):
         return values, [dict(charge) for charge in charges] if charges is not None else None
 
 
-def charge_out(charge: Charge) -> dict:
-    return {
-        "lago_id": str(charge.lago_id),
-        "lago_billable_metric_id": str(charge.billable_metric.lago_id),
-        "billable_metric_code": charge.billable_metric.code,
-        "code": charge.code,
-        "invoice_display_name": charge.invoice_display_name or None,
-        "created_at": ts(charge.created_at),
-        "charge_model": charge.charge_model,
-        "pay_in_advance": charge.pay_in_advance,
-        "invoiceable": charge.invoiceable,
-        "regroup_paid_fees": None,
-        "prorated": charge.prorated,
-        "min_amount_cents": charge.min_amount_cents,
-        "properties": charge.properties,
-        "filters": charge.filters or [],
-        "taxes": [],
-    }
-
-
-def plan_out(plan: Plan) -> dict:
-    return {
-        "lago_id": str(plan.lago_id),
-        "name": plan.name,
-        "code": plan.code,
-        "created_at": ts(plan.created_at),
-        "interval": plan.interval,
-        "description": plan.description or None,
-        "invoice_display_name": plan.invoice_display_name or None,
-        "amount_cents": plan.amount_cents,
-        "amount_currency": plan.amount_currency,
-        "trial_period": plan.trial_period,
-        "pay_in_advance": plan.pay_in_advance,
-        "bill_charges_monthly": None,
-        "minimum_commitment": None,
-        "usage_thresholds": [],
-        "taxes": [],
-        "charges": [charge_out(charge) for charge in plan.charges.all()],
-    }
-
-
 class TaxIn(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     code = serializers.CharField(max_length=255)
@@ -175,6 +113,3 @@ class TaxIn(serializers.Serializer):
             attrs["provinces"] = [p.upper() for p in provinces]
         attrs.pop("applied_to_organization", None)
         return attrs
-
-
-__all__ = ["tax_out", "decimal_str"]

@@ -1,8 +1,6 @@
 """Shared pieces of the Lago-shaped contract."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from rest_framework import serializers
 
 from ..errors import MissingRootKey
@@ -14,18 +12,6 @@ def root_payload(request, key: str) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get(key), dict) or not data.get(key):
         raise MissingRootKey(key)
     return data[key]
-
-
-def ts(value: datetime | None) -> str | None:
-    """ISO 8601 UTC with a Z, as Lago prints timestamps."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def decimal_str(value) -> str:
-    """A Decimal as a plain JSON string without exponent or trailing zeros ("13", "9.975")."""
-    return format(value.normalize(), "f")
 
 
 def validated(serializer_class, data, **kwargs) -> dict:
@@ -56,18 +42,3 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or isinstance(data, float):
             self.fail("invalid")
         return super().to_internal_value(data)
-
-
-def tax_out(tax) -> dict:
-    return {
-        "lago_id": str(tax.lago_id),
-        "name": tax.name,
-        "code": tax.code,
-        # A percentage, not money: Lago sends it as a JSON number (13.0); numeric(9,5) is exact in a double.
-        "rate": float(tax.rate),
-        "description": tax.description or None,
-        "applied_to_organization": tax.service_id is None,
-        "country": tax.country or None,
-        "provinces": list(tax.provinces),
-        "created_at": ts(tax.created_at),
-    }

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.catalog.representations import billable_metric_out, plan_out, tax_out
 from apps.catalog.selectors import (
     billable_metric_get,
     billable_metric_list,
@@ -26,8 +27,8 @@ from apps.catalog.services import (
 )
 
 from ..pagination import paginate
-from ..serializers.catalog import BillableMetricIn, PlanIn, TaxIn, billable_metric_out, plan_out
-from ..serializers.common import root_payload, tax_out
+from ..serializers.catalog import BillableMetricIn, PlanIn, TaxIn
+from ..serializers.common import root_payload
 
 
 class BillableMetricListCreateView(APIView):

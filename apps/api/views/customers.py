@@ -4,12 +4,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.customers.representations import customer_out
 from apps.customers.selectors import account_link_get, account_link_list
 from apps.customers.services import customer_link_delete, customer_upsert
 
 from ..pagination import paginate
 from ..serializers.common import root_payload
-from ..serializers.customers import CustomerIn, customer_out
+from ..serializers.customers import CustomerIn
 
 
 class CustomerListCreateView(APIView):

@@ -19,6 +19,7 @@ from apps.invoicing.close import current_usage_lines, invoice_refresh
 from apps.invoicing.fees import customer_tax_rates, fee_taxes
 from apps.invoicing.models import Invoice
 from apps.invoicing.pdf import invoice_from_pdf_token, invoice_pdf, invoice_pdf_token
+from apps.invoicing.representations import credit_note_out, customer_usage_out, invoice_out
 from apps.invoicing.selectors import credit_note_get, credit_note_list, invoice_get, invoice_list
 from apps.invoicing.services import (
     AddOnFee,
@@ -33,13 +34,7 @@ from apps.subscriptions.models import Subscription
 
 from ..pagination import paginate
 from ..serializers.common import root_payload
-from ..serializers.invoices import (
-    CreditNoteIn,
-    OneOffInvoiceIn,
-    credit_note_out,
-    customer_usage_out,
-    invoice_out,
-)
+from ..serializers.invoices import CreditNoteIn, OneOffInvoiceIn
 
 
 def _choices(request, name: str, allowed: list[str]) -> list[str]:

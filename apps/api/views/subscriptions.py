@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from apps.catalog.selectors import plan_get
 from apps.core.exceptions import ValidationFailed
 from apps.subscriptions.models import Subscription
+from apps.subscriptions.representations import subscription_out
 from apps.subscriptions.selectors import subscription_get, subscription_list
 from apps.subscriptions.services import (
     SubscriptionRequest,
@@ -17,7 +18,7 @@ from apps.subscriptions.services import (
 
 from ..pagination import paginate
 from ..serializers.common import root_payload
-from ..serializers.subscriptions import SubscriptionIn, SubscriptionUpdateIn, subscription_out
+from ..serializers.subscriptions import SubscriptionIn, SubscriptionUpdateIn
 
 
 def _status_param(request) -> str | None:

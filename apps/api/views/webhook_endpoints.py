@@ -10,12 +10,13 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.representations import ts
 from apps.webhooks.models import EVENT_OBJECT_TYPES, WebhookEndpoint
 from apps.webhooks.selectors import webhook_endpoint_get, webhook_endpoint_list
 from apps.webhooks.services import webhook_endpoint_create, webhook_endpoint_delete, webhook_endpoint_update
 
 from ..pagination import paginate
-from ..serializers.common import BlankableCharField, root_payload, ts
+from ..serializers.common import BlankableCharField, root_payload
 
 
 class WebhookEndpointIn(serializers.Serializer):

@@ -133,7 +133,7 @@ def test_a_close_announces_each_invoice_as_the_api_renders_it(billing, settings)
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from apps.api.serializers.invoices import invoice_out
+    from apps.invoicing.representations import invoice_out
     from apps.invoicing.services import invoices_webhook_record
 
     settings.INVOICE_GRACE_PERIOD_DAYS = 0

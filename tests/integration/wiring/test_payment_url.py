@@ -41,7 +41,7 @@ def test_checkout_link_reaches_api_webhook_and_pdf_and_goes_once_paid(
     assert context["payment_url"] == invoice.payment_url and not context["paid"]
     assert invoice_pdf(invoice).startswith(b"%PDF")
 
-    from apps.api.serializers.invoices import invoice_out
+    from apps.invoicing.representations import invoice_out
     assert invoice_out(invoice, service=billing.service)["payment_url"] == invoice.payment_url
 
     Invoice.objects.filter(pk=invoice.pk).update(payment_status="succeeded",

@@ -1,0 +1,84 @@
+"""Lago's bodies for catalog objects (taxes, billable metrics, charges, plans): plain functions of the models, used
+by the API and by webhook payloads that embed them."""
+from __future__ import annotations
+
+from apps.core.representations import ts
+
+from .models import BillableMetric, Charge, Plan
+
+
+def tax_out(tax) -> dict:
+    return {
+        "lago_id": str(tax.lago_id),
+        "name": tax.name,
+        "code": tax.code,
+        # A percentage, not money: Lago sends it as a JSON number (13.0); numeric(9,5) is exact in a double.
+        "rate": float(tax.rate),
+        "description": tax.description or None,
+        "applied_to_organization": tax.service_id is None,
+        "country": tax.country or None,
+        "provinces": list(tax.provinces),
+        "created_at": ts(tax.created_at),
+    }
+
+
+def billable_metric_out(metric: BillableMetric) -> dict:
+    return {
+        "lago_id": str(metric.lago_id),
+        "name": metric.name,
+        "code": metric.code,
+        "description": metric.description or None,
+        "aggregation_type": metric.aggregation_type,
+        "field_name": metric.field_name or None,
+        "recurring": metric.recurring,
+        "weighted_interval": metric.weighted_interval or None,
+        "expression": None,
+        "rounding_function": metric.rounding_function or None,
+        "rounding_precision": metric.rounding_precision,
+        "filters": metric.filters or [],
+        "created_at": ts(metric.created_at),
+        "active_subscriptions_count": 0,
+        "draft_invoices_count": 0,
+        "plans_count": 0,
+    }
+
+
+def charge_out(charge: Charge) -> dict:
+    return {
+        "lago_id": str(charge.lago_id),
+        "lago_billable_metric_id": str(charge.billable_metric.lago_id),
+        "billable_metric_code": charge.billable_metric.code,
+        "code": charge.code,
+        "invoice_display_name": charge.invoice_display_name or None,
+        "created_at": ts(charge.created_at),
+        "charge_model": charge.charge_model,
+        "pay_in_advance": charge.pay_in_advance,
+        "invoiceable": charge.invoiceable,
+        "regroup_paid_fees": None,
+        "prorated": charge.prorated,
+        "min_amount_cents": charge.min_amount_cents,
+        "properties": charge.properties,
+        "filters": charge.filters or [],
+        "taxes": [],
+    }
+
+
+def plan_out(plan: Plan) -> dict:
+    return {
+        "lago_id": str(plan.lago_id),
+        "name": plan.name,
+        "code": plan.code,
+        "created_at": ts(plan.created_at),
+        "interval": plan.interval,
+        "description": plan.description or None,
+        "invoice_display_name": plan.invoice_display_name or None,
+        "amount_cents": plan.amount_cents,
+        "amount_currency": plan.amount_currency,
+        "trial_period": plan.trial_period,
+        "pay_in_advance": plan.pay_in_advance,
+        "bill_charges_monthly": None,
+        "minimum_commitment": None,
+        "usage_thresholds": [],
+        "taxes": [],
+        "charges": [charge_out(charge) for charge in plan.charges.all()],
+    }
