@@ -21,10 +21,12 @@ before doing anything), ``down`` (stop listening now; ``restart()`` listens agai
 with the same data; ``n`` is ignored).
 
 Simplified here; real Odoo 19 does these and the stand-in does not (odoo.md §7.4):
-- Rounding: only tax-excluded percent/group/fixed taxes; round_globally rounds the per-tax sum but
-  does not spread the delta over lines; no cash rounding, early-payment discounts, price-included
-  taxes, multi-currency rates or exact `float_round` float behaviour; no 'Product Unit' rounding
-  of quantities (real instances round quantity and maybe price_unit per their decimal accuracy).
+- Taxes: Odoo 19's engine is ported in tax_engine.py (floats and `float_round`, the company's
+  round_per_line or round_globally with its delta spreading, groups, price-included, fixed and
+  division taxes, `extra_tax_data` manual amounts) but not cash rounding, early-payment discounts,
+  currency rates, reverse charge, `code` taxes or manually edited tax lines; no 'Product Unit' /
+  'Product Price' rounding of quantity and price_unit (real instances round them per their decimal
+  accuracy).
 - Fiscal positions (auto-mapping, `_validate_taxes_country`), archived-tax subtleties, the NS 14%
   rollout state, taxes renamed by accountants.
 - Access rights, record rules, multi-company, API-key expiry/rotation/scopes, the bot user's groups.

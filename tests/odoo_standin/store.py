@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
+
+from tests.odoo_standin import tax_engine
 
 # ---------------------------------------------------------------------------------------------
 # Exceptions, named as Odoo names them (the `name` key of a JSON-2 error body).
@@ -78,9 +80,11 @@ SCHEMA: dict[str, dict[str, tuple[str, str | None, bool]]] = {
                         "reconcile": _f(BOOL), "active": _f(BOOL)},
     "account.tax": {"name": _f(CHAR), "amount": _f(FLOAT), "amount_type": _f(CHAR),
                     "type_tax_use": _f(CHAR), "children_tax_ids": _f(M2M, "account.tax"),
-                    "price_include": _f(BOOL, ro=True), "include_base_amount": _f(BOOL),
+                    "price_include": _f(BOOL, ro=True), "price_include_override": _f(CHAR),
+                    "include_base_amount": _f(BOOL), "is_base_affected": _f(BOOL), "analytic": _f(BOOL),
                     "sequence": _f(INT), "active": _f(BOOL), "country_id": _f(M2O, "res.country")},
     "account.journal": {"name": _f(CHAR), "code": _f(CHAR), "type": _f(CHAR),
+                        "company_id": _f(M2O, "res.company"),
                         "default_account_id": _f(M2O, "account.account"), "refund_sequence": _f(BOOL),
                         "active": _f(BOOL)},
     "account.payment.method.line": {"name": _f(CHAR), "journal_id": _f(M2O, "account.journal"),
@@ -114,6 +118,7 @@ SCHEMA: dict[str, dict[str, tuple[str, str | None, bool]]] = {
         "product_id": _f(M2O, "product.product"), "account_id": _f(M2O, "account.account"),
         "quantity": _f(FLOAT), "price_unit": _f(FLOAT), "discount": _f(FLOAT),
         "tax_ids": _f(M2M, "account.tax"), "tax_line_id": _f(M2O, "account.tax", ro=True),
+        "group_tax_id": _f(M2O, "account.tax", ro=True), "tax_base_amount": _f(FLOAT, ro=True),
         "analytic_distribution": _f(JSON), "price_subtotal": _f(FLOAT, ro=True),
         "price_total": _f(FLOAT, ro=True), "balance": _f(FLOAT, ro=True), "debit": _f(FLOAT, ro=True),
         "credit": _f(FLOAT, ro=True), "partner_id": _f(M2O, "res.partner", ro=True),
@@ -169,16 +174,13 @@ INVOICE_TYPES = ("out_invoice", "out_refund")
 # Fields refused on a posted move (odoo.md §3.6, message checked against account_move.py).
 POSTED_READONLY = ("invoice_line_ids", "line_ids", "invoice_date", "date", "partner_id", "partner_bank_id",
                    "invoice_payment_term_id", "currency_id", "fiscal_position_id", "invoice_cash_rounding_id")
-CENT = Decimal("0.01")
+# Boolean fields whose Odoo default is True (every other boolean defaults to False).
+TRUE_BY_DEFAULT = ("active", "is_base_affected")
 
 
 def _dec(value: Any) -> Decimal:
     # Odoo holds floats; repr() is the shortest string that round-trips the double.
     return Decimal(repr(float(value or 0)))
-
-
-def _round(value: Decimal) -> Decimal:
-    return value.quantize(CENT, ROUND_HALF_UP)  # float_round's default is HALF-UP
 
 
 class Store:
@@ -198,7 +200,7 @@ class Store:
         self.last_ids[model] = max(self.last_ids[model], rid)
         record = {"id": rid}
         for field, (kind, _, _) in SCHEMA[model].items():
-            record[field] = [] if kind in (M2M, O2M) else (True if field == "active" else False)
+            record[field] = [] if kind in (M2M, O2M) else (field in TRUE_BY_DEFAULT)
         record.update(vals)
         self.records[model][rid] = record
         if xmlid:
@@ -234,6 +236,7 @@ class Store:
             ("gst", "231000", "GST to pay", "liability_current"),
             ("pst", "232000", "PST/QST to pay", "liability_current"),
             ("hst13", "233000", "HST to pay 13%", "liability_current"),
+            ("hst14", "234000", "HST to pay 14%", "liability_current"),  # code assumed (odoo PR 219117)
             ("hst15", "235000", "HST to pay 15%", "liability_current"),
             ("bank", "101401", "Bank", "asset_cash"),
             ("stripe_clearing", "101700", "Stripe clearing", "asset_current"),
@@ -242,11 +245,14 @@ class Store:
                                                      "reconcile": kind == "asset_receivable"},
                                  f"account.1_l10n_ca_{code}")
         self.receivable_account = acc["receivable"]
+        # The sales taxes of chart template ca_2023 (odoo.md §5.1), each with its xml id account.1_<template id>.
         taxes = {}
         for key, name, amount, account, seq in [
             ("gst_sale_tax_5", "5% GST", 5, "gst", 10), ("hst_sale_tax_13", "13% HST", 13, "hst13", 20),
-            ("hst_sale_tax_15", "15% HST", 15, "hst15", 20), ("qst_sale_tax_9975", "9.975% QST", 9.975, "pst", 11),
-            ("pst_sale_tax_7_bc", "7% PST BC", 7, "pst", 11), ("int_sale_tax_0", "0% Int", 0, None, 1),
+            ("hst_sale_tax_14", "14% HST (NS)", 14, "hst14", 20), ("hst_sale_tax_15", "15% HST", 15, "hst15", 20),
+            ("qst_sale_tax_9975", "9.975% QST", 9.975, "pst", 11), ("pst_sale_tax_6", "6% PST SK", 6, "pst", 11),
+            ("pst_sale_tax_7_bc", "7% PST BC", 7, "pst", 11), ("pst_sale_tax_7_mb", "7% PST MB", 7, "pst", 11),
+            ("int_sale_tax_0", "0% Int", 0, None, 1),
         ]:
             taxes[key] = self._new("account.tax", {"name": name, "amount": amount, "amount_type": "percent",
                                                    "type_tax_use": "sale", "sequence": seq, "country_id": ca,
@@ -255,17 +261,19 @@ class Store:
         for key, name, children in [
             ("gstqst_sale_tax_14975", "14.975% GST+QST", ["gst_sale_tax_5", "qst_sale_tax_9975"]),
             ("gstpst_sale_tax_12_bc", "12% GST+PST BC", ["gst_sale_tax_5", "pst_sale_tax_7_bc"]),
+            ("gstpst_sale_tax_12_mb", "12% GST+PST MB", ["gst_sale_tax_5", "pst_sale_tax_7_mb"]),
+            ("gstpst_sale_tax_11", "11% GST+PST SK", ["gst_sale_tax_5", "pst_sale_tax_6"]),
         ]:
             taxes[key] = self._new("account.tax", {"name": name, "amount": 0, "amount_type": "group",
                                                    "type_tax_use": "sale", "sequence": 30, "country_id": ca,
                                                    "children_tax_ids": [taxes[c] for c in children]},
                                    f"account.1_{key}")
-        self._new("account.journal", {"name": "Customer Invoices", "code": "INV", "type": "sale",
+        self._new("account.journal", {"name": "Customer Invoices", "code": "INV", "type": "sale", "company_id": 1,
                                       "default_account_id": acc["income"], "refund_sequence": True},
                   "account.1_sale")
-        bank = self._new("account.journal", {"name": "Bank", "code": "BNK1", "type": "bank",
+        bank = self._new("account.journal", {"name": "Bank", "code": "BNK1", "type": "bank", "company_id": 1,
                                              "default_account_id": acc["bank"]}, "account.1_bank")
-        stripe = self._new("account.journal", {"name": "Stripe", "code": "STRIP", "type": "bank",
+        stripe = self._new("account.journal", {"name": "Stripe", "code": "STRIP", "type": "bank", "company_id": 1,
                                                "default_account_id": acc["bank"]})
         for payment_type in ("inbound", "outbound"):  # Odoo seeds both "Manual Payment" lines per bank journal
             for journal, outstanding in ((bank, acc["bank"]), (stripe, acc["stripe_clearing"])):
@@ -322,7 +330,15 @@ class Store:
         if model == "account.move.line" and field in ("amount_residual", "reconciled", "matched_debit_ids",
                                                       "matched_credit_ids"):
             return self._line_reconcile_fields(record)[field]
+        if model == "account.tax" and field == "price_include":
+            return self._price_include(record)
         return record.get(field, False)
+
+    def _price_include(self, tax: dict[str, Any]) -> bool:
+        """account.tax._compute_price_include: the tax's override, else the company's default."""
+        company = self.records["res.company"][1]
+        return (tax["price_include_override"] == "tax_included"
+                or (company["account_price_include"] == "tax_included" and not tax["price_include_override"]))
 
     def _path(self, model: str, record: dict[str, Any], path: str) -> Any:
         head, _, rest = path.partition(".")
@@ -604,78 +620,61 @@ class Store:
                 raise ValueError(f"unsupported command {command!r} on invoice_line_ids")
         self._recompute(move, product_ids)
 
-    def _flat_taxes(self, tax_ids: list[int]) -> list[dict[str, Any]]:
-        taxes = []
-        for tax in sorted(self.browse("account.tax", tax_ids), key=lambda t: (t["sequence"], t["id"])):
-            if tax["amount_type"] == "group":
-                taxes.extend(self._flat_taxes(tax["children_tax_ids"]))
-            else:
-                taxes.append(tax)
-        return taxes
+    def _engine_tax(self, tax_id: int) -> tax_engine.Tax:
+        tax = self.records["account.tax"][tax_id]
+        return tax_engine.Tax(
+            id=tax["id"], name=tax["name"], amount=float(tax["amount"]), amount_type=tax["amount_type"],
+            sequence=tax["sequence"], price_include=self._price_include(tax),
+            include_base_amount=bool(tax["include_base_amount"]), is_base_affected=bool(tax["is_base_affected"]),
+            analytic=bool(tax["analytic"]), account_id=tax.get("_account_id"),
+            children=tuple(self._engine_tax(child) for child in tax["children_tax_ids"]))
 
-    def _manual_tax_amounts(self, move: dict[str, Any], line: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Return the line's `extra_tax_data.manual_tax_amounts` when Odoo 19 would apply them
-        (C-TAX `_import_base_line_extra_tax_data`): only while the line's currency, price, discount and
-        quantity are those the amounts were stored with and every tax of the line has an entry; else {}.
-        The engine then replaces each tax's per-line amount with the stored one (`_round_base_lines_tax_details`).
-        """
-        extra = line.get("extra_tax_data") or {}
-        manual = extra.get("manual_tax_amounts") or {}
-        same = (extra.get("currency_id") == move["currency_id"]
-                and _round(_dec(extra.get("price_unit"))) == _round(_dec(line["price_unit"]))
-                and _round(_dec(extra.get("discount"))) == _round(_dec(line["discount"]))
-                and _round(_dec(extra.get("quantity"))) == _round(_dec(line["quantity"])))
-        if not manual or not same or not all(str(tax_id) in manual for tax_id in line["tax_ids"]):
-            return {}
-        return manual
+    def _engine_currency(self, currency_id: int) -> tax_engine.Currency:
+        currency = self.records["res.currency"][currency_id]
+        return tax_engine.Currency(id=currency_id, rounding=currency["rounding"],
+                                   decimal_places=currency["decimal_places"])
 
     def _recompute(self, move: dict[str, Any], product_ids: list[int]) -> None:
-        """Rebuild tax and receivable lines and the amounts (odoo.md §5.5, tax-excluded prices only)."""
+        """Rebuild the tax and receivable lines and the amounts as Odoo 19 does, in floats (tax_engine.py)
+        with the company's tax_calculation_rounding_method (odoo.md §5.5)."""
         lines = self.records["account.move.line"]
         for line_id in move["line_ids"]:
             if line_id not in product_ids:
                 lines.pop(line_id, None)
-        sign = -1 if move["move_type"] == "out_invoice" else 1  # income is a credit on invoices
-        per_line = self.records["res.company"][1]["tax_calculation_rounding_method"] == "round_per_line"
-        untaxed, raw_by_tax, rounded_by_tax = Decimal(0), defaultdict(Decimal), defaultdict(Decimal)
-        for line_id in product_ids:
-            line = lines[line_id]
-            raw = _dec(line["quantity"]) * _dec(line["price_unit"]) * (1 - _dec(line["discount"]) / 100)
-            base = _round(raw)
-            line_tax = Decimal(0)
-            manual = self._manual_tax_amounts(move, line)
-            for tax in self._flat_taxes(line["tax_ids"]):
-                amount = (_dec(line["quantity"]) * _dec(tax["amount"]) if tax["amount_type"] == "fixed"
-                          else base * _dec(tax["amount"]) / 100)
-                if "tax_amount_currency" in manual.get(str(tax["id"]), {}):
-                    amount = _dec(manual[str(tax["id"])]["tax_amount_currency"])
-                raw_by_tax[tax["id"]] += amount
-                rounded_by_tax[tax["id"]] += _round(amount)
-                line_tax += _round(amount)
-            untaxed += base
-            balance = sign * base
-            line.update(price_subtotal=float(base), price_total=float(base + line_tax), balance=float(balance),
-                        debit=float(max(balance, 0)), credit=float(max(-balance, 0)),
-                        partner_id=move["commercial_partner_id"])
-        by_tax = rounded_by_tax if per_line else {k: _round(v) for k, v in raw_by_tax.items()}
+        company = self.records["res.company"][1]
+        currency = self._engine_currency(move["currency_id"])
+        direction_sign = -1 if move["move_type"] == "out_invoice" else 1  # account.move.direction_sign
+        base_lines = [tax_engine.prepare_base_line(
+            taxes=[self._engine_tax(tax_id) for tax_id in lines[line_id]["tax_ids"]],
+            price_unit=lines[line_id]["price_unit"], quantity=lines[line_id]["quantity"],
+            discount=lines[line_id]["discount"], currency=currency, sign=direction_sign,
+            is_refund=move["move_type"] == "out_refund", extra_tax_data=lines[line_id]["extra_tax_data"] or None,
+            record=line_id, account_id=lines[line_id]["account_id"],
+            analytic_distribution=lines[line_id]["analytic_distribution"] or None) for line_id in product_ids]
+        amounts = tax_engine.invoice_amounts(base_lines, rounding_method=company["tax_calculation_rounding_method"],
+                                             currency=currency, direction_sign=direction_sign)
+        partner = move["commercial_partner_id"]
+        for line_id, balance, subtotal, total in zip(product_ids, amounts.base_amounts, amounts.price_subtotals,
+                                                     amounts.price_totals):
+            lines[line_id].update(price_subtotal=subtotal, price_total=total, balance=balance,
+                                  debit=max(balance, 0.0), credit=max(-balance, 0.0), partner_id=partner)
         all_ids = list(product_ids)
-        for tax_id, amount in sorted(by_tax.items()):
-            tax = self.records["account.tax"][tax_id]
-            balance = sign * amount
+        for tax_line in amounts.tax_lines:
+            balance = tax_line.amount_currency
             all_ids.append(self._new("account.move.line", {
-                "move_id": move["id"], "name": tax["name"], "display_type": "tax", "tax_line_id": tax_id,
-                "account_id": tax["_account_id"], "balance": float(balance), "debit": float(max(balance, 0)),
-                "credit": float(max(-balance, 0)), "partner_id": move["commercial_partner_id"]}))
-        tax_total = sum(by_tax.values(), Decimal(0))
-        total = untaxed + tax_total
+                "move_id": move["id"], "name": tax_line.tax.name, "display_type": "tax",
+                "tax_line_id": tax_line.tax.id, "group_tax_id": tax_line.group.id if tax_line.group else False,
+                "tax_base_amount": tax_line.tax_base_amount, "account_id": tax_line.account_id,
+                "analytic_distribution": tax_line.analytic_distribution or False, "balance": balance,
+                "debit": max(balance, 0.0), "credit": max(-balance, 0.0), "partner_id": partner}))
+        receivable = currency.round(-sum(lines[line_id]["balance"] for line_id in all_ids))
         all_ids.append(self._new("account.move.line", {
             "move_id": move["id"], "name": move["payment_reference"] or "", "display_type": "payment_term",
-            "account_id": self.receivable_account, "balance": float(-sign * total),
-            "debit": float(max(-sign * total, 0)), "credit": float(max(sign * total, 0)),
-            "partner_id": move["commercial_partner_id"]}))
-        assert sum(_dec(lines[i]["balance"]) for i in all_ids) == 0, "unbalanced entry"
-        move.update(invoice_line_ids=product_ids, line_ids=all_ids, amount_untaxed=float(untaxed),
-                    amount_tax=float(tax_total), amount_total=float(total))
+            "account_id": self.receivable_account, "balance": receivable, "debit": max(receivable, 0.0),
+            "credit": max(-receivable, 0.0), "partner_id": partner}))
+        assert currency.is_zero(sum(lines[line_id]["balance"] for line_id in all_ids)), "unbalanced entry"
+        move.update(invoice_line_ids=product_ids, line_ids=all_ids, amount_untaxed=amounts.amount_untaxed,
+                    amount_tax=amounts.amount_tax, amount_total=amounts.amount_total)
 
     def _move_payment_fields(self, move: dict[str, Any]) -> dict[str, Any]:
         """Return amount_residual, payment_state and matched payments (C-MOVE _compute_payment_state)."""

@@ -16,8 +16,8 @@ from tests.odoo_standin.fixtures import odoo_client, odoo_config, odoo_standin  
 
 pytestmark = pytest.mark.django_db
 
-# The stand-in seeds these hub tax codes only (no NS 14 %, SK PST, MB RST).
-UNSEEDED = ("hst_sale_tax_14", "pst_sale_tax_6", "pst_sale_tax_7_mb")
+# Hub tax codes builders.mapping_make leaves unmapped (the stand-in has their ca_2023 taxes too).
+UNMAPPED = ("hst_sale_tax_14", "pst_sale_tax_6", "pst_sale_tax_7_mb")
 
 
 @pytest.fixture
@@ -41,13 +41,14 @@ def test_odoo_check_reports_missing_tax_and_account_mappings_by_name(service_fac
     service = service_factory("cloud").service
     mapping_make(service=service, account="999999")
     OdooTaxMapping.objects.filter(tax_code="qst_sale_tax_9975").delete()
-    OdooTaxMapping.objects.create(tax_code="hst_sale_tax_14", odoo_tax="account.1_hst_sale_tax_14")
+    # The pre-2023 template's xml id (odoo.md §5.1): a database migrated from Odoo 16 might have it, this one not.
+    OdooTaxMapping.objects.create(tax_code="hst_sale_tax_14", odoo_tax="account.1_hst14_sale_en")
 
     out, error = _check()
 
     assert "Odoo 19.0 (uid 2)" in out
     assert "MISSING tax qst_sale_tax_9975: no Odoo tax mapped" in out
-    assert "MISSING tax hst_sale_tax_14 -> account.1_hst_sale_tax_14: not found in Odoo (account.tax)" in out
+    assert "MISSING tax hst_sale_tax_14 -> account.1_hst14_sale_en: not found in Odoo (account.tax)" in out
     assert "MISSING income account for service cloud -> 999999: not found in Odoo (account.account)" in out
     assert "hst_sale_tax_13" not in out and "product for service cloud" not in out  # these exist
     assert "mapping problem(s)" in error
@@ -55,7 +56,7 @@ def test_odoo_check_reports_missing_tax_and_account_mappings_by_name(service_fac
 
 def test_odoo_check_passes_when_everything_is_mapped(service_factory, odoo_settings) -> None:
     mapping_make(service=service_factory("cloud").service)
-    OdooTaxMapping.objects.bulk_create(OdooTaxMapping(tax_code=code, odoo_tax="13% HST") for code in UNSEEDED)
+    OdooTaxMapping.objects.bulk_create(OdooTaxMapping(tax_code=code, odoo_tax="13% HST") for code in UNMAPPED)
     out, error = _check()
     assert (error, out.splitlines()[-1]) == ("", "mapping OK")
 
