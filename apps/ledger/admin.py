@@ -71,7 +71,9 @@ class _CheckMappingAdmin(admin.ModelAdmin):
             return
         for problem in check.problems:
             self.message_user(request, f"Missing: {problem}", messages.WARNING)
-        if not check.problems:
+        for mismatch in check.mismatches:
+            self.message_user(request, f"Mismatch: {mismatch}", messages.ERROR)
+        if not check.problems and not check.mismatches:
             self.message_user(request, f"Odoo {check.server}: mapping OK", messages.SUCCESS)
 
 

@@ -82,6 +82,13 @@ class ServerInfo:
 
 
 @dataclass(frozen=True)
+class CompanyInfo:
+    id: int
+    name: str
+    tax_calculation_rounding_method: str  # round_per_line | round_globally (Odoo's company setting)
+
+
+@dataclass(frozen=True)
 class PartnerDraft:
     ref: str  # the hub's customer reference; Odoo's res.partner.ref
     name: str
@@ -344,6 +351,20 @@ class OdooClient:
         return ServerInfo(version=self._transport.version(), uid=self._transport.uid())
 
     # -- reference data ------------------------------------------------------------------------
+    def journal_company(self, *, journal_id: int) -> CompanyInfo:
+        """Return the company owning a journal: its moves round taxes with that company's setting. Two calls."""
+        journals = self._call("account.journal", "search_read", domain=[["id", "=", journal_id]],
+                              fields=["company_id"], limit=1)
+        if not journals or not journals[0]["company_id"]:
+            raise OdooError(f"journal {journal_id} or its company is not readable in Odoo")
+        company_id = int(journals[0]["company_id"][0])
+        rows = self._call("res.company", "search_read", domain=[["id", "=", company_id]],
+                          fields=["name", "tax_calculation_rounding_method"], limit=1)
+        if not rows:
+            raise OdooError(f"company {company_id} is not readable in Odoo")
+        return CompanyInfo(id=company_id, name=str(rows[0]["name"]),
+                           tax_calculation_rounding_method=str(rows[0]["tax_calculation_rounding_method"]))
+
     def currency_id(self, *, code: str) -> int:
         """Return the id of an active res.currency by ISO code (cached per client)."""
         if code not in self._currency_ids:

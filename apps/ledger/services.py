@@ -282,6 +282,7 @@ class _Batch:
         self.open: set[int] = set()
         self.refs = _mapping_refs()
         self.resolved: dict[str, dict[str, int]] = {}
+        self.rounding_problems: dict[int, str] = {}  # journal id -> "" or why its company's rounding differs
 
     # -- row writes (conditional on the lease: a row re-claimed after expiry is not ours) ---------
     def _write(self, posting: LedgerPosting, **fields: Any) -> None:
@@ -371,10 +372,18 @@ class _Batch:
         by_pk = {p.pk: p for p in postings if p.pk in documents}
         if not by_pk:
             return
+        self.resolve(mapping.refs_needed(self.refs, documents.values()))
+        journal_id = self.resolved.get(mapping.JOURNAL, {}).get(self.refs.sales_journal)
+        if journal_id is not None:  # an unresolved journal fails each posting as a mapping problem below
+            if journal_id not in self.rounding_problems:
+                self.rounding_problems[journal_id] = _rounding_problem(self.client, journal_id)
+            if self.rounding_problems[journal_id]:  # Odoo's totals would not be the hub's: write nothing
+                for posting in by_pk.values():
+                    self.fail(posting, self.rounding_problems[journal_id])
+                return
         customers = {p.pk: _customer(p) for p in by_pk.values()}
         partner_ids = self.client.partners_find_or_create(partners=list(
             {c.external_id: _partner_draft(c) for c in customers.values()}.values()))
-        self.resolve(mapping.refs_needed(self.refs, documents.values()))
         drafts: dict[int, MoveDraft] = {}
         for pk, document in documents.items():
             try:
@@ -611,6 +620,25 @@ class _Batch:
                                                       f"{posting.payment_currency}")
 
 
+ROUNDING_LABELS = {"round_per_line": "Round per Line", "round_globally": "Round Globally"}  # Odoo's setting labels
+
+
+def _rounding_problem(client: OdooClient, journal_id: int) -> str:
+    """Return "" when the company owning the sales journal rounds taxes as the hub does, else what differs.
+
+    The hub rounds each line's tax once (settings.ODOO_TAX_ROUNDING_METHOD); Odoo rounds with its company's
+    tax_calculation_rounding_method, and round_globally can differ by a cent per tax (research/odoo.md §5.5).
+    """
+    company = client.journal_company(journal_id=journal_id)
+    expected = settings.ODOO_TAX_ROUNDING_METHOD
+    if company.tax_calculation_rounding_method == expected:
+        return ""
+    return (f"tax rounding: Odoo company {company.name!r} computes taxes with tax_calculation_rounding_method="
+            f"{company.tax_calculation_rounding_method}, the hub with {expected} (ODOO_TAX_ROUNDING_METHOD), so "
+            f"totals could differ by cents; nothing was sent. Set the company's Rounding Method (Accounting "
+            f"settings, Taxes) to {ROUNDING_LABELS.get(expected, expected)!r} in Odoo, then retry")
+
+
 def _moved(posting: LedgerPosting) -> str:
     return "refunded" if posting.kind == LedgerPosting.Kind.REFUND else "collected"
 
@@ -793,14 +821,16 @@ def ledger_posting_retry(*, posting_id: int) -> bool:
 class MappingCheck:
     server: str  # "19.0 (uid 2)"
     problems: list[str]  # one line per missing mapping or Odoo record, by name
+    mismatches: list[str] = dataclasses.field(default_factory=list)  # Odoo settings the hub does not match
 
 
 def ledger_mapping_check(*, client: OdooClient | None = None) -> MappingCheck:
     """Check the Odoo connection and that every mapped reference exists in Odoo.
 
     Lists hub tax codes with no Odoo tax, services with no product, unmapped journals, and every
-    mapped product, account, tax, journal and analytic account Odoo does not have. Raises OdooError
-    when the connection or credentials fail.
+    mapped product, account, tax, journal and analytic account Odoo does not have; and, as a mismatch,
+    a sales journal whose company rounds taxes unlike the hub. Raises OdooError when the connection or
+    credentials fail.
     """
     from apps.catalog.models import Tax
     from apps.customers.models import Service
@@ -842,4 +872,11 @@ def ledger_mapping_check(*, client: OdooClient | None = None) -> MappingCheck:
     for model, ref, what in checks:
         if mapping.odoo_ref(ref) in missing[model]:
             problems.append(f"{what} -> {ref}: not found in Odoo ({model})")
-    return MappingCheck(server=f"{info.version} (uid {info.uid})", problems=problems)
+    mismatches: list[str] = []
+    if refs.sales_journal and mapping.odoo_ref(refs.sales_journal) not in missing[mapping.JOURNAL]:
+        journal_ref = mapping.odoo_ref(refs.sales_journal)
+        journal_id = client.refs_resolve(model=mapping.JOURNAL, refs=[journal_ref]).get(journal_ref)
+        problem = _rounding_problem(client, journal_id) if journal_id is not None else ""
+        if problem:
+            mismatches.append(problem)
+    return MappingCheck(server=f"{info.version} (uid {info.uid})", problems=problems, mismatches=mismatches)

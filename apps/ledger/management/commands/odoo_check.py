@@ -9,7 +9,8 @@ from apps.ledger.services import ledger_mapping_check
 
 
 class Command(BaseCommand):
-    help = "Check the Odoo connection and the ledger mapping; list what is missing, by name."
+    help = ("Check the Odoo connection, the ledger mapping and Odoo's tax rounding; list what is missing or "
+            "differs, by name.")
 
     def handle(self, *args: object, **options: object) -> None:
         try:
@@ -19,6 +20,10 @@ class Command(BaseCommand):
         self.stdout.write(f"Odoo {check.server} at {settings.ODOO_URL}, database {settings.ODOO_DATABASE}")
         for problem in check.problems:
             self.stdout.write(f"MISSING {problem}")
-        if check.problems:
-            raise CommandError(f"{len(check.problems)} mapping problem(s)")
+        for mismatch in check.mismatches:
+            self.stdout.write(f"MISMATCH {mismatch}")
+        counts = [f"{len(check.problems)} mapping problem(s)"] * bool(check.problems)
+        counts += [f"{len(check.mismatches)} setting mismatch(es)"] * bool(check.mismatches)
+        if counts:
+            raise CommandError(", ".join(counts))
         self.stdout.write(self.style.SUCCESS("mapping OK"))
