@@ -38,7 +38,15 @@ def applied_tax_out(item: dict, *, fee: Fee | None = None) -> dict:
     }
 
 
-def fee_out(fee: Fee) -> dict:
+OTHER_SERVICES = "Other services"
+
+
+def fee_out(fee: Fee, *, viewer: Service | None = None) -> dict:
+    """Return Lago's Fee object. `viewer`: the service the body is for; a line another service billed (a customer
+    linked across services gets one invoice) is shown without that service's identifiers (plan and metric codes,
+    subscription and charge ids, its name), as an "Other services" line, so the invoice's totals still add up."""
+    if viewer is not None and fee.service_id is not None and fee.service_id != viewer.pk:
+        return _foreign_fee_out(fee)
     subscription, charge = fee.subscription, fee.charge
     if fee.fee_type == Fee.FeeType.ADD_ON:
         item_code, item_type = fee.add_on_code, "AddOn"
@@ -81,6 +89,51 @@ def fee_out(fee: Fee) -> dict:
         "total_amount_currency": fee.currency,
         "sub_total_excluding_taxes_amount_cents": fee.amount_cents,
         "amount_details": fee.amount_details,
+        "is_adjustment": fee.is_adjustment,
+        "payment_status": fee.invoice.payment_status,
+        "from_date": ts(fee.from_datetime),
+        "to_date": ts(fee.to_datetime),
+        "created_at": ts(fee.created_at),
+        "applied_taxes": [applied_tax_out(item, fee=fee) for item in fee.applied_taxes],
+    }
+
+
+def _foreign_fee_out(fee: Fee) -> dict:
+    return {
+        "lago_id": str(fee.lago_id),
+        "lago_charge_id": None,
+        "lago_invoice_id": str(fee.invoice.lago_id),
+        "lago_subscription_id": None,
+        "external_subscription_id": None,
+        "lago_true_up_fee_id": None,
+        "lago_true_up_parent_fee_id": None,
+        "item": {
+            "type": fee.fee_type,
+            "code": "other_services",
+            "name": OTHER_SERVICES,
+            "invoice_display_name": OTHER_SERVICES,
+            "description": None,
+            "lago_item_id": None,
+            "item_type": "AddOn" if fee.fee_type == Fee.FeeType.ADD_ON else "Subscription",
+            "filters": None,
+            "grouped_by": {},
+        },
+        "service_code": None,
+        "pay_in_advance": False,
+        "invoiceable": True,
+        "amount_cents": fee.amount_cents,
+        "amount_currency": fee.currency,
+        "precise_amount": decimal_str(fee.precise_amount),
+        "precise_unit_amount": decimal_str(fee.precise_amount),
+        "units": "1.0",
+        "total_aggregated_units": "1.0",
+        "events_count": 0,
+        "taxes_amount_cents": fee.taxes_amount_cents,
+        "taxes_rate": decimal_str(fee.taxes_rate),
+        "total_amount_cents": fee.amount_cents + fee.taxes_amount_cents,
+        "total_amount_currency": fee.currency,
+        "sub_total_excluding_taxes_amount_cents": fee.amount_cents,
+        "amount_details": {},
         "is_adjustment": fee.is_adjustment,
         "payment_status": fee.invoice.payment_status,
         "from_date": ts(fee.from_datetime),
@@ -159,11 +212,12 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
                 "invoicing_reason": row.invoicing_reason,
             }
             for row in periods
+            if service is None or row.subscription.service_id == service.pk  # another service's: not shown
         ]
         fees = _prefetched(invoice, "fees")
         if fees is None:
             fees = invoice.fees.select_related("invoice", "service", "subscription__plan", "charge__billable_metric")
-        body["fees"] = [fee_out(fee) for fee in fees]
+        body["fees"] = [fee_out(fee, viewer=service) for fee in fees]
         applications = _prefetched(invoice, "credit_applications")
         if applications is None:
             applications = invoice.credit_applications.select_related("credit_note").order_by("id")
@@ -261,7 +315,7 @@ def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict
                 "lago_id": str(item.lago_id),
                 "amount_cents": item.amount_cents,
                 "amount_currency": note.currency,
-                "fee": fee_out(item.fee),
+                "fee": fee_out(item.fee, viewer=service),
             }
             for item in note.items.select_related("fee__invoice", "fee__service", "fee__subscription__plan", "fee__charge__billable_metric")
         ],
