@@ -120,21 +120,6 @@ def customer_upsert(*, service: Service, external_id: str, attributes: dict) -> 
 
 
 @transaction.atomic
-def customer_link_delete(*, link_id: int) -> AccountLink:
-    """Delete a service's view of a customer and terminate that service's live subscriptions on it."""
-    from apps.subscriptions.services import subscription_terminate
-
-    link = AccountLink.objects.select_for_update().get(pk=link_id)
-    if link.deleted_at is not None:
-        return link
-    for subscription in link.subscriptions.filter(status__in=("active", "pending")):
-        subscription_terminate(subscription_id=subscription.pk)
-    link.deleted_at = timezone.now()
-    link.save(update_fields=["deleted_at", "updated_at"])
-    return link
-
-
-@transaction.atomic
 def account_link_create(*, service: Service, customer: Customer, external_id: str) -> AccountLink:
     """Link an existing customer to a service under the service's external id (staff use)."""
     if AccountLink.objects.filter(service=service, external_id=external_id, deleted_at__isnull=True).exists():

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence  # not typing's aliases:
 from typing import Any
 
 from apps.core.money import currency_exponent, from_minor_units, to_minor_units
-from apps.invoicing.periods import PERIODS_PER_YEAR, Interval, Period
+from apps.subscriptions.periods import PERIODS_PER_YEAR, Interval, Period
 
 ZERO = Decimal(0)
 ONE = Decimal(1)

@@ -19,13 +19,13 @@ from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_uni
 from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import ledger_credit_applications_create, ledger_posting_create, ledger_postings_create
 from apps.payments.services import payment_credit_note_created, payment_invoice_finalized, payment_invoice_voided
+from apps.subscriptions.periods import local_date
 
 from .credits import credits_apply, credits_return
 from .fees import Line, customer_tax_rates, fee_values, invoice_recompute_totals
 from .models import CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
-from .periods import local_date
 from .representations import credit_note_out, invoice_out, invoices_for_rendering
 from .taxes import credit_applied_taxes, credited_item_taxes
 

@@ -38,9 +38,9 @@ from apps.customers.models import CANADIAN_PROVINCES, AccountLink, Customer, Ser
 from apps.customers.services import customer_upsert
 from apps.invoicing.models import Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
 from apps.invoicing.numbering import invoice_numbers_take
-from apps.invoicing.periods import local_date, local_midnight_utc, period_containing
 from apps.invoicing.rating import validate_properties
 from apps.subscriptions.models import Subscription
+from apps.subscriptions.periods import local_date, local_midnight_utc, period_containing
 
 from .lago_client import LagoClient, LagoUnavailable
 from .models import ImportCheckpoint, ImportIssue, ImportRun, LagoObject, ServicePhase

@@ -7,7 +7,7 @@ from apps.catalog.representations import plan_out
 from apps.core.representations import ts
 
 from .models import Subscription
-from .services import current_period_bounds, starts_at
+from .selectors import current_period_bounds, starts_at
 
 
 def subscription_out(subscription: Subscription, *, with_plan: bool = False) -> dict:

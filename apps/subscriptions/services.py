@@ -12,11 +12,12 @@ from apps.catalog.models import Plan
 from apps.core.exceptions import ValidationFailed
 from apps.customers.models import AccountLink, Service
 from apps.customers.services import customer_upsert
-from apps.invoicing.periods import local_date, period_containing
-from apps.webhooks.services import webhook_subscription_event_record
+from apps.webhooks.services import webhook_event_record
 
 from .lifecycle import billing_due_announce
 from .models import Subscription, SubscriptionChange, SubscriptionChangeHorizon
+from .representations import subscription_out
+from .selectors import current_period_end, starts_at
 
 
 @dataclass(frozen=True)
@@ -30,22 +31,15 @@ class SubscriptionRequest:
     ending_at: datetime | None = None
 
 
-def current_period_bounds(subscription: Subscription, *, at: datetime) -> tuple[datetime, datetime]:
-    """Return [start, end) in UTC of the billing period containing `at` (customer's timezone)."""
-    from apps.invoicing.periods import period_bounds_utc
-
-    tz = subscription.customer.applicable_timezone
-    anchor = local_date(subscription.subscription_at, tz)
-    day = max(local_date(at, tz), anchor)
-    period = period_containing(
-        interval=subscription.plan.interval, billing_time=subscription.billing_time, anchor_date=anchor, at=day
+def subscription_webhook_record(*, subscription: Subscription, event_type: str) -> None:
+    """Record `subscription.started|terminated` for the subscription's service, rendered like the API. Call inside
+    the transaction that changed the subscription."""
+    webhook_event_record(
+        event_type=event_type,
+        object_type="subscription",
+        payload_object=subscription_out(subscription),
+        service_ids=[subscription.service_id],
     )
-    return period_bounds_utc(period, tz)
-
-
-def current_period_end(subscription: Subscription, *, at: datetime) -> datetime:
-    """Return the first instant after the billing period containing `at`."""
-    return current_period_bounds(subscription, at=at)[1]
 
 
 @transaction.atomic
@@ -90,7 +84,7 @@ def subscription_create(*, service: Service, request: SubscriptionRequest) -> Su
         previous=None,
     )
     if status == Subscription.Status.ACTIVE:
-        webhook_subscription_event_record(subscription=subscription, event_type="subscription.started")
+        subscription_webhook_record(subscription=subscription, event_type="subscription.started")
         if request.plan.pay_in_advance:
             billing_due_announce(customer_id=subscription.customer_id, reason="subscription_starting")
     return subscription
@@ -158,8 +152,8 @@ def _change_plan(*, current: Subscription, request: SubscriptionRequest, now: da
             previous=current,
             **kept,
         )
-        webhook_subscription_event_record(subscription=current, event_type="subscription.terminated")
-        webhook_subscription_event_record(subscription=successor, event_type="subscription.started")
+        subscription_webhook_record(subscription=current, event_type="subscription.terminated")
+        subscription_webhook_record(subscription=successor, event_type="subscription.started")
         billing_due_announce(customer_id=current.customer_id, reason="upgrading")
         return successor
     # Downgrade: the new plan starts when the current period ends.
@@ -223,15 +217,10 @@ def subscription_terminate(
         Subscription.objects.filter(previous_subscription=subscription, status=Subscription.Status.PENDING).update(
             status=Subscription.Status.CANCELED, canceled_at=now, updated_at=now
         )
-    webhook_subscription_event_record(subscription=subscription, event_type="subscription.terminated")
+    subscription_webhook_record(subscription=subscription, event_type="subscription.terminated")
     if announce:
         billing_due_announce(customer_id=subscription.customer_id, reason="subscription_terminating")
     return subscription
-
-
-def starts_at(subscription: Subscription) -> datetime:
-    """The instant a pending subscription starts: its plan change's `activates_at`, else `subscription_at`."""
-    return subscription.activates_at or subscription.subscription_at
 
 
 @transaction.atomic
@@ -267,7 +256,7 @@ def subscription_transitions_apply(
         subscription.status = Subscription.Status.ACTIVE
         subscription.started_at = start
         subscription.save(update_fields=["status", "started_at", "updated_at"])
-        webhook_subscription_event_record(subscription=subscription, event_type="subscription.started")
+        subscription_webhook_record(subscription=subscription, event_type="subscription.started")
         if announce:
             billing_due_announce(customer_id=subscription.customer_id, reason="subscription_starting")
         changed += 1
@@ -317,3 +306,18 @@ def subscription_changes_prune(*, now: datetime | None = None) -> int:
                 (xmin,) = cursor.fetchone()
             SubscriptionChangeHorizon.objects.create(horizon_xid=xmin, taken_at=now)
     return deleted
+
+
+@transaction.atomic
+def customer_link_delete(*, link_id: int) -> AccountLink:
+    """Delete a service's view of a customer and terminate that service's live subscriptions on it.
+
+    Here rather than in customers.services: customers sit below subscriptions and do not import them."""
+    link = AccountLink.objects.select_for_update().get(pk=link_id)
+    if link.deleted_at is not None:
+        return link
+    for subscription in link.subscriptions.filter(status__in=("active", "pending")):
+        subscription_terminate(subscription_id=subscription.pk)
+    link.deleted_at = timezone.now()
+    link.save(update_fields=["deleted_at", "updated_at"])
+    return link

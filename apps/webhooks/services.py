@@ -288,18 +288,6 @@ def webhook_delivery_resend(*, delivery_id: int, now: datetime | None = None) ->
     return bool(updated)
 
 
-def webhook_subscription_event_record(*, subscription, event_type: str) -> list[WebhookEvent]:
-    """Record `subscription.started|terminated` for the subscription's service, rendered like the API."""
-    from apps.subscriptions.representations import subscription_out  # lazy: subscriptions.services imports this module
-
-    return webhook_event_record(
-        event_type=event_type,
-        object_type="subscription",
-        payload_object=subscription_out(subscription),
-        service_ids=[subscription.service_id],
-    )
-
-
 def _endpoint_rules(*, service: Service, values: dict, exclude_id: int | None = None) -> None:
     url = values.get("webhook_url")
     live = WebhookEndpoint.objects.filter(service=service, deleted_at__isnull=True).exclude(pk=exclude_id)

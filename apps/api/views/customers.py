@@ -6,7 +6,8 @@ from rest_framework.views import APIView
 
 from apps.customers.representations import customer_out
 from apps.customers.selectors import account_link_get, account_link_list
-from apps.customers.services import customer_link_delete, customer_upsert
+from apps.customers.services import customer_upsert
+from apps.subscriptions.services import customer_link_delete
 
 from ..pagination import paginate
 from ..serializers.common import root_payload

@@ -19,11 +19,11 @@ from django.db.models import Q, prefetch_related_objects
 from apps.catalog.models import Charge, Plan
 from apps.customers.models import Customer, Service
 from apps.subscriptions.models import Subscription
+from apps.subscriptions.periods import local_date, local_midnight_utc, period_bounds_utc, period_containing, periods_between
 
 from .. import rating
 from ..fees import Line, Window, customer_tax_rates
 from ..models import Fee
-from ..periods import local_date, local_midnight_utc, period_bounds_utc, period_containing, periods_between
 from ..selectors import tax_schedule
 from .pricing import price_charge_line, price_lines
 from .usage import UsageFetcher, WindowsNotFenced, _usage_totals, per_event_values, unfenced_cutoffs

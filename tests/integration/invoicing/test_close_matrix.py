@@ -13,7 +13,7 @@ import time_machine
 
 from apps.invoicing.close import periods_close
 from apps.invoicing.models import CreditNote, Fee, Invoice
-from apps.invoicing.periods import period_containing
+from apps.subscriptions.periods import period_containing
 from apps.subscriptions.services import subscription_activate_due
 
 from .conftest import TORONTO

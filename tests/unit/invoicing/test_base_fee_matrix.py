@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from apps.invoicing.periods import Period, period_after, period_containing
+from apps.subscriptions.periods import Period, period_after, period_containing
 from apps.invoicing.rating import (
     base_fee_billing_date,
     base_fee_for_period,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.invoicing.periods import Period
+from apps.subscriptions.periods import Period
 from apps.invoicing.rating import (
     base_fee_for_period, charge_minimum_true_up, charge_pricing, price_charge, price_charge_with, validate_properties,
 )

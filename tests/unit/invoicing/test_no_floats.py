@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.invoicing.periods import Period
+from apps.subscriptions.periods import Period
 from apps.invoicing.rating import (
     UsageRecord,
     base_fee_for_period,

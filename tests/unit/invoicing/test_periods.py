@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from apps.invoicing.periods import (
+from apps.subscriptions.periods import (
     Period,
     add_months,
     local_date,
