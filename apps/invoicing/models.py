@@ -26,12 +26,18 @@ class Invoice(TimeStampedModel):
         FAILED = "failed"
 
     class InvoiceType(models.TextChoices):
+        # Lago's values. The hub issues subscription (close, immediate billing) and one_off (POST /invoices);
+        # credit (wallet top-ups) and progressive_billing (usage thresholds) come with those features, add_on is
+        # Lago's legacy name for one_off.
         SUBSCRIPTION = "subscription"
+        ADD_ON = "add_on"
+        CREDIT = "credit"
         ONE_OFF = "one_off"
+        PROGRESSIVE_BILLING = "progressive_billing"
 
     # No index of its own: Meta's (customer, issuing_date) index serves lookups by customer.
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="invoices", db_index=False)
-    invoice_type = models.CharField(max_length=16, choices=InvoiceType.choices, default=InvoiceType.SUBSCRIPTION)
+    invoice_type = models.CharField(max_length=24, choices=InvoiceType.choices, default=InvoiceType.SUBSCRIPTION)
     # Indexed in Meta: `db_index=True` on a CharField also builds a LIKE (pattern_ops) index, which no
     # status query uses and which every invoice insert and finalization paid for (bench/close.py).
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
