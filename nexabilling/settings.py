@@ -274,7 +274,7 @@ ODOO_USERNAME = os.environ.get("ODOO_USERNAME", "")
 ODOO_API_KEY = os.environ.get("ODOO_API_KEY", "")
 ODOO_TRANSPORT = env_choice("ODOO_TRANSPORT", "json2", ("json2", "xmlrpc"))
 ODOO_TIMEOUT_SECONDS = env_int("ODOO_TIMEOUT_SECONDS", 30, minimum=1)
-# How the hub rounds sales tax (apps/invoicing/taxes.py: once per line and rate, half-up). Odoo's company setting
+# How the hub rounds sales tax (apps/catalog/taxes.py: once per line and rate, half-up). Odoo's company setting
 # tax_calculation_rounding_method must be the same, or its totals differ from the hub's by cents (research/odoo.md
 # §5.5): odoo_check verifies it and posting refuses to run otherwise. Only round_per_line is implemented.
 ODOO_TAX_ROUNDING_METHOD = env_choice("ODOO_TAX_ROUNDING_METHOD", "round_per_line", ("round_per_line",))

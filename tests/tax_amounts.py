@@ -6,7 +6,7 @@ from decimal import Decimal
 from hypothesis import strategies as st
 
 from apps.core.money import to_minor_units
-from apps.invoicing.taxes import TaxRate
+from apps.catalog.taxes import TaxRate
 
 MAX_LINE_CENTS = 10**9  # ten million dollars per line
 

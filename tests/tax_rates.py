@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from apps.invoicing.taxes import ScheduledTax, TaxRate, TaxSchedule
+from apps.catalog.taxes import ScheduledTax, TaxRate, TaxSchedule
 
 GST_5 = TaxRate("gst_sale_tax_5", "5% GST", Decimal("5"))
 HST_13 = TaxRate("hst_sale_tax_13", "13% HST", Decimal("13"))

@@ -68,7 +68,7 @@ class Tax(TimeStampedModel):
     provinces = ArrayField(models.CharField(max_length=8), default=list, blank=True)
     odoo_tax_ref = models.CharField(max_length=255, blank=True, help_text="Odoo account.tax id or xml id")
     # Billing (hub-wide rows): per province, the row of each component with the latest valid_from on or before an
-    # invoice's issuing date is charged; a rate change is a new row from its date (apps/invoicing/taxes.py).
+    # invoice's issuing date is charged; a rate change is a new row from its date (apps/catalog/taxes.py).
     component = models.CharField(
         max_length=8, blank=True, choices=[(name, name.upper()) for name in ("gst", "hst", "pst", "qst")],
         help_text="GST, HST, PST or QST: one of each is in force per province on a date",

@@ -1,7 +1,7 @@
 """What an invoice bills: lines (a fee before it is written), their taxes per line, and invoice totals.
 
 Shared by the period close (apps/invoicing/close/) and the other invoice writers (one-off invoices, refresh):
-one rule for a fee's taxes and an invoice's totals. Money via rating.py and taxes.py.
+one rule for a fee's taxes and an invoice's totals. Money via rating.py and apps/catalog/taxes.py.
 """
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from apps.catalog.models import Charge
+from apps.catalog.taxes import TaxRate, TaxSchedule, applied_rates, invoice_totals, line_tax_cents
 from apps.customers.models import Customer
 from apps.subscriptions.models import Subscription
 
 from .models import Fee, Invoice, InvoiceAppliedTax
 from .selectors import tax_schedule
-from .taxes import TaxRate, TaxSchedule, applied_rates, invoice_totals, line_tax_cents
 
 ZERO = Decimal(0)
 

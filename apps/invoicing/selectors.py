@@ -11,11 +11,11 @@ from uuid import UUID
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Exists, OuterRef, QuerySet, Sum
 
+from apps.catalog.taxes import ScheduledTax, TaxRate, TaxSchedule, rate_percent
 from apps.core.exceptions import NotFound
 from apps.customers.models import Service
 
 from .models import CreditNote, CreditNoteItem, Fee, Invoice
-from .taxes import ScheduledTax, TaxRate, TaxSchedule, rate_percent
 
 
 def _visible(service: Service) -> Exists:

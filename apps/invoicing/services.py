@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from apps.catalog.taxes import credit_applied_taxes, credited_item_taxes
 from apps.core.exceptions import NotAllowed, ValidationFailed
 from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
 from apps.customers.models import AccountLink, Customer, Service
@@ -27,7 +28,6 @@ from .models import CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice,
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .representations import credit_note_out, invoice_out, invoices_for_rendering
-from .taxes import credit_applied_taxes, credited_item_taxes
 
 __all__ = [
     "invoice_finalize",

@@ -143,7 +143,7 @@ class OdooProductMapping(models.Model):
 
 
 class OdooTaxMapping(models.Model):
-    """The Odoo sale tax for one hub tax code (apps/invoicing/taxes.py, e.g. "hst_sale_tax_13")."""
+    """The Odoo sale tax for one hub tax code (apps/catalog/taxes.py, e.g. "hst_sale_tax_13")."""
 
     tax_code = models.CharField(max_length=64, unique=True)
     odoo_tax = models.CharField(max_length=255, help_text=ODOO_REF_HELP)

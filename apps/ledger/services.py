@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from apps.invoicing.taxes import credit_applied_taxes, credited_item_taxes  # pure: the hub's tax rules
+from apps.catalog.taxes import credit_applied_taxes, credited_item_taxes  # pure: the hub's tax rules
 from apps.ledger import mapping
 from apps.ledger.models import (
     LedgerPosting,
@@ -683,16 +683,16 @@ def _line(fee: Any, amount_cents: int, taxes: dict[str, int] | None = None) -> m
                           plan_id=plan_id, tax_codes=codes, manual_tax_cents=manual)
 
 
-def _credited_by_fee(invoice: Any) -> dict[int, tuple[int, dict[str, int]]]:
-    """Return fee id -> (cents credited, tax code -> tax cents credited) over the invoice's credit notes."""
-    from apps.invoicing.models import CreditNoteItem  # the ledger reads invoicing rows through its postings
-
+def _credited_by_fee(fees: Sequence[Any]) -> dict[int, tuple[int, dict[str, int]]]:
+    """Return fee id -> (cents credited, tax code -> tax cents credited) over the credit notes of `fees`
+    (an invoice's fees with `credit_note_items` prefetched: the ledger reads invoicing rows through its postings)."""
     credited: dict[int, tuple[int, dict[str, int]]] = {}
-    for item in CreditNoteItem.objects.filter(credit_note__invoice=invoice).select_related("fee").order_by("id"):
-        amount, taxes = credited.get(item.fee_id, (0, {}))
-        for code, cents in credited_item_taxes(item.amount_cents, item.applied_taxes, item.fee.applied_taxes).items():
-            taxes[code] = taxes.get(code, 0) + cents
-        credited[item.fee_id] = (amount + item.amount_cents, taxes)
+    for fee in fees:
+        for item in fee.credit_note_items.all():
+            amount, taxes = credited.get(fee.pk, (0, {}))
+            for code, cents in credited_item_taxes(item.amount_cents, item.applied_taxes, fee.applied_taxes).items():
+                taxes[code] = taxes.get(code, 0) + cents
+            credited[fee.pk] = (amount + item.amount_cents, taxes)
     return credited
 
 
@@ -700,8 +700,9 @@ def _void_document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[in
     """The reversal of a voided invoice: each fee less what credit notes credited, taxed per line and rate as
     the hub and Odoo both do (round per line), so Odoo's totals can be checked against these."""
     invoice = posting.invoice
-    fees = list(invoice.fees.select_related("charge", "subscription", "service").order_by("id"))
-    credited = _credited_by_fee(invoice)
+    fees = list(invoice.fees.select_related("charge", "subscription", "service").prefetch_related("credit_note_items")
+                .order_by("id"))
+    credited = _credited_by_fee(fees)
     lines, untaxed, tax = [], 0, 0
     for fee in fees:
         credited_cents, credited_taxes = credited.get(fee.pk, (0, {}))

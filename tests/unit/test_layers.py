@@ -24,8 +24,6 @@ ENTRY_POINTS = ("admin", "management")
 # stays as short as it can; an allowance whose import is gone fails `test_every_allowance_is_still_used`.
 ALLOWED_IMPORTS: dict[tuple[str, str], str] = {
     # Being broken (issue 15), one slice at a time:
-    ("apps.ledger.services", "apps.invoicing.taxes"): "tax rules the ledger shares with invoicing",
-    ("apps.ledger.services", "apps.invoicing.models"): "credit note items read for a void's reversal",
     ("apps.invoicing.services", "apps.payments.services"): "finalize/void/credit note tell payments",
     ("apps.invoicing.services", "apps.migration.services"): "shadow invoices of a dual run",
     ("apps.invoicing.close.planning", "apps.migration.services"): "services Lago still bills",

@@ -1,4 +1,4 @@
-"""Hub-wide Canadian sales taxes. Codes match apps/invoicing/taxes.py (and Odoo l10n_ca's tax xml ids).
+"""Hub-wide Canadian sales taxes. Codes match apps/catalog/taxes.py (and Odoo l10n_ca's tax xml ids).
 
 Values are copied, not imported: a migration must keep meaning what it meant when written.
 """

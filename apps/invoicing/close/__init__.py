@@ -9,7 +9,7 @@ Exactly once by construction:
 So two workers closing at once serialize per customer, a worker killed mid-customer rolls back, and a
 rerun finds nothing left to bill.
 
-Day arithmetic is in the customer's timezone (apps/subscriptions/periods.py); money via rating.py and taxes.py.
+Day arithmetic is in the customer's timezone (apps/subscriptions/periods.py); money via rating.py and apps/catalog/taxes.py.
 
 Stages, one module each: planning (what is due), usage (cut-offs, fence, totals), pricing (charges from usage),
 writing (one writer for a batch of customers or one), pipeline (a run: chunks overlapping on threads), refresh

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.catalog.taxes import TaxRate
 from apps.core.models import uuid4_many
 from apps.customers.models import Customer
 from apps.subscriptions.models import Subscription
@@ -28,7 +29,6 @@ from ..services import (
     invoices_drafted_record,
     invoices_finalize,
 )
-from ..taxes import TaxRate
 from .planning import Loaded, _is_upgrade, plan_locked, split_credits
 from .usage import UsageFetcher, WindowsNotFenced, _late_usage_mark_billed, _usage_totals, usage_cutoffs_advance
 

@@ -17,7 +17,7 @@ from apps.invoicing.services import (
     credit_note_estimate,
     invoice_create_one_off,
 )
-from apps.invoicing.taxes import credit_applied_taxes, line_tax_cents
+from apps.catalog.taxes import credit_applied_taxes, line_tax_cents
 from tests.tax_rates import PROVINCE_TAXES
 
 pytestmark = pytest.mark.django_db

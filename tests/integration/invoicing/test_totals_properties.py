@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from apps.invoicing import rating
 from apps.invoicing.fees import fee_taxes
-from apps.invoicing.taxes import invoice_totals
+from apps.catalog.taxes import invoice_totals
 from tests.tax_rates import PROVINCE_TAXES
 
 amounts = st.decimals(min_value=Decimal("0"), max_value=Decimal("100000"), places=4, allow_nan=False)

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from apps.core.money import from_minor_units
-from apps.invoicing.taxes import invoice_totals
+from apps.catalog.taxes import invoice_totals
 from tests.tax_rates import rates as province_rates
 from apps.ledger.odoo_client import (
     MoveDraft,

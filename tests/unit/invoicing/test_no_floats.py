@@ -17,7 +17,7 @@ from apps.invoicing.rating import (
     termination_credit,
     upgrade_credit,
 )
-from apps.invoicing.taxes import invoice_totals
+from apps.catalog.taxes import invoice_totals
 from tests.tax_rates import HST_13
 
 VALID = {

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.invoicing.taxes import ScheduledTax, TaxRate, TaxSchedule, invoice_totals, rate_percent, tax_lines
+from apps.catalog.taxes import ScheduledTax, TaxRate, TaxSchedule, invoice_totals, rate_percent, tax_lines
 from tests.tax_rates import CANADA, GST_5, HST_13, PROVINCE_TAXES, QST_9975, TODAY
 
 

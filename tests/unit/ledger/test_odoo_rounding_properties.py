@@ -1,6 +1,6 @@
 """The hub's invoice and credit-note totals equal Odoo 19's to the cent when Odoo rounds per line (hypothesis).
 
-Hub side: the hub's own tax code (apps/invoicing/taxes.py: per line and rate, half-up, in Decimal) over Canada's
+Hub side: the hub's own tax code (apps/catalog/taxes.py: per line and rate, half-up, in Decimal) over Canada's
 rates. Odoo side: the documents the ledger would send (apps/ledger/mapping.py and the client's create values),
 created in the Odoo stand-in's store in-process, which computes as Odoo does (tests/odoo_standin/tax_engine.py:
 floats, float_round, the company's tax_calculation_rounding_method). No HTTP here; the posting path over both
@@ -17,7 +17,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, find, given, settings, strategies as st
 
-from apps.invoicing.taxes import credit_applied_taxes, invoice_totals, line_tax_cents
+from apps.catalog.taxes import credit_applied_taxes, invoice_totals, line_tax_cents
 from apps.ledger import mapping
 from apps.ledger.mapping import DocumentIn, LineIn, MappingRefs, ProductRef
 from apps.ledger.odoo_client import OdooClient, OdooConfig, cents_from_wire
