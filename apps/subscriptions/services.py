@@ -140,8 +140,10 @@ def _change_plan(*, current: Subscription, request: SubscriptionRequest, now: da
         current.status = Subscription.Status.TERMINATED
         current.terminated_at = now
         current.save(update_fields=["status", "terminated_at", "updated_at"])
+        # A pending downgrade is canceled, and lets go of `current`: the link is one-to-one, and the upgrade's
+        # successor is the subscription that replaces it.
         Subscription.objects.filter(previous_subscription=current, status=Subscription.Status.PENDING).update(
-            status=Subscription.Status.CANCELED, canceled_at=now, updated_at=now
+            status=Subscription.Status.CANCELED, canceled_at=now, updated_at=now, previous_subscription=None
         )
         successor = _insert(
             service=current.service,

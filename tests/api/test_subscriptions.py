@@ -114,3 +114,23 @@ def test_terminate_takes_lagos_on_termination_credit_note_and_refuses_other_valu
     assert Subscription.objects.get().status == "active"  # nothing written
     body = cloud.delete("/api/v1/subscriptions/sub?on_termination_credit_note=refund").json()["subscription"]
     assert (body["status"], body["on_termination_credit_note"]) == ("terminated", "refund")
+
+
+@time_machine.travel(datetime(2026, 3, 10, 15, tzinfo=dt_timezone.utc), tick=False)
+def test_upgrade_while_a_downgrade_is_pending_cancels_the_downgrade(cloud):
+    """Found by the billing state machine: the canceled downgrade kept its link to the subscription being
+    upgraded, and the upgrade's successor could not take that (one-to-one) link: a 422 that wrote nothing."""
+    _plan(cloud, "basic", 1000)
+    _plan(cloud, "plus", 2000)
+    _plan(cloud, "pro", 5000)
+    _subscribe(cloud, "plus")
+    assert _subscribe(cloud, "basic").json()["subscription"]["status"] == "pending"
+
+    response = _subscribe(cloud, "pro")
+    assert response.status_code == 200, response.json()
+    upgraded = response.json()["subscription"]
+    assert (upgraded["status"], upgraded["plan_code"], upgraded["previous_plan_code"]) == ("active", "pro", "plus")
+    assert sorted(Subscription.objects.values_list("plan__code", "status")) == [
+        ("basic", "canceled"), ("plus", "terminated"), ("pro", "active")]
+    plus = Subscription.objects.get(plan__code="plus")
+    assert plus.next_subscription.plan.code == "pro"
