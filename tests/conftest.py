@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 
 def pytest_configure(config):
@@ -61,3 +62,9 @@ def api_client_for():
         return client
 
     return make
+
+
+# Hypothesis: `pytest --hypothesis-profile=long` runs the stateful billing test
+# (tests/integration/test_billing_state_machine.py) for much longer than its bounded default, randomized.
+# Tests that pin their own settings (every other property test) keep them under any profile.
+hypothesis_settings.register_profile("long", max_examples=300, stateful_step_count=60, deadline=None)
