@@ -28,11 +28,10 @@ import urllib.error
 from zoneinfo import ZoneInfo
 
 import pytest
-import stripe
 import time_machine
 from django.db import connection, transaction
+from django.db.models import Max
 from django.test import Client
-from django.utils import timezone
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -47,7 +46,7 @@ from hypothesis.stateful import (
 
 from apps.integrity.invariants import check_all
 from apps.invoicing.close import invoices_finalize_due, periods_close
-from apps.invoicing.models import CreditNote, CreditNoteItem, Fee, Invoice
+from apps.invoicing.models import CreditApplication, CreditNote, CreditNoteItem, CustomerCredit, Fee, Invoice
 from apps.ledger.models import LedgerPosting
 from apps.ledger.services import ledger_post_pending_batch
 from apps.payments.models import PaymentAttempt, StripeCustomer
@@ -158,6 +157,7 @@ class BillingMachine(RuleBasedStateMachine):
         self.untold: list[dict] = []  # Stripe events not delivered yet
         self.paid_not_told: list[PaymentAttempt] = []  # their attempts
         self.notes_seen: set[int] = set()
+        self.links_tried: set[int] = set()  # superseded attempts whose link the customer tried to pay
         self.ledger_blind = False  # see post_to_odoo
 
     # ------------------------------------------------------------------ set-up
@@ -298,16 +298,13 @@ class BillingMachine(RuleBasedStateMachine):
         subscriptions = list(Subscription.objects.filter(service=self.service, external_id=external_id,
                                                          started_at__isnull=False).order_by("started_at"))
         when = self.now - dt.timedelta(hours=back_hours)
+        billed = [s for s in subscriptions if s.usage_billed_until is not None]
+        if late and billed:
+            when = billed[-1].usage_billed_until - dt.timedelta(hours=back_hours + 1)
         lives = [(s.started_at, s.terminated_at or self.now) for s in subscriptions]
         if lives and not any(start <= when <= end for start, end in lives):
+            # Into the life of a subscription: the next one to start, else the last one.
             when = next((start for start, _ in lives if start > when), lives[-1][0])
-        if subscriptions:
-            billed = [s for s in subscriptions if s.usage_billed_until is not None]
-            if late and billed:
-                subscription = billed[-1]
-                when = max(subscription.usage_billed_until - dt.timedelta(hours=back_hours + 1), subscription.started_at)
-                if subscription.terminated_at is not None:
-                    when = min(when, subscription.terminated_at - dt.timedelta(seconds=1))
         self.events_sent += 1
         self._event({"transaction_id": f"t{self.events_sent}", "external_subscription_id": external_id, "code": "gb",
                      "timestamp": int(when.timestamp()), "properties": {"gb": str(gb)}})
@@ -346,13 +343,14 @@ class BillingMachine(RuleBasedStateMachine):
 
     @rule(minutes=st.integers(min_value=0, max_value=6 * 60))
     def a_month_later_all_late_usage_is_billed(self, minutes):
-        """Forward 32 days and close: every period running now has ended and been billed, so every late event
-        has met its adjustment. (I2's late_stuck rule cannot say so here: it compares the database's own clock
-        with event rows stamped by it, and the test's clock is not the database's.)"""
+        """Forward 32 days (and the grace period) and close: every period running now has ended and been billed, so
+        every late event has met its adjustment. (I2's late_stuck rule cannot say so here: it compares the
+        database's own clock with event rows stamped by it, and the test's clock is not the database's.)"""
         self._move_to(self.now + dt.timedelta(days=32, minutes=minutes))
         self._close(self.now)
-        if self.grace_days:
-            invoices_finalize_due(now=self.now + dt.timedelta(days=self.grace_days))
+        if self.grace_days:  # and the drafts it left are finalized once their grace period is over
+            self._move_to(self.now + dt.timedelta(days=self.grace_days))
+            invoices_finalize_due(now=self.now)
         waiting = list(UsageEvent.objects.filter(is_late=True, late_billed_at__isnull=True)
                        .values_list("transaction_id", "subscription_id", "timestamp"))
         assert not waiting, f"late usage still unbilled a month later: {waiting}"
@@ -464,6 +462,27 @@ class BillingMachine(RuleBasedStateMachine):
         for _ in range(1 + (outcome == "paid_redelivered")):
             assert post_signed(self.webhooks, self.endpoint, event).status_code == 200
 
+    def _superseded_checkouts(self) -> list[PaymentAttempt]:
+        return list(PaymentAttempt.objects.filter(kind=PaymentAttempt.Kind.CHECKOUT,
+                                                  status=PaymentAttempt.Status.CANCELED)
+                    .exclude(stripe_checkout_session_id="").exclude(pk__in=self.links_tried).order_by("pk"))
+
+    @precondition(lambda self: self.api is not None and bool(self._superseded_checkouts()))
+    @rule(index=st.integers(min_value=0, max_value=10))
+    def pay_superseded_link(self, index):
+        """The customer pays a link the hub gave up on (a retry superseded it, or its invoice was voided or paid
+        another way): Stripe refuses once the hub expired it; if it is still open, the payment must be recorded."""
+        attempt = self._pick(self._superseded_checkouts(), index)
+        self.links_tried.add(attempt.pk)
+        try:
+            session = ls_post(self.context.stripe_url,
+                              f"/_config/checkout_sessions/{attempt.stripe_checkout_session_id}/complete")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 400  # expired (or paid already): the customer cannot pay it
+            return
+        assert post_signed(self.webhooks, self.endpoint, stripe_event("checkout.session.completed", session)
+                           ).status_code == 200
+
     @precondition(lambda self: bool(self.untold))
     @rule()
     def stripe_tells_late(self):
@@ -571,6 +590,28 @@ class BillingMachine(RuleBasedStateMachine):
             if not fee.invoice.fees.filter(subscription=fee.subscription, is_adjustment=False).exists():
                 alone.append((fee.fee_key, fee.invoice.issuing_date))
         assert not alone, f"late usage on an invoice without its subscription's period: {alone}"
+        # Credit kept for the customer is consumed by the next invoices (defect 1): no invoice with something to
+        # pay is finalized after credit of its customer and currency became available, while that credit is unused.
+        unused = []
+        returned = dict(CreditApplication.objects.filter(kind=CreditApplication.Kind.RETURNED)
+                        .values("credit_note_id").annotate(at=Max("created_at")).values_list("credit_note_id", "at"))
+        returned_credit = dict(CreditApplication.objects.filter(kind=CreditApplication.Kind.RETURNED)
+                               .values("customer_credit_id").annotate(at=Max("created_at"))
+                               .values_list("customer_credit_id", "at"))
+        sources = [
+            (note.customer_id, note.currency, max(note.created_at, returned.get(note.pk, note.created_at)), note.number)
+            for note in CreditNote.objects.filter(credit_status=CreditNote.CreditStatus.AVAILABLE,
+                                                  balance_amount_cents__gt=0)
+        ] + [
+            (credit.customer_id, credit.currency, max(credit.created_at, returned_credit.get(credit.pk, credit.created_at)),
+             f"customer credit {credit.pk}")
+            for credit in CustomerCredit.objects.filter(status=CustomerCredit.Status.AVAILABLE, balance_amount_cents__gt=0)
+        ]
+        for customer_id, currency, since, name in sources:
+            charged = Invoice.objects.filter(customer_id=customer_id, currency=currency, status=Invoice.Status.FINALIZED,
+                                             finalized_at__gt=since, total_amount_cents__gt=0)
+            unused += [(name, since, number) for number in charged.values_list("number", flat=True)]
+        assert not unused, f"invoices charged in full while older credit sat unused (source, since, invoice): {unused}"
         # Tax credited per fee and rate never exceeds the tax charged (defect 6).
         over = []
         credited: dict[tuple[int, str], int] = {}

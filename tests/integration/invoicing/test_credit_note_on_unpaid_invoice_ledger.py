@@ -11,7 +11,6 @@ tests/integration/test_billing_state_machine.py).
 """
 from __future__ import annotations
 
-import datetime as dt
 
 import pytest
 import time_machine
