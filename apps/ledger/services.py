@@ -15,6 +15,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from apps.catalog.taxes import credit_applied_taxes, credited_item_taxes  # pure: the hub's tax rules
+from apps.core.queue import task_send_on_commit
 from apps.ledger import mapping
 from apps.ledger.models import (
     LedgerPosting,
@@ -83,6 +84,13 @@ def credit_application_ref(*, invoice_number: str, source_number: str, returned:
     return f"NEXA/{'UNCREDIT' if returned else 'CREDIT'}/{invoice_number}/{source_number}"
 
 
+def _send_on_commit(posting_ids: Sequence[int]) -> None:
+    """Send each posting to Odoo once the caller's transaction commits (the sweep re-sends a lost message)."""
+    for posting_id in posting_ids:
+        # By name: ledger.tasks calls this module, which therefore does not import it back.
+        task_send_on_commit("apps.ledger.tasks.ledger_posting_send_task", posting_id)
+
+
 def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payment: Any = None,
                           refund: Any = None, void: Any = None, customer_credit: Any = None) -> LedgerPosting:
     """Write the posting of one finalized invoice, issued credit note, recorded payment, paid refund or voided
@@ -136,10 +144,7 @@ def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payme
     # get_or_create retries the get after an IntegrityError in a savepoint, so concurrent callers share one row.
     posting, created = LedgerPosting.objects.get_or_create(**lookup, defaults=defaults)
     if created and settings.LEDGER_ENABLED:
-        from apps.ledger.tasks import ledger_posting_send_task
-
-        posting_id = posting.pk
-        transaction.on_commit(lambda: ledger_posting_send_task.delay(posting_id))
+        _send_on_commit([posting.pk])
     return posting
 
 
@@ -177,10 +182,7 @@ def ledger_postings_create(*, invoices: Sequence[Any]) -> list[int]:
         )
         created = sorted(row[0] for row in cursor.fetchall())
     if created and settings.LEDGER_ENABLED:
-        from apps.ledger.tasks import ledger_posting_send_task
-
-        for posting_id in created:
-            transaction.on_commit(lambda posting_id=posting_id: ledger_posting_send_task.delay(posting_id))
+        _send_on_commit(created)
     return created
 
 
@@ -213,10 +215,7 @@ def ledger_credit_applications_create(*, applications: Sequence[Any]) -> list[in
         if created:
             created_ids.append(posting.pk)
     if created_ids and settings.LEDGER_ENABLED:
-        from apps.ledger.tasks import ledger_posting_send_task
-
-        for posting_id in created_ids:
-            transaction.on_commit(lambda posting_id=posting_id: ledger_posting_send_task.delay(posting_id))
+        _send_on_commit(created_ids)
     return created_ids
 
 
@@ -811,9 +810,7 @@ def ledger_posting_retry(*, posting_id: int) -> bool:
     ).update(status=LedgerPosting.Status.PENDING, next_attempt_at=None, claimed_until=None, attempts=0,
              updated_at=timezone.now())
     if updated and settings.LEDGER_ENABLED:
-        from apps.ledger.tasks import ledger_posting_send_task
-
-        transaction.on_commit(lambda: ledger_posting_send_task.delay(posting_id))
+        _send_on_commit([posting_id])
     return bool(updated)
 
 

@@ -7,3 +7,4 @@ class PaymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import stripe_handlers  # noqa: F401  (connects the dj-stripe webhook receivers)
+        from . import tasks  # noqa: F401  (registers the tasks its services send by name, apps.core.queue)

@@ -23,6 +23,7 @@ from django.db.models import F, Max, Sum
 from django.utils import timezone
 
 from apps.core.exceptions import BillingError, NotAllowed
+from apps.core.queue import task_send_on_commit  # by name: apps.payments.tasks imports this module
 from apps.customers.models import Customer
 from apps.invoicing.credits import customer_credit_record
 from apps.invoicing.models import CreditNote, CustomerCredit, Invoice
@@ -92,10 +93,6 @@ def _record_for_ledger(*, payment: Payment | None = None, refund: Refund | None 
             credit_note=refund.credit_note, stripe_id=refund.stripe_refund_id, amount_cents=refund.amount_cents,
             currency=refund.currency, paid_at=refund.refunded_at or timezone.now(),
         ))
-
-
-def _enqueue(task, *args) -> None:
-    transaction.on_commit(lambda: task.delay(*args))
 
 
 # --- Stripe customers and checkout links -------------------------------------------------
@@ -175,9 +172,7 @@ def payment_method_saved(*, stripe_customer_id: str, setup_intent_id: str) -> St
 def payment_invoice_finalized(*, invoice: Invoice) -> None:
     """Call inside the finalize transaction: collect the amount due once it commits."""
     if invoice.total_due_amount_cents > 0 and gateway.is_configured():
-        from .tasks import payment_collect_for_invoice_task
-
-        _enqueue(payment_collect_for_invoice_task, invoice.pk)
+        task_send_on_commit("apps.payments.tasks.payment_collect_for_invoice_task", invoice.pk)
 
 
 def _next_attempt(invoice: Invoice, *, kind: str, account: StripeCustomer) -> PaymentAttempt:
@@ -415,9 +410,7 @@ def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str
         credit = customer_credit_record(payment=payment, invoice=invoice, amount_cents=payment.amount_cents - applied,
                                         reason=reason, refund=refund)
         if refund:
-            from .tasks import customer_credit_refund_task
-
-            _enqueue(customer_credit_refund_task, credit.pk)
+            task_send_on_commit("apps.payments.tasks.customer_credit_refund_task", credit.pk)
     if invoice.total_due_amount_cents == 0 or invoice.status != Invoice.Status.FINALIZED:
         # Other open attempts of this invoice are no longer needed; their links are expired at Stripe.
         _attempts_cancel(invoice, keep=attempt)
@@ -440,9 +433,7 @@ def _attempts_cancel(invoice: Invoice, *, keep: PaymentAttempt | None = None) ->
     checkout = list(PaymentAttempt.objects.filter(pk__in=ids, kind=PaymentAttempt.Kind.CHECKOUT)
                     .exclude(stripe_checkout_session_id="").values_list("pk", flat=True))
     if checkout and gateway.is_configured():
-        from .tasks import payment_checkout_close_task
-
-        _enqueue(payment_checkout_close_task, checkout)
+        task_send_on_commit("apps.payments.tasks.payment_checkout_close_task", checkout)
     return ids
 
 
@@ -719,9 +710,7 @@ def credit_note_refund(*, credit_note_id: int) -> Refund | None:
 def payment_credit_note_created(*, credit_note: CreditNote) -> None:
     """Call inside the credit-note transaction: refund through Stripe once it commits."""
     if credit_note.refund_amount_cents > 0 and gateway.is_configured():
-        from .tasks import credit_note_refund_task
-
-        _enqueue(credit_note_refund_task, credit_note.pk)
+        task_send_on_commit("apps.payments.tasks.credit_note_refund_task", credit_note.pk)
 
 
 # --- customer credit refunds (PAYMENTS_OVERPAYMENT_HANDLING = "refund") ----------------------------------------------

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from apps.core.exceptions import ValidationFailed
 from apps.core.models import uuid4_many
+from apps.core.queue import task_send
 from apps.customers.models import Service
 
 from . import sender
@@ -67,10 +68,9 @@ def _body_bytes(*, event_type: str, object_type: str, service: Service, event_id
 
 
 def _enqueue(delivery_ids: list[int]) -> None:
-    from .tasks import webhook_delivery_send_task
-
     for delivery_id in delivery_ids:
-        webhook_delivery_send_task.delay(delivery_id)
+        # By name: webhooks.tasks calls this module, which therefore does not import it back.
+        task_send("apps.webhooks.tasks.webhook_delivery_send_task", delivery_id)
 
 
 def _enqueue_on_commit(delivery_ids: list[int]) -> None:

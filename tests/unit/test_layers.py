@@ -8,6 +8,7 @@ follow it.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,6 @@ ALLOWED_IMPORTS: dict[tuple[str, str], str] = {
     ("apps.invoicing.services", "apps.migration.services"): "shadow invoices of a dual run",
     ("apps.invoicing.close.planning", "apps.migration.services"): "services Lago still bills",
     ("apps.webhooks.services", "apps.migration.services"): "services whose apps Lago still tells",
-    ("apps.ledger.services", "apps.ledger.tasks"): "services enqueue the task that calls them",
-    ("apps.payments.services", "apps.payments.tasks"): "services enqueue the task that calls them",
-    ("apps.webhooks.services", "apps.webhooks.tasks"): "services enqueue the task that calls them",
 }
 
 
@@ -198,3 +196,35 @@ def test_the_close_builds_on_invoicing_services_never_the_reverse():
     assert not reached & set(close), (
         "apps.invoicing.services reaches the close: " + ", ".join(sorted(reached & set(close)))
     )
+
+
+def _tasks_defined() -> set[str]:
+    names = set()
+    for module, path in MODULES.items():
+        if module.endswith(".tasks"):
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.FunctionDef) and any(
+                    "shared_task" in ast.unparse(decorator) for decorator in node.decorator_list
+                ):
+                    names.add(f"{module}.{node.name}")
+    return names
+
+
+def test_every_task_sent_by_name_exists():
+    """Services send their own app's tasks by name (apps.core.queue), as the beat schedule does: a renamed task would
+    otherwise fail only when sent."""
+    pattern = re.compile(r"^apps\.\w+\.tasks\.\w+$")
+    named: dict[str, str] = {}
+    for path in [*MODULES.values(), ROOT / "nexabilling" / "settings.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and pattern.match(node.value):
+                named.setdefault(node.value, f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert any(where.startswith("apps/ledger/services.py") for where in named.values())  # the scan sees them
+    missing = {name: where for name, where in named.items() if name not in _tasks_defined()}
+    assert not missing, f"no such task: {missing}"
+    # Registered at startup, not only once something happened to import the tasks module: the app's AppConfig.ready
+    # imports it (a web process never imports a tasks module otherwise).
+    sent_from_apps = {name.rpartition(".")[0] for name, where in named.items() if where.startswith("apps/")}
+    unregistered = {tasks for tasks in sent_from_apps if (_app(tasks) + ".apps", tasks) not in
+                    {(imp.source, imp.target) for imp in IMPORTS}}
+    assert not unregistered, f"import these in their AppConfig.ready: {sorted(unregistered)}"
