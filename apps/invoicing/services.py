@@ -230,7 +230,7 @@ def _drafts_finalize(
     written once with their final amounts, whichever of the two writes they take."""
     if write_unsaved is None and any(invoice._state.adding for invoice in drafts):
         raise ValueError("unsaved drafts need write_unsaved")
-    from apps.migration.services import shadow_invoices_record
+    from apps.migration.hooks import shadow_invoices_record
 
     # Marked before credit is applied: a shadow invoice (a service in a dual run) consumes no credit either.
     shadow = shadow_invoices_record(drafts)

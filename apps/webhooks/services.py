@@ -125,7 +125,7 @@ def webhook_events_record(
         raise ValueError(f"unknown service ids {sorted(missing)}")
     endpoints = WebhookEndpoint.objects.filter(service_id__in=all_ids, active=True).order_by("pk")
     if event_type != TEST_EVENT_TYPE:
-        from apps.migration.services import webhook_withheld_service_ids
+        from apps.migration.hooks import webhook_withheld_service_ids
 
         # Lago still tells these services' apps (migration phases `lago`, `dual_run`): events kept, not sent.
         endpoints = endpoints.exclude(service_id__in=webhook_withheld_service_ids(all_ids))

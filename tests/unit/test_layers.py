@@ -24,11 +24,15 @@ ENTRY_POINTS = ("admin", "management")
 # Imports the circle checks leave out, each with why. Every one is a circle a reader still follows, so the list
 # stays as short as it can; an allowance whose import is gone fails `test_every_allowance_is_still_used`.
 ALLOWED_IMPORTS: dict[tuple[str, str], str] = {
-    # Being broken (issue 15), one slice at a time:
+    # Being broken (issue 15):
     ("apps.invoicing.services", "apps.payments.services"): "finalize/void/credit note tell payments",
-    ("apps.invoicing.services", "apps.migration.services"): "shadow invoices of a dual run",
-    ("apps.invoicing.close.planning", "apps.migration.services"): "services Lago still bills",
-    ("apps.webhooks.services", "apps.migration.services"): "services whose apps Lago still tells",
+    # The migration from Lago is transitional: while Lago still bills a service the close skips it, finalization
+    # keeps a dual run's invoices as shadow copies and webhooks stay silent. Those reads of the migration's phase
+    # table sit in apps/migration/hooks.py, which imports nothing that leads back (the module check holds); the
+    # edges go with the app after the cutover. Inverting them would leave permanent machinery for a temporary app.
+    ("apps.invoicing.close.planning", "apps.migration.hooks"): "the close skips services Lago still bills",
+    ("apps.invoicing.services", "apps.migration.hooks"): "a dual run's invoices are finalized as shadow copies",
+    ("apps.webhooks.services", "apps.migration.hooks"): "no webhook while Lago still tells the service's apps",
 }
 
 

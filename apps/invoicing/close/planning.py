@@ -399,7 +399,7 @@ _UNPLANNED_COLUMNS = ("lago_id", "created_at", "updated_at", "name", "ending_at"
 
 def _lago_billed() -> list[int]:
     """Services still billed by Lago (apps.migration, phase `lago`): the close leaves them alone."""
-    from apps.migration.services import close_excluded_service_ids
+    from apps.migration.hooks import close_excluded_service_ids
 
     return close_excluded_service_ids()
 
