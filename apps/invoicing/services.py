@@ -19,11 +19,11 @@ from apps.core.exceptions import NotAllowed, ValidationFailed
 from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
 from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import ledger_credit_applications_create, ledger_posting_create, ledger_postings_create
-from apps.payments.services import payment_credit_note_created, payment_invoice_finalized, payment_invoice_voided
 from apps.subscriptions.periods import local_date
 
 from .credits import credits_apply, credits_return
 from .fees import Line, customer_tax_rates, fee_values, invoice_recompute_totals
+from .lifecycle import credit_note_created_announce, invoice_finalized_announce, invoice_voided_announce
 from .models import CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
@@ -310,7 +310,7 @@ def _invoices_finalized_follow_up(
     if applications:
         ledger_credit_applications_create(applications=applications)
     for invoice in authoritative:
-        payment_invoice_finalized(invoice=invoice)  # collects the amount due through Stripe on commit
+        invoice_finalized_announce(invoice=invoice)  # apps.payments collects the amount due on commit
 
 
 def invoice_finalize(*, invoice_id: int, now: datetime | None = None) -> Invoice:
@@ -331,7 +331,7 @@ def invoice_void(*, invoice_id: int) -> Invoice:
     # The credit it consumed goes back to its sources (Lago), before the reversal is posted: the ledger undoes
     # those applications first, so the reversal then clears the whole invoice.
     returned = credits_return(invoice)
-    payment_invoice_voided(invoice=invoice)  # open Checkout links are expired at Stripe once this commits
+    invoice_voided_announce(invoice=invoice)  # apps.payments expires its open Checkout links once this commits
     # follow-up rows in this transaction: webhook "invoice.voided" (apps.webhooks) and the ledger's reversal, after
     # the ledger has undone the credit applications (their postings are written first, so they are sent first).
     invoice_webhook_record(invoice=invoice, event_type="invoice.voided")
@@ -570,7 +570,7 @@ def credit_note_create(
     # Stripe refund when refund_amount_cents > 0 (apps.payments), in this transaction.
     credit_note_webhook_record(credit_note=note)
     ledger_posting_create(credit_note=note)
-    payment_credit_note_created(credit_note=note)  # refunds through Stripe on commit
+    credit_note_created_announce(credit_note=note)  # apps.payments refunds through Stripe on commit
     return note
 
 
