@@ -299,7 +299,8 @@ def run_http_and_copy(ctx: dict, args, batches: list[list[dict]]) -> tuple[dict,
     bodies = [msgspec.json.encode({"events": b}) for b in batches]
     port = args.port
     env = {**os.environ, "DATABASE_URL": ctx["db_url"], "DEBUG": "false", "SECRET_KEY": "bench-only-secret",
-           "DATABASE_CONN_MAX_AGE": "600", "ALLOWED_HOSTS": "127.0.0.1"}
+           "DATABASE_CONN_MAX_AGE": "600", "ALLOWED_HOSTS": "127.0.0.1",
+           "SECURE_SSL_REDIRECT": "false"}  # plain HTTP on loopback
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "nexabilling.wsgi", "-c", str(ROOT / "bench" / "gunicorn.conf.py"),
          "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--worker-class", args.worker_class,

@@ -43,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.update({"DATABASE_URL": args.db_url, "DEBUG": "false", "SECRET_KEY": "bench-only-secret",
-                       "DATABASE_CONN_MAX_AGE": "600", "ALLOWED_HOSTS": "127.0.0.1"})
+                       "DATABASE_CONN_MAX_AGE": "600", "ALLOWED_HOSTS": "127.0.0.1",
+                       "SECURE_SSL_REDIRECT": "false"})  # plain HTTP on loopback
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexabilling.settings")
     from nexabilling.wsgi import application
 

@@ -10,6 +10,10 @@ import warnings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexabilling.settings")
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
+# The suite speaks plain HTTP to servers on 127.0.0.1, so the HTTPS-only defaults of a DEBUG-off hub are off here;
+# tests/integration/security/test_deploy_settings.py checks the production values.
+for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"):
+    os.environ.setdefault(name, "false")
 os.environ.pop("CELERY_BROKER_URL", None)  # tests run tasks in-process unless a test says otherwise
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
