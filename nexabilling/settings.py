@@ -317,6 +317,9 @@ if LEDGER_ENABLED and not (ODOO_URL and ODOO_DATABASE and ODOO_API_KEY):
 # Outbound webhooks
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+# Host names (comma-separated) that may receive webhooks although they resolve to loopback, private or the hub's own
+# addresses (apps/webhooks/destinations.py): receivers on a developer's machine. Empty in production.
+WEBHOOK_ALLOWED_HOSTS = [h.strip().lower() for h in os.environ.get("WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()]
 
 LOGGING = {
     "version": 1,

@@ -14,6 +14,9 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key")
 # tests/integration/security/test_deploy_settings.py checks the production values.
 for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"):
     os.environ.setdefault(name, "false")
+# Test receivers listen on 127.0.0.1, which webhooks refuse unless allowed (apps/webhooks/destinations.py);
+# tests/integration/webhooks/test_destinations.py checks the refusal with an empty allow-list.
+os.environ.setdefault("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
 os.environ.pop("CELERY_BROKER_URL", None)  # tests run tasks in-process unless a test says otherwise
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -28,6 +28,7 @@ from apps.core.queue import task_send
 from apps.customers.models import Service
 
 from . import sender
+from .destinations import DestinationRefused, DestinationUnresolved, destination_resolve
 from .models import (
     EVENT_OBJECT_TYPES,
     MAX_ENDPOINTS_PER_SERVICE,
@@ -214,12 +215,18 @@ def webhook_delivery_send(*, delivery_id: int, now: datetime | None = None) -> W
     if not endpoint.active:
         result = sender.SendResult(None, 0, "", "endpoint is inactive")
     else:
-        result = sender.post(
-            url=endpoint.webhook_url,
-            body=body,
-            headers=signed_headers(secret=endpoint.signing_secret, body=body, event_id=str(event.event_id)),
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-        )
+        try:
+            # Checked again at every send (the name may resolve elsewhere now); the POST goes to this address.
+            destination = destination_resolve(endpoint.webhook_url)
+        except DestinationRefused as exc:
+            result = sender.refused(str(exc))
+        else:
+            result = sender.post(
+                destination=destination,
+                body=body,
+                headers=signed_headers(secret=endpoint.signing_secret, body=body, event_id=str(event.event_id)),
+                timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            )
     return _attempt_record(delivery=delivery, result=result, now=now, retry=endpoint.active)
 
 
@@ -290,6 +297,13 @@ def webhook_delivery_resend(*, delivery_id: int, now: datetime | None = None) ->
 
 def _endpoint_rules(*, service: Service, values: dict, exclude_id: int | None = None) -> None:
     url = values.get("webhook_url")
+    if url is not None:
+        try:
+            destination_resolve(url)
+        except DestinationUnresolved:
+            pass  # perhaps only for now; every send checks again
+        except DestinationRefused:
+            raise ValidationFailed("webhook url not allowed", details={"webhook_url": ["url_not_allowed"]}) from None
     live = WebhookEndpoint.objects.filter(service=service, deleted_at__isnull=True).exclude(pk=exclude_id)
     if url is not None and live.filter(webhook_url=url).exists():
         raise ValidationFailed("webhook url used", details={"webhook_url": ["value_already_exist"]})
