@@ -80,6 +80,12 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-key-only-for-debug" if DEBUG else None)
+# Former SECRET_KEYs, newest first, while a rotation completes: sessions signed and secrets encrypted with them still
+# open (re-encrypt with `manage.py secrets_reencrypt`).
+SECRET_KEY_FALLBACKS = [k.strip() for k in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
+# Encrypted model fields (django-fernet-encrypted-fields: webhook signing keys, Stripe endpoint secrets) derive their
+# Fernet key from SECRET_KEY with this salt (PBKDF2). The salt need not be secret; a list rotates it like the key.
+SALT_KEY = [s.strip() for s in env_str("FIELD_ENCRYPTION_SALT", "nexabilling-fields-v1").split(",") if s.strip()]
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
 # Public base URL of the hub: links in webhooks, PDFs and Stripe redirects.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")

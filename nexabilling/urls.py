@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.payments.views import StripeWebhookView
+
 handler404 = "apps.api.errors.api_not_found"
 handler500 = "apps.api.errors.api_server_error"
 
@@ -14,5 +16,7 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
         name="swagger-ui",
     ),
+    # Before dj-stripe's own route for the same URL: verifies with the encrypted secret before storing anything.
+    path("stripe/webhook/<uuid:uuid>", StripeWebhookView.as_view(), name="stripe-webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from encrypted_fields.fields import EncryptedCharField
 
 from apps.core.models import TimeStampedModel
 
@@ -161,3 +162,19 @@ class ProcessedStripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stripe_event_id} {self.event_type}"
+
+
+class StripeWebhookSecret(TimeStampedModel):
+    """The signing secret of one of dj-stripe's webhook endpoints, encrypted at rest.
+
+    dj-stripe keeps the secret in plain text (`djstripe_webhookendpoint.secret`) and its model cannot be changed
+    without forking it, so the secret moves here as soon as dj-stripe saves it (payments.endpoint_secrets) and
+    dj-stripe's column is left blank; the webhook view (payments.views) verifies with this copy.
+    """
+
+    endpoint = models.OneToOneField("djstripe.WebhookEndpoint", on_delete=models.CASCADE, related_name="+")
+    # Fernet, keyed from SECRET_KEY and FIELD_ENCRYPTION_SALT (settings).
+    secret = EncryptedCharField(max_length=256)
+
+    def __str__(self) -> str:
+        return f"secret of webhook endpoint {self.endpoint_id}"

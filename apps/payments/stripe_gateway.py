@@ -295,3 +295,14 @@ def refund_create(*, payment_intent_id: str, amount_cents: int, idempotency_key:
     except stripe.StripeError as exc:
         raise _translate(exc) from exc
     return RefundResult(id=refund.id, status=refund.status, amount_cents=int(refund.amount))
+
+
+def webhook_signature_valid(*, payload: str, header: str, secret: str, tolerance: int) -> bool:
+    """Check a Stripe-Signature header against the payload, as Stripe signs it (timestamp within `tolerance` s)."""
+    if not secret or not header:
+        return False
+    try:
+        stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+    except stripe.SignatureVerificationError:
+        return False
+    return True

@@ -6,6 +6,7 @@ import secrets
 
 from django.db import models
 from django.db.models import Q
+from encrypted_fields.fields import EncryptedCharField
 
 from apps.core.models import TimeStampedModel
 
@@ -48,8 +49,9 @@ class WebhookEndpoint(TimeStampedModel):
     name = models.CharField(max_length=255, blank=True)
     webhook_url = models.URLField(max_length=1024)
     signature_algo = models.CharField(max_length=8, choices=SignatureAlgo.choices, default=SignatureAlgo.HMAC)
-    # HMAC key for X-Lago-Signature; shown to the owning service through the API (`hmac_key`).
-    signing_secret = models.CharField(max_length=128, default=new_signing_secret)
+    # HMAC key for X-Lago-Signature; shown to the owning service through the API (`hmac_key`). Encrypted at rest
+    # (Fernet, a key derived from SECRET_KEY and FIELD_ENCRYPTION_SALT): a database dump alone cannot forge webhooks.
+    signing_secret = EncryptedCharField(max_length=128, default=new_signing_secret)
     active = models.BooleanField(default=True)
     event_types = models.JSONField(null=True, blank=True)  # list of EVENT_OBJECT_TYPES keys, or null = all
     # Deleted through the API: kept (deliveries point at it) but inactive and invisible to the service.
