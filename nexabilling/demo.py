@@ -94,13 +94,13 @@ def run() -> int:
     PID_FILE.parent.mkdir(parents=True, exist_ok=True)
     PID_FILE.write_text(str(os.getpid()))
     try:
+        fresh = uses_embedded and not (embedded_db.EMBEDDED_DATA_DIR / "PG_VERSION").exists()
         if uses_embedded:
-            fresh = not (embedded_db.EMBEDDED_DATA_DIR / "PG_VERSION").exists()
             _say("starting the embedded PostgreSQL in var/pgdata" + (" (first run: creating it, ~10 s)" if fresh else ""))
             embedded_db.ensure_database_url()
         manage = [sys.executable, "manage.py"]
         steps = [
-            ("applying database migrations (the first run takes a minute or two: dj-stripe has many)",
+            ("applying database migrations" + (" (first run: a minute or two, dj-stripe has many)" if fresh else ""),
              manage + ["migrate", "--no-input"]),
             ("loading the demo data and billing the periods that have ended", manage + ["seed_demo"]),
         ]

@@ -295,15 +295,22 @@ def webhook_delivery_resend(*, delivery_id: int, now: datetime | None = None) ->
     return bool(updated)
 
 
+def _destination_check(values: dict) -> None:
+    """Refuse a webhook_url that resolves to a non-public or the hub's own address. Call before taking locks:
+    it resolves the name (DNS)."""
+    url = values.get("webhook_url")
+    if url is None:
+        return
+    try:
+        destination_resolve(url)
+    except DestinationUnresolved:
+        pass  # perhaps only for now; every send checks again
+    except DestinationRefused:
+        raise ValidationFailed("webhook url not allowed", details={"webhook_url": ["url_not_allowed"]}) from None
+
+
 def _endpoint_rules(*, service: Service, values: dict, exclude_id: int | None = None) -> None:
     url = values.get("webhook_url")
-    if url is not None:
-        try:
-            destination_resolve(url)
-        except DestinationUnresolved:
-            pass  # perhaps only for now; every send checks again
-        except DestinationRefused:
-            raise ValidationFailed("webhook url not allowed", details={"webhook_url": ["url_not_allowed"]}) from None
     live = WebhookEndpoint.objects.filter(service=service, deleted_at__isnull=True).exclude(pk=exclude_id)
     if url is not None and live.filter(webhook_url=url).exists():
         raise ValidationFailed("webhook url used", details={"webhook_url": ["value_already_exist"]})
@@ -311,9 +318,14 @@ def _endpoint_rules(*, service: Service, values: dict, exclude_id: int | None = 
         raise ValidationFailed("too many endpoints", details={"base": ["exceeded_limit"]})
 
 
-@transaction.atomic
 def webhook_endpoint_create(*, service: Service, values: dict) -> WebhookEndpoint:
     """Add an endpoint (webhook_url, name, signature_algo, event_types; validated by the caller's serializer)."""
+    _destination_check(values)
+    return _endpoint_create(service=service, values=values)
+
+
+@transaction.atomic
+def _endpoint_create(*, service: Service, values: dict) -> WebhookEndpoint:
     Service.objects.select_for_update().get(pk=service.pk)  # serializes the 10-endpoint limit check
     _endpoint_rules(service=service, values=values)
     try:
@@ -323,8 +335,13 @@ def webhook_endpoint_create(*, service: Service, values: dict) -> WebhookEndpoin
         raise ValidationFailed("webhook url used", details={"webhook_url": ["value_already_exist"]}) from None
 
 
-@transaction.atomic
 def webhook_endpoint_update(*, endpoint_id: int, values: dict) -> WebhookEndpoint:
+    _destination_check(values)
+    return _endpoint_update(endpoint_id=endpoint_id, values=values)
+
+
+@transaction.atomic
+def _endpoint_update(*, endpoint_id: int, values: dict) -> WebhookEndpoint:
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id, deleted_at__isnull=True)
     _endpoint_rules(service=endpoint.service, values=values, exclude_id=endpoint.pk)
     for name, value in values.items():
