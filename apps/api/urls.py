@@ -18,6 +18,8 @@ urlpatterns = [
     path("plans/<str:code>", catalog.PlanDetailView.as_view()),
     path("taxes", catalog.TaxListCreateView.as_view()),
     path("taxes/<str:code>", catalog.TaxDetailView.as_view()),
+    path("add_ons", catalog.AddOnListCreateView.as_view()),
+    path("add_ons/<str:code>", catalog.AddOnDetailView.as_view()),
     path("subscriptions", subscriptions.SubscriptionListCreateView.as_view()),
     path("subscriptions/<str:external_id>", subscriptions.SubscriptionDetailView.as_view()),
     *events.urlpatterns,

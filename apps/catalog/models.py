@@ -155,3 +155,33 @@ class Charge(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.plan.code}/{self.code}"
+
+
+class AddOn(TimeStampedModel):
+    """A catalog item sold once (token pack, throttle removal, onboarding): Lago's add-on, billed by one-off invoices."""
+
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="add_ons")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    invoice_display_name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    # Default price of one unit, minor units of amount_currency; a one-off invoice fee may override it (Lago).
+    amount_cents = models.BigIntegerField()
+    amount_currency = models.CharField(max_length=3)  # ISO 4217
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("service", "code")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("service", "code"), condition=Q(deleted_at__isnull=True), name="uniq_live_add_on_code"
+            ),
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="add_on_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.code}"
+
+    @property
+    def invoice_name(self) -> str:
+        return self.invoice_display_name or self.name

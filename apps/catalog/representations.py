@@ -1,10 +1,10 @@
-"""Lago's bodies for catalog objects (taxes, billable metrics, charges, plans): plain functions of the models, used
+"""Lago's bodies for catalog objects (taxes, billable metrics, charges, plans, add-ons): plain functions of the models, used
 by the API and by webhook payloads that embed them."""
 from __future__ import annotations
 
 from apps.core.representations import ts
 
-from .models import BillableMetric, Charge, Plan
+from .models import AddOn, BillableMetric, Charge, Plan
 
 
 def tax_out(tax) -> dict:
@@ -81,4 +81,19 @@ def plan_out(plan: Plan) -> dict:
         "usage_thresholds": [],
         "taxes": [],
         "charges": [charge_out(charge) for charge in plan.charges.all()],
+    }
+
+
+def add_on_out(add_on: AddOn) -> dict:
+    return {
+        "lago_id": str(add_on.lago_id),
+        "name": add_on.name,
+        "invoice_display_name": add_on.invoice_display_name or None,
+        "code": add_on.code,
+        "amount_cents": add_on.amount_cents,
+        "amount_currency": add_on.amount_currency,
+        "description": add_on.description or None,
+        "created_at": ts(add_on.created_at),
+        # Tax follows the customer's province, not the catalog item (README, deviations).
+        "taxes": [],
     }

@@ -6,7 +6,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from apps.core.exceptions import Forbidden, NotFound
 from apps.customers.models import Service
 
-from .models import BillableMetric, Charge, Plan, Tax
+from .models import AddOn, BillableMetric, Charge, Plan, Tax
 
 
 def billable_metric_list(*, service: Service) -> QuerySet[BillableMetric]:
@@ -54,3 +54,14 @@ def tax_get_for_write(*, service: Service, code: str) -> Tax:
     if tax.service_id != service.pk:
         raise Forbidden("hub-wide taxes are managed by staff", code="tax_managed_by_hub")
     return tax
+
+
+def add_on_list(*, service: Service) -> QuerySet[AddOn]:
+    return AddOn.objects.filter(service=service, deleted_at__isnull=True).order_by("-created_at", "-id")
+
+
+def add_on_get(*, service: Service, code: str) -> AddOn:
+    add_on = add_on_list(service=service).filter(code=code).first()
+    if add_on is None:
+        raise NotFound("add_on")
+    return add_on

@@ -1,4 +1,4 @@
-"""Writes for the catalog: billable metrics, plans with their charges, taxes.
+"""Writes for the catalog: billable metrics, plans with their charges, taxes, add-ons.
 
 Inputs arrive validated by the API layer (types, enums, Lago's per-model charge
 properties); these functions enforce the rules that need the database.
@@ -11,7 +11,7 @@ from django.utils import timezone
 from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
 from apps.customers.models import Service
 
-from .models import BillableMetric, Charge, Plan, Tax
+from .models import AddOn, BillableMetric, Charge, Plan, Tax
 
 METRIC_FIELDS = (
     "code",
@@ -235,3 +235,46 @@ def tax_delete(*, tax: Tax) -> Tax:
     tax = Tax.objects.select_for_update().get(pk=tax.pk)
     tax.delete()
     return tax
+
+
+ADD_ON_FIELDS = ("code", "name", "invoice_display_name", "description", "amount_cents", "amount_currency")
+
+
+@transaction.atomic
+def add_on_create(*, service: Service, values: dict) -> AddOn:
+    if AddOn.objects.filter(service=service, code=values["code"], deleted_at__isnull=True).exists():
+        raise ValidationFailed("invalid add-on", details={"code": ["value_already_exist"]})
+    try:
+        with transaction.atomic():
+            return AddOn.objects.create(service=service, **values)
+    except IntegrityError:  # a concurrent create took the code between the check and the insert
+        raise ValidationFailed("invalid add-on", details={"code": ["value_already_exist"]}) from None
+
+
+@transaction.atomic
+def add_on_update(*, add_on: AddOn, values: dict) -> AddOn:
+    """Change an add-on. Invoices already issued keep their fees: a fee copies the price and name it billed."""
+    add_on = AddOn.objects.select_for_update().get(pk=add_on.pk)
+    new_code = values.get("code", add_on.code)
+    if new_code != add_on.code and AddOn.objects.filter(
+        service=add_on.service, code=new_code, deleted_at__isnull=True
+    ).exists():
+        raise ValidationFailed("invalid add-on", details={"code": ["value_already_exist"]})
+    for field, value in values.items():
+        setattr(add_on, field, value)
+    try:
+        with transaction.atomic():
+            add_on.save()
+    except IntegrityError:
+        raise ValidationFailed("invalid add-on", details={"code": ["value_already_exist"]}) from None
+    return add_on
+
+
+@transaction.atomic
+def add_on_delete(*, add_on: AddOn) -> AddOn:
+    """Soft-delete (Lago discards add-ons): the code is free again, issued fees keep theirs."""
+    add_on = AddOn.objects.select_for_update().get(pk=add_on.pk)
+    if add_on.deleted_at is None:
+        add_on.deleted_at = timezone.now()
+        add_on.save(update_fields=["deleted_at", "updated_at"])
+    return add_on

@@ -15,7 +15,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.catalog.taxes import credit_applied_taxes, credited_item_taxes
-from apps.core.exceptions import NotAllowed, ValidationFailed
+from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
 from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
 from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import ledger_credit_applications_create, ledger_posting_create, ledger_postings_create
@@ -34,6 +34,7 @@ __all__ = [
     "invoices_finalize",
     "invoice_void",
     "invoice_create_one_off",
+    "invoice_create_one_off_for_add_ons",
     "credit_note_create",
     "credit_note_estimate",
     "invoice_webhook_record",
@@ -413,6 +414,45 @@ def invoice_create_one_off(*, service: Service, customer: Customer, currency: st
     Fee.objects.bulk_create(rows)
     invoice_recompute_totals(invoice)
     return invoice_finalize(invoice_id=invoice.pk, now=now)
+
+
+@dataclass(frozen=True)
+class AddOnFeeRequest:
+    """A one-off fee as an app asks for it: an add-on by code, the rest defaulting from the add-on (Lago)."""
+
+    add_on_code: str
+    units: Decimal | None = None  # quantity; 1 when absent
+    unit_amount_cents: int | None = None  # minor units per unit; the add-on's amount_cents when absent
+    invoice_display_name: str = ""
+    description: str | None = None  # None: the add-on's description
+
+
+def invoice_create_one_off_for_add_ons(
+    *, service: Service, customer: Customer, currency: str, fees: list[AddOnFeeRequest]
+) -> Invoice:
+    """Bill catalog add-ons once (Lago's `POST /invoices`): each fee names one of the service's add-ons by code.
+
+    An unknown (or deleted, or another service's) add-on answers Lago's 404 `add_on_not_found` before anything
+    is written. The fee copies the price, name and description it bills, so later add-on changes leave issued
+    invoices as they were.
+    """
+    from apps.catalog.selectors import add_on_list
+
+    codes = {fee.add_on_code for fee in fees}
+    add_ons = {add_on.code: add_on for add_on in add_on_list(service=service).filter(code__in=codes)}
+    resolved = []
+    for fee in fees:
+        add_on = add_ons.get(fee.add_on_code)
+        if add_on is None:
+            raise NotFound("add_on")
+        resolved.append(AddOnFee(
+            add_on_code=add_on.code,
+            units=fee.units if fee.units is not None else Decimal(1),
+            unit_amount_cents=fee.unit_amount_cents if fee.unit_amount_cents is not None else add_on.amount_cents,
+            name=fee.invoice_display_name or add_on.invoice_name,
+            description=fee.description if fee.description is not None else add_on.description,
+        ))
+    return invoice_create_one_off(service=service, customer=customer, currency=currency, fees=resolved)
 
 
 # --------------------------------------------------------------------------- credit notes

@@ -9,6 +9,8 @@ pytestmark = pytest.mark.django_db
 def test_estimate_and_note_credit_an_8_cent_fee_s_1_cent_of_tax_once(cloud) -> None:
     cloud.post("/api/v1/customers", {"customer": {"external_id": "acme", "name": "Acme", "country": "CA",
                                                   "state": "ON"}}, format="json")
+    cloud.post("/api/v1/add_ons", {"add_on": {"code": "tokens", "name": "Tokens", "amount_cents": 8,
+                                              "amount_currency": "CAD"}}, format="json")
     invoice = cloud.post("/api/v1/invoices", {"invoice": {"external_customer_id": "acme", "currency": "CAD", "fees": [
         {"add_on_code": "tokens", "units": "1", "unit_amount_cents": 8}]}}, format="json").json()["invoice"]
     assert (invoice["fees_amount_cents"], invoice["taxes_amount_cents"]) == (8, 1)

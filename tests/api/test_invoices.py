@@ -91,9 +91,12 @@ def test_credit_notes_never_exceed_what_is_left(world, api_client_for):
 def test_one_off_invoice_with_add_on_fees(world, api_client_for):
     issued, _, _ = world
     api = api_client_for(issued.raw_key)
+    for code, cents in (("tokens_1m", 2500), ("throttle_removal", 4900)):
+        add_on = {"code": code, "name": code, "amount_cents": cents, "amount_currency": "CAD"}
+        assert api.post("/api/v1/add_ons", {"add_on": add_on}, format="json").status_code == 200
     body = {"invoice": {"external_customer_id": "acme", "currency": "CAD", "fees": [
         {"add_on_code": "tokens_1m", "units": "3", "unit_amount_cents": 1999, "invoice_display_name": "1M tokens"},
-        {"add_on_code": "throttle_removal", "unit_amount_cents": 4900},
+        {"add_on_code": "throttle_removal"},  # the add-on's price
     ]}}
     invoice = api.post("/api/v1/invoices", body, format="json").json()["invoice"]
     assert invoice["invoice_type"] == "one_off" and invoice["status"] == "finalized"

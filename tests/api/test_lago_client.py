@@ -158,3 +158,34 @@ def test_another_services_key_sees_404(cloud, desk):
     with pytest.raises(LagoApiError) as err:
         desk.customers.find("shared")
     assert err.value.status_code == 404
+
+
+def test_add_ons_and_a_one_off_invoice_billing_them(cloud, desk):
+    from lago_python_client.models import AddOn
+    from lago_python_client.models.invoice import InvoiceFee, InvoiceFeesList, OneOffInvoice
+
+    cloud.customers.create(Customer(external_id="acme", country="CA", state="ON", currency="CAD"))
+    created = cloud.add_ons.create(AddOn(name="Throttle removal", code="throttle_removal", amount_cents=4900,
+                                         amount_currency="CAD", description="Lifts the rate limit"))
+    assert (created.code, created.amount_cents, created.description) == ("throttle_removal", 4900, "Lifts the rate limit")
+    assert created.lago_id and created.created_at
+    cloud.add_ons.create(AddOn(name="Tokens", code="tokens", amount_cents=1000, amount_currency="CAD"))
+    assert cloud.add_ons.update(AddOn(invoice_display_name="Tokens pack"), "tokens").invoice_display_name == "Tokens pack"
+    assert cloud.add_ons.find("throttle_removal").name == "Throttle removal"
+    assert sorted(a.code for a in cloud.add_ons.find_all()["add_ons"]) == ["throttle_removal", "tokens"]
+    with pytest.raises(LagoApiError) as other_service:
+        desk.add_ons.find("tokens")
+    assert other_service.value.status_code == 404
+
+    invoice = cloud.invoices.create(OneOffInvoice(external_customer_id="acme", currency="CAD", fees=InvoiceFeesList(
+        __root__=[InvoiceFee(add_on_code="throttle_removal"), InvoiceFee(add_on_code="tokens", units=2.5,
+                                                                         unit_amount_cents=800)])))
+    assert invoice.invoice_type == "one_off"
+    assert [fee.amount_cents for fee in invoice.fees.__root__] == [4900, 2000]
+    assert (invoice.fees_amount_cents, invoice.taxes_amount_cents) == (6900, 897)  # HST 13%: 637 + 260
+
+    assert cloud.add_ons.destroy("tokens").code == "tokens"
+    with pytest.raises(LagoApiError) as deleted:
+        cloud.invoices.create(OneOffInvoice(external_customer_id="acme", currency="CAD",
+                                            fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="tokens")])))
+    assert deleted.value.status_code == 404

@@ -21,6 +21,9 @@ def _counts() -> tuple[int, ...]:
 def acme(cloud):
     cloud.post("/api/v1/customers", {"customer": {"external_id": "acme", "name": "Acme", "country": "CA",
                                                   "state": "ON"}}, format="json")
+    for code in ("tokens", "refund", "free", "dust"):
+        add_on = {"code": code, "name": code, "amount_cents": 1999, "amount_currency": "CAD"}
+        assert cloud.post("/api/v1/add_ons", {"add_on": add_on}, format="json").status_code == 200
     endpoint = {"webhook_url": "https://app.example.com/lago"}  # listens to every event: a success writes events
     assert cloud.post("/api/v1/webhook_endpoints", {"webhook_endpoint": endpoint}, format="json").status_code == 200
     return cloud

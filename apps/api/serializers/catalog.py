@@ -113,3 +113,18 @@ class TaxIn(serializers.Serializer):
             attrs["provinces"] = [p.upper() for p in provinces]
         attrs.pop("applied_to_organization", None)
         return attrs
+
+
+class AddOnIn(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    code = serializers.CharField(max_length=255)
+    invoice_display_name = BlankableCharField(max_length=255)
+    description = BlankableCharField()
+    amount_cents = StrictIntegerField(min_value=1)  # Lago: greater than 0
+    amount_currency = serializers.ChoiceField(choices=SUPPORTED_CURRENCIES)
+    # Tax is decided by the customer's province (Canadian rules); accepted for Lago compatibility.
+    tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def validate(self, attrs):
+        attrs.pop("tax_codes", None)
+        return attrs

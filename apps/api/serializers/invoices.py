@@ -12,9 +12,12 @@ from .common import BlankableCharField, StrictIntegerField
 class AddOnFeeIn(serializers.Serializer):
     add_on_code = serializers.CharField(max_length=255)
     units = serializers.DecimalField(max_digits=30, decimal_places=12, required=False, default=None, allow_null=True)
-    unit_amount_cents = StrictIntegerField(min_value=0)
-    description = BlankableCharField()
+    # Absent or null: the add-on's amount_cents (Lago).
+    unit_amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
+    description = serializers.CharField(required=False, allow_blank=True, allow_null=True, default=None)
     invoice_display_name = BlankableCharField()
+    # Tax is decided by the customer's province (Canadian rules); accepted for Lago compatibility.
+    tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
 
 
 class OneOffInvoiceIn(serializers.Serializer):

@@ -4,8 +4,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.catalog.representations import billable_metric_out, plan_out, tax_out
+from apps.catalog.representations import add_on_out, billable_metric_out, plan_out, tax_out
 from apps.catalog.selectors import (
+    add_on_get,
+    add_on_list,
     billable_metric_get,
     billable_metric_list,
     plan_get,
@@ -15,6 +17,9 @@ from apps.catalog.selectors import (
     tax_list,
 )
 from apps.catalog.services import (
+    add_on_create,
+    add_on_delete,
+    add_on_update,
     billable_metric_create,
     billable_metric_delete,
     billable_metric_update,
@@ -27,7 +32,7 @@ from apps.catalog.services import (
 )
 
 from ..pagination import paginate
-from ..serializers.catalog import BillableMetricIn, PlanIn, TaxIn
+from ..serializers.catalog import AddOnIn, BillableMetricIn, PlanIn, TaxIn
 from ..serializers.common import root_payload
 
 
@@ -123,3 +128,32 @@ class TaxDetailView(APIView):
         body = tax_out(tax)
         tax_delete(tax=tax)
         return Response({"tax": body})
+
+
+class AddOnListCreateView(APIView):
+    @extend_schema(request=AddOnIn)
+    def post(self, request):
+        serializer = AddOnIn(data=root_payload(request, "add_on"))
+        serializer.is_valid(raise_exception=True)
+        add_on = add_on_create(service=request.auth.service, values=dict(serializer.validated_data))
+        return Response({"add_on": add_on_out(add_on)})
+
+    def get(self, request):
+        add_ons = add_on_list(service=request.auth.service)
+        return Response(paginate(request, add_ons, "add_ons", lambda items: [add_on_out(a) for a in items]))
+
+
+class AddOnDetailView(APIView):
+    def get(self, request, code: str):
+        return Response({"add_on": add_on_out(add_on_get(service=request.auth.service, code=code))})
+
+    @extend_schema(request=AddOnIn)
+    def put(self, request, code: str):
+        add_on = add_on_get(service=request.auth.service, code=code)
+        serializer = AddOnIn(data=root_payload(request, "add_on"), partial=True)
+        serializer.is_valid(raise_exception=True)
+        return Response({"add_on": add_on_out(add_on_update(add_on=add_on, values=dict(serializer.validated_data)))})
+
+    def delete(self, request, code: str):
+        add_on = add_on_get(service=request.auth.service, code=code)
+        return Response({"add_on": add_on_out(add_on_delete(add_on=add_on))})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 
 from django.conf import settings
 from django.core import signing
@@ -22,11 +21,11 @@ from apps.invoicing.pdf import invoice_from_pdf_token, invoice_pdf, invoice_pdf_
 from apps.invoicing.representations import credit_note_out, customer_usage_out, invoice_out
 from apps.invoicing.selectors import credit_note_get, credit_note_list, invoice_get, invoice_list
 from apps.invoicing.services import (
-    AddOnFee,
+    AddOnFeeRequest,
     CreditNoteItemIn,
     credit_note_create,
     credit_note_estimate,
-    invoice_create_one_off,
+    invoice_create_one_off_for_add_ons,
     invoice_finalize,
     invoice_void,
 )
@@ -94,16 +93,18 @@ class InvoiceListCreateView(APIView):
         link = account_link_get(service=service, external_id=data["external_customer_id"])
         currency = data.get("currency") or link.customer.currency or settings.DEFAULT_CURRENCY
         fees = [
-            AddOnFee(
+            AddOnFeeRequest(
                 add_on_code=fee["add_on_code"],
-                units=fee.get("units") if fee.get("units") is not None else Decimal(1),
-                unit_amount_cents=fee["unit_amount_cents"],
-                name=fee.get("invoice_display_name") or "",
-                description=fee.get("description") or "",
+                units=fee.get("units"),
+                unit_amount_cents=fee.get("unit_amount_cents"),
+                invoice_display_name=fee.get("invoice_display_name") or "",
+                description=fee.get("description"),
             )
             for fee in data["fees"]
         ]
-        invoice = invoice_create_one_off(service=service, customer=link.customer, currency=currency, fees=fees)
+        invoice = invoice_create_one_off_for_add_ons(
+            service=service, customer=link.customer, currency=currency, fees=fees
+        )
         return Response({"invoice": invoice_out(invoice, service=service)})
 
 
