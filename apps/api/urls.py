@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import catalog, customers, events, health, invoices, payments, subscriptions, webhook_endpoints
+from .views import catalog, coupons, customers, events, health, invoices, payments, subscriptions, webhook_endpoints
 
 # Lago's paths: no trailing slash; identifiers may contain dots and anything but "/".
 # Each resource module owns its routes in `urlpatterns`, so domains grow without touching this file.
@@ -11,6 +11,7 @@ urlpatterns = [
     path("customers", customers.CustomerListCreateView.as_view()),
     *payments.urlpatterns,  # customers/<id>/checkout_url etc. before the catch-all customer route
     *invoices.urlpatterns,
+    *coupons.urlpatterns,
     path("customers/<str:external_id>", customers.CustomerDetailView.as_view()),
     path("billable_metrics", catalog.BillableMetricListCreateView.as_view()),
     path("billable_metrics/<str:code>", catalog.BillableMetricDetailView.as_view()),

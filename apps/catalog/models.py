@@ -185,3 +185,107 @@ class AddOn(TimeStampedModel):
     @property
     def invoice_name(self) -> str:
         return self.invoice_display_name or self.name
+
+
+class Coupon(TimeStampedModel):
+    """A service's discount (Lago's coupon): a fixed amount or a percentage off subscription invoices, before tax.
+
+    Applied to customers as `AppliedCoupon` rows, which carry the values in force for that customer (overridable
+    when applying) and what is left of them; the close consumes them (apps/invoicing/coupons.py).
+    """
+
+    class CouponType(models.TextChoices):
+        FIXED_AMOUNT = "fixed_amount"
+        PERCENTAGE = "percentage"
+
+    class Frequency(models.TextChoices):
+        ONCE = "once"  # one invoice (a fixed amount carries its remainder to the next ones until consumed)
+        RECURRING = "recurring"  # frequency_duration invoices
+        FOREVER = "forever"
+
+    class Expiration(models.TextChoices):
+        NO_EXPIRATION = "no_expiration"
+        TIME_LIMIT = "time_limit"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        TERMINATED = "terminated"
+
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="coupons")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    coupon_type = models.CharField(max_length=16, choices=CouponType.choices)
+    amount_cents = models.BigIntegerField(null=True, blank=True)  # fixed_amount: minor units of amount_currency
+    amount_currency = models.CharField(max_length=3, blank=True)  # ISO 4217; fixed_amount only
+    percentage_rate = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)  # percent
+    frequency = models.CharField(max_length=16, choices=Frequency.choices)
+    frequency_duration = models.PositiveIntegerField(null=True, blank=True)  # invoices, for recurring
+    reusable = models.BooleanField(default=True)  # may be applied to one customer more than once
+    expiration = models.CharField(max_length=16, choices=Expiration.choices, default=Expiration.NO_EXPIRATION)
+    expiration_at = models.DateTimeField(null=True, blank=True)  # no new application after this instant
+    # Limits: the coupon discounts only these plans' fees, or only these metrics' usage fees (one kind at most).
+    plans = models.ManyToManyField(Plan, blank=True, related_name="coupons")
+    billable_metrics = models.ManyToManyField(BillableMetric, blank=True, related_name="coupons")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("service", "code")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("service", "code"), condition=Q(deleted_at__isnull=True), name="uniq_live_coupon_code"
+            ),
+            models.CheckConstraint(
+                condition=(Q(coupon_type="fixed_amount", amount_cents__gt=0, percentage_rate__isnull=True)
+                           | Q(coupon_type="percentage", amount_cents__isnull=True, percentage_rate__gt=0,
+                               percentage_rate__lte=100)),
+                name="coupon_value_matches_type",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.code}"
+
+
+class AppliedCoupon(TimeStampedModel):
+    """A coupon applied to a customer (through the service's account link), with what is left of it.
+
+    Values are copied from the coupon (or the overrides given when applying). `amount_cents_remaining` (fixed
+    amount, frequency once) and `frequency_duration_remaining` (recurring) are what the next invoices may still
+    take; each invoice's use is a `invoicing.CouponCredit` row, written in the same transaction that lowers them.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        TERMINATED = "terminated"
+
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="applied_coupons")
+    account_link = models.ForeignKey("customers.AccountLink", on_delete=models.PROTECT, related_name="applied_coupons")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="applied_coupons")
+    amount_cents = models.BigIntegerField(null=True, blank=True)  # fixed amount per invoice (or in all, once)
+    amount_currency = models.CharField(max_length=3, blank=True)
+    amount_cents_remaining = models.BigIntegerField(null=True, blank=True)  # fixed + once: not consumed yet
+    percentage_rate = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)  # percent
+    frequency = models.CharField(max_length=16, choices=Coupon.Frequency.choices)
+    frequency_duration = models.PositiveIntegerField(null=True, blank=True)
+    frequency_duration_remaining = models.PositiveIntegerField(null=True, blank=True)  # recurring: invoices left
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("customer", "created_at", "id")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_cents_remaining__isnull=True) | (
+                    Q(amount_cents_remaining__gte=0) & Q(amount_cents_remaining__lte=models.F("amount_cents"))),
+                name="applied_coupon_remaining_within_amount",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=("customer",), condition=Q(status="active"), name="applied_coupon_active_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.coupon} on {self.account_link}"

@@ -2,9 +2,9 @@
 by the API and by webhook payloads that embed them."""
 from __future__ import annotations
 
-from apps.core.representations import ts
+from apps.core.representations import decimal_str, ts
 
-from .models import AddOn, BillableMetric, Charge, Plan
+from .models import AddOn, AppliedCoupon, BillableMetric, Charge, Coupon, Plan
 
 
 def tax_out(tax) -> dict:
@@ -96,4 +96,54 @@ def add_on_out(add_on: AddOn) -> dict:
         "created_at": ts(add_on.created_at),
         # Tax follows the customer's province, not the catalog item (README, deviations).
         "taxes": [],
+    }
+
+
+def coupon_out(coupon: Coupon) -> dict:
+    plan_codes = [plan.code for plan in coupon.plans.all()]
+    metric_codes = [metric.code for metric in coupon.billable_metrics.all()]
+    return {
+        "lago_id": str(coupon.lago_id),
+        "name": coupon.name,
+        "code": coupon.code,
+        "description": coupon.description or None,
+        "coupon_type": coupon.coupon_type,
+        "amount_cents": coupon.amount_cents,
+        "amount_currency": coupon.amount_currency or None,
+        "percentage_rate": decimal_str(coupon.percentage_rate) if coupon.percentage_rate is not None else None,
+        "frequency": coupon.frequency,
+        "frequency_duration": coupon.frequency_duration,
+        "reusable": coupon.reusable,
+        "limited_plans": bool(plan_codes),
+        "plan_codes": sorted(plan_codes),
+        "limited_billable_metrics": bool(metric_codes),
+        "billable_metric_codes": sorted(metric_codes),
+        "expiration": coupon.expiration,
+        "expiration_at": ts(coupon.expiration_at),
+        "created_at": ts(coupon.created_at),
+        "terminated_at": ts(coupon.terminated_at),
+    }
+
+
+def applied_coupon_out(applied: AppliedCoupon) -> dict:
+    """Lago's AppliedCoupon, as the service that applied it addresses the customer (its account link)."""
+    coupon, link = applied.coupon, applied.account_link
+    return {
+        "lago_id": str(applied.lago_id),
+        "lago_coupon_id": str(coupon.lago_id),
+        "coupon_code": coupon.code,
+        "coupon_name": coupon.name,
+        "lago_customer_id": str(link.lago_id),
+        "external_customer_id": link.external_id,
+        "status": applied.status,
+        "amount_cents": applied.amount_cents,
+        "amount_cents_remaining": applied.amount_cents_remaining,
+        "amount_currency": applied.amount_currency or None,
+        "percentage_rate": decimal_str(applied.percentage_rate) if applied.percentage_rate is not None else None,
+        "frequency": applied.frequency,
+        "frequency_duration": applied.frequency_duration,
+        "frequency_duration_remaining": applied.frequency_duration_remaining,
+        "expiration_at": ts(coupon.expiration_at),
+        "created_at": ts(applied.created_at),
+        "terminated_at": ts(applied.terminated_at),
     }

@@ -1,12 +1,13 @@
 """Reads for the catalog, scoped by the calling service."""
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q, QuerySet
 
 from apps.core.exceptions import Forbidden, NotFound
 from apps.customers.models import Service
 
-from .models import AddOn, BillableMetric, Charge, Plan, Tax
+from .models import AddOn, AppliedCoupon, BillableMetric, Charge, Coupon, Plan, Tax
 
 
 def billable_metric_list(*, service: Service) -> QuerySet[BillableMetric]:
@@ -65,3 +66,44 @@ def add_on_get(*, service: Service, code: str) -> AddOn:
     if add_on is None:
         raise NotFound("add_on")
     return add_on
+
+
+def coupon_list(*, service: Service) -> QuerySet[Coupon]:
+    return (
+        Coupon.objects.filter(service=service, deleted_at__isnull=True)
+        .prefetch_related("plans", "billable_metrics")
+        .order_by("-created_at", "-id")
+    )
+
+
+def coupon_get(*, service: Service, code: str) -> Coupon:
+    coupon = coupon_list(service=service).filter(code=code).first()
+    if coupon is None:
+        raise NotFound("coupon")
+    return coupon
+
+
+def applied_coupon_list(
+    *, service: Service, external_customer_id: str | None = None, status: str | None = None,
+    coupon_codes: list[str] | None = None,
+) -> QuerySet[AppliedCoupon]:
+    """The coupons the service applied, newest first; a customer is named by the service's own external id."""
+    rows = AppliedCoupon.objects.filter(coupon__service=service).select_related("coupon", "account_link")
+    if external_customer_id is not None:
+        rows = rows.filter(account_link__external_id=external_customer_id, account_link__deleted_at__isnull=True)
+    if status:
+        rows = rows.filter(status=status)
+    if coupon_codes:
+        rows = rows.filter(coupon__code__in=coupon_codes)
+    return rows.order_by("-created_at", "-id")
+
+
+def applied_coupon_get(*, service: Service, external_customer_id: str, lago_id: str) -> AppliedCoupon:
+    try:
+        found = applied_coupon_list(service=service, external_customer_id=external_customer_id).filter(
+            lago_id=lago_id).first()
+    except ValidationError:  # not a UUID
+        found = None
+    if found is None:
+        raise NotFound("applied_coupon")
+    return found

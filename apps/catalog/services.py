@@ -9,9 +9,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
-from apps.customers.models import Service
+from apps.customers.models import AccountLink, Customer, Service
 
-from .models import AddOn, BillableMetric, Charge, Plan, Tax
+from .models import AddOn, AppliedCoupon, BillableMetric, Charge, Coupon, Plan, Tax
 
 METRIC_FIELDS = (
     "code",
@@ -278,3 +278,174 @@ def add_on_delete(*, add_on: AddOn) -> AddOn:
         add_on.deleted_at = timezone.now()
         add_on.save(update_fields=["deleted_at", "updated_at"])
     return add_on
+
+
+# --------------------------------------------------------------------------- coupons
+
+COUPON_VALUE_FIELDS = ("code", "coupon_type", "amount_cents", "amount_currency", "percentage_rate", "frequency",
+                       "frequency_duration", "reusable")
+
+
+def _coupon_rules(values: dict, *, now) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if values.get("coupon_type") == Coupon.CouponType.FIXED_AMOUNT:
+        for field in ("amount_cents", "amount_currency"):
+            if not values.get(field):
+                errors[field] = ["value_is_mandatory"]
+    elif values.get("coupon_type") == Coupon.CouponType.PERCENTAGE:
+        if values.get("percentage_rate") is None:
+            errors["percentage_rate"] = ["value_is_mandatory"]
+    if values.get("frequency") == Coupon.Frequency.RECURRING and not values.get("frequency_duration"):
+        errors["frequency_duration"] = ["value_is_mandatory"]
+    if values.get("expiration") == Coupon.Expiration.TIME_LIMIT:
+        if values.get("expiration_at") is None:
+            errors["expiration_at"] = ["value_is_mandatory"]
+        elif values["expiration_at"] <= now:
+            errors["expiration_at"] = ["invalid_date"]
+    return errors
+
+
+def _coupon_normalize(values: dict) -> dict:
+    """Keep only the value fields of the coupon's type and frequency (Lago ignores the others)."""
+    values = dict(values)
+    if values.get("coupon_type") == Coupon.CouponType.PERCENTAGE:
+        values["amount_cents"], values["amount_currency"] = None, ""
+    elif values.get("coupon_type") == Coupon.CouponType.FIXED_AMOUNT:
+        values["percentage_rate"] = None
+    if values.get("frequency") != Coupon.Frequency.RECURRING:
+        values["frequency_duration"] = None
+    if values.get("expiration") == Coupon.Expiration.NO_EXPIRATION:
+        values["expiration_at"] = None
+    return values
+
+
+def _coupon_limits(service: Service, plan_codes: list[str] | None, metric_codes: list[str] | None):
+    """Resolve `applies_to` codes to the service's live plans / metrics; 404 for an unknown code (Lago)."""
+    if plan_codes and metric_codes:
+        raise NotAllowed("a coupon is limited to plans or to metrics", code="only_one_limitation_type_per_coupon_allowed")
+    plans = list(Plan.objects.filter(service=service, code__in=plan_codes or [], deleted_at__isnull=True))
+    if len(plans) != len(set(plan_codes or [])):
+        raise NotFound("plan")
+    metrics = list(BillableMetric.objects.filter(service=service, code__in=metric_codes or [], deleted_at__isnull=True))
+    if len(metrics) != len(set(metric_codes or [])):
+        raise NotFound("billable_metric")
+    return plans, metrics
+
+
+@transaction.atomic
+def coupon_create(*, service: Service, values: dict, plan_codes: list[str] | None = None,
+                  metric_codes: list[str] | None = None) -> Coupon:
+    values = _coupon_normalize(values)
+    errors = _coupon_rules(values, now=timezone.now())
+    if Coupon.objects.filter(service=service, code=values["code"], deleted_at__isnull=True).exists():
+        errors["code"] = ["value_already_exist"]
+    if errors:
+        raise ValidationFailed("invalid coupon", details=errors)
+    plans, metrics = _coupon_limits(service, plan_codes, metric_codes)
+    try:
+        with transaction.atomic():
+            coupon = Coupon.objects.create(service=service, **values)
+    except IntegrityError:
+        raise ValidationFailed("invalid coupon", details={"code": ["value_already_exist"]}) from None
+    coupon.plans.set(plans)
+    coupon.billable_metrics.set(metrics)
+    return coupon
+
+
+@transaction.atomic
+def coupon_update(*, coupon: Coupon, values: dict, plan_codes: list[str] | None = None,
+                  metric_codes: list[str] | None = None) -> Coupon:
+    """Change a coupon. Once applied to a customer, its code, value, frequency and limits stay as they are
+    (Lago ignores them), so what customers were promised does not change under them."""
+    coupon = Coupon.objects.select_for_update().get(pk=coupon.pk)
+    applied = coupon.applied_coupons.exists()
+    if applied:
+        values = {field: value for field, value in values.items() if field not in COUPON_VALUE_FIELDS}
+        plan_codes = metric_codes = None
+    merged = _coupon_normalize({field.attname: getattr(coupon, field.attname) for field in Coupon._meta.concrete_fields}
+                               | values)
+    errors = _coupon_rules(merged, now=timezone.now()) if values else {}
+    new_code = merged["code"]
+    if new_code != coupon.code and Coupon.objects.filter(
+        service=coupon.service, code=new_code, deleted_at__isnull=True
+    ).exists():
+        errors["code"] = ["value_already_exist"]
+    if errors:
+        raise ValidationFailed("invalid coupon", details=errors)
+    for field in (*COUPON_VALUE_FIELDS, "name", "description", "expiration", "expiration_at"):
+        setattr(coupon, field, merged[field])
+    coupon.save()
+    if plan_codes is not None or metric_codes is not None:
+        plans, metrics = _coupon_limits(coupon.service, plan_codes, metric_codes)
+        coupon.plans.set(plans)
+        coupon.billable_metrics.set(metrics)
+    return coupon
+
+
+@transaction.atomic
+def coupon_delete(*, coupon: Coupon) -> Coupon:
+    """Soft-delete a coupon and terminate its applications still active (Lago's Coupons::DestroyService)."""
+    coupon = Coupon.objects.select_for_update().get(pk=coupon.pk)
+    now = timezone.now()
+    if coupon.deleted_at is None:
+        coupon.deleted_at = now
+        if coupon.status == Coupon.Status.ACTIVE:
+            coupon.status, coupon.terminated_at = Coupon.Status.TERMINATED, now
+        coupon.save(update_fields=["deleted_at", "status", "terminated_at", "updated_at"])
+        for applied in coupon.applied_coupons.select_for_update().filter(status=AppliedCoupon.Status.ACTIVE).order_by("pk"):
+            applied.status, applied.terminated_at = AppliedCoupon.Status.TERMINATED, now
+            applied.save(update_fields=["status", "terminated_at", "updated_at"])
+    return coupon
+
+
+@transaction.atomic
+def applied_coupon_create(*, service: Service, link: AccountLink, coupon_code: str, overrides: dict) -> AppliedCoupon:
+    """Apply one of the service's coupons to a customer (Lago's POST /applied_coupons), with optional overrides of
+    its amount, currency, rate, frequency and duration. Refused: an unknown, deleted, terminated or expired coupon
+    (404 `coupon_not_found`), a non-reusable coupon applied to this customer before, a fixed amount in another
+    currency than the customer's (422)."""
+    now = timezone.now()
+    coupon = (
+        Coupon.objects.select_for_update()
+        .filter(service=service, code=coupon_code, deleted_at__isnull=True, status=Coupon.Status.ACTIVE)
+        .first()
+    )
+    if coupon is None or (coupon.expiration_at is not None and coupon.expiration_at <= now):
+        raise NotFound("coupon")
+    # Locks the customer row: two applications of a non-reusable coupon at once take turns.
+    customer = Customer.objects.select_for_update().get(pk=link.customer_id)
+    if not coupon.reusable and AppliedCoupon.objects.filter(coupon=coupon, customer=customer).exists():
+        raise ValidationFailed("coupon already applied", details={"coupon": ["coupon_is_not_reusable"]})
+    given = {field: value for field, value in overrides.items() if value is not None}
+    fixed = coupon.coupon_type == Coupon.CouponType.FIXED_AMOUNT
+    frequency = given.get("frequency", coupon.frequency)
+    values = {
+        "amount_cents": given.get("amount_cents", coupon.amount_cents) if fixed else None,
+        "amount_currency": given.get("amount_currency", coupon.amount_currency) if fixed else "",
+        "percentage_rate": None if fixed else given.get("percentage_rate", coupon.percentage_rate),
+        "frequency": frequency,
+        "frequency_duration": (given.get("frequency_duration", coupon.frequency_duration)
+                               if frequency == Coupon.Frequency.RECURRING else None),
+    }
+    errors: dict[str, list[str]] = {}
+    if values["frequency"] == Coupon.Frequency.RECURRING and not values["frequency_duration"]:
+        errors["frequency_duration"] = ["value_is_mandatory"]
+    if fixed and customer.currency and values["amount_currency"] != customer.currency:
+        errors["currency"] = ["currencies_does_not_match"]
+    if errors:
+        raise ValidationFailed("invalid applied coupon", details=errors)
+    return AppliedCoupon.objects.create(
+        coupon=coupon, account_link=link, customer=customer, **values,
+        amount_cents_remaining=values["amount_cents"] if fixed and frequency == Coupon.Frequency.ONCE else None,
+        frequency_duration_remaining=values["frequency_duration"],
+    )
+
+
+@transaction.atomic
+def applied_coupon_terminate(*, applied: AppliedCoupon) -> AppliedCoupon:
+    """Remove a coupon from a customer: no later invoice takes it (Lago's DELETE). Idempotent."""
+    applied = AppliedCoupon.objects.select_for_update().select_related("coupon", "account_link").get(pk=applied.pk)
+    if applied.status == AppliedCoupon.Status.ACTIVE:
+        applied.status, applied.terminated_at = AppliedCoupon.Status.TERMINATED, timezone.now()
+        applied.save(update_fields=["status", "terminated_at", "updated_at"])
+    return applied

@@ -36,12 +36,13 @@ I2 usage billed exactly once (a subscription's usage before its `usage_billed_un
                 customer and billing day);
     overlap     charge fees of one subscription and charge on non-voided invoices have disjoint windows.
 I3 no finalized invoice has total_amount_cents < 0 or sub_total_including_taxes_amount_cents < 0.
-I4 every invoice (any status) is the per-line tax rule over its rounded lines:
-    fee_tax     each fee's applied tax = round_half_up(amount_cents × rate / 100), per rate;
+I4 every invoice (any status) is the per-line tax rule over its rounded lines, coupons off before tax:
+    fee_tax     each fee's applied tax = round_half_up((amount_cents − coupons_amount_cents) × rate / 100), per rate;
     fee_taxes   a fee's taxes_amount_cents = Σ of its applied taxes;
-    tax_rows    an InvoiceAppliedTax row per tax code with base = Σ amount_cents and tax = Σ applied taxes of the
-                fees taxed at that code (no missing or extra row);
-    totals      fees_amount = Σ fees' amount_cents; sub_total_excluding = fees_amount; taxes_amount = Σ tax rows;
+    tax_rows    an InvoiceAppliedTax row per tax code with base = Σ (amount_cents − coupons_amount_cents) and
+                tax = Σ applied taxes of the fees taxed at that code (no missing or extra row);
+    totals      fees_amount = Σ fees' amount_cents; coupons_amount = Σ fees' coupon shares = Σ its CouponCredit
+                rows; sub_total_excluding = fees_amount − coupons_amount; taxes_amount = Σ tax rows;
                 sub_total_including = sub_total_excluding + taxes_amount; total = sub_total_including −
                 credit_notes_amount_cents − prepaid_credit_amount_cents.
 I5 invoice numbers are gapless per series (checked only for the whole database, never per customer):
@@ -440,12 +441,14 @@ def i3_no_negative_invoice(customer_ids: Iterable[int] | None = None) -> list[Vi
 _TAXES = "jsonb_array_elements(CASE jsonb_typeof(f.applied_taxes) WHEN 'array' THEN f.applied_taxes ELSE '[]' END)"
 
 FEE_TAX_SQL = f"""
-SELECT i.customer_id, f.invoice_id, i.number, f.currency, f.id, t ->> 'code', f.amount_cents, t ->> 'rate',
-       (t ->> 'amount_cents')::bigint, round(f.amount_cents * (t ->> 'rate')::numeric / 100)::bigint
+SELECT i.customer_id, f.invoice_id, i.number, f.currency, f.id, t ->> 'code', f.amount_cents - f.coupons_amount_cents,
+       t ->> 'rate', (t ->> 'amount_cents')::bigint,
+       round((f.amount_cents - f.coupons_amount_cents) * (t ->> 'rate')::numeric / 100)::bigint
   FROM invoicing_fee f
   JOIN invoicing_invoice i ON i.id = f.invoice_id
  CROSS JOIN LATERAL {_TAXES} AS t
- WHERE (t ->> 'amount_cents')::bigint <> round(f.amount_cents * (t ->> 'rate')::numeric / 100) AND {{scope}}
+ WHERE (t ->> 'amount_cents')::bigint <> round((f.amount_cents - f.coupons_amount_cents) * (t ->> 'rate')::numeric / 100)
+   AND {{scope}}
  ORDER BY 1, 2, 5
 """
 
@@ -462,7 +465,8 @@ SELECT * FROM (
 
 TAX_ROWS_SQL = f"""
 WITH lines AS (
-    SELECT f.invoice_id, t ->> 'code' AS code, sum(f.amount_cents) AS base, sum((t ->> 'amount_cents')::bigint) AS tax
+    SELECT f.invoice_id, t ->> 'code' AS code, sum(f.amount_cents - f.coupons_amount_cents) AS base,
+           sum((t ->> 'amount_cents')::bigint) AS tax
       FROM invoicing_fee f
       JOIN invoicing_invoice i ON i.id = f.invoice_id
      CROSS JOIN LATERAL {_TAXES} AS t
@@ -485,6 +489,11 @@ TOTALS_SQL = """
 SELECT * FROM (
     SELECT i.customer_id, i.id, i.number, i.currency, i.fees_amount_cents,
            coalesce((SELECT sum(f.amount_cents) FROM invoicing_fee f WHERE f.invoice_id = i.id), 0) AS fees,
+           i.coupons_amount_cents,
+           coalesce((SELECT sum(f.coupons_amount_cents) FROM invoicing_fee f WHERE f.invoice_id = i.id), 0)
+               AS fee_coupons,
+           coalesce((SELECT sum(c.amount_cents) FROM invoicing_couponcredit c WHERE c.invoice_id = i.id), 0)
+               AS coupon_credits,
            i.sub_total_excluding_taxes_amount_cents, i.taxes_amount_cents,
            coalesce((SELECT sum(a.amount_cents) FROM invoicing_invoiceappliedtax a WHERE a.invoice_id = i.id), 0)
                AS taxes,
@@ -493,7 +502,8 @@ SELECT * FROM (
       FROM invoicing_invoice i
      WHERE {scope}
 ) summed
- WHERE fees_amount_cents <> fees OR sub_total_excluding_taxes_amount_cents <> fees_amount_cents
+ WHERE fees_amount_cents <> fees OR coupons_amount_cents <> fee_coupons OR coupons_amount_cents <> coupon_credits
+    OR sub_total_excluding_taxes_amount_cents <> fees_amount_cents - coupons_amount_cents
     OR taxes_amount_cents <> taxes
     OR sub_total_including_taxes_amount_cents <> sub_total_excluding_taxes_amount_cents + taxes_amount_cents
     OR total_amount_cents <> sub_total_including_taxes_amount_cents - credits
@@ -535,13 +545,17 @@ def i4_taxes(customer_ids: Iterable[int] | None = None) -> list[Violation]:
         ))
     for row in _rows(TOTALS_SQL.format(scope=scope), params):
         customer_id, invoice_id, number, currency = row[:4]
-        fees_amount, fees, excluding, taxes_amount, taxes, including, credits, total = (int(v) for v in row[4:])
+        (fees_amount, fees, coupons, fee_coupons, coupon_credits, excluding, taxes_amount, taxes, including, credits,
+         total) = (int(v) for v in row[4:])
         common = {"code": "I4", "customer_id": customer_id, "invoice_id": invoice_id, "invoice_number": number,
                   "currency": currency}
         checks = (
             ("fees_amount", fees, fees_amount, "fees_amount_cents {actual}, its fees sum to {expected}"),
-            ("sub_total_excluding", fees_amount, excluding,
-             "sub_total_excluding_taxes {actual}, fees_amount {expected}"),
+            ("coupons", fee_coupons, coupons, "coupons_amount_cents {actual}, its fees' coupon shares sum to {expected}"),
+            ("coupon_credits", coupon_credits, coupons,
+             "coupons_amount_cents {actual}, its coupon credits sum to {expected}"),
+            ("sub_total_excluding", fees_amount - coupons, excluding,
+             "sub_total_excluding_taxes {actual}, fees_amount − coupons {expected}"),
             ("taxes_amount", taxes, taxes_amount, "taxes_amount_cents {actual}, its tax rows sum to {expected}"),
             ("sub_total_including", excluding + taxes_amount, including,
              "sub_total_including_taxes {actual}, sub-total excluding taxes + taxes = {expected}"),

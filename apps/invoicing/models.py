@@ -56,6 +56,10 @@ class Invoice(TimeStampedModel):
     # A draft is finalized automatically once this instant passes (grace period for late usage).
     grace_until = models.DateTimeField(null=True, blank=True)
     fees_amount_cents = models.BigIntegerField(default=0)
+    # Coupons taken off the fees before tax (CouponCredit rows, Σ of the fees' coupons_amount_cents), at
+    # finalization of a subscription invoice.
+    coupons_amount_cents = models.BigIntegerField(default=0)
+    # fees_amount_cents - coupons_amount_cents: the taxed base.
     sub_total_excluding_taxes_amount_cents = models.BigIntegerField(default=0)
     taxes_amount_cents = models.BigIntegerField(default=0)
     sub_total_including_taxes_amount_cents = models.BigIntegerField(default=0)
@@ -154,6 +158,8 @@ class Fee(TimeStampedModel):
     precise_unit_amount = models.DecimalField(**QUANTITY, default=0)  # major units
     precise_amount = models.DecimalField(**QUANTITY, default=0)  # major units, unrounded
     amount_cents = models.BigIntegerField(default=0)  # precise_amount rounded once, half-up
+    # Coupons' share of this fee, minor units (Σ of its CouponCredit shares); taxes are on amount - coupons.
+    coupons_amount_cents = models.BigIntegerField(default=0)
     taxes_amount_cents = models.BigIntegerField(default=0)
     taxes_rate = models.DecimalField(max_digits=9, decimal_places=5, default=0)  # percent, summed over taxes
     # [{"code", "name", "rate", "amount_cents"}] per tax applied to this line (Odoo round_per_line).
@@ -365,6 +371,31 @@ class CreditApplication(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount_cents} {self.currency} on {self.invoice_id}"
+
+
+class CouponCredit(TimeStampedModel):
+    """One applied coupon's discount on one invoice (Lago's coupon credit, `before_taxes`), written at finalization.
+
+    `fee_shares` spreads `amount_cents` over the fees it discounts, pro rata of what each had left after earlier
+    coupons, in whole minor units (largest remainder), so the shares add up to the amount exactly:
+    {"<fee id>": cents}. One row per (invoice, applied coupon): a second finalization cannot apply it twice.
+    """
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="coupon_credits")
+    applied_coupon = models.ForeignKey("catalog.AppliedCoupon", on_delete=models.PROTECT, related_name="credits")
+    amount_cents = models.BigIntegerField()  # minor units of `currency`, before tax
+    currency = models.CharField(max_length=3)
+    fee_shares = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ("invoice", "id")
+        constraints = [
+            models.UniqueConstraint(fields=("invoice", "applied_coupon"), name="uniq_coupon_credit_per_invoice"),
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="coupon_credit_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"coupon {self.applied_coupon_id}: {self.amount_cents} {self.currency} on {self.invoice_id}"
 
 
 class CloseRun(TimeStampedModel):

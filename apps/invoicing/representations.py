@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, prefetch_related_objects
 
 from apps.core.representations import decimal_str, ts
 from apps.customers.models import AccountLink, Service
 from apps.customers.representations import customer_out
 
-from .models import CreditApplication, CreditNote, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
+from .models import CouponCredit, CreditApplication, CreditNote, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
 from .selectors import invoice_payment_link
 
 VERSION_NUMBER = 4  # Lago's invoice amount formulas (research/lago-api.md §2.7)
@@ -85,9 +85,11 @@ def fee_out(fee: Fee, *, viewer: Service | None = None) -> dict:
         "events_count": fee.events_count,
         "taxes_amount_cents": fee.taxes_amount_cents,
         "taxes_rate": decimal_str(fee.taxes_rate),
-        "total_amount_cents": fee.amount_cents + fee.taxes_amount_cents,
+        "total_amount_cents": fee.amount_cents - fee.coupons_amount_cents + fee.taxes_amount_cents,
         "total_amount_currency": fee.currency,
-        "sub_total_excluding_taxes_amount_cents": fee.amount_cents,
+        "sub_total_excluding_taxes_amount_cents": fee.amount_cents - fee.coupons_amount_cents,
+        # Whole minor units here (the hub spreads each coupon in cents: apps/invoicing/discounts.py).
+        "precise_coupons_amount_cents": decimal_str(Decimal(fee.coupons_amount_cents)),
         "amount_details": fee.amount_details,
         "is_adjustment": fee.is_adjustment,
         "payment_status": fee.invoice.payment_status,
@@ -130,9 +132,10 @@ def _foreign_fee_out(fee: Fee) -> dict:
         "events_count": 0,
         "taxes_amount_cents": fee.taxes_amount_cents,
         "taxes_rate": decimal_str(fee.taxes_rate),
-        "total_amount_cents": fee.amount_cents + fee.taxes_amount_cents,
+        "total_amount_cents": fee.amount_cents - fee.coupons_amount_cents + fee.taxes_amount_cents,
         "total_amount_currency": fee.currency,
-        "sub_total_excluding_taxes_amount_cents": fee.amount_cents,
+        "sub_total_excluding_taxes_amount_cents": fee.amount_cents - fee.coupons_amount_cents,
+        "precise_coupons_amount_cents": decimal_str(Decimal(fee.coupons_amount_cents)),
         "amount_details": {},
         "is_adjustment": fee.is_adjustment,
         "payment_status": fee.invoice.payment_status,
@@ -173,7 +176,7 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         "currency": invoice.currency,
         "version_number": VERSION_NUMBER,
         "fees_amount_cents": invoice.fees_amount_cents,
-        "coupons_amount_cents": 0,
+        "coupons_amount_cents": invoice.coupons_amount_cents,
         "credit_notes_amount_cents": invoice.credit_notes_amount_cents,
         "prepaid_credit_amount_cents": invoice.prepaid_credit_amount_cents,
         "progressive_billing_credit_amount_cents": 0,
@@ -221,7 +224,11 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         applications = _prefetched(invoice, "credit_applications")
         if applications is None:
             applications = invoice.credit_applications.select_related("credit_note").order_by("id")
-        body["credits"] = credits_out(invoice, applications)
+        coupon_credits = _prefetched(invoice, "coupon_credits")
+        if coupon_credits is None:  # no coupon, no read: most invoices
+            coupon_credits = invoice.coupon_credits.select_related("applied_coupon__coupon").order_by("id") \
+                if invoice.coupons_amount_cents else []
+        body["credits"] = coupon_credits_out(invoice, coupon_credits, viewer=service) + credits_out(invoice, applications)
         body["applied_taxes"] = [
             {
                 "lago_invoice_id": str(invoice.lago_id),
@@ -235,6 +242,28 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
             for tax in (_prefetched(invoice, "applied_taxes") or invoice.applied_taxes.order_by("id"))
         ]
     return body
+
+
+def coupon_credits_out(invoice: Invoice, coupon_credits, *, viewer: Service | None = None) -> list[dict]:
+    """Lago's `credits[]` items of coupons (before tax); another service's coupon shows without its code or name."""
+    out = []
+    for credit in coupon_credits:
+        coupon = credit.applied_coupon.coupon
+        mine = viewer is None or coupon.service_id == viewer.pk
+        out.append({
+            "lago_id": str(credit.lago_id),
+            "amount_cents": credit.amount_cents,
+            "amount_currency": credit.currency,
+            "before_taxes": True,  # coupons come off the fees, before tax
+            "item": {
+                "lago_item_id": str(credit.applied_coupon.lago_id) if mine else None,
+                "type": "coupon",
+                "code": coupon.code if mine else "other_services",
+                "name": coupon.name if mine else OTHER_SERVICES,
+            },
+            "invoice": {"lago_id": str(invoice.lago_id), "payment_status": invoice.payment_status},
+        })
+    return out
 
 
 def credits_out(invoice: Invoice, applications) -> list[dict]:
@@ -269,7 +298,7 @@ def invoices_for_rendering(invoice_ids: list[int]) -> list[Invoice]:
                                                     "canceled_at", "usage_billed_until")]
     fee_unread = ["updated_at", *unread, "service__created_at", "service__updated_at", "charge__created_at",
                   "charge__updated_at", "charge__billable_metric__created_at", "charge__billable_metric__updated_at"]
-    return list(
+    invoices = list(
         Invoice.objects.filter(pk__in=invoice_ids).prefetch_related(
             Prefetch("fees", Fee.objects.select_related("service", "subscription__plan", "charge__billable_metric")
                      .defer(*fee_unread).order_by("id")),
@@ -279,6 +308,11 @@ def invoices_for_rendering(invoice_ids: list[int]) -> list[Invoice]:
             Prefetch("credit_applications", CreditApplication.objects.select_related("credit_note").order_by("id")),
         ).order_by("id")
     )
+    couponed = [invoice for invoice in invoices if invoice.coupons_amount_cents]
+    if couponed:  # one more read, only when some invoice took a coupon
+        prefetch_related_objects(couponed, Prefetch(
+            "coupon_credits", CouponCredit.objects.select_related("applied_coupon__coupon").order_by("id")))
+    return invoices
 
 
 def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict:

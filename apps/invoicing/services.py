@@ -21,10 +21,11 @@ from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import ledger_credit_applications_create, ledger_posting_create, ledger_postings_create
 from apps.subscriptions.periods import local_date
 
+from .coupons import coupons_apply
 from .credits import credits_apply, credits_return
 from .fees import Line, customer_tax_rates, fee_values, invoice_recompute_totals
 from .lifecycle import credit_note_created_announce, invoice_finalized_announce, invoice_voided_announce
-from .models import CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
+from .models import CouponCredit, CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .representations import credit_note_out, invoice_out, invoices_for_rendering
@@ -235,7 +236,10 @@ def _drafts_finalize(
 
     # Marked before credit is applied: a shadow invoice (a service in a dual run) consumes no credit either.
     shadow = shadow_invoices_record(drafts)
-    applications = credits_apply([invoice for invoice in drafts if invoice.pk not in shadow] if shadow else drafts)
+    billed = [invoice for invoice in drafts if invoice.pk not in shadow] if shadow else drafts
+    # Lago's order: coupons before tax, then credit notes and prepaid credit on the total including tax.
+    coupon_credits = coupons_apply(billed)
+    applications = credits_apply(billed)
     _invoices_number(drafts, now=now)
     unsaved = [invoice for invoice in drafts if invoice._state.adding]
     saved = [invoice for invoice in drafts if not invoice._state.adding]
@@ -243,6 +247,8 @@ def _drafts_finalize(
         write_unsaved(unsaved)
     if saved:
         _saved_drafts_mark_finalized(saved)
+    if coupon_credits:
+        CouponCredit.objects.bulk_create(coupon_credits)
     if applications:
         CreditApplication.objects.bulk_create(applications)
     _invoices_finalized_follow_up(drafts, applications=applications, shadow=shadow)
@@ -261,11 +267,15 @@ def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
                SET series = v.series, sequential_id = v.seq, number = v.number, status = %(finalized)s,
                    finalized_at = %(now)s, payment_due_date = v.due, updated_at = %(stamp)s,
                    credit_notes_amount_cents = v.credited, prepaid_credit_amount_cents = v.prepaid,
-                   total_amount_cents = v.total, payment_status = v.payment_status
+                   total_amount_cents = v.total, payment_status = v.payment_status,
+                   coupons_amount_cents = v.coupons, sub_total_excluding_taxes_amount_cents = v.excluding,
+                   taxes_amount_cents = v.taxes, sub_total_including_taxes_amount_cents = v.including
               FROM unnest(%(ids)s::bigint[], %(series)s::text[], %(seqs)s::int[], %(numbers)s::text[],
                           %(dues)s::date[], %(credited)s::bigint[], %(prepaid)s::bigint[], %(totals)s::bigint[],
-                          %(payment_statuses)s::text[])
-                   AS v(id, series, seq, number, due, credited, prepaid, total, payment_status)
+                          %(payment_statuses)s::text[], %(coupons)s::bigint[], %(excluding)s::bigint[],
+                          %(taxes)s::bigint[], %(including)s::bigint[])
+                   AS v(id, series, seq, number, due, credited, prepaid, total, payment_status, coupons, excluding,
+                        taxes, including)
              WHERE i.id = v.id AND i.status = %(draft)s
             """,
             {
@@ -278,6 +288,11 @@ def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
                 "prepaid": [invoice.prepaid_credit_amount_cents for invoice in drafts],
                 "totals": [invoice.total_amount_cents for invoice in drafts],
                 "payment_statuses": [invoice.payment_status for invoice in drafts],
+                # Set by coupons_apply (coupons taken off before tax); the drafts' own values otherwise.
+                "coupons": [invoice.coupons_amount_cents for invoice in drafts],
+                "excluding": [invoice.sub_total_excluding_taxes_amount_cents for invoice in drafts],
+                "taxes": [invoice.taxes_amount_cents for invoice in drafts],
+                "including": [invoice.sub_total_including_taxes_amount_cents for invoice in drafts],
             },
         )
         if cursor.rowcount != len(drafts):
@@ -521,11 +536,12 @@ def credit_note_estimate(*, invoice: Invoice, items: list[CreditNoteItemIn]) -> 
             errors.setdefault(f"items[{index}].amount_cents", []).append("value_is_out_of_range")
             continue
         so_far = credited[fee.pk]
-        if so_far.amount_cents + item.amount_cents > fee.amount_cents:
+        billed = fee.amount_cents - fee.coupons_amount_cents  # coupons came off before tax: never credited
+        if so_far.amount_cents + item.amount_cents > billed:
             errors.setdefault(f"items[{index}].amount_cents", []).append("higher_than_remaining_fee_amount")
             continue
         applied = credit_applied_taxes(
-            amount_cents=item.amount_cents, fee_amount_cents=fee.amount_cents, fee_applied_taxes=fee.applied_taxes,
+            amount_cents=item.amount_cents, fee_amount_cents=billed, fee_applied_taxes=fee.applied_taxes,
             credited_amount_cents=so_far.amount_cents, credited_taxes=so_far.taxes,
         )
         so_far.amount_cents += item.amount_cents

@@ -705,12 +705,13 @@ def _void_document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[in
     lines, untaxed, tax = [], 0, 0
     for fee in fees:
         credited_cents, credited_taxes = credited.get(fee.pk, (0, {}))
-        left = fee.amount_cents - credited_cents
+        billed = fee.amount_cents - fee.coupons_amount_cents  # what the invoice charged for it, coupons off
+        left = billed - credited_cents
         if left <= 0:
             continue
         # The reversal takes exactly the tax the credit notes left on the fee, per rate.
         taxes = {item["code"]: item["amount_cents"] for item in credit_applied_taxes(
-            amount_cents=left, fee_amount_cents=fee.amount_cents, fee_applied_taxes=fee.applied_taxes,
+            amount_cents=left, fee_amount_cents=billed, fee_applied_taxes=fee.applied_taxes,
             credited_amount_cents=credited_cents, credited_taxes=credited_taxes)}
         lines.append(_line(fee, left, taxes))
         untaxed += left
@@ -733,7 +734,8 @@ def _document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, in
         document = mapping.DocumentIn(
             ref=posting.ref, move_type="out_invoice", number=invoice.number, issuing_date=invoice.issuing_date,
             currency=invoice.currency, due_date=invoice.payment_due_date,
-            lines=tuple(_line(fee, fee.amount_cents) for fee in fees))
+            # Each fee net of its coupons' share, as the hub taxed it (coupons come off before tax).
+            lines=tuple(_line(fee, fee.amount_cents - fee.coupons_amount_cents) for fee in fees))
         # The document total before credits/prepaid amounts are applied: what Odoo's move carries.
         return document, (invoice.sub_total_excluding_taxes_amount_cents, invoice.taxes_amount_cents,
                           invoice.sub_total_including_taxes_amount_cents)

@@ -189,3 +189,41 @@ def test_add_ons_and_a_one_off_invoice_billing_them(cloud, desk):
         cloud.invoices.create(OneOffInvoice(external_customer_id="acme", currency="CAD",
                                             fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="tokens")])))
     assert deleted.value.status_code == 404
+
+
+def test_coupons_and_applied_coupons(cloud, desk):
+    from lago_python_client.models import AppliedCoupon, Coupon
+    from lago_python_client.models.coupon import LimitationConfiguration
+
+    cloud.customers.create(Customer(external_id="acme", country="CA", state="ON", currency="CAD"))
+    fixed = cloud.coupons.create(Coupon(name="Startup Deal", code="startup_deal", coupon_type="fixed_amount",
+                                        amount_cents=5000, amount_currency="CAD", frequency="once",
+                                        expiration="no_expiration", reusable=False))
+    assert (fixed.code, fixed.amount_cents, fixed.expiration, fixed.limited_plans) == ("startup_deal", 5000,
+                                                                                       "no_expiration", False)
+    cloud.billable_metrics.create(BillableMetric(name="Calls", code="calls", aggregation_type="count_agg"))
+    percent = cloud.coupons.create(Coupon(name="Ten", code="ten", coupon_type="percentage", percentage_rate=12.5,
+                                          frequency="recurring", frequency_duration=3, expiration="time_limit",
+                                          expiration_at="2099-01-01T00:00:00Z",
+                                          applies_to=LimitationConfiguration(billable_metric_codes=["calls"])))
+    assert (percent.percentage_rate, percent.billable_metric_codes) == (12.5, ["calls"])
+    assert cloud.coupons.update(Coupon(name="Ten off"), "ten").name == "Ten off"
+    assert cloud.coupons.find("ten").frequency_duration == 3
+    assert sorted(c.code for c in cloud.coupons.find_all()["coupons"]) == ["startup_deal", "ten"]
+
+    applied = cloud.applied_coupons.create(AppliedCoupon(external_customer_id="acme", coupon_code="startup_deal",
+                                                         amount_cents=4000))
+    assert (applied.coupon_code, applied.amount_cents, applied.amount_cents_remaining, applied.status) == (
+        "startup_deal", 4000, 4000, "active")
+    with pytest.raises(LagoApiError) as not_reusable:
+        cloud.applied_coupons.create(AppliedCoupon(external_customer_id="acme", coupon_code="startup_deal"))
+    assert not_reusable.value.status_code == 422
+    cloud.applied_coupons.create(AppliedCoupon(external_customer_id="acme", coupon_code="ten"))
+    listed = cloud.applied_coupons.find_all({"external_customer_id": "acme"})["applied_coupons"]
+    assert [a.coupon_code for a in listed] == ["ten", "startup_deal"]
+    removed = cloud.applied_coupons.destroy("acme", applied.lago_id)
+    assert removed.status == "terminated" and removed.terminated_at
+    with pytest.raises(LagoApiError) as other_service:
+        desk.coupons.find("ten")
+    assert other_service.value.status_code == 404
+    assert cloud.coupons.destroy("ten").code == "ten"

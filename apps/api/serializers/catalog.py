@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from apps.catalog.models import BillableMetric, Charge, Plan
+from apps.catalog.models import BillableMetric, Charge, Coupon, Plan
 from apps.core.geo import COUNTRY_CODES
 from apps.core.money import SUPPORTED_CURRENCIES
 from apps.customers.models import CANADIAN_PROVINCES
@@ -128,3 +128,56 @@ class AddOnIn(serializers.Serializer):
     def validate(self, attrs):
         attrs.pop("tax_codes", None)
         return attrs
+
+
+class _Rate(serializers.DecimalField):
+    """A percentage as Lago sends it: a decimal string, or a JSON number from lago-python-client (a float)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_digits=10, decimal_places=5, min_value=Decimal("0.00001"), max_value=Decimal(100), **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, float):
+            data = repr(data)  # the shortest repr round-trips: 12.5 -> "12.5", never a binary expansion
+        return super().to_internal_value(data)
+
+
+class CouponLimitsIn(serializers.Serializer):
+    plan_codes = serializers.ListField(child=serializers.CharField(max_length=255), required=False, allow_null=True)
+    billable_metric_codes = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+                                                  allow_null=True)
+
+
+class CouponIn(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    code = serializers.CharField(max_length=255)
+    description = BlankableCharField()
+    coupon_type = serializers.ChoiceField(choices=Coupon.CouponType.values)
+    amount_cents = StrictIntegerField(min_value=1, required=False, allow_null=True)
+    amount_currency = serializers.ChoiceField(choices=SUPPORTED_CURRENCIES, required=False, allow_null=True)
+    percentage_rate = _Rate(required=False, allow_null=True)
+    frequency = serializers.ChoiceField(choices=Coupon.Frequency.values)
+    frequency_duration = StrictIntegerField(min_value=1, required=False, allow_null=True)
+    reusable = serializers.BooleanField(default=True)
+    expiration = serializers.ChoiceField(choices=Coupon.Expiration.values)
+    expiration_at = serializers.DateTimeField(required=False, allow_null=True)
+    applies_to = CouponLimitsIn(required=False, allow_null=True)
+
+    def model_values(self) -> tuple[dict, list[str] | None, list[str] | None]:
+        values = dict(self.validated_data)
+        limits = values.pop("applies_to", None)
+        if values.get("amount_currency") is None and "amount_currency" in values:
+            values["amount_currency"] = ""
+        if limits is None:
+            return values, None, None
+        return values, list(limits.get("plan_codes") or []), list(limits.get("billable_metric_codes") or [])
+
+
+class AppliedCouponIn(serializers.Serializer):
+    external_customer_id = serializers.CharField(max_length=255)
+    coupon_code = serializers.CharField(max_length=255)
+    amount_cents = StrictIntegerField(min_value=1, required=False, allow_null=True)
+    amount_currency = serializers.ChoiceField(choices=SUPPORTED_CURRENCIES, required=False, allow_null=True)
+    percentage_rate = _Rate(required=False, allow_null=True)
+    frequency = serializers.ChoiceField(choices=Coupon.Frequency.values, required=False, allow_null=True)
+    frequency_duration = StrictIntegerField(min_value=1, required=False, allow_null=True)

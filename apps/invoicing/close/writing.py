@@ -82,11 +82,16 @@ def termination_credits_issue(credits: list[Line], *, as_of: datetime) -> int:
         base = bases.get(line.fee_key.replace(":credit:", ":base:", 1))
         if base is None or base.invoice.status != Invoice.Status.FINALIZED:
             continue
-        left = base.amount_cents - sum(
+        billed = base.amount_cents - base.coupons_amount_cents  # coupons came off before tax
+        left = billed - sum(
             item.amount_cents
             for item in base.credit_note_items.exclude(credit_note__credit_status=CreditNote.CreditStatus.VOIDED)
         )
-        amount = min(-line.amount_cents, left)
+        unused = -line.amount_cents
+        if base.coupons_amount_cents and base.amount_cents > 0:
+            # The unused part of what was charged: the coupon's share is prorated with it (Lago), half-up.
+            unused = (2 * unused * billed + base.amount_cents) // (2 * base.amount_cents)
+        amount = min(unused, left)
         if amount <= 0:
             continue
         subscription = line.subscription
