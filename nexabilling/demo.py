@@ -1,6 +1,7 @@
 """`make demo`: the hub with demo data on the embedded PostgreSQL, and everything stopped together.
 
-    python -m nexabilling.demo          # PORT (default 8000); PUBLIC_BASE_URL follows it unless set
+    python -m nexabilling.demo          # PORT (default 8000); PUBLIC_BASE_URL follows it unless set;
+                                        # DEMO_SERVE_ONLY=true skips migrate and seed_demo (a database set up before)
     python -m nexabilling.demo stop     # what `make demo-stop` runs: stop a running demo and its PostgreSQL
 
 This process owns the embedded server (started here; the steps below inherit DATABASE_URL and never start their
@@ -96,7 +97,9 @@ def run() -> int:
     try:
         fresh = uses_embedded and not (embedded_db.EMBEDDED_DATA_DIR / "PG_VERSION").exists()
         if uses_embedded:
-            _say("starting the embedded PostgreSQL in var/pgdata" + (" (first run: creating it, ~10 s)" if fresh else ""))
+            where = embedded_db.EMBEDDED_DATA_DIR
+            where = where.relative_to(BASE_DIR) if where.is_relative_to(BASE_DIR) else where
+            _say(f"starting the embedded PostgreSQL in {where}" + (" (first run: creating it, ~10 s)" if fresh else ""))
             embedded_db.ensure_database_url()
         manage = [sys.executable, "manage.py"]
         steps = [
@@ -104,6 +107,8 @@ def run() -> int:
              manage + ["migrate", "--no-input"]),
             ("loading the demo data and billing the periods that have ended", manage + ["seed_demo"]),
         ]
+        if os.environ.get("DEMO_SERVE_ONLY", "").lower() in ("1", "true", "yes"):
+            steps = []
         for message, argv in steps:
             _say(message)
             child = _step(argv)

@@ -16,7 +16,8 @@ import warnings
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-EMBEDDED_DATA_DIR = BASE_DIR / "var" / "pgdata"
+# EMBEDDED_PGDATA moves it (the demo's test runs its own server beside the one a local `make test` may be using).
+EMBEDDED_DATA_DIR = Path(os.environ.get("EMBEDDED_PGDATA") or BASE_DIR / "var" / "pgdata")
 EMBEDDED_DATABASE = "nexabilling"
 
 # The server logs from an atexit hook, after test runners have closed their captured streams.
