@@ -133,6 +133,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Oversized bodies (413), NUL bytes and lone surrogates (422) refused for every /api/ endpoint at once.
+    "apps.api.middleware.ApiInputGuard",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -145,6 +147,9 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "nexabilling.urls"
 WSGI_APPLICATION = "nexabilling.wsgi.application"
+# Largest request body the API reads (413 above it). A 1,000-event batch with a dozen realistic properties
+# per event is ~0.6 MB (tests/api/test_bad_input.py builds one); 4 MiB leaves room for longer values.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
 # Lago's paths have no trailing slash; a redirect would break POST clients.
 APPEND_SLASH = False
 
@@ -285,6 +290,8 @@ INVOICE_CLOSE_WORKERS = env_int("INVOICE_CLOSE_WORKERS", 2, minimum=1)
 DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "CAD")
 # Events may not be dated further in the future than this (clock skew allowance).
 USAGE_MAX_FUTURE_SECONDS = env_int("USAGE_MAX_FUTURE_SECONDS", 86400, minimum=0)
+# ... nor further back than this (and never before 1970): older usage no open period can bill is a unit mistake.
+USAGE_MAX_PAST_DAYS = env_int("USAGE_MAX_PAST_DAYS", 3650, minimum=1)
 # PostgreSQL work_mem for the period aggregate's transaction (apps/usage/aggregation.py).
 USAGE_AGGREGATE_WORK_MEM_MB = env_int("USAGE_AGGREGATE_WORK_MEM_MB", 64, minimum=1)
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import DataError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -17,6 +20,7 @@ REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    413: "Payload Too Large",
     422: "Unprocessable Entity",
     500: "Internal Server Error",
 }
@@ -97,10 +101,24 @@ def lago_exception_handler(exc, context):
         return Response(error_body(405, "method_not_allowed"), 405)
     if isinstance(exc, drf.UnsupportedMediaType):
         return Response(error_body(400, error=f"BadRequest: {exc.detail}"), 400)
+    if isinstance(exc, RequestDataTooBig):
+        return payload_too_large()
+    if isinstance(exc, DataError):
+        # PostgreSQL refused a value (out of a column's range, too long): the input's fault, and the failed
+        # statement rolled its transaction back. Serializers name the field; this is the net behind them.
+        log.warning("value refused by the database: %s", exc)
+        return Response(error_body(422, "validation_errors", {"base": ["value_is_invalid"]}), 422)
     if isinstance(exc, drf.APIException):
         return Response(error_body(exc.status_code, exc.default_code), exc.status_code)
     log.exception("unhandled API error", exc_info=exc)
     return Response(error_body(500, "internal_error"), 500)
+
+
+def payload_too_large() -> JsonResponse:
+    """413 naming the limit (API_MAX_BODY_BYTES), before or while the body is read."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body = error_body(413, "payload_too_large", error=f"Payload Too Large: the request body exceeds {limit} bytes")
+    return JsonResponse(body, status=413)
 
 
 class MissingRootKey(drf.ParseError):

@@ -6,29 +6,18 @@ from collections.abc import Callable, Iterable
 
 from django.db.models import QuerySet
 
-from apps.core.exceptions import ValidationFailed
+from .params import int_param
 
 MAX_PER_PAGE = 1000
 DEFAULT_PER_PAGE = 100
-
-
-def _positive_int(request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed("bad page", details={name: ["value_is_invalid"]}) from None
-    if value < 1:
-        raise ValidationFailed("bad page", details={name: ["value_is_out_of_range"]})
-    return value
+# PostgreSQL's OFFSET is a bigint: (page - 1) * per_page must fit, whatever per_page is.
+MAX_PAGE = 2**31 - 1
 
 
 def paginate(request, queryset: QuerySet, key: str, render: Callable[[Iterable], list]) -> dict:
     """Return {key: [...], "meta": {...}} for one page of `queryset`."""
-    page = _positive_int(request, "page", 1)
-    per_page = min(_positive_int(request, "per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
+    page = int_param(request, "page", default=1, minimum=1, maximum=MAX_PAGE)
+    per_page = min(int_param(request, "per_page", default=DEFAULT_PER_PAGE, minimum=1), MAX_PER_PAGE)
     total = queryset.count()
     if total == 0:
         # Lago's own quirk for an empty result.

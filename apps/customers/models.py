@@ -57,8 +57,9 @@ class Customer(TimeStampedModel):
         COMPANY = "company"
         INDIVIDUAL = "individual"
 
-    # The hub's own reference for the customer (Odoo partner ref, reconciliation key).
-    external_id = models.CharField(max_length=255, unique=True)
+    # The hub's own reference for the customer (Odoo partner ref, reconciliation key): "<service code>:<the
+    # service's external_id>", so as long as Service.code (64) + 1 + AccountLink.external_id (255).
+    external_id = models.CharField(max_length=320, unique=True)
     name = models.CharField(max_length=255, blank=True)
     firstname = models.CharField(max_length=255, blank=True)
     lastname = models.CharField(max_length=255, blank=True)

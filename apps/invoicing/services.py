@@ -366,6 +366,11 @@ class AddOnFee:
     description: str = ""
 
 
+# Largest one-off total (minor units): a quarter of PostgreSQL's bigint, so the total with its taxes (at most
+# 15% in Canada), credits and sums across invoices stays far inside every amount column.
+MAX_INVOICE_CENTS = (2**63 - 1) // 4
+
+
 def _unit_amount(fee: AddOnFee, currency: str) -> Decimal:
     """The fee's unit price in major units of `currency`."""
     return from_minor_units(fee.unit_amount_cents, currency)
@@ -385,13 +390,21 @@ def invoice_create_one_off(*, service: Service, customer: Customer, currency: st
     if currency not in SUPPORTED_CURRENCIES:
         raise ValidationFailed("currency", details={"currency": ["value_is_invalid"]})
     errors: dict[str, list[str]] = {}
+    total = 0
     for index, fee in enumerate(fees):
         if fee.units <= 0:
             errors[f"fees.{index}.units"] = ["value_is_out_of_range"]
         if fee.unit_amount_cents <= 0:
             errors[f"fees.{index}.unit_amount_cents"] = ["value_is_out_of_range"]
-        elif fee.units > 0 and to_minor_units(fee.units * _unit_amount(fee, currency), currency) <= 0:
-            errors[f"fees.{index}.units"] = ["value_is_out_of_range"]  # so few units that the fee rounds to zero
+        elif fee.units > 0:
+            amount = to_minor_units(fee.units * _unit_amount(fee, currency), currency)
+            total += amount
+            # Zero: so few units that the fee rounds to nothing. Past MAX_INVOICE_CENTS: amounts and taxes would
+            # overflow their bigint columns.
+            if amount <= 0 or amount > MAX_INVOICE_CENTS:
+                errors[f"fees.{index}.units"] = ["value_is_out_of_range"]
+    if not errors and total > MAX_INVOICE_CENTS:
+        errors["fees"] = ["value_is_out_of_range"]
     if errors:
         raise ValidationFailed("one-off fees must bill a positive amount", details=errors)
     customer = Customer.objects.select_for_update().get(pk=customer.pk)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -129,17 +130,27 @@ class _MetricRow:
     field_name: str
 
 
+def _started_by(sub: Sub, moment: int) -> bool:
+    """Whether `sub` had started at `moment`, to the second like Lago (date_trunc('second', started_at) <= ts).
+
+    An event sent with whole Unix seconds right after the subscription was created is inside its life.
+    """
+    started = sub.started_us
+    return started is None or started - started % 1_000_000 <= moment
+
+
 def _pick(candidates: list[Sub], moment: int) -> Sub | None:
-    """The subscription whose life contains `moment`, else the active one (usage is never dropped)."""
-    active = None
+    """The subscription whose life contains `moment`, else None.
+
+    Usage outside every life is refused, never stored against a subscription no period of which can bill it.
+    """
     for sub in candidates:
         if sub.status == "active":
-            active = sub
-            if sub.started_us is None or sub.started_us <= moment:
+            if _started_by(sub, moment):
                 return sub
-        elif sub.started_us is not None and sub.started_us <= moment <= (sub.terminated_us or moment):
+        elif sub.started_us is not None and _started_by(sub, moment) and moment <= (sub.terminated_us or moment):
             return sub
-    return active
+    return None
 
 
 def _metric_value(metric: _MetricRow, properties: dict, quantity: object | None) -> tuple[str | None, tuple | None]:
@@ -148,7 +159,10 @@ def _metric_value(metric: _MetricRow, properties: dict, quantity: object | None)
     if quantity is not None:  # a counter: the quantity is the contribution
         if kind == Agg.UNIQUE_COUNT:
             return None, ("code", "invalid_aggregation_type")
-        return _number_text(quantity, "quantity")
+        text, problem = _number_text(quantity, "quantity")
+        if kind == Agg.COUNT and text is not None and text.startswith("-") and Decimal(text):
+            return None, ("quantity", "value_is_out_of_range")  # a count never goes down
+        return text, problem
     if kind == Agg.COUNT:
         return "1", None
     raw = properties.get(metric.field_name)
@@ -235,10 +249,11 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
     counters = source == UsageEvent.Source.COUNTER
     now_us = validation.epoch_us(now)
     limit_us = validation.future_limit_us(now_us)  # once per batch: settings reads are slow
+    floor_us = validation.past_limit_us(now_us)
     parse_ts = validation.parse_timestamp_us
     # Whole Unix seconds in (lo_us, hi_us] pass parse_timestamp_us as they are: checked inline, the
     # common case skips a keyword call per item. Anything else goes through parse_timestamp_us.
-    lo_us, hi_us = -validation.MAX_US, min(limit_us, validation.MAX_US - 1)
+    lo_us, hi_us = floor_us - 1, min(limit_us, validation.MAX_US - 1)
     count_kind = Agg.COUNT.value
     # Inside a caller's transaction, its own uncommitted subscription writes share the batch's
     # transaction id, which the change check cannot tell apart: look everything up afresh there.
@@ -257,16 +272,20 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
             problems: dict[str, list[str]] | None = None
             properties = item.properties or {}
             if counters and item.period_from is not None:
-                moment = parse_ts(item.period_from, now_us=now_us, limit_us=limit_us)
+                moment = parse_ts(item.period_from, now_us=now_us, limit_us=limit_us, floor_us=floor_us)
                 field = "period_from"
                 if moment.__class__ is not str and item.period_to is not None:
+                    # A period may end after today (a month's counter sent mid-month), never before it starts.
+                    end = parse_ts(item.period_to, now_us=now_us, limit_us=validation.MAX_US - 1, floor_us=floor_us)
+                    if end.__class__ is str or end < moment:
+                        problems = {"period_to": [end if end.__class__ is str else "value_is_out_of_range"]}
                     properties = {**properties, "period_to": item.period_to}
             else:
                 raw_ts = item.timestamp
                 if raw_ts.__class__ is int and lo_us < raw_ts * 1_000_000 <= hi_us:
                     moment = raw_ts * 1_000_000
                 else:
-                    moment = parse_ts(raw_ts, now_us=now_us, limit_us=limit_us)
+                    moment = parse_ts(raw_ts, now_us=now_us, limit_us=limit_us, floor_us=floor_us)
                 field = "timestamp"
             if moment.__class__ is str:
                 problems = {field: [moment]}
@@ -290,10 +309,17 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
                     problems = {**(problems or {}), problem[0]: [problem[1]]}
             external_id = item.external_subscription_id
             sub = single.get(external_id)
-            if sub is None:
+            if sub is not None:
+                candidates = None
+                if sub.started_us is not None and moment < sub.started_us and not _started_by(sub, moment):
+                    sub, candidates = None, [sub]
+            else:
                 candidates = several.get(external_id)
                 sub = _pick(candidates, moment) if candidates else None
-                if sub is None:
+            if sub is None:
+                if candidates:  # the subscription exists, but not at that moment: no period could bill it
+                    problems = {**(problems or {}), field: ["outside_subscription_life"]}
+                else:
                     problems = {**(problems or {}), "external_subscription_id": ["value_is_invalid"]}
             if problems:
                 errors[str(index)] = problems

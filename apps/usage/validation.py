@@ -187,17 +187,30 @@ def future_limit_us(now_us: int) -> int:
     return now_us + settings.USAGE_MAX_FUTURE_SECONDS * 1_000_000
 
 
-def parse_timestamp_us(raw: object, *, now_us: int, limit_us: int | None = None) -> int | str:
+def past_limit_us(now_us: int) -> int:
+    """The earliest accepted timestamp: USAGE_MAX_PAST_DAYS (10 years) before `now_us`, never before 1970.
+
+    Older usage cannot be billed by any open period and is almost always a unit mistake (milliseconds
+    read as seconds go the other way; a year typed as 1926 goes this way).
+    """
+    return max(0, now_us - settings.USAGE_MAX_PAST_DAYS * 86_400_000_000)
+
+
+def parse_timestamp_us(raw: object, *, now_us: int, limit_us: int | None = None,
+                       floor_us: int | None = None) -> int | str:
     """Return Lago's Unix-seconds timestamp as epoch microseconds, or an error code.
 
     null means reception time; ISO strings are `invalid_format` as in Lago; later than
-    `limit_us` (default `future_limit_us(now_us)`) is `value_is_out_of_range`. Batches pass
-    `limit_us` once: a `settings` attribute read per item cost more than the parsing.
+    `limit_us` (default `future_limit_us(now_us)`) or earlier than `floor_us` (default
+    `past_limit_us(now_us)`) is `value_is_out_of_range`. Batches pass both once: a `settings`
+    attribute read per item cost more than the parsing.
     """
     if raw is None:
         return now_us
     if limit_us is None:
         limit_us = future_limit_us(now_us)
+    if floor_us is None:
+        floor_us = past_limit_us(now_us)
     if raw.__class__ is int:  # the common case, and never a bool
         us = raw * 1_000_000
     else:
@@ -208,6 +221,6 @@ def parse_timestamp_us(raw: object, *, now_us: int, limit_us: int | None = None)
             us = int(seconds.scaleb(6).to_integral_value())
         except DecimalException:  # Overflow (1E1000000) as well as InvalidOperation
             return "value_is_out_of_range"
-    if us > limit_us or not -MAX_US < us < MAX_US:
+    if us > limit_us or us < floor_us or not -MAX_US < us < MAX_US:
         return "value_is_out_of_range"
     return us

@@ -35,10 +35,23 @@ class BlankableCharField(serializers.CharField):
         return super().validate_empty_values(data)
 
 
+BIGINT_MAX = 2**63 - 1
+
+
 class StrictIntegerField(serializers.IntegerField):
-    """An integer that refuses floats and numeric strings with a fraction (money in cents)."""
+    """An integer that refuses floats and numeric strings with a fraction (money in cents).
+
+    Bounded by PostgreSQL's bigint unless a narrower range is given: past it the INSERT fails as a 500.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", -BIGINT_MAX)
+        kwargs.setdefault("max_value", BIGINT_MAX)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         if isinstance(data, bool) or isinstance(data, float):
+            self.fail("invalid")
+        if isinstance(data, str) and not data.strip().isascii():  # int() reads "١٢" as 12
             self.fail("invalid")
         return super().to_internal_value(data)

@@ -15,7 +15,7 @@ class AddOnFeeIn(serializers.Serializer):
     # Absent or null: the add-on's amount_cents (Lago).
     unit_amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
     description = serializers.CharField(required=False, allow_blank=True, allow_null=True, default=None)
-    invoice_display_name = BlankableCharField()
+    invoice_display_name = BlankableCharField(max_length=255)  # the fee's name column
     # Tax is decided by the customer's province (Canadian rules); accepted for Lago compatibility.
     tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
 

@@ -10,6 +10,7 @@ from apps.customers.services import customer_upsert
 from apps.subscriptions.services import customer_link_delete
 
 from ..pagination import paginate
+from ..params import currency_param
 from ..serializers.common import root_payload
 from ..serializers.customers import CustomerIn
 
@@ -37,7 +38,7 @@ class CustomerListCreateView(APIView):
         states = request.query_params.getlist("states[]")
         if states:
             links = links.filter(customer__state__in=states)
-        currencies = request.query_params.getlist("currencies[]")
+        currencies = currency_param(request, "currencies")
         if currencies:
             links = links.filter(customer__currency__in=currencies)
         return Response(paginate(request, links, "customers", lambda items: [customer_out(i) for i in items]))

@@ -32,6 +32,7 @@ from apps.invoicing.services import (
 from apps.subscriptions.models import Subscription
 
 from ..pagination import paginate
+from ..params import currency_param, int_param
 from ..serializers.common import root_payload
 from ..serializers.invoices import CreditNoteIn, OneOffInvoiceIn
 
@@ -53,15 +54,6 @@ def _date_param(request, name: str) -> date | None:
         raise ValidationFailed("bad date", details={name: ["invalid_date"]}) from None
 
 
-def _int_param(request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    if not raw.lstrip("-").isdigit():
-        raise ValidationFailed("bad amount", details={name: ["value_is_invalid"]})
-    return int(raw)
-
-
 class InvoiceListCreateView(APIView):
     def get(self, request):
         params = request.query_params
@@ -73,11 +65,11 @@ class InvoiceListCreateView(APIView):
             payment_statuses=_choices(request, "payment_statuses", Invoice.PaymentStatus.values)
             or _choices(request, "payment_status", Invoice.PaymentStatus.values),
             invoice_type=(_choices(request, "invoice_type", Invoice.InvoiceType.values) or [None])[0],
-            currency=params.get("currency") or None,
+            currency=(currency_param(request, "currency") or [None])[0],
             issuing_date_from=_date_param(request, "issuing_date_from"),
             issuing_date_to=_date_param(request, "issuing_date_to"),
-            amount_from=_int_param(request, "amount_from"),
-            amount_to=_int_param(request, "amount_to"),
+            amount_from=int_param(request, "amount_from"),
+            amount_to=int_param(request, "amount_to"),
             payment_overdue=None if overdue in (None, "") else overdue == "true",
         )
         service = request.auth.service
