@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by the hub (no CDN)
     "django_celery_beat",
     "djstripe",
     "axes",
@@ -236,6 +237,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Lago-compatible billing API for Nexa services. Authenticate with `Authorization: Bearer <service key>`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Lago's error bodies on every operation and the response components (apps/api/openapi.py, schemas.yaml).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums", "apps.api.openapi.add_error_responses"],
+    "ENUM_NAME_OVERRIDES": {"CurrencyEnum": "apps.core.money.SUPPORTED_CURRENCIES"},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: unset broker = tasks run in-process (quickstart). The beat schedule lives in the database

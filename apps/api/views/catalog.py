@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -31,29 +30,33 @@ from apps.catalog.services import (
     tax_update,
 )
 
+from ..openapi import lago_operation
 from ..pagination import paginate
 from ..serializers.catalog import AddOnIn, BillableMetricIn, PlanIn, TaxIn
 from ..serializers.common import root_payload
 
 
 class BillableMetricListCreateView(APIView):
-    @extend_schema(request=BillableMetricIn)
+    @lago_operation("createBillableMetric", request=BillableMetricIn, root="billable_metric", response="BillableMetric")
     def post(self, request):
         serializer = BillableMetricIn(data=root_payload(request, "billable_metric"))
         serializer.is_valid(raise_exception=True)
         metric = billable_metric_create(service=request.auth.service, values=serializer.model_values())
         return Response({"billable_metric": billable_metric_out(metric)})
 
+    @lago_operation("findAllBillableMetrics", response="BillableMetric", plural="billable_metrics")
     def get(self, request):
         metrics = billable_metric_list(service=request.auth.service)
         return Response(paginate(request, metrics, "billable_metrics", lambda items: [billable_metric_out(m) for m in items]))
 
 
 class BillableMetricDetailView(APIView):
+    @lago_operation("findBillableMetric", response="BillableMetric", root="billable_metric")
     def get(self, request, code: str):
         return Response({"billable_metric": billable_metric_out(billable_metric_get(service=request.auth.service, code=code))})
 
-    @extend_schema(request=BillableMetricIn)
+    @lago_operation("updateBillableMetric", request=BillableMetricIn, root="billable_metric", partial=True,
+                    response="BillableMetric")
     def put(self, request, code: str):
         metric = billable_metric_get(service=request.auth.service, code=code)
         serializer = BillableMetricIn(data=root_payload(request, "billable_metric"), partial=True)
@@ -61,13 +64,14 @@ class BillableMetricDetailView(APIView):
         metric = billable_metric_update(metric=metric, values=serializer.model_values())
         return Response({"billable_metric": billable_metric_out(metric)})
 
+    @lago_operation("destroyBillableMetric", response="BillableMetric", root="billable_metric")
     def delete(self, request, code: str):
         metric = billable_metric_get(service=request.auth.service, code=code)
         return Response({"billable_metric": billable_metric_out(billable_metric_delete(metric=metric))})
 
 
 class PlanListCreateView(APIView):
-    @extend_schema(request=PlanIn)
+    @lago_operation("createPlan", request=PlanIn, root="plan", response="Plan")
     def post(self, request):
         serializer = PlanIn(data=root_payload(request, "plan"))
         serializer.is_valid(raise_exception=True)
@@ -75,16 +79,18 @@ class PlanListCreateView(APIView):
         plan = plan_create(service=request.auth.service, values=values, charges=charges or [])
         return Response({"plan": plan_out(plan_get(service=request.auth.service, code=plan.code))})
 
+    @lago_operation("findAllPlans", response="Plan", plural="plans")
     def get(self, request):
         plans = plan_list(service=request.auth.service)
         return Response(paginate(request, plans, "plans", lambda items: [plan_out(p) for p in items]))
 
 
 class PlanDetailView(APIView):
+    @lago_operation("findPlan", response="Plan", root="plan")
     def get(self, request, code: str):
         return Response({"plan": plan_out(plan_get(service=request.auth.service, code=code))})
 
-    @extend_schema(request=PlanIn)
+    @lago_operation("updatePlan", request=PlanIn, root="plan", partial=True, response="Plan")
     def put(self, request, code: str):
         plan = plan_get(service=request.auth.service, code=code)
         serializer = PlanIn(data=root_payload(request, "plan"), partial=True)
@@ -93,6 +99,7 @@ class PlanDetailView(APIView):
         plan = plan_update(plan=plan, values=values, charges=charges)
         return Response({"plan": plan_out(plan_get(service=request.auth.service, code=plan.code))})
 
+    @lago_operation("destroyPlan", response="Plan", root="plan")
     def delete(self, request, code: str):
         plan = plan_get(service=request.auth.service, code=code)
         plan = plan_delete(plan=plan)
@@ -100,29 +107,32 @@ class PlanDetailView(APIView):
 
 
 class TaxListCreateView(APIView):
-    @extend_schema(request=TaxIn)
+    @lago_operation("createTax", request=TaxIn, root="tax", response="Tax")
     def post(self, request):
         serializer = TaxIn(data=root_payload(request, "tax"))
         serializer.is_valid(raise_exception=True)
         tax = tax_create(service=request.auth.service, values=dict(serializer.validated_data))
         return Response({"tax": tax_out(tax)})
 
+    @lago_operation("findAllTaxes", response="Tax", plural="taxes")
     def get(self, request):
         taxes = tax_list(service=request.auth.service)
         return Response(paginate(request, taxes, "taxes", lambda items: [tax_out(t) for t in items]))
 
 
 class TaxDetailView(APIView):
+    @lago_operation("findTax", response="Tax", root="tax")
     def get(self, request, code: str):
         return Response({"tax": tax_out(tax_get(service=request.auth.service, code=code))})
 
-    @extend_schema(request=TaxIn)
+    @lago_operation("updateTax", request=TaxIn, root="tax", partial=True, response="Tax")
     def put(self, request, code: str):
         tax = tax_get_for_write(service=request.auth.service, code=code)
         serializer = TaxIn(data=root_payload(request, "tax"), partial=True)
         serializer.is_valid(raise_exception=True)
         return Response({"tax": tax_out(tax_update(tax=tax, values=dict(serializer.validated_data)))})
 
+    @lago_operation("destroyTax", response="Tax", root="tax")
     def delete(self, request, code: str):
         tax = tax_get_for_write(service=request.auth.service, code=code)
         body = tax_out(tax)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -9,6 +8,7 @@ from apps.customers.selectors import account_link_get, account_link_list
 from apps.customers.services import customer_upsert
 from apps.subscriptions.services import customer_link_delete
 
+from ..openapi import lago_operation, query
 from ..pagination import paginate
 from ..params import currency_param
 from ..serializers.common import root_payload
@@ -16,7 +16,8 @@ from ..serializers.customers import CustomerIn
 
 
 class CustomerListCreateView(APIView):
-    @extend_schema(request=CustomerIn, summary="Create or update a customer by external_id")
+    @lago_operation("createCustomer", request=CustomerIn, root="customer", response="Customer",
+                    summary="Create or update a customer by external_id")
     def post(self, request):
         serializer = CustomerIn(data=root_payload(request, "customer"))
         serializer.is_valid(raise_exception=True)
@@ -27,6 +28,11 @@ class CustomerListCreateView(APIView):
         )
         return Response({"customer": customer_out(link)})
 
+    @lago_operation("findAllCustomers", response="Customer", plural="customers", parameters=[
+        query("search_term", description="Part of the external_id or name."),
+        query("countries", many=True), query("states", many=True),
+        query("currencies", many=True, description="ISO 4217 codes the hub bills in."),
+    ])
     def get(self, request):
         links = account_link_list(service=request.auth.service)
         search = request.query_params.get("search_term")
@@ -45,10 +51,12 @@ class CustomerListCreateView(APIView):
 
 
 class CustomerDetailView(APIView):
+    @lago_operation("findCustomer", response="Customer", root="customer")
     def get(self, request, external_id: str):
         link = account_link_get(service=request.auth.service, external_id=external_id)
         return Response({"customer": customer_out(link)})
 
+    @lago_operation("destroyCustomer", response="Customer", root="customer")
     def delete(self, request, external_id: str):
         link = account_link_get(service=request.auth.service, external_id=external_id)
         link = customer_link_delete(link_id=link.pk)

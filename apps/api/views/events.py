@@ -19,6 +19,8 @@ from apps.usage import validation
 from apps.usage.services import StoredItem, usage_counters_ingest, usage_events_ingest
 from apps.usage.validation import EventIn
 
+from ..openapi import lago_operation, ref
+
 
 def _ts(moment) -> str:
     """Lago's event timestamp: UTC with milliseconds, `Z` suffix."""
@@ -76,6 +78,7 @@ def _json(payload: dict, status: int) -> HttpResponse:
 
 
 class EventCreateView(APIView):
+    @lago_operation("createEvent", request=ref("EventBody"), response="Event", root="event")
     def post(self, request: Request) -> HttpResponse:
         event = validation.decode_event(request.body)
         try:
@@ -87,6 +90,8 @@ class EventCreateView(APIView):
 
 
 class EventBatchView(APIView):
+    @lago_operation("createBatchEvents", request=ref("EventBatchBody"), response="Event", root="events", many=True,
+                    description="1 to 1,000 events; a bad item refuses the whole batch, its errors keyed by index.")
     def post(self, request: Request) -> HttpResponse:
         events = validation.decode_events(request.body)
         result = usage_events_ingest(service=request.auth.service, events=events)
@@ -94,6 +99,8 @@ class EventBatchView(APIView):
 
 
 class UsageCreateView(APIView):
+    @lago_operation("createUsageCounters", request=ref("UsageBody"), response="UsageAccepted", status=202,
+                    summary="Pre-aggregated counters (not in Lago); answered 202 once stored")
     def post(self, request: Request) -> HttpResponse:
         counters = validation.decode_counters(request.body)
         result = usage_counters_ingest(service=request.auth.service, counters=counters)

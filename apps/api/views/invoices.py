@@ -8,6 +8,8 @@ from django.core import signing
 from django.http import HttpResponse
 from django.urls import path
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +33,7 @@ from apps.invoicing.services import (
 )
 from apps.subscriptions.models import Subscription
 
+from ..openapi import lago_operation, query
 from ..pagination import paginate
 from ..params import currency_param, int_param
 from ..serializers.common import root_payload
@@ -55,6 +58,16 @@ def _date_param(request, name: str) -> date | None:
 
 
 class InvoiceListCreateView(APIView):
+    @lago_operation("findAllInvoices", response="Invoice", plural="invoices", parameters=[
+        query("external_customer_id"),
+        query("statuses", many=True, enum=Invoice.Status.values),
+        query("payment_statuses", many=True, enum=Invoice.PaymentStatus.values),
+        query("invoice_type", enum=Invoice.InvoiceType.values),
+        query("currency", description="ISO 4217 code the hub bills in."),
+        query("issuing_date_from", date), query("issuing_date_to", date),
+        query("amount_from", int, "Total in cents, at least."), query("amount_to", int, "Total in cents, at most."),
+        query("payment_overdue", bool),
+    ])
     def get(self, request):
         params = request.query_params
         overdue = params.get("payment_overdue")
@@ -77,6 +90,8 @@ class InvoiceListCreateView(APIView):
             paginate(request, queryset, "invoices", lambda items: [invoice_out(i, service=service) for i in items])
         )
 
+    @lago_operation("createInvoice", request=OneOffInvoiceIn, root="invoice", response="Invoice",
+                    summary="Create and finalize a one-off invoice of add-on fees")
     def post(self, request):
         serializer = OneOffInvoiceIn(data=root_payload(request, "invoice"))
         serializer.is_valid(raise_exception=True)
@@ -101,12 +116,14 @@ class InvoiceListCreateView(APIView):
 
 
 class InvoiceDetailView(APIView):
+    @lago_operation("findInvoice", response="Invoice", root="invoice")
     def get(self, request, lago_id: str):
         invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
         return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
 
 
 class InvoiceRefreshView(APIView):
+    @lago_operation("refreshInvoice", response="Invoice", root="invoice")
     def put(self, request, lago_id: str):
         invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
         invoice = invoice_refresh(invoice_id=invoice.pk)
@@ -114,6 +131,7 @@ class InvoiceRefreshView(APIView):
 
 
 class InvoiceFinalizeView(APIView):
+    @lago_operation("finalizeInvoice", response="Invoice", root="invoice")
     def put(self, request, lago_id: str):
         invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
         invoice = invoice_finalize(invoice_id=invoice.pk)
@@ -121,6 +139,7 @@ class InvoiceFinalizeView(APIView):
 
 
 class InvoiceVoidView(APIView):
+    @lago_operation("voidInvoice", response="Invoice", root="invoice")
     def post(self, request, lago_id: str):
         invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
         invoice = invoice_void(invoice_id=invoice.pk)
@@ -132,6 +151,8 @@ def invoice_file_url(request, invoice: Invoice) -> str:
 
 
 class InvoiceDownloadView(APIView):
+    @lago_operation("downloadInvoice", response="Invoice", root="invoice",
+                    description="The invoice with its `file_url`: a signed, expiring link to the PDF.")
     def post(self, request, lago_id: str):
         invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
         if invoice.status == Invoice.Status.DRAFT:
@@ -147,6 +168,8 @@ class InvoicePdfView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(operation_id="getInvoicePdf", responses={(200, "application/pdf"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="The invoice PDF.")})
     def get(self, request, lago_id: str, token: str):
         try:
             signed_id = invoice_from_pdf_token(token)
@@ -175,6 +198,8 @@ def _credit_items(invoice: Invoice, items: list[dict]) -> list[CreditNoteItemIn]
 
 
 class CreditNoteListCreateView(APIView):
+    @lago_operation("findAllCreditNotes", response="CreditNote", plural="credit_notes",
+                    parameters=[query("external_customer_id")])
     def get(self, request):
         service = request.auth.service
         queryset = credit_note_list(service=service, external_customer_id=request.query_params.get("external_customer_id"))
@@ -182,6 +207,7 @@ class CreditNoteListCreateView(APIView):
             paginate(request, queryset, "credit_notes", lambda items: [credit_note_out(n, service=service) for n in items])
         )
 
+    @lago_operation("createCreditNote", request=CreditNoteIn, root="credit_note", response="CreditNote")
     def post(self, request):
         serializer = CreditNoteIn(data=root_payload(request, "credit_note"))
         serializer.is_valid(raise_exception=True)
@@ -200,6 +226,8 @@ class CreditNoteListCreateView(APIView):
 
 
 class CreditNoteEstimateView(APIView):
+    @lago_operation("estimateCreditNote", request=CreditNoteIn, root="credit_note",
+                    response="EstimatedCreditNote", partial=False)
     def post(self, request):
         payload = root_payload(request, "credit_note")
         serializer = CreditNoteIn(data={**payload, "reason": payload.get("reason") or "other"})
@@ -226,12 +254,15 @@ class CreditNoteEstimateView(APIView):
 
 
 class CreditNoteDetailView(APIView):
+    @lago_operation("findCreditNote", response="CreditNote", root="credit_note")
     def get(self, request, lago_id: str):
         note = credit_note_get(service=request.auth.service, lago_id=lago_id)
         return Response({"credit_note": credit_note_out(note, service=request.auth.service)})
 
 
 class CurrentUsageView(APIView):
+    @lago_operation("findCustomerCurrentUsage", response="CustomerUsage", root="customer_usage", parameters=[
+        OpenApiParameter("external_subscription_id", str, required=True)])
     def get(self, request, external_customer_id: str):
         service = request.auth.service
         link = account_link_get(service=service, external_id=external_customer_id)

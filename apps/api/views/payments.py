@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from django.urls import path
-from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -10,9 +9,12 @@ from apps.customers.selectors import account_link_get
 from apps.payments.selectors import invoice_get_for_service
 from apps.payments.services import checkout_url_generate, invoice_payment_url, payment_retry
 
+from ..openapi import lago_operation
+
 
 class CheckoutUrlView(APIView):
-    @extend_schema(request=None, summary="Stripe Checkout link that saves the customer's card")
+    @lago_operation("generateCustomerCheckoutURL", response="CustomerCheckoutUrl", root="customer",
+                    summary="Stripe Checkout link that saves the customer's card")
     def post(self, request, external_id: str):
         link = account_link_get(service=request.auth.service, external_id=external_id)
         url = checkout_url_generate(customer=link.customer)
@@ -31,7 +33,7 @@ class CheckoutUrlView(APIView):
 
 
 class RetryPaymentView(APIView):
-    @extend_schema(request=None, summary="Retry collecting the invoice now (empty 200 like Lago)")
+    @lago_operation("retryPayment", response=None, summary="Retry collecting the invoice now (empty 200 like Lago)")
     def post(self, request, lago_id: str):
         invoice = invoice_get_for_service(service=request.auth.service, lago_id=lago_id)
         payment_retry(invoice=invoice)
@@ -39,7 +41,8 @@ class RetryPaymentView(APIView):
 
 
 class PaymentUrlView(APIView):
-    @extend_schema(request=None, summary="Stripe Checkout link paying the invoice's amount due")
+    @lago_operation("generateInvoicePaymentUrl", response="InvoicePaymentDetails", root="invoice_payment_details",
+                    summary="Stripe Checkout link paying the invoice's amount due")
     def post(self, request, lago_id: str):
         invoice = invoice_get_for_service(service=request.auth.service, lago_id=lago_id)
         url = invoice_payment_url(invoice=invoice)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,6 +15,7 @@ from apps.subscriptions.services import (
     subscription_update,
 )
 
+from ..openapi import lago_operation, query
 from ..pagination import paginate
 from ..serializers.common import root_payload
 from ..serializers.subscriptions import SubscriptionIn, SubscriptionUpdateIn
@@ -28,8 +28,12 @@ def _status_param(request) -> str | None:
     return status
 
 
+STATUS = query("status", description="Which of the id's subscriptions (default: the active one).",
+               enum=Subscription.Status.values)
+
+
 class SubscriptionListCreateView(APIView):
-    @extend_schema(request=SubscriptionIn)
+    @lago_operation("createSubscription", request=SubscriptionIn, root="subscription", response="Subscription")
     def post(self, request):
         serializer = SubscriptionIn(data=root_payload(request, "subscription"))
         serializer.is_valid(raise_exception=True)
@@ -50,6 +54,10 @@ class SubscriptionListCreateView(APIView):
         )
         return Response({"subscription": subscription_out(subscription, with_plan=True)})
 
+    @lago_operation("findAllSubscriptions", response="Subscription", plural="subscriptions", parameters=[
+        query("external_customer_id"), query("plan_code"),
+        query("status", many=True, enum=Subscription.Status.values),
+    ])
     def get(self, request):
         statuses = request.query_params.getlist("status[]") or request.query_params.getlist("status")
         bad = [s for s in statuses if s not in Subscription.Status.values]
@@ -67,11 +75,13 @@ class SubscriptionListCreateView(APIView):
 
 
 class SubscriptionDetailView(APIView):
+    @lago_operation("findSubscription", response="Subscription", root="subscription", parameters=[STATUS])
     def get(self, request, external_id: str):
         subscription = subscription_get(service=request.auth.service, external_id=external_id, status=_status_param(request))
         return Response({"subscription": subscription_out(subscription, with_plan=True)})
 
-    @extend_schema(request=SubscriptionUpdateIn)
+    @lago_operation("updateSubscription", request=SubscriptionUpdateIn, root="subscription", partial=True,
+                    response="Subscription")
     def put(self, request, external_id: str):
         status = request.data.get("status") if isinstance(request.data, dict) else None
         if status not in (None, "active", "pending"):
@@ -83,6 +93,8 @@ class SubscriptionDetailView(APIView):
         subscription = subscription_update(subscription=subscription, values=values)
         return Response({"subscription": subscription_out(subscription, with_plan=True)})
 
+    @lago_operation("destroySubscription", response="Subscription", root="subscription", parameters=[
+        STATUS, query("on_termination_credit_note", enum=["credit", "skip"])])
     def delete(self, request, external_id: str):
         subscription = subscription_get(service=request.auth.service, external_id=external_id, status=_status_param(request))
         subscription = subscription_terminate(

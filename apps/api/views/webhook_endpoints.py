@@ -15,6 +15,7 @@ from apps.webhooks.models import EVENT_OBJECT_TYPES, WebhookEndpoint
 from apps.webhooks.selectors import webhook_endpoint_get, webhook_endpoint_list
 from apps.webhooks.services import webhook_endpoint_create, webhook_endpoint_delete, webhook_endpoint_update
 
+from ..openapi import lago_operation
 from ..pagination import paginate
 from ..serializers.common import BlankableCharField, root_payload
 
@@ -56,25 +57,32 @@ def _values(request, *, partial: bool) -> dict:
 
 
 class WebhookEndpointListCreateView(APIView):
+    @lago_operation("createWebhookEndpoint", request=WebhookEndpointIn, root="webhook_endpoint",
+                    response="WebhookEndpoint")
     def post(self, request):
         endpoint = webhook_endpoint_create(service=request.auth.service, values=_values(request, partial=False))
         return Response({"webhook_endpoint": webhook_endpoint_out(endpoint)})
 
+    @lago_operation("findAllWebhookEndpoints", response="WebhookEndpoint", plural="webhook_endpoints")
     def get(self, request):
         endpoints = webhook_endpoint_list(service=request.auth.service)
         return Response(paginate(request, endpoints, "webhook_endpoints", lambda items: [webhook_endpoint_out(e) for e in items]))
 
 
 class WebhookEndpointDetailView(APIView):
+    @lago_operation("findWebhookEndpoint", response="WebhookEndpoint", root="webhook_endpoint")
     def get(self, request, lago_id: str):
         endpoint = webhook_endpoint_get(service=request.auth.service, lago_id=lago_id)
         return Response({"webhook_endpoint": webhook_endpoint_out(endpoint)})
 
+    @lago_operation("updateWebhookEndpoint", request=WebhookEndpointIn, root="webhook_endpoint", partial=True,
+                    response="WebhookEndpoint")
     def put(self, request, lago_id: str):
         endpoint = webhook_endpoint_get(service=request.auth.service, lago_id=lago_id)
         endpoint = webhook_endpoint_update(endpoint_id=endpoint.pk, values=_values(request, partial=True))
         return Response({"webhook_endpoint": webhook_endpoint_out(endpoint)})
 
+    @lago_operation("destroyWebhookEndpoint", response="WebhookEndpoint", root="webhook_endpoint")
     def delete(self, request, lago_id: str):
         endpoint = webhook_endpoint_get(service=request.auth.service, lago_id=lago_id)
         endpoint = webhook_endpoint_delete(endpoint_id=endpoint.pk)
