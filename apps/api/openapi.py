@@ -106,7 +106,7 @@ def add_error_responses(result: dict, generator, request, public: bool) -> dict:
     """Postprocessing hook: components from schemas.yaml, and Lago's error bodies on every operation.
 
     Every operation can answer 422 (a NUL byte in any query parameter) and 401; those with a path parameter
-    or a body 400 and 404; those with a body 413. Actions on an object (POST/PUT with a path parameter) 405.
+    or a body 400 and 404; those with a body 413; those on an object (a path parameter) 405.
     """
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in components().items():
@@ -118,8 +118,8 @@ def add_error_responses(result: dict, generator, request, public: bool) -> dict:
                 codes |= {400, 404}  # 400: a NUL byte in the path
             if method in ("post", "put", "patch"):
                 codes |= {400, 404, 413}  # 404: an object the body names (invoice_id, plan_code) is not found
-            if method in ("post", "put") and "{" in path:
-                codes.add(405)
+            if "{" in path:
+                codes.add(405)  # not in the object's state: a metric on an active plan, usage without a subscription
             if not any(operation.get("security") or [{}]):  # health, the signed PDF link
                 codes.discard(401)
             responses = operation.setdefault("responses", {})

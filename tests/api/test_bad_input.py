@@ -205,6 +205,17 @@ def test_one_off_amounts_past_64_bits_are_422(client):
     assert _counts() == before
 
 
+@pytest.mark.parametrize("path", ["/api/v1/credit_notes", "/api/v1/credit_notes/estimate"])
+def test_credit_note_amounts_past_64_bits_are_422(client, path):
+    before = _counts()
+    body = {"credit_note": {"invoice_id": "00000000-0000-0000-0000-000000000000", "refund_amount_cents": 2**63,
+                            "items": [{"fee_id": "00000000-0000-0000-0000-000000000000", "amount_cents": 2**64}]}}
+    response = _json(client, "post", path, body)
+    assert response.status_code == 422
+    assert response.json()["error_details"]["items.0.amount_cents"] == ["value_is_out_of_range"]
+    assert _counts() == before
+
+
 def test_usage_quantities_past_the_column_are_422(client):
     before = _counts()
     _refused(_json(client, "post", "/api/v1/usage", {"usage": [_counter("k", quantity=10**19)]}), 422,

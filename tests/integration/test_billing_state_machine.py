@@ -17,8 +17,8 @@ payment collection and refunds run on commit, none of which can happen inside on
 dj-stripe's (`_database_empty`), and gives the Odoo stand-in an empty store, since invoice numbers and
 thus Odoo refs start again at 1. localstripe keeps its objects; ids are never reused.
 
-Events are never dated before the subscription they go to started: the hub accepts one (Lago does; ingest gives
-it to the active subscription) but no period bills it, and I2 counts it as unbilled usage (reported in issue 15).
+Events are dated inside a life of the subscription they go to: one dated outside every life is refused with 422
+`outside_subscription_life` (issue 17; tests/api/test_bad_input.py), so it can never sit unbilled under I2.
 """
 from __future__ import annotations
 
@@ -291,8 +291,8 @@ class BillingMachine(RuleBasedStateMachine):
     @rule(external_id=st.sampled_from(sorted(SUBSCRIPTIONS)), back_hours=st.integers(min_value=0, max_value=24 * 25),
           gb=st.integers(min_value=1, max_value=40), late=st.booleans())
     def send_event(self, external_id, back_hours, gb, late):
-        """An event dated up to 25 days back, never before the subscription started (the hub accepts those for
-        the active subscription, but no period ever bills them: see the module docstring); `late`: dated before
+        """An event dated up to 25 days back, inside a life of the subscription (the hub refuses others: see the
+        module docstring); `late`: dated before
         what the subscription's invoices already billed (its `usage_billed_until`), so it must come as an
         adjustment on a later invoice."""
         subscriptions = list(Subscription.objects.filter(service=self.service, external_id=external_id,
