@@ -48,6 +48,8 @@ def world(service_factory):
 def client(world, api_client_for):
     client = api_client_for(world.raw_key)
     _json(client, "post", "/api/v1/customers", {"customer": {"external_id": "cust-1", "name": "Acme"}})
+    add_on = {"code": "setup", "name": "Setup", "amount_cents": 1000, "amount_currency": "CAD"}
+    assert _json(client, "post", "/api/v1/add_ons", {"add_on": add_on}).status_code == 200
     return client
 
 

@@ -47,8 +47,8 @@ def loopback_only(monkeypatch):
 
 @pytest.fixture
 def hub(live_server, transactional_db, loopback_only):
-    """A live hub on 127.0.0.1 with one service and objects to aim at: a customer, a metric, a plan, a tax, a
-    subscription, a one-off invoice and a credit note. Returns the base URL, a keyed session and the objects' ids
+    """A live hub on 127.0.0.1 with one service and objects to aim at: a customer, a metric, a plan, a tax, an
+    add-on, a coupon applied to the customer, a subscription, a one-off invoice and a credit note. Returns the base URL, a keyed session and the objects' ids
     by path parameter."""
     import requests
 
@@ -72,6 +72,11 @@ def hub(live_server, transactional_db, loopback_only):
                                                                    "charge_model": "standard",
                                                                    "properties": {"amount": "0.5"}}]}})
     post("taxes", {"tax": {"name": "Fuzz tax", "code": "fuzz_tax", "rate": "5"}})
+    post("add_ons", {"add_on": {"name": "Setup", "code": "setup", "amount_cents": 1000, "amount_currency": "CAD"}})
+    post("coupons", {"coupon": {"name": "Welcome", "code": "welcome", "coupon_type": "fixed_amount",
+                                "amount_cents": 500, "amount_currency": "CAD", "frequency": "once",
+                                "expiration": "no_expiration"}})
+    applied = post("applied_coupons", {"applied_coupon": {"external_customer_id": "acme", "coupon_code": "welcome"}})
     post("subscriptions", {"subscription": {"external_customer_id": "acme", "plan_code": "pro",
                                             "external_id": "sub-1"}})
     invoice = post("invoices", {"invoice": {"external_customer_id": "acme", "currency": "CAD", "fees": [
@@ -87,6 +92,11 @@ def hub(live_server, transactional_db, loopback_only):
         "/api/v1/billable_metrics/{code}": {"code": "calls"},
         "/api/v1/plans/{code}": {"code": "pro"},
         "/api/v1/taxes/{code}": {"code": "fuzz_tax"},
+        "/api/v1/add_ons/{code}": {"code": "setup"},
+        "/api/v1/coupons/{code}": {"code": "welcome"},
+        "/api/v1/customers/{external_id}/applied_coupons": {"external_id": "acme"},
+        "/api/v1/customers/{external_id}/applied_coupons/{lago_id}": {
+            "external_id": "acme", "lago_id": applied["applied_coupon"]["lago_id"]},
         "/api/v1/subscriptions/{external_id}": {"external_id": "sub-1"},
         "/api/v1/credit_notes/{lago_id}": {"lago_id": note["credit_note"]["lago_id"]},
         # Not the payment routes: with a real invoice they would call Stripe.

@@ -141,29 +141,32 @@ class TaxDetailView(APIView):
 
 
 class AddOnListCreateView(APIView):
-    @extend_schema(request=AddOnIn)
+    @lago_operation("createAddOn", request=AddOnIn, root="add_on", response="AddOn")
     def post(self, request):
         serializer = AddOnIn(data=root_payload(request, "add_on"))
         serializer.is_valid(raise_exception=True)
         add_on = add_on_create(service=request.auth.service, values=dict(serializer.validated_data))
         return Response({"add_on": add_on_out(add_on)})
 
+    @lago_operation("findAllAddOns", response="AddOn", plural="add_ons")
     def get(self, request):
         add_ons = add_on_list(service=request.auth.service)
         return Response(paginate(request, add_ons, "add_ons", lambda items: [add_on_out(a) for a in items]))
 
 
 class AddOnDetailView(APIView):
+    @lago_operation("findAddOn", response="AddOn", root="add_on")
     def get(self, request, code: str):
         return Response({"add_on": add_on_out(add_on_get(service=request.auth.service, code=code))})
 
-    @extend_schema(request=AddOnIn)
+    @lago_operation("updateAddOn", request=AddOnIn, root="add_on", partial=True, response="AddOn")
     def put(self, request, code: str):
         add_on = add_on_get(service=request.auth.service, code=code)
         serializer = AddOnIn(data=root_payload(request, "add_on"), partial=True)
         serializer.is_valid(raise_exception=True)
         return Response({"add_on": add_on_out(add_on_update(add_on=add_on, values=dict(serializer.validated_data)))})
 
+    @lago_operation("destroyAddOn", response="AddOn", root="add_on")
     def delete(self, request, code: str):
         add_on = add_on_get(service=request.auth.service, code=code)
         return Response({"add_on": add_on_out(add_on_delete(add_on=add_on))})

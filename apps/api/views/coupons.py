@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from django.urls import path
-from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,13 +17,17 @@ from apps.catalog.services import (
 )
 from apps.customers.selectors import account_link_get
 
+from ..openapi import lago_operation, query
 from ..pagination import paginate
 from ..serializers.catalog import AppliedCouponIn, CouponIn
 from ..serializers.common import root_payload
 
 
+APPLIED_FILTERS = [query("status", enum=AppliedCoupon.Status.values), query("coupon_code", many=True)]
+
+
 class CouponListCreateView(APIView):
-    @extend_schema(request=CouponIn)
+    @lago_operation("createCoupon", request=CouponIn, root="coupon", response="Coupon")
     def post(self, request):
         serializer = CouponIn(data=root_payload(request, "coupon"))
         serializer.is_valid(raise_exception=True)
@@ -33,16 +36,18 @@ class CouponListCreateView(APIView):
         coupon = coupon_create(service=service, values=values, plan_codes=plan_codes, metric_codes=metric_codes)
         return Response({"coupon": coupon_out(coupon_get(service=service, code=coupon.code))})
 
+    @lago_operation("findAllCoupons", response="Coupon", plural="coupons")
     def get(self, request):
         coupons = coupon_list(service=request.auth.service)
         return Response(paginate(request, coupons, "coupons", lambda items: [coupon_out(c) for c in items]))
 
 
 class CouponDetailView(APIView):
+    @lago_operation("findCoupon", response="Coupon", root="coupon")
     def get(self, request, code: str):
         return Response({"coupon": coupon_out(coupon_get(service=request.auth.service, code=code))})
 
-    @extend_schema(request=CouponIn)
+    @lago_operation("updateCoupon", request=CouponIn, root="coupon", partial=True, response="Coupon")
     def put(self, request, code: str):
         service = request.auth.service
         coupon = coupon_get(service=service, code=code)
@@ -52,6 +57,7 @@ class CouponDetailView(APIView):
         coupon = coupon_update(coupon=coupon, values=values, plan_codes=plan_codes, metric_codes=metric_codes)
         return Response({"coupon": coupon_out(coupon_get(service=service, code=coupon.code))})
 
+    @lago_operation("destroyCoupon", response="Coupon", root="coupon")
     def delete(self, request, code: str):
         coupon = coupon_delete(coupon=coupon_get(service=request.auth.service, code=code))
         return Response({"coupon": coupon_out(coupon)})
@@ -70,7 +76,7 @@ def _list(request, external_customer_id: str | None):
 
 
 class AppliedCouponListCreateView(APIView):
-    @extend_schema(request=AppliedCouponIn)
+    @lago_operation("applyCoupon", request=AppliedCouponIn, root="applied_coupon", response="AppliedCoupon")
     def post(self, request):
         serializer = AppliedCouponIn(data=root_payload(request, "applied_coupon"))
         serializer.is_valid(raise_exception=True)
@@ -80,17 +86,22 @@ class AppliedCouponListCreateView(APIView):
         applied = applied_coupon_create(service=service, link=link, coupon_code=data.pop("coupon_code"), overrides=data)
         return Response({"applied_coupon": applied_coupon_out(applied)})
 
+    @lago_operation("findAllAppliedCoupons", response="AppliedCoupon", plural="applied_coupons",
+                    parameters=[query("external_customer_id"), *APPLIED_FILTERS])
     def get(self, request):
         return _list(request, request.query_params.get("external_customer_id") or None)
 
 
 class CustomerAppliedCouponListView(APIView):
+    @lago_operation("findAllCustomerAppliedCoupons", response="AppliedCoupon", plural="applied_coupons",
+                    parameters=APPLIED_FILTERS)
     def get(self, request, external_id: str):
         account_link_get(service=request.auth.service, external_id=external_id)  # 404 customer_not_found
         return _list(request, external_id)
 
 
 class CustomerAppliedCouponDetailView(APIView):
+    @lago_operation("deleteAppliedCoupon", response="AppliedCoupon", root="applied_coupon")
     def delete(self, request, external_id: str, lago_id: str):
         account_link_get(service=request.auth.service, external_id=external_id)
         applied = applied_coupon_get(service=request.auth.service, external_customer_id=external_id, lago_id=lago_id)
