@@ -106,7 +106,11 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django-unfold's templates and widgets first (they override the admin's); the site is the hub's own.
+    "unfold.apps.BasicAppConfig",
+    "unfold.contrib.filters",
+    "unfold.contrib.forms",
+    "apps.core.admin_config.NexaAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -116,7 +120,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by the hub (no CDN)
     "django_celery_beat",
-    "djstripe",
+    "apps.core.admin_config.StripeMirrorConfig",
     "axes",
     "apps.core",
     "apps.customers",
@@ -341,6 +345,31 @@ WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 # Host names (comma-separated) that may receive webhooks although they resolve to loopback, private or the hub's own
 # addresses (apps/webhooks/destinations.py): receivers on a developer's machine. Empty in production.
 WEBHOOK_ALLOWED_HOSTS = [h.strip().lower() for h in os.environ.get("WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()]
+
+# The admin (django-unfold): Nexa's name and colour, the sidebar grouped for staff (apps/core/admin_site.py).
+UNFOLD = {
+    "SITE_TITLE": "Nexa Billing",
+    "SITE_HEADER": "Nexa Billing",
+    "SITE_SUBHEADER": "Billing hub",
+    "SITE_SYMBOL": "payments",
+    "SITE_URL": "/admin/",
+    "SHOW_VIEW_ON_SITE": False,
+    "ENVIRONMENT": "apps.core.admin_site.environment_badge",
+    "COLORS": {
+        # Nexa teal (oklch), 50 lightest to 950 darkest.
+        "primary": {
+            "50": "oklch(98.4% .014 180.72)", "100": "oklch(95.3% .051 180.801)", "200": "oklch(91% .096 180.426)",
+            "300": "oklch(85.5% .138 181.071)", "400": "oklch(77.7% .152 181.912)", "500": "oklch(70.4% .14 182.503)",
+            "600": "oklch(60% .118 184.704)", "700": "oklch(51.1% .096 186.391)", "800": "oklch(43.7% .078 188.216)",
+            "900": "oklch(38.6% .063 188.416)", "950": "oklch(27.7% .046 192.524)",
+        },
+    },
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": False,
+        "navigation": "apps.core.admin_site.sidebar_navigation",
+    },
+}
 
 LOGGING = {
     "version": 1,

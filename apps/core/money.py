@@ -54,3 +54,23 @@ def minor_units_of(amount_cents: Decimal) -> int:
     """Round a Decimal amount already expressed in minor units (e.g. a precise fee in cents) half-up."""
     _require_decimal(amount_cents)
     return int(amount_cents.quantize(Decimal(1), ROUND_HALF_UP))
+
+
+# What staff read next to the amount; the ISO code always follows, so "$" is never ambiguous between CAD and USD.
+CURRENCY_SYMBOL: dict[str, str] = {"CAD": "$", "USD": "$", "AUD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CHF": ""}
+
+
+def money_display(cents: int | None, currency: str) -> str:
+    """Return minor units as staff read them: `$119.78 CAD`, `-$5.00 CAD`, `$1,234.50 USD`; `-` for no amount.
+
+    A currency the hub does not know shows its minor units with the code, never a guessed decimal point.
+    """
+    if cents is None:
+        return "-"
+    currency = (currency or "").upper()
+    if currency not in CURRENCY_EXPONENT:
+        return f"{cents} {currency} (minor units)".strip()
+    amount = from_minor_units(int(cents), currency)
+    sign = "-" if amount < 0 else ""
+    places = CURRENCY_EXPONENT[currency]
+    return f"{sign}{CURRENCY_SYMBOL.get(currency, '')}{abs(amount):,.{places}f} {currency}"

@@ -4,11 +4,14 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.core.admin_kit import NexaModelAdmin, NexaTabularInline
+from apps.core.money import money_display
+
 from .models import AccountLink, Customer, Service
 from .services import service_create, service_rotate_key
 
 
-class AccountLinkInline(admin.TabularInline):
+class AccountLinkInline(NexaTabularInline):
     model = AccountLink
     extra = 0
     fields = ("service", "external_id", "deleted_at", "created_at")
@@ -16,7 +19,7 @@ class AccountLinkInline(admin.TabularInline):
 
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(NexaModelAdmin):
     list_display = ("code", "name", "active", "api_key_prefix", "api_key_rotated_at", "created_at")
     list_filter = ("active",)
     search_fields = ("code", "name")
@@ -49,7 +52,7 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(NexaModelAdmin):
     list_display = ("external_id", "legal_name", "name", "email", "country", "state", "currency", "created_at")
     list_filter = ("country", "state", "currency", "customer_type")
     search_fields = ("external_id", "name", "legal_name", "email", "account_links__external_id")
@@ -64,9 +67,9 @@ class CustomerAdmin(admin.ModelAdmin):
         from apps.invoicing.selectors import invoice_list_for_customer  # customers does not import invoicing at load
 
         rows = format_html_join(
-            "", '<li><a href="{}">{}</a> · {} · {} · {} {} cents · {}</li>',
+            "", '<li><a href="{}">{}</a> · {} · {} · {} · {}</li>',
             ((reverse("admin:invoicing_invoice_change", args=[invoice.pk]), invoice.number or "draft",
-              invoice.issuing_date, invoice.status, invoice.total_amount_cents, invoice.currency,
+              invoice.issuing_date, invoice.status, money_display(invoice.total_amount_cents, invoice.currency),
               invoice.payment_status) for invoice in invoice_list_for_customer(customer_id=obj.pk)),
         )
         everything = reverse("admin:invoicing_invoice_changelist") + f"?customer__id__exact={obj.pk}"
@@ -74,7 +77,7 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccountLink)
-class AccountLinkAdmin(admin.ModelAdmin):
+class AccountLinkAdmin(NexaModelAdmin):
     list_display = ("external_id", "service", "customer", "deleted_at", "created_at")
     list_filter = ("service", ("deleted_at", admin.EmptyFieldListFilter))
     search_fields = ("external_id", "customer__external_id", "customer__legal_name")

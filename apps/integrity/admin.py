@@ -6,7 +6,8 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.core.money import from_minor_units
+from apps.core.admin_kit import ReadOnlyAdmin
+from apps.core.money import money_display
 
 from .invariants import CENTS
 from .models import CheckRun, CheckViolation
@@ -17,24 +18,8 @@ def _amount(value: int | None, unit: str, currency: str) -> str:
     if value is None:
         return "-"
     if unit == CENTS and currency:
-        try:
-            return f"${from_minor_units(int(value), currency):,} {currency}"
-        except ValueError:  # a currency the hub does not know: show the minor units
-            return f"{value} {currency} (minor units)"
+        return money_display(int(value), currency)
     return f"{value} {unit}"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Runs are written by `billing_check_run` only; staff read them."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(CheckRun)

@@ -8,6 +8,7 @@ from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from apps.core.admin_kit import NexaModelAdmin, ReadOnlyAdmin, ReadOnlyTabularInline
 from apps.core.exceptions import BillingError, ValidationFailed
 from apps.payments.models import PaymentAttempt
 
@@ -57,55 +58,36 @@ class CreditNoteForm(forms.Form):
         return [CreditNoteItemIn(fee_id=fee_id, amount_cents=cents) for fee_id, cents in pairs if cents > 0]
 
 
-class PaymentAttemptInline(admin.TabularInline):
+class PaymentAttemptInline(ReadOnlyTabularInline):
     model = PaymentAttempt
-    extra = 0
-    can_delete = False
     fields = ("attempt_number", "kind", "status", "amount_cents", "stripe_payment_intent_id",
               "stripe_checkout_session_id", "checkout_url", "failure_code", "failure_message", "next_retry_at",
               "completed_at", "checkout_closed_at")
     readonly_fields = fields
     ordering = ("attempt_number",)
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class FeeInline(admin.TabularInline):
+class FeeInline(ReadOnlyTabularInline):
     model = Fee
-    extra = 0
-    can_delete = False
     fields = ("name", "fee_type", "service", "units", "precise_amount", "amount_cents", "taxes_amount_cents",
               "from_datetime", "to_datetime", "is_adjustment", "fee_key")
     readonly_fields = fields
     show_change_link = False
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class AppliedTaxInline(admin.TabularInline):
+class AppliedTaxInline(ReadOnlyTabularInline):
     model = InvoiceAppliedTax
-    extra = 0
-    can_delete = False
     readonly_fields = ("tax_code", "tax_name", "tax_rate", "base_amount_cents", "amount_cents")
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    money_currency = "invoice.currency"
 
 
-class CreditApplicationInline(admin.TabularInline):
+class CreditApplicationInline(ReadOnlyTabularInline):
     """Customer credit this invoice consumed (or, on a credit note, where its credit went); append-only."""
 
     model = CreditApplication
     fk_name = "invoice"
-    extra = 0
-    can_delete = False
     fields = ("created_at", "kind", "credit_note", "customer_credit", "invoice", "amount_cents", "currency")
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class CreditNoteApplicationInline(CreditApplicationInline):
@@ -119,9 +101,9 @@ class CustomerCreditApplicationInline(CreditApplicationInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(NexaModelAdmin):
     list_display = ("__str__", "customer", "invoice_type", "status", "payment_status", "issuing_date",
-                    "total_amount_cents", "currency")
+                    "total_amount_cents")
     list_filter = ("status", "payment_status", "invoice_type", "currency")
     list_select_related = ("customer",)
     search_fields = ("number", "customer__external_id", "customer__legal_name", "lago_id")
@@ -178,7 +160,14 @@ class InvoiceAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "invoicing/admin/credit_note_form.html", context)
 
     def has_add_permission(self, request):
-        return False
+        return False  # invoices are issued by the close and the API's services
+
+    def has_change_permission(self, request, obj=None):
+        # The list's actions call services; an invoice's own page is read-only (no Save).
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a finalized invoice is voided or credited, never deleted
 
     def _each(self, request, queryset, service, verb):
         done = 0
@@ -206,18 +195,14 @@ class InvoiceAdmin(admin.ModelAdmin):
         return response
 
 
-class CreditNoteItemInline(admin.TabularInline):
+class CreditNoteItemInline(ReadOnlyTabularInline):
     model = CreditNoteItem
-    extra = 0
-    can_delete = False
     readonly_fields = ("fee", "amount_cents", "taxes_amount_cents")
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    money_currency = "credit_note.currency"
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(admin.ModelAdmin):
+class CreditNoteAdmin(NexaModelAdmin):
     list_display = ("number", "invoice", "customer", "reason", "total_amount_cents", "balance_amount_cents",
                     "credit_status", "refund_status")
     list_filter = ("reason", "credit_status", "refund_status")
@@ -230,6 +215,12 @@ class CreditNoteAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # credit notes go through credit_note_create (API), which checks what is left to credit
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class CustomerCreditAlertFilter(admin.SimpleListFilter):
@@ -247,7 +238,7 @@ class CustomerCreditAlertFilter(admin.SimpleListFilter):
 
 
 @admin.register(CustomerCredit)
-class CustomerCreditAdmin(admin.ModelAdmin):
+class CustomerCreditAdmin(NexaModelAdmin):
     """Money Stripe collected that no invoice took (late or duplicate payments): each row is an alert until a staff
     member acknowledges it. The money itself is never touched here: it is consumed by the customer's next
     invoices, or refunded (PAYMENTS_OVERPAYMENT_HANDLING)."""
@@ -267,6 +258,9 @@ class CustomerCreditAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # written by apps.payments when Stripe reports money no invoice takes
 
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)  # the acknowledge action; pages read-only
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -279,33 +273,24 @@ class CustomerCreditAdmin(admin.ModelAdmin):
         self.message_user(request, f"{done} alert(s) acknowledged.")
 
 
-class CloseRunCustomerInline(admin.TabularInline):
+class CloseRunCustomerInline(ReadOnlyTabularInline):
     model = CloseRunCustomer
-    extra = 0
-    can_delete = False
     fields = ("customer", "outcome", "invoices_count", "fees_count", "error")
     readonly_fields = fields
     raw_id_fields = ("customer",)
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(CloseRun)
-class CloseRunAdmin(admin.ModelAdmin):
+class CloseRunAdmin(ReadOnlyAdmin):
+    """Written by the close only: a run is its record of what was billed, never edited, deleted or made by hand."""
+
     list_display = ("created_at", "as_of", "status", "customers_count", "invoices_count", "fees_count", "failures_count")
     list_filter = ("status",)
     inlines = (CloseRunCustomerInline,)
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in CloseRun._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
 
 @admin.register(CloseRunCustomer)
-class CloseRunCustomerAdmin(admin.ModelAdmin):
+class CloseRunCustomerAdmin(ReadOnlyAdmin):
     """Per-customer outcomes, filterable to failures; a customer's invoice history is the invoice list filtered by it."""
 
     list_display = ("run", "customer", "outcome", "invoices_count", "error")
@@ -313,6 +298,3 @@ class CloseRunCustomerAdmin(admin.ModelAdmin):
     search_fields = ("customer__external_id", "error")
     list_select_related = ("run", "customer")
     raw_id_fields = ("run", "customer")
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in CloseRunCustomer._meta.fields]

@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from apps.core.admin_kit import NexaModelAdmin
 from apps.ledger.models import (
     LedgerPosting,
     OdooAnalyticMapping,
@@ -18,13 +19,23 @@ from apps.ledger.selectors import ledger_reconciliation
 from apps.ledger.services import ledger_mapping_check, ledger_posting_retry
 
 
+def _posting_currency(posting: LedgerPosting) -> str:
+    """A posting's amounts are in its document's currency (a payment's own for a payment posting)."""
+    if posting.payment_currency:
+        return posting.payment_currency
+    document = posting.invoice if posting.invoice_id else posting.credit_note
+    return document.currency if document is not None else ""
+
+
 @admin.register(LedgerPosting)
-class LedgerPostingAdmin(admin.ModelAdmin):
+class LedgerPostingAdmin(NexaModelAdmin):
     list_display = ("ref", "kind", "status", "odoo_name", "hub_amount_total_cents", "odoo_amount_total_cents",
                     "attempts", "next_attempt_at", "short_error")
     list_filter = ("status", "kind")
     search_fields = ("ref", "odoo_name", "stripe_payment_id")
     raw_id_fields = ("invoice", "credit_note")
+    list_select_related = ("invoice", "credit_note")
+    money_currency = staticmethod(_posting_currency)
     show_full_result_count = False
     actions = ("retry",)
     change_list_template = "admin/ledger/ledgerposting/change_list.html"
@@ -34,6 +45,9 @@ class LedgerPostingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # postings are written by the invoicing and payment services
+
+    def has_change_permission(self, request: HttpRequest, obj: LedgerPosting | None = None) -> bool:
+        return obj is None and super().has_change_permission(request)  # the retry action; pages read-only
 
     def has_delete_permission(self, request: HttpRequest, obj: LedgerPosting | None = None) -> bool:
         return False
@@ -59,7 +73,7 @@ class LedgerPostingAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/ledger/reconciliation.html", context)
 
 
-class _CheckMappingAdmin(admin.ModelAdmin):
+class _CheckMappingAdmin(NexaModelAdmin):
     actions = ("check_odoo",)
 
     @admin.action(description="Check the Odoo connection and every mapped reference")

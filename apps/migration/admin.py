@@ -10,6 +10,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.core.admin_kit import NexaModelAdmin, NexaTabularInline
+from apps.core.money import money_display
+
 from apps.core.exceptions import BillingError
 
 from .lago_client import LagoError
@@ -37,7 +40,7 @@ class PhaseSwitchForm(forms.Form):
 
 
 @admin.register(ServicePhase)
-class ServicePhaseAdmin(admin.ModelAdmin):
+class ServicePhaseAdmin(NexaModelAdmin):
     list_display = ("service", "phase", "changed_at", "relay", "lago_api_url", "masked_key")
     list_select_related = ("service",)
     readonly_fields = ("phase", "changed_at", "switch_link", "relay", "history")
@@ -115,7 +118,7 @@ class ServicePhaseAdmin(admin.ModelAdmin):
         self._enqueue_import(request, queryset, dry_run=True)
 
 
-class ImportIssueInline(admin.TabularInline):
+class ImportIssueInline(NexaTabularInline):
     model = ImportIssue
     fields = ("resource", "key", "outcome", "reason")
     readonly_fields = fields
@@ -127,7 +130,7 @@ class ImportIssueInline(admin.TabularInline):
 
 
 @admin.register(ImportRun)
-class ImportRunAdmin(admin.ModelAdmin):
+class ImportRunAdmin(NexaModelAdmin):
     list_display = ("created_at", "service", "status", "dry_run", "resumed_count", "finished_at", "short_error")
     list_filter = ("status", "dry_run", "service")
     list_select_related = ("service",)
@@ -148,7 +151,7 @@ class ImportRunAdmin(admin.ModelAdmin):
         return format_html("<pre>{}</pre>", import_report(obj))
 
 
-class RelayFailureInline(admin.TabularInline):
+class RelayFailureInline(NexaTabularInline):
     model = RelayFailure
     fields = ("failed_at", "usage_event_id", "transaction_id", "error", "resolved_at")
     readonly_fields = fields
@@ -160,7 +163,7 @@ class RelayFailureInline(admin.TabularInline):
 
 
 @admin.register(RelayStream)
-class RelayStreamAdmin(admin.ModelAdmin):
+class RelayStreamAdmin(NexaModelAdmin):
     """The event relay to Lago during a dual run: lag, backlog and failures."""
 
     list_display = ("service", "short_error", "lag", "backlog", "events_delivered", "duplicates", "failures_count",
@@ -207,14 +210,10 @@ class RelayStreamAdmin(admin.ModelAdmin):
 
 
 def _cents(cents: int | None, currency: str) -> str:
-    if cents is None:
-        return "—"
-    from apps.core.money import from_minor_units
-
-    return f"${from_minor_units(cents, currency):,} {currency}"
+    return money_display(cents, currency)
 
 
-class ReconciliationLineInline(admin.TabularInline):
+class ReconciliationLineInline(NexaTabularInline):
     model = ReconciliationLine
     fields = ("drill_down", "external_customer_id", "issuing_date", "matches", "hub_number", "lago_number",
               "hub_total", "lago_total")
@@ -244,7 +243,7 @@ class ReconciliationLineInline(admin.TabularInline):
 
 
 @admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(admin.ModelAdmin):
+class ReconciliationRunAdmin(NexaModelAdmin):
     """Per service and period: how many customers match Lago to the cent, with a drill-down to each pair."""
 
     list_display = ("summary_text", "status", "differences_count", "created_at", "actor", "short_error")
@@ -276,10 +275,11 @@ class ReconciliationRunAdmin(admin.ModelAdmin):
         return response
 
 
-class ReconciliationDifferenceInline(admin.TabularInline):
+class ReconciliationDifferenceInline(NexaTabularInline):
     model = ReconciliationDifference
     fields = ("kind", "item", "hub_value", "lago_value", "delta_cents")
     readonly_fields = fields
+    money_currency = "line.currency"
     extra = 0
     can_delete = False
 
@@ -288,7 +288,7 @@ class ReconciliationDifferenceInline(admin.TabularInline):
 
 
 @admin.register(ReconciliationLine)
-class ReconciliationLineAdmin(admin.ModelAdmin):
+class ReconciliationLineAdmin(NexaModelAdmin):
     """One customer-period: its differences, then both sides as compared."""
 
     list_display = ("external_customer_id", "issuing_date", "matches", "hub_number", "lago_number", "run")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from apps.core.admin_kit import ReadOnlyAdmin as BaseReadOnlyAdmin
 from apps.core.exceptions import BillingError
 
 from . import services
@@ -9,17 +10,8 @@ from .models import Payment, PaymentAttempt, ProcessedStripeEvent, Refund, Strip
 from .stripe_gateway import StripeGatewayError
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(BaseReadOnlyAdmin):
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PaymentAttempt)

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from apps.core.admin_kit import NexaModelAdmin
+
 from .models import Subscription
 from .services import subscription_terminate
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(NexaModelAdmin):
     list_display = ("external_id", "service", "customer", "plan", "status", "billing_time", "started_at", "terminated_at")
     list_filter = ("status", "service", "billing_time", "plan__interval")
     search_fields = ("external_id", "customer__external_id", "customer__legal_name", "plan__code")

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.html import format_html
 
+from apps.core.admin_kit import NexaModelAdmin
 from apps.customers.models import Service
 from apps.subscriptions.models import Subscription
 
@@ -18,7 +19,7 @@ from .selectors import usage_daily_for_subscription, usage_summary
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(admin.ModelAdmin):
+class UsageEventAdmin(NexaModelAdmin):
     """Raw usage rows (read-only: rows are written by ingestion only), a summary and a chart."""
 
     list_display = ("transaction_id", "subscription", "billable_metric", "timestamp", "value", "source", "is_late", "late_billed_at", "chart")

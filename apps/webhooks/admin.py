@@ -6,6 +6,8 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html
 
+from apps.core.admin_kit import NexaModelAdmin, NexaTabularInline
+
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from .services import webhook_delivery_resend, webhook_endpoint_send_test
 
@@ -18,7 +20,7 @@ def _pretty(body: bytes) -> str:
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(NexaModelAdmin):
     list_display = ("webhook_url", "service", "name", "active", "event_types", "deleted_at", "created_at")
     list_filter = ("active", "service")
     search_fields = ("webhook_url", "name")
@@ -32,7 +34,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             self.message_user(request, f"Test event {event.event_id} queued; see its delivery for the result.")
 
 
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(NexaTabularInline):
     model = WebhookAttempt
     extra = 0
     can_delete = False
@@ -59,7 +61,7 @@ class FailingFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(NexaModelAdmin):
     list_display = ("pk", "event_type", "service", "endpoint", "status", "attempts", "next_attempt_at", "last_error", "created_at")
     list_filter = (FailingFilter, "status", "event__service", "event__event_type")
     list_select_related = ("event__service", "endpoint")
@@ -78,6 +80,9 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)  # the resend action; pages read-only
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -108,7 +113,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(NexaModelAdmin):
     list_display = ("event_id", "event_type", "service", "object_id", "created_at")
     list_filter = ("event_type", "service")
     search_fields = ("event_id", "object_id")
@@ -120,7 +125,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD")  # immutable: viewable, never edited
+        return False  # immutable: viewable, never edited
 
     def has_delete_permission(self, request, obj=None):
         return False

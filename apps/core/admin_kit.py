@@ -1,0 +1,186 @@
+"""What every hub admin is built from: unfold's admin classes, read-only variants and money columns.
+
+Admin modules are entry points (tests/unit/test_layers.py: nothing imports them), so what they share lives here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from unfold.admin import ModelAdmin, StackedInline, TabularInline
+
+from .money import money_display
+
+
+MONEY_SUFFIX = "_cents"
+DISPLAY_SUFFIX = "_display"
+
+
+class MoneyColumnsMixin:
+    """Show every integer-cents model field as money (`$119.78 CAD`) wherever the admin shows it read-only.
+
+    In list columns and read-only fields, `total_amount_cents` becomes the column `total_amount_cents_display`,
+    labelled "total amount"; an editable cents field stays an input. The row's currency is its `currency` or
+    `amount_currency` field, else `money_currency` (a dotted path or a function of the row, per field or for all).
+    """
+
+    money_currency: str | Callable[[Any], str] | dict[str, str | Callable[[Any], str]] | None = None
+
+    def _is_money(self, name: Any) -> bool:
+        if not isinstance(name, str) or not name.endswith(MONEY_SUFFIX):
+            return False
+        try:
+            self.model._meta.get_field(name)
+        except Exception:  # not a model field (a display method of the admin): left as it is
+            return False
+        return True
+
+    def _swap(self, names: Any) -> list:
+        return [f"{name}{DISPLAY_SUFFIX}" if self._is_money(name) else name for name in names]
+
+    def _currency_reader(self, field: str) -> Callable[[Any], str]:
+        choice = self.money_currency
+        if isinstance(choice, dict):
+            choice = choice.get(field)
+        if choice is None:
+            names = {f.name for f in self.model._meta.fields}
+            choice = "currency" if "currency" in names else "amount_currency"
+        return choice if callable(choice) else attrgetter(choice)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.endswith(MONEY_SUFFIX + DISPLAY_SUFFIX) and not name.startswith("_"):
+            field = name.removesuffix(DISPLAY_SUFFIX)
+            if self._is_money(field):
+                return money(field, currency=self._currency_reader(field)).__get__(self)
+        raise AttributeError(name)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # An admin that computes its own read-only fields still gets money columns: its method is wrapped.
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("get_readonly_fields")
+        if own is not None and not getattr(own, "_shows_money", False):
+            def get_readonly_fields(self, request: HttpRequest, obj: Any = None, _own=own):
+                return self._money_readonly(list(_own(self, request, obj)), request, obj)
+
+            get_readonly_fields._shows_money = True  # type: ignore[attr-defined]
+            cls.get_readonly_fields = get_readonly_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        return self._money_readonly(list(super().get_readonly_fields(request, obj)), request, obj)
+
+    get_readonly_fields._shows_money = True  # type: ignore[attr-defined]
+
+    def _money_readonly(self, names: list, request: HttpRequest, obj: Any) -> list:
+        if obj is not None and not self.has_change_permission(request, obj):
+            # A view-only page shows every field read-only, money included: list them so they show as money.
+            shown = set(names)
+            names += [f.name for f in self.model._meta.fields if self._is_money(f.name) and f.name not in shown
+                      and f"{f.name}{DISPLAY_SUFFIX}" not in shown]
+        return self._swap(names)
+
+    def _readonly_money(self, request: HttpRequest, obj: Any) -> set[str]:
+        return {name.removesuffix(DISPLAY_SUFFIX) for name in self.get_readonly_fields(request, obj)
+                if isinstance(name, str) and name.endswith(MONEY_SUFFIX + DISPLAY_SUFFIX)}
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None):
+        # The cents field shown as money is left out of the form, or it would come back as an editable input.
+        readonly = self._readonly_money(request, obj)
+        return [*(super().get_exclude(request, obj) or ()), *sorted(readonly)] if readonly else \
+            super().get_exclude(request, obj)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None):
+        fields = super().get_fields(request, obj)
+        readonly = self._readonly_money(request, obj)
+        return [f"{name}{DISPLAY_SUFFIX}" if name in readonly else name for name in fields]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self.fieldsets:
+            return fieldsets
+        readonly = self._readonly_money(request, obj)
+
+        def swap(entry: Any) -> Any:
+            if isinstance(entry, (list, tuple)):
+                return type(entry)(swap(item) for item in entry)
+            return f"{entry}{DISPLAY_SUFFIX}" if entry in readonly else entry
+
+        return [(title, {**options, "fields": swap(options["fields"])}) for title, options in fieldsets]
+
+
+class NexaModelAdmin(MoneyColumnsMixin, ModelAdmin):
+    """Base of every hub admin: unfold's look, money as money."""
+
+    warn_unsaved_form = True
+
+    def get_list_display(self, request: HttpRequest):
+        return self._swap(super().get_list_display(request))
+
+    def render_change_form(self, request: HttpRequest, context: dict, add: bool = False, change: bool = False,
+                           form_url: str = "", obj: Any = None):
+        # A page where nothing can be edited offers no Save: it would "save" nothing and suggest otherwise.
+        editable_inline = any(formset.formset.forms or formset.formset.extra
+                              for formset in context.get("inline_admin_formsets", ())
+                              if formset.has_change_permission or formset.has_add_permission)
+        if change and not context["adminform"].form.fields and not editable_inline:
+            context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False,
+                           show_save_as_new=False)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+class ReadOnlyAdmin(NexaModelAdmin):
+    """Rows written by services only: staff read them (no Add, no Save, no Delete); actions call services."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class NexaTabularInline(MoneyColumnsMixin, TabularInline):
+    pass
+
+
+class NexaStackedInline(MoneyColumnsMixin, StackedInline):
+    pass
+
+
+class ReadOnlyTabularInline(NexaTabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def money(field: str, *, currency: str | Callable[[Any], str] = "currency", description: str | None = None,
+          ordering: bool = True) -> Callable[[Any, Any], str]:
+    """A list/detail column showing `field` (integer minor units) as `$119.78 CAD`.
+
+    `currency` is the row's attribute path holding the ISO code (`"invoice.currency"`), or a function of the row.
+    """
+    read_currency = currency if callable(currency) else attrgetter(currency)
+    label = description or field.removesuffix("_cents").removesuffix("_amount").replace("_", " ")
+
+    @admin.display(description=label, ordering=field if ordering else None)
+    def show(model_admin: Any, obj: Any) -> str:
+        return money_display(getattr(obj, field), read_currency(obj) or "")
+
+    show.__name__ = f"{field}_display"
+    return show
+
+
+__all__ = ["NexaModelAdmin", "NexaStackedInline", "NexaTabularInline", "ReadOnlyAdmin", "ReadOnlyTabularInline", "money"]
