@@ -8,10 +8,13 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
 from unfold.admin import ModelAdmin, StackedInline, TabularInline
 
+from .exceptions import BillingError, ValidationFailed
 from .money import money_display
 
 
@@ -183,4 +186,49 @@ def money(field: str, *, currency: str | Callable[[Any], str] = "currency", desc
     return show
 
 
-__all__ = ["NexaModelAdmin", "NexaStackedInline", "NexaTabularInline", "ReadOnlyAdmin", "ReadOnlyTabularInline", "money"]
+class ServiceForm(forms.ModelForm):
+    """An admin form that writes through the domain service the API calls, with the API's validation.
+
+    After the form's own checks, `write()` (the subclass's: one service call) runs in a savepoint: a refusal
+    becomes the form's errors, with Lago's codes on the fields they name, and nothing is written; success leaves
+    the service's object as the form's instance, which the admin then shows. The admin view's transaction wraps
+    it all, so a later failure rolls the write back too. `ServiceFormAdmin.save_model` never saves it again.
+    """
+
+    def write(self) -> Any:
+        raise NotImplementedError
+
+    def _post_clean(self) -> None:
+        self.original = self.instance
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            with transaction.atomic():
+                result = self.write()
+        except ValidationFailed as exc:
+            for field, codes in (exc.details or {"__all__": [str(exc)]}).items():
+                name = field if field in self.fields else None
+                message = ", ".join(codes) if name else f"{field}: {', '.join(codes)}"
+                self.add_error(name, forms.ValidationError(message, code=codes[0] if codes else None))
+        except BillingError as exc:
+            self.add_error(None, f"{exc.code}: {exc}")
+        else:
+            if result is not None:
+                self.instance = result
+
+
+class ServiceFormAdmin(NexaModelAdmin):
+    """Admin whose add/change forms are ServiceForms: the service saved the object while the form validated.
+
+    Inlines of such an admin are read-only: their rows change through services too.
+    """
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        pass  # written by the form's service call
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass
+
+
+__all__ = ["ServiceForm", "ServiceFormAdmin", "NexaModelAdmin", "NexaStackedInline", "NexaTabularInline", "ReadOnlyAdmin", "ReadOnlyTabularInline", "money"]

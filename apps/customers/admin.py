@@ -1,21 +1,72 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin_kit import NexaModelAdmin, NexaTabularInline
+from apps.core.admin_kit import NexaModelAdmin, ReadOnlyTabularInline, ServiceForm, ServiceFormAdmin
+from apps.core.exceptions import ValidationFailed
 from apps.core.money import money_display
 
 from .models import AccountLink, Customer, Service
-from .services import service_create, service_rotate_key
+from .services import (
+    CUSTOMER_FIELDS,
+    account_link_create,
+    customer_upsert,
+    service_create,
+    service_rotate_key,
+)
 
 
-class AccountLinkInline(NexaTabularInline):
+class AccountLinkInline(ReadOnlyTabularInline):
+    """A customer's accounts with the services; made by the API's customer upsert or "Link to a service"."""
+
     model = AccountLink
-    extra = 0
     fields = ("service", "external_id", "deleted_at", "created_at")
-    readonly_fields = ("created_at",)
+    readonly_fields = fields
+
+
+class CustomerAddForm(ServiceForm):
+    """The API's POST /customers on behalf of one service: the customer as that service knows them."""
+
+    service = forms.ModelChoiceField(queryset=Service.objects.filter(active=True).order_by("code"))
+    service_external_id = forms.CharField(max_length=255, label="Customer id in that service",
+                                          help_text="The id the service's apps send as external_customer_id.")
+
+    class Meta:
+        model = Customer
+        fields = CUSTOMER_FIELDS
+
+    def clean(self):
+        data = super().clean()
+        service, external_id = data.get("service"), data.get("service_external_id")
+        if service and external_id and AccountLink.objects.filter(
+            service=service, external_id=external_id, deleted_at__isnull=True
+        ).exists():
+            self.add_error("service_external_id", "value_already_exist: this service already has that customer")
+        return data
+
+    def write(self) -> Customer:
+        attributes = {field: self.cleaned_data[field] for field in CUSTOMER_FIELDS if field in self.cleaned_data}
+        link = customer_upsert(service=self.cleaned_data["service"], external_id=self.cleaned_data["service_external_id"],
+                               attributes=attributes)
+        return link.customer
+
+
+class CustomerChangeForm(ServiceForm):
+    """The API's customer update, through the customer's first account link (customer fields are hub-wide)."""
+
+    class Meta:
+        model = Customer
+        fields = CUSTOMER_FIELDS
+
+    def write(self) -> Customer:
+        link = self.instance.account_links.filter(deleted_at__isnull=True).select_related("service").order_by("pk").first()
+        if link is None:
+            raise ValidationFailed("no account", details={"__all__": ["customer_has_no_account_link"]})
+        attributes = {field: self.cleaned_data[field] for field in CUSTOMER_FIELDS if field in self.cleaned_data}
+        return customer_upsert(service=link.service, external_id=link.external_id, attributes=attributes).customer
 
 
 @admin.register(Service)
@@ -52,12 +103,36 @@ class ServiceAdmin(NexaModelAdmin):
 
 
 @admin.register(Customer)
-class CustomerAdmin(NexaModelAdmin):
+class CustomerAdmin(ServiceFormAdmin):
     list_display = ("external_id", "legal_name", "name", "email", "country", "state", "currency", "created_at")
     list_filter = ("country", "state", "currency", "customer_type")
     search_fields = ("external_id", "name", "legal_name", "email", "account_links__external_id")
-    readonly_fields = ("lago_id", "created_at", "updated_at", "invoice_history")
+    readonly_fields = ("external_id", "lago_id", "created_at", "updated_at", "invoice_history")
     inlines = (AccountLinkInline,)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = CustomerChangeForm if obj is not None else CustomerAddForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["service", "service_external_id", *CUSTOMER_FIELDS]
+        if not self.has_change_permission(request, obj):
+            return self.get_readonly_fields(request, obj)
+        return [*self.get_readonly_fields(request, obj), *CUSTOMER_FIELDS]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        if not self.has_change_permission(request, obj):
+            return [*self.readonly_fields, *CUSTOMER_FIELDS]
+        return self.readonly_fields
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # invoices and payments refer to customers; the API deletes a service's account link
 
     @admin.display(description="Invoice history")
     def invoice_history(self, obj):
@@ -76,11 +151,31 @@ class CustomerAdmin(NexaModelAdmin):
         return format_html('<ul>{}</ul><a href="{}">All invoices of this customer</a>', rows or "-", everything)
 
 
+class AccountLinkForm(ServiceForm):
+    class Meta:
+        model = AccountLink
+        fields = ("service", "customer", "external_id")
+
+    def write(self) -> AccountLink:
+        data = self.cleaned_data
+        return account_link_create(service=data["service"], customer=data["customer"], external_id=data["external_id"])
+
+
 @admin.register(AccountLink)
-class AccountLinkAdmin(NexaModelAdmin):
+class AccountLinkAdmin(ServiceFormAdmin):
+    """Links are made by the API's customer upsert or here (an existing customer known to one more service)."""
+
+    form = AccountLinkForm
+
     list_display = ("external_id", "service", "customer", "deleted_at", "created_at")
     list_filter = ("service", ("deleted_at", admin.EmptyFieldListFilter))
     search_fields = ("external_id", "customer__external_id", "customer__legal_name")
     list_select_related = ("service", "customer")
     autocomplete_fields = ("customer",)
     readonly_fields = ("lago_id", "created_at", "updated_at")
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)  # a link's page is read-only
+
+    def has_delete_permission(self, request, obj=None):
+        return False

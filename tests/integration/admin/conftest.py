@@ -26,3 +26,12 @@ def finalized(billing, settings):
     invoice = Invoice.objects.get()
     assert invoice.status == "finalized" and invoice.total_amount_cents == 11300
     return invoice
+
+
+@pytest.fixture
+def other_service_plan(service_factory) -> "Plan":
+    from apps.catalog.models import Plan
+
+    other = service_factory("nexamail", "NexaMail").service
+    return Plan.objects.create(service=other, code="mail", name="Mail", interval="monthly", amount_cents=900,
+                               amount_currency="CAD")
