@@ -133,7 +133,11 @@ INSTALLED_APPS = [
     "apps.webhooks",
     "apps.integrity",
     "apps.migration",
+    "apps.audit",
     "apps.api",
+    # The money audit (apps/audit): triggers installed by migrate, context (user, URL, reason) per request.
+    "pgtrigger",
+    "pghistory",
 ]
 
 MIDDLEWARE = [
@@ -144,6 +148,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "pghistory.middleware.HistoryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it answers a locked-out login with 429 before the view runs.
@@ -345,6 +350,14 @@ WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 # Host names (comma-separated) that may receive webhooks although they resolve to loopback, private or the hub's own
 # addresses (apps/webhooks/destinations.py): receivers on a developer's machine. Empty in production.
 WEBHOOK_ALLOWED_HOSTS = [h.strip().lower() for h in os.environ.get("WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()]
+
+# The audit's triggers and pghistory's context function are (re)installed by every `migrate` (post_migrate), not
+# written into each audited app's migrations: the audit stays one app (apps/audit), and a flushed test database
+# gets them back.
+PGTRIGGER_MIGRATIONS = False
+PGTRIGGER_INSTALL_ON_MIGRATE = True
+PGHISTORY_INSTALL_CONTEXT_FUNC_ON_MIGRATE = True
+PGHISTORY_APPEND_ONLY = True
 
 # The admin (django-unfold): Nexa's name and colour, the sidebar grouped for staff (apps/core/admin_site.py).
 UNFOLD = {

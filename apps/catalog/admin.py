@@ -69,7 +69,7 @@ class PlanForm(ServiceForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            self.fields.pop("service")
+            self.fields.pop("service", None)
             self.initial["amount"] = from_minor_units(self.instance.amount_cents, self.instance.amount_currency)
 
     def values(self) -> dict:
@@ -93,7 +93,7 @@ class PlanAdmin(ServiceFormAdmin):
     list_filter = ("service", "interval", "amount_currency", "pay_in_advance")
     search_fields = ("code", "name")
     list_select_related = ("service",)
-    readonly_fields = ("lago_id", "created_at", "updated_at", "add_charge")
+    readonly_fields = ("lago_id", "created_at", "updated_at", "add_charge", "audit_trail")
     inlines = (ChargeInline,)
 
     def get_fields(self, request, obj=None):
@@ -304,7 +304,7 @@ class ChargeAdmin(ServiceFormAdmin):
             head = ["plan", *head]
         if obj is not None and not self.has_change_permission(request, obj):
             return [(None, {"fields": ["plan", "billable_metric", "code", "charge_model", "pricing", "price_preview",
-                                       "min_amount_cents_display"]})]
+                                       "min_amount_cents_display", "audit_trail"]})]
         tiers = [tuple(_tier_name(row, part) for part in TIER_FIELDS) for row in range(TIER_ROWS)]
         sets = [
             (None, {"fields": head}),
@@ -313,13 +313,14 @@ class ChargeAdmin(ServiceFormAdmin):
             ("Billing", {"fields": ["pay_in_advance", "invoiceable", "prorated"]}),
         ]
         if obj is not None:
-            sets.append(("Price preview", {"fields": ["price_preview"]}))
+            sets.append(("Price preview", {"fields": ["price_preview", "audit_trail"]}))
         return sets
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and not self.has_change_permission(request, obj):
-            return ["plan", "billable_metric", "code", "charge_model", "pricing", "price_preview", "min_amount_cents"]
-        return ("price_preview",) if obj is not None else ()
+            return ["plan", "billable_metric", "code", "charge_model", "pricing", "price_preview", "min_amount_cents",
+                    "audit_trail"]
+        return ("price_preview", "audit_trail") if obj is not None else ()
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
@@ -358,5 +359,5 @@ class TaxAdmin(NexaModelAdmin):
     list_display = ("code", "name", "rate", "component", "country", "provinces", "valid_from", "service", "odoo_tax_ref")
     list_filter = ("country", "component", "service")
     search_fields = ("code", "name")
-    readonly_fields = ("lago_id", "created_at", "updated_at")
+    readonly_fields = ("lago_id", "created_at", "updated_at", "audit_trail")
 

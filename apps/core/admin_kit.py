@@ -11,9 +11,14 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.db import transaction
-from django.http import HttpRequest
+from django.contrib.admin import helpers
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 from unfold.admin import ModelAdmin, StackedInline, TabularInline
 
+from .audit import audit_context
 from .exceptions import BillingError, ValidationFailed
 from .money import money_display
 
@@ -114,9 +119,16 @@ class MoneyColumnsMixin:
 
 
 class NexaModelAdmin(MoneyColumnsMixin, ModelAdmin):
-    """Base of every hub admin: unfold's look, money as money."""
+    """Base of every hub admin: unfold's look, money as money, a link to the object's audit trail."""
 
     warn_unsaved_form = True
+
+    @admin.display(description="audit trail")
+    def audit_trail(self, obj: Any) -> str:
+        if obj is None or obj.pk is None:
+            return "-"
+        url = reverse("admin:audit_auditevent_changelist") + f"?obj={obj._meta.label}:{obj.pk}"
+        return format_html('<a href="{}">Every recorded change of this {}</a>', url, obj._meta.verbose_name)
 
     def get_list_display(self, request: HttpRequest):
         return self._swap(super().get_list_display(request))
@@ -186,6 +198,33 @@ def money(field: str, *, currency: str | Callable[[Any], str] = "currency", desc
     return show
 
 
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        min_length=5, max_length=500, widget=forms.Textarea(attrs={"rows": 3, "class": "border rounded w-full p-2"}),
+        help_text="Required: recorded in the audit with your name and the time.")
+
+
+def confirm_with_reason(model_admin: ModelAdmin, request: HttpRequest, queryset: Any, *, action: str, question: str,
+                        verb: str, run: Callable[[str], None]) -> HttpResponse | None:
+    """An admin action's confirmation page asking why; on confirm, `run(reason)` under the audit's context.
+
+    Every manual money action goes through here, so each change it causes carries who and why in the audit.
+    """
+    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    if form.is_bound and form.is_valid():
+        reason = form.cleaned_data["reason"]
+        with audit_context(actor=request.user.get_username(), reason=reason, action=action):
+            run(reason)
+        return None
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": verb, "question": question, "objects": list(queryset[:50]), "form": form, "action": action,
+        "verb": verb, "ids": list(queryset.values_list("pk", flat=True)), "opts": model_admin.model._meta,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/nexa/confirm_with_reason.html", context)
+
+
 class ServiceForm(forms.ModelForm):
     """An admin form that writes through the domain service the API calls, with the API's validation.
 
@@ -228,7 +267,8 @@ class ServiceFormAdmin(NexaModelAdmin):
         pass  # written by the form's service call
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        pass
+        for formset in formsets:
+            formset.save(commit=False)  # saves nothing; sets what the admin's change message reads
 
 
-__all__ = ["ServiceForm", "ServiceFormAdmin", "NexaModelAdmin", "NexaStackedInline", "NexaTabularInline", "ReadOnlyAdmin", "ReadOnlyTabularInline", "money"]
+__all__ = ["ReasonForm", "ServiceForm", "ServiceFormAdmin", "confirm_with_reason", "NexaModelAdmin", "NexaStackedInline", "NexaTabularInline", "ReadOnlyAdmin", "ReadOnlyTabularInline", "money"]

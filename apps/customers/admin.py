@@ -5,7 +5,13 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin_kit import NexaModelAdmin, ReadOnlyTabularInline, ServiceForm, ServiceFormAdmin
+from apps.core.admin_kit import (
+    NexaModelAdmin,
+    ReadOnlyTabularInline,
+    ServiceForm,
+    ServiceFormAdmin,
+    confirm_with_reason,
+)
 from apps.core.exceptions import ValidationFailed
 from apps.core.money import money_display
 
@@ -74,8 +80,8 @@ class ServiceAdmin(NexaModelAdmin):
     list_display = ("code", "name", "active", "api_key_prefix", "api_key_rotated_at", "created_at")
     list_filter = ("active",)
     search_fields = ("code", "name")
-    readonly_fields = ("api_key_prefix", "api_key_rotated_at", "lago_id", "created_at", "updated_at")
-    fields = ("code", "name", "active", "api_key_prefix", "api_key_rotated_at", "lago_id", "created_at")
+    readonly_fields = ("api_key_prefix", "api_key_rotated_at", "lago_id", "created_at", "updated_at", "audit_trail")
+    fields = ("code", "name", "active", "api_key_prefix", "api_key_rotated_at", "lago_id", "created_at", "audit_trail")
     actions = ("rotate_key",)
 
     def save_model(self, request, obj, form, change):
@@ -87,10 +93,14 @@ class ServiceAdmin(NexaModelAdmin):
         obj.__dict__.update(issued.service.__dict__)
         self._show_key(request, issued)
 
-    @admin.action(description="Rotate API key (the old key stops working)")
+    @admin.action(description="Rotate API key (the old key stops working)", permissions=["change"])
     def rotate_key(self, request, queryset):
-        for service_id in queryset.values_list("pk", flat=True):
-            self._show_key(request, service_rotate_key(service_id=service_id))
+        def run(reason: str) -> None:
+            for service_id in queryset.values_list("pk", flat=True):
+                self._show_key(request, service_rotate_key(service_id=service_id))
+
+        return confirm_with_reason(self, request, queryset, action="rotate_key", verb="Rotate the keys", run=run,
+                                   question="Issue new API keys? The services' current keys stop working at once.")
 
     @staticmethod
     def _show_key(request, issued) -> None:

@@ -8,7 +8,9 @@ from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from apps.core.admin_kit import NexaModelAdmin, ReadOnlyAdmin, ReadOnlyTabularInline
+from apps.core.admin_kit import NexaModelAdmin, ReadOnlyAdmin, ReadOnlyTabularInline, confirm_with_reason
+from apps.core.audit import audit_context
+from apps.core.money import money_display
 from apps.core.exceptions import BillingError, ValidationFailed
 from apps.payments.models import PaymentAttempt
 
@@ -36,7 +38,8 @@ class CreditNoteForm(forms.Form):
     SETTLEMENTS = (("credit", "Credit (kept for the customer)"), ("refund", "Refund (paid back through Stripe)"))
 
     reason = forms.ChoiceField(choices=CreditNote.Reason.choices)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
+                                  help_text="Required: why, in words; recorded in the audit with your name.")
     scope = forms.ChoiceField(choices=SCOPES, initial="remaining", widget=forms.RadioSelect)
     settlement = forms.ChoiceField(choices=SETTLEMENTS, initial="credit", widget=forms.RadioSelect)
 
@@ -115,7 +118,7 @@ class InvoiceAdmin(NexaModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Money and numbering are written by services only; a finalized invoice never changes.
-        return [field.name for field in Invoice._meta.fields] + ["payment_link"]
+        return [field.name for field in Invoice._meta.fields] + ["payment_link", "audit_trail"]
 
     @admin.display(description="Payment link")
     def payment_link(self, obj):
@@ -123,7 +126,7 @@ class InvoiceAdmin(NexaModelAdmin):
             return "-"
         return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', obj.payment_url, obj.payment_url)
 
-    @admin.action(description="Create a credit note (first selected finalized invoice)")
+    @admin.action(description="Create a credit note (first selected finalized invoice)", permissions=["change"])
     def create_credit_note(self, request, queryset):
         invoice = queryset.order_by("pk").first()
         if invoice is None or invoice.status != Invoice.Status.FINALIZED:
@@ -136,23 +139,28 @@ class InvoiceAdmin(NexaModelAdmin):
                 refund = None
                 if form.cleaned_data["settlement"] == "refund":
                     refund = credit_note_estimate(invoice=invoice, items=items).total_amount_cents
-                note = credit_note_create(
-                    invoice_id=invoice.pk, items=items, reason=form.cleaned_data["reason"],
-                    description=form.cleaned_data["description"], refund_amount_cents=refund,
-                )
+                why = f"credit note ({form.cleaned_data['reason']}): {form.cleaned_data['description']}"
+                with audit_context(actor=request.user.get_username(), reason=why, action="create_credit_note"):
+                    note = credit_note_create(
+                        invoice_id=invoice.pk, items=items, reason=form.cleaned_data["reason"],
+                        description=form.cleaned_data["description"], refund_amount_cents=refund,
+                    )
             except ValidationFailed as exc:
                 details = "; ".join(f"{field}: {', '.join(codes)}" for field, codes in exc.details.items())
                 self.message_user(request, f"{invoice}: {details or exc}", messages.ERROR)
             except BillingError as exc:
                 self.message_user(request, f"{invoice}: {exc}", messages.ERROR)
             else:
-                self.message_user(request, f"Credit note {note.number} created ({note.total_amount_cents} "
-                                           f"{note.currency} cents, refund {note.refund_amount_cents}).")
+                self.message_user(request, f"Credit note {note.number} created: "
+                                           f"{money_display(note.total_amount_cents, note.currency)}, refund "
+                                           f"{money_display(note.refund_amount_cents, note.currency)}.")
             return None
         context = {
             **self.admin_site.each_context(request),
             "title": f"Create a credit note for {invoice}",
             "invoice": invoice,
+            "total": money_display(invoice.total_amount_cents, invoice.currency),
+            "paid": money_display(invoice.total_paid_amount_cents, invoice.currency),
             "form": form,
             "opts": self.model._meta,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
@@ -179,13 +187,19 @@ class InvoiceAdmin(NexaModelAdmin):
                 self.message_user(request, f"invoice {invoice_id}: {exc}", messages.ERROR)
         self.message_user(request, f"{done} invoice(s) {verb}.")
 
-    @admin.action(description="Finalize selected drafts")
+    @admin.action(description="Finalize selected drafts", permissions=["change"])
     def finalize(self, request, queryset):
-        self._each(request, queryset, invoice_finalize, "finalized")
+        return confirm_with_reason(
+            self, request, queryset, action="finalize", verb="Finalize",
+            question="Finalize these drafts now (numbered, frozen, sent to the customer and the ledger)?",
+            run=lambda reason: self._each(request, queryset, invoice_finalize, "finalized"))
 
-    @admin.action(description="Void selected finalized invoices")
+    @admin.action(description="Void selected finalized invoices", permissions=["change"])
     def void(self, request, queryset):
-        self._each(request, queryset, invoice_void, "voided")
+        return confirm_with_reason(
+            self, request, queryset, action="void", verb="Void",
+            question="Void these invoices? Nothing more is collected on them; credit they used goes back.",
+            run=lambda reason: self._each(request, queryset, invoice_void, "voided"))
 
     @admin.action(description="Download PDF (first selected)")
     def download_pdf(self, request, queryset):
@@ -211,7 +225,7 @@ class CreditNoteAdmin(NexaModelAdmin):
     inlines = (CreditNoteItemInline, CreditNoteApplicationInline)
 
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in CreditNote._meta.fields]
+        return [field.name for field in CreditNote._meta.fields] + ["audit_trail"]
 
     def has_add_permission(self, request):
         return False  # credit notes go through credit_note_create (API), which checks what is left to credit
@@ -253,7 +267,7 @@ class CustomerCreditAdmin(NexaModelAdmin):
     actions = ("acknowledge",)
 
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in CustomerCredit._meta.fields]
+        return [field.name for field in CustomerCredit._meta.fields] + ["audit_trail"]
 
     def has_add_permission(self, request):
         return False  # written by apps.payments when Stripe reports money no invoice takes
@@ -264,13 +278,18 @@ class CustomerCreditAdmin(NexaModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Acknowledge selected alerts")
+    @admin.action(description="Acknowledge selected alerts", permissions=["change"])
     def acknowledge(self, request, queryset):
         from django.utils import timezone
 
-        done = queryset.filter(acknowledged_at__isnull=True).update(
-            acknowledged_at=timezone.now(), acknowledged_by=request.user.get_username(), updated_at=timezone.now())
-        self.message_user(request, f"{done} alert(s) acknowledged.")
+        def run(reason: str) -> None:
+            done = queryset.filter(acknowledged_at__isnull=True).update(
+                acknowledged_at=timezone.now(), acknowledged_by=request.user.get_username(), updated_at=timezone.now())
+            self.message_user(request, f"{done} alert(s) acknowledged.")
+
+        return confirm_with_reason(self, request, queryset, action="acknowledge", verb="Acknowledge",
+                                   question="Acknowledge these alerts (the money stays as the customer's credit)?",
+                                   run=run)
 
 
 class CloseRunCustomerInline(ReadOnlyTabularInline):

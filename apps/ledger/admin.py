@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from apps.core.admin_kit import NexaModelAdmin
+from apps.core.admin_kit import NexaModelAdmin, confirm_with_reason
 from apps.ledger.models import (
     LedgerPosting,
     OdooAnalyticMapping,
@@ -29,8 +29,9 @@ def _posting_currency(posting: LedgerPosting) -> str:
 
 @admin.register(LedgerPosting)
 class LedgerPostingAdmin(NexaModelAdmin):
-    list_display = ("ref", "kind", "status", "odoo_name", "hub_amount_total_cents", "odoo_amount_total_cents",
-                    "attempts", "next_attempt_at", "short_error")
+    # The error first: a failure queue is read for why.
+    list_display = ("short_error", "ref", "kind", "status", "odoo_name", "hub_amount_total_cents",
+                    "odoo_amount_total_cents", "attempts", "next_attempt_at")
     list_filter = ("status", "kind")
     search_fields = ("ref", "odoo_name", "stripe_payment_id")
     raw_id_fields = ("invoice", "credit_note")
@@ -56,10 +57,14 @@ class LedgerPostingAdmin(NexaModelAdmin):
     def short_error(self, obj: LedgerPosting) -> str:
         return obj.last_error[:120]
 
-    @admin.action(description="Retry selected failed/mismatched postings")
-    def retry(self, request: HttpRequest, queryset) -> None:
-        retried = sum(ledger_posting_retry(posting_id=pk) for pk in queryset.values_list("pk", flat=True))
-        self.message_user(request, f"{retried} posting(s) queued again.")
+    @admin.action(description="Force a retry of selected failed/mismatched postings", permissions=["change"])
+    def retry(self, request: HttpRequest, queryset):
+        def run(reason: str) -> None:
+            retried = sum(ledger_posting_retry(posting_id=pk) for pk in queryset.values_list("pk", flat=True))
+            self.message_user(request, f"{retried} posting(s) queued again.")
+
+        return confirm_with_reason(self, request, queryset, action="retry", verb="Retry now", run=run,
+                                   question="Send these postings to Odoo again now?")
 
     def get_urls(self):
         report = path("reconciliation/", self.admin_site.admin_view(self.reconciliation_view),

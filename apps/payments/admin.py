@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from apps.core.admin_kit import ReadOnlyAdmin as BaseReadOnlyAdmin
+from apps.core.admin_kit import confirm_with_reason
 from apps.core.exceptions import BillingError
 
 from . import services
@@ -12,13 +13,15 @@ from .stripe_gateway import StripeGatewayError
 
 class ReadOnlyAdmin(BaseReadOnlyAdmin):
     show_full_result_count = False
+    readonly_fields = ("audit_trail",)
 
 
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyAdmin):
+    # The failure first: the failing-payments queue is read for why.
     list_display = (
-        "invoice", "attempt_number", "kind", "status", "amount_cents", "currency",
-        "stripe_payment_intent_id", "failure_code", "next_retry_at", "created_at",
+        "failure_message", "failure_code", "invoice", "attempt_number", "kind", "status", "amount_cents",
+        "stripe_payment_intent_id", "next_retry_at", "created_at",
     )
     list_filter = ("status", "kind", "currency")
     list_select_related = ("invoice",)
@@ -26,13 +29,17 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
     raw_id_fields = ("invoice",)
     actions = ("retry_now",)
 
-    @admin.action(description="Retry the payment of these invoices now")
+    @admin.action(description="Force a retry of the payment of these invoices now")
     def retry_now(self, request, queryset):
-        for attempt in queryset.select_related("invoice"):
-            try:
-                services.payment_retry(invoice=attempt.invoice)
-            except (BillingError, StripeGatewayError) as exc:
-                self.message_user(request, f"{attempt.invoice}: {exc}", messages.ERROR)
+        def run(reason: str) -> None:
+            for attempt in queryset.select_related("invoice"):
+                try:
+                    services.payment_retry(invoice=attempt.invoice)
+                except (BillingError, StripeGatewayError) as exc:
+                    self.message_user(request, f"{attempt.invoice}: {exc}", messages.ERROR)
+
+        return confirm_with_reason(self, request, queryset, action="retry_now", verb="Retry the payments", run=run,
+                                   question="Charge the customers' saved payment methods for these invoices now?")
 
 
 @admin.register(Payment)
@@ -56,6 +63,11 @@ class RefundAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Send these refunds to Stripe again (failed ones)")
     def refund_again(self, request, queryset):
+        return confirm_with_reason(self, request, queryset, action="refund_again", verb="Send again",
+                                   question="Send these refunds to Stripe again?",
+                                   run=lambda reason: self._refund_again(request, queryset))
+
+    def _refund_again(self, request, queryset) -> None:
         for refund in queryset:
             if refund.credit_note_id is None:
                 # A refused overpayment refund left the money as available credit (consumed by the next invoices).

@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from apps.catalog.models import Plan
-from apps.core.admin_kit import ServiceForm, ServiceFormAdmin
+from apps.core.admin_kit import ServiceForm, ServiceFormAdmin, confirm_with_reason
 from apps.core.exceptions import BillingError
 
 from .models import Subscription
@@ -119,7 +119,7 @@ class SubscriptionAdmin(ServiceFormAdmin):
             return []
         shown = ["service", "customer_link", "external_id", "status", "billing_time", "subscription_at",
                  "activates_at", "started_at", "terminated_at", "canceled_at", "previous_subscription",
-                 "usage_billed_until", "lago_id", "created_at"]
+                 "usage_billed_until", "lago_id", "created_at", "audit_trail"]
         if not self.has_change_permission(request, obj):
             return ["plan", "name", "ending_at", *shown]
         return shown
@@ -140,10 +140,14 @@ class SubscriptionAdmin(ServiceFormAdmin):
         return format_html('<a href="{}">{}</a> (known to {} as {})', url, obj.customer, obj.service,
                            obj.account_link.external_id)
 
-    @admin.action(description="Terminate selected subscriptions now")
+    @admin.action(description="Terminate selected subscriptions now", permissions=["change"])
     def terminate(self, request, queryset):
-        for subscription_id in queryset.values_list("pk", flat=True):
-            try:
-                subscription_terminate(subscription_id=subscription_id)
-            except BillingError as exc:
-                self.message_user(request, f"subscription {subscription_id}: {exc}", messages.ERROR)
+        def run(reason: str) -> None:
+            for subscription_id in queryset.values_list("pk", flat=True):
+                try:
+                    subscription_terminate(subscription_id=subscription_id)
+                except BillingError as exc:
+                    self.message_user(request, f"subscription {subscription_id}: {exc}", messages.ERROR)
+
+        return confirm_with_reason(self, request, queryset, action="terminate", verb="Terminate", run=run,
+                                   question="Terminate these subscriptions now? The customer is billed to date.")

@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html
 
-from apps.core.admin_kit import NexaModelAdmin, NexaTabularInline
+from apps.core.admin_kit import NexaModelAdmin, NexaTabularInline, confirm_with_reason
 
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from .services import webhook_delivery_resend, webhook_endpoint_send_test
@@ -62,7 +62,9 @@ class FailingFilter(admin.SimpleListFilter):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(NexaModelAdmin):
-    list_display = ("pk", "event_type", "service", "endpoint", "status", "attempts", "next_attempt_at", "last_error", "created_at")
+    # The error first: a failure queue is read for why.
+    list_display = ("last_error", "pk", "event_type", "service", "endpoint", "status", "attempts", "next_attempt_at",
+                    "created_at")
     list_filter = (FailingFilter, "status", "event__service", "event__event_type")
     list_select_related = ("event__service", "endpoint")
     search_fields = ("event__event_id", "event__object_id", "endpoint__webhook_url")
@@ -103,13 +105,17 @@ class WebhookDeliveryAdmin(NexaModelAdmin):
     def payload(self, obj):
         return format_html("<pre>{}</pre>", _pretty(obj.event.body))
 
-    @admin.action(description="Resend selected deliveries (failed or succeeded; fresh attempt budget)")
+    @admin.action(description="Force a resend of selected deliveries (fresh attempt budget)", permissions=["change"])
     def resend(self, request, queryset):
-        done = sum(webhook_delivery_resend(delivery_id=pk) for pk in queryset.values_list("pk", flat=True))
-        skipped = queryset.count() - done
-        self.message_user(request, f"{done} deliveries queued again.")
-        if skipped:
-            self.message_user(request, f"{skipped} skipped: still pending, sending or retrying.", messages.WARNING)
+        def run(reason: str) -> None:
+            done = sum(webhook_delivery_resend(delivery_id=pk) for pk in queryset.values_list("pk", flat=True))
+            skipped = queryset.count() - done
+            self.message_user(request, f"{done} deliveries queued again.")
+            if skipped:
+                self.message_user(request, f"{skipped} skipped: still pending, sending or retrying.", messages.WARNING)
+
+        return confirm_with_reason(self, request, queryset, action="resend", verb="Resend now", run=run,
+                                   question="Send these webhook deliveries again now?")
 
 
 @admin.register(WebhookEvent)

@@ -29,7 +29,7 @@ def finalized(billing, settings):
 
 
 @pytest.fixture
-def other_service_plan(service_factory) -> "Plan":
+def other_service_plan(service_factory):
     from apps.catalog.models import Plan
 
     other = service_factory("nexamail", "NexaMail").service

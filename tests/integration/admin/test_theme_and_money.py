@@ -10,9 +10,7 @@ from django.contrib import admin
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from apps.invoicing.close import periods_close
 from apps.invoicing.models import CloseRun, CloseRunCustomer
-from tests.integration.invoicing.conftest import at
 
 pytestmark = pytest.mark.django_db
 

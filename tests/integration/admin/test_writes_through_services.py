@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from apps.catalog.models import Charge, Plan
+from apps.catalog.models import Charge
 from apps.customers.models import AccountLink, Customer
 from apps.invoicing.models import Invoice
 from apps.subscriptions.models import Subscription

@@ -24,12 +24,14 @@ def test_admin_lists_and_acts_on_invoices_and_shows_close_failures(billing, admi
     assert admin_client.get("/admin/invoicing/invoice/?status__exact=draft").status_code == 200
     page = admin_client.get(f"/admin/invoicing/invoice/{invoice.pk}/change/")
     assert page.status_code == 200 and b"sub:" in page.content  # fees inline
-    admin_client.post("/admin/invoicing/invoice/", {"action": "finalize", "_selected_action": [invoice.pk]})
+    admin_client.post("/admin/invoicing/invoice/", {"action": "finalize", "_selected_action": [invoice.pk],
+                                                     "apply": "1", "reason": "customer asked for it today"})
     invoice.refresh_from_db()
     assert invoice.status == "finalized" and invoice.number
     pdf = admin_client.post("/admin/invoicing/invoice/", {"action": "download_pdf", "_selected_action": [invoice.pk]})
     assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
-    admin_client.post("/admin/invoicing/invoice/", {"action": "void", "_selected_action": [invoice.pk]})
+    admin_client.post("/admin/invoicing/invoice/", {"action": "void", "_selected_action": [invoice.pk],
+                                                     "apply": "1", "reason": "billed twice by mistake"})
     invoice.refresh_from_db()
     assert invoice.status == "voided"
     history = admin_client.get(f"/admin/invoicing/invoice/?customer__id__exact={invoice.customer_id}")

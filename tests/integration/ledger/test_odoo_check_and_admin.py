@@ -86,7 +86,8 @@ def test_reconciliation_report_lists_mismatches_and_failures(service_factory, od
 
     OdooProductMapping.objects.create(service=other, odoo_product="SEAT")
     response = admin_client.post(reverse("admin:ledger_ledgerposting_changelist"),
-                                 {"action": "retry", "_selected_action": [failed.pk]})
+                                 {"action": "retry", "_selected_action": [failed.pk], "apply": "1",
+                                  "reason": "product mapping fixed"})
     assert response.status_code == 302
     ledger_post_pending_batch(limit=10, client=odoo_client)
     assert LedgerPosting.objects.get(pk=failed.pk).status == "posted"

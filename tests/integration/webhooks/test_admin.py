@@ -43,7 +43,8 @@ def test_failing_delivery_is_listed_shown_and_resent(staff, service_factory, end
 
     with django_capture_on_commit_callbacks(execute=True):
         response = staff.post(
-            "/admin/webhooks/webhookdelivery/", {"action": "resend", "_selected_action": [failed.pk]}, follow=True
+            "/admin/webhooks/webhookdelivery/", {"action": "resend", "_selected_action": [failed.pk], "apply": "1",
+             "reason": "receiver back up"}, follow=True
         )
     assert response.status_code == 200
     failed.refresh_from_db()

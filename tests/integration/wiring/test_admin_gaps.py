@@ -41,7 +41,8 @@ def test_create_credit_note_action_asks_then_creates_exactly_one(admin_client, f
     assert (note.invoice_id, note.reason, note.description) == (finalized.pk, "order_change", "plan changed")
     assert (note.total_amount_cents, note.credit_amount_cents, note.refund_amount_cents) == (11300, 11300, 0)
 
-    again = _action(admin_client, finalized, apply="1", reason="other", scope="remaining", settlement="credit")
+    again = _action(admin_client, finalized, apply="1", reason="other", scope="remaining", settlement="credit",
+                    description="again")
     assert b"value_is_mandatory" in again.content  # nothing left to credit: refused, nothing written
     assert CreditNote.objects.count() == 1
 
@@ -49,11 +50,11 @@ def test_create_credit_note_action_asks_then_creates_exactly_one(admin_client, f
 def test_per_fee_refund_without_a_payment_is_refused_with_the_reason(admin_client, finalized):
     fee = finalized.fees.get()
     page = _action(admin_client, finalized, apply="1", reason="other", scope="per_fee", settlement="refund",
-                   **{f"fee_{fee.pk}": "2500"})
+                   description="partial refund", **{f"fee_{fee.pk}": "2500"})
     assert b"higher_than_remaining_invoice_amount" in page.content  # nothing was paid, so nothing to refund
     assert CreditNote.objects.count() == 0
     _action(admin_client, finalized, apply="1", reason="other", scope="per_fee", settlement="credit",
-            **{f"fee_{fee.pk}": "2500"})
+            description="partial credit", **{f"fee_{fee.pk}": "2500"})
     [note] = CreditNote.objects.all()
     assert (note.sub_total_excluding_taxes_amount_cents, note.total_amount_cents) == (2500, 2825)
 

@@ -1,0 +1,74 @@
+"""The money audit: PostgreSQL triggers (django-pghistory) write an event row for every change of a money row.
+
+Because the triggers live in the database, no path skips them: the API, the admin, a Celery task, a shell or a raw
+`UPDATE`. Each change is recorded twice in one statement, the row before (`before`) and after (`changed`), so staff
+see exactly what changed; rows that appear or go (plans, charges, taxes, credit notes, payments, refunds, customer
+credit, services' keys, payment attempts) are recorded as `created` / `deleted`. Who and why come from the context
+(`pghistory.context`): the request's user and URL (middleware), and the reason staff give for a manual action
+(`apps.audit.services.audit_context`). Event tables are append-only (pgtrigger Protect on update and delete).
+
+Busy tables (invoices, subscriptions, payment attempts) record changes of the money fields only, and no inserts:
+their creation is the close's or the API's, already written down in the row itself; what changes a money row
+afterwards is what staff must be able to explain.
+"""
+from __future__ import annotations
+
+import pghistory
+import pghistory.models
+
+from apps.catalog.models import Charge, Plan, Tax
+from apps.customers.models import Service
+from apps.invoicing.models import CreditNote, CustomerCredit, Invoice
+from apps.payments.models import Payment, PaymentAttempt, Refund
+from apps.subscriptions.models import Subscription
+
+BEFORE, CHANGED, CREATED, DELETED = "before", "changed", "created", "deleted"
+
+
+def _changes(*fields: str) -> tuple[pghistory.UpdateEvent, pghistory.UpdateEvent]:
+    """The row before and after an update that changes any of `fields` (all snapshot fields when none given)."""
+    condition = pghistory.AnyChange(*fields) if fields else pghistory.AnyChange()
+    return (pghistory.UpdateEvent(BEFORE, row=pghistory.Old, condition=condition),
+            pghistory.UpdateEvent(CHANGED, row=pghistory.New, condition=condition))
+
+
+def _event_model(model, *trackers, exclude=("updated_at",), **kwargs):
+    return pghistory.create_event_model(
+        model, *trackers, exclude=list(exclude), app_label="audit", model_name=f"{model.__name__}Event",
+        append_only=True, abstract=False, **kwargs,
+    )
+
+
+INVOICE_MONEY = ("status", "payment_status", "number", "fees_amount_cents", "taxes_amount_cents",
+                 "credit_notes_amount_cents", "prepaid_credit_amount_cents", "total_amount_cents",
+                 "total_paid_amount_cents", "coupons_amount_cents", "finalized_at", "voided_at")
+
+InvoiceEvent = _event_model(Invoice, *_changes(*INVOICE_MONEY))
+SubscriptionEvent = _event_model(Subscription, *_changes(
+    "status", "plan", "started_at", "terminated_at", "canceled_at", "ending_at", "activates_at",
+    "on_termination_credit_note"))
+PaymentAttemptEvent = _event_model(PaymentAttempt, pghistory.InsertEvent(CREATED), *_changes(
+    "status", "amount_cents", "next_retry_at", "completed_at", "failure_code"))
+PaymentEvent = _event_model(Payment, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+RefundEvent = _event_model(Refund, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+CreditNoteEvent = _event_model(CreditNote, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+CustomerCreditEvent = _event_model(CustomerCredit, pghistory.InsertEvent(CREATED), *_changes(),
+                                   pghistory.DeleteEvent(DELETED))
+PlanEvent = _event_model(Plan, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+ChargeEvent = _event_model(Charge, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+TaxEvent = _event_model(Tax, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+# A service's key: its prefix and rotation time, never the hash.
+ServiceEvent = _event_model(Service, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED),
+                            exclude=("updated_at", "api_key_hash"))
+
+AUDITED_MODELS = (Invoice, Subscription, PaymentAttempt, Payment, Refund, CreditNote, CustomerCredit, Plan, Charge,
+                  Tax, Service)
+
+
+class AuditEvent(pghistory.models.Events):
+    """Every audit event of every audited table, for the admin's audit views (pghistory's union of event tables)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "audit event"
+        ordering = ("-pgh_created_at",)
