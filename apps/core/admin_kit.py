@@ -118,10 +118,34 @@ class MoneyColumnsMixin:
         return [(title, {**options, "fields": swap(options["fields"])}) for title, options in fieldsets]
 
 
+def read_only_action(func: Callable) -> Callable:
+    """Mark an admin action that changes nothing (a PDF, an export): whoever may view the rows may run it."""
+    func.read_only = True  # type: ignore[attr-defined]
+    return func
+
+
 class NexaModelAdmin(MoneyColumnsMixin, ModelAdmin):
-    """Base of every hub admin: unfold's look, money as money, a link to the object's audit trail."""
+    """Base of every hub admin: unfold's look, money as money, a link to the object's audit trail, and actions
+    refused to whoever may not change the rows (staff groups: apps/core/management/commands/staff_groups.py)."""
 
     warn_unsaved_form = True
+
+    def _filter_actions_by_permissions(self, request: HttpRequest, actions: Any) -> list:
+        # An action without declared permissions acts on the rows: it needs the model's change permission (the
+        # user's, even where the admin shows rows read-only), or view for a read-only action. An action not offered
+        # is refused if posted anyway (Django answers "no action selected" and runs nothing).
+        opts = self.model._meta
+        allowed = []
+        for action in super()._filter_actions_by_permissions(request, actions):
+            func = action[0]
+            if hasattr(func, "allowed_permissions"):
+                allowed.append(action)
+            elif getattr(func, "read_only", False):
+                if self.has_view_permission(request):
+                    allowed.append(action)
+            elif request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}"):
+                allowed.append(action)
+        return allowed
 
     @admin.display(description="audit trail")
     def audit_trail(self, obj: Any) -> str:
@@ -271,4 +295,4 @@ class ServiceFormAdmin(NexaModelAdmin):
             formset.save(commit=False)  # saves nothing; sets what the admin's change message reads
 
 
-__all__ = ["ReasonForm", "ServiceForm", "ServiceFormAdmin", "confirm_with_reason", "NexaModelAdmin", "NexaStackedInline", "NexaTabularInline", "ReadOnlyAdmin", "ReadOnlyTabularInline", "money"]
+__all__ = ["read_only_action", "ReasonForm", "ServiceForm", "ServiceFormAdmin", "confirm_with_reason", "NexaModelAdmin", "NexaStackedInline", "NexaTabularInline", "ReadOnlyAdmin", "ReadOnlyTabularInline", "money"]

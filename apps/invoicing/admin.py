@@ -8,7 +8,13 @@ from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from apps.core.admin_kit import NexaModelAdmin, ReadOnlyAdmin, ReadOnlyTabularInline, confirm_with_reason
+from apps.core.admin_kit import (
+    NexaModelAdmin,
+    ReadOnlyAdmin,
+    ReadOnlyTabularInline,
+    confirm_with_reason,
+    read_only_action,
+)
 from apps.core.audit import audit_context
 from apps.core.money import money_display
 from apps.core.exceptions import BillingError, ValidationFailed
@@ -201,6 +207,7 @@ class InvoiceAdmin(NexaModelAdmin):
             question="Void these invoices? Nothing more is collected on them; credit they used goes back.",
             run=lambda reason: self._each(request, queryset, invoice_void, "voided"))
 
+    @read_only_action
     @admin.action(description="Download PDF (first selected)")
     def download_pdf(self, request, queryset):
         invoice = queryset.first()

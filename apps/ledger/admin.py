@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -72,6 +73,8 @@ class LedgerPostingAdmin(NexaModelAdmin):
         return [report, *super().get_urls()]
 
     def reconciliation_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         report = ledger_reconciliation()
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "report": report,
                    "title": "Odoo reconciliation"}

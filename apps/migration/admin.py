@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -10,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin_kit import NexaModelAdmin, NexaTabularInline
+from apps.core.admin_kit import NexaModelAdmin, NexaTabularInline, read_only_action
 from apps.core.money import money_display
 
 from apps.core.exceptions import BillingError
@@ -76,6 +77,8 @@ class ServicePhaseAdmin(NexaModelAdmin):
         """Switch a service's phase through `phase_switch` (the same guards as anywhere), with a required reason."""
         from .services import phase_switch
 
+        if not self.has_change_permission(request):
+            raise PermissionDenied
         phase = get_object_or_404(ServicePhase.objects.select_related("service"), pk=pk)
         form = PhaseSwitchForm(request.POST or None, initial={"to_phase": phase.phase})
         if request.method == "POST" and form.is_valid():
@@ -265,6 +268,7 @@ class ReconciliationRunAdmin(NexaModelAdmin):
     def short_error(self, obj: ReconciliationRun) -> str:
         return obj.error[:120]
 
+    @read_only_action
     @admin.action(description="Export the differences as CSV")
     def export_csv(self, request: HttpRequest, queryset) -> HttpResponse:
         from .reconcile import reconciliation_csv

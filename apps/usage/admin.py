@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime, time
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -51,6 +52,8 @@ class UsageEventAdmin(NexaModelAdmin):
         return own + super().get_urls()
 
     def summary_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         """Usage per subscription and metric, filtered by service, subscription, metric, dates, lateness."""
         query = request.GET
         tz = timezone.get_current_timezone()
@@ -75,6 +78,8 @@ class UsageEventAdmin(NexaModelAdmin):
         return TemplateResponse(request, "admin/usage/summary.html", context)
 
     def chart_view(self, request, subscription_id: int):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         """Daily usage for one subscription as plain HTML bars (no scripts, no CDN)."""
         subscription = get_object_or_404(Subscription, pk=subscription_id)
         days = usage_daily_for_subscription(subscription_id=subscription.pk)

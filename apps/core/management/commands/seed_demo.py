@@ -103,6 +103,7 @@ class Command(BaseCommand):
             self._usage(services)
         # Bill every period that has ended, so the admin shows invoices; a rerun bills nothing more.
         call_command("close_periods", stdout=self.stdout)
+        call_command("staff_groups", stdout=self.stdout)
         password = os.environ.get("DEMO_ADMIN_PASSWORD", "nexa-demo")
         User = get_user_model()
         if not User.objects.filter(username="admin").exists():
