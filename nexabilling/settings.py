@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "apps.integrity",
     "apps.migration",
     "apps.audit",
+    "apps.dashboard",
     "apps.api",
     # The money audit (apps/audit): triggers installed by migrate, context (user, URL, reason) per request.
     "pgtrigger",
@@ -368,6 +369,7 @@ UNFOLD = {
     "SITE_URL": "/admin/",
     "SHOW_VIEW_ON_SITE": False,
     "ENVIRONMENT": "apps.core.admin_site.environment_badge",
+    "DASHBOARD_CALLBACK": "apps.dashboard.admin.dashboard_callback",
     "COLORS": {
         # Nexa teal (oklch), 50 lightest to 950 darkest.
         "primary": {

@@ -48,6 +48,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Customers and billing", ("customers", "subscriptions", "invoicing", "payments")),
     ("Catalog and usage", ("catalog", "usage")),
     ("Queues and checks", ("webhooks", "ledger", "integrity")),
+    ("Audit", ("audit",)),
     ("Migration from Lago", ("migration",)),
     ("Staff and schedule", ("auth", "django_celery_beat")),
     ("Stripe mirror", (STRIPE_MIRROR_APP,)),

@@ -1,0 +1,39 @@
+"""The dashboard (/admin/): money billed per service, MRR, invoices by status and overdue, queues with links."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from apps.invoicing.models import Invoice
+from apps.ledger.models import LedgerPosting
+from tests.integration.invoicing.conftest import at
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_dashboard_shows_billed_mrr_overdue_and_the_queues_with_links(admin_client, finalized):
+    Invoice.objects.filter(pk=finalized.pk).update(payment_due_date=finalized.issuing_date - timedelta(days=1),
+                                                   payment_status="failed")
+    with time_machine.travel(at(2026, 4, 20), tick=False):
+        page = admin_client.get(reverse("admin:index")).content.decode()
+    assert 'id="nexa-dashboard"' in page
+    assert "nexacloud" in page and "$100.00 CAD" in page  # billed this month (April), per service
+    assert "MRR: $100.00 CAD" in page  # one active $100.00/month subscription
+    assert "1 invoice(s), $113.00 CAD" in page  # overdue
+    failing = reverse("admin:invoicing_invoice_changelist") + "?status__exact=finalized&amp;payment_status__exact=failed"
+    assert f'href="{failing}"' in page
+    assert "/static/unfold/js/chart/chart.js" in page and 'data-type="bar"' in page  # Chart.js, served locally
+    assert "cdn" not in page.lower()
+
+
+def test_queue_counts_are_the_rows_their_link_opens(admin_client, finalized):
+    LedgerPosting.objects.filter(invoice=finalized).update(status="failed", last_error="Odoo said no")
+    failed = LedgerPosting.objects.filter(status="failed").count()
+    response = admin_client.get(reverse("admin:index"))
+    queues = {q["key"]: q for q in response.context["queues"]}
+    assert queues["postings_failed"]["count"] == failed
+    listing = admin_client.get(queues["postings_failed"]["url"]).content.decode()
+    assert listing.count('name="_selected_action"') == failed and "Odoo said no" in listing
