@@ -83,7 +83,7 @@ def _shown(key: str, value: Any, row: dict) -> str:
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("pgh_created_at", "object_link", "what", "actor", "reason", "changes")
+    list_display = ("when", "object_link", "what", "actor", "reason", "changes")
     list_filter = (ObjectFilter, TableFilter, WhatFilter, ManualFilter)
     list_per_page = 50
     show_full_result_count = False
