@@ -114,11 +114,57 @@ class ServiceAdmin(NexaModelAdmin):
 
 @admin.register(Customer)
 class CustomerAdmin(ServiceFormAdmin):
-    list_display = ("external_id", "legal_name", "name", "email", "country", "state", "currency", "created_at")
+    list_display = ("external_id", "overview_link", "legal_name", "name", "email", "country", "state", "currency",
+                    "created_at")
     list_filter = ("country", "state", "currency", "customer_type")
     search_fields = ("external_id", "name", "legal_name", "email", "account_links__external_id")
-    readonly_fields = ("external_id", "lago_id", "created_at", "updated_at", "invoice_history")
+    readonly_fields = ("overview_link", "external_id", "lago_id", "created_at", "updated_at", "invoice_history")
     inlines = (AccountLinkInline,)
+
+    def get_urls(self):
+        from django.urls import path
+
+        own = [path("<int:customer_id>/overview/", self.admin_site.admin_view(self.overview_view),
+                    name="customers_customer_overview")]
+        return own + super().get_urls()
+
+    def overview_view(self, request, customer_id: int):
+        """Customer 360: the customer's accounts, subscriptions, balance and credit, payment method and timeline."""
+        from django.core.exceptions import PermissionDenied
+        from django.template.response import TemplateResponse
+
+        from apps.dashboard.selectors import customer_360_get
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        story = customer_360_get(customer_id=customer_id)
+        timeline = [{"at": entry.at, "kind": entry.kind, "text": entry.text,
+                     "url": reverse(entry.admin, args=[entry.pk]),
+                     "amount": money_display(entry.amount_cents, entry.currency) if entry.amount_cents is not None
+                     else ""} for entry in story.timeline]
+        invoices = reverse("admin:invoicing_invoice_changelist") + f"?customer__id__exact={customer_id}"
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": f"{story.customer}: overview",
+            "story": story, "timeline": timeline,
+            "owed": [money_display(cents, currency) for currency, cents in sorted(story.owed.items())],
+            "credit": [money_display(cents, currency) for currency, cents in sorted(story.credit.items())],
+            "actions": [
+                ("Credit note or void (select the invoice, then the action)", invoices + "&status__exact=finalized"),
+                ("Retry a payment", reverse("admin:payments_paymentattempt_changelist")
+                 + f"?invoice__customer__id__exact={customer_id}"),
+                ("Terminate a subscription", reverse("admin:subscriptions_subscription_changelist")
+                 + f"?customer__id__exact={customer_id}&status__exact=active"),
+                ("Edit the customer", reverse("admin:customers_customer_change", args=[customer_id])),
+            ],
+        }
+        return TemplateResponse(request, "admin/customers/customer_360.html", context)
+
+    @admin.display(description="overview")
+    def overview_link(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        return format_html('<a href="{}">Customer 360: balance, subscriptions and timeline</a>',
+                           reverse("admin:customers_customer_overview", args=[obj.pk]))
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = CustomerChangeForm if obj is not None else CustomerAddForm

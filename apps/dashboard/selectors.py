@@ -110,3 +110,77 @@ def dashboard_get(*, now: datetime | None = None) -> Dashboard:
         month = row["month"].date() if isinstance(row["month"], datetime) else row["month"]
         board.revenue_by_month.setdefault(key, {})[month] = row["total"] or 0
     return board
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    kind: str  # invoice, credit note, payment, posting, webhook
+    text: str
+    admin: str  # admin URL name of the row's page
+    pk: int
+    amount_cents: int | None = None  # minor units of `currency`
+    currency: str = ""
+
+
+@dataclass
+class Customer360:
+    customer: object
+    links: list
+    subscriptions: list
+    owed: dict[str, int]  # currency -> minor units due on finalized invoices
+    credit: dict[str, int]  # currency -> minor units of credit available (credit notes and customer credit)
+    payment_method: str
+    timeline: list[TimelineEntry]
+
+
+def customer_360_get(*, customer_id: int, limit: int = 60) -> Customer360:
+    """One customer's story across services: accounts, subscriptions, money owed and available, and a timeline of
+    invoices, credit notes, payments, postings and webhooks, newest first."""
+    from apps.customers.models import AccountLink, Customer
+    from apps.invoicing.models import CreditNote, CustomerCredit
+    from apps.payments.models import StripeCustomer
+    from apps.webhooks.models import WebhookEvent
+
+    customer = Customer.objects.get(pk=customer_id)
+    links = list(AccountLink.objects.filter(customer=customer).select_related("service").order_by("service__code"))
+    subscriptions = list(Subscription.objects.filter(customer=customer).select_related("plan", "service")
+                         .order_by("-created_at")[:50])
+    owed: dict[str, int] = {}
+    for row in (Invoice.objects.filter(customer=customer, status=Invoice.Status.FINALIZED)
+                .exclude(payment_status=Invoice.PaymentStatus.SUCCEEDED).values("currency")
+                .annotate(due=Sum(F("total_amount_cents") - F("total_paid_amount_cents")))):
+        owed[row["currency"]] = row["due"] or 0
+    credit: dict[str, int] = {}
+    for model in (CreditNote, CustomerCredit):
+        for row in model.objects.filter(customer=customer, balance_amount_cents__gt=0).values("currency").annotate(
+                total=Sum("balance_amount_cents")):
+            credit[row["currency"]] = credit.get(row["currency"], 0) + (row["total"] or 0)
+    stripe = StripeCustomer.objects.filter(customer=customer).first()
+    payment_method = (stripe.default_payment_method_id if stripe and stripe.default_payment_method_id
+                      else "none on file")
+
+    timeline: list[TimelineEntry] = []
+    invoices = list(Invoice.objects.filter(customer=customer).order_by("-created_at")[:limit])
+    for invoice in invoices:
+        timeline.append(TimelineEntry(invoice.created_at, "invoice", f"{invoice.number or 'draft'} · {invoice.status}"
+                                      f" · payment {invoice.payment_status}", "admin:invoicing_invoice_change",
+                                      invoice.pk, invoice.total_amount_cents, invoice.currency))
+    for note in CreditNote.objects.filter(customer=customer).order_by("-created_at")[:limit]:
+        timeline.append(TimelineEntry(note.created_at, "credit note", f"{note.number} · {note.reason}",
+                                      "admin:invoicing_creditnote_change", note.pk, note.total_amount_cents,
+                                      note.currency))
+    for payment in Payment.objects.filter(invoice__customer=customer).select_related("invoice").order_by("-paid_at")[:limit]:
+        timeline.append(TimelineEntry(payment.paid_at, "payment", f"paid {payment.invoice.number}",
+                                      "admin:payments_payment_change", payment.pk, payment.amount_cents,
+                                      payment.currency))
+    for posting in LedgerPosting.objects.filter(invoice__customer=customer).order_by("-created_at")[:limit]:
+        timeline.append(TimelineEntry(posting.created_at, "posting", f"{posting.ref} · {posting.status}"
+                                      + (f" · {posting.last_error[:80]}" if posting.last_error else ""),
+                                      "admin:ledger_ledgerposting_change", posting.pk))
+    object_ids = [str(invoice.lago_id) for invoice in invoices] + [str(s.lago_id) for s in subscriptions]
+    for event in WebhookEvent.objects.filter(object_id__in=object_ids).order_by("-created_at")[:limit]:
+        timeline.append(TimelineEntry(event.created_at, "webhook", event.event_type,
+                                      "admin:webhooks_webhookevent_change", event.pk))
+    timeline.sort(key=lambda entry: entry.at, reverse=True)
+    return Customer360(customer, links, subscriptions, owed, credit, payment_method, timeline[:limit])

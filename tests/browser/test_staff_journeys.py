@@ -47,6 +47,10 @@ def test_each_group_logs_in_sees_the_dashboard_and_is_refused_what_it_may_not_do
     accountant.shot("invoices-read-only")
 
     operator = staff_tab("operator")
+    operator.open(f"/admin/customers/customer/{finalized.customer_id}/overview/")
+    assert operator.page.locator("#nexa-owed").inner_text() == "$113.00 CAD"
+    assert finalized.number in operator.page.locator("#nexa-timeline").inner_text()
+    operator.shot("customer-360")
     assert operator.open("/admin/auth/user/").status == 403
     assert operator.open("/admin/djstripe/customer/").status == 403
     operator.shot("refused")

@@ -37,3 +37,15 @@ def test_queue_counts_are_the_rows_their_link_opens(admin_client, finalized):
     assert queues["postings_failed"]["count"] == failed
     listing = admin_client.get(queues["postings_failed"]["url"]).content.decode()
     assert listing.count('name="_selected_action"') == failed and "Odoo said no" in listing
+
+
+def test_customer_360_shows_accounts_money_subscriptions_and_the_timeline(admin_client, finalized):
+    page = admin_client.get(reverse("admin:customers_customer_overview", args=[finalized.customer_id]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'id="nexa-customer-360"' in text
+    assert "nexacloud as <b>acme</b>" in text  # the customer's account with the service
+    assert '<b id="nexa-owed">$113.00 CAD</b>' in text  # due on the finalized invoice
+    assert finalized.number in text and "$113.00 CAD" in text and ">s1<" in text
+    change = admin_client.get(reverse("admin:customers_customer_change", args=[finalized.customer_id])).content.decode()
+    assert reverse("admin:customers_customer_overview", args=[finalized.customer_id]) in change
