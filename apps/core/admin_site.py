@@ -59,10 +59,10 @@ def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:
     """The sidebar from what this user may see (the site's own permission checks), grouped in staff's sections."""
     site = admin.site
     by_label = {app["app_label"]: app for app in site.get_app_list(request)}
-    groups: list[dict[str, Any]] = [{
-        "title": "Nexa Billing",
-        "items": [{"title": "Dashboard", "icon": "dashboard", "link": reverse("admin:index")}],
-    }]
+    home = [{"title": "Dashboard", "icon": "dashboard", "link": reverse("admin:index")}]
+    if request.user.has_perm("invoicing.view_invoice"):
+        home.append({"title": "Exports", "icon": "download", "link": reverse("admin:invoicing_invoice_exports")})
+    groups: list[dict[str, Any]] = [{"title": "Nexa Billing", "items": home}]
     placed: set[str] = set()
     for title, labels in SECTIONS:
         items = []

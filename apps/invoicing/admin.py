@@ -67,6 +67,19 @@ class CreditNoteForm(forms.Form):
         return [CreditNoteItemIn(fee_id=fee_id, amount_cents=cents) for fee_id, cents in pairs if cents > 0]
 
 
+class ExportForm(forms.Form):
+    start = forms.DateField(label="From (issuing date)", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+    kind = forms.ChoiceField(choices=(("invoices", "Invoices (CSV)"), ("fees", "Fees (CSV)"),
+                                      ("summary", "Summary per service and tax rate (CSV)")))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["end"] < data["start"]:
+            self.add_error("end", "The period ends before it starts.")
+        return data
+
+
 class PaymentAttemptInline(ReadOnlyTabularInline):
     model = PaymentAttempt
     fields = ("attempt_number", "kind", "status", "amount_cents", "stripe_payment_intent_id",
@@ -175,6 +188,33 @@ class InvoiceAdmin(NexaModelAdmin):
 
     def has_add_permission(self, request):
         return False  # invoices are issued by the close and the API's services
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [path("exports/", self.admin_site.admin_view(self.exports_view), name="invoicing_invoice_exports"),
+                *super().get_urls()]
+
+    def exports_view(self, request):
+        """Accountants' exports for a period: invoices, fees, and the summary per service and tax rate (CSV)."""
+        from django.core.exceptions import PermissionDenied
+        from django.http import StreamingHttpResponse
+
+        from apps.dashboard import exports
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = ExportForm(request.GET or None)
+        if form.is_bound and form.is_valid():
+            start, end, kind = form.cleaned_data["start"], form.cleaned_data["end"], form.cleaned_data["kind"]
+            make = {"invoices": exports.invoices_csv, "fees": exports.fees_csv,
+                    "summary": exports.period_summary_csv}[kind]
+            response = StreamingHttpResponse(make(start=start, end=end), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="{kind}-{start}-{end}.csv"'
+            return response
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "title": "Exports for a period"}
+        return TemplateResponse(request, "admin/invoicing/exports.html", context)
 
     def has_change_permission(self, request, obj=None):
         # The list's actions call services; an invoice's own page is read-only (no Save).

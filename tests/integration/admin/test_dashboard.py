@@ -49,3 +49,34 @@ def test_customer_360_shows_accounts_money_subscriptions_and_the_timeline(admin_
     assert finalized.number in text and "$113.00 CAD" in text and ">s1<" in text
     change = admin_client.get(reverse("admin:customers_customer_change", args=[finalized.customer_id])).content.decode()
     assert reverse("admin:customers_customer_overview", args=[finalized.customer_id]) in change
+
+
+def test_accountants_export_invoices_fees_and_the_period_summary_per_service_and_tax(finalized, client):
+    from io import StringIO
+
+    from django.contrib.auth.models import Group, User
+    from django.core.management import call_command
+
+    call_command("staff_groups", stdout=StringIO())
+    accountant = User.objects.create_user("acct", password="pw-acct-12345", is_staff=True)
+    accountant.groups.add(Group.objects.get(name="Accountants"))
+    client.force_login(accountant)
+    url = reverse("admin:invoicing_invoice_exports")
+    assert client.get(url).status_code == 200
+
+    def download(kind):
+        response = client.get(url, {"start": "2026-04-01", "end": "2026-04-30", "kind": kind})
+        assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+        return b"".join(response.streaming_content).decode().splitlines()
+
+    invoices = download("invoices")
+    assert invoices[1].startswith(f"{finalized.number},2026-04-01,finalized,") and invoices[1].endswith(",113.00,0.00")
+    fees = download("fees")
+    assert len(fees) == 2 and ",nexacloud,subscription," in fees[1] and ",100.00,13.00," in fees[1]
+    assert download("summary") == ["service,tax,rate,currency,base,tax_amount",
+                                   "nexacloud,hst_sale_tax_13,13,CAD,100.00,13.00"]
+    assert client.get(url, {"start": "2026-05-01", "end": "2026-05-31", "kind": "invoices"}).status_code == 200
+
+    nobody = User.objects.create_user("nobody", password="pw-nobody-12345", is_staff=True)
+    client.force_login(nobody)
+    assert client.get(url, {"start": "2026-04-01", "end": "2026-04-30", "kind": "invoices"}).status_code == 403
