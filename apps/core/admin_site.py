@@ -62,6 +62,8 @@ def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:
     home = [{"title": "Dashboard", "icon": "dashboard", "link": reverse("admin:index")}]
     if request.user.has_perm("invoicing.view_invoice"):
         home.append({"title": "Exports", "icon": "download", "link": reverse("admin:invoicing_invoice_exports")})
+    if request.user.has_perm("invoicing.change_invoice"):
+        home.append({"title": "Run a close", "icon": "play_circle", "link": reverse("admin:invoicing_closerun_run")})
     groups: list[dict[str, Any]] = [{"title": "Nexa Billing", "items": home}]
     placed: set[str] = set()
     for title, labels in SECTIONS:

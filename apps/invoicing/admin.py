@@ -346,13 +346,111 @@ class CloseRunCustomerInline(ReadOnlyTabularInline):
     raw_id_fields = ("customer",)
 
 
+class RunCloseForm(forms.Form):
+    as_of = forms.SplitDateTimeField(label="As of", help_text="Periods ended at or before this instant are billed; "
+                                     "not later than now.", widget=forms.SplitDateTimeWidget(
+                                         date_attrs={"type": "date"}, time_attrs={"type": "time"}))
+    customer = forms.CharField(required=False, label="One customer (hub id, e.g. nexacloud:acme)",
+                               help_text="Empty: every customer due.")
+    reason = forms.CharField(min_length=5, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text="Required: recorded in the audit with your name.")
+
+    def clean_as_of(self):
+        from django.utils import timezone
+
+        value = self.cleaned_data["as_of"]
+        if value > timezone.now():
+            raise forms.ValidationError("A close bills periods that have ended: choose now or earlier.")
+        return value
+
+    def clean_customer(self):
+        from apps.customers.models import Customer
+
+        external_id = self.cleaned_data["customer"].strip()
+        if not external_id:
+            return None
+        customer = Customer.objects.filter(external_id=external_id).first()
+        if customer is None:
+            raise forms.ValidationError("No customer with this hub id.")
+        return customer
+
+
 @admin.register(CloseRun)
 class CloseRunAdmin(ReadOnlyAdmin):
-    """Written by the close only: a run is its record of what was billed, never edited, deleted or made by hand."""
+    """Written by the close only: a run is its record of what was billed, never edited, deleted or made by hand.
+    Staff start one from "Run a close" (the same close the schedule runs) and follow it on its progress page."""
 
-    list_display = ("created_at", "as_of", "status", "customers_count", "invoices_count", "fees_count", "failures_count")
+    list_display = ("created_at", "as_of", "status", "progress", "customers_count", "invoices_count", "fees_count",
+                    "failures_count")
     list_filter = ("status",)
     inlines = (CloseRunCustomerInline,)
+    readonly_fields = ("progress",)
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [path("run/", self.admin_site.admin_view(self.run_view), name="invoicing_closerun_run"),
+                path("progress/", self.admin_site.admin_view(self.progress_view), name="invoicing_closerun_progress"),
+                *super().get_urls()]
+
+    def _may_run(self, request) -> bool:
+        return request.user.has_perm("invoicing.change_invoice")
+
+    def run_view(self, request):
+        """Run a close as of a date, for every customer due (in the background) or for one (now)."""
+        from django.core.exceptions import PermissionDenied
+        from django.http import HttpResponseRedirect
+        from django.urls import reverse
+        from django.utils import timezone
+
+        from apps.core.queue import task_send_on_commit
+
+        from .close import close_customer
+
+        if not self._may_run(request):
+            raise PermissionDenied
+        form = RunCloseForm(request.POST or None, initial={"as_of": timezone.localtime().replace(microsecond=0)})
+        if request.method == "POST" and form.is_valid():
+            as_of, customer = form.cleaned_data["as_of"], form.cleaned_data["customer"]
+            with audit_context(actor=request.user.get_username(), reason=form.cleaned_data["reason"],
+                               action="close"):
+                if customer is not None:
+                    try:
+                        invoices, fees = close_customer(customer_id=customer.pk, as_of=as_of)
+                    except BillingError as exc:
+                        form.add_error(None, f"{customer}: {exc}")
+                    else:
+                        self.message_user(request, f"{customer} closed as of {as_of:%Y-%m-%d %H:%M}: "
+                                                   f"{invoices} invoice(s), {fees} fee(s).")
+                        return HttpResponseRedirect(reverse("admin:customers_customer_overview",
+                                                            args=[customer.pk]))
+                else:
+                    started = timezone.now()
+                    task_send_on_commit("apps.invoicing.tasks.periods_close_task", as_of.isoformat())
+                    return HttpResponseRedirect(reverse("admin:invoicing_closerun_progress")
+                                                + f"?since={started.isoformat()}".replace("+", "%2B"))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "title": "Run a close"}
+        return TemplateResponse(request, "admin/invoicing/run_close.html", context)
+
+    def progress_view(self, request):
+        """The close started at `since`: customers closed out of those due, refreshed until it ends."""
+        from django.utils.dateparse import parse_datetime
+
+        since = parse_datetime(request.GET.get("since", "")) if request.GET.get("since") else None
+        runs = CloseRun.objects.order_by("-created_at")
+        run = (runs.filter(created_at__gte=since) if since else runs).order_by("created_at").first()
+        done = run.outcomes.count() if run else 0
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "run": run, "done": done,
+                   "percent": int(done * 100 / run.customers_count) if run and run.customers_count else
+                   (100 if run and run.status != CloseRun.Status.RUNNING else 0),
+                   "running": run is None or run.status == CloseRun.Status.RUNNING, "title": "Close progress"}
+        return TemplateResponse(request, "admin/invoicing/close_progress.html", context)
+
+    @admin.display(description="progress")
+    def progress(self, obj: CloseRun) -> str:
+        done = obj.outcomes.count()
+        return f"{done} of {obj.customers_count} customer(s)" + (" (running)" if obj.status == "running" else "")
 
 
 @admin.register(CloseRunCustomer)

@@ -8,6 +8,8 @@ class InvoicingConfig(AppConfig):
     def ready(self) -> None:
         from apps.subscriptions.lifecycle import billing_listen
 
+        from . import tasks  # noqa: F401  (registers the tasks sent by name: apps.core.queue)
+
         billing_listen(_bill_now)
 
 

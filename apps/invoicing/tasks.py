@@ -5,10 +5,13 @@ from celery import shared_task
 
 
 @shared_task(acks_late=True)
-def periods_close_task() -> int:
+def periods_close_task(as_of: str | None = None) -> int:
+    """The scheduled close (now), or staff's close as of an ISO instant (the admin's "Run a close")."""
+    from django.utils.dateparse import parse_datetime
+
     from .close import periods_close
 
-    return periods_close().pk
+    return periods_close(as_of=parse_datetime(as_of) if as_of else None).pk
 
 
 @shared_task(acks_late=True)

@@ -125,3 +125,21 @@ def test_an_operator_voids_with_a_reason_issues_a_credit_note_and_reads_the_audi
     tab.open("/admin/audit/auditevent/?by=staff")
     assert "Goodwill credit after the outage of April 3" in tab.page.content()
     tab.shot("audit-global")
+
+
+def test_an_operator_runs_a_close_and_follows_its_progress(staff_tab, billing, settings):
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    billing.customer("acme")
+    billing.subscribe("s1", billing.plan("pro", amount_cents=10000), customer="acme", when=at(2026, 3, 1, 0, 0))
+    tab = staff_tab("operator")
+    tab.open("/admin/invoicing/closerun/run/")
+    tab.page.fill("input[name=as_of_0]", "2026-04-01")
+    tab.page.fill("input[name=as_of_1]", "01:00")
+    tab.page.fill("textarea[name=reason]", "April close run by hand after the scheduler was paused")
+    tab.shot("run-close")
+    tab.page.click("button[name=confirm]")
+    tab.page.wait_for_selector("#nexa-close-progress[data-running=false]", timeout=60_000)
+    assert tab.page.locator("#nexa-close-status").inner_text() == "succeeded"
+    assert "1 of 1 customer(s) closed" in tab.page.content()
+    tab.shot("close-progress")
+    assert Invoice.objects.filter(status="finalized").count() == 1
