@@ -562,7 +562,7 @@ def split_credits(lines: list[Line]) -> tuple[list[Line], list[Line]]:
 
 def plan_locked(
     customers: list[Customer], *, as_of: datetime, fetch: UsageFetcher, loaded: Loaded | None = None,
-    fenced: dict[int, datetime] | None = None, strict: bool = False,
+    fenced: dict[int, datetime] | None = None, strict: bool = False, rescan_from: dict[int, datetime] | None = None,
 ):
     """Plan and price locked customers from set-based reads (one customer or a batch); return (plans, left).
 
@@ -573,6 +573,8 @@ def plan_locked(
     one-by-one path, which cuts it off first (`close_customer`). None: the caller vouches for the windows.
     `strict` (the one-by-one path): nothing is left; a failure is raised, a window not fenced raises
     `WindowsNotFenced` before any usage is read.
+    `rescan_from`: subscription id -> an instant whose period planning must look at again although a later
+    period was billed since (a draft's refresh re-plans the periods of the fees it deleted).
     """
     from apps.usage.selectors import late_usage_unbilled
 
@@ -590,6 +592,11 @@ def plan_locked(
         subscription.customer = by_id[subscription.customer_id]  # share the locked row
         by_customer[subscription.customer_id].append(subscription)
     starts = _scan_starts(subscriptions)
+    for subscription in subscriptions:
+        moment = (rescan_from or {}).get(subscription.pk)
+        if moment is not None and subscription.pk in starts:
+            day = local_date(moment, subscription.customer.applicable_timezone)
+            starts[subscription.pk] = min(starts[subscription.pk], day)
     billed_by = _billed_by_subscription(subscriptions, starts)
     billed = {key: details for keys in billed_by.values() for key, details in keys.items()}
     late = late_usage_unbilled(subscription_ids=[subscription.pk for subscription in subscriptions])

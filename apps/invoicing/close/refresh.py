@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from apps.customers.models import Customer
@@ -29,10 +30,20 @@ def invoice_refresh(*, invoice_id: int, now: datetime | None = None, fetch: Usag
         invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
         if invoice.status != Invoice.Status.DRAFT or invoice.invoice_type != Invoice.InvoiceType.SUBSCRIPTION:
             return invoice
-        invoice.fees.filter(is_adjustment=False).delete()
+        replanned = invoice.fees.filter(is_adjustment=False)
+        # The periods of the fees deleted here are planned again even when a later invoice of the same
+        # subscription (a later period, billed by the same close or since) moved the planner's scan start past
+        # them: else their fees, and the usage they billed, would be on no invoice.
+        rescan_from = dict(
+            replanned.filter(subscription__isnull=False, from_datetime__isnull=False).order_by()
+            .values_list("subscription_id").annotate(first=Min("from_datetime")).values_list("subscription_id", "first")
+        )
+        replanned.delete()
         InvoiceSubscription.objects.filter(invoice=invoice).delete()
         # Re-plan as the close did when it opened this draft (its grace window started at the close).
-        plans, _ = plan_locked([customer], as_of=max(now, invoice.created_at), fetch=fetch, strict=True)
+        plans, _ = plan_locked(
+            [customer], as_of=max(now, invoice.created_at), fetch=fetch, strict=True, rescan_from=rescan_from
+        )
         day = invoice.issuing_date
         lines = [
             line
