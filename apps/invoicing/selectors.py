@@ -1,7 +1,8 @@
 """Reads for invoices and credit notes, scoped by the calling service.
 
 A service sees an invoice when the invoice bills one of its subscriptions or carries one of its add-ons
-(`Fee.service`); customers shared between services thus get one invoice both can read.
+(`Fee.service`); customers shared between services thus get one invoice both can read. An invoice with no line
+is seen by each service linked with its customer.
 """
 from __future__ import annotations
 
@@ -9,17 +10,23 @@ from datetime import date
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from apps.catalog.taxes import ScheduledTax, TaxRate, TaxSchedule, rate_percent
 from apps.core.exceptions import NotFound
-from apps.customers.models import Service
+from apps.customers.models import AccountLink, Service
 
 from .models import CreditNote, CreditNoteItem, Fee, Invoice
 
 
-def _visible(service: Service) -> Exists:
-    return Exists(Fee.objects.filter(invoice=OuterRef("pk"), service=service))
+def _visible(service: Service) -> Q:
+    # An invoice with no line at all bills no service, so no other service's identifiers are on it: each service
+    # its customer is linked with may read (and void) it. A draft's refresh empties one when nothing it billed is
+    # owed any more (an in-advance subscription upgraded the day it began bills that day on the new plan).
+    return Exists(Fee.objects.filter(invoice=OuterRef("pk"), service=service)) | (
+        ~Exists(Fee.objects.filter(invoice=OuterRef("pk")))
+        & Exists(AccountLink.objects.filter(customer=OuterRef("customer_id"), service=service, deleted_at__isnull=True))
+    )
 
 
 def invoice_list(

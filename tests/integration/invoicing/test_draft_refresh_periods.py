@@ -70,3 +70,31 @@ def test_every_invoice_finalize_due_leaves_can_be_voided_through_the_api(service
         assert response.json()["invoice"]["status"] == "voided"
     march.refresh_from_db()
     assert march.fees_amount_cents == 1300
+
+
+def test_a_draft_its_refresh_empties_is_still_the_services_to_read_and_void(service_factory, api_client_for, settings):
+    """An in-advance subscription (no charges) upgraded the day it began bills that day on the new plan: the refresh
+    drops the old plan's fee, and the invoice, finalized at 0 with no line, holds no fee of any service."""
+    settings.INVOICE_GRACE_PERIOD_DAYS = 2
+    issued = service_factory("nexacloud", "NexaCloud")
+    billing = Billing(issued.service)
+    metric = billing.metric()
+    basic = billing.plan("basic", amount_cents=1000, pay_in_advance=True)  # a base fee alone
+    pro = billing.plan("pro", amount_cents=5000, charges=[(metric, "standard", {"amount": "1"}, {})])
+    billing.customer()
+    billing.subscribe("s1", basic, when=at(2026, 3, 10, 9))
+    periods_close(as_of=at(2026, 3, 10, 9))
+    draft = Invoice.objects.get()
+    assert draft.status == "draft" and draft.fees_amount_cents > 0
+    billing.subscribe("s1", pro, when=at(2026, 3, 10, 11))  # an upgrade: at once
+    periods_close(as_of=at(2026, 3, 10, 11))
+
+    invoices_finalize_due(now=at(2026, 3, 13))
+
+    draft.refresh_from_db()
+    assert (draft.status, draft.total_amount_cents, draft.fees.count()) == ("finalized", 0, 0)
+    api = api_client_for(issued.raw_key)
+    assert api.get(f"/api/v1/invoices/{draft.lago_id}").status_code == 200
+    response = api.post(f"/api/v1/invoices/{draft.lago_id}/void")
+    assert response.status_code == 200, response.content
+    assert check_all() == []
