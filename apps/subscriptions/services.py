@@ -53,6 +53,10 @@ def subscription_create(*, service: Service, request: SubscriptionRequest) -> Su
     if request.plan.service_id != service.pk:
         raise ValueError("plan belongs to another service")  # selectors scope plans; this is a bug guard
     link = _link_for(service=service, external_customer_id=request.external_customer_id)
+    # What time has made due comes first: a subscription past its ending date is terminated at that date, not
+    # replaced by a plan change now (its successor would inherit an ending date already past, and the old plan
+    # would be billed until today).
+    subscription_transitions_apply(now=now, customer_ids=[link.customer_id])
     current = (
         Subscription.objects.select_for_update(of=("self",))
         .select_related("plan", "customer")
@@ -200,6 +204,10 @@ def subscription_terminate(
     """
     if on_termination_credit_note is not None and on_termination_credit_note not in Subscription.TerminationCredit.values:
         raise ValidationFailed("bad choice", details={"on_termination_credit_note": ["value_is_invalid"]})
+    if at is None:
+        # Terminated now, unless time has ended it already (its ending date passed, transitions not run yet).
+        customer_id = Subscription.objects.values_list("customer_id", flat=True).get(pk=subscription_id)
+        subscription_transitions_apply(now=timezone.now(), customer_ids=[customer_id])
     subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
     now = at or timezone.now()
     if subscription.status == Subscription.Status.PENDING:
