@@ -484,11 +484,14 @@ class BillingMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.api is not None and bool(self._open_checkouts()))
     @rule(index=st.integers(min_value=0, max_value=10),
-          outcome=st.sampled_from(["paid", "paid_redelivered", "paid_told_later", "declined"]))
+          outcome=st.sampled_from(["paid", "paid_redelivered", "paid_told_later", "paid_while_voided",
+                                   "paid_while_retried", "declined"]))
     def pay_checkout_link(self, index, outcome):
         """The customer pays an open Checkout link and Stripe sends checkout.session.completed (sometimes twice, or
-        only later: meanwhile staff may retry the payment, which supersedes the link, or void the invoice), or the
-        card is declined on the Checkout page (Stripe keeps the session open, nothing is paid)."""
+        only later: meanwhile staff may retry the payment, which supersedes the link, or void the invoice; the
+        `paid_while_*` outcomes do one of those before Stripe tells, which `paid_told_later` reaches only by
+        chance: defect 2, a payment on a canceled attempt dropped), or the card is declined on the Checkout page
+        (Stripe keeps the session open, nothing is paid)."""
         attempt = self._pick(self._open_checkouts(), index)
         path = f"/_config/checkout_sessions/{attempt.stripe_checkout_session_id}/complete"
         if outcome == "declined":
@@ -500,6 +503,9 @@ class BillingMachine(RuleBasedStateMachine):
             self.paid_not_told.append(attempt)
             self.untold.append(event)
             return
+        if outcome in ("paid_while_voided", "paid_while_retried"):
+            action = "void" if outcome == "paid_while_voided" else "retry_payment"
+            self._ok(self.api.post(f"/api/v1/invoices/{attempt.invoice.lago_id}/{action}"), 405, 422)
         for _ in range(1 + (outcome == "paid_redelivered")):
             assert post_signed(self.webhooks, self.endpoint, event).status_code == 200
 
