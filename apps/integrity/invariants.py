@@ -10,10 +10,12 @@ out of I1, with what is attached to them.
 
 I1 balance, per customer and currency:
     flows  = Σ finalized invoices' sub_total_including_taxes
-           − Σ credit notes' total (credit status not voided)
+           − Σ credit notes' total (credit status not voided), less what they offset on invoices voided since
+             (that part settled an invoice no longer counted; the void reverses only the rest)
            − Σ payments (every Payment: a PaymentIntent Stripe reported succeeded)
            + Σ succeeded refunds (of credit notes and of customer credit)
-    owed   = Σ finalized invoices' amount due, max(total − total_paid, 0)
+    owed   = Σ finalized invoices' amount due, max(total − total_paid − offset, 0) (offset: what credit notes
+             issued on the invoice while it was due settled)
            − Σ unused credit-note credit (balance of notes whose credit is `available`)
            − Σ credit-note refunds owed (refund amount less the note's succeeded refund)
            − Σ customer credit kept from payments no invoice took (CustomerCredit balance, available or refunding)
@@ -128,10 +130,10 @@ class Balance:
     customer_id: int
     currency: str
     invoiced: int  # Σ finalized invoices' sub_total_including_taxes
-    credited: int  # Σ credit notes' total
+    credited: int  # Σ credit notes' total (less their offsets of invoices voided since)
     paid: int  # Σ payments
     refunded: int  # Σ succeeded refunds
-    due: int  # Σ finalized invoices' max(total − total_paid, 0)
+    due: int  # Σ finalized invoices' max(total − total_paid − offset, 0)
     credit_left: int  # Σ unused credit-note credit
     refund_owed: int  # Σ credit-note refund amounts not refunded yet
     customer_credit: int  # Σ credit kept from payments no invoice took, not consumed or refunded yet
@@ -151,15 +153,17 @@ class Balance:
 BALANCE_PARTS = {
     "invoiced": """
         SELECT customer_id, currency, sum(sub_total_including_taxes_amount_cents),
-               sum(greatest(total_amount_cents - total_paid_amount_cents, 0))
+               sum(greatest(total_amount_cents - total_paid_amount_cents - offset_amount_cents, 0))
           FROM invoicing_invoice
          WHERE status = 'finalized' AND NOT """ + _not_owed("invoicing_invoice.id") + """ AND {scope}
          GROUP BY 1, 2""",
     "credited": """
-        SELECT n.customer_id, n.currency, sum(n.total_amount_cents),
+        SELECT n.customer_id, n.currency,
+               sum(n.total_amount_cents - CASE WHEN ci.status = 'voided' THEN n.offset_amount_cents ELSE 0 END),
                coalesce(sum(n.balance_amount_cents) FILTER (WHERE n.credit_status = 'available'), 0),
                sum(n.refund_amount_cents - coalesce(r.amount_cents, 0))
           FROM invoicing_creditnote n
+          JOIN invoicing_invoice ci ON ci.id = n.invoice_id
           LEFT JOIN payments_refund r ON r.credit_note_id = n.id AND r.status = 'succeeded'
          WHERE n.credit_status <> 'voided' AND NOT """ + _not_owed("n.invoice_id") + """ AND {scope}
          GROUP BY 1, 2""",

@@ -72,6 +72,10 @@ class Invoice(TimeStampedModel):
     # asked to pay.
     total_amount_cents = models.BigIntegerField(default=0)
     total_paid_amount_cents = models.BigIntegerField(default=0)
+    # Settled by credit notes issued on this invoice while it was due (their `offset_amount_cents`): Lago's
+    # `total_offsetted_credit_note_amount_cents`, Odoo's reconciliation of each out_refund with the invoice it
+    # reverses. The invoice's total is unchanged; what is left due is total - paid - offset.
+    offset_amount_cents = models.BigIntegerField(default=0)
     finalized_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     payment_overdue = models.BooleanField(default=False)
@@ -106,7 +110,7 @@ class Invoice(TimeStampedModel):
 
     @property
     def total_due_amount_cents(self) -> int:
-        return max(self.total_amount_cents - self.total_paid_amount_cents, 0)
+        return max(self.total_amount_cents - self.total_paid_amount_cents - self.offset_amount_cents, 0)
 
 
 class InvoiceSubscription(models.Model):
@@ -234,6 +238,9 @@ class CreditNote(TimeStampedModel):
     total_amount_cents = models.BigIntegerField(default=0)
     credit_amount_cents = models.BigIntegerField(default=0)  # kept as customer credit
     refund_amount_cents = models.BigIntegerField(default=0)  # paid back through Stripe
+    # Taken off its invoice's amount due when issued (Lago's offset; Odoo reconciles the out_refund with the
+    # invoice it reverses as it is posted): min(amount due, total), before any refund or credit.
+    offset_amount_cents = models.BigIntegerField(default=0)
     balance_amount_cents = models.BigIntegerField(default=0)  # credit not yet consumed
     credit_status = models.CharField(max_length=16, choices=CreditStatus.choices, blank=True)
     refund_status = models.CharField(max_length=16, choices=RefundStatus.choices, blank=True)
@@ -253,6 +260,7 @@ class CreditNote(TimeStampedModel):
             models.CheckConstraint(
                 condition=Q(credit_amount_cents__gte=0) & Q(refund_amount_cents__gte=0), name="credit_note_positive"
             ),
+            models.CheckConstraint(condition=Q(offset_amount_cents__gte=0), name="credit_note_offset_positive"),
             models.UniqueConstraint(fields=("close_key",), name="uniq_credit_note_close_key"),
             models.CheckConstraint(
                 condition=Q(balance_amount_cents__gte=0) & Q(balance_amount_cents__lte=models.F("credit_amount_cents")),

@@ -186,6 +186,7 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         "total_amount_cents": invoice.total_amount_cents,
         "total_due_amount_cents": invoice.total_due_amount_cents,
         "total_paid_amount_cents": invoice.total_paid_amount_cents,
+        "total_offsetted_credit_note_amount_cents": invoice.offset_amount_cents,
         "file_url": file_url,
         "payment_url": invoice_payment_link(invoice),  # Checkout link while payable (issue 6)
         "voided_at": ts(invoice.voided_at),
@@ -337,7 +338,7 @@ def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict
         "balance_amount_cents": note.balance_amount_cents,
         "credit_amount_cents": note.credit_amount_cents,
         "refund_amount_cents": note.refund_amount_cents,
-        "offset_amount_cents": 0,
+        "offset_amount_cents": note.offset_amount_cents,
         "coupons_adjustment_amount_cents": 0,
         "created_at": ts(note.created_at),
         "updated_at": ts(note.updated_at),

@@ -501,6 +501,10 @@ class CreditNoteEstimate:
     total_amount_cents: int
     max_creditable_amount_cents: int
     max_refundable_amount_cents: int
+    # What the note takes off the invoice's amount due first (min(due, total)): Lago's `max_offsettable_amount_cents`,
+    # and what Odoo reconciles the out_refund with its invoice for as it posts it (C-MOVE `_post` ->
+    # `_reconcile_reversed_moves`, whatever the path: wizard or create + action_post).
+    offset_amount_cents: int = 0
 
 
 @dataclass
@@ -565,14 +569,18 @@ def credit_note_estimate(*, invoice: Invoice, items: list[CreditNoteItemIn]) -> 
         raise ValidationFailed("invalid credit note", details=errors)
     sub_total = sum(amount for _, amount, _, _ in out)
     taxes = sum(tax for _, _, tax, _ in out)
+    total = sub_total + taxes
     refunded = CreditNote.objects.filter(invoice=invoice).aggregate(total=Sum("refund_amount_cents"))["total"] or 0
+    offset = min(invoice.total_due_amount_cents, total)
     return CreditNoteEstimate(
         items=out,
         sub_total_excluding_taxes_amount_cents=sub_total,
         taxes_amount_cents=taxes,
-        total_amount_cents=sub_total + taxes,
-        max_creditable_amount_cents=sub_total + taxes,
-        max_refundable_amount_cents=max(0, min(sub_total + taxes, invoice.total_paid_amount_cents - refunded)),
+        total_amount_cents=total,
+        max_creditable_amount_cents=total,
+        # Only what the note does not offset can be paid back, and never more than was paid and not yet refunded.
+        max_refundable_amount_cents=max(0, min(total - offset, invoice.total_paid_amount_cents - refunded)),
+        offset_amount_cents=offset,
     )
 
 
@@ -585,12 +593,21 @@ def credit_note_create(
     description: str = "",
     credit_amount_cents: int | None = None,
     refund_amount_cents: int | None = None,
+    offset_amount_cents: int | None = None,
     issuing_date: date | None = None,
     close_key: str | None = None,
     subscription_id: int | None = None,
 ) -> CreditNote:
     """Credit part of a finalized invoice's fees, never more than what is left on each fee, and refund at most
     what was paid on the invoice less what its credit notes already refund.
+
+    The note first settles what the invoice still owes (`offset_amount_cents` = min(amount due, total)); only the
+    rest is refunded (`refund_amount_cents`) or kept as the customer's credit for the next invoices. So a note on an
+    unpaid invoice lowers what is collected on that invoice instead of handing the customer credit for money never
+    received, and the hub records what Odoo does when it posts the note's out_refund: `_post` reconciles it with the
+    invoice it reverses for as much as both have open (C-MOVE `_reconcile_reversed_moves`). Lago's own split of a
+    note is the caller's choice; the hub takes `credit_amount_cents`, `refund_amount_cents` and `offset_amount_cents`
+    as Lago does (their sum must be the note's total), then applies the offset first (README, deviations).
 
     The invoice row lock serializes the credit notes of one invoice: what is credited and refunded is read
     after it is taken (READ COMMITTED: each statement sees every commit before it), so two notes issued at once
@@ -603,12 +620,17 @@ def credit_note_create(
     if reason not in CreditNote.Reason.values:
         raise ValidationFailed("bad reason", details={"reason": ["value_is_invalid"]})
     estimate = credit_note_estimate(invoice=invoice, items=items)
+    total, offset = estimate.total_amount_cents, estimate.offset_amount_cents
     refund = refund_amount_cents or 0
-    credit = estimate.total_amount_cents - refund if credit_amount_cents is None else credit_amount_cents
-    if credit < 0 or refund < 0 or credit + refund != estimate.total_amount_cents:
+    asked_offset = offset_amount_cents or 0
+    asked_credit = total - refund - asked_offset if credit_amount_cents is None else credit_amount_cents
+    if asked_credit < 0 or refund < 0 or asked_offset < 0 or asked_credit + refund + asked_offset != total:
         raise ValidationFailed("amounts", details={"base": ["does_not_match_item_amounts"]})
+    if asked_offset > offset:
+        raise ValidationFailed("offset", details={"offset_amount_cents": ["higher_than_remaining_invoice_amount"]})
     if refund > estimate.max_refundable_amount_cents:
         raise ValidationFailed("refund", details={"refund_amount_cents": ["higher_than_remaining_invoice_amount"]})
+    credit = total - offset - refund
     sequential_id = invoice.credit_notes.count() + 1
     note = CreditNote.objects.create(
         invoice=invoice,
@@ -624,6 +646,7 @@ def credit_note_create(
         total_amount_cents=estimate.total_amount_cents,
         credit_amount_cents=credit,
         refund_amount_cents=refund,
+        offset_amount_cents=offset,
         balance_amount_cents=credit,
         credit_status=CreditNote.CreditStatus.AVAILABLE if credit else "",
         refund_status=CreditNote.RefundStatus.PENDING if refund else "",
@@ -635,8 +658,16 @@ def credit_note_create(
         CreditNoteItem(credit_note=note, fee=fee, amount_cents=amount, taxes_amount_cents=tax, applied_taxes=applied)
         for fee, amount, tax, applied in estimate.items
     )
+    if offset:
+        invoice.offset_amount_cents += offset
+        fields = ["offset_amount_cents", "updated_at"]
+        if invoice.total_due_amount_cents == 0:  # settled: nothing left to collect (Lago marks it paid too)
+            invoice.payment_status, invoice.payment_overdue = Invoice.PaymentStatus.SUCCEEDED, False
+            fields += ["payment_status", "payment_overdue"]
+        invoice.save(update_fields=fields)
     # follow-up rows: webhook "credit_note.created" (apps.webhooks), ledger credit note (apps.ledger),
-    # Stripe refund when refund_amount_cents > 0 (apps.payments), in this transaction.
+    # Stripe refund when refund_amount_cents > 0 and new links for what an offset left due (apps.payments), in this
+    # transaction.
     credit_note_webhook_record(credit_note=note)
     ledger_posting_create(credit_note=note)
     credit_note_created_announce(credit_note=note)  # apps.payments refunds through Stripe on commit

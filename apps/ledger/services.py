@@ -311,6 +311,15 @@ class _Batch:
         matches = odoo == hub and move.currency == _currency(posting)
         error = "" if matches else (f"Odoo {move.name} has untaxed/tax/total {odoo} {move.currency}, "
                                     f"the hub billed {hub} {_currency(posting)}")
+        if matches and posting.kind == LedgerPosting.Kind.CREDIT_NOTE:
+            # Posting reconciled the note with its invoice for as much as both had open; that must be the hub's
+            # offset (nothing else touches the note before it is posted: applications and refunds wait for it).
+            note = posting.credit_note
+            offset = move.amount_total_cents - move.amount_residual_cents
+            if offset != note.offset_amount_cents:
+                matches = False
+                error = (f"Odoo reconciled {offset} {move.currency} of {move.name} with invoice "
+                         f"{note.invoice.number}, the hub offset {note.offset_amount_cents}")
         self._close(posting, "posted" if matches else "mismatch",
                     status=LedgerPosting.Status.POSTED if matches else LedgerPosting.Status.MISMATCH,
                     odoo_move_id=move.id, odoo_name=move.name, odoo_amount_untaxed_cents=odoo[0],
@@ -352,14 +361,15 @@ class _Batch:
                     self.retry_later(posting, f"waiting for invoice {reversed_invoice.number} to be "
                                               "posted to Odoo", seconds=BACKOFF_BASE_SECONDS)
                     continue
-                # Keep the hub's order: a payment or credit note recorded before this one goes first, or this
-                # reversal would reconcile the unpaid invoice and Odoo would then refuse the payment (and a
-                # void must reverse only what the earlier credit notes left).
-                # A void also waits for the credit applications of the invoice (and their returns): the reversal
-                # must find the invoice's receivable free of the credit the void gave back.
-                earlier = [LedgerPosting.Kind.PAYMENT] + ([LedgerPosting.Kind.CREDIT_NOTE,
-                                                           LedgerPosting.Kind.CREDIT_APPLICATION]
-                                                          if posting.kind == LedgerPosting.Kind.VOID else [])
+                # Odoo reconciles an out_refund with the invoice it reverses as it posts it, for as much as both
+                # have open (C-MOVE `_post` -> `_reconcile_reversed_moves`): the hub's offset (credit note) or the
+                # void's reversal is exactly that amount only if Odoo's invoice residual is the hub's amount due
+                # when the note was issued. So keep the hub's order: the payments, credit applications (and their
+                # returns) and earlier credit notes of the invoice go first. One note per invoice and call also
+                # keeps clear of `_post` pairing `reversed_entry_id` (a de-duplicated recordset) with the notes
+                # by position.
+                earlier = [LedgerPosting.Kind.PAYMENT, LedgerPosting.Kind.CREDIT_NOTE,
+                           LedgerPosting.Kind.CREDIT_APPLICATION]
                 if LedgerPosting.objects.filter(kind__in=earlier, invoice_id=reversed_invoice.pk,
                                                 pk__lt=posting.pk, status=LedgerPosting.Status.PENDING).exists():
                     self.retry_later(posting, f"waiting for the payments or credit notes of invoice "

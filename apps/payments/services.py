@@ -393,7 +393,7 @@ def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str
     )
     if not created:
         return payment
-    owed = invoice.total_amount_cents - invoice.total_paid_amount_cents
+    owed = invoice.total_due_amount_cents  # what credit notes offset is not owed any more
     applied = max(0, min(payment.amount_cents, owed)) if invoice.status == Invoice.Status.FINALIZED else 0
     previous = invoice.payment_status
     if applied:
@@ -708,9 +708,32 @@ def credit_note_refund(*, credit_note_id: int) -> Refund | None:
 
 
 def payment_credit_note_created(*, credit_note: CreditNote) -> None:
-    """Call inside the credit-note transaction: refund through Stripe once it commits."""
+    """Call inside the credit-note transaction, its invoice locked: refund through Stripe once it commits; when the
+    note lowered what the invoice owes (its offset), stop asking for the old amount.
+
+    A settled invoice is collected no more (as when paid). One still partly due keeps an off-session charge already
+    under way (whatever it collects beyond the amount due becomes customer credit, `_payment_record`), but its links
+    waiting for the customer are canceled, expired at Stripe, and replaced by one for the new amount due."""
     if credit_note.refund_amount_cents > 0 and gateway.is_configured():
         task_send_on_commit("apps.payments.tasks.credit_note_refund_task", credit_note.pk)
+    if credit_note.offset_amount_cents <= 0:
+        return
+    invoice = credit_note.invoice
+    if invoice.total_due_amount_cents == 0:
+        _attempts_cancel(invoice)
+        events.invoice_payment_status_updated(invoice)
+        return
+    waiting = invoice.payment_attempts.filter(status=PaymentAttempt.Status.REQUIRES_ACTION)
+    if not waiting.exists():
+        return
+    ids = list(waiting.values_list("pk", flat=True))
+    PaymentAttempt.objects.filter(pk__in=ids).update(status=PaymentAttempt.Status.CANCELED, updated_at=timezone.now())
+    checkout = list(PaymentAttempt.objects.filter(pk__in=ids, kind=PaymentAttempt.Kind.CHECKOUT)
+                    .exclude(stripe_checkout_session_id="").values_list("pk", flat=True))
+    if gateway.is_configured():
+        if checkout:
+            task_send_on_commit("apps.payments.tasks.payment_checkout_close_task", checkout)
+        task_send_on_commit("apps.payments.tasks.payment_collect_for_invoice_task", invoice.pk)
 
 
 # --- customer credit refunds (PAYMENTS_OVERPAYMENT_HANDLING = "refund") ----------------------------------------------

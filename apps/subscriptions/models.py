@@ -22,7 +22,7 @@ class Subscription(TimeStampedModel):
     class TerminationCredit(models.TextChoices):
         CREDIT = "credit"  # a credit note kept as customer credit, consumed by the next invoices
         REFUND = "refund"  # refunded through Stripe up to what was paid, the rest as credit
-        OFFSET = "offset"  # Lago: offsets the invoice's unpaid amount; the hub keeps it as credit (README)
+        OFFSET = "offset"  # Lago: refund the paid part, offset the unpaid part (every note offsets first here)
         SKIP = "skip"  # no credit note
 
     service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="subscriptions")

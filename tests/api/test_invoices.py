@@ -77,14 +77,33 @@ def test_credit_notes_never_exceed_what_is_left(world, api_client_for):
                                "items": [{"fee_id": str(fee.lago_id), "amount_cents": 2000}]}}
     estimate = api.post("/api/v1/credit_notes/estimate", payload, format="json").json()["estimated_credit_note"]
     assert estimate["taxes_amount_cents"] == 260 and estimate["max_creditable_amount_cents"] == 2260
+    assert estimate["max_offsettable_amount_cents"] == 2260  # the invoice (4238) is unpaid
     note = api.post("/api/v1/credit_notes", payload, format="json").json()["credit_note"]
-    assert (note["total_amount_cents"], note["credit_amount_cents"], note["balance_amount_cents"]) == (2260, 2260, 2260)
-    assert note["number"].endswith("-CN1") and note["credit_status"] == "available"
+    # Unpaid: the note settles that much of the invoice instead of giving credit for money never received.
+    assert (note["total_amount_cents"], note["offset_amount_cents"], note["credit_amount_cents"],
+            note["balance_amount_cents"]) == (2260, 2260, 0, 0)
+    assert note["number"].endswith("-CN1") and note["credit_status"] is None
+    body = api.get(f"/api/v1/invoices/{invoice.lago_id}").json()["invoice"]
+    assert (body["total_amount_cents"], body["total_offsetted_credit_note_amount_cents"],
+            body["total_due_amount_cents"], body["payment_status"]) == (4238, 2260, 1978, "pending")
     again = api.post("/api/v1/credit_notes", payload, format="json")
     assert again.status_code == 422
     assert again.json()["error_details"] == {"items[0].amount_cents": ["higher_than_remaining_fee_amount"]}
     listed = api.get("/api/v1/credit_notes").json()
     assert listed["meta"]["total_count"] == 1
+    # Lago's offset is asked for explicitly too, never above what is due (1978 left).
+    other = invoice.fees.get(fee_type="charge")
+    items = [{"fee_id": str(other.lago_id), "amount_cents": 1250}]  # 1250 + 163 tax = 1413
+    too_much = api.post("/api/v1/credit_notes", {"credit_note": {
+        "invoice_id": str(invoice.lago_id), "items": items, "offset_amount_cents": 1414, "credit_amount_cents": 0}},
+        format="json")
+    assert too_much.status_code == 422
+    assert too_much.json()["error_details"] == {"base": ["does_not_match_item_amounts"]}
+    second = api.post("/api/v1/credit_notes", {"credit_note": {
+        "invoice_id": str(invoice.lago_id), "items": items, "offset_amount_cents": 1413}},
+        format="json").json()["credit_note"]
+    assert (second["offset_amount_cents"], second["credit_amount_cents"]) == (1413, 0)
+    assert api.get(f"/api/v1/invoices/{invoice.lago_id}").json()["invoice"]["total_due_amount_cents"] == 565
     assert api.get(f"/api/v1/credit_notes/{note['lago_id']}").json()["credit_note"]["lago_id"] == note["lago_id"]
 
 

@@ -1,8 +1,9 @@
 """The balance invariant (issue 15, I1) as these tests read it, per customer and currency, from the rows:
 
-flows = Σ finalized invoices' sub_total_including_taxes − Σ credit notes' total (credit not voided)
-        − Σ payments (every Payment: a PaymentIntent Stripe reported succeeded) + Σ succeeded refunds
-owed  = Σ finalized invoices' (total − total_paid)   (total already net of credit notes' and customer credit)
+flows = Σ finalized invoices' sub_total_including_taxes − Σ credit notes' total (credit not voided), less what
+        they offset on invoices voided since − Σ payments (every Payment: a PaymentIntent Stripe reported succeeded) + Σ succeeded refunds
+owed  = Σ finalized invoices' (total − total_paid − offset)   (total already net of credit notes' and customer credit;
+        offset: what credit notes issued on it while due settled)
         − Σ credit notes' balance (credit available) − Σ credit-note refund amounts not refunded yet
         − Σ customer credits' balance (available, or being refunded)
 """
@@ -25,12 +26,14 @@ def balance(customer_id: int, currency: str = "CAD") -> tuple[int, int]:
     refunds = Refund.objects.filter(Q(credit_note__customer_id=customer_id) | Q(customer_credit__customer_id=customer_id),
                                     currency=currency)
     flows = (_sum(invoices, "sub_total_including_taxes_amount_cents") - _sum(notes, "total_amount_cents")
+             + _sum(notes.filter(invoice__status=Invoice.Status.VOIDED), "offset_amount_cents")
              - _sum(Payment.objects.filter(invoice__customer_id=customer_id, currency=currency), "amount_cents")
              + _sum(refunds.filter(status=Refund.Status.SUCCEEDED), "amount_cents"))
     refund_owed = sum(
         note.refund_amount_cents - _sum(Refund.objects.filter(credit_note=note, status="succeeded"), "amount_cents")
         for note in notes)
     owed = (_sum(invoices, "total_amount_cents") - _sum(invoices, "total_paid_amount_cents")
+            - _sum(invoices, "offset_amount_cents")
             - _sum(notes.filter(credit_status="available"), "balance_amount_cents") - refund_owed
             - _sum(CustomerCredit.objects.filter(customer_id=customer_id, currency=currency,
                                                  status__in=["available", "refunding"]), "balance_amount_cents"))

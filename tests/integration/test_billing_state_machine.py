@@ -93,13 +93,7 @@ CARDS = {"good": "pm_card_visa", "declined": "pm_card_chargeCustomerFail"}
 # What the machine finds on main that is not fixed yet (each reported on issue 15, each with a strict-xfail
 # reproduction). The rules stay clear of these paths while a gap is listed here; delete its name once fixed,
 # and the machine walks them again.
-KNOWN_GAPS = {
-    # A credit note on an unpaid invoice is kept as the customer's credit by the hub, but Odoo reconciles it with
-    # that invoice when it is posted: its later application reconciles 0 (MISMATCH), the invoice's payment finds
-    # nothing left to pay (FAILED), and Odoo then owes what the hub does not. A termination credit on an unpaid
-    # in-advance invoice does the same. tests/integration/invoicing/test_credit_note_on_unpaid_invoice_ledger.py
-    "note_on_unpaid_invoice_reconciled_in_odoo",
-}
+KNOWN_GAPS: set[str] = set()
 
 HUB_TABLE_PREFIXES = (
     "customers_", "catalog_", "subscriptions_", "usage_", "invoicing_", "payments_", "ledger_", "webhooks_",
@@ -157,9 +151,7 @@ class BillingMachine(RuleBasedStateMachine):
         self.events_sent = 0
         self.untold: list[dict] = []  # Stripe events not delivered yet
         self.paid_not_told: list[PaymentAttempt] = []  # their attempts
-        self.notes_seen: set[int] = set()
         self.links_tried: set[int] = set()  # superseded attempts whose link the customer tried to pay
-        self.ledger_blind = False  # see post_to_odoo
 
     # ------------------------------------------------------------------ set-up
 
@@ -568,21 +560,14 @@ class BillingMachine(RuleBasedStateMachine):
 
     @rule()
     def post_to_odoo(self):
-        """The ledger sender runs until nothing is due (a refund waits one round for its credit note's move).
-
-        Not once a credit note was issued on an unpaid invoice while that gap is known (KNOWN_GAPS): postings then
-        stay pending, and `odoo_receivables_compare` leaves customers with pending postings out."""
-        if self.ledger_blind:
-            return
+        """The ledger sender runs until nothing is due (a refund waits one round for its credit note's move)."""
         for _ in range(4):
             LedgerPosting.objects.filter(status=LedgerPosting.Status.PENDING).update(next_attempt_at=None)
             if ledger_post_pending_batch(client=self.odoo_client).claimed == 0:
                 break
         self.posted = True
-        stuck = LedgerPosting.objects.exclude(status__in=("posted", "skipped", "pending"))
-        if "note_on_unpaid_invoice_reconciled_in_odoo" in KNOWN_GAPS:
-            stuck = stuck.exclude(kind=LedgerPosting.Kind.CREDIT_APPLICATION, status=LedgerPosting.Status.MISMATCH)
-        stuck = list(stuck.values_list("ref", "status", "last_error"))
+        stuck = list(LedgerPosting.objects.exclude(status__in=("posted", "skipped", "pending"))
+                     .values_list("ref", "status", "last_error"))
         assert not stuck, stuck
 
     # ------------------------------------------------------------------ invariants
@@ -600,11 +585,6 @@ class BillingMachine(RuleBasedStateMachine):
         if self.api is None:
             return
         now = self.now
-        if "note_on_unpaid_invoice_reconciled_in_odoo" in KNOWN_GAPS:
-            for note_id, paid in CreditNote.objects.exclude(pk__in=self.notes_seen).values_list(
-                    "pk", "invoice__payment_status"):
-                self.notes_seen.add(note_id)
-                self.ledger_blind |= paid != Invoice.PaymentStatus.SUCCEEDED
         # The service reads every invoice of its customers (a refresh that emptied a draft, or lost its periods'
         # fees, left invoices with no fee of the service: the API answered 404 to their void).
         hidden = list(Invoice.objects.exclude(pk__in=invoice_list(service=self.service).values("pk"))

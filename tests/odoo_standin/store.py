@@ -726,6 +726,10 @@ class Store:
                               " refund.")
         if errors:  # _post raises once for the whole batch: nothing is posted
             raise UserError("\n".join(errors))
+        # C-MOVE `_post` picks the refunds to reconcile before posting anything: those whose reversed_entry_id was
+        # already posted (an invoice posted in the same call does not count).
+        draft_reverse = [m for m in moves if m["reversed_entry_id"]
+                         and self.records["account.move"][m["reversed_entry_id"]]["state"] == "posted"]
         # Names follow (date, ref, id) order within the call, as account.move._compute_name sorts.
         for move in sorted(moves, key=lambda m: (m["invoice_date"] or self._today(), m["ref"] or "", m["id"])):
             move["invoice_date"] = move["invoice_date"] or self._today()
@@ -737,13 +741,18 @@ class Store:
             move.update(state="posted", posted_before=True)
             move["payment_reference"] = move["payment_reference"] or move["name"]
             self.records["res.partner"][move["partner_id"]]["customer_rank"] += 1
-            original = self.records["account.move"].get(move["reversed_entry_id"] or 0)
-            if original and original["state"] == "posted":
-                amount = min(_dec(self._move_payment_fields(original)["amount_residual"]),
-                             _dec(self._move_payment_fields(move)["amount_residual"]))
-                if amount > 0:
-                    original["_matches"].append(("account.move", move["id"], amount))
-                    move["_matches"].append(("account.move", original["id"], amount))
+        # `draft_reverse_moves.reversed_entry_id._reconcile_reversed_moves(draft_reverse_moves, ...)`: the originals
+        # are a recordset, so de-duplicated in order, and zipped with the refunds by position; each pair's receivable
+        # lines are reconciled for as much as both have open. Two refunds of one invoice in one call: only the first
+        # is reconciled (with that invoice).
+        originals = list(dict.fromkeys(m["reversed_entry_id"] for m in draft_reverse))
+        for original_id, move in zip(originals, draft_reverse):
+            original = self.records["account.move"][original_id]
+            amount = min(_dec(self._move_payment_fields(original)["amount_residual"]),
+                         _dec(self._move_payment_fields(move)["amount_residual"]))
+            if amount > 0:
+                original["_matches"].append(("account.move", move["id"], amount))
+                move["_matches"].append(("account.move", original["id"], amount))
         return False
 
     def button_draft(self, ids: list[int]) -> None:

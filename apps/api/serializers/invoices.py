@@ -37,4 +37,5 @@ class CreditNoteIn(serializers.Serializer):
     description = BlankableCharField()
     credit_amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
     refund_amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
+    offset_amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
     items = CreditNoteItemSerializer(many=True, allow_empty=False)

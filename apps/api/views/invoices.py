@@ -221,6 +221,7 @@ class CreditNoteListCreateView(APIView):
             description=data.get("description") or "",
             credit_amount_cents=data.get("credit_amount_cents"),
             refund_amount_cents=data.get("refund_amount_cents"),
+            offset_amount_cents=data.get("offset_amount_cents"),
         )
         return Response({"credit_note": credit_note_out(note, service=service)})
 
@@ -244,7 +245,7 @@ class CreditNoteEstimateView(APIView):
                     "sub_total_excluding_taxes_amount_cents": estimate.sub_total_excluding_taxes_amount_cents,
                     "max_creditable_amount_cents": estimate.max_creditable_amount_cents,
                     "max_refundable_amount_cents": estimate.max_refundable_amount_cents,
-                    "max_offsettable_amount_cents": 0,
+                    "max_offsettable_amount_cents": estimate.offset_amount_cents,
                     "coupons_adjustment_amount_cents": 0,
                     "items": [{"lago_fee_id": str(fee.lago_id), "amount_cents": amount} for fee, amount, *_ in estimate.items],
                     "applied_taxes": [],

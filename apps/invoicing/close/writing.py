@@ -65,9 +65,10 @@ def termination_credits_issue(credits: list[Line], *, as_of: datetime) -> int:
 
     Credited on the base fee it returns, never beyond what is left to credit on it (staff may have credited
     part already). A base fee still on a draft waits for its finalization (the next close plans the line again);
-    one on a voided invoice was never owed, so nothing is credited. An upgrade's credit is kept as credit (Lago);
-    a termination's follows the subscription's `on_termination_credit_note`: refund refunds up to what was paid
-    and keeps the rest as credit.
+    one on a voided invoice was never owed, so nothing is credited. Every note first offsets what its invoice still
+    owes (`credit_note_create`); of the rest, an upgrade's is kept as credit (Lago), a termination's follows the
+    subscription's `on_termination_credit_note`: refund and offset (Lago: refund the paid part, offset the unpaid
+    part) pay back up to what was paid and keep the rest as credit, credit keeps it all.
     """
     if not credits:
         return 0
@@ -98,7 +99,8 @@ def termination_credits_issue(credits: list[Line], *, as_of: datetime) -> int:
         items = [CreditNoteItemIn(fee_id=base.pk, amount_cents=amount)]
         upgrade = _is_upgrade(subscription)
         refund = 0
-        if not upgrade and subscription.on_termination_credit_note == Subscription.TerminationCredit.REFUND:
+        if not upgrade and subscription.on_termination_credit_note in (Subscription.TerminationCredit.REFUND,
+                                                                       Subscription.TerminationCredit.OFFSET):
             estimate = credit_note_estimate(invoice=base.invoice, items=items)
             refund = min(estimate.total_amount_cents, estimate.max_refundable_amount_cents)
         credit_note_create(

@@ -26,6 +26,7 @@ from apps.ledger.models import LedgerPosting
 from apps.payments import services as payments
 from apps.payments.models import PaymentAttempt
 from tests.integration.balance import balance
+from tests.integration.paying import pay
 from tests.integration.payments.stripe_fixtures import localstripe, ls_client, save_card, stripe_env  # noqa: F401
 
 from .conftest import at
@@ -40,7 +41,10 @@ def one_off(billing, customer, cents: int, currency: str = "CAD") -> Invoice:
 
 
 def credit(invoice: Invoice, cents: int) -> CreditNote:
-    """A credit note on `invoice` crediting `cents` of its fee (plus its tax), all kept as credit."""
+    """A credit note on `invoice`, paid first, crediting `cents` of its fee (plus its tax), all kept as credit (on an
+    invoice still due, a note settles it first: tests/integration/invoicing/test_credit_note_on_unpaid_invoice_ledger.py)."""
+    if invoice.total_due_amount_cents:
+        pay(invoice)
     fee = invoice.fees.get()
     note = credit_note_create(invoice_id=invoice.pk, items=[CreditNoteItemIn(fee_id=fee.pk, amount_cents=cents)])
     assert note.credit_status == CreditNote.CreditStatus.AVAILABLE
@@ -76,7 +80,7 @@ def test_the_close_consumes_credit_notes_oldest_first_in_the_invoice_currency(bi
         sorted([(older.pk, 4520), (newer.pk, 6779)])
 
     flows, owed = balance(customer.pk)
-    assert flows == owed == 22600 + 11299 - 4520 - 11300  # I1: 22600 still due, 4521 of credit left
+    assert flows == owed == 11299 - 4520 - 11300  # I1: 4521 of credit left (22600 was paid)
 
     assert periods_close(as_of=at(2026, 4, 1, 1, 0)).invoices_count == 0  # a rerun consumes nothing more
     newer.refresh_from_db()
@@ -145,7 +149,7 @@ def test_voiding_an_invoice_gives_its_credit_back_for_the_next_one(billing):
     assert (note.balance_amount_cents, note.credit_status) == (4520, "available")
     rows = list(CreditApplication.objects.filter(invoice=invoice).values_list("kind", "amount_cents"))
     assert rows == [("applied", 4520), ("returned", -4520)]
-    assert balance(customer.pk) == (11300 - 4520, 11300 - 4520)  # I1 after the void
+    assert balance(customer.pk) == (-4520, -4520)  # I1 after the void: the first one was paid, its credit is back
     again = one_off(billing, customer, 1000)  # 1130: consumes the returned credit
     assert again.credit_notes_amount_cents == 1130
     note.refresh_from_db()

@@ -112,7 +112,9 @@ def test_two_notes_at_once_that_fit_are_both_issued_with_their_own_numbers(monke
 
 
 def test_two_refunds_at_once_never_refund_more_than_was_paid(monkeypatch, invoice) -> None:
-    Invoice.objects.filter(pk=invoice.pk).update(total_paid_amount_cents=600)  # paid in part
+    # 530 of credit applied at finalization, the 600 left paid: nothing due, so a note can refund up to 600.
+    Invoice.objects.filter(pk=invoice.pk).update(credit_notes_amount_cents=530, total_amount_cents=600,
+                                                 total_paid_amount_cents=600)
     fee = invoice.fees.get()
     outcome = _race(monkeypatch, {"invoice_id": invoice.pk, "items": _items(fee, 400), "refund_amount_cents": 452},
                     {"invoice_id": invoice.pk, "items": _items(fee, 400), "refund_amount_cents": 452})

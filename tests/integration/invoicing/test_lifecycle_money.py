@@ -277,7 +277,11 @@ def test_terminated_in_advance_subscription_is_credited_by_a_credit_note_not_a_n
     # 31 days, 10 used (the termination day counts): 3000 × 21 / 31 = 2032.26 -> 2032, HST 13% 264.16 -> 264
     assert (note.invoice_id, note.close_key, note.subscription_id) == (march.pk, f"sub:{sub.pk}:credit:2026-03-01", sub.pk)
     assert (note.sub_total_excluding_taxes_amount_cents, note.taxes_amount_cents) == (2032, 264)
-    assert (note.credit_amount_cents, note.refund_amount_cents, note.balance_amount_cents) == (2296, 0, 2296)
+    # March is unpaid: the credit settles that much of it (as Odoo reconciles the note), no credit is handed out.
+    assert (note.offset_amount_cents, note.credit_amount_cents, note.refund_amount_cents, note.balance_amount_cents) \
+        == (2296, 0, 0, 0)
+    march.refresh_from_db()
+    assert (march.total_amount_cents, march.total_due_amount_cents) == (3390, 3390 - 2296)
     assert note.reason == "order_cancellation" and note.created_by_close and str(note.issuing_date) == "2026-03-10"
     assert periods_close(as_of=at(2026, 4, 2)).invoices_count == 0
     assert CreditNote.objects.count() == 1

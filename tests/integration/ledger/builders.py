@@ -75,9 +75,16 @@ def credit_note_make(*, invoice: Invoice, fee_amounts_cents: dict[int, int] | No
         tax = sum(_tax_cents(cents, rate.rate) for rate in rates)
         CreditNoteItem.objects.create(credit_note=note, fee=fees[index], amount_cents=cents, taxes_amount_cents=tax)
         untaxed, taxes = untaxed + cents, taxes + tax
+    # As credit_note_create: the note first settles what the invoice still owes, the rest is credit.
+    invoice.refresh_from_db()
+    offset = min(invoice.total_due_amount_cents, untaxed + taxes)
+    credit = untaxed + taxes - offset
     CreditNote.objects.filter(pk=note.pk).update(
         sub_total_excluding_taxes_amount_cents=untaxed, taxes_amount_cents=taxes, total_amount_cents=untaxed + taxes,
-        credit_amount_cents=untaxed + taxes, balance_amount_cents=untaxed + taxes)
+        offset_amount_cents=offset, credit_amount_cents=credit, balance_amount_cents=credit,
+        credit_status=CreditNote.CreditStatus.AVAILABLE if credit else "")
+    Invoice.objects.filter(pk=invoice.pk).update(offset_amount_cents=invoice.offset_amount_cents + offset)
+    invoice.refresh_from_db()
     note.refresh_from_db()
     return note
 

@@ -152,6 +152,41 @@ def test_refund_is_linked_to_its_invoice_and_reverses_it(odoo_client: OdooClient
     assert refund.payment_state == "paid"
 
 
+def test_a_refund_reconciles_with_its_invoice_for_what_both_have_open(odoo_client: OdooClient) -> None:
+    """C-MOVE `_post` -> `_reconcile_reversed_moves`: as much as both receivables have open, on any post."""
+    partner_id = _partner(odoo_client)
+    invoice_id = _post_one(odoo_client, _draft(odoo_client, ref="NEXA/I1", partner_id=partner_id, fees_cents=[4999]))
+    small = _post_one(odoo_client, _draft(odoo_client, ref="NEXA/I1-CN1", partner_id=partner_id, fees_cents=[2000],
+                                          move_type="out_refund", reversed_entry_id=invoice_id))
+    big = _post_one(odoo_client, _draft(odoo_client, ref="NEXA/I1-CN2", partner_id=partner_id, fees_cents=[4000],
+                                        move_type="out_refund", reversed_entry_id=invoice_id))
+    invoice, first, second = odoo_client.moves_read(ids=[invoice_id, small, big])
+    assert (invoice.amount_residual_cents, invoice.payment_state) == (0, "reversed")  # 5649 - 2260 - 3389
+    assert (first.amount_residual_cents, second.amount_residual_cents) == (0, 4520 - 3389)
+
+
+def test_refunds_posted_together_pair_with_their_deduplicated_invoices_by_position(odoo_client: OdooClient) -> None:
+    """`draft_reverse_moves.reversed_entry_id` is a recordset (de-duplicated), zipped with the refunds: two
+    refunds of one invoice in one call reconcile only the first; an invoice posted in the same call is not open."""
+    partner_id = _partner(odoo_client)
+    invoice_id = _post_one(odoo_client, _draft(odoo_client, ref="NEXA/I2", partner_id=partner_id, fees_cents=[4999]))
+    refunds = odoo_client.moves_create(moves=[
+        _draft(odoo_client, ref=f"NEXA/I2-CN{n}", partner_id=partner_id, fees_cents=[1000], move_type="out_refund",
+               reversed_entry_id=invoice_id) for n in (1, 2)])
+    odoo_client.moves_post(ids=refunds)
+    invoice, first, second = odoo_client.moves_read(ids=[invoice_id, *refunds])
+    assert (invoice.amount_residual_cents, first.amount_residual_cents, second.amount_residual_cents) == \
+        (5649 - 1130, 0, 1130)
+
+    [draft_invoice] = odoo_client.moves_create(moves=[_draft(odoo_client, ref="NEXA/I3", partner_id=partner_id,
+                                                             fees_cents=[1000])])
+    [refund] = odoo_client.moves_create(moves=[_draft(odoo_client, ref="NEXA/I3-CN1", partner_id=partner_id,
+                                                      fees_cents=[1000], move_type="out_refund",
+                                                      reversed_entry_id=draft_invoice)])
+    odoo_client.moves_post(ids=[draft_invoice, refund])
+    assert [move.amount_residual_cents for move in odoo_client.moves_read(ids=[draft_invoice, refund])] == [1130, 1130]
+
+
 def test_registered_payment_marks_invoice_paid_and_is_findable(odoo_client: OdooClient) -> None:
     move_id = _post_one(odoo_client, _draft(odoo_client, ref="NEXA/NEXA-2026-000003",
                                             partner_id=_partner(odoo_client), fees_cents=[4321, 4999, 770]))

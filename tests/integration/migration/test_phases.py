@@ -14,6 +14,7 @@ from apps.payments.models import PaymentAttempt
 from apps.webhooks.models import WebhookDelivery, WebhookEvent
 from apps.webhooks.services import webhook_endpoint_create
 from tests.integration.invoicing.conftest import Billing, at
+from tests.integration.paying import pay
 from tests.integration.payments.stripe_fixtures import localstripe, ls_client, save_card, stripe_env  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -186,6 +187,7 @@ def test_a_shadow_invoice_consumes_no_credit(billing, service_factory, settings,
     desk = service_factory("nexadesk", "NexaDesk").service  # the hub bills it: its credit is real
     paid = invoice_create_one_off(service=desk, customer=customer, currency="CAD",
                                   fees=[AddOnFee(add_on_code="setup", units=Decimal(1), unit_amount_cents=20000)])
+    pay(paid)  # paid: its credit note is credit (on an invoice still due it would settle it)
     note = credit_note_create(invoice_id=paid.pk, items=[CreditNoteItemIn(fee_id=paid.fees.get().pk, amount_cents=4000)])
     periods_close(as_of=at(2026, 4, 1, 1, 0))
     shadow = Invoice.objects.get(shadow__isnull=False)

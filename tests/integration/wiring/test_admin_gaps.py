@@ -39,7 +39,9 @@ def test_create_credit_note_action_asks_then_creates_exactly_one(admin_client, f
     assert done.status_code == 200
     [note] = CreditNote.objects.all()
     assert (note.invoice_id, note.reason, note.description) == (finalized.pk, "order_change", "plan changed")
-    assert (note.total_amount_cents, note.credit_amount_cents, note.refund_amount_cents) == (11300, 11300, 0)
+    # The invoice is unpaid: the note settles it rather than handing out credit.
+    assert (note.total_amount_cents, note.offset_amount_cents, note.credit_amount_cents, note.refund_amount_cents) \
+        == (11300, 11300, 0, 0)
 
     again = _action(admin_client, finalized, apply="1", reason="other", scope="remaining", settlement="credit",
                     description="again")
