@@ -72,11 +72,17 @@ class Staff:
         self.page.screenshot(path=str(path), full_page=True)
         return path
 
+    def submit(self, selector: str) -> None:
+        """Click a button that posts a form, and wait until the page it leads to has loaded: `click` alone returns
+        once the navigation has started, and reading the page then can find it half there (seen under load)."""
+        with self.page.expect_navigation():
+            self.page.click(selector)
+
     def run_action(self, changelist: str, pk: int, action: str) -> None:
         self.open(changelist)
         self.page.check(f"input[name=_selected_action][value='{pk}']")
         self.page.select_option("select[name=action]", action)
-        self.page.click("button[name=index]")
+        self.submit("button[name=index]")
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def test_an_operator_creates_a_customer_and_a_subscription_that_is_active_and_bi
     tab.page.fill("input[name=state]", "ON")
     tab.page.fill("input[name=currency]", "CAD")
     tab.shot("customer-form")
-    tab.page.click("button[name=_save]")
+    tab.submit("button[name=_save]")
     link = AccountLink.objects.get(service=billing.service, external_id="north-42")
 
     tab.open("/admin/subscriptions/subscription/add/")
@@ -78,7 +78,7 @@ def test_an_operator_creates_a_customer_and_a_subscription_that_is_active_and_bi
     tab.page.select_option("select[name=plan]", value=str(plan.pk))
     tab.page.fill("input[name=external_id]", "north-sub-1")
     tab.shot("subscription-form")
-    tab.page.click("button[name=_save]")
+    tab.submit("button[name=_save]")
 
     subscription = Subscription.objects.get(external_id="north-sub-1")
     assert subscription.status == "active" and subscription.customer_id == link.customer_id
@@ -104,7 +104,7 @@ def test_an_operator_voids_with_a_reason_issues_a_credit_note_and_reads_the_audi
     assert "Void these invoices?" in tab.page.content()
     tab.page.fill("textarea[name=reason]", "Billed twice: the customer paid NEXA-0 for March")
     tab.shot("void-reason")
-    tab.page.click("button[name=confirm]")
+    tab.submit("button[name=confirm]")
     finalized.refresh_from_db()
     assert finalized.status == "voided"
 
@@ -112,7 +112,7 @@ def test_an_operator_voids_with_a_reason_issues_a_credit_note_and_reads_the_audi
     tab.page.check("input[name=scope][value=remaining]")
     tab.page.fill("textarea[name=description]", "Goodwill credit after the outage of April 3")
     tab.shot("credit-note-form")
-    tab.page.click("button[name=confirm]")
+    tab.submit("button[name=confirm]")
     note = CreditNote.objects.get(invoice=other)
     assert note.total_amount_cents == other.total_amount_cents
     assert f"Credit note {note.number} created" in tab.page.content()
@@ -137,7 +137,7 @@ def test_an_operator_runs_a_close_and_follows_its_progress(staff_tab, billing, s
     tab.page.fill("input[name=as_of_1]", "01:00")
     tab.page.fill("textarea[name=reason]", "April close run by hand after the scheduler was paused")
     tab.shot("run-close")
-    tab.page.click("button[name=confirm]")
+    tab.submit("button[name=confirm]")
     tab.page.wait_for_selector("#nexa-close-progress[data-running=false]", timeout=60_000)
     assert tab.page.locator("#nexa-close-status").inner_text() == "succeeded"
     assert "1 of 1 customer(s) closed" in tab.page.content()
