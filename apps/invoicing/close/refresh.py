@@ -48,12 +48,13 @@ def invoice_refresh(*, invoice_id: int, now: datetime | None = None, fetch: Usag
         lines = [
             line
             for line in plans.get(customer.pk, ([], {}))[0]
-            if line.currency == invoice.currency and (line.billing_on == day or line.is_adjustment)
+            # Late usage too only when the planner dates it on this draft's day (`_late_billing_days`: with its
+            # subscription's period lines, or the customer's invoice once the subscription ended), never on the
+            # draft of another subscription's period: one invoice per customer and billing day, whenever it runs.
+            if line.currency == invoice.currency and line.billing_on == day
             and line.fee_type != Fee.FeeType.CREDIT  # credit notes, issued by the close (`split_credits`)
         ]
         if lines:
-            for line in lines:
-                line.billing_on = day  # late usage found now joins this draft
             touched, _ = _write_batch({customer.pk: customer}, {customer.pk: (lines, {day: customer_tax_rates(customer, on=day)})}, as_of=now)
             if [found.pk for found in touched[customer.pk]] != [invoice.pk]:
                 raise RuntimeError(f"refresh of draft {invoice.pk} wrote elsewhere: {touched[customer.pk]}")
