@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html
 
 from apps.core.admin_kit import NexaModelAdmin, NexaTabularInline, confirm_with_reason
 
+from .destinations import DestinationRefused, DestinationUnresolved, destination_resolve
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from .services import webhook_delivery_resend, webhook_endpoint_send_test
 
@@ -19,8 +21,28 @@ def _pretty(body: bytes) -> str:
         return bytes(body).decode("utf-8", "replace")
 
 
+class WebhookEndpointForm(forms.ModelForm):
+    """Staff registering or editing an endpoint meet the API's destination rule (issue 17): no loopback, private,
+    link-local or the hub's own addresses, unless WEBHOOK_ALLOWED_HOSTS lists the host."""
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = "__all__"
+
+    def clean_webhook_url(self):
+        url = self.cleaned_data["webhook_url"]
+        try:
+            destination_resolve(url)
+        except DestinationUnresolved:
+            pass  # perhaps only for now; every send checks again, as for the API
+        except DestinationRefused:
+            raise forms.ValidationError("This URL resolves to an address webhooks may not reach (url_not_allowed).")
+        return url
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(NexaModelAdmin):
+    form = WebhookEndpointForm
     list_display = ("webhook_url", "service", "name", "active", "event_types", "deleted_at", "created_at")
     list_filter = ("active", "service")
     search_fields = ("webhook_url", "name")

@@ -137,3 +137,18 @@ def test_a_customer_added_in_the_admin_is_the_apis_upsert(admin_client, billing)
     })
     assert "value_already_exist" in _errors(again)
     assert Customer.objects.filter(external_id__startswith="nexacloud:cust-9").count() == 1
+
+
+def test_a_webhook_endpoint_edited_in_the_admin_meets_the_destination_rule(admin_client, billing, settings):
+    from apps.webhooks.models import WebhookEndpoint
+
+    settings.WEBHOOK_ALLOWED_HOSTS = []
+    endpoint = WebhookEndpoint.objects.create(service=billing.service, webhook_url="https://hooks.example.com/x")
+    change = reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk])
+    form = admin_client.get(change).context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None and name != "webhook_url"}
+    data.update({"webhook_url": "http://127.0.0.1:9/hook", "service": billing.service.pk})
+    response = admin_client.post(change, data)
+    assert response.status_code == 200 and "url_not_allowed" in response.content.decode()
+    endpoint.refresh_from_db()
+    assert endpoint.webhook_url == "https://hooks.example.com/x"
