@@ -18,8 +18,12 @@ PRODUCTION = {
     "SECURE_HSTS_PRELOAD": "true",
     "TRUST_X_FORWARDED_PROTO": "true",
 }
-# The suite turns these off for its plain-HTTP servers (tests/bootstrap.py); production leaves them unset.
-UNSET = ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS")
+# The suite turns these off for its plain-HTTP servers (tests/bootstrap.py), and the browser tests allow Django's
+# ORM under Playwright's event loop (tests/browser/conftest.py); production leaves them all unset.
+UNSET = (
+    "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
 
 
 def _env(**overrides: str) -> dict[str, str]:
