@@ -314,23 +314,30 @@ def _late_billing_days(customer, subscriptions, planned: list[Line], *, as_of: d
     One invoice per customer and billing day, whenever the close runs: late lines join the subscription's own
     period lines planned now (a close run days after the period end dates them at the period end, not at the
     run). A subscription with no lines due now bills its late usage later, with its next period, unless it
-    has no period to come (terminated): then on the customer's invoice of this close in that currency, or today.
+    has no period to come (terminated): then on the customer's first invoice of this close in that currency
+    dated on or after the termination, or today. Never on an earlier day: a draft's refresh re-plans old
+    periods (`rescan_from`), and an invoice issued while the subscription still ran is not where its late
+    usage goes (the state machine's finding: an upgrade's draft of the first day took the late usage of the
+    plan that replaced it).
     """
     first_day: dict[int, date] = {}
-    by_currency: dict[str, date] = {}
+    days_by_currency: dict[str, set[date]] = defaultdict(set)
     for line in planned:
         if line.is_adjustment or line.subscription is None:
             continue
         pk = line.subscription.pk
         first_day[pk] = min(first_day.get(pk, line.billing_on), line.billing_on)
-        by_currency[line.currency] = min(by_currency.get(line.currency, line.billing_on), line.billing_on)
-    today = local_date(as_of, customer.applicable_timezone)
+        days_by_currency[line.currency].add(line.billing_on)
+    tz = customer.applicable_timezone
+    today = local_date(as_of, tz)
     days: dict[int, date] = {}
     for subscription in subscriptions:
         if subscription.pk in first_day:
             days[subscription.pk] = first_day[subscription.pk]
         elif subscription.terminated_at is not None and subscription.terminated_at <= as_of:
-            days[subscription.pk] = by_currency.get(subscription.plan.amount_currency, today)
+            ended_on = local_date(subscription.terminated_at, tz)
+            later = [day for day in days_by_currency[subscription.plan.amount_currency] if day >= ended_on]
+            days[subscription.pk] = min(later, default=today)
     return days
 
 
