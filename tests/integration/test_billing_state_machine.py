@@ -258,19 +258,22 @@ class BillingMachine(RuleBasedStateMachine):
           ending_days=st.none() | st.integers(min_value=1, max_value=70))
     def subscribe(self, external_id, plan, billing_time, ending_days):
         """Create a subscription, or change the plan of the active one (upgrade at once, downgrade at period end)."""
-        body = {"external_customer_id": SUBSCRIPTIONS[external_id], "plan_code": plan, "external_id": external_id,
-                "billing_time": billing_time}
+        body = {"external_customer_id": SUBSCRIPTIONS[external_id], "plan_code": plan, "external_id": external_id}
+        if billing_time is not None:
+            body["billing_time"] = billing_time
         if ending_days is not None:
             body["ending_at"] = (self.now + dt.timedelta(days=ending_days, hours=7)).isoformat()
         self._ok(self.api.post("/api/v1/subscriptions", {"subscription": body}, format="json"))
 
     @rule(external_id=st.sampled_from(sorted(SUBSCRIPTIONS)), cheaper=st.booleans(),
-          minutes=st.integers(min_value=0, max_value=6 * 60))
-    def change_plan_then_period_ends(self, external_id, cheaper, minutes):
+          minutes=st.integers(min_value=0, max_value=6 * 60), billing_time=st.sampled_from(["same", "other", "unsaid"]))
+    def change_plan_then_period_ends(self, external_id, cheaper, minutes, billing_time="same"):
         """Change an active subscription to the next cheaper plan (a downgrade, pending until its period ends) or
         the next dearer one (an upgrade, at once); then its period ends and the close runs before the beat's
         transitions job (separate beat entries: either may run first). `subscribe` reaches these sequences only
-        by chance (defect 3: the old in-advance plan billed for the new period, then the new plan too)."""
+        by chance (defect 3: the old in-advance plan billed for the new period, then the new plan too).
+        The request names the current billing time, the other one, or none (Lago's default, calendar): the
+        change keeps the current one whatever it says (defect 9)."""
         from apps.subscriptions.selectors import current_period_end
 
         current = (Subscription.objects.filter(service=self.service, external_id=external_id,
@@ -281,7 +284,9 @@ class BillingMachine(RuleBasedStateMachine):
         at = ordered.index(current.plan.code) + (-1 if cheaper else 1)
         if not 0 <= at < len(ordered):
             return
-        self.subscribe(external_id, ordered[at], current.billing_time, None)
+        asked = {"same": current.billing_time, "unsaid": None,
+                 "other": "calendar" if current.billing_time == "anniversary" else "anniversary"}[billing_time]
+        self.subscribe(external_id, ordered[at], asked, None)
         self._move_to(max(self.now, current_period_end(current, at=self.now) + dt.timedelta(minutes=minutes)))
         self._close(self.now)
 
