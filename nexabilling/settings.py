@@ -223,6 +223,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 30,
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+# Its start-up banner goes to stdout on every manage.py command: noise in the output of scripts and `--json` benches.
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-ca"
 TIME_ZONE = "America/Toronto"
