@@ -268,7 +268,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's scheduler behind a PostgreSQL advisory lock: however many beats run, one schedules
+# (apps/core/beat.py). A session lock needs a direct connection: set BEAT_LOCK_DATABASE_URL behind PgBouncer.
+CELERY_BEAT_SCHEDULER = "apps.core.beat:GuardedScheduler"
+BEAT_LOCK_DATABASE_URL = os.environ.get("BEAT_LOCK_DATABASE_URL", "")
+BEAT_STANDBY_SECONDS = env_int("BEAT_STANDBY_SECONDS", 5, minimum=1)
+# Each sent entry's last run is saved at once, not every 3 minutes: a standby that takes over reads it and does
+# not send again what the old leader just sent.
+CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {}
 # Invoicing (apps/invoicing/tasks.py): all three are idempotent, so a frequent schedule is safe.
