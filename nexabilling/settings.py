@@ -135,6 +135,8 @@ INSTALLED_APPS = [
     "apps.migration",
     "apps.audit",
     "apps.dashboard",
+    "apps.ops",
+    "django_prometheus",
     "apps.api",
     # The money audit (apps/audit): triggers installed by migrate, context (user, URL, reason) per request.
     "pgtrigger",
@@ -142,6 +144,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last: django-prometheus times every request and counts responses by view and status (/metrics).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Oversized bodies (413), NUL bytes and lone surrogates (422) refused for every /api/ endpoint at once.
     "apps.api.middleware.ApiInputGuard",
@@ -154,7 +158,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it answers a locked-out login with 429 before the view runs.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+# /metrics answers only with this bearer token (404 otherwise, or when unset): Prometheus' scrape config holds it.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 ROOT_URLCONF = "nexabilling.urls"
 WSGI_APPLICATION = "nexabilling.wsgi.application"
@@ -194,6 +201,12 @@ def _database_from_env() -> dict:
         raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...); other engines are unsupported")
     config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     config["CONN_HEALTH_CHECKS"] = True
+    if env_bool("DATABASE_BEHIND_PGBOUNCER", False):
+        # PgBouncer in transaction mode hands each transaction any server connection: server-side cursors (and
+        # prepared statements, which Django's psycopg 3 backend leaves off unless OPTIONS ask) would name objects
+        # another server connection does not have (docs/deployment.md).
+        config.setdefault("OPTIONS", {})["prepare_threshold"] = None
+        config["DISABLE_SERVER_SIDE_CURSORS"] = True
     # Parallel test runs on one server (developers' helpers, CI) need distinct test database names.
     test_name = os.environ.get("NEXA_TEST_DB_NAME")
     if test_name:
@@ -277,6 +290,17 @@ BEAT_STANDBY_SECONDS = env_int("BEAT_STANDBY_SECONDS", 5, minimum=1)
 # not send again what the old leader just sent.
 CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = TIME_ZONE
+# Named queues, so each kind of work gets its own workers (docs/deployment.md): a slow Odoo or a webhook receiver
+# timing out never holds up the close or payment collection. Tasks of other apps go to the default queue.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "apps.invoicing.tasks.*": {"queue": "close"},
+    "apps.subscriptions.tasks.*": {"queue": "usage"},  # the change log that ingest's cached lookups read
+    "apps.webhooks.tasks.*": {"queue": "webhooks"},
+    "apps.ledger.tasks.*": {"queue": "ledger"},
+    "apps.payments.tasks.*": {"queue": "payments"},
+    "apps.usage.tasks.*": {"queue": "usage"},
+}
 CELERY_BEAT_SCHEDULE: dict = {}
 # Invoicing (apps/invoicing/tasks.py): all three are idempotent, so a frequent schedule is safe.
 CELERY_BEAT_SCHEDULE["invoicing-activate-due-subscriptions"] = {

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.ops import views as ops
 from apps.payments.views import StripeWebhookView
 
 handler404 = "apps.api.errors.api_not_found"
@@ -9,6 +10,10 @@ handler500 = "apps.api.errors.api_server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # For load balancers, orchestrators and Prometheus (docs/deployment.md).
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics, name="metrics"),
     path("api/v1/", include("apps.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path(
