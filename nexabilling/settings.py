@@ -6,6 +6,7 @@ reads DATABASE_URL (nexabilling/embedded_db.py).
 """
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -69,6 +70,19 @@ def env_int_list(name: str, default: str) -> list[int]:
     if any(value < 0 for value in values):
         raise ImproperlyConfigured(f"{name} must not contain negative values, got {raw!r}")
     return values
+
+
+def env_json(name: str, default: dict) -> dict:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {raw!r}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {raw!r}")
+    return value
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -274,6 +288,9 @@ SPECTACULAR_SETTINGS = {
 # Celery: unset broker = tasks run in-process (quickstart). The beat schedule lives in the database
 # (django-celery-beat); CELERY_BEAT_SCHEDULE below is its source, synced on beat start.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+# The transport's own options as JSON, e.g. Redis' {"visibility_timeout": 3600}, or kombu's filesystem
+# transport's folders (the test suite's workers share messages through a directory, no broker to install).
+CELERY_BROKER_TRANSPORT_OPTIONS = env_json("CELERY_BROKER_TRANSPORT_OPTIONS", {})
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
@@ -306,6 +323,8 @@ CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["invoicing-activate-due-subscriptions"] = {
     "task": "apps.invoicing.tasks.subscriptions_activate_due_task", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["invoicing-close-periods"] = {"task": "apps.invoicing.tasks.periods_close_task", "schedule": 900.0}
+CELERY_BEAT_SCHEDULE["invoicing-close-ranges-sweep"] = {
+    "task": "apps.invoicing.tasks.close_ranges_sweep_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["invoicing-finalize-due-drafts"] = {
     "task": "apps.invoicing.tasks.invoices_finalize_due_task", "schedule": 900.0}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "apps.webhooks.tasks.webhook_delivery_sweep_task", "schedule": 30.0}
@@ -338,6 +357,11 @@ INVOICE_GRACE_PERIOD_DAYS = env_int("INVOICE_GRACE_PERIOD_DAYS", 0, minimum=0)
 # Period close: customers per batch transaction, and threads running batches (apps/invoicing/close.py).
 INVOICE_CLOSE_BATCH_SIZE = env_int("INVOICE_CLOSE_BATCH_SIZE", 250, minimum=1)
 INVOICE_CLOSE_WORKERS = env_int("INVOICE_CLOSE_WORKERS", 2, minimum=1)
+# A close split over the `close` queue's workers (apps/invoicing/close/distributed.py): ranges of customers per
+# run (1: one worker bills the whole close), and how long a worker's claim on a range lasts before the sweep hands
+# it out again (a dead worker's range is billed by another after this; longer than a range takes).
+INVOICE_CLOSE_RANGES = env_int("INVOICE_CLOSE_RANGES", 1, minimum=1)
+INVOICE_CLOSE_RANGE_LEASE_SECONDS = env_int("INVOICE_CLOSE_RANGE_LEASE_SECONDS", 1800, minimum=1)
 DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "CAD")
 # Events may not be dated further in the future than this (clock skew allowance).
 USAGE_MAX_FUTURE_SECONDS = env_int("USAGE_MAX_FUTURE_SECONDS", 86400, minimum=0)

@@ -7,7 +7,7 @@ corrections go through credit notes or void.
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from apps.core.models import TimeStampedModel
 
@@ -427,6 +427,41 @@ class CloseRun(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"close as of {self.as_of:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class CloseRange(models.Model):
+    """A slice of a distributed close's customers (ids `first_customer_id`..`last_customer_id`), billed by
+    whichever Celery worker claims it (apps/invoicing/close/distributed.py). A claim is a lease: a worker that
+    dies leaves its range claimable again once `claimed_until` passes, and the sweep hands it out again."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+
+    run = models.ForeignKey(CloseRun, on_delete=models.CASCADE, related_name="ranges")
+    first_customer_id = models.BigIntegerField()
+    last_customer_id = models.BigIntegerField()
+    customers_count = models.PositiveIntegerField(default=0)  # due when the run was split
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    claimed_by = models.CharField(max_length=255, blank=True)  # host:pid of the last worker to claim it
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    # The close run (of this range only) that finished it: its customers' outcomes and counts.
+    result_run = models.ForeignKey(CloseRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("run", "first_customer_id")
+        constraints = [
+            models.UniqueConstraint(fields=("run", "first_customer_id"), name="uniq_close_range_start"),
+            models.CheckConstraint(condition=Q(first_customer_id__lte=F("last_customer_id")),
+                                   name="close_range_ordered"),
+        ]
+        indexes = [models.Index(fields=("status", "claimed_until"), name="close_range_claimable_idx")]
+
+    def __str__(self) -> str:
+        return f"customers {self.first_customer_id}..{self.last_customer_id} of run {self.run_id} ({self.status})"
 
 
 class CloseRunCustomer(models.Model):

@@ -6,12 +6,35 @@ from celery import shared_task
 
 @shared_task(acks_late=True)
 def periods_close_task(as_of: str | None = None) -> int:
-    """The scheduled close (now), or staff's close as of an ISO instant (the admin's "Run a close")."""
+    """The scheduled close (now), or staff's close as of an ISO instant (the admin's "Run a close"): in this
+    worker, or split into INVOICE_CLOSE_RANGES ranges that the `close` queue's workers bill (docs/deployment.md)."""
+    from django.conf import settings
     from django.utils.dateparse import parse_datetime
 
     from .close import periods_close
+    from .close.distributed import close_distributed_start
 
-    return periods_close(as_of=parse_datetime(as_of) if as_of else None).pk
+    when = parse_datetime(as_of) if as_of else None
+    if settings.INVOICE_CLOSE_RANGES > 1 and not settings.CELERY_TASK_ALWAYS_EAGER:
+        return close_distributed_start(ranges=settings.INVOICE_CLOSE_RANGES, as_of=when).pk
+    return periods_close(as_of=when).pk
+
+
+@shared_task(acks_late=True)
+def close_range_task(range_id: int) -> int | None:
+    """Bill one range of a distributed close, if no other worker holds it (idempotent)."""
+    from .close.distributed import close_range_run
+
+    piece = close_range_run(range_id=range_id)
+    return piece.pk if piece is not None else None
+
+
+@shared_task(acks_late=True)
+def close_ranges_sweep_task() -> int:
+    """Hand out again the ranges of a distributed close whose worker died or whose message was lost."""
+    from .close.distributed import close_ranges_sweep
+
+    return close_ranges_sweep()
 
 
 @shared_task(acks_late=True)

@@ -12,8 +12,9 @@ rerun finds nothing left to bill.
 Day arithmetic is in the customer's timezone (apps/subscriptions/periods.py); money via rating.py and apps/catalog/taxes.py.
 
 Stages, one module each: planning (what is due), usage (cut-offs, fence, totals), pricing (charges from usage),
-writing (one writer for a batch of customers or one), pipeline (a run: chunks overlapping on threads), refresh
-(drafts re-planned and finalized when their grace period ends).
+writing (one writer for a batch of customers or one), pipeline (a run: chunks overlapping on threads), distributed
+(a run split into ranges of customers that Celery workers claim), refresh (drafts re-planned and finalized when
+their grace period ends).
 """
 from __future__ import annotations
 

@@ -221,7 +221,10 @@ def _young_collections_spaced(threshold: int = 50_000):
         gc.set_threshold(*previous)
 
 
-def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage_totals) -> CloseRun:
+def periods_close(
+    *, as_of: datetime | None = None, fetch: UsageFetcher = _usage_totals,
+    customers_between: tuple[int, int] | None = None,
+) -> CloseRun:
     """Bill every subscription period ended at `as_of` (default now), in batches of customers.
 
     Customers are planned in chunks (`close_prepass`); each chunk's usage cut-offs are committed and fenced,
@@ -230,13 +233,16 @@ def periods_close(*, as_of: datetime | None = None, fetch: UsageFetcher = _usage
     closed one by one (`close_customer`). A failing customer is recorded on the run (admin) and the others go
     on; the next run retries it. The stages overlap on threads (`_Pipeline`: one aggregating, INVOICE_CLOSE_WORKERS
     billing, default 2) unless the caller holds a transaction open (the threads' connections could not see its
-    rows): then one after the other.
+    rows): then one after the other. `customers_between`: only customers with ids in that closed interval (a
+    range of a distributed close, `distributed.py`).
     """
     with _young_collections_spaced():
-        return _periods_close(as_of=as_of, fetch=fetch)
+        return _periods_close(as_of=as_of, fetch=fetch, customers_between=customers_between)
 
 
-def _periods_close(*, as_of: datetime | None, fetch: UsageFetcher) -> CloseRun:
+def _periods_close(
+    *, as_of: datetime | None, fetch: UsageFetcher, customers_between: tuple[int, int] | None
+) -> CloseRun:
     from apps.usage.aggregation import rollup_state_ensure
     from apps.usage.services import usage_ingest_fence
 
@@ -246,6 +252,9 @@ def _periods_close(*, as_of: datetime | None, fetch: UsageFetcher) -> CloseRun:
     # force; a change racing in later is applied again under each batch's locks.
     subscription_transitions_apply(now=as_of, announce=False)
     customer_ids = customers_to_close(as_of=as_of)
+    if customers_between is not None:
+        first, last = customers_between
+        customer_ids = [customer_id for customer_id in customer_ids if first <= customer_id <= last]
     run.customers_count = len(customer_ids)
     size = max(1, int(getattr(settings, "INVOICE_CLOSE_BATCH_SIZE", CLOSE_BATCH_SIZE)))
     smallest = int(getattr(settings, "INVOICE_CLOSE_BATCH_MIN", CLOSE_BATCH_MIN))

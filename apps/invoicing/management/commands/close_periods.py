@@ -1,4 +1,5 @@
-"""`manage.py close_periods [--as-of DATE]`: run the period close now (staff)."""
+"""`manage.py close_periods [--as-of DATE] [--ranges N]`: run the period close now (staff), here or over the
+`close` queue's workers."""
 from __future__ import annotations
 
 from datetime import datetime, time
@@ -14,6 +15,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--as-of", help="YYYY-MM-DD (end of that day, hub timezone) or an ISO datetime")
+        parser.add_argument("--ranges", type=int, default=1,
+                            help="split into N ranges billed by the close queue's workers (needs CELERY_BROKER_URL)")
 
     def handle(self, *args, **options):
         from apps.invoicing.close import periods_close
@@ -31,6 +34,15 @@ class Command(BaseCommand):
                         as_of = as_of.replace(tzinfo=ZoneInfo(settings.TIME_ZONE))
             except ValueError as exc:
                 raise CommandError(f"--as-of: {exc}") from None
+        if options["ranges"] > 1:
+            from apps.invoicing.close.distributed import close_distributed_start
+
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                raise CommandError("--ranges needs CELERY_BROKER_URL: the ranges are billed by Celery workers")
+            run = close_distributed_start(ranges=options["ranges"], as_of=as_of)
+            self.stdout.write(f"close run {run.pk} as of {run.as_of.isoformat()}: {run.ranges.count()} ranges sent "
+                              f"to the close queue for {run.customers_count} customers")
+            return
         run = periods_close(as_of=as_of)
         self.stdout.write(
             f"close run {run.pk} as of {run.as_of.isoformat()}: {run.customers_count} customers, "
