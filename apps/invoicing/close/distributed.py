@@ -137,4 +137,10 @@ def close_ranges_sweep(*, now: datetime | None = None) -> int:
     for range_id in ids:
         logger.warning("close: range %s handed out again", range_id)
         task_send_on_commit("apps.invoicing.tasks.close_range_task", range_id, robust=True)
+    # A worker that died between marking the last range done and completing the run: complete it here, or
+    # every later start would keep returning the unfinished run and no close would run again.
+    for run_id in (CloseRun.objects.filter(finished_at__isnull=True, ranges__isnull=False)
+                   .exclude(ranges__status__in=(CloseRange.Status.PENDING, CloseRange.Status.RUNNING))
+                   .values_list("pk", flat=True).distinct()):
+        close_distributed_finish(run_id=run_id)
     return len(ids)

@@ -206,3 +206,18 @@ def test_a_worker_killed_mid_range_leaves_its_range_to_the_sweep_and_one_invoice
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
+
+
+def test_the_sweep_completes_a_run_whose_last_worker_died_before_completing_it():
+    customer_ids = _customers(2)
+    run = CloseRun.objects.create(as_of=AS_OF, customers_count=2)
+    piece = CloseRange.objects.create(run=run, first_customer_id=0, last_customer_id=2**63 - 1, customers_count=2)
+    close_range_run(range_id=piece.pk)
+    CloseRun.objects.filter(pk=run.pk).update(finished_at=None, status="running", invoices_count=0)
+    assert close_distributed_start(ranges=2, as_of=AS_OF).pk == run.pk  # unfinished: returned, not split again
+
+    assert close_ranges_sweep() == 0
+    run.refresh_from_db()
+    assert (run.status, run.invoices_count) == ("succeeded", 2) and run.finished_at is not None
+    assert close_distributed_start(ranges=2, as_of=AS_OF).pk != run.pk
+    _one_invoice_per_customer(customer_ids)
