@@ -21,6 +21,7 @@ from apps.core.exceptions import BillingError, ValidationFailed
 from apps.payments.models import PaymentAttempt
 
 from .models import (
+    CloseRange,
     CloseRun,
     CloseRunCustomer,
     CreditApplication,
@@ -346,6 +347,16 @@ class CloseRunCustomerInline(ReadOnlyTabularInline):
     raw_id_fields = ("customer",)
 
 
+class CloseRangeInline(ReadOnlyTabularInline):
+    """A distributed close's ranges of customers: who holds each, until when, and which run finished it."""
+
+    model = CloseRange
+    fk_name = "run"
+    fields = ("first_customer_id", "last_customer_id", "customers_count", "status", "attempts", "claimed_by",
+              "claimed_until", "result_run", "finished_at")
+    readonly_fields = fields
+
+
 class RunCloseForm(forms.Form):
     as_of = forms.SplitDateTimeField(label="As of", help_text="Periods ended at or before this instant are billed; "
                                      "not later than now.", widget=forms.SplitDateTimeWidget(
@@ -383,7 +394,7 @@ class CloseRunAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "as_of", "status", "progress", "customers_count", "invoices_count", "fees_count",
                     "failures_count")
     list_filter = ("status",)
-    inlines = (CloseRunCustomerInline,)
+    inlines = (CloseRangeInline, CloseRunCustomerInline)
     readonly_fields = ("progress",)
 
     def get_urls(self):

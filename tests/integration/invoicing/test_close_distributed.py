@@ -221,3 +221,13 @@ def test_the_sweep_completes_a_run_whose_last_worker_died_before_completing_it()
     assert (run.status, run.invoices_count) == ("succeeded", 2) and run.finished_at is not None
     assert close_distributed_start(ranges=2, as_of=AS_OF).pk != run.pk
     _one_invoice_per_customer(customer_ids)
+
+
+def test_the_admin_shows_a_distributed_runs_ranges(admin_client):
+    _customers(4)
+    run = close_distributed_start(ranges=2, as_of=AS_OF)
+    response = admin_client.get(f"/admin/invoicing/closerun/{run.pk}/change/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Close ranges" in page
+    assert page.count(">Done</div>") == 2
