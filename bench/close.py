@@ -17,7 +17,12 @@ grace 0 so every invoice is finalized), after wiping earlier invoices and VACUUM
 rewrites; its stages are reported as the seconds each spent in all (they overlap on threads, so they add up to
 more than the close): the lock-free prepass, its own aggregate (`usage_totals` per chunk of 1,000 customers,
 the same SQL as step 6) and the batches (lock, plan, price, tax, write, number, commit, summed over the billing
-threads); (8) a second close (nothing to bill).
+threads); (8) a second close (nothing to bill); (9) the floor of the close's writes: the rows it wrote
+(invoices, fees, applied taxes, billing periods) COPY-ed again into empty tables shaped like the real ones
+(`bare_copy_seconds`); `close_over_floor` is the close over the bare aggregate plus that COPY (issue 22's goal).
+
+    python bench/close.py --processes 4        # the distributed close: 4 `celery worker` processes bill the
+                                               # ranges (apps/invoicing/close/distributed.py), one range each
 """
 from __future__ import annotations
 
@@ -222,7 +227,79 @@ def _webhook_events() -> int:
     return WebhookEvent.objects.count()
 
 
-def close(sub_ids: list[int]) -> dict:
+WRITTEN_TABLES = ("invoicing_invoice", "invoicing_fee", "invoicing_invoiceappliedtax", "invoicing_invoicesubscription")
+
+
+def bare_copy() -> float:
+    """COPY the rows the close wrote into empty copies of their tables (indexes and checks, no foreign keys), in
+    one transaction: what writing them costs PostgreSQL alone, the floor under the close's writes."""
+    from django.db import connection, transaction
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP SCHEMA IF EXISTS bench_floor CASCADE; CREATE SCHEMA bench_floor")
+        for table in WRITTEN_TABLES:
+            cursor.execute(f"CREATE TABLE bench_floor.{table} (LIKE public.{table} INCLUDING ALL)")
+    dumps = {}
+    raw = connection.connection
+    for table in WRITTEN_TABLES:  # read first, outside the timing: the close had its rows in memory
+        with raw.cursor() as cursor, cursor.copy(f"COPY public.{table} TO STDOUT") as copy:
+            dumps[table] = b"".join(bytes(block) for block in copy)
+    started = time.perf_counter()
+    with transaction.atomic():
+        for table in WRITTEN_TABLES:
+            with raw.cursor() as cursor, cursor.copy(f"COPY bench_floor.{table} FROM STDIN") as copy:
+                copy.write(dumps[table])
+    elapsed = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("DROP SCHEMA bench_floor CASCADE")
+    log(f"bare COPY of the close's rows: {elapsed:.2f}s ({sum(len(d) for d in dumps.values()) / 1e6:.0f} MB)")
+    return elapsed
+
+
+def distributed_close(as_of, processes: int):
+    """The close split into `processes` ranges, billed by as many `celery worker` processes (solo pool) sharing
+    messages through a directory (kombu's filesystem transport); timed from the split to the run's completion."""
+    import shutil
+    import signal
+
+    from django.db import connection
+
+    from apps.invoicing.models import CloseRun
+
+    from apps.invoicing.close.distributed import close_distributed_start
+
+    folder = Path(json.loads(os.environ["CELERY_BROKER_TRANSPORT_OPTIONS"])["data_folder_in"])  # set by main()
+    env = dict(os.environ)
+    logs = [folder / f"worker{index}.log" for index in range(processes)]
+    workers = []
+    try:
+        for index, path in enumerate(logs):
+            with path.open("wb") as out:
+                workers.append(subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "nexabilling", "worker", "-Q", "close", "--pool", "solo",
+                     "-n", f"bench{index}@%h", "-l", "warning", "--without-gossip", "--without-mingle",
+                     "--without-heartbeat"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT))
+        time.sleep(5)  # workers connect (not timed)
+        started = time.perf_counter()
+        close_distributed_start(ranges=processes, as_of=as_of)
+        while True:
+            connection.close()
+            run = CloseRun.objects.filter(ranges__isnull=False).distinct().order_by("-pk").first()
+            if run is not None and run.finished_at is not None:
+                break
+            if any(worker.poll() is not None for worker in workers):
+                raise SystemExit("a close worker exited:\n" + "\n".join(p.read_text()[-2000:] for p in logs))
+            time.sleep(0.05)
+        return run, time.perf_counter() - started
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def close(sub_ids: list[int], processes: int = 0) -> dict:
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
@@ -272,12 +349,17 @@ def close(sub_ids: list[int]) -> dict:
         setattr(close_module, name, timed(stage, originals[name]))
     started = time.perf_counter()
     try:
-        run = periods_close(as_of=as_of)
+        if processes:
+            run, whole = distributed_close(as_of, processes)
+        else:
+            run = periods_close(as_of=as_of)
     finally:
         for name, function in originals.items():
             setattr(close_module, name, function)
-    whole = time.perf_counter() - started
+    if not processes:
+        whole = time.perf_counter() - started
     log(f"close: {whole:.2f}s, {run.invoices_count} invoices, {run.fees_count} fees, {run.failures_count} failures")
+    copy_seconds = bare_copy()
     started = time.perf_counter()
     again = periods_close(as_of=as_of)
     rerun = time.perf_counter() - started
@@ -288,6 +370,8 @@ def close(sub_ids: list[int]) -> dict:
         "close_aggregate_seconds": round(phases.get("aggregate", 0.0), 2),
         "close_batches_seconds": round(phases.get("batches", 0.0), 2),
         "close_workers": settings.INVOICE_CLOSE_WORKERS,
+        "close_processes": processes,
+        "bare_copy_seconds": round(copy_seconds, 2),
         "webhook_events": _webhook_events(),
         "rerun_seconds": round(rerun, 2),
         "invoices": Invoice.objects.count(),
@@ -309,11 +393,21 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--debug", action="store_true", help="run with DEBUG=true (Django records every query)")
     parser.add_argument("--workers", type=int, help="threads running the close's batches (INVOICE_CLOSE_WORKERS)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="the distributed close over N celery worker processes (0: the one-process close)")
     parser.add_argument("--webhook", action="store_true",
                         help="the service listens (an active endpoint): each invoice is rendered for invoice.created")
     args = parser.parse_args()
     if args.workers:
         os.environ["INVOICE_CLOSE_WORKERS"] = str(args.workers)
+    if args.processes:
+        # The ranges go to the workers through a directory (kombu's filesystem transport): no broker to run.
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="bench-close-broker-")
+        os.environ["CELERY_BROKER_URL"] = "filesystem://"
+        os.environ["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps({"data_folder_in": folder,
+                                                                    "data_folder_out": folder})
     if args.webhook:
         # Deliveries go to a queue, as in production, instead of being attempted in-process (eager tasks).
         os.environ["CELERY_BROKER_URL"] = BENCH_BROKER
@@ -331,7 +425,7 @@ def main() -> None:
         # within a run (the rerun, a fixed amount of work, took 1.4-2.2 s between runs of the same code), and a
         # bare figure from one side only moved the ratio by ±10% on its own.
         bare_before = bare_aggregate(sub_ids, args.repeat)
-        result = close(sub_ids)
+        result = close(sub_ids, args.processes)
         bare_after = bare_aggregate(sub_ids, args.repeat)
         bare = (bare_before + bare_after) / 2
     finally:
@@ -345,6 +439,7 @@ def main() -> None:
         "bare_aggregate_before_seconds": round(bare_before, 2), "bare_aggregate_after_seconds": round(bare_after, 2),
         **result,
         "close_over_bare": round(result["close_seconds"] / bare, 2) if bare else None,
+        "close_over_floor": round(result["close_seconds"] / (bare + result["bare_copy_seconds"]), 2),
     }
     if args.json:
         print(json.dumps(figures))
