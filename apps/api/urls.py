@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import catalog, coupons, customers, events, health, invoices, payments, subscriptions, webhook_endpoints
+from .views import catalog, coupons, customers, events, health, invoices, payments, subscriptions, wallets, webhook_endpoints
 
 # Lago's paths: no trailing slash; identifiers may contain dots and anything but "/".
 # Each resource module owns its routes in `urlpatterns`, so domains grow without touching this file.
@@ -25,4 +25,5 @@ urlpatterns = [
     path("subscriptions/<str:external_id>", subscriptions.SubscriptionDetailView.as_view()),
     *events.urlpatterns,
     *webhook_endpoints.urlpatterns,
+    *wallets.urlpatterns,
 ]

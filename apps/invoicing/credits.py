@@ -98,7 +98,9 @@ def credits_apply(invoices: list[Invoice]) -> list[CreditApplication]:
     new balances. Call in the finalizing transaction, before the invoices' rows are written or updated; save the
     returned rows after. Invoices with nothing due are left alone.
     """
-    due = [invoice for invoice in invoices if invoice.total_amount_cents - invoice.total_paid_amount_cents > 0]
+    # A wallet top-up (credit invoice) is bought with money, never with credit (Lago).
+    due = [invoice for invoice in invoices if invoice.total_amount_cents - invoice.total_paid_amount_cents > 0
+           and invoice.invoice_type != Invoice.InvoiceType.CREDIT]
     if not due:
         return []
     pools = _available({(invoice.customer_id, invoice.currency) for invoice in due})

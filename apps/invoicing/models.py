@@ -6,10 +6,13 @@ corrections go through credit notes or void.
 """
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 from django.db import models
 from django.db.models import F, Q
 
 from apps.core.models import TimeStampedModel
+from apps.core.money import from_minor_units
 
 QUANTITY = {"max_digits": 30, "decimal_places": 12}
 
@@ -485,3 +488,118 @@ class CloseRunCustomer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.outcome}"
+
+
+class Wallet(TimeStampedModel):
+    """A customer's prepaid credits with one service (Lago's wallet), consumed by that service's share of the
+    customer's invoices at finalization, after coupons, tax and credit-note credit (apps/invoicing/wallets.py).
+
+    Money is kept in minor units (`balance_amount_cents`); credits are money / `rate_amount`, computed for the API.
+    Every change of the balance is a `WalletTransaction` row written in the same transaction, so the balance always
+    equals the settled inbound transactions less the outbound ones.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        TERMINATED = "terminated"
+
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="wallets")
+    account_link = models.ForeignKey("customers.AccountLink", on_delete=models.PROTECT, related_name="wallets")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="wallets")
+    name = models.CharField(max_length=255, blank=True)
+    code = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    currency = models.CharField(max_length=3)  # ISO 4217
+    rate_amount = models.DecimalField(max_digits=30, decimal_places=12)  # major units of `currency` per credit
+    balance_amount_cents = models.BigIntegerField(default=0)  # minor units: settled credit not consumed yet
+    consumed_amount_cents = models.BigIntegerField(default=0)  # minor units consumed by invoices (net of returns)
+    priority = models.PositiveSmallIntegerField(default=50)  # Lago: 1 (first) to 50
+    invoice_requires_successful_payment = models.BooleanField(default=False)
+    expiration_at = models.DateTimeField(null=True, blank=True)  # terminated at this instant (wallets_expire)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    last_balance_sync_at = models.DateTimeField(null=True, blank=True)
+    last_consumed_credit_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.CheckConstraint(condition=Q(balance_amount_cents__gte=0), name="wallet_balance_not_negative"),
+            models.CheckConstraint(condition=Q(rate_amount__gt=0), name="wallet_rate_positive"),
+        ]
+        indexes = [
+            models.Index(fields=("customer",), condition=Q(status="active"), name="wallet_active_idx"),
+            models.Index(fields=("expiration_at",), condition=Q(status="active", expiration_at__isnull=False),
+                         name="wallet_expiring_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"wallet {self.name or self.lago_id}: {self.balance_amount_cents} {self.currency}"
+
+    def credits_of(self, amount_cents: int) -> Decimal:
+        """Return the credits worth `amount_cents` here, rounded half-up to Lago's 5 decimals."""
+        return (from_minor_units(amount_cents, self.currency) / self.rate_amount).quantize(
+            Decimal("0.00001"), ROUND_HALF_UP)
+
+
+class WalletTransaction(TimeStampedModel):
+    """One movement of a wallet's balance (Lago's wallet transaction): an append-only history.
+
+    Inbound: granted credits (settled at once), purchased credits (pending on a credit invoice until Stripe
+    collects it; settled exactly once then, failed if the invoice is voided unpaid), credits given back when an
+    invoice that consumed them is voided. Outbound: credits an invoice consumed at finalization (`invoiced`).
+    """
+
+    class TransactionType(models.TextChoices):
+        INBOUND = "inbound"
+        OUTBOUND = "outbound"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SETTLED = "settled"
+        FAILED = "failed"
+
+    class TransactionStatus(models.TextChoices):  # Lago's values
+        PURCHASED = "purchased"
+        GRANTED = "granted"
+        VOIDED = "voided"
+        INVOICED = "invoiced"
+
+    class Source(models.TextChoices):
+        MANUAL = "manual"
+        INTERVAL = "interval"
+        THRESHOLD = "threshold"
+
+    class Reason(models.TextChoices):
+        # The hub's own reason (not in Lago's body): what wrote the row, and its exactly-once key with the invoice.
+        TOP_UP = "top_up"  # paid or granted credits
+        CONSUMPTION = "consumption"  # taken by `invoice` at its finalization
+        RETURN = "return"  # `invoice` was voided: what it consumed went back
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transactions")
+    transaction_type = models.CharField(max_length=16, choices=TransactionType.choices)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    transaction_status = models.CharField(max_length=16, choices=TransactionStatus.choices)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    amount_cents = models.BigIntegerField()  # minor units of the wallet's currency, positive in both directions
+    credit_amount = models.DecimalField(max_digits=30, decimal_places=5)  # credits: amount / rate_amount
+    # The credit invoice of a purchase, or the invoice that consumed (or gave back) the credit.
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, null=True, blank=True,
+                                related_name="wallet_transactions")
+    name = models.CharField(max_length=255, blank=True)
+    metadata = models.JSONField(default=list, blank=True)  # [{"key", "value"}] as Lago
+    settled_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="wallet_transaction_positive"),
+            # An invoice consumes a wallet once, and gives it back once.
+            models.UniqueConstraint(fields=("wallet", "invoice", "reason"),
+                                    condition=Q(reason__in=("consumption", "return")),
+                                    name="uniq_wallet_transaction_per_invoice"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_type} {self.amount_cents} ({self.status}) on wallet {self.wallet_id}"

@@ -6,11 +6,15 @@ from decimal import Decimal
 
 from django.db.models import Prefetch, prefetch_related_objects
 
+from apps.core.money import from_minor_units
 from apps.core.representations import decimal_str, ts
 from apps.customers.models import AccountLink, Service
 from apps.customers.representations import customer_out
 
-from .models import CouponCredit, CreditApplication, CreditNote, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
+from .models import (
+    CouponCredit, CreditApplication, CreditNote, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription, Wallet,
+    WalletTransaction,
+)
 from .selectors import invoice_payment_link
 
 VERSION_NUMBER = 4  # Lago's invoice amount formulas (research/lago-api.md §2.7)
@@ -395,4 +399,67 @@ def customer_usage_out(*, subscription, p_from, p_to, period, lines, taxes_cents
             for line in lines
             if line.charge is not None and line.fee_type == "charge"
         ],
+    }
+
+
+def wallet_out(wallet: Wallet) -> dict:
+    """Lago's Wallet, as its service addresses the customer. Credits are money / rate_amount (5 decimals).
+
+    `ongoing_usage_balance_cents` is what the wallet's service bills on the customer's draft invoices (tax
+    included) in the wallet's currency: what the next finalizations will take from the balance.
+    """
+    from .selectors import wallet_ongoing_usage_cents
+
+    credits_of = wallet.credits_of
+    link = wallet.account_link
+    usage = wallet_ongoing_usage_cents(wallet) if wallet.status == Wallet.Status.ACTIVE else 0
+    ongoing = wallet.balance_amount_cents - usage
+    return {
+        "lago_id": str(wallet.lago_id),
+        "lago_customer_id": str(link.lago_id),
+        "external_customer_id": link.external_id,
+        "status": wallet.status,
+        "currency": wallet.currency,
+        "name": wallet.name or None,
+        "code": wallet.code or None,
+        "priority": wallet.priority,
+        "rate_amount": decimal_str(wallet.rate_amount),
+        "credits_balance": decimal_str(credits_of(wallet.balance_amount_cents)),
+        "balance_cents": wallet.balance_amount_cents,
+        "consumed_credits": decimal_str(credits_of(wallet.consumed_amount_cents)),
+        "consumed_amount_cents": wallet.consumed_amount_cents,
+        "ongoing_balance_cents": ongoing,
+        "ongoing_usage_balance_cents": usage,
+        "credits_ongoing_balance": decimal_str(credits_of(ongoing)),
+        "credits_ongoing_usage_balance": decimal_str(credits_of(usage)),
+        "created_at": ts(wallet.created_at),
+        "expiration_at": ts(wallet.expiration_at),
+        "last_balance_sync_at": ts(wallet.last_balance_sync_at),
+        "last_consumed_credit_at": ts(wallet.last_consumed_credit_at),
+        "terminated_at": ts(wallet.terminated_at),
+        "invoice_requires_successful_payment": wallet.invoice_requires_successful_payment,
+        "recurring_transaction_rules": [],
+        "applies_to": {"fee_types": [], "billable_metric_codes": []},
+    }
+
+
+def wallet_transaction_out(row: WalletTransaction) -> dict:
+    """Lago's WalletTransaction: `amount` in major units of the wallet's currency, `credit_amount` in credits."""
+    wallet = row.wallet
+    return {
+        "lago_id": str(row.lago_id),
+        "lago_wallet_id": str(wallet.lago_id),
+        "lago_invoice_id": str(row.invoice.lago_id) if row.invoice_id else None,
+        "status": row.status,
+        "source": row.source,
+        "transaction_status": row.transaction_status,
+        "transaction_type": row.transaction_type,
+        "amount": decimal_str(from_minor_units(row.amount_cents, wallet.currency)),
+        "credit_amount": decimal_str(row.credit_amount),
+        "name": row.name or None,
+        "metadata": row.metadata or [],
+        "invoice_requires_successful_payment": wallet.invoice_requires_successful_payment,
+        "settled_at": ts(row.settled_at),
+        "failed_at": ts(row.failed_at),
+        "created_at": ts(row.created_at),
     }

@@ -16,7 +16,7 @@ from apps.catalog.taxes import ScheduledTax, TaxRate, TaxSchedule, rate_percent
 from apps.core.exceptions import NotFound
 from apps.customers.models import AccountLink, Service
 
-from .models import CreditNote, CreditNoteItem, Fee, Invoice
+from .models import CreditNote, CreditNoteItem, Fee, Invoice, Wallet, WalletTransaction
 
 
 def _visible(service: Service) -> Q:
@@ -154,3 +154,50 @@ def tax_schedule() -> TaxSchedule:
         )
         for row in rows
     )
+
+
+def wallet_list(*, service: Service, external_customer_id: str | None = None,
+                status: str | None = None) -> QuerySet[Wallet]:
+    """The service's wallets, newest first; a customer is named by the service's own external id."""
+    rows = Wallet.objects.filter(service=service).select_related("account_link")
+    if external_customer_id is not None:
+        rows = rows.filter(account_link__external_id=external_customer_id, account_link__deleted_at__isnull=True)
+    if status:
+        rows = rows.filter(status=status)
+    return rows.order_by("-created_at", "-id")
+
+
+def wallet_get(*, service: Service, lago_id) -> Wallet:
+    """The service's wallet `lago_id`; 404 `wallet_not_found` for another service's, or none."""
+    try:
+        found = wallet_list(service=service).filter(lago_id=lago_id).first()
+    except DjangoValidationError:  # not a UUID
+        found = None
+    if found is None:
+        raise NotFound("wallet")
+    return found
+
+
+def wallet_transaction_list(*, wallet: Wallet, status: str | None = None, transaction_status: str | None = None,
+                            transaction_type: str | None = None) -> QuerySet[WalletTransaction]:
+    """A wallet's transactions, newest first."""
+    rows = WalletTransaction.objects.filter(wallet=wallet).select_related("wallet", "invoice")
+    if status:
+        rows = rows.filter(status=status)
+    if transaction_status:
+        rows = rows.filter(transaction_status=transaction_status)
+    if transaction_type:
+        rows = rows.filter(transaction_type=transaction_type)
+    return rows.order_by("-created_at", "-id")
+
+
+def wallet_ongoing_usage_cents(wallet: Wallet) -> int:
+    """What the wallet's service bills on its customer's draft invoices in the wallet's currency, tax included,
+    after coupons (minor units): the part of the balance the next finalizations will take."""
+    from django.db.models import F
+
+    return Fee.objects.filter(
+        invoice__customer_id=wallet.customer_id, invoice__status=Invoice.Status.DRAFT,
+        invoice__currency=wallet.currency, service_id=wallet.service_id,
+    ).exclude(invoice__invoice_type=Invoice.InvoiceType.CREDIT).aggregate(
+        total=Sum(F("amount_cents") - F("coupons_amount_cents") + F("taxes_amount_cents")))["total"] or 0

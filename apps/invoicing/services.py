@@ -28,6 +28,7 @@ from .lifecycle import credit_note_created_announce, invoice_finalized_announce,
 from .models import CouponCredit, CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
+from .prepaid import wallet_consumptions_save, wallet_top_up_fail, wallets_apply, wallets_return
 from .representations import credit_note_out, invoice_out, invoices_for_rendering
 
 __all__ = [
@@ -237,9 +238,11 @@ def _drafts_finalize(
     # Marked before credit is applied: a shadow invoice (a service in a dual run) consumes no credit either.
     shadow = shadow_invoices_record(drafts)
     billed = [invoice for invoice in drafts if invoice.pk not in shadow] if shadow else drafts
-    # Lago's order: coupons before tax, then credit notes and prepaid credit on the total including tax.
+    # Lago's order: coupons before tax, then credit notes and prepaid credit on the total including tax, then
+    # wallets (prepaid credits) on what is still due.
     coupon_credits = coupons_apply(billed)
     applications = credits_apply(billed)
+    consumptions = wallets_apply(billed, now=now)
     _invoices_number(drafts, now=now)
     unsaved = [invoice for invoice in drafts if invoice._state.adding]
     saved = [invoice for invoice in drafts if not invoice._state.adding]
@@ -251,6 +254,7 @@ def _drafts_finalize(
         CouponCredit.objects.bulk_create(coupon_credits)
     if applications:
         CreditApplication.objects.bulk_create(applications)
+    wallet_consumptions_save(consumptions)
     _invoices_finalized_follow_up(drafts, applications=applications, shadow=shadow)
 
 
@@ -347,6 +351,8 @@ def invoice_void(*, invoice_id: int) -> Invoice:
     # The credit it consumed goes back to its sources (Lago), before the reversal is posted: the ledger undoes
     # those applications first, so the reversal then clears the whole invoice.
     returned = credits_return(invoice)
+    wallets_return(invoice)  # what it took from wallets goes back too
+    wallet_top_up_fail(invoice=invoice)  # a voided top-up invoice credits nothing
     invoice_voided_announce(invoice=invoice)  # apps.payments expires its open Checkout links once this commits
     # follow-up rows in this transaction: webhook "invoice.voided" (apps.webhooks) and the ledger's reversal, after
     # the ledger has undone the credit applications (their postings are written first, so they are sent first).

@@ -27,6 +27,7 @@ from apps.core.queue import task_send_on_commit  # by name: apps.payments.tasks 
 from apps.customers.models import Customer
 from apps.invoicing.credits import customer_credit_record
 from apps.invoicing.models import CreditNote, CustomerCredit, Invoice
+from apps.invoicing.wallets import wallet_top_up_settle
 
 from . import events
 from . import stripe_gateway as gateway
@@ -415,6 +416,8 @@ def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str
         # Other open attempts of this invoice are no longer needed; their links are expired at Stripe.
         _attempts_cancel(invoice, keep=attempt)
     _record_for_ledger(payment=payment, applied_cents=applied, credit=credit)
+    if invoice.payment_status == Invoice.PaymentStatus.SUCCEEDED and previous != invoice.payment_status:
+        wallet_top_up_settle(invoice=invoice)  # a paid top-up credits its wallet, once (apps/invoicing/wallets.py)
     if invoice.payment_status != previous:
         events.invoice_payment_status_updated(invoice)
     return payment

@@ -28,6 +28,7 @@ EVENT_OBJECT_TYPES: dict[str, str] = {
     "event.error": "event_error",
     "events.errors": "events_errors",
     "wallet_transaction.created": "wallet_transaction",
+    "wallet_transaction.updated": "wallet_transaction",
 }
 # Sent only by the admin's "send test event" action, to the one endpoint tested; not subscribable.
 TEST_EVENT_TYPE = "webhook_endpoint.test"

@@ -1,0 +1,267 @@
+"""Wallets (Lago's prepaid credits): create, top up, settle a paid top-up, terminate, expire.
+
+A wallet belongs to one service's view of a customer (its account link) and holds money in minor units; credits
+are that money divided by `rate_amount` (currency per credit), as Lago shows them. Every change of the balance is a
+`WalletTransaction` written in the same transaction, under the wallet's row lock.
+
+- Granted credits settle at once. Paid credits put a `credit` invoice (no tax: tax is charged on the invoices the
+  credits later pay) through the usual finalization and Stripe collection, with a pending transaction; the wallet
+  is credited only when that invoice is paid (`wallet_top_up_settle`, called by apps.payments with the invoice
+  locked), exactly once: the pending -> settled transition is conditional on the locked row. A voided top-up
+  invoice fails its transaction and credits nothing.
+- Consumption at finalization and the give-back on void: apps/invoicing/prepaid.py.
+- Expiry (`wallets_expire`, beat): a wallet past `expiration_at` is terminated; a terminated or expired wallet is
+  never consumed (its balance stays on the row, for staff and the ledger, but is no longer usable).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.core.exceptions import NotFound, ValidationFailed
+from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
+from apps.customers.models import AccountLink, Customer, Service
+from apps.subscriptions.periods import local_date
+
+from .models import Fee, Invoice, Wallet, WalletTransaction
+from .prepaid import wallet_transactions_announce
+
+log = logging.getLogger(__name__)
+
+# Largest top-up in minor units: as one-off invoices (services.MAX_INVOICE_CENTS), far inside bigint.
+MAX_TOP_UP_CENTS = (2**63 - 1) // 4
+MAX_RATE = Decimal(10) ** 12
+
+
+def credits_of(amount_cents: int, wallet: Wallet) -> Decimal:
+    """Return the credits worth `amount_cents` in the wallet (`Wallet.credits_of`)."""
+    return wallet.credits_of(amount_cents)
+
+
+def cents_of(credits: Decimal, *, rate_amount: Decimal, currency: str) -> int:
+    """Return the money `credits` are worth, minor units, rounded once half-up."""
+    return to_minor_units(credits * rate_amount, currency)
+
+
+# --------------------------------------------------------------------------- wallets
+
+
+def _check_credits(values: dict, rate_amount: Decimal, currency: str, errors: dict) -> dict[str, int]:
+    """Validate paid/granted credits; return their money per kind (absent or zero: left out)."""
+    amounts = {}
+    for kind in ("paid_credits", "granted_credits"):
+        credits = values.get(kind)
+        if credits is None or credits == 0:
+            continue
+        if credits < 0:
+            errors[kind] = ["value_is_out_of_range"]
+            continue
+        cents = cents_of(credits, rate_amount=rate_amount, currency=currency)
+        if cents <= 0 or cents > MAX_TOP_UP_CENTS:
+            errors[kind] = [f"invalid_{kind}"]  # Lago's codes; rounds to nothing, or past what a bigint holds
+            continue
+        amounts[kind] = cents
+    return amounts
+
+
+@transaction.atomic
+def wallet_create(*, service: Service, link: AccountLink, values: dict) -> tuple[Wallet, list[WalletTransaction]]:
+    """Create a wallet for the service's customer (Lago's POST /wallets), topped up with the paid and granted
+    credits given; return it and the transactions written. Refused with Lago's 422 before anything is written:
+    an unknown currency, a rate not above zero, an expiration in the past, a currency other than the customer's,
+    credits that are negative or round to nothing."""
+    errors: dict[str, list[str]] = {}
+    currency = values.get("currency")
+    rate = values.get("rate_amount")
+    if currency not in SUPPORTED_CURRENCIES:
+        errors["currency"] = ["value_is_invalid"]
+    if rate is None or rate <= 0 or rate > MAX_RATE:
+        errors["rate_amount"] = ["value_is_out_of_range"]
+    expiration_at = values.get("expiration_at")
+    if expiration_at is not None and expiration_at <= timezone.now():
+        errors["expiration_at"] = ["invalid_date"]
+    # Locks the customer: its currency is set by the first wallet when blank (Lago), once.
+    customer = Customer.objects.select_for_update().get(pk=link.customer_id)
+    if currency in SUPPORTED_CURRENCIES and customer.currency and customer.currency != currency:
+        errors["currency"] = ["currencies_does_not_match"]
+    amounts = _check_credits(values, rate, currency, errors) if "currency" not in errors and "rate_amount" not in errors \
+        else {}
+    if errors:
+        raise ValidationFailed("invalid wallet", details=errors)
+    if not customer.currency:
+        customer.currency = currency
+        customer.save(update_fields=["currency", "updated_at"])
+    wallet = Wallet.objects.create(
+        service=service, account_link=link, customer=customer, currency=currency, rate_amount=rate,
+        name=values.get("name") or "", code=values.get("code") or "", expiration_at=expiration_at,
+        priority=values.get("priority") or 50,
+        invoice_requires_successful_payment=bool(values.get("invoice_requires_successful_payment")),
+    )
+    rows = _top_up(wallet, amounts, name="", metadata=[])
+    return wallet, rows
+
+
+@transaction.atomic
+def wallet_update(*, wallet: Wallet, values: dict) -> Wallet:
+    """Change a wallet's name, code, priority, expiration or payment rule (Lago's PUT). A terminated wallet
+    refuses (405 `wallet_is_terminated`); an expiration in the past answers 422 `invalid_date`."""
+    from apps.core.exceptions import NotAllowed
+
+    wallet = Wallet.objects.select_for_update().get(pk=wallet.pk)
+    if wallet.status == Wallet.Status.TERMINATED:
+        raise NotAllowed("wallet is terminated", code="wallet_is_terminated")
+    if "expiration_at" in values and values["expiration_at"] is not None \
+            and values["expiration_at"] <= timezone.now():
+        raise ValidationFailed("invalid wallet", details={"expiration_at": ["invalid_date"]})
+    fields = []
+    for field in ("name", "code", "priority", "expiration_at", "invoice_requires_successful_payment"):
+        if field in values:
+            value = values[field]
+            if field in ("name", "code"):
+                value = value or ""
+            elif field == "priority":
+                value = value or 50
+            setattr(wallet, field, value)
+            fields.append(field)
+    if fields:
+        wallet.save(update_fields=[*fields, "updated_at"])
+    return wallet
+
+
+@transaction.atomic
+def wallet_terminate(*, wallet: Wallet, now: datetime | None = None) -> Wallet:
+    """Terminate a wallet (Lago's DELETE): no later invoice consumes it. Idempotent."""
+    wallet = Wallet.objects.select_for_update().get(pk=wallet.pk)
+    if wallet.status == Wallet.Status.ACTIVE:
+        wallet.status, wallet.terminated_at = Wallet.Status.TERMINATED, now or timezone.now()
+        wallet.save(update_fields=["status", "terminated_at", "updated_at"])
+    return wallet
+
+
+def wallets_expire(*, now: datetime | None = None) -> int:
+    """Terminate the active wallets whose `expiration_at` has passed; return how many (beat task). Idempotent:
+    each wallet is terminated under its lock, so a late or concurrent run changes nothing more."""
+    now = now or timezone.now()
+    ids = list(Wallet.objects.filter(status=Wallet.Status.ACTIVE, expiration_at__lte=now)
+               .order_by("pk").values_list("pk", flat=True))
+    count = 0
+    for wallet_id in ids:
+        with transaction.atomic():
+            wallet = Wallet.objects.select_for_update().get(pk=wallet_id)
+            if wallet.status != Wallet.Status.ACTIVE:
+                continue
+            wallet.status, wallet.terminated_at = Wallet.Status.TERMINATED, wallet.expiration_at
+            wallet.save(update_fields=["status", "terminated_at", "updated_at"])
+            count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- top-ups
+
+
+@transaction.atomic
+def wallet_transaction_create(*, wallet: Wallet, values: dict) -> list[WalletTransaction]:
+    """Top a wallet up (Lago's POST /wallet_transactions): granted credits at once, paid credits through a
+    credit invoice collected by Stripe. Return the transactions (paid first, as Lago). A terminated wallet is not
+    found (404 `wallet_not_found`); bad credits answer 422 before anything is written."""
+    wallet = Wallet.objects.select_for_update().select_related("account_link").get(pk=wallet.pk)
+    if wallet.status != Wallet.Status.ACTIVE:
+        raise NotFound("wallet")
+    errors: dict[str, list[str]] = {}
+    amounts = _check_credits(values, wallet.rate_amount, wallet.currency, errors)
+    if errors:
+        raise ValidationFailed("invalid wallet transaction", details=errors)
+    return _top_up(wallet, amounts, name=values.get("name") or "", metadata=values.get("metadata") or [])
+
+
+def _top_up(wallet: Wallet, amounts: dict[str, int], *, name: str, metadata: list) -> list[WalletTransaction]:
+    """Write the top-up transactions of a locked wallet: paid (pending, with its invoice), then granted."""
+    now = timezone.now()
+    rows = []
+    if "paid_credits" in amounts:
+        cents = amounts["paid_credits"]
+        row = WalletTransaction(
+            wallet=wallet, transaction_type=WalletTransaction.TransactionType.INBOUND,
+            status=WalletTransaction.Status.PENDING, transaction_status=WalletTransaction.TransactionStatus.PURCHASED,
+            reason=WalletTransaction.Reason.TOP_UP, amount_cents=cents, credit_amount=credits_of(cents, wallet),
+            name=name, metadata=metadata,
+        )
+        row.invoice = _credit_invoice(wallet, row)
+        row.save()
+        rows.append(row)
+    if "granted_credits" in amounts:
+        cents = amounts["granted_credits"]
+        row = WalletTransaction.objects.create(
+            wallet=wallet, transaction_type=WalletTransaction.TransactionType.INBOUND,
+            status=WalletTransaction.Status.SETTLED, transaction_status=WalletTransaction.TransactionStatus.GRANTED,
+            reason=WalletTransaction.Reason.TOP_UP, amount_cents=cents, credit_amount=credits_of(cents, wallet),
+            name=name, metadata=metadata, settled_at=now,
+        )
+        Wallet.objects.filter(pk=wallet.pk).update(
+            balance_amount_cents=F("balance_amount_cents") + cents, last_balance_sync_at=now, updated_at=now)
+        wallet.refresh_from_db()
+        rows.append(row)
+    if rows:
+        wallet_transactions_announce(rows, event_type="wallet_transaction.created")
+    if "paid_credits" in amounts:
+        # Finalized last, once the transaction row exists: finalization hands the invoice to apps.payments, whose
+        # collection may (on commit) find it paid and settle the row.
+        from .services import invoice_finalize
+
+        invoice_finalize(invoice_id=rows[0].invoice_id)
+    return rows
+
+
+def _credit_invoice(wallet: Wallet, row: WalletTransaction) -> Invoice:
+    """A draft `credit` invoice of the purchased credits: one untaxed fee (Lago bills credits without tax)."""
+    customer = wallet.customer
+    today = local_date(timezone.now(), customer.applicable_timezone)
+    cents = row.amount_cents
+    invoice = Invoice.objects.create(
+        customer=customer, invoice_type=Invoice.InvoiceType.CREDIT, currency=wallet.currency, issuing_date=today,
+        net_payment_term=customer.net_payment_term, fees_amount_cents=cents,
+        sub_total_excluding_taxes_amount_cents=cents, sub_total_including_taxes_amount_cents=cents,
+        total_amount_cents=cents,
+    )
+    Fee.objects.create(
+        invoice=invoice, fee_key=f"wallet_transaction:{row.lago_id}", fee_type=Fee.FeeType.CREDIT,
+        service=wallet.service, name=wallet.name or "Prepaid credits", currency=wallet.currency,
+        units=row.credit_amount, precise_unit_amount=wallet.rate_amount,
+        precise_amount=from_minor_units(cents, wallet.currency), amount_cents=cents,
+    )
+    return invoice
+
+
+def wallet_top_up_settle(*, invoice: Invoice) -> WalletTransaction | None:
+    """Credit the wallet a paid credit invoice bought; return the settled transaction (None: nothing pending).
+
+    Called by apps.payments inside the transaction that recorded the payment, with the invoice locked, when the
+    invoice is fully paid. Exactly once: only a pending row settles, under the wallet's lock, so a duplicate or
+    reordered Stripe event (or the sweep re-reading the PaymentIntent) finds it settled and does nothing.
+    """
+    if invoice.invoice_type != Invoice.InvoiceType.CREDIT:
+        return None
+    row = (WalletTransaction.objects.select_related("wallet")
+           .filter(invoice=invoice, reason=WalletTransaction.Reason.TOP_UP, status=WalletTransaction.Status.PENDING)
+           .first())
+    if row is None:
+        return None
+    wallet = Wallet.objects.select_for_update().get(pk=row.wallet_id)
+    now = timezone.now()
+    claimed = WalletTransaction.objects.filter(pk=row.pk, status=WalletTransaction.Status.PENDING).update(
+        status=WalletTransaction.Status.SETTLED, settled_at=now, updated_at=now)
+    if not claimed:
+        return None
+    if wallet.status != Wallet.Status.ACTIVE:
+        # Paid after the wallet ended: the money is kept on the row (staff refund it or move it), never lost.
+        log.warning("wallet %s: top-up %s paid after the wallet was terminated", wallet.pk, row.pk)
+    Wallet.objects.filter(pk=wallet.pk).update(
+        balance_amount_cents=F("balance_amount_cents") + row.amount_cents, last_balance_sync_at=now, updated_at=now)
+    row.refresh_from_db()
+    wallet_transactions_announce([row], event_type="wallet_transaction.updated")
+    return row
