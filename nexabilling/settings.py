@@ -327,6 +327,8 @@ CELERY_BEAT_SCHEDULE["invoicing-close-ranges-sweep"] = {
     "task": "apps.invoicing.tasks.close_ranges_sweep_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["invoicing-finalize-due-drafts"] = {
     "task": "apps.invoicing.tasks.invoices_finalize_due_task", "schedule": 900.0}
+# Wallets past their expiration_at are terminated (their balance is no longer consumed either way).
+CELERY_BEAT_SCHEDULE["invoicing-expire-wallets"] = {"task": "apps.invoicing.tasks.wallets_expire_task", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "apps.webhooks.tasks.webhook_delivery_sweep_task", "schedule": 30.0}
 # Payments (apps/payments/tasks.py): re-read open Stripe attempts (missed webhooks); dunning retries when due.
 CELERY_BEAT_SCHEDULE["payments-pending-sweep"] = {"task": "apps.payments.tasks.payment_pending_sweep_task", "schedule": 600.0}

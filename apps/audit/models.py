@@ -18,7 +18,7 @@ import pghistory.models
 
 from apps.catalog.models import Charge, Plan, Tax
 from apps.customers.models import Service
-from apps.invoicing.models import CreditNote, CustomerCredit, Invoice
+from apps.invoicing.models import CreditNote, CustomerCredit, Invoice, Wallet, WalletTransaction
 from apps.payments.models import Payment, PaymentAttempt, Refund
 from apps.subscriptions.models import Subscription
 
@@ -54,6 +54,10 @@ RefundEvent = _event_model(Refund, pghistory.InsertEvent(CREATED), *_changes(), 
 CreditNoteEvent = _event_model(CreditNote, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 CustomerCreditEvent = _event_model(CustomerCredit, pghistory.InsertEvent(CREATED), *_changes(),
                                    pghistory.DeleteEvent(DELETED))
+# Prepaid credits: every wallet change (balance, status, expiration) and every transaction (created, settled, failed).
+WalletEvent = _event_model(Wallet, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+WalletTransactionEvent = _event_model(WalletTransaction, pghistory.InsertEvent(CREATED), *_changes(),
+                                      pghistory.DeleteEvent(DELETED))
 PlanEvent = _event_model(Plan, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 ChargeEvent = _event_model(Charge, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 TaxEvent = _event_model(Tax, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
@@ -62,7 +66,7 @@ ServiceEvent = _event_model(Service, pghistory.InsertEvent(CREATED), *_changes()
                             exclude=("updated_at", "api_key_hash"))
 
 AUDITED_MODELS = (Invoice, Subscription, PaymentAttempt, Payment, Refund, CreditNote, CustomerCredit, Plan, Charge,
-                  Tax, Service)
+                  Tax, Service, Wallet, WalletTransaction)
 
 
 class AuditEvent(pghistory.models.Events):

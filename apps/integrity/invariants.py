@@ -14,6 +14,8 @@ I1 balance, per customer and currency:
              (that part settled an invoice no longer counted; the void reverses only the rest)
            − Σ payments (every Payment: a PaymentIntent Stripe reported succeeded)
            + Σ succeeded refunds (of credit notes and of customer credit)
+           − Σ wallet credits consumed by finalized invoices (a wallet top-up is an invoice of its own, paid like
+             any other; the credits it bought then pay part of later invoices, like a discount after tax)
     owed   = Σ finalized invoices' amount due, max(total − total_paid − offset, 0) (offset: what credit notes
              issued on the invoice while it was due settled)
            − Σ unused credit-note credit (balance of notes whose credit is `available`)
@@ -137,10 +139,11 @@ class Balance:
     credit_left: int  # Σ unused credit-note credit
     refund_owed: int  # Σ credit-note refund amounts not refunded yet
     customer_credit: int  # Σ credit kept from payments no invoice took, not consumed or refunded yet
+    wallet_consumed: int  # Σ wallet credits consumed by finalized invoices (their prepaid credit from wallets)
 
     @property
     def flows(self) -> int:
-        return self.invoiced - self.credited - self.paid + self.refunded
+        return self.invoiced - self.credited - self.paid + self.refunded - self.wallet_consumed
 
     @property
     def owed(self) -> int:
@@ -184,12 +187,19 @@ BALANCE_PARTS = {
           FROM invoicing_customercredit
          WHERE status IN ('available', 'refunding') AND {scope}
          GROUP BY 1, 2""",
+    "wallet_consumed": """
+        SELECT i.customer_id, i.currency, sum(t.amount_cents)
+          FROM invoicing_wallettransaction t JOIN invoicing_invoice i ON i.id = t.invoice_id
+         WHERE t.reason = 'consumption' AND i.status = 'finalized' AND NOT """ + _not_owed("i.id") + """ AND {scope}
+         GROUP BY 1, 2""",
 }
 _BALANCE_SCOPES = {"invoiced": "customer_id", "credited": "n.customer_id", "paid": "i.customer_id",
-                   "refunded": "coalesce(n.customer_id, c.customer_id)", "customer_credit": "customer_id"}
+                   "refunded": "coalesce(n.customer_id, c.customer_id)", "customer_credit": "customer_id",
+                   "wallet_consumed": "i.customer_id"}
 # Which Balance fields each part's columns after (customer, currency) fill.
 _BALANCE_FIELDS = {"invoiced": ("invoiced", "due"), "credited": ("credited", "credit_left", "refund_owed"),
-                   "paid": ("paid",), "refunded": ("refunded",), "customer_credit": ("customer_credit",)}
+                   "paid": ("paid",), "refunded": ("refunded",), "customer_credit": ("customer_credit",),
+                   "wallet_consumed": ("wallet_consumed",)}
 
 
 def customer_balances(customer_ids: Iterable[int] | None = None) -> dict[tuple[int, str], Balance]:
@@ -219,6 +229,7 @@ def i1_balances(customer_ids: Iterable[int] | None = None) -> list[Violation]:
                 f"{balance.credited} − paid {balance.paid} + refunded {balance.refunded}; due {balance.due}, "
                 f"unused credit {balance.credit_left}, refunds owed {balance.refund_owed}, customer credit "
                 f"{balance.customer_credit}"
+                + (f", wallet credits consumed {balance.wallet_consumed}" if balance.wallet_consumed else "")
             ),
         ))
     return violations

@@ -31,6 +31,8 @@ from .models import (
     Fee,
     Invoice,
     InvoiceAppliedTax,
+    Wallet,
+    WalletTransaction,
 )
 from .pdf import invoice_pdf
 from .selectors import fee_remaining_to_credit
@@ -473,3 +475,29 @@ class CloseRunCustomerAdmin(ReadOnlyAdmin):
     search_fields = ("customer__external_id", "error")
     list_select_related = ("run", "customer")
     raw_id_fields = ("run", "customer")
+
+
+class WalletTransactionInline(ReadOnlyTabularInline):
+    """Every movement of the wallet's balance, newest first; append-only (apps/invoicing/wallets.py)."""
+
+    model = WalletTransaction
+    fk_name = "wallet"
+    fields = ("created_at", "transaction_type", "status", "transaction_status", "reason", "amount_cents",
+              "credit_amount", "invoice", "settled_at", "failed_at")
+    readonly_fields = fields
+    money_currency = "wallet.currency"
+    ordering = ("-created_at", "-id")
+
+
+@admin.register(Wallet)
+class WalletAdmin(ReadOnlyAdmin):
+    """Prepaid credits per customer and service: written through the API's services only (top-ups, consumption at
+    finalization, expiry), read here with their transactions and audit trail."""
+
+    list_display = ("created_at", "customer", "service", "name", "status", "balance_amount_cents",
+                    "consumed_amount_cents", "currency", "expiration_at")
+    list_filter = ("status", "currency", "service")
+    search_fields = ("customer__external_id", "account_link__external_id", "name", "code")
+    list_select_related = ("customer", "service")
+    raw_id_fields = ("customer", "service", "account_link")
+    inlines = (WalletTransactionInline,)

@@ -59,3 +59,11 @@ def customer_close_task(customer_id: int) -> tuple[int, int]:
     from .close import close_customer
 
     return close_customer(customer_id=customer_id, as_of=timezone.now())
+
+
+@shared_task(acks_late=True)
+def wallets_expire_task() -> int:
+    """Terminate the wallets whose expiration has passed (idempotent)."""
+    from .wallets import wallets_expire
+
+    return wallets_expire()

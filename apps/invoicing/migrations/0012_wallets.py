@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('customers', '0002_customer_reference_fits_service_code'),
-        ('invoicing', '0010_credit_note_offsets'),
+        ('invoicing', '0011_close_ranges'),
     ]
 
     operations = [

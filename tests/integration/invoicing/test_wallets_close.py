@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 
 from apps.customers.models import AccountLink
+from apps.integrity.invariants import check_all
 from apps.invoicing.close import periods_close
 from apps.invoicing.models import Invoice, Wallet, WalletTransaction
 from apps.invoicing.representations import wallet_out
@@ -70,6 +71,7 @@ def test_lago_s_order_coupon_then_tax_then_credit_note_then_wallet(billing, sett
     attempt = payments.payment_collect_for_invoice(invoice_id=invoice.pk, force_new=True)
     intent = ls_client(stripe_env).v1.payment_intents.retrieve(attempt.stripe_payment_intent_id)
     assert (attempt.amount_cents, intent.amount, attempt.status) == (3170, 3170, PaymentAttempt.Status.SUCCEEDED)
+    assert check_all() == []  # I1 (money flows), I4 (totals with the prepaid credit) and the others
 
 
 def test_a_wallet_larger_than_the_invoice_pays_it_and_keeps_the_rest(billing, settings,
@@ -133,6 +135,7 @@ def test_voiding_gives_the_credits_back_once(billing, settings):
 
     periods_close(as_of=at(2026, 5, 1, 2, 0))  # the next invoice takes them
     assert Invoice.objects.get(issuing_date=datetime(2026, 5, 1).date()).prepaid_credit_amount_cents == 3000
+    assert check_all() == []
 
 
 def test_terminated_and_expired_wallets_are_not_consumed(billing, settings):
@@ -188,3 +191,20 @@ def test_two_invoices_finalizing_at_once_never_consume_the_same_credits_twice(bi
     assert tokens.balance_amount_cents == 0
     assert sum(WalletTransaction.objects.filter(transaction_type="outbound").values_list("amount_cents", flat=True)) \
         == 6000
+
+
+def test_the_beat_task_expires_and_the_admin_shows_wallets_with_their_transactions(billing, admin_client):
+    from django.urls import reverse
+
+    from apps.invoicing.tasks import wallets_expire_task
+
+    link = billing.customer()
+    tokens = wallet(billing, link, "12", name="Tokens", expiration_at=datetime(2099, 1, 1, tzinfo=timezone.utc))
+    Wallet.objects.filter(pk=tokens.pk).update(expiration_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert wallets_expire_task() == 1
+    page = admin_client.get(reverse("admin:invoicing_wallet_change", args=[tokens.pk]))
+    assert page.status_code == 200
+    text = page.content.decode().lower()
+    assert "tokens" in text and "terminated" in text and "granted" in text
+    assert admin_client.get(reverse("admin:invoicing_wallet_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:invoicing_wallet_add")).status_code == 403

@@ -9,6 +9,7 @@ import pytest
 
 from apps.customers.services import customer_upsert
 from apps.customers.models import Service
+from apps.integrity.invariants import check_all
 from apps.invoicing.models import Invoice, Wallet, WalletTransaction
 from apps.invoicing.services import invoice_void
 from apps.invoicing.wallets import wallet_create, wallet_transaction_create
@@ -63,6 +64,7 @@ def test_a_paid_top_up_credits_the_wallet_once(client, webhook_endpoint, stripe_
     assert Payment.objects.filter(invoice=invoice).count() == 1
     updated = WebhookEvent.objects.filter(event_type="wallet_transaction.updated")
     assert [e.payload["wallet_transaction"]["status"] for e in updated] == ["settled"]
+    assert check_all() == []
 
 
 def test_reordered_events_settle_the_top_up_once(client, webhook_endpoint, stripe_env, acme):
