@@ -148,6 +148,9 @@ class CustomerAdmin(ServiceFormAdmin):
             "story": story, "timeline": timeline,
             "owed": [money_display(cents, currency) for currency, cents in sorted(story.owed.items())],
             "credit": [money_display(cents, currency) for currency, cents in sorted(story.credit.items())],
+            "wallets": [(wallet.service.name, wallet.name or "wallet", money_display(wallet.balance_amount_cents,
+                         wallet.currency), reverse("admin:invoicing_wallet_change", args=[wallet.pk]))
+                        for wallet in story.wallets or []],
             "actions": [
                 ("Credit note or void (select the invoice, then the action)", invoices + "&status__exact=finalized"),
                 ("Retry a payment", reverse("admin:payments_paymentattempt_changelist")

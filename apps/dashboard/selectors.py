@@ -132,13 +132,14 @@ class Customer360:
     credit: dict[str, int]  # currency -> minor units of credit available (credit notes and customer credit)
     payment_method: str
     timeline: list[TimelineEntry]
+    wallets: list = None  # active wallets (prepaid credits), each with its service
 
 
 def customer_360_get(*, customer_id: int, limit: int = 60) -> Customer360:
     """One customer's story across services: accounts, subscriptions, money owed and available, and a timeline of
     invoices, credit notes, payments, postings and webhooks, newest first."""
     from apps.customers.models import AccountLink, Customer
-    from apps.invoicing.models import CreditNote, CustomerCredit
+    from apps.invoicing.models import CreditNote, CustomerCredit, Wallet
     from apps.payments.models import StripeCustomer
     from apps.webhooks.models import WebhookEvent
 
@@ -182,5 +183,7 @@ def customer_360_get(*, customer_id: int, limit: int = 60) -> Customer360:
     for event in WebhookEvent.objects.filter(object_id__in=object_ids).order_by("-created_at")[:limit]:
         timeline.append(TimelineEntry(event.created_at, "webhook", event.event_type,
                                       "admin:webhooks_webhookevent_change", event.pk))
+    wallets = list(Wallet.objects.filter(customer=customer, status=Wallet.Status.ACTIVE).select_related("service")
+                   .order_by("priority", "created_at"))
     timeline.sort(key=lambda entry: entry.at, reverse=True)
-    return Customer360(customer, links, subscriptions, owed, credit, payment_method, timeline[:limit])
+    return Customer360(customer, links, subscriptions, owed, credit, payment_method, timeline[:limit], wallets)

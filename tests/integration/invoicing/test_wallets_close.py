@@ -208,3 +208,7 @@ def test_the_beat_task_expires_and_the_admin_shows_wallets_with_their_transactio
     assert "tokens" in text and "terminated" in text and "granted" in text
     assert admin_client.get(reverse("admin:invoicing_wallet_changelist")).status_code == 200
     assert admin_client.get(reverse("admin:invoicing_wallet_add")).status_code == 403
+    active = wallet(billing, link, "3", name="Desk pack")
+    overview = admin_client.get(reverse("admin:customers_customer_overview", args=[link.customer_id])).content.decode()
+    assert "Desk pack" in overview and "$3.00" in overview and "Tokens" not in overview  # active wallets only
+    assert reverse("admin:invoicing_wallet_change", args=[active.pk]) in overview
