@@ -66,6 +66,9 @@ def test_update_list_and_terminate(acme):
     assert updated.status_code == 200 and (updated.json()["wallet"]["name"], updated.json()["wallet"]["priority"]) == (
         "Renamed", 3)
     assert acme.get("/api/v1/wallets", {"external_customer_id": "acme"}).json()["meta"]["total_count"] == 1
+    by_customer = acme.get("/api/v1/customers/acme/wallets").json()
+    assert [w["lago_id"] for w in by_customer["wallets"]] == [body["lago_id"]]
+    assert acme.get("/api/v1/customers/nobody/wallets").json()["code"] == "customer_not_found"
     deleted = acme.delete(f"/api/v1/wallets/{body['lago_id']}")
     assert deleted.status_code == 200 and deleted.json()["wallet"]["status"] == "terminated"
     assert deleted.json()["wallet"]["terminated_at"] is not None

@@ -43,6 +43,18 @@ class WalletListCreateView(APIView):
         return Response(paginate(request, rows, "wallets", lambda items: [wallet_out(w) for w in items]))
 
 
+class CustomerWalletListView(APIView):
+    @lago_operation("findAllCustomerWallets", response="Wallet", plural="wallets",
+                    parameters=[query("status", enum=Wallet.Status.values)])
+    def get(self, request, external_id: str):
+        service = request.auth.service
+        account_link_get(service=service, external_id=external_id)  # 404 customer_not_found
+        status = request.query_params.get("status")
+        rows = wallet_list(service=service, external_customer_id=external_id,
+                           status=status if status in Wallet.Status.values else None)
+        return Response(paginate(request, rows, "wallets", lambda items: [wallet_out(w) for w in items]))
+
+
 class WalletDetailView(APIView):
     @lago_operation("findWallet", response="Wallet", root="wallet")
     def get(self, request, lago_id: str):
@@ -103,4 +115,5 @@ urlpatterns = [
     path("wallets/<str:lago_id>", WalletDetailView.as_view()),
     path("wallets/<str:lago_id>/wallet_transactions", WalletTransactionListView.as_view()),
     path("wallet_transactions", WalletTransactionCreateView.as_view()),
+    path("customers/<str:external_id>/wallets", CustomerWalletListView.as_view()),
 ]
