@@ -43,6 +43,7 @@ def applied_tax_out(item: dict, *, fee: Fee | None = None) -> dict:
 
 
 OTHER_SERVICES = "Other services"
+WALLET_FEE_PREFIX = "wallet_transaction:"  # fee_key of a top-up's fee: the wallet transaction's lago_id follows
 
 
 def fee_out(fee: Fee, *, viewer: Service | None = None) -> dict:
@@ -52,8 +53,11 @@ def fee_out(fee: Fee, *, viewer: Service | None = None) -> dict:
     if viewer is not None and fee.service_id is not None and fee.service_id != viewer.pk:
         return _foreign_fee_out(fee)
     subscription, charge = fee.subscription, fee.charge
+    item_id = str(charge.billable_metric.lago_id) if charge else None
     if fee.fee_type == Fee.FeeType.ADD_ON:
         item_code, item_type = fee.add_on_code, "AddOn"
+    elif fee.fee_key.startswith(WALLET_FEE_PREFIX):  # a wallet top-up's purchased credits (Lago's credit fee)
+        item_code, item_type, item_id = "credit", "WalletTransaction", fee.fee_key.removeprefix(WALLET_FEE_PREFIX)
     elif charge is not None:
         item_code, item_type = charge.billable_metric.code, "BillableMetric"
     else:
@@ -72,7 +76,7 @@ def fee_out(fee: Fee, *, viewer: Service | None = None) -> dict:
             "name": fee.name,
             "invoice_display_name": fee.name,
             "description": fee.description or None,
-            "lago_item_id": str(charge.billable_metric.lago_id) if charge else None,
+            "lago_item_id": item_id,
             "item_type": item_type,
             "filters": None,
             "grouped_by": {},

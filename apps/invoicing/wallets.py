@@ -30,6 +30,7 @@ from apps.subscriptions.periods import local_date
 
 from .models import Fee, Invoice, Wallet, WalletTransaction
 from .prepaid import wallet_transactions_announce
+from .representations import WALLET_FEE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ def _credit_invoice(wallet: Wallet, row: WalletTransaction) -> Invoice:
         total_amount_cents=cents,
     )
     Fee.objects.create(
-        invoice=invoice, fee_key=f"wallet_transaction:{row.lago_id}", fee_type=Fee.FeeType.CREDIT,
+        invoice=invoice, fee_key=f"{WALLET_FEE_PREFIX}{row.lago_id}", fee_type=Fee.FeeType.CREDIT,
         service=wallet.service, name=wallet.name or "Prepaid credits", currency=wallet.currency,
         units=row.credit_amount, precise_unit_amount=wallet.rate_amount,
         precise_amount=from_minor_units(cents, wallet.currency), amount_cents=cents,

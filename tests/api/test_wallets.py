@@ -54,6 +54,11 @@ def test_paid_credits_bill_a_credit_invoice_and_credit_nothing_until_paid(acme):
     assert [(i.status, i.total_amount_cents, i.taxes_amount_cents) for i in invoices] == [
         ("finalized", 3000, 0), ("finalized", 375, 0)]
     assert paid["lago_invoice_id"] == str(invoices[1].lago_id)
+    invoice = acme.get(f"/api/v1/invoices/{paid['lago_invoice_id']}").json()["invoice"]
+    assert (invoice["invoice_type"], invoice["total_amount_cents"], invoice["taxes_amount_cents"]) == ("credit", 375, 0)
+    [fee] = invoice["fees"]
+    assert (fee["item"]["type"], fee["item"]["code"], fee["item"]["item_type"], fee["item"]["lago_item_id"],
+            fee["units"]) == ("credit", "credit", "WalletTransaction", paid["lago_id"], "2.5")
     assert acme.get(f"/api/v1/wallets/{body['lago_id']}").json()["wallet"]["balance_cents"] == 750
     pending = acme.get(f"/api/v1/wallets/{body['lago_id']}/wallet_transactions", {"status": "pending"}).json()
     assert pending["meta"]["total_count"] == 2
