@@ -170,6 +170,9 @@ def wallet_transaction_create(*, wallet: Wallet, values: dict) -> list[WalletTra
     """Top a wallet up (Lago's POST /wallet_transactions): granted credits at once, paid credits through a
     credit invoice collected by Stripe. Return the transactions (paid first, as Lago). A terminated wallet is not
     found (404 `wallet_not_found`); bad credits answer 422 before anything is written."""
+    # The customer first, then the wallet: the close's order (customer, its invoices, their wallets), which the
+    # paid top-up's finalization below also takes; the other order could deadlock with a close.
+    Customer.objects.select_for_update().get(pk=wallet.customer_id)
     wallet = Wallet.objects.select_for_update().select_related("account_link").get(pk=wallet.pk)
     if wallet.status != Wallet.Status.ACTIVE:
         raise NotFound("wallet")

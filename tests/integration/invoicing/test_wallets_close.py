@@ -212,3 +212,51 @@ def test_the_beat_task_expires_and_the_admin_shows_wallets_with_their_transactio
     overview = admin_client.get(reverse("admin:customers_customer_overview", args=[link.customer_id])).content.decode()
     assert "Desk pack" in overview and "$3.00" in overview and "Tokens" not in overview  # active wallets only
     assert reverse("admin:invoicing_wallet_change", args=[active.pk]) in overview
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_top_up_during_a_close_of_its_customer_waits_instead_of_deadlocking(billing):
+    """The close holds the customer and then locks its wallets; a top-up takes the customer before the wallet, the
+    same order, so it waits for the close (with the wallet first, PostgreSQL would abort one of the two)."""
+    import time
+
+    from django.db import transaction
+
+    from apps.customers.models import Customer
+    from apps.invoicing.wallets import wallet_transaction_create
+
+    link = billing.customer()
+    tokens = wallet(billing, link, "1")
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def close_like() -> None:
+        try:
+            with transaction.atomic():
+                Customer.objects.select_for_update().get(pk=link.customer_id)
+                barrier.wait(timeout=10)
+                time.sleep(0.5)  # the top-up starts meanwhile
+                list(Wallet.objects.select_for_update().filter(customer_id=link.customer_id))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def top_up() -> None:
+        try:
+            barrier.wait(timeout=10)
+            time.sleep(0.1)
+            wallet_transaction_create(wallet=tokens, values={"granted_credits": Decimal("2")})
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=close_like), threading.Thread(target=top_up)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    tokens.refresh_from_db()
+    assert tokens.balance_amount_cents == 300
