@@ -65,6 +65,13 @@ def test_a_paid_top_up_credits_the_wallet_once(client, webhook_endpoint, stripe_
     updated = WebhookEvent.objects.filter(event_type="wallet_transaction.updated")
     assert [e.payload["wallet_transaction"]["status"] for e in updated] == ["settled"]
     assert check_all() == []
+    # The audit (pghistory triggers) has the wallet's balance before and after the settlement, and the row's.
+    from apps.audit.models import WalletEvent, WalletTransactionEvent
+
+    assert list(WalletEvent.objects.filter(pgh_obj_id=wallet.pk, pgh_label="changed")
+                .values_list("balance_amount_cents", flat=True)) == [2000]
+    assert set(WalletTransactionEvent.objects.filter(pgh_obj_id=row.pk).values_list("pgh_label", "status")) == {
+        ("created", "pending"), ("before", "pending"), ("changed", "settled")}
 
 
 def test_reordered_events_settle_the_top_up_once(client, webhook_endpoint, stripe_env, acme):
