@@ -48,3 +48,19 @@ def account_link_get(*, service: Service, external_id: str) -> AccountLink:
     if link is None:
         raise NotFound("customer")
     return link
+
+
+def customers_matching(*, text: str) -> QuerySet:
+    """Return the customers whose external id, name or legal name contains every word of `text` (any case).
+
+    A scan of the customers table (tens of thousands of rows), which staff searches of bigger tables (invoices)
+    do first, then read the matches' rows through their customer index.
+    """
+    from django.db.models import Q
+
+    from .models import Customer
+
+    match = Q()
+    for word in text.split():
+        match &= Q(external_id__icontains=word) | Q(name__icontains=word) | Q(legal_name__icontains=word)
+    return Customer.objects.filter(match)

@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from apps.core.admin_kit import (
+    CurrencyFilter,
     NexaModelAdmin,
     ReadOnlyAdmin,
     ReadOnlyTabularInline,
@@ -35,7 +36,7 @@ from .models import (
     WalletTransaction,
 )
 from .pdf import invoice_pdf
-from .selectors import fee_remaining_to_credit
+from .selectors import fee_remaining_to_credit, invoices_matching
 from .services import CreditNoteItemIn, credit_note_create, credit_note_estimate, invoice_finalize, invoice_void
 
 
@@ -129,14 +130,18 @@ class CustomerCreditApplicationInline(CreditApplicationInline):
 class InvoiceAdmin(NexaModelAdmin):
     list_display = ("__str__", "customer", "invoice_type", "status", "payment_status", "issuing_date",
                     "total_amount_cents")
-    list_filter = ("status", "payment_status", "invoice_type", "currency")
+    list_filter = ("status", "payment_status", "invoice_type", CurrencyFilter)
     list_select_related = ("customer",)
-    search_fields = ("number", "customer__external_id", "customer__legal_name", "lago_id")
+    # Shown as the search box's hint; the search itself is get_search_results (customers first).
+    search_fields = ("number", "customer__external_id", "customer__name", "customer__legal_name", "lago_id")
     raw_id_fields = ("customer",)
     date_hierarchy = "issuing_date"
     show_full_result_count = False
     inlines = (FeeInline, AppliedTaxInline, CreditApplicationInline, PaymentAttemptInline)
     actions = ("finalize", "void", "create_credit_note", "download_pdf")
+
+    def get_search_results(self, request, queryset, search_term):
+        return invoices_matching(queryset, text=search_term), False
 
     def get_readonly_fields(self, request, obj=None):
         # Money and numbering are written by services only; a finalized invoice never changes.

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.html import format_html
 
-from apps.core.admin_kit import NexaModelAdmin
+from apps.core.admin_kit import BoundedCountPaginator, NexaModelAdmin
 from apps.customers.models import Service
 from apps.subscriptions.models import Subscription
 
@@ -27,8 +27,13 @@ class UsageEventAdmin(NexaModelAdmin):
     list_filter = ("is_late", "source", "service")
     search_fields = ("=transaction_id",)
     raw_id_fields = ("service", "subscription", "billable_metric")
-    list_select_related = ("subscription", "billable_metric")
-    show_full_result_count = False  # count(*) over tens of millions of rows on every page is too slow
+    # Both columns print their service's code: without it, two queries per row.
+    list_select_related = ("subscription__service", "billable_metric__service")
+    # count(*) over tens of millions of rows on every page is too slow: no total, and a bounded count.
+    show_full_result_count = False
+    paginator = BoundedCountPaginator
+    # Sorting by any other column reads and sorts every row (7 s for `value` at 5M rows); time has an index.
+    sortable_by = ("timestamp",)
     change_list_template = "admin/usage/usageevent_change_list.html"
 
     def has_add_permission(self, request):

@@ -60,6 +60,12 @@ class UsageEvent(models.Model):
                 condition=models.Q(is_late=True, late_billed_at__isnull=True),
                 name="usage_event_late_unbilled_idx",
             ),
+            # The admin's list sorted by event time (either way; ties by id come from an incremental sort):
+            # without it, a top-100 sort read every row (5.7 s at 5M rows, bench/admin.py). Events arrive
+            # roughly in time order, so inserts land on the index's right edge: the cheapest btree to maintain.
+            models.Index(fields=("timestamp",), name="usage_event_ts_idx"),
+            # Late rows only (~0.1%): the admin's "late" filter, newest first, and its count.
+            models.Index(fields=("id",), condition=models.Q(is_late=True), name="usage_event_late_idx"),
         ]
 
     def __str__(self) -> str:
@@ -94,6 +100,20 @@ class UsageDaily(models.Model):
         constraints = [
             models.UniqueConstraint(fields=("subscription", "billable_metric", "day"), name="uniq_usage_daily"),
         ]
+
+
+class UsageIngestHourly(models.Model):
+    """Usage rows accepted per service and UTC hour of `created_at`, folded by `usage_rollup_advance` with the
+    daily rollup: the dashboard's ingestion rate reads these instead of counting millions of raw rows."""
+
+    hour = models.DateTimeField()  # start of the UTC hour
+    service = models.ForeignKey(
+        "customers.Service", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    events_count = models.BigIntegerField(default=0)  # rows stored (duplicates refused at ingest are not rows)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("hour", "service"), name="uniq_usage_ingest_hourly")]
 
 
 class UsageRollupState(models.Model):

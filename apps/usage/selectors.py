@@ -100,6 +100,32 @@ def usage_daily_for_subscription(*, subscription_id: int, days: int = 31) -> lis
         return [DailyUsage(*row) for row in cursor.fetchall()]
 
 
+def usage_ingested_by_hour(*, since: datetime) -> list[tuple[datetime, int]]:
+    """Return (UTC hour, usage rows accepted) for each hour from the one holding `since`, oldest first.
+
+    Folded hours come from UsageIngestHourly; rows the rollup has not reached yet (the last minute or so) are
+    counted raw, through the primary key above the watermark. One statement, so one snapshot: a rollup committing
+    meanwhile is seen either whole or not at all, and no row is counted twice or missed.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT hour, sum(n)::bigint FROM (
+                SELECT hour, events_count AS n FROM usage_usageingesthourly WHERE hour >= date_trunc('hour', %(since)s, 'UTC')
+                UNION ALL
+                SELECT date_trunc('hour', created_at, 'UTC'), count(*)
+                  FROM usage_usageevent
+                 WHERE id > (SELECT coalesce(max(last_event_id), 0) FROM usage_usagerollupstate)
+                   AND created_at >= date_trunc('hour', %(since)s, 'UTC')
+                 GROUP BY 1
+            ) AS counted
+             GROUP BY hour ORDER BY hour
+            """,
+            {"since": since},
+        )
+        return [(hour, count) for hour, count in cursor.fetchall()]
+
+
 @dataclass(frozen=True)
 class UsageSummaryRow:
     subscription_id: int
@@ -126,14 +152,22 @@ def usage_summary(
     late_only: bool = False,
     limit: int = 500,
 ) -> list[UsageSummaryRow]:
-    """Return usage grouped per (subscription, metric) under the given filters (admin view)."""
-    where, params = ["TRUE"], []
+    """Return usage grouped per (subscription, metric) under the given filters (admin view), at most `limit` rows
+    in (subscription external id, subscription, metric code) order.
+
+    The subscriptions come first: the first `limit` of them in that order with a row under the filters (each
+    gives at least one group, so the first `limit` groups are theirs), found by one probe of the period index
+    each; only their rows are aggregated. Grouping the whole table and keeping 500 groups read every row
+    (3.5 s at 5M rows, bench/admin.py).
+    """
+    where, params = ["e.subscription_id = s.id"], []
+    subscription_where, subscription_params = ["TRUE"], []
     if service_id:
         where.append("e.service_id = %s")
         params.append(service_id)
     if subscription_external_id:
-        where.append("s.external_id = %s")
-        params.append(subscription_external_id)
+        subscription_where.append("s.external_id = %s")
+        subscription_params.append(subscription_external_id)
     if metric_code:
         where.append("m.code = %s")
         params.append(metric_code)
@@ -145,22 +179,42 @@ def usage_summary(
         params.append(to_datetime)
     if late_only:
         where.append("e.is_late")
+    conditions = " AND ".join(where)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT e.subscription_id, s.external_id, svc.code, m.code, m.aggregation_type, count(*),
-                   sum(e.value), max(e.value), count(*) FILTER (WHERE e.is_late),
-                   count(*) FILTER (WHERE e.is_late AND e.late_billed_at IS NULL), min(e.timestamp), max(e.timestamp)
-              FROM usage_usageevent e
-              JOIN subscriptions_subscription s ON s.id = e.subscription_id
-              JOIN catalog_billablemetric m ON m.id = e.billable_metric_id
-              JOIN customers_service svc ON svc.id = e.service_id
-             WHERE {" AND ".join(where)}
-             GROUP BY 1, 2, 3, 4, 5
-             ORDER BY 2, 4
+            WITH chosen AS MATERIALIZED (
+                -- OFFSET 0 keeps the order below the probe, so the LIMIT stops the probes at `limit` hits.
+                SELECT s.id, s.external_id
+                  FROM (SELECT s.id, s.external_id FROM subscriptions_subscription s
+                         WHERE {" AND ".join(subscription_where)} ORDER BY s.external_id, s.id OFFSET 0) AS s
+                 WHERE EXISTS (SELECT 1 FROM usage_usageevent e
+                                 JOIN catalog_billablemetric m ON m.id = e.billable_metric_id
+                                WHERE {conditions})
+                 LIMIT %s
+            ), grouped AS (
+                -- Grouped by ids (a hash of a few hundred groups), named afterwards: sorting 10^5 wide rows by
+                -- their names spilled to disk.
+                SELECT e.subscription_id, e.service_id, e.billable_metric_id, count(*) AS n, sum(e.value) AS total,
+                       max(e.value) AS largest, count(*) FILTER (WHERE e.is_late) AS late,
+                       count(*) FILTER (WHERE e.is_late AND e.late_billed_at IS NULL) AS late_unbilled,
+                       min(e.timestamp) AS first_at, max(e.timestamp) AS last_at
+                  FROM chosen s
+                  JOIN usage_usageevent e ON e.subscription_id = s.id
+                  JOIN catalog_billablemetric m ON m.id = e.billable_metric_id
+                 WHERE {conditions}
+                 GROUP BY 1, 2, 3
+            )
+            SELECT g.subscription_id, s.external_id, svc.code, m.code, m.aggregation_type, g.n, g.total, g.largest,
+                   g.late, g.late_unbilled, g.first_at, g.last_at
+              FROM grouped g
+              JOIN chosen s ON s.id = g.subscription_id
+              JOIN catalog_billablemetric m ON m.id = g.billable_metric_id
+              JOIN customers_service svc ON svc.id = g.service_id
+             ORDER BY 2, 1, 4
              LIMIT %s
             """,
-            [*params, limit],
+            [*subscription_params, *params, limit, *params, limit],
         )
         return [UsageSummaryRow(*row) for row in cursor.fetchall()]
 

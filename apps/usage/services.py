@@ -418,9 +418,21 @@ ON CONFLICT (subscription_id, billable_metric_id, day) DO UPDATE SET
     total_sum = d.total_sum + EXCLUDED.total_sum
 """
 
+# Rows accepted per service and UTC hour, for the dashboard's ingestion rate (UsageIngestHourly).
+INGEST_HOURLY_SQL = """
+INSERT INTO usage_usageingesthourly AS h (hour, service_id, events_count)
+SELECT date_trunc('hour', created_at, 'UTC'), service_id, count(*)
+  FROM usage_usageevent
+ WHERE id > %(lo)s AND id <= %(hi)s
+ GROUP BY 1, 2
+ ORDER BY 1, 2
+ON CONFLICT (hour, service_id) DO UPDATE SET events_count = h.events_count + EXCLUDED.events_count
+"""
+
 
 def usage_rollup_advance(*, chunk: int = 200_000, max_chunks: int = 50) -> int:
-    """Fold newly committed usage rows into the daily rollup; return the new watermark.
+    """Fold newly committed usage rows into the daily rollup and the hourly ingestion counts; return the new
+    watermark.
 
     Safe to run concurrently (the state row serializes advancers) and at any time: the fence
     first waits out in-flight ingest batches, so no row with an id below the new watermark
@@ -437,6 +449,7 @@ def usage_rollup_advance(*, chunk: int = 200_000, max_chunks: int = 50) -> int:
                 return watermark
             hi = min(watermark + chunk, upper)
             cursor.execute(ROLLUP_SQL, {"lo": watermark, "hi": hi})
+            cursor.execute(INGEST_HOURLY_SQL, {"lo": watermark, "hi": hi})
             cursor.execute("UPDATE usage_usagerollupstate SET last_event_id = %s, updated_at = now() WHERE id = 1", [hi])
             watermark = hi
     return watermark

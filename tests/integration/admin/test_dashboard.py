@@ -80,3 +80,27 @@ def test_accountants_export_invoices_fees_and_the_period_summary_per_service_and
     nobody = User.objects.create_user("nobody", password="pw-nobody-12345", is_staff=True)
     client.force_login(nobody)
     assert client.get(url, {"start": "2026-04-01", "end": "2026-04-30", "kind": "invoices"}).status_code == 403
+
+
+def test_the_ingestion_figure_counts_folded_hours_and_rows_not_yet_folded_once(admin_client, billing, finalized):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from apps.subscriptions.models import Subscription
+    from apps.usage.models import UsageEvent
+    from apps.usage.services import usage_rollup_advance
+
+    metric, subscription = billing.metric("calls", "count_agg"), Subscription.objects.get(external_id="s1")
+
+    def events(n, start):
+        for i in range(n):
+            UsageEvent.objects.create(service=billing.service, transaction_id=f"d-{start}-{i}", subscription=subscription,
+                                      billable_metric=metric, timestamp=timezone.now(), value=Decimal(1))
+
+    events(3, 0)
+    usage_rollup_advance()
+    events(2, 1)  # after the fold: counted from the raw rows
+    assert admin_client.get(reverse("admin:index")).context["ingestion_24h"] == 5
+    usage_rollup_advance()
+    assert admin_client.get(reverse("admin:index")).context["ingestion_24h"] == 5
