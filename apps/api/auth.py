@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
+from apps.core.audit import audit_context_add
 from apps.customers.models import Service
 from apps.customers.selectors import service_for_api_key
 
@@ -28,6 +29,10 @@ class ServiceKeyAuthentication(BaseAuthentication):
         service = service_for_api_key(raw_key=parts[1])
         if service is None:
             return None
+        # Every audited change this request makes names its caller: the service and which of its keys (the
+        # key's public prefix; rotation changes it). pghistory's middleware opened the request's context.
+        audit_context_add(actor=f"API: {service.code} (key {service.api_key_prefix}…)", service=service.code,
+                          service_id=service.pk, api_key=service.api_key_prefix)
         principal = ServicePrincipal(service=service)
         return principal, principal
 
