@@ -33,8 +33,10 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
     board = dashboard_get()
     billed = [{"service": service, "currency": currency, "values": [money_display(v, currency) for v in values]}
               for (service, currency), values in sorted(board.billed.items())]
-    collected = [{"currency": currency, "values": [money_display(v, currency) for v in values]}
-                 for currency, values in sorted(board.collected.items())]
+    collected = [{"service": service, "currency": currency, "values": [money_display(v, currency) for v in values]}
+                 for (service, currency), values in sorted(board.collected_by_service.items())]
+    collected_total = [{"currency": currency, "values": [money_display(v, currency) for v in values]}
+                       for currency, values in sorted(board.collected.items())]
     queues = [{"key": key, "title": title, "count": board.queues.get(key, 0), "url": reverse(name) + query}
               for key, (title, name, query) in QUEUES.items()]
     months = sorted({month for series in board.revenue_by_month.values() for month in series})
@@ -54,6 +56,7 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
         "periods": [period.label for period in board.periods],
         "billed": billed,
         "collected": collected,
+        "collected_total": collected_total,
         "mrr": [money_display(cents, currency) for currency, cents in sorted(board.mrr.items())],
         "invoices_by_status": sorted(board.invoices_by_status.items()),
         "overdue": [{"currency": c, "count": n, "due": money_display(due, c)} for c, (n, due) in

@@ -36,6 +36,8 @@ class Dashboard:
     periods: list[Period]
     billed: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (service, currency) -> per period
     collected: dict[str, list[int]] = field(default_factory=dict)  # currency -> per period
+    # (service, currency) -> per period: each payment split over its invoice's services (see _collected_per_service)
+    collected_by_service: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     mrr: dict[str, int] = field(default_factory=dict)  # currency -> minor units a month
     invoices_by_status: dict[str, int] = field(default_factory=dict)
     overdue: dict[str, tuple[int, int]] = field(default_factory=dict)  # currency -> (count, minor units due)
@@ -50,6 +52,54 @@ def _month_start(day: date) -> date:
 
 def _previous_month(day: date) -> date:
     return _month_start(_month_start(day) - timedelta(days=1))
+
+
+# A payment pays an invoice, and an invoice may bill several services: each service gets the payment times its
+# fees' share of the invoice (fees with their tax), floored to the cent, and the cents the flooring left go one
+# each to the largest remainders (ties: lowest service id), so the shares add up to the payment exactly. An
+# invoice without fees (or whose fees sum to nothing) puts the whole payment on one row ("other" when no service).
+COLLECTED_SQL = """
+WITH paid AS (
+    SELECT p.id, p.invoice_id, p.amount_cents, p.currency,
+           CASE WHEN p.paid_at >= %(start_0)s THEN 0 ELSE 1 END AS period
+      FROM payments_payment p
+     WHERE p.paid_at >= %(start_1)s AND p.paid_at < %(end_0)s
+), shares AS (
+    SELECT f.invoice_id, f.service_id, sum(f.amount_cents + f.taxes_amount_cents) AS share
+      FROM invoicing_fee f
+     WHERE f.invoice_id IN (SELECT invoice_id FROM paid)
+     GROUP BY 1, 2
+), split AS (
+    SELECT paid.id, paid.period, paid.currency, paid.amount_cents, s.service_id, coalesce(s.share, 0) AS share,
+           sum(coalesce(s.share, 0)) OVER (PARTITION BY paid.id) AS total,
+           row_number() OVER (PARTITION BY paid.id ORDER BY s.service_id) AS position
+      FROM paid LEFT JOIN shares s ON s.invoice_id = paid.invoice_id
+), floored AS (
+    SELECT *,
+           CASE WHEN total > 0 THEN amount_cents * share / total WHEN position = 1 THEN amount_cents ELSE 0 END AS base,
+           CASE WHEN total > 0 THEN amount_cents * share %% total ELSE 0 END AS rest
+      FROM split
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY id ORDER BY rest DESC, service_id) AS rank,
+           amount_cents - sum(base) OVER (PARTITION BY id) AS left_over
+      FROM floored
+)
+SELECT period, svc.code, currency, sum(base + CASE WHEN rank <= left_over THEN 1 ELSE 0 END)::bigint
+  FROM ranked LEFT JOIN customers_service svc ON svc.id = ranked.service_id
+ GROUP BY 1, 2, 3
+"""
+
+
+def _collected_per_service(periods: list[Period]) -> list[tuple[int, str | None, str, int]]:
+    """Return (period index, service code or None, currency, minor units collected) for the two periods."""
+    from django.db import connection
+
+    tz = timezone.get_current_timezone()
+    bounds = {f"{edge}_{i}": datetime.combine(getattr(period, edge), datetime.min.time(), tz)
+              for i, period in enumerate(periods) for edge in ("start", "end")}
+    with connection.cursor() as cursor:
+        cursor.execute(COLLECTED_SQL, bounds)
+        return [(period, service, currency, cents) for period, service, currency, cents in cursor.fetchall()]
 
 
 def dashboard_get(*, now: datetime | None = None) -> Dashboard:
@@ -75,10 +125,9 @@ def dashboard_get(*, now: datetime | None = None) -> Dashboard:
         board.revenue_by_month.setdefault(f"{service} {currency}", {})[month] = total
         if month in starts:
             board.billed.setdefault((service, currency), [0] * len(board.periods))[starts[month]] = total
-    for index, period in enumerate(board.periods):
-        for row in (Payment.objects.filter(paid_at__date__gte=period.start, paid_at__date__lt=period.end)
-                    .values("currency").annotate(total=Sum("amount_cents")).order_by()):
-            board.collected.setdefault(row["currency"], [0] * len(board.periods))[index] = row["total"] or 0
+    for index, service, currency, cents in _collected_per_service(board.periods):
+        board.collected_by_service.setdefault((service or "other", currency), [0] * len(board.periods))[index] = cents
+        board.collected.setdefault(currency, [0] * len(board.periods))[index] += cents
 
     for row in (Subscription.objects.filter(status=Subscription.Status.ACTIVE)
                 .values("plan__interval", "plan__amount_currency").annotate(total=Sum("plan__amount_cents"))

@@ -104,3 +104,26 @@ def test_the_ingestion_figure_counts_folded_hours_and_rows_not_yet_folded_once(a
     assert admin_client.get(reverse("admin:index")).context["ingestion_24h"] == 5
     usage_rollup_advance()
     assert admin_client.get(reverse("admin:index")).context["ingestion_24h"] == 5
+
+
+def test_collected_is_split_over_the_invoice_services_by_their_share_to_the_cent(admin_client, finalized, service_factory):
+    from apps.invoicing.models import Fee
+    from apps.payments.models import Payment, PaymentAttempt
+
+    mail = service_factory("nexamail", "NexaMail").service
+    # The invoice's fees: nexacloud 10000 + 1300 tax, nexamail 3333 + 433 tax (shares 11300 and 3766 of 15066).
+    Fee.objects.create(invoice=finalized, fee_key="t:mail", fee_type="subscription", service=mail, name="Mail",
+                       currency="CAD", amount_cents=3333, taxes_amount_cents=433)
+    for number, (cents, paid_at) in enumerate([(10001, at(2026, 4, 10)), (500, at(2026, 3, 20))], start=1):
+        attempt = PaymentAttempt.objects.create(invoice=finalized, attempt_number=number, kind="off_session",
+                                                status="succeeded", amount_cents=cents, currency="CAD")
+        Payment.objects.create(invoice=finalized, attempt=attempt, amount_cents=cents, currency="CAD",
+                               stripe_payment_intent_id=f"pi_split_{number}", paid_at=paid_at)
+    with time_machine.travel(at(2026, 4, 20), tick=False):
+        response = admin_client.get(reverse("admin:index"))
+    # April: 10001 × 11300 / 15066 = 7501 r 1234; × 3766 / 15066 = 2499 r 13832; the cent left goes to nexamail.
+    # March: 500 → 375 r 250 and 124 r 14816: nexamail again.
+    assert [(row["service"], row["values"]) for row in response.context["collected"]] == [
+        ("nexacloud", ["$75.01 CAD", "$3.75 CAD"]), ("nexamail", ["$25.00 CAD", "$1.25 CAD"])]
+    assert [row["values"] for row in response.context["collected_total"]] == [["$100.01 CAD", "$5.00 CAD"]]
+    assert 'id="nexa-collected"' in response.content.decode()
