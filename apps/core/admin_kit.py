@@ -4,6 +4,7 @@ Admin modules are entry points (tests/unit/test_layers.py: nothing imports them)
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
@@ -290,6 +291,19 @@ def money(field: str, *, currency: str | Callable[[Any], str] = "currency", desc
     return show
 
 
+def chart_options(*, x_title: str, y_title: str, stacked: bool = False) -> str:
+    """Chart.js options (JSON, for unfold's chart components) with both axes shown, titled and with their values,
+    and the legend: unfold's defaults hide the y axis' values, the legend and any axis title."""
+    axis = {"display": True, "ticks": {"display": True, "color": "#6b7280"}, "stacked": stacked,
+            "grid": {"display": True, "color": "rgba(156, 163, 175, 0.25)"}}
+    return json.dumps({
+        "animation": False, "responsive": True, "maintainAspectRatio": False,
+        "plugins": {"legend": {"display": True, "position": "top", "align": "end"}, "tooltip": {"enabled": True}},
+        "scales": {"x": {**axis, "title": {"display": True, "text": x_title}},
+                   "y": {**axis, "beginAtZero": True, "title": {"display": True, "text": y_title}}},
+    })
+
+
 class ReasonForm(forms.Form):
     reason = forms.CharField(
         min_length=5, max_length=500, widget=forms.Textarea(attrs={"rows": 3, "class": "border rounded w-full p-2"}),
@@ -363,4 +377,4 @@ class ServiceFormAdmin(NexaModelAdmin):
             formset.save(commit=False)  # saves nothing; sets what the admin's change message reads
 
 
-__all__ = ["BoundedCountPaginator", "CurrencyFilter", "NexaChangeList", "read_only_action", "ReasonForm", "ServiceForm", "ServiceFormAdmin", "confirm_with_reason", "NexaModelAdmin", "NexaStackedInline", "NexaTabularInline", "ReadOnlyAdmin", "ReadOnlyTabularInline", "money"]
+__all__ = ["chart_options", "BoundedCountPaginator", "CurrencyFilter", "NexaChangeList", "read_only_action", "ReasonForm", "ServiceForm", "ServiceFormAdmin", "confirm_with_reason", "NexaModelAdmin", "NexaStackedInline", "NexaTabularInline", "ReadOnlyAdmin", "ReadOnlyTabularInline", "money"]

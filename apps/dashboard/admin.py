@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import reverse
 
+from apps.core.admin_kit import chart_options
 from apps.core.money import from_minor_units, money_display
 
 from .selectors import dashboard_get
@@ -64,6 +65,9 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
         "queues": queues,
         "ingestion_24h": sum(count for _, count in board.ingestion_by_hour),
         "revenue_chart": json.dumps(revenue_chart),
+        "revenue_chart_options": chart_options(x_title="month (finalized invoices' issuing date)",
+                                               y_title="billed, currency units", stacked=True),
         "ingestion_chart": json.dumps(ingestion_chart),
+        "ingestion_chart_options": chart_options(x_title="hour (local time)", y_title="usage events accepted"),
     })
     return context

@@ -26,6 +26,7 @@ def test_the_dashboard_shows_billed_mrr_overdue_and_the_queues_with_links(admin_
     failing = reverse("admin:invoicing_invoice_changelist") + "?status__exact=finalized&amp;payment_status__exact=failed"
     assert f'href="{failing}"' in page
     assert "/static/unfold/js/chart/chart.js" in page and 'data-type="bar"' in page  # Chart.js, served locally
+    assert page.count("data-options=") == 2 and "usage events accepted" in page  # both charts: titled axes
     assert "cdn" not in page.lower()
 
 

@@ -33,12 +33,23 @@ def test_summary_filters_by_subscription_and_metric(admin_client, world):
     assert admin_client.get("/admin/usage/usageevent/summary/", {"late": "1"}).context["rows"] == []
 
 
-def test_chart_renders_one_bar_per_day(admin_client, world):
+def test_chart_shows_a_bar_per_day_with_titled_axes_and_the_values(admin_client, world):
+    import json
+
     sub = world.subscription("sub-one")
     _ingest(world, sub)
     page = admin_client.get(f"/admin/usage/usageevent/chart/{sub.pk}/")
     assert page.status_code == 200
     (chart,) = page.context["charts"]
-    assert [bar["pct"] for bar in chart["bars"]] == [33, 66, 100]
-    assert page.content.count(b'class="bar"') == 3
+    data, options = json.loads(chart["data"]), json.loads(chart["options"])
+    assert data["labels"] == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert data["datasets"][0]["data"] == ["1", "2", "3"]  # the day's units, as decimal strings
+    assert options["scales"]["x"]["title"] == {"display": True, "text": "day (UTC)"}
+    assert options["scales"]["y"]["title"]["text"] == "storage (metric units)"
+    assert options["scales"]["y"]["ticks"]["display"] is True  # unfold hides the y values by default
+    text = page.content.decode()
+    assert 'data-type="bar"' in text and "data-options=" in text and "/static/unfold/js/chart/chart.js" in text
+    assert [(row["day"].isoformat(), row["units"], row["events"]) for row in chart["rows"]] == [
+        ("2026-01-01", 1, 1), ("2026-01-02", 2, 1), ("2026-01-03", 3, 1)]
+    assert '<td class="pr-6">2026-01-03</td>' in text  # the values, as a table under the chart
     assert admin_client.get("/admin/usage/usageevent/").status_code == 200
