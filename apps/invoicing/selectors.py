@@ -205,7 +205,7 @@ def wallet_ongoing_usage_cents(wallet: Wallet) -> int:
 
 # Up to this many matching customers go into the invoice query as a list of ids (an index lookup each); more
 # (a broad word like "Inc") as a subquery, which then matches most invoices anyway.
-SEARCH_CUSTOMER_IDS_INLINE = 1000
+SEARCH_CUSTOMER_IDS_INLINE = 5000
 
 
 def invoices_matching(queryset: QuerySet, *, text: str) -> QuerySet:

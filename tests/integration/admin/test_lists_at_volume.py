@@ -40,6 +40,13 @@ def test_search_matches_every_word_against_customers_then_lists_their_invoices(a
     assert listed(admin_client, q="Nobody") == set()
 
 
+def test_a_search_matching_many_customers_reads_them_as_a_subquery_with_the_same_answer(admin_client, three,
+                                                                                        monkeypatch):
+    monkeypatch.setattr("apps.invoicing.selectors.SEARCH_CUSTOMER_IDS_INLINE", 1)
+    assert listed(admin_client, q="Boreal") == {three["acme"].pk, three["boreal2"].pk}  # 2 customers > 1
+    assert listed(admin_client, q=three["maple"].number) == {three["maple"].pk}
+
+
 def test_search_finds_an_invoice_by_its_whole_number_its_lago_id_or_a_part_of_its_number(admin_client, three):
     maple = three["maple"]
     assert listed(admin_client, q=maple.number) == {maple.pk}
