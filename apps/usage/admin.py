@@ -5,7 +5,8 @@ from datetime import datetime, time
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -57,8 +58,27 @@ class UsageEventAdmin(NexaModelAdmin):
         own = [
             path("summary/", self.admin_site.admin_view(self.summary_view), name="usage_summary"),
             path("chart/<int:subscription_id>/", self.admin_site.admin_view(self.chart_view), name="usage_chart"),
+            path("chart/", self.admin_site.admin_view(self.chart_find_view), name="usage_chart_find"),
         ]
         return own + super().get_urls()
+
+    def chart_find_view(self, request):
+        """Open the usage chart of the subscription named by its external id (the dashboard's form): its chart when
+        one subscription has it, a choice when several services use the id, the usage list when none."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        external_id = request.GET.get("subscription", "").strip()
+        found = list(Subscription.objects.filter(external_id=external_id).select_related("service", "customer")
+                     .order_by("service__code")[:20]) if external_id else []
+        if len(found) == 1:
+            return redirect("admin:usage_chart", found[0].pk)
+        if not found:
+            messages.warning(request, f"No subscription has the external id {external_id!r}." if external_id
+                             else "Name a subscription by its external id.")
+            return redirect("admin:index")
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": f"Subscriptions with the external id {external_id}", "found": found}
+        return TemplateResponse(request, "admin/usage/chart_find.html", context)
 
     def summary_view(self, request):
         if not self.has_view_permission(request):

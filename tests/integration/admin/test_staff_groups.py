@@ -88,3 +88,4 @@ def test_billing_admins_change_the_catalog_and_staff_without_group_see_nothing(s
     assert nobody.get(reverse("admin:invoicing_invoice_changelist")).status_code == 403
     assert nobody.get(reverse("admin:audit_auditevent_changelist")).status_code == 403
     assert nobody.get(reverse("admin:usage_summary")).status_code == 403
+    assert nobody.get(reverse("admin:usage_chart_find"), {"subscription": "s1"}).status_code == 403

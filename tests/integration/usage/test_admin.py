@@ -53,3 +53,24 @@ def test_chart_shows_a_bar_per_day_with_titled_axes_and_the_values(admin_client,
         ("2026-01-01", 1, 1), ("2026-01-02", 2, 1), ("2026-01-03", 3, 1)]
     assert '<td class="pr-6">2026-01-03</td>' in text  # the values, as a table under the chart
     assert admin_client.get("/admin/usage/usageevent/").status_code == 200
+
+
+def test_the_dashboard_form_opens_a_subscription_chart_by_its_external_id(admin_client, world, other_world):
+    from django.urls import reverse
+
+    mine = world.subscription("sub-one")
+    find = reverse("admin:usage_chart_find")
+    assert f'action="{find}"' in admin_client.get(reverse("admin:index")).content.decode()
+    response = admin_client.get(find, {"subscription": " sub-one "})
+    assert response.status_code == 302 and response["Location"] == reverse("admin:usage_chart", args=[mine.pk])
+
+    theirs = other_world.subscription("sub-one", customer="o1")  # the same id in another service: a choice
+    choice = admin_client.get(find, {"subscription": "sub-one"})
+    assert choice.status_code == 200
+    assert [sub.pk for sub in choice.context["found"]] == [mine.pk, theirs.pk]  # by service code: nexacloud, nexadesk
+    text = choice.content.decode()
+    assert reverse("admin:usage_chart", args=[mine.pk]) in text and reverse("admin:usage_chart", args=[theirs.pk]) in text
+
+    missing = admin_client.get(find, {"subscription": "nope"}, follow=True)
+    assert missing.redirect_chain[-1][0] == reverse("admin:index")
+    assert "No subscription has the external id &#x27;nope&#x27;." in missing.content.decode()
