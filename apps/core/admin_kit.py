@@ -234,6 +234,10 @@ class BoundedCountPaginator(Paginator):
         return self.UNBOUNDED if self.capped else self.counted
 
     @property
+    def cap_display(self) -> str:
+        return f"{self.cap:,}"
+
+    @property
     def template_name(self) -> str:
         return "admin/nexa/pagination_bounded.html"
 

@@ -100,18 +100,21 @@ def test_the_usage_list_counts_at_most_its_cap_then_pages_with_previous_and_next
 
     sub = world.subscription("s1")
     rows = [put(world, sub, "calls", T0 + timedelta(minutes=i), late=i % 2 == 0) for i in range(7)]
-    monkeypatch.setattr(BoundedCountPaginator, "cap", 4)
+    UsageEvent.objects.bulk_create([UsageEvent(service=world.service, transaction_id=f"bulk-{i}", subscription=sub,
+                                               billable_metric=world.metrics["calls"], timestamp=T0 + timedelta(days=1),
+                                               value=Decimal(1), properties={}) for i in range(3994)])
+    monkeypatch.setattr(BoundedCountPaginator, "cap", 4000)  # shown as "4,000"
     monkeypatch.setattr("apps.usage.admin.UsageEventAdmin.list_per_page", 2)
     url = reverse("admin:usage_usageevent_changelist")
     page = admin_client.get(url)
-    assert page.status_code == 200 and "more than 4 usage events" in page.content.decode()
+    assert page.status_code == 200 and "more than 4,000 usage events" in page.content.decode()
     assert page.context["cl"].paginator.capped and "?p=2" in page.content.decode()
     late = admin_client.get(url, {"is_late__exact": "1"})  # 4 rows: under the cap, counted exactly
     assert late.context["cl"].result_count == 4 and "more than" not in late.content.decode()
     by_time = admin_client.get(url, {"o": "3"}).context["cl"]
     assert [r.pk for r in by_time.result_list] == [rows[0].pk, rows[1].pk]
-    newest = admin_client.get(url, {"o": "-3", "p": "2"}).context["cl"]
-    assert [r.pk for r in newest.result_list] == [rows[4].pk, rows[3].pk]
+    newest_late = admin_client.get(url, {"o": "-3", "p": "2", "is_late__exact": "1"}).context["cl"]
+    assert [r.pk for r in newest_late.result_list] == [rows[2].pk, rows[0].pk]  # late: 6, 4 | 2, 0
 
 
 def test_sorting_a_column_up_breaks_ties_by_id_up_so_an_index_serves_it(admin_client, world):
