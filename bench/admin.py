@@ -6,9 +6,10 @@
 
 Steps: (1) create/migrate the bench database (`--db-name`, reused unless `--fresh`); (2) fill it: 3 services with
 a plan each, one subscription per customer (ORM bulk inserts), finalized invoices with one taxed fee each over
-2025-2026 (bulk inserts, batches of 5,000), usage events over the last 30 days (INSERT ... SELECT
-generate_series), then ANALYZE; (3) fold the usage rollups, as production's minutely task keeps them; (4) GET each page with Django's test client as a superuser (production settings:
-DEBUG off), warm, best of --repeat. A page passes under 1 s.
+2025-2026 (bulk inserts, batches of 5,000), a payment for each invoice paid (a third), usage events over the last
+30 days (INSERT ... SELECT generate_series), then ANALYZE; (3) fold the usage rollups, as production's minutely
+task keeps them; (4) GET each page with Django's test client as a superuser (production settings: DEBUG off),
+warm, best of --repeat. A page passes under 1 s.
 """
 from __future__ import annotations
 
@@ -132,6 +133,41 @@ def fill(args) -> None:
         f"{time.perf_counter() - started:.1f}s")
 
 
+def fill_payments(args) -> None:
+    """One succeeded payment per invoice whose payment succeeded (a third of them), paid 3 days after issue (never
+    in the future): the dashboard's collected figure and the payment lists read them. Added to an earlier fill."""
+    from datetime import datetime, time as day_time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from apps.invoicing.models import Invoice
+    from apps.payments.models import Payment, PaymentAttempt
+
+    if Payment.objects.filter(stripe_payment_intent_id__startswith="pi_bench_").exists():
+        return
+    started, now, toronto = time.perf_counter(), timezone.now(), ZoneInfo("America/Toronto")
+    paid = (Invoice.objects.filter(series="NEXA-B", payment_status="succeeded")
+            .values_list("pk", "issuing_date", "total_amount_cents").order_by("pk"))
+    count, batch = 0, 5000
+    rows = list(paid)
+    for offset in range(0, len(rows), batch):
+        chunk = rows[offset:offset + batch]
+        with transaction.atomic():
+            attempts = PaymentAttempt.objects.bulk_create([
+                PaymentAttempt(invoice_id=pk, attempt_number=1, kind="off_session", status="succeeded",
+                               amount_cents=cents, currency="CAD", stripe_payment_intent_id=f"pi_bench_{pk}",
+                               completed_at=now) for pk, _, cents in chunk])
+            Payment.objects.bulk_create([
+                Payment(invoice_id=pk, attempt=attempt, amount_cents=cents, currency="CAD",
+                        stripe_payment_intent_id=f"pi_bench_{pk}", stripe_charge_id=f"ch_bench_{pk}",
+                        paid_at=min(datetime.combine(day + timedelta(days=3), day_time(12), toronto), now))
+                for (pk, day, cents), attempt in zip(chunk, attempts)])
+        count += len(chunk)
+    log(f"  {count:,} payments in {time.perf_counter() - started:.1f}s")
+
+
 def fold(args) -> None:
     """Fold the usage rows into the rollups, as production's minutely task (`usage_rollup_advance_task`) keeps
     them: the dashboard reads the hours it has folded and counts only the rows after its watermark."""
@@ -166,6 +202,7 @@ def pages() -> list[tuple[str, str]]:
         ("usage summary", "/admin/usage/usageevent/summary/"),
         ("usage chart", f"/admin/usage/usageevent/chart/{subscription}/"),
         ("payment attempts", "/admin/payments/paymentattempt/"),
+        ("payments", "/admin/payments/payment/"),
         ("ledger postings", "/admin/ledger/ledgerposting/"),
         ("webhook deliveries failing", "/admin/webhooks/webhookdelivery/?failing=yes"),
         ("audit", "/admin/audit/auditevent/"),
@@ -208,6 +245,7 @@ def main() -> None:
     args = parser.parse_args()
     setup(args)
     fill(args)
+    fill_payments(args)
     fold(args)
     results = time_pages(args)
     summary = {"customers": args.customers, "invoices": args.invoices, "events": args.events,

@@ -7,11 +7,12 @@ from typing import Any
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin_kit import ReadOnlyAdmin
+from apps.core.admin_kit import BoundedCountPaginator, ReadOnlyAdmin
 from apps.core.money import money_display
 
 from .models import AUDITED_MODELS, BEFORE, CHANGED, CREATED, DELETED, AuditEvent
@@ -81,12 +82,41 @@ def _shown(key: str, value: Any, row: dict) -> str:
     return "—" if value in (None, "") else str(value)
 
 
+class EventsPaginator(BoundedCountPaginator):
+    """Pages of audit events read in two steps: which events (a cheap read), then those events whole.
+
+    pghistory's events view is a union over every event table that also renders each row as JSON, looks up its
+    previous event and diffs the two. Sorting that view by time and keeping 50 rendered every row first (9.0 s
+    at 160,000 events, bench/admin.py). Asked only for the sort key and the slug, PostgreSQL drops the unused
+    columns and their lookups (0.2 s); the page's events are then read by table and id, which prunes the union's
+    other tables and reaches each row through its primary key (13 ms).
+    """
+
+    def page(self, number):
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if top + self.orphans >= self.count:
+            top = self.count
+        slugs = list(self.object_list.values_list("pgh_slug", flat=True)[bottom:top])
+        ids: dict[str, list[int]] = {}
+        for slug in slugs:
+            model, _, pk = slug.partition(":")
+            ids.setdefault(model, []).append(int(pk))
+        match = Q()
+        for model, pks in ids.items():
+            match |= Q(pgh_model=model, pgh_id__in=pks)
+        events = {event.pgh_slug: event for event in self.object_list.filter(match)} if slugs else {}
+        return self._get_page([events[slug] for slug in slugs if slug in events], number, self)
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("when", "object_link", "what", "actor", "reason", "changes")
     list_filter = (ObjectFilter, TableFilter, WhatFilter, ManualFilter)
     list_per_page = 50
     show_full_result_count = False
+    paginator = EventsPaginator
     search_fields = ("=pgh_obj_id",)
     date_hierarchy = None
 

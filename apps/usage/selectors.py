@@ -111,7 +111,9 @@ def usage_ingested_by_hour(*, since: datetime) -> list[tuple[datetime, int]]:
         cursor.execute(
             """
             SELECT hour, sum(n)::bigint FROM (
-                SELECT hour, events_count AS n FROM usage_usageingesthourly WHERE hour >= date_trunc('hour', %(since)s, 'UTC')
+                SELECT hour, events_count AS n
+                  FROM usage_usageingesthourly
+                 WHERE hour >= date_trunc('hour', %(since)s, 'UTC')
                 UNION ALL
                 SELECT date_trunc('hour', created_at, 'UTC'), count(*)
                   FROM usage_usageevent

@@ -81,3 +81,21 @@ def test_price_changes_and_key_rotations_are_audited_with_before_and_after(admin
     assert "$49.00 CAD → $59.00 CAD" in listing
     staff_only = admin_client.get(reverse("admin:audit_auditevent_changelist") + "?by=staff").content.decode()
     assert "key leaked in a log" in staff_only and "$49.00 CAD → $59.00 CAD" not in staff_only
+
+
+def test_the_global_list_pages_events_of_every_table_newest_first_read_in_two_steps(admin_client, billing, monkeypatch):
+    plans = [billing.plan(f"p{i}", amount_cents=100 + i) for i in range(4)]  # PlanEvent "created" rows
+    for i, plan in enumerate(plans[:2]):
+        type(plan).objects.filter(pk=plan.pk).update(amount_cents=900 + i)  # "changed" rows
+    billing.service.__class__.objects.filter(pk=billing.service.pk).update(name="Renamed")  # another table
+    expected = list(AuditEvent.objects.exclude(pgh_label="before").order_by("-pgh_created_at", "-pgh_id", "-pgh_slug")
+                    .values_list("pgh_slug", flat=True))
+    assert len(expected) >= 7 and len({slug.partition(":")[0] for slug in expected}) >= 2
+    monkeypatch.setattr("apps.audit.admin.AuditEventAdmin.list_per_page", 3)
+    url = reverse("admin:audit_auditevent_changelist")
+    shown = []
+    for page in range(1, (len(expected) + 2) // 3 + 1):
+        cl = admin_client.get(url, {"p": page}).context["cl"]
+        shown += [event.pgh_slug for event in cl.result_list]
+        assert all(event.pgh_data for event in cl.result_list)  # whole events, not just their keys
+    assert shown == expected
