@@ -407,7 +407,8 @@ def main() -> None:
         folder = tempfile.mkdtemp(prefix="bench-close-broker-")
         os.environ["CELERY_BROKER_URL"] = "filesystem://"
         os.environ["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps({"data_folder_in": folder,
-                                                                    "data_folder_out": folder})
+                                                                    "data_folder_out": folder,
+                                                                    "control_folder": f"{folder}/control"})
     if args.webhook:
         # Deliveries go to a queue, as in production, instead of being attempted in-process (eager tasks).
         os.environ["CELERY_BROKER_URL"] = BENCH_BROKER

@@ -137,7 +137,8 @@ def test_a_worker_killed_mid_range_leaves_its_range_to_the_sweep_and_one_invoice
         **os.environ, "DATABASE_URL": _test_database_url(), "DEBUG": "true",
         "CELERY_BROKER_URL": "filesystem://",
         "CELERY_BROKER_TRANSPORT_OPTIONS": json.dumps({"data_folder_in": str(messages),
-                                                       "data_folder_out": str(messages)}),
+                                                       "data_folder_out": str(messages),
+                                                       "control_folder": str(messages / "control")}),
         # Small batches, one thread: a range takes many transactions, so the kill lands between two of them.
         "INVOICE_CLOSE_BATCH_SIZE": "5", "INVOICE_CLOSE_BATCH_MIN": "1", "INVOICE_CLOSE_WORKERS": "1",
         "INVOICE_CLOSE_RANGE_LEASE_SECONDS": str(lease),

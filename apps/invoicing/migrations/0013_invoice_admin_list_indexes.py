@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("invoicing", "0011_close_ranges"),
+        ("invoicing", "0012_wallets"),
     ]
 
     operations = [
