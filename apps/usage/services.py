@@ -447,7 +447,11 @@ def usage_rollup_advance(*, chunk: int = 200_000, max_chunks: int = 50) -> int:
             (watermark,) = cursor.fetchone()
             if watermark >= upper:
                 return watermark
-            hi = min(watermark + chunk, upper)
+            # Chunks of `chunk` rows' ids counted from the next row, not from the watermark: ids have gaps
+            # (rolled-back batches, a sequence that does not restart), and a chunk over a gap would fold nothing.
+            cursor.execute("SELECT min(id) FROM usage_usageevent WHERE id > %s", [watermark])
+            (following,) = cursor.fetchone()
+            hi = upper if following is None else min(following - 1 + chunk, upper)
             cursor.execute(ROLLUP_SQL, {"lo": watermark, "hi": hi})
             cursor.execute(INGEST_HOURLY_SQL, {"lo": watermark, "hi": hi})
             cursor.execute("UPDATE usage_usagerollupstate SET last_event_id = %s, updated_at = now() WHERE id = 1", [hi])

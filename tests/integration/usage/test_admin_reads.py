@@ -124,3 +124,19 @@ def test_sorting_a_column_up_breaks_ties_by_id_up_so_an_index_serves_it(admin_cl
     assert str(cl.queryset.query).endswith('ORDER BY "usage_usageevent"."timestamp" ASC, "usage_usageevent"."id" ASC')
     cl = admin_client.get(reverse("admin:usage_usageevent_changelist"), {"o": "-3"}).context["cl"]
     assert str(cl.queryset.query).endswith('ORDER BY "usage_usageevent"."timestamp" DESC, "usage_usageevent"."id" DESC')
+
+
+def test_the_rollup_folds_across_a_gap_in_row_ids(world):
+    """Ids have gaps (rolled-back batches, a sequence that never restarts): chunks count rows from the next id, so
+    a small chunk still reaches rows far above the watermark (it folded nothing past id 100 in 50 chunks of 2)."""
+    from django.db import connection
+
+    from apps.usage.models import UsageDaily
+
+    sub = world.subscription("s1")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setval(pg_get_serial_sequence('usage_usageevent', 'id'), 1000000)")
+    rows = [put(world, sub, "calls", T0) for _ in range(3)]
+    assert usage_rollup_advance(chunk=2) == max(row.pk for row in rows)
+    assert UsageDaily.objects.get(subscription=sub).events_count == 3
+    assert sum(UsageIngestHourly.objects.values_list("events_count", flat=True)) == 3
