@@ -133,7 +133,7 @@ class CustomerAdmin(ServiceFormAdmin):
         from django.core.exceptions import PermissionDenied
         from django.template.response import TemplateResponse
 
-        from apps.dashboard.selectors import customer_360_get
+        from apps.dashboard.selectors import customer_360_get, customer_usage_so_far
 
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -151,6 +151,16 @@ class CustomerAdmin(ServiceFormAdmin):
             "wallets": [(wallet.service.name, wallet.name or "wallet", money_display(wallet.balance_amount_cents,
                          wallet.currency), reverse("admin:invoicing_wallet_change", args=[wallet.pk]))
                         for wallet in story.wallets or []],
+            "usage": [
+                {"subscription": entry.subscription.external_id, "service": entry.subscription.service.code,
+                 "period": f"{entry.period_from:%Y-%m-%d} to {entry.period_to:%Y-%m-%d}",
+                 "lines": [(line.name, line.units, line.events_count, money_display(line.amount_cents, entry.currency))
+                           for line in entry.lines],
+                 "amount": money_display(entry.amount_cents, entry.currency),
+                 "taxes": money_display(entry.taxes_cents, entry.currency),
+                 "total": money_display(entry.amount_cents + entry.taxes_cents, entry.currency)}
+                for entry in customer_usage_so_far(customer_id=customer_id)
+            ],
             "actions": [
                 ("Credit note or void (select the invoice, then the action)", invoices + "&status__exact=finalized"),
                 ("Retry a payment", reverse("admin:payments_paymentattempt_changelist")

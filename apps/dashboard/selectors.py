@@ -247,3 +247,44 @@ def customer_360_get(*, customer_id: int, limit: int = 60) -> Customer360:
                    .order_by("priority", "created_at"))
     timeline.sort(key=lambda entry: entry.at, reverse=True)
     return Customer360(customer, links, subscriptions, owed, credit, payment_method, timeline[:limit], wallets)
+
+
+@dataclass
+class UsageSoFar:
+    """An active subscription's usage in its current period, priced by the close's engine: what its charges would
+    bill if the period ended now (before coupons, credits and prepaid credits, which come off at finalization)."""
+
+    subscription: object
+    period_from: datetime
+    period_to: datetime
+    lines: list  # apps.invoicing.fees.Line: name, units, events_count, amount_cents
+    amount_cents: int
+    taxes_cents: int
+    currency: str
+
+
+def customer_usage_so_far(*, customer_id: int, at: datetime | None = None, limit: int = 10) -> list[UsageSoFar]:
+    """The customer 360 page's current usage: one entry per active subscription (the `limit` newest), through the
+    same code as the API's `current_usage` (`current_usage_lines`, taxes at the period end's rates)."""
+    from django.db.models import Prefetch
+
+    from apps.catalog.models import Charge
+    from apps.invoicing.close import current_usage_lines
+    from apps.invoicing.fees import customer_tax_rates, fee_taxes
+
+    at = at or timezone.now()
+    subscriptions = (Subscription.objects.filter(customer_id=customer_id, status=Subscription.Status.ACTIVE)
+                     .select_related("plan", "customer", "service")
+                     .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("billable_metric")))
+                     .order_by("-started_at", "-id")[:limit])
+    found = []
+    for subscription in subscriptions:
+        period, p_from, p_to, lines = current_usage_lines(subscription, at=at)
+        rates = customer_tax_rates(subscription.customer, on=period.end)
+        found.append(UsageSoFar(
+            subscription=subscription, period_from=p_from, period_to=p_to, lines=lines,
+            amount_cents=sum(line.amount_cents for line in lines),
+            taxes_cents=sum(fee_taxes(line.amount_cents, rates)[0] for line in lines),
+            currency=subscription.plan.amount_currency,
+        ))
+    return found

@@ -128,3 +128,34 @@ def test_collected_is_split_over_the_invoice_services_by_their_share_to_the_cent
         ("nexacloud", ["$75.01 CAD", "$3.75 CAD"]), ("nexamail", ["$25.00 CAD", "$1.25 CAD"])]
     assert [row["values"] for row in response.context["collected_total"]] == [["$100.01 CAD", "$5.00 CAD"]]
     assert 'id="nexa-collected"' in response.content.decode()
+
+
+def test_customer_360_prices_each_active_subscriptions_usage_so_far_as_the_api_does(admin_client, billing):
+    """17 GB at $0.37 = $6.29, HST 13% = $0.82 (half-up per line), as GET /customers/{id}/current_usage answers."""
+    import time_machine
+    from rest_framework.test import APIClient
+
+    from apps.usage.services import usage_events_ingest
+    from apps.usage.validation import EventIn
+    from tests.integration.invoicing.conftest import at
+
+    metric = billing.metric("gb")
+    plan = billing.plan("metered", amount_cents=0, charges=[(metric, "standard", {"amount": "0.37"}, {})])
+    link = billing.customer("acme")
+    billing.subscribe("s1", plan, customer="acme", when=at(2026, 5, 1, 0, 0))
+    with time_machine.travel(at(2026, 5, 20, 12, 0), tick=False):
+        usage_events_ingest(service=billing.service, events=[
+            EventIn(transaction_id=f"t{i}", external_subscription_id="s1", code="gb", properties={"gb": gb},
+                    timestamp=int(at(2026, 5, 10, 9, 0).timestamp())) for i, gb in enumerate(("10", "7"))])
+        page = admin_client.get(reverse("admin:customers_customer_overview", args=[link.customer_id]))
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {billing.raw_key}")
+        usage = api.get("/api/v1/customers/acme/current_usage", {"external_subscription_id": "s1"}).json()
+    assert page.status_code == 200
+    html = page.content.decode()
+    table = html[html.index('id="nexa-usage-so-far"'):]
+    table = table[:table.index("</table>")]
+    assert "nexacloud s1" in table and "2026-05-01 to 2026-06-01" in table
+    assert "$6.29 CAD" in table and "taxes $0.82 CAD" in table and "$7.11 CAD" in table
+    answered = usage["customer_usage"]
+    assert (answered["amount_cents"], answered["taxes_amount_cents"]) == (629, 82)
