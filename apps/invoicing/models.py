@@ -517,6 +517,9 @@ class Wallet(TimeStampedModel):
     currency = models.CharField(max_length=3)  # ISO 4217
     rate_amount = models.DecimalField(max_digits=30, decimal_places=12)  # major units of `currency` per credit
     balance_amount_cents = models.BigIntegerField(default=0)  # minor units: settled credit not consumed yet
+    # Of the balance, the part bought with money (paid top-ups); the rest was granted. The ledger posts paid credit
+    # consumed as the customer's prepayment used, granted credit as a discount (apps/ledger, docs/ledger.md).
+    paid_balance_amount_cents = models.BigIntegerField(default=0)
     consumed_amount_cents = models.BigIntegerField(default=0)  # minor units consumed by invoices (net of returns)
     priority = models.PositiveSmallIntegerField(default=50)  # Lago: 1 (first) to 50
     invoice_requires_successful_payment = models.BooleanField(default=False)
@@ -529,6 +532,9 @@ class Wallet(TimeStampedModel):
         ordering = ("-created_at", "-id")
         constraints = [
             models.CheckConstraint(condition=Q(balance_amount_cents__gte=0), name="wallet_balance_not_negative"),
+            models.CheckConstraint(condition=Q(paid_balance_amount_cents__gte=0)
+                                   & Q(paid_balance_amount_cents__lte=F("balance_amount_cents")),
+                                   name="wallet_paid_balance_within_balance"),
             models.CheckConstraint(condition=Q(rate_amount__gt=0), name="wallet_rate_positive"),
         ]
         indexes = [
@@ -587,6 +593,9 @@ class WalletTransaction(TimeStampedModel):
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
     reason = models.CharField(max_length=16, choices=Reason.choices)
     amount_cents = models.BigIntegerField()  # minor units of the wallet's currency, positive in both directions
+    # Of amount_cents, the paid (purchased) credit: all of a paid top-up, none of a granted one; for a consumption
+    # the part taken from paid credit (granted credit is consumed first), for a return what goes back to it.
+    paid_amount_cents = models.BigIntegerField(default=0)
     credit_amount = models.DecimalField(max_digits=30, decimal_places=5)  # credits: amount / rate_amount
     # The credit invoice of a purchase, or the invoice that consumed (or gave back) the credit.
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, null=True, blank=True,
@@ -600,6 +609,8 @@ class WalletTransaction(TimeStampedModel):
         ordering = ("-created_at", "-id")
         constraints = [
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="wallet_transaction_positive"),
+            models.CheckConstraint(condition=Q(paid_amount_cents__gte=0) & Q(paid_amount_cents__lte=F("amount_cents")),
+                                   name="wallet_transaction_paid_within_amount"),
             # An invoice consumes a wallet once, and gives it back once.
             models.UniqueConstraint(fields=("wallet", "invoice", "reason"),
                                     condition=Q(reason__in=("consumption", "return")),

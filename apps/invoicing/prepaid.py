@@ -95,7 +95,10 @@ def wallets_apply(invoices: list[Invoice], *, now: datetime) -> list[WalletTrans
             take = min(wallet.balance_amount_cents, owed, shares.get((invoice.pk, wallet.service_id), 0) - taken_here)
             if take <= 0:
                 continue
+            # Granted credit first, then paid (Lago's traceable wallets): the ledger posts each part differently.
+            paid_part = max(take - (wallet.balance_amount_cents - wallet.paid_balance_amount_cents), 0)
             wallet.balance_amount_cents -= take
+            wallet.paid_balance_amount_cents -= paid_part
             wallet.consumed_amount_cents += take
             wallet.last_consumed_credit_at = now
             touched[wallet.pk] = wallet
@@ -104,8 +107,8 @@ def wallets_apply(invoices: list[Invoice], *, now: datetime) -> list[WalletTrans
             rows.append(WalletTransaction(
                 wallet=wallet, invoice=invoice, transaction_type=WalletTransaction.TransactionType.OUTBOUND,
                 status=WalletTransaction.Status.SETTLED, transaction_status=WalletTransaction.TransactionStatus.INVOICED,
-                reason=WalletTransaction.Reason.CONSUMPTION, amount_cents=take, credit_amount=wallet.credits_of(take),
-                settled_at=now,
+                reason=WalletTransaction.Reason.CONSUMPTION, amount_cents=take, paid_amount_cents=paid_part,
+                credit_amount=wallet.credits_of(take), settled_at=now,
             ))
         if invoice.prepaid_credit_amount_cents and invoice.total_amount_cents - invoice.total_paid_amount_cents <= 0:
             invoice.payment_status = Invoice.PaymentStatus.SUCCEEDED  # credit paid it: nothing to collect
@@ -114,7 +117,7 @@ def wallets_apply(invoices: list[Invoice], *, now: datetime) -> list[WalletTrans
         for wallet in touched.values():
             wallet.updated_at = stamp
         Wallet.objects.bulk_update(list(touched.values()), [
-            "balance_amount_cents", "consumed_amount_cents", "last_consumed_credit_at", "updated_at"])
+            "balance_amount_cents", "paid_balance_amount_cents", "consumed_amount_cents", "last_consumed_credit_at", "updated_at"])
     return rows
 
 
@@ -133,9 +136,9 @@ def wallets_return(invoice: Invoice) -> list[WalletTransaction]:
     """Give back what a voided invoice consumed from wallets; return the inbound rows written. Call in the voiding
     transaction, with the invoice locked. Idempotent (one return row per wallet and invoice)."""
     consumed = {
-        row["wallet_id"]: row["total"]
+        row["wallet_id"]: (row["total"], row["paid"])
         for row in WalletTransaction.objects.filter(invoice=invoice, reason=WalletTransaction.Reason.CONSUMPTION)
-        .values("wallet_id").annotate(total=Sum("amount_cents"))
+        .values("wallet_id").annotate(total=Sum("amount_cents"), paid=Sum("paid_amount_cents"))
     }
     if not consumed:
         return []
@@ -146,16 +149,18 @@ def wallets_return(invoice: Invoice) -> list[WalletTransaction]:
     for wallet in Wallet.objects.select_for_update().filter(pk__in=list(consumed)).order_by("pk"):
         if wallet.pk in returned:
             continue
-        amount = consumed[wallet.pk]
+        amount, paid = consumed[wallet.pk]
         wallet.balance_amount_cents += amount
+        wallet.paid_balance_amount_cents += paid  # paid credit goes back as paid, granted as granted
         wallet.consumed_amount_cents -= amount
         wallet.last_balance_sync_at = now
-        wallet.save(update_fields=["balance_amount_cents", "consumed_amount_cents", "last_balance_sync_at",
-                                   "updated_at"])
+        wallet.save(update_fields=["balance_amount_cents", "paid_balance_amount_cents", "consumed_amount_cents",
+                                   "last_balance_sync_at", "updated_at"])
         rows.append(WalletTransaction.objects.create(
             wallet=wallet, invoice=invoice, transaction_type=WalletTransaction.TransactionType.INBOUND,
             status=WalletTransaction.Status.SETTLED, transaction_status=WalletTransaction.TransactionStatus.GRANTED,
-            reason=WalletTransaction.Reason.RETURN, amount_cents=amount, credit_amount=wallet.credits_of(amount),
+            reason=WalletTransaction.Reason.RETURN, amount_cents=amount, paid_amount_cents=paid,
+            credit_amount=wallet.credits_of(amount),
             name=f"Returned from voided invoice {invoice.number}", settled_at=now,
         ))
     wallet_transactions_announce(rows, event_type="wallet_transaction.created")

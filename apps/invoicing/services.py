@@ -18,14 +18,28 @@ from apps.catalog.taxes import credit_applied_taxes, credited_item_taxes
 from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
 from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
 from apps.customers.models import AccountLink, Customer, Service
-from apps.ledger.services import ledger_credit_applications_create, ledger_posting_create, ledger_postings_create
+from apps.ledger.services import (
+    ledger_credit_applications_create,
+    ledger_posting_create,
+    ledger_postings_create,
+    ledger_wallet_transactions_create,
+)
 from apps.subscriptions.periods import local_date
 
 from .coupons import coupons_apply
 from .credits import credits_apply, credits_return
 from .fees import Line, customer_tax_rates, fee_values, invoice_recompute_totals
 from .lifecycle import credit_note_created_announce, invoice_finalized_announce, invoice_voided_announce
-from .models import CouponCredit, CreditApplication, CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
+from .models import (
+    CouponCredit,
+    CreditApplication,
+    CreditNote,
+    CreditNoteItem,
+    Fee,
+    Invoice,
+    InvoiceAppliedTax,
+    WalletTransaction,
+)
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .prepaid import wallet_consumptions_save, wallet_top_up_fail, wallets_apply, wallets_return
@@ -254,8 +268,8 @@ def _drafts_finalize(
         CouponCredit.objects.bulk_create(coupon_credits)
     if applications:
         CreditApplication.objects.bulk_create(applications)
-    wallet_consumptions_save(consumptions)
-    _invoices_finalized_follow_up(drafts, applications=applications, shadow=shadow)
+    consumed = wallet_consumptions_save(consumptions)
+    _invoices_finalized_follow_up(drafts, applications=applications, consumptions=consumed, shadow=shadow)
 
 
 def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
@@ -306,7 +320,8 @@ def _saved_drafts_mark_finalized(drafts: list[Invoice]) -> None:
 
 
 def _invoices_finalized_follow_up(
-    invoices: list[Invoice], *, applications: list[CreditApplication], shadow: set[int] = frozenset()
+    invoices: list[Invoice], *, applications: list[CreditApplication], consumptions: list[WalletTransaction] = (),
+    shadow: set[int] = frozenset()
 ) -> None:
     """What finalization writes beside the invoices themselves, in the finalizing transaction: the subscriptions'
     usage cut-off, webhook `invoice.created` (Lago sends it at finalization), ledger postings (apps.ledger:
@@ -329,6 +344,9 @@ def _invoices_finalized_follow_up(
     ledger_postings_create(invoices=authoritative)
     if applications:
         ledger_credit_applications_create(applications=applications)
+    posted_consumptions = [row for row in consumptions if row.invoice_id not in shadow]
+    if posted_consumptions:
+        ledger_wallet_transactions_create(transactions=posted_consumptions)
     for invoice in authoritative:
         invoice_finalized_announce(invoice=invoice)  # apps.payments collects the amount due on commit
 
@@ -351,7 +369,7 @@ def invoice_void(*, invoice_id: int) -> Invoice:
     # The credit it consumed goes back to its sources (Lago), before the reversal is posted: the ledger undoes
     # those applications first, so the reversal then clears the whole invoice.
     returned = credits_return(invoice)
-    wallets_return(invoice)  # what it took from wallets goes back too
+    given_back = wallets_return(invoice)  # what it took from wallets goes back too
     wallet_top_up_fail(invoice=invoice)  # a voided top-up invoice credits nothing
     invoice_voided_announce(invoice=invoice)  # apps.payments expires its open Checkout links once this commits
     # follow-up rows in this transaction: webhook "invoice.voided" (apps.webhooks) and the ledger's reversal, after
@@ -359,6 +377,8 @@ def invoice_void(*, invoice_id: int) -> Invoice:
     invoice_webhook_record(invoice=invoice, event_type="invoice.voided")
     if returned:
         ledger_credit_applications_create(applications=returned)
+    if given_back:  # written before the void's posting too: the ledger gives the wallet credit back first
+        ledger_wallet_transactions_create(transactions=given_back)
     ledger_posting_create(void=invoice)
     return invoice
 

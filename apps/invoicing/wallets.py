@@ -192,8 +192,8 @@ def _top_up(wallet: Wallet, amounts: dict[str, int], *, name: str, metadata: lis
         row = WalletTransaction(
             wallet=wallet, transaction_type=WalletTransaction.TransactionType.INBOUND,
             status=WalletTransaction.Status.PENDING, transaction_status=WalletTransaction.TransactionStatus.PURCHASED,
-            reason=WalletTransaction.Reason.TOP_UP, amount_cents=cents, credit_amount=credits_of(cents, wallet),
-            name=name, metadata=metadata,
+            reason=WalletTransaction.Reason.TOP_UP, amount_cents=cents, paid_amount_cents=cents,
+            credit_amount=credits_of(cents, wallet), name=name, metadata=metadata,
         )
         row.invoice = _credit_invoice(wallet, row)
         row.save()
@@ -265,7 +265,9 @@ def wallet_top_up_settle(*, invoice: Invoice) -> WalletTransaction | None:
         # Paid after the wallet ended: the money is kept on the row (staff refund it or move it), never lost.
         log.warning("wallet %s: top-up %s paid after the wallet was terminated", wallet.pk, row.pk)
     Wallet.objects.filter(pk=wallet.pk).update(
-        balance_amount_cents=F("balance_amount_cents") + row.amount_cents, last_balance_sync_at=now, updated_at=now)
+        balance_amount_cents=F("balance_amount_cents") + row.amount_cents,
+        paid_balance_amount_cents=F("paid_balance_amount_cents") + row.paid_amount_cents,
+        last_balance_sync_at=now, updated_at=now)
     row.refresh_from_db()
     wallet_transactions_announce([row], event_type="wallet_transaction.updated")
     return row

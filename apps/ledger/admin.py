@@ -10,6 +10,7 @@ from django.urls import path
 from apps.core.admin_kit import NexaModelAdmin, confirm_with_reason
 from apps.ledger.models import (
     LedgerPosting,
+    OdooAccountMapping,
     OdooAnalyticMapping,
     OdooJournalMapping,
     OdooProductMapping,
@@ -35,7 +36,7 @@ class LedgerPostingAdmin(NexaModelAdmin):
                     "odoo_amount_total_cents", "attempts", "next_attempt_at")
     list_filter = ("status", "kind")
     search_fields = ("ref", "odoo_name", "stripe_payment_id")
-    raw_id_fields = ("invoice", "credit_note")
+    raw_id_fields = ("invoice", "credit_note", "wallet_transaction")
     list_select_related = ("invoice", "credit_note")
     money_currency = staticmethod(_posting_currency)
     show_full_result_count = False
@@ -120,3 +121,11 @@ class OdooJournalMappingAdmin(_CheckMappingAdmin):
 @admin.register(OdooAnalyticMapping)
 class OdooAnalyticMappingAdmin(_CheckMappingAdmin):
     list_display = ("service", "odoo_analytic_account")
+
+
+@admin.register(OdooAccountMapping)
+class OdooAccountMappingAdmin(_CheckMappingAdmin):
+    """Accounts posted without a product: paid wallet credit (prepayment, a liability) and granted wallet credit
+    consumed (prepaid_discount, an expense). Without a row the default applies (OdooAccountMapping.DEFAULTS)."""
+
+    list_display = ("purpose", "odoo_account")

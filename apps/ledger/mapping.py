@@ -41,6 +41,9 @@ class LineIn:
     # Hub tax code -> tax cents of every code of the line, set only when the hub's tax is not the rate rounded on
     # this line (a credit note item, rounded cumulatively over its fee's credits): Odoo is told the amounts.
     manual_tax_cents: tuple[tuple[str, int], ...] = ()
+    # An account purpose (OdooAccountMapping.Purpose: "prepayment", "prepaid_discount") posted without a product
+    # instead of the service's income account: wallet credit bought, consumed or given back.
+    account_purpose: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class MappingRefs:
     analytics: Mapping[int, str] = field(default_factory=dict)  # service id -> analytic account ref
     sales_journal: str = ""
     receipts_journal: str = ""
+    accounts: Mapping[str, str] = field(default_factory=dict)  # account purpose -> Odoo account ref ("": unmapped)
 
 
 def odoo_ref(value: str) -> int | str:
@@ -97,6 +101,11 @@ def refs_needed(refs: MappingRefs, documents: Iterable[DocumentIn]) -> dict[str,
         needed[JOURNAL].add(refs.sales_journal)
     for document in documents:
         for line in document.lines:
+            if line.account_purpose:
+                if refs.accounts.get(line.account_purpose):
+                    needed[ACCOUNT].add(refs.accounts[line.account_purpose])
+                needed[TAX].update(refs.taxes[code] for code in line.tax_codes if code in refs.taxes)
+                continue
             product = line_product(refs, line)
             if product:
                 needed[PRODUCT].add(product.product)
@@ -136,7 +145,14 @@ def move_draft(document: DocumentIn, *, partner_id: int, refs: MappingRefs,
         service = line.service_code or str(line.service_id)
         product = line_product(refs, line)
         product_id = account_id = None
-        if product is None:
+        if line.account_purpose:
+            product = None  # no product: the line is the mapped account's, not a sale of the service
+            account_ref = refs.accounts.get(line.account_purpose, "")
+            if not account_ref:
+                problems.append(f"account {line.account_purpose}: no Odoo account mapped")
+            else:
+                account_id = _resolve(resolved, ACCOUNT, account_ref, f"account {line.account_purpose}", problems)
+        elif product is None:
             problems.append(f"product for service {service} (line {line.name!r}): no Odoo product mapped")
         else:
             product_id = _resolve(resolved, PRODUCT, product.product, f"product for service {service}", problems)
@@ -159,7 +175,7 @@ def move_draft(document: DocumentIn, *, partner_id: int, refs: MappingRefs,
                 tax_id = tax_id_of[code]
                 manual[tax_id] = manual.get(tax_id, Decimal(0)) + from_minor_units(cents, document.currency)
         analytic = None
-        if line.service_id in refs.analytics:
+        if line.service_id in refs.analytics and not line.account_purpose:
             analytic_id = _resolve(resolved, ANALYTIC, refs.analytics[line.service_id],
                                    f"analytic account for service {service}", problems)
             analytic = {analytic_id: HUNDRED} if analytic_id is not None else None

@@ -30,6 +30,10 @@ class LedgerPosting(TimeStampedModel):
         # Money Stripe collected that no invoice took (apps.invoicing CustomerCredit): a customer payment posted
         # unmatched on the receipts journal, the partner's outstanding credit until an application reconciles it.
         CUSTOMER_CREDIT = "customer_credit"
+        # Wallet credit an invoice consumed (or gave back on its void): an out_refund of the consumed amount on the
+        # prepayment liability (paid credit) and the prepaid-discount account (granted credit), reversing the
+        # invoice so Odoo reconciles it with the invoice's receivable; the give-back reverses that out_refund.
+        WALLET_TRANSACTION = "wallet_transaction"
 
     class Status(models.TextChoices):
         PENDING = "pending"  # to send (again) once next_attempt_at passes
@@ -52,6 +56,9 @@ class LedgerPosting(TimeStampedModel):
     # The customer credit posted (kind customer_credit) or consumed (a credit_application of that source).
     customer_credit = models.ForeignKey(
         "invoicing.CustomerCredit", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
+    )
+    wallet_transaction = models.ForeignKey(
+        "invoicing.WalletTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_postings"
     )
     # Payments and refunds: the hub has no payment model shared with the ledger; the row carries what Odoo needs.
     # Credit applications carry their amount here too (negative: given back by a void).
@@ -92,10 +99,13 @@ class LedgerPosting(TimeStampedModel):
                                     name="uniq_ledger_credit_application"),
             models.UniqueConstraint(fields=("customer_credit",), condition=Q(kind="customer_credit"),
                                     name="uniq_ledger_customer_credit"),
+            models.UniqueConstraint(fields=("wallet_transaction",), condition=Q(kind="wallet_transaction"),
+                                    name="uniq_ledger_wallet_transaction"),
             models.CheckConstraint(
                 condition=(Q(kind__in=["invoice", "void"], invoice__isnull=False)
                            | Q(kind="credit_note", credit_note__isnull=False)
                            | Q(kind="credit_application", credit_application__isnull=False, invoice__isnull=False)
+                           | Q(kind="wallet_transaction", wallet_transaction__isnull=False, invoice__isnull=False)
                            | (Q(kind="customer_credit", customer_credit__isnull=False, invoice__isnull=False)
                               & ~Q(stripe_payment_id=""))
                            | (Q(kind="payment", invoice__isnull=False) & ~Q(stripe_payment_id=""))
@@ -164,6 +174,28 @@ class OdooJournalMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} -> {self.odoo_journal}"
+
+
+class OdooAccountMapping(models.Model):
+    """The Odoo account of one purpose the hub posts to without a product: wallet credit.
+
+    Without a row, `DEFAULTS` apply (the Canadian chart ca_2023's codes); a blank default must be mapped before a
+    document needing it can post (the posting fails naming it, `odoo_check` lists it).
+    """
+
+    class Purpose(models.TextChoices):
+        # Paid wallet top-ups: money received for credit not consumed yet (a current liability).
+        PREPAYMENT = "prepayment"
+        # Granted (free) wallet credit an invoice consumed: a discount or marketing expense.
+        PREPAID_DISCOUNT = "prepaid_discount"
+
+    DEFAULTS = {Purpose.PREPAYMENT: "298000", Purpose.PREPAID_DISCOUNT: ""}  # 298000: All Other Current Liabilities
+
+    purpose = models.CharField(max_length=32, choices=Purpose.choices, unique=True)
+    odoo_account = models.CharField(max_length=255, help_text=ODOO_REF_HELP)
+
+    def __str__(self) -> str:
+        return f"{self.purpose} -> {self.odoo_account}"
 
 
 class OdooAnalyticMapping(models.Model):

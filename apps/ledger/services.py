@@ -16,9 +16,11 @@ from django.utils import timezone
 
 from apps.catalog.taxes import credit_applied_taxes, credited_item_taxes  # pure: the hub's tax rules
 from apps.core.queue import task_send_on_commit
+from apps.invoicing.representations import WALLET_FEE_PREFIX  # pure constant: a top-up fee's key
 from apps.ledger import mapping
 from apps.ledger.models import (
     LedgerPosting,
+    OdooAccountMapping,
     OdooAnalyticMapping,
     OdooJournalMapping,
     OdooProductMapping,
@@ -82,6 +84,11 @@ def customer_credit_ref(stripe_id: str) -> str:
 def credit_application_ref(*, invoice_number: str, source_number: str, returned: bool) -> str:
     """An invoice takes credit from a source at most once, and gives it back at most once (its void)."""
     return f"NEXA/{'UNCREDIT' if returned else 'CREDIT'}/{invoice_number}/{source_number}"
+
+
+def wallet_transaction_ref(*, invoice_number: str, wallet_id: str, returned: bool) -> str:
+    """An invoice consumes a wallet at most once, and gives it back at most once (its void)."""
+    return f"NEXA/{'UNWALLET' if returned else 'WALLET'}/{invoice_number}/{wallet_id}"
 
 
 def _send_on_commit(posting_ids: Sequence[int]) -> None:
@@ -219,6 +226,37 @@ def ledger_credit_applications_create(*, applications: Sequence[Any]) -> list[in
     return created_ids
 
 
+def ledger_wallet_transactions_create(*, transactions: Sequence[Any]) -> list[int]:
+    """Write one posting per saved wallet consumption or give-back (`apps.invoicing.models.WalletTransaction` of
+    reason consumption/return); return the ids of the rows created. Top-ups need none: a paid one is its credit
+    invoice's posting (on the prepayment account), a granted one moves no money until consumed.
+
+    A consumption is an out_refund reversing its invoice for the consumed amount, untaxed (the invoice was taxed
+    in full): the paid part on the prepayment liability, the granted part on the prepaid-discount account. Odoo
+    reconciles it with the invoice as it posts it, so the invoice's residual is the hub's amount due. A give-back
+    (the invoice voided) is an out_invoice reversing that out_refund. Call inside the transaction that wrote the
+    rows. Idempotent per transaction.
+    """
+    created_ids = []
+    for row in transactions:
+        if row.pk is None or row.invoice_id is None:
+            raise ValueError("save the wallet transactions first; each needs the invoice it consumed")
+        if row.reason not in ("consumption", "return"):
+            raise ValueError(f"wallet transaction {row.pk} is a {row.reason}: only consumptions and returns post")
+        posting, created = LedgerPosting.objects.get_or_create(
+            kind=LedgerPosting.Kind.WALLET_TRANSACTION, wallet_transaction_id=row.pk,
+            defaults={"ref": wallet_transaction_ref(invoice_number=row.invoice.number, wallet_id=str(row.wallet.lago_id),
+                                                    returned=row.reason == "return"),
+                      "invoice_id": row.invoice_id, "payment_amount_cents": int(row.amount_cents),
+                      "payment_currency": row.wallet.currency},
+        )
+        if created:
+            created_ids.append(posting.pk)
+    if created_ids and settings.LEDGER_ENABLED:
+        _send_on_commit(created_ids)
+    return created_ids
+
+
 # -- sending ----------------------------------------------------------------------------------------
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 6 * 3600
@@ -226,8 +264,9 @@ _KIND_ORDER = Case(When(kind=LedgerPosting.Kind.INVOICE, then=Value(0)),
                    When(kind=LedgerPosting.Kind.CREDIT_NOTE, then=Value(1)),
                    When(kind=LedgerPosting.Kind.CUSTOMER_CREDIT, then=Value(2)),
                    When(kind=LedgerPosting.Kind.CREDIT_APPLICATION, then=Value(3)),
-                   When(kind=LedgerPosting.Kind.PAYMENT, then=Value(4)),
-                   When(kind=LedgerPosting.Kind.VOID, then=Value(5)), default=Value(6))
+                   When(kind=LedgerPosting.Kind.WALLET_TRANSACTION, then=Value(4)),
+                   When(kind=LedgerPosting.Kind.PAYMENT, then=Value(5)),
+                   When(kind=LedgerPosting.Kind.VOID, then=Value(6)), default=Value(7))
 _DONE = (LedgerPosting.Status.POSTED, LedgerPosting.Status.MISMATCH)
 
 
@@ -320,6 +359,14 @@ class _Batch:
                 matches = False
                 error = (f"Odoo reconciled {offset} {move.currency} of {move.name} with invoice "
                          f"{note.invoice.number}, the hub offset {note.offset_amount_cents}")
+        if matches and posting.kind == LedgerPosting.Kind.WALLET_TRANSACTION:
+            # The whole of it must have been reconciled with the document it reverses (the invoice's receivable,
+            # or the consumption's for a give-back), else Odoo's residuals are not the hub's amounts due.
+            offset = move.amount_total_cents - move.amount_residual_cents
+            if offset != hub[2]:
+                matches = False
+                error = (f"Odoo reconciled {offset} {move.currency} of {move.name} with what it reverses, the hub "
+                         f"moved {hub[2]} of wallet credit on invoice {posting.invoice.number}")
         self._close(posting, "posted" if matches else "mismatch",
                     status=LedgerPosting.Status.POSTED if matches else LedgerPosting.Status.MISMATCH,
                     odoo_move_id=move.id, odoo_name=move.name, odoo_amount_untaxed_cents=odoo[0],
@@ -369,7 +416,7 @@ class _Batch:
                 # keeps clear of `_post` pairing `reversed_entry_id` (a de-duplicated recordset) with the notes
                 # by position.
                 earlier = [LedgerPosting.Kind.PAYMENT, LedgerPosting.Kind.CREDIT_NOTE,
-                           LedgerPosting.Kind.CREDIT_APPLICATION]
+                           LedgerPosting.Kind.CREDIT_APPLICATION, LedgerPosting.Kind.WALLET_TRANSACTION]
                 if LedgerPosting.objects.filter(kind__in=earlier, invoice_id=reversed_invoice.pk,
                                                 pk__lt=posting.pk, status=LedgerPosting.Status.PENDING).exists():
                     self.retry_later(posting, f"waiting for the payments or credit notes of invoice "
@@ -521,6 +568,94 @@ class _Batch:
                         status=LedgerPosting.Status.POSTED if matches else LedgerPosting.Status.MISMATCH,
                         odoo_amount_total_cents=matched, hub_amount_total_cents=expected, last_error=error,
                         next_attempt_at=None, posted_at=timezone.now())
+
+    # -- wallet credit -----------------------------------------------------------------------------
+    def send_wallet_transactions(self, postings: list[LedgerPosting]) -> None:
+        """Post each wallet consumption as an out_refund on the prepayment / prepaid-discount accounts reconciled
+        with its invoice, and each give-back as an out_invoice reconciled with that consumption (its invoice's
+        reconciliation undone first, so the void's reversal then clears the whole invoice).
+
+        Every step is looked up before it is done (move by ref, partials between the two receivable lines), so a
+        rerun after any failure or lost answer finishes the job without doing anything twice.
+        """
+        for posting in postings:
+            row = posting.wallet_transaction
+            returned = row.reason == "return"
+            invoice_move = LedgerPosting.objects.filter(
+                kind=LedgerPosting.Kind.INVOICE, invoice_id=posting.invoice_id, status__in=_DONE,
+            ).values_list("odoo_move_id", flat=True).first()
+            consumed_move = None
+            if returned:
+                consumed_move = LedgerPosting.objects.filter(
+                    kind=LedgerPosting.Kind.WALLET_TRANSACTION, invoice_id=posting.invoice_id, status__in=_DONE,
+                    wallet_transaction__wallet_id=row.wallet_id, wallet_transaction__reason="consumption",
+                ).values_list("odoo_move_id", flat=True).first()
+            earlier = LedgerPosting.objects.filter(
+                kind__in=(LedgerPosting.Kind.CREDIT_APPLICATION, LedgerPosting.Kind.CREDIT_NOTE), pk__lt=posting.pk,
+                invoice_id=posting.invoice_id, status=LedgerPosting.Status.PENDING).exists()
+            if invoice_move is None or (returned and consumed_move is None) or earlier:
+                what = "its consumption" if returned else "its credit applications and notes"
+                self.retry_later(posting, f"waiting for invoice {posting.invoice.number} and {what} to be posted "
+                                          "to Odoo", seconds=BACKOFF_BASE_SECONDS)
+                continue
+            document = _wallet_document(posting)
+            try:
+                move = self._wallet_move(posting, document)
+                if move is None:
+                    continue
+                lines = self.client.receivable_lines(move_ids=[invoice_move, move.id]
+                                                     + ([consumed_move] if consumed_move else []))
+                if returned:
+                    # Odoo posts the give-back (debit) against the consumption (credit) it undoes, after taking the
+                    # consumption off the invoice: then the void's reversal reconciles the invoice in full.
+                    undo = {"debit_line_id": lines[invoice_move], "credit_line_id": lines[consumed_move],
+                            "currency": posting.payment_currency}
+                    _, partial_ids = self.client.partials_between(**undo)
+                    if partial_ids:
+                        self.client.partials_remove(ids=partial_ids)
+                    pair = {"debit_line_id": lines[move.id], "credit_line_id": lines[consumed_move]}
+                else:
+                    pair = {"debit_line_id": lines[invoice_move], "credit_line_id": lines[move.id]}
+                pair["currency"] = posting.payment_currency
+                _, partial_ids = self.client.partials_between(**pair)
+                if not partial_ids:
+                    self.client.lines_reconcile(line_ids=[pair["debit_line_id"], pair["credit_line_id"]])
+                move = self.client.moves_read(ids=[move.id])[0]
+            except OdooUnavailable:
+                raise
+            except KeyError:
+                self.fail(posting, "Odoo moves of the invoice or the wallet credit have no receivable line")
+                continue
+            except OdooError as exc:
+                self.fail(posting, _odoo_message(exc))
+                continue
+            amount = int(posting.payment_amount_cents or 0)
+            self.verify(posting, move, (amount, 0, amount))
+
+    def _wallet_move(self, posting: LedgerPosting, document: mapping.DocumentIn) -> MoveResult | None:
+        """Find or create, then post, the move of one wallet posting; None when the posting was closed instead."""
+        found = self.client.moves_find(refs=[document.ref]).get(document.ref)
+        if found is None:
+            self.resolve(mapping.refs_needed(self.refs, [document]))
+            partner_id = self.client.partners_find_or_create(
+                partners=[_partner_draft(posting.invoice.customer)])[posting.invoice.customer.external_id]
+            try:
+                draft = mapping.move_draft(document, partner_id=partner_id, refs=self.refs, resolved=self.resolved)
+            except mapping.MappingMissing as exc:
+                self.fail(posting, f"mapping: {exc}")
+                return None
+            move_id = self.client.moves_create(moves=[draft])[0]
+            self.note_move(posting, move_id)
+            self.client.moves_post(ids=[move_id])
+        else:
+            self.note_move(posting, found.id)
+            if found.state == "cancel":
+                self.fail(posting, f"Odoo move {found.id} with ref {document.ref} is cancelled; reset it to draft "
+                                   "or delete it in Odoo, then retry")
+                return None
+            if found.state == "draft":
+                self.client.moves_post(ids=[found.id])
+        return self.client.moves_read(ids=[posting.odoo_move_id])[0]
 
     # -- customer credit ---------------------------------------------------------------------------
     def send_customer_credits(self, postings: list[LedgerPosting]) -> None:
@@ -687,9 +822,12 @@ def _line(fee: Any, amount_cents: int, taxes: dict[str, int] | None = None) -> m
     manual: tuple[tuple[str, int], ...] = ()
     if taxes is not None and taxes != credited_item_taxes(amount_cents, (), fee.applied_taxes):
         manual = tuple((code, taxes.get(code, 0)) for code in codes)
+    # Wallet credit bought (a top-up's credit invoice, its credit notes and void): the customer's prepayment, a
+    # liability until invoices consume it, never revenue.
+    purpose = OdooAccountMapping.Purpose.PREPAYMENT if fee.fee_key.startswith(WALLET_FEE_PREFIX) else ""
     return mapping.LineIn(name=fee.name or fee.fee_type, amount_cents=amount_cents, service_id=fee.service_id,
                           service_code=fee.service.code if fee.service_id else "", metric_id=metric_id,
-                          plan_id=plan_id, tax_codes=codes, manual_tax_cents=manual)
+                          plan_id=plan_id, tax_codes=codes, manual_tax_cents=manual, account_purpose=purpose)
 
 
 def _credited_by_fee(fees: Sequence[Any]) -> dict[int, tuple[int, dict[str, int]]]:
@@ -760,6 +898,30 @@ def _document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, in
     return document, (note.sub_total_excluding_taxes_amount_cents, note.taxes_amount_cents, note.total_amount_cents)
 
 
+def _wallet_document(posting: LedgerPosting) -> mapping.DocumentIn:
+    """The move of a wallet consumption (out_refund) or give-back (out_invoice): untaxed lines, the paid credit on
+    the prepayment account, the granted credit on the prepaid-discount account (WalletTransaction.paid_amount_cents
+    tells them apart)."""
+    row = posting.wallet_transaction
+    invoice = posting.invoice
+    returned = row.reason == "return"
+    name = f"{'Wallet credit given back' if returned else 'Wallet credit used'}: {row.wallet.name or row.wallet.lago_id}"
+    service_id = row.wallet.service_id
+    service_code = row.wallet.service.code
+    lines = (
+        mapping.LineIn(name=f"{name} (paid)", amount_cents=int(row.paid_amount_cents), service_id=service_id,
+                       service_code=service_code, account_purpose=OdooAccountMapping.Purpose.PREPAYMENT),
+        mapping.LineIn(name=f"{name} (granted)", amount_cents=int(row.amount_cents - row.paid_amount_cents),
+                       service_id=service_id, service_code=service_code,
+                       account_purpose=OdooAccountMapping.Purpose.PREPAID_DISCOUNT),
+    )
+    return mapping.DocumentIn(
+        ref=posting.ref, move_type="out_invoice" if returned else "out_refund", number=invoice.number,
+        issuing_date=(timezone.localtime(row.created_at, ZoneInfo(invoice.customer.applicable_timezone)).date()
+                      if returned else invoice.issuing_date),
+        currency=row.wallet.currency, lines=lines)
+
+
 def _mapping_refs() -> mapping.MappingRefs:
     products: dict[tuple[int, str, int | None], mapping.ProductRef] = {}
     for row in OdooProductMapping.objects.all():
@@ -767,7 +929,10 @@ def _mapping_refs() -> mapping.MappingRefs:
                else (row.service_id, "plan", row.plan_id) if row.plan_id else (row.service_id, "default", None))
         products[key] = mapping.ProductRef(product=row.odoo_product, account=row.odoo_income_account)
     journals = dict(OdooJournalMapping.objects.values_list("purpose", "odoo_journal"))
+    accounts = {str(purpose): ref for purpose, ref in OdooAccountMapping.DEFAULTS.items()}
+    accounts.update(OdooAccountMapping.objects.values_list("purpose", "odoo_account"))
     return mapping.MappingRefs(
+        accounts=accounts,
         products=products, taxes=dict(OdooTaxMapping.objects.values_list("tax_code", "odoo_tax")),
         analytics=dict(OdooAnalyticMapping.objects.values_list("service_id", "odoo_analytic_account")),
         sales_journal=journals.get(OdooJournalMapping.Purpose.SALES, ""),
@@ -779,7 +944,8 @@ def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None)
     if not ids:
         return result
     postings = list(LedgerPosting.objects.filter(pk__in=ids).select_related(
-        "invoice__customer", "credit_note__customer", "credit_note__invoice").order_by(_KIND_ORDER, "id"))
+        "invoice__customer", "credit_note__customer", "credit_note__invoice", "wallet_transaction__wallet__service",
+    ).order_by(_KIND_ORDER, "id"))
     batch = _Batch(client or get_odoo_client(), lease, result)
     batch.open = {p.pk for p in postings}
     try:
@@ -787,6 +953,7 @@ def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None)
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_NOTE])
         batch.send_customer_credits([p for p in postings if p.kind == LedgerPosting.Kind.CUSTOMER_CREDIT])
         batch.send_applications([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_APPLICATION])
+        batch.send_wallet_transactions([p for p in postings if p.kind == LedgerPosting.Kind.WALLET_TRANSACTION])
         batch.send_payments([p for p in postings if p.kind == LedgerPosting.Kind.PAYMENT])
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.VOID])
         batch.send_refunds([p for p in postings if p.kind == LedgerPosting.Kind.REFUND])
@@ -871,6 +1038,11 @@ def ledger_mapping_check(*, client: OdooClient | None = None) -> MappingCheck:
         checks.append((mapping.PRODUCT, product.product, f"product for {where}"))
         if product.account:
             checks.append((mapping.ACCOUNT, product.account, f"income account for {where}"))
+    for purpose, ref in sorted(refs.accounts.items()):
+        if ref:
+            checks.append((mapping.ACCOUNT, ref, f"account {purpose}"))
+        else:
+            problems.append(f"account {purpose}: no Odoo account mapped")
     for service_id, ref in refs.analytics.items():
         checks.append((mapping.ANALYTIC, ref, f"analytic account for service {codes.get(service_id, service_id)}"))
     by_model: dict[str, set[str]] = {}

@@ -287,6 +287,12 @@ class Store:
                                           "property_account_income_id": acc["income"], "type": "service"})
         self._new("account.analytic.account", {"name": "SaaS revenue", "code": "SAAS"})
         self._new("account.analytic.account", {"name": "Professional services", "code": "PS"})
+        # Seeded last so the ids above stay as they were. 298000 is ca_2023's; the discount account is a company's
+        # own (the chart has none for promotional credit).
+        for code, name, kind in [("298000", "All Other Current Liabilities", "liability_current"),
+                                 ("519000", "Promotional credits granted", "expense")]:
+            self._new("account.account", {"code": code, "name": name, "account_type": kind, "reconcile": False},
+                      f"account.1_l10n_ca_{code}")
 
     # -- generic ORM ------------------------------------------------------------------------------
     def model(self, model: str) -> dict[int, dict[str, Any]]:

@@ -8,7 +8,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from apps.customers.models import Customer, Service
 from apps.invoicing.models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceAppliedTax
 from apps.invoicing.fees import customer_tax_rates
-from apps.ledger.models import OdooAnalyticMapping, OdooJournalMapping, OdooProductMapping, OdooTaxMapping
+from apps.ledger.models import (
+    OdooAccountMapping,
+    OdooAnalyticMapping,
+    OdooJournalMapping,
+    OdooProductMapping,
+    OdooTaxMapping,
+)
 
 _seq = itertools.count(1)
 
@@ -99,6 +105,9 @@ def mapping_make(*, service: Service, product: str = "PLATFORM", account: str = 
                                              defaults={"odoo_journal": "account.1_sale"})
     OdooJournalMapping.objects.get_or_create(purpose=OdooJournalMapping.Purpose.STRIPE_RECEIPTS,
                                              defaults={"odoo_journal": "STRIP"})
+    # Granted wallet credit has no default account (a company's choice of expense): the stand-in's.
+    OdooAccountMapping.objects.get_or_create(purpose=OdooAccountMapping.Purpose.PREPAID_DISCOUNT,
+                                             defaults={"odoo_account": "519000"})
     taxes = taxes if taxes is not None else {
         code: f"account.1_{code}" for code in ("gst_sale_tax_5", "hst_sale_tax_13", "hst_sale_tax_15",
                                                "qst_sale_tax_9975", "pst_sale_tax_7_bc")}
