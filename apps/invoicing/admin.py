@@ -488,7 +488,7 @@ class WalletTransactionInline(ReadOnlyTabularInline):
     model = WalletTransaction
     fk_name = "wallet"
     fields = ("created_at", "transaction_type", "status", "transaction_status", "reason", "amount_cents",
-              "credit_amount", "invoice", "settled_at", "failed_at")
+              "paid_amount_cents", "credit_amount", "invoice", "settled_at", "failed_at")
     readonly_fields = fields
     money_currency = "wallet.currency"
     ordering = ("-created_at", "-id")
@@ -500,7 +500,7 @@ class WalletAdmin(ReadOnlyAdmin):
     finalization, expiry), read here with their transactions and audit trail."""
 
     list_display = ("created_at", "customer", "service", "name", "status", "balance_amount_cents",
-                    "consumed_amount_cents", "currency", "expiration_at")
+                    "paid_balance_amount_cents", "consumed_amount_cents", "currency", "expiration_at")
     list_filter = ("status", "currency", "service")
     search_fields = ("customer__external_id", "account_link__external_id", "name", "code")
     list_select_related = ("customer", "service")

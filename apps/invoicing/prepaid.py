@@ -8,6 +8,10 @@ so a re-run of the close consumes nothing more; one consumption row per (wallet,
 constraint. Wallets are locked `FOR UPDATE` by id, so concurrent finalizations take turns and the second sees what
 the first consumed. Void gives back what the invoice consumed (`wallets_return`), once.
 
+Each wallet's granted credit is consumed before its paid credit (`Wallet.paid_balance_amount_cents`), and each
+consumption records its paid part (`WalletTransaction.paid_amount_cents`); a return puts each part back. The ledger
+posts paid credit consumed as prepayment used and granted credit as a discount (docs/ledger.md).
+
 The wallets themselves (create, top up, settle a paid top-up, expire) are apps/invoicing/wallets.py.
 """
 from __future__ import annotations
@@ -117,7 +121,8 @@ def wallets_apply(invoices: list[Invoice], *, now: datetime) -> list[WalletTrans
         for wallet in touched.values():
             wallet.updated_at = stamp
         Wallet.objects.bulk_update(list(touched.values()), [
-            "balance_amount_cents", "paid_balance_amount_cents", "consumed_amount_cents", "last_consumed_credit_at", "updated_at"])
+            "balance_amount_cents", "paid_balance_amount_cents", "consumed_amount_cents", "last_consumed_credit_at",
+            "updated_at"])
     return rows
 
 

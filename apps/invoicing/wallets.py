@@ -8,7 +8,8 @@ are that money divided by `rate_amount` (currency per credit), as Lago shows the
   credits later pay) through the usual finalization and Stripe collection, with a pending transaction; the wallet
   is credited only when that invoice is paid (`wallet_top_up_settle`, called by apps.payments with the invoice
   locked), exactly once: the pending -> settled transition is conditional on the locked row. A voided top-up
-  invoice fails its transaction and credits nothing.
+  invoice fails its transaction and credits nothing. Settled paid credit also adds to the wallet's
+  `paid_balance_amount_cents` (the part of the balance the ledger holds as the customer's prepayment).
 - Consumption at finalization and the give-back on void: apps/invoicing/prepaid.py.
 - Expiry (`wallets_expire`, beat): a wallet past `expiration_at` is terminated; a terminated or expired wallet is
   never consumed (its balance stays on the row, for staff and the ledger, but is no longer usable).

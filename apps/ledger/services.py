@@ -245,7 +245,8 @@ def ledger_wallet_transactions_create(*, transactions: Sequence[Any]) -> list[in
             raise ValueError(f"wallet transaction {row.pk} is a {row.reason}: only consumptions and returns post")
         posting, created = LedgerPosting.objects.get_or_create(
             kind=LedgerPosting.Kind.WALLET_TRANSACTION, wallet_transaction_id=row.pk,
-            defaults={"ref": wallet_transaction_ref(invoice_number=row.invoice.number, wallet_id=str(row.wallet.lago_id),
+            defaults={"ref": wallet_transaction_ref(invoice_number=row.invoice.number,
+                                                    wallet_id=str(row.wallet.lago_id),
                                                     returned=row.reason == "return"),
                       "invoice_id": row.invoice_id, "payment_amount_cents": int(row.amount_cents),
                       "payment_currency": row.wallet.currency},
@@ -905,7 +906,8 @@ def _wallet_document(posting: LedgerPosting) -> mapping.DocumentIn:
     row = posting.wallet_transaction
     invoice = posting.invoice
     returned = row.reason == "return"
-    name = f"{'Wallet credit given back' if returned else 'Wallet credit used'}: {row.wallet.name or row.wallet.lago_id}"
+    label = "Wallet credit given back" if returned else "Wallet credit used"
+    name = f"{label}: {row.wallet.name or row.wallet.lago_id}"
     service_id = row.wallet.service_id
     service_code = row.wallet.service.code
     lines = (

@@ -3,6 +3,26 @@
 from django.db import migrations, models
 
 
+# Existing rows: a purchased top-up is paid credit (a pending one must add to the paid balance when it settles);
+# each wallet's paid balance is what its settled purchases left once consumption (net of returns) took granted
+# credit first, the order `wallets_apply` now follows. Earlier consumption rows keep 0: they have no postings.
+BACKFILL = """
+UPDATE invoicing_wallettransaction SET paid_amount_cents = amount_cents WHERE transaction_status = 'purchased';
+UPDATE invoicing_wallet w
+   SET paid_balance_amount_cents = LEAST(w.balance_amount_cents, GREATEST(0,
+           t.paid_in - GREATEST(0, t.consumed - t.granted_in)))
+  FROM (SELECT wallet_id,
+               coalesce(sum(amount_cents) FILTER (WHERE reason = 'top_up' AND status = 'settled'
+                                                  AND transaction_status = 'purchased'), 0) AS paid_in,
+               coalesce(sum(amount_cents) FILTER (WHERE reason = 'top_up' AND status = 'settled'
+                                                  AND transaction_status = 'granted'), 0) AS granted_in,
+               coalesce(sum(amount_cents) FILTER (WHERE reason = 'consumption'), 0)
+               - coalesce(sum(amount_cents) FILTER (WHERE reason = 'return'), 0) AS consumed
+          FROM invoicing_wallettransaction GROUP BY wallet_id) t
+ WHERE t.wallet_id = w.id;
+"""
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -21,6 +41,7 @@ class Migration(migrations.Migration):
             name='paid_amount_cents',
             field=models.BigIntegerField(default=0),
         ),
+        migrations.RunSQL(BACKFILL, migrations.RunSQL.noop),
         migrations.AddConstraint(
             model_name='wallet',
             constraint=models.CheckConstraint(condition=models.Q(('paid_balance_amount_cents__gte', 0), ('paid_balance_amount_cents__lte', models.F('balance_amount_cents'))), name='wallet_paid_balance_within_balance'),

@@ -188,3 +188,59 @@ def test_paid_and_granted_credit_are_told_apart_and_kept_apart(billing, settings
     assert (used.amount_cents, used.paid_amount_cents) == (11300, 8300)  # 30.00 granted, then 83.00 paid
     wallet.refresh_from_db()
     assert (wallet.balance_amount_cents, wallet.paid_balance_amount_cents) == (8700, 8700)
+
+
+def test_answers_lost_at_every_wallet_step_post_each_once(topped_up, odoo_client, odoo_standin):  # noqa: F811
+    """Odoo commits, the answer is lost: the move create and post, the reconciliation, the unreconciliation of the
+    give-back. Each retry looks up what Odoo has and finishes; one move per ref, one reconciliation per pair."""
+    wallet, top_up = topped_up
+    _send(odoo_client)
+    periods_close(as_of=at(2026, 4, 1, 2, 0))
+    invoice = Invoice.objects.get(invoice_type="subscription")
+    odoo_standin.fail_next(1, "drop_after_commit", model="account.move.line", method="reconcile")
+    odoo_standin.fail_next(2, "drop_after_commit", model="account.move", method="create")
+    odoo_standin.fail_next(2, "drop_after_commit", model="account.move", method="action_post")
+    _send(odoo_client, rounds=10)
+    assert [fault.left for fault in odoo_standin._faults] == [0, 0, 0]  # every fault was hit
+    _agree(odoo_client)
+    invoice_void(invoice_id=invoice.pk)
+    odoo_standin.fail_next(1, "drop_after_commit", model="account.partial.reconcile", method="unlink")
+    odoo_standin.fail_next(1, "drop_after_commit", model="account.move.line", method="reconcile")
+    odoo_standin.fail_next(1, "drop_after_commit", model="account.move", method="create")
+    _send(odoo_client, rounds=10)
+    assert [fault.left for fault in odoo_standin._faults] == [0] * 6
+    _agree(odoo_client)
+    moves = odoo_standin.search_read("account.move", [["move_type", "!=", "entry"]], ["ref"])
+    refs = [m["ref"] for m in moves]
+    assert len(refs) == len(set(refs)) == LedgerPosting.objects.exclude(
+        kind__in=("payment", "customer_credit", "credit_application", "refund")).count()
+    for posting in LedgerPosting.objects.exclude(kind="payment"):
+        assert _residual(odoo_standin, posting) == 0, posting.ref
+    assert _account_balance(odoo_standin, PREPAYMENT) == -8000
+
+
+def test_the_migration_backfills_paid_credit_as_the_consumption_order_left_it(billing, settings):
+    import importlib
+
+    from django.db import connection
+
+    from apps.invoicing.wallets import wallet_top_up_settle, wallet_transaction_create
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    link = billing.customer()
+    billing.subscribe("s1", billing.plan(amount_cents=5000), when=at(2026, 3, 1, 0, 0))
+    wallet, _ = wallet_create(service=billing.service, link=link, values={
+        "currency": "CAD", "rate_amount": Decimal("1"), "paid_credits": Decimal("80"),
+        "granted_credits": Decimal("10")})
+    wallet_top_up_settle(invoice=Invoice.objects.get(invoice_type="credit"))
+    [pending] = wallet_transaction_create(wallet=wallet, values={"paid_credits": Decimal("30")})  # not paid
+    periods_close(as_of=at(2026, 4, 1, 2, 0))  # 56.50: granted 10.00, then 46.50 paid
+    wallet.refresh_from_db()
+    assert (wallet.balance_amount_cents, wallet.paid_balance_amount_cents) == (3350, 3350)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE invoicing_wallettransaction SET paid_amount_cents = 0;"
+                       "UPDATE invoicing_wallet SET paid_balance_amount_cents = 0")
+        cursor.execute(importlib.import_module("apps.invoicing.migrations.0013_wallet_paid_credit").BACKFILL)
+    wallet.refresh_from_db()
+    pending.refresh_from_db()
+    assert (wallet.paid_balance_amount_cents, pending.paid_amount_cents) == (3350, 3000)
