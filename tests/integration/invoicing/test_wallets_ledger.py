@@ -244,3 +244,21 @@ def test_the_migration_backfills_paid_credit_as_the_consumption_order_left_it(bi
     wallet.refresh_from_db()
     pending.refresh_from_db()
     assert (wallet.paid_balance_amount_cents, pending.paid_amount_cents) == (3350, 3000)
+
+
+def test_an_unpaid_top_up_voided_leaves_nothing_on_the_prepayment_account(billing, odoo_client,  # noqa: F811
+                                                                          odoo_standin):
+    mapping_make(service=billing.service)
+    link = billing.customer()
+    wallet_create(service=billing.service, link=link, values={
+        "currency": "CAD", "rate_amount": Decimal("1"), "paid_credits": Decimal("80")})
+    top_up = Invoice.objects.get(invoice_type="credit")
+    _send(odoo_client)
+    _agree(odoo_client)
+    assert _account_balance(odoo_standin, PREPAYMENT) == -8000  # billed, owed to the customer once paid
+    invoice_void(invoice_id=top_up.pk)
+    _send(odoo_client)
+    _agree(odoo_client)
+    assert LedgerPosting.objects.get(kind="void", invoice=top_up).status == "posted"
+    assert _account_balance(odoo_standin, PREPAYMENT) == 0
+    assert _account_balance(odoo_standin, INCOME) == 0

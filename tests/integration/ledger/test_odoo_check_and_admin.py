@@ -100,3 +100,16 @@ def test_admin_check_action_lists_problems(service_factory, odoo_settings, admin
                                  follow=True)
     text = response.content.decode()
     assert "Missing: product for service cloud -&gt; NOPE: not found in Odoo (product.product)" in text
+
+
+def test_odoo_check_names_the_unmapped_prepaid_discount_account(service_factory, odoo_settings) -> None:
+    from apps.ledger.models import OdooAccountMapping
+
+    mapping_make(service=service_factory("cloud").service)
+    OdooTaxMapping.objects.bulk_create(OdooTaxMapping(tax_code=code, odoo_tax="13% HST") for code in UNMAPPED)
+    OdooAccountMapping.objects.filter(purpose="prepaid_discount").delete()  # no default: the company's choice
+    OdooAccountMapping.objects.create(purpose="prepayment", odoo_account="299999")  # overrides the default
+    out, error = _check()
+    assert "MISSING account prepaid_discount: no Odoo account mapped" in out
+    assert "MISSING account prepayment -> 299999: not found in Odoo (account.account)" in out
+    assert "mapping problem(s)" in error

@@ -69,3 +69,22 @@ def test_backoff_doubles_and_is_capped() -> None:
 
     assert [backoff_seconds(n) for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
     assert backoff_seconds(30) == 6 * 3600
+
+
+def test_account_purpose_lines_post_to_the_mapped_account_without_product_or_analytic() -> None:
+    """Wallet credit (issue 20): the prepayment / prepaid-discount account instead of the service's product."""
+    refs = MappingRefs(products=REFS.products, taxes=REFS.taxes, analytics=REFS.analytics, sales_journal="INV",
+                       accounts={"prepayment": "298000", "prepaid_discount": ""})
+    resolved = {**RESOLVED, mapping.ACCOUNT: {**RESOLVED[mapping.ACCOUNT], "298000": 298}}
+    wallet = LineIn("credits", 8000, 1, service_code="cloud", account_purpose="prepayment")
+    assert mapping.refs_needed(refs, [_doc(wallet)])[mapping.ACCOUNT] == {"298000"}
+    assert mapping.refs_needed(refs, [_doc(wallet)])[mapping.PRODUCT] == set()
+    [line] = mapping.move_draft(_doc(wallet), partner_id=9, refs=refs, resolved=resolved).lines
+    assert (line.product_id, line.account_id, line.tax_ids, line.analytic_distribution) == (None, 298, (), None)
+    with pytest.raises(MappingMissing) as caught:
+        mapping.move_draft(_doc(wallet, LineIn("granted", 100, 1, account_purpose="prepaid_discount")),
+                           partner_id=9, refs=refs, resolved=resolved)
+    assert caught.value.problems == ["account prepaid_discount: no Odoo account mapped"]
+    with pytest.raises(MappingMissing) as caught:
+        mapping.move_draft(_doc(wallet), partner_id=9, refs=refs, resolved=RESOLVED)  # not in Odoo
+    assert caught.value.problems == ["account prepayment -> 298000: not found in Odoo (account.account)"]
