@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("invoicing", "0012_wallets"),
+        ("invoicing", "0013_wallet_paid_credit"),
     ]
 
     operations = [
