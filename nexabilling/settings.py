@@ -354,6 +354,7 @@ INTEGRITY_LATE_USAGE_GRACE_HOURS = env_int("INTEGRITY_LATE_USAGE_GRACE_HOURS", 2
 NEXA_LEGAL_NAME = env_str("NEXA_LEGAL_NAME", "Nexa Systems Inc.")
 NEXA_ADDRESS = env_str("NEXA_ADDRESS", "100 King Street West, Toronto, ON M5X 1A9, Canada")
 NEXA_HST_NUMBER = env_str("NEXA_HST_NUMBER", "123456789 RT0001")
+BILLING_ENTITY_CODE = env_str("BILLING_ENTITY_CODE", "nexa_systems")  # Lago's billing_entity_code: the hub bills as one entity
 INVOICE_NUMBER_PREFIX = env_str("INVOICE_NUMBER_PREFIX", "NEXA")
 INVOICE_GRACE_PERIOD_DAYS = env_int("INVOICE_GRACE_PERIOD_DAYS", 0, minimum=0)
 # Period close: customers per batch transaction, and threads running batches (apps/invoicing/close.py).

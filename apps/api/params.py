@@ -34,3 +34,32 @@ def currency_param(request, name: str) -> list[str]:
     if any(value not in SUPPORTED_CURRENCIES for value in values if value):
         raise ValidationFailed(f"bad {name}", details={name: ["value_is_invalid"]})
     return [value for value in values if value]
+
+
+def datetime_param(request, name: str):
+    """Return the query parameter as an aware datetime (ISO 8601; no zone reads as UTC), None when absent."""
+    from datetime import UTC, datetime
+
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    except ValueError:
+        raise ValidationFailed(f"bad {name}", details={name: ["invalid_date"]}) from None
+    if not 1970 <= value.year <= 9998:  # PostgreSQL and Python both take it, and no event is dated outside
+        raise ValidationFailed(f"bad {name}", details={name: ["invalid_date"]})
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def bool_param(request, name: str) -> bool:
+    """Rails' reading of a boolean query parameter: true/1 and false/0 (any case); anything else is refused."""
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return False
+    lowered = raw.lower()
+    if lowered in ("true", "1", "t"):
+        return True
+    if lowered in ("false", "0", "f"):
+        return False
+    raise ValidationFailed(f"bad {name}", details={name: ["value_is_invalid"]})

@@ -2,7 +2,19 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import catalog, coupons, customers, events, health, invoices, payments, subscriptions, wallets, webhook_endpoints
+from .views import (
+    catalog,
+    coupons,
+    customers,
+    events,
+    fees,
+    health,
+    invoices,
+    payments,
+    subscriptions,
+    wallets,
+    webhook_endpoints,
+)
 
 # Lago's paths: no trailing slash; identifiers may contain dots and anything but "/".
 # Each resource module owns its routes in `urlpatterns`, so domains grow without touching this file.
@@ -12,6 +24,7 @@ urlpatterns = [
     *payments.urlpatterns,  # customers/<id>/checkout_url etc. before the catch-all customer route
     *invoices.urlpatterns,
     *coupons.urlpatterns,
+    *customers.urlpatterns,
     path("customers/<str:external_id>", customers.CustomerDetailView.as_view()),
     path("billable_metrics", catalog.BillableMetricListCreateView.as_view()),
     path("billable_metrics/<str:code>", catalog.BillableMetricDetailView.as_view()),
@@ -24,6 +37,7 @@ urlpatterns = [
     path("subscriptions", subscriptions.SubscriptionListCreateView.as_view()),
     path("subscriptions/<str:external_id>", subscriptions.SubscriptionDetailView.as_view()),
     *events.urlpatterns,
+    *fees.urlpatterns,
     *webhook_endpoints.urlpatterns,
     *wallets.urlpatterns,
 ]

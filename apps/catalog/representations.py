@@ -125,7 +125,7 @@ def coupon_out(coupon: Coupon) -> dict:
     }
 
 
-def applied_coupon_out(applied: AppliedCoupon) -> dict:
+def applied_coupon_out(applied: AppliedCoupon, *, with_credits: bool = False) -> dict:
     """Lago's AppliedCoupon, as the service that applied it addresses the customer (its account link)."""
     coupon, link = applied.coupon, applied.account_link
     return {
@@ -146,4 +146,21 @@ def applied_coupon_out(applied: AppliedCoupon) -> dict:
         "expiration_at": ts(coupon.expiration_at),
         "created_at": ts(applied.created_at),
         "terminated_at": ts(applied.terminated_at),
+        **({"credits": applied_coupon_credits_out(applied)} if with_credits else {}),
     }
+
+
+def applied_coupon_credits_out(applied: AppliedCoupon) -> list[dict]:
+    """Lago's `credits` of an applied coupon in lists: what it took off each invoice (before tax)."""
+    return [
+        {
+            "lago_id": str(credit.lago_id),
+            "amount_cents": credit.amount_cents,
+            "amount_currency": credit.currency,
+            "before_taxes": True,
+            "item": {"lago_item_id": str(applied.lago_id), "type": "coupon", "code": applied.coupon.code,
+                     "name": applied.coupon.name},
+            "invoice": {"lago_id": str(credit.invoice.lago_id), "payment_status": credit.invoice.payment_status},
+        }
+        for credit in applied.credits.select_related("invoice").order_by("id")
+    ]

@@ -405,7 +405,8 @@ def _graduated(units: Decimal, ranges: Sequence[_Range]) -> tuple[Decimal, list[
         tier_units = max(ZERO, top - lower)
         amount = tier_units * tier.per_unit_amount + (tier.flat_amount if tier_units > 0 else ZERO)
         tiers.append(
-            {"from_value": tier.from_value, "to_value": tier.to_value, "units": tier_units, "amount": amount}
+            {"from_value": tier.from_value, "to_value": tier.to_value, "units": tier_units, "amount": amount,
+             "per_unit_amount": tier.per_unit_amount, "flat_amount": tier.flat_amount if tier_units > 0 else ZERO}
         )
         total += amount
         if tier.to_value is None or units <= tier.to_value:
@@ -425,13 +426,15 @@ def _volume(units: Decimal, ranges: Sequence[_Range]) -> tuple[Decimal, dict[str
         lower = tier.to_value
     billed_units = max(units, ZERO)
     amount = billed_units * chosen.per_unit_amount + chosen.flat_amount
-    return amount, {"from_value": chosen.from_value, "to_value": chosen.to_value, "lower_bound": lower}
+    return amount, {"from_value": chosen.from_value, "to_value": chosen.to_value, "lower_bound": lower,
+                    "per_unit_amount": chosen.per_unit_amount, "flat_amount": chosen.flat_amount}
 
 
 def _package(units: Decimal, amount: Decimal, size: int, free: Decimal) -> tuple[Decimal, dict[str, Any]]:
     paid_units = max(ZERO, units - free)
     packages = (paid_units / size).to_integral_value(ROUND_CEILING)
-    return packages * amount, {"free_units": min(max(units, ZERO), free), "paid_units": paid_units, "packages": packages}
+    return packages * amount, {"free_units": min(max(units, ZERO), free), "paid_units": paid_units, "packages": packages,
+                               "package_size": size, "package_amount": amount}
 
 
 def _percentage_needs_events(p: Mapping[str, Any]) -> bool:

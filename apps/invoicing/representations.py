@@ -2,11 +2,15 @@
 and by the webhooks' payloads (byte-identical in both)."""
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Prefetch, prefetch_related_objects
 
-from apps.core.money import from_minor_units
+from apps.catalog.models import Tax
+from apps.catalog.taxes import credited_item_taxes
+from apps.core.money import currency_exponent, from_minor_units
 from apps.core.representations import decimal_str, ts
 from apps.customers.models import AccountLink, Service
 from apps.customers.representations import customer_out
@@ -21,47 +25,155 @@ VERSION_NUMBER = 4  # Lago's invoice amount formulas (research/lago-api.md §2.7
 
 
 def _link_for(invoice_or_note, service: Service | None) -> AccountLink | None:
-    links = AccountLink.objects.filter(customer_id=invoice_or_note.customer_id, deleted_at__isnull=True)
+    """The customer as `service` knows it; once the service deleted the customer, as it was then (Lago still
+    shows a deleted customer on its invoices, and its schema has no invoice without one)."""
+    links = AccountLink.objects.filter(customer_id=invoice_or_note.customer_id)
     if service is not None:
         links = links.filter(service=service)
-    return links.order_by("id").first()
+    live = links.filter(deleted_at__isnull=True).order_by("id").first()
+    return live or links.order_by("-deleted_at", "-id").first()
 
 
 def _date(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def applied_tax_out(item: dict, *, fee: Fee | None = None) -> dict:
+# Applied taxes are JSON on their fee (and rows per invoice without a uuid): their Lago ids are derived from
+# what makes them unique, so every rendering of one gives the same id.
+_APPLIED_TAX_NS = uuid.UUID("5b0f6c1e-2d0a-4c55-9a55-6c1d0e7d4a21")
+
+
+def applied_tax_id(owner_lago_id, tax_code: str) -> str:
+    return str(uuid.uuid5(_APPLIED_TAX_NS, f"{owner_lago_id}:{tax_code}"))
+
+
+def tax_refs(codes) -> dict[str, tuple[str, str | None]]:
+    """{tax code: (the tax's lago_id, its description or None)}: one read for all the codes of a body."""
+    codes = set(codes)
+    if not codes:
+        return {}
+    return {code: (str(lago_id), description or None)
+            for code, lago_id, description in Tax.objects.filter(code__in=codes).values_list("code", "lago_id", "description")}
+
+
+def _rate(value) -> float:
+    # A percentage, not money: Lago sends it as a JSON number (13.0); numeric(9,5) is exact in a double.
+    return float(Decimal(value))
+
+
+def base_applied_tax(*, lago_id: str, code: str, name: str, rate, amount_cents: int, currency: str | None,
+                     created_at, refs: dict) -> dict:
+    """Lago's BaseAppliedTax: every applied tax (fee, invoice, credit note) starts with these."""
+    lago_tax_id, description = refs.get(code, (None, None))
     return {
-        "tax_code": item["code"],
-        "tax_name": item["name"],
-        "tax_rate": decimal_str(Decimal(item["rate"])),
-        "amount_cents": item["amount_cents"],
-        "amount_currency": fee.currency if fee else None,
-        "lago_fee_id": str(fee.lago_id) if fee else None,
+        "lago_id": lago_id,
+        "lago_tax_id": lago_tax_id,
+        "tax_code": code,
+        "tax_name": name,
+        "tax_rate": _rate(rate),
+        "tax_description": description,
+        "amount_cents": amount_cents,
+        "amount_currency": currency,
+        "created_at": ts(created_at),
     }
+
+
+def applied_tax_out(item: dict, *, fee: Fee, refs: dict) -> dict:
+    return {
+        **base_applied_tax(lago_id=applied_tax_id(fee.lago_id, item["code"]), code=item["code"], name=item["name"],
+                           rate=item["rate"], amount_cents=item["amount_cents"], currency=fee.currency,
+                           created_at=fee.created_at, refs=refs),
+        "lago_fee_id": str(fee.lago_id),
+    }
+
+
+def _precise_sub_total(fee: Fee) -> str:
+    """Lago's unrounded amount in cents less the coupons (whole cents in the hub: apps/invoicing/discounts.py)."""
+    return decimal_str(fee.precise_amount.scaleb(currency_exponent(fee.currency)) - fee.coupons_amount_cents)
+
+
+def _whole(value):
+    """A tier bound as Lago's integer (the hub's are whole numbers of units; a fractional one stays a number)."""
+    if value is None:
+        return None
+    number = Decimal(str(value))
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _amount(value) -> str:
+    return decimal_str(Decimal(str(value)))
+
+
+def lago_amount_details(details: dict, units) -> dict:
+    """Lago's FeeAmountDetails from what the rating stored (apps/invoicing/rating.py): the same figures, Lago's names.
+
+    Graduated tiers and volume and package details rated before their prices were stored (issue 21) carry no
+    per-unit price: their tier total shows as the per-unit total, with no flat amount."""
+    if not details:
+        return {}
+    out = {key: value for key, value in details.items()
+           if key not in ("graduated_ranges", "lower_bound", "from_value", "to_value", "flat_amount", "packages",
+                          "package_size", "package_amount")}
+    if "graduated_ranges" in details:
+        tiers = []
+        for tier in details["graduated_ranges"]:
+            tier_units, total = Decimal(str(tier["units"])), Decimal(str(tier["amount"]))
+            if "per_unit_amount" in tier:
+                per_unit, flat = Decimal(str(tier["per_unit_amount"])), Decimal(str(tier["flat_amount"]))
+            else:
+                per_unit, flat = (total / tier_units if tier_units else Decimal(0)), Decimal(0)
+            tiers.append({
+                "units": decimal_str(tier_units), "from_value": _whole(tier["from_value"]),
+                "to_value": _whole(tier["to_value"]), "flat_unit_amount": decimal_str(flat),
+                "per_unit_amount": decimal_str(per_unit), "per_unit_total_amount": decimal_str(total - flat),
+                "total_with_flat_amount": decimal_str(total),
+            })
+        out["graduated_ranges"] = tiers
+    elif "lower_bound" in details and "per_unit_amount" in details:  # volume
+        per_unit = Decimal(str(details["per_unit_amount"]))
+        out.update(flat_unit_amount=_amount(details["flat_amount"]), per_unit_amount=decimal_str(per_unit),
+                   per_unit_total_amount=decimal_str(per_unit * Decimal(str(units))))
+    elif "packages" in details:
+        out.update(free_units=_amount(details["free_units"]), paid_units=_amount(details["paid_units"]))
+        if "package_size" in details:
+            out.update(per_package_size=int(details["package_size"]),
+                       per_package_unit_amount=_amount(details["package_amount"]))
+    return out
+
+
+def _fee_tax_refs(fees) -> dict:
+    return tax_refs(item["code"] for fee in fees for item in fee.applied_taxes or ())
+
+
+def billing_entity_code() -> str:
+    """The hub bills as one entity (Nexa Systems Inc.); Lago's `billing_entity_code` on invoices and credit notes."""
+    return settings.BILLING_ENTITY_CODE
 
 
 OTHER_SERVICES = "Other services"
 WALLET_FEE_PREFIX = "wallet_transaction:"  # fee_key of a top-up's fee: the wallet transaction's lago_id follows
 
 
-def fee_out(fee: Fee, *, viewer: Service | None = None) -> dict:
+def fee_out(fee: Fee, *, viewer: Service | None = None, refs: dict | None = None) -> dict:
     """Return Lago's Fee object. `viewer`: the service the body is for; a line another service billed (a customer
     linked across services gets one invoice) is shown without that service's identifiers (plan and metric codes,
     subscription and charge ids, its name), as an "Other services" line, so the invoice's totals still add up."""
+    if refs is None:
+        refs = _fee_tax_refs([fee])
     if viewer is not None and fee.service_id is not None and fee.service_id != viewer.pk:
-        return _foreign_fee_out(fee)
+        return _foreign_fee_out(fee, refs)
     subscription, charge = fee.subscription, fee.charge
-    item_id = str(charge.billable_metric.lago_id) if charge else None
+    # Lago's item id is the add-on's, the metric's or the subscription's; a one-off line of an add-on the hub
+    # no longer has, or a line of no subscription, is identified by the fee itself (Lago never sends null).
     if fee.fee_type == Fee.FeeType.ADD_ON:
-        item_code, item_type = fee.add_on_code, "AddOn"
+        item_code, item_type, item_id = fee.add_on_code, "AddOn", fee.lago_id
     elif fee.fee_key.startswith(WALLET_FEE_PREFIX):  # a wallet top-up's purchased credits (Lago's credit fee)
         item_code, item_type, item_id = "credit", "WalletTransaction", fee.fee_key.removeprefix(WALLET_FEE_PREFIX)
     elif charge is not None:
-        item_code, item_type = charge.billable_metric.code, "BillableMetric"
+        item_code, item_type, item_id = charge.billable_metric.code, "BillableMetric", charge.billable_metric.lago_id
     else:
         item_code, item_type = (subscription.plan.code if subscription else ""), "Subscription"
+        item_id = subscription.lago_id if subscription else fee.lago_id
     return {
         "lago_id": str(fee.lago_id),
         "lago_charge_id": str(charge.lago_id) if charge else None,
@@ -70,13 +182,14 @@ def fee_out(fee: Fee, *, viewer: Service | None = None) -> dict:
         "external_subscription_id": subscription.external_id if subscription else None,
         "lago_true_up_fee_id": None,
         "lago_true_up_parent_fee_id": None,
+        "self_billed": False,
         "item": {
             "type": fee.fee_type,
             "code": item_code,
             "name": fee.name,
             "invoice_display_name": fee.name,
             "description": fee.description or None,
-            "lago_item_id": item_id,
+            "lago_item_id": str(item_id),
             "item_type": item_type,
             "filters": None,
             "grouped_by": {},
@@ -92,23 +205,24 @@ def fee_out(fee: Fee, *, viewer: Service | None = None) -> dict:
         "total_aggregated_units": decimal_str(fee.total_aggregated_units),
         "events_count": fee.events_count,
         "taxes_amount_cents": fee.taxes_amount_cents,
-        "taxes_rate": decimal_str(fee.taxes_rate),
+        "taxes_rate": _rate(fee.taxes_rate),
         "total_amount_cents": fee.amount_cents - fee.coupons_amount_cents + fee.taxes_amount_cents,
         "total_amount_currency": fee.currency,
         "sub_total_excluding_taxes_amount_cents": fee.amount_cents - fee.coupons_amount_cents,
+        "sub_total_excluding_taxes_precise_amount_cents": _precise_sub_total(fee),
         # Whole minor units here (the hub spreads each coupon in cents: apps/invoicing/discounts.py).
         "precise_coupons_amount_cents": decimal_str(Decimal(fee.coupons_amount_cents)),
-        "amount_details": fee.amount_details,
+        "amount_details": lago_amount_details(fee.amount_details, fee.units),
         "is_adjustment": fee.is_adjustment,
         "payment_status": fee.invoice.payment_status,
         "from_date": ts(fee.from_datetime),
         "to_date": ts(fee.to_datetime),
         "created_at": ts(fee.created_at),
-        "applied_taxes": [applied_tax_out(item, fee=fee) for item in fee.applied_taxes],
+        "applied_taxes": [applied_tax_out(item, fee=fee, refs=refs) for item in fee.applied_taxes],
     }
 
 
-def _foreign_fee_out(fee: Fee) -> dict:
+def _foreign_fee_out(fee: Fee, refs: dict) -> dict:
     return {
         "lago_id": str(fee.lago_id),
         "lago_charge_id": None,
@@ -117,13 +231,14 @@ def _foreign_fee_out(fee: Fee) -> dict:
         "external_subscription_id": None,
         "lago_true_up_fee_id": None,
         "lago_true_up_parent_fee_id": None,
+        "self_billed": False,
         "item": {
             "type": fee.fee_type,
             "code": "other_services",
             "name": OTHER_SERVICES,
             "invoice_display_name": OTHER_SERVICES,
             "description": None,
-            "lago_item_id": None,
+            "lago_item_id": str(fee.lago_id),  # not the other service's object
             "item_type": "AddOn" if fee.fee_type == Fee.FeeType.ADD_ON else "Subscription",
             "filters": None,
             "grouped_by": {},
@@ -139,10 +254,11 @@ def _foreign_fee_out(fee: Fee) -> dict:
         "total_aggregated_units": "1.0",
         "events_count": 0,
         "taxes_amount_cents": fee.taxes_amount_cents,
-        "taxes_rate": decimal_str(fee.taxes_rate),
+        "taxes_rate": _rate(fee.taxes_rate),
         "total_amount_cents": fee.amount_cents - fee.coupons_amount_cents + fee.taxes_amount_cents,
         "total_amount_currency": fee.currency,
         "sub_total_excluding_taxes_amount_cents": fee.amount_cents - fee.coupons_amount_cents,
+        "sub_total_excluding_taxes_precise_amount_cents": _precise_sub_total(fee),
         "precise_coupons_amount_cents": decimal_str(Decimal(fee.coupons_amount_cents)),
         "amount_details": {},
         "is_adjustment": fee.is_adjustment,
@@ -150,7 +266,7 @@ def _foreign_fee_out(fee: Fee) -> dict:
         "from_date": ts(fee.from_datetime),
         "to_date": ts(fee.to_datetime),
         "created_at": ts(fee.created_at),
-        "applied_taxes": [applied_tax_out(item, fee=fee) for item in fee.applied_taxes],
+        "applied_taxes": [applied_tax_out(item, fee=fee, refs=refs) for item in fee.applied_taxes],
     }
 
 
@@ -171,6 +287,7 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
     """
     body = {
         "lago_id": str(invoice.lago_id),
+        "billing_entity_code": billing_entity_code(),
         "sequential_id": invoice.sequential_id,
         "number": invoice.number,
         "issuing_date": _date(invoice.issuing_date),
@@ -229,7 +346,15 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         fees = _prefetched(invoice, "fees")
         if fees is None:
             fees = invoice.fees.select_related("invoice", "service", "subscription__plan", "charge__billable_metric")
-        body["fees"] = [fee_out(fee, viewer=service) for fee in fees]
+        fees = list(fees)
+        invoice_taxes = _prefetched(invoice, "applied_taxes")
+        if invoice_taxes is None:
+            invoice_taxes = list(invoice.applied_taxes.order_by("id"))
+        refs = getattr(invoice, "tax_refs", None)  # invoices_for_rendering: read once for all the invoices
+        if refs is None:
+            refs = tax_refs([*(item["code"] for fee in fees for item in fee.applied_taxes or ()),
+                             *(tax.tax_code for tax in invoice_taxes)])
+        body["fees"] = [fee_out(fee, viewer=service, refs=refs) for fee in fees]
         applications = _prefetched(invoice, "credit_applications")
         if applications is None:
             applications = invoice.credit_applications.select_related("credit_note").order_by("id")
@@ -240,15 +365,13 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         body["credits"] = coupon_credits_out(invoice, coupon_credits, viewer=service) + credits_out(invoice, applications)
         body["applied_taxes"] = [
             {
+                **base_applied_tax(lago_id=applied_tax_id(invoice.lago_id, tax.tax_code), code=tax.tax_code,
+                                   name=tax.tax_name, rate=tax.tax_rate, amount_cents=tax.amount_cents,
+                                   currency=invoice.currency, created_at=invoice.created_at, refs=refs),
                 "lago_invoice_id": str(invoice.lago_id),
-                "tax_code": tax.tax_code,
-                "tax_name": tax.tax_name,
-                "tax_rate": decimal_str(tax.tax_rate),
-                "amount_cents": tax.amount_cents,
                 "fees_amount_cents": tax.base_amount_cents,
-                "amount_currency": invoice.currency,
             }
-            for tax in (_prefetched(invoice, "applied_taxes") or invoice.applied_taxes.order_by("id"))
+            for tax in invoice_taxes
         ]
     return body
 
@@ -265,7 +388,7 @@ def coupon_credits_out(invoice: Invoice, coupon_credits, *, viewer: Service | No
             "amount_currency": credit.currency,
             "before_taxes": True,  # coupons come off the fees, before tax
             "item": {
-                "lago_item_id": str(credit.applied_coupon.lago_id) if mine else None,
+                "lago_item_id": str(credit.applied_coupon.lago_id if mine else credit.lago_id),
                 "type": "coupon",
                 "code": coupon.code if mine else "other_services",
                 "name": coupon.name if mine else OTHER_SERVICES,
@@ -317,6 +440,10 @@ def invoices_for_rendering(invoice_ids: list[int]) -> list[Invoice]:
             Prefetch("credit_applications", CreditApplication.objects.select_related("credit_note").order_by("id")),
         ).order_by("id")
     )
+    refs = tax_refs([*(item["code"] for invoice in invoices for fee in invoice.fees.all() for item in fee.applied_taxes or ()),
+                     *(tax.tax_code for invoice in invoices for tax in invoice.applied_taxes.all())])
+    for invoice in invoices:
+        invoice.tax_refs = refs
     couponed = [invoice for invoice in invoices if invoice.coupons_amount_cents]
     if couponed:  # one more read, only when some invoice took a coupon
         prefetch_related_objects(couponed, Prefetch(
@@ -324,11 +451,41 @@ def invoices_for_rendering(invoice_ids: list[int]) -> list[Invoice]:
     return invoices
 
 
+def credit_note_taxes(lines) -> list[dict]:
+    """Per tax of a credit note, from its lines [(amount_cents, [{"code", "name", "rate", "amount_cents"}])]:
+    the tax credited and the amount it was credited on (Lago's `base_amount_cents`), in the order first met."""
+    out: dict[str, dict] = {}
+    for amount_cents, applied in lines:
+        for item in applied:
+            entry = out.setdefault(item["code"], {"code": item["code"], "name": item["name"], "rate": item["rate"],
+                                                  "amount_cents": 0, "base_amount_cents": 0})
+            entry["amount_cents"] += int(item["amount_cents"])
+            entry["base_amount_cents"] += amount_cents
+    return list(out.values())
+
+
+def credit_note_taxes_rate(applied: list[dict]) -> float:
+    """Lago's credit-note `taxes_rate`: the rates it credits, summed (13 for HST; 5 + 9.975 in Quebec)."""
+    return _rate(sum((Decimal(item["rate"]) for item in applied), Decimal(0)))
+
+
+def _item_applied(item) -> list[dict]:
+    """A stored item's per-rate taxes; for items written before they were stored, recomputed by the rule they used."""
+    if item.applied_taxes:
+        return item.applied_taxes
+    by_code = credited_item_taxes(item.amount_cents, item.applied_taxes, item.fee.applied_taxes)
+    return [{**tax, "amount_cents": by_code.get(tax["code"], 0)} for tax in item.fee.applied_taxes or ()]
+
+
 def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict:
-    taxes_rate = max((fee_rate for fee_rate in note.items.values_list("fee__taxes_rate", flat=True)), default=0)
     link = _link_for(note, service)
+    items = list(note.items.select_related("fee__invoice", "fee__service", "fee__subscription__plan",
+                                           "fee__charge__billable_metric").order_by("id"))
+    taxes = credit_note_taxes([(item.amount_cents, _item_applied(item)) for item in items])
+    refs = tax_refs([*(tax["code"] for tax in taxes), *(t["code"] for item in items for t in item.fee.applied_taxes or ())])
     return {
         "lago_id": str(note.lago_id),
+        "billing_entity_code": billing_entity_code(),
         "sequential_id": note.sequential_id,
         "number": note.number,
         "lago_invoice_id": str(note.invoice.lago_id),
@@ -341,7 +498,7 @@ def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict
         "currency": note.currency,
         "total_amount_cents": note.total_amount_cents,
         "taxes_amount_cents": note.taxes_amount_cents,
-        "taxes_rate": decimal_str(Decimal(taxes_rate)),
+        "taxes_rate": credit_note_taxes_rate(taxes),
         "sub_total_excluding_taxes_amount_cents": note.sub_total_excluding_taxes_amount_cents,
         "balance_amount_cents": note.balance_amount_cents,
         "credit_amount_cents": note.credit_amount_cents,
@@ -358,11 +515,20 @@ def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict
                 "lago_id": str(item.lago_id),
                 "amount_cents": item.amount_cents,
                 "amount_currency": note.currency,
-                "fee": fee_out(item.fee, viewer=service),
+                "fee": fee_out(item.fee, viewer=service, refs=refs),
             }
-            for item in note.items.select_related("fee__invoice", "fee__service", "fee__subscription__plan", "fee__charge__billable_metric")
+            for item in items
         ],
-        "applied_taxes": [],
+        "applied_taxes": [
+            {
+                **base_applied_tax(lago_id=applied_tax_id(note.lago_id, tax["code"]), code=tax["code"], name=tax["name"],
+                                   rate=tax["rate"], amount_cents=tax["amount_cents"], currency=note.currency,
+                                   created_at=note.created_at, refs=refs),
+                "lago_credit_note_id": str(note.lago_id),
+                "base_amount_cents": tax["base_amount_cents"],
+            }
+            for tax in taxes
+        ],
         "metadata": None,  # the Lago client models credit-note metadata as a mapping
         "error_details": [],
     }
@@ -466,4 +632,55 @@ def wallet_transaction_out(row: WalletTransaction) -> dict:
         "settled_at": ts(row.settled_at),
         "failed_at": ts(row.failed_at),
         "created_at": ts(row.created_at),
+    }
+
+
+def fees_out(fees, *, viewer: Service | None = None) -> list[dict]:
+    """Lago's Fee for each of `fees`, the taxes' ids read once for all of them."""
+    fees = list(fees)
+    refs = _fee_tax_refs(fees)
+    return [fee_out(fee, viewer=viewer, refs=refs) for fee in fees]
+
+
+def past_usage_out(period: InvoiceSubscription, fees: list[Fee]) -> dict:
+    """Lago's CustomerUsage for a billed period: its charges as the invoice billed them (late-usage adjustments
+    of the same charge added in), per charge in the order first billed."""
+    invoice = period.invoice
+    by_charge: dict[int, dict] = {}
+    for fee in fees:
+        charge = fee.charge
+        entry = by_charge.get(charge.pk)
+        if entry is None:
+            metric = charge.billable_metric
+            entry = by_charge[charge.pk] = {
+                "units": Decimal(0), "total_aggregated_units": Decimal(0), "events_count": 0, "amount_cents": 0,
+                "amount_currency": fee.currency,
+                "charge": {"lago_id": str(charge.lago_id), "charge_model": charge.charge_model,
+                           "invoice_display_name": charge.invoice_display_name or None},
+                "billable_metric": {"lago_id": str(metric.lago_id), "name": metric.name, "code": metric.code,
+                                    "aggregation_type": metric.aggregation_type},
+                "filters": [], "grouped_usage": [], "taxes_amount_cents": 0,
+            }
+        entry["units"] += fee.units
+        entry["total_aggregated_units"] += fee.total_aggregated_units
+        entry["events_count"] += fee.events_count
+        entry["amount_cents"] += fee.amount_cents
+        entry["taxes_amount_cents"] += fee.taxes_amount_cents
+    charges = []
+    for entry in by_charge.values():
+        entry["units"] = decimal_str(entry["units"])
+        entry["total_aggregated_units"] = decimal_str(entry["total_aggregated_units"])
+        charges.append(entry)
+    amount = sum(entry["amount_cents"] for entry in charges)
+    taxes = sum(entry.pop("taxes_amount_cents") for entry in charges)
+    return {
+        "from_datetime": ts(period.charges_from_datetime),
+        "to_datetime": ts(period.charges_to_datetime),
+        "issuing_date": _date(invoice.issuing_date),
+        "lago_invoice_id": str(invoice.lago_id),
+        "currency": invoice.currency,
+        "amount_cents": amount,
+        "taxes_amount_cents": taxes,
+        "total_amount_cents": amount + taxes,
+        "charges_usage": charges,
     }

@@ -16,7 +16,7 @@ from apps.catalog.taxes import ScheduledTax, TaxRate, TaxSchedule, rate_percent
 from apps.core.exceptions import NotFound
 from apps.customers.models import AccountLink, Service
 
-from .models import CreditNote, CreditNoteItem, Fee, Invoice, Wallet, WalletTransaction
+from .models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceSubscription, Wallet, WalletTransaction
 
 
 def _visible(service: Service) -> Q:
@@ -236,3 +236,67 @@ def invoices_matching(queryset: QuerySet, *, text: str) -> QuerySet:
     if customer_ids or by_number:
         return queryset.filter(by_customer | Q(pk__in=by_number))
     return queryset.filter(number__icontains=text)
+
+
+def fee_list(*, service: Service, external_customer_id: str | None = None, external_subscription_id: str | None = None,
+             fee_types: list[str] | None = None, billable_metric_code: str | None = None,
+             payment_status: str | None = None, currency: str | None = None,
+             created_at_from=None, created_at_to=None) -> QuerySet[Fee]:
+    """The fees the service billed (Lago's GET /fees), newest first: never another service's line of a shared
+    invoice, whose identifiers it must not see."""
+    queryset = Fee.objects.filter(service=service).select_related(
+        "invoice", "service", "subscription__plan", "charge__billable_metric")
+    if external_customer_id:
+        queryset = queryset.filter(invoice__customer__account_links__service=service,
+                                   invoice__customer__account_links__external_id=external_customer_id,
+                                   invoice__customer__account_links__deleted_at__isnull=True)
+    if external_subscription_id:
+        queryset = queryset.filter(subscription__external_id=external_subscription_id)
+    if fee_types:
+        queryset = queryset.filter(fee_type__in=fee_types)
+    if billable_metric_code:
+        queryset = queryset.filter(charge__billable_metric__code=billable_metric_code)
+    if payment_status:
+        queryset = queryset.filter(invoice__payment_status=payment_status)
+    if currency:
+        queryset = queryset.filter(currency=currency)
+    if created_at_from is not None:
+        queryset = queryset.filter(created_at__gte=created_at_from)
+    if created_at_to is not None:
+        queryset = queryset.filter(created_at__lte=created_at_to)
+    return queryset.order_by("-created_at", "-id")
+
+
+def fee_get(*, service: Service, lago_id: UUID | str) -> Fee:
+    try:
+        return fee_list(service=service).get(lago_id=lago_id)
+    except (Fee.DoesNotExist, ValueError, DjangoValidationError):
+        raise NotFound("fee") from None
+
+
+def past_usage_periods(*, service: Service, account_link: AccountLink, external_subscription_id: str,
+                       periods_count: int | None = None):
+    """The billing periods of the link's subscription(s) with that external id that finalized invoices closed,
+    newest first (Lago's past usage); `periods_count`: only the latest so many."""
+    periods = (InvoiceSubscription.objects
+               .filter(subscription__service=service, subscription__account_link=account_link,
+                       subscription__external_id=external_subscription_id,
+                       invoice__status=Invoice.Status.FINALIZED)
+               .select_related("invoice", "subscription__plan")
+               .order_by("-charges_to_datetime", "-id"))
+    if periods_count is not None:
+        periods = periods.filter(pk__in=list(periods.values_list("pk", flat=True)[:periods_count]))
+    return periods
+
+
+def past_usage_fees(periods, *, billable_metric_code: str | None = None) -> dict[tuple[int, int], list[Fee]]:
+    """{(invoice id, subscription id): its charge fees} for a page of `past_usage_periods`: one read."""
+    pairs = {(period.invoice_id, period.subscription_id) for period in periods}
+    fees = Fee.objects.filter(invoice_id__in={i for i, _ in pairs}, subscription_id__in={s for _, s in pairs},
+                              fee_type=Fee.FeeType.CHARGE).select_related("charge__billable_metric").order_by("id")
+    if billable_metric_code:
+        fees = fees.filter(charge__billable_metric__code=billable_metric_code)
+    out: dict[tuple[int, int], list[Fee]] = {}
+    for fee in fees:
+        out.setdefault((fee.invoice_id, fee.subscription_id), []).append(fee)
+    return out

@@ -263,3 +263,42 @@ def usage_rows_after(*, service_id: int, after_id: int, upto_id: int, limit: int
                         json.loads(row[8]) if isinstance(row[8], str) else (row[8] or {}), row[9], row[10])
             for row in cursor.fetchall()
         ]
+
+
+def usage_event_list(*, service_id: int, external_subscription_id: str | None = None, code: str | None = None,
+                     timestamp_from: datetime | None = None, timestamp_to: datetime | None = None,
+                     from_started_at: bool = False):
+    """A service's events (not its pre-aggregated counters), newest received first, as Lago lists them.
+
+    The order is the primary key's, so a page reads the newest rows off its index instead of sorting every row
+    the service ever sent; a subscription's filter uses (subscription, metric, timestamp).
+    """
+    from apps.subscriptions.models import Subscription
+
+    from .models import UsageEvent
+
+    rows = UsageEvent.objects.filter(service_id=service_id, source=UsageEvent.Source.EVENT)
+    if external_subscription_id:
+        subscriptions = list(Subscription.objects.filter(service_id=service_id, external_id=external_subscription_id)
+                             .values_list("pk", "started_at"))
+        rows = rows.filter(subscription_id__in=[pk for pk, _ in subscriptions])
+        if from_started_at:
+            started = [moment for _, moment in subscriptions if moment is not None]
+            if started:
+                rows = rows.filter(timestamp__gte=min(started))
+    if code:
+        rows = rows.filter(billable_metric__code=code)
+    if timestamp_from is not None:
+        rows = rows.filter(timestamp__gte=timestamp_from)
+    if timestamp_to is not None:
+        rows = rows.filter(timestamp__lte=timestamp_to)
+    return rows.select_related("subscription__account_link", "billable_metric").order_by("-id")
+
+
+def usage_event_get(*, service_id: int, transaction_id: str):
+    """The service's event with this transaction_id, or None (another service's is not seen)."""
+    from .models import UsageEvent
+
+    return (UsageEvent.objects.filter(service_id=service_id, transaction_id=transaction_id,
+                                      source=UsageEvent.Source.EVENT)
+            .select_related("subscription__account_link", "billable_metric").first())

@@ -99,6 +99,9 @@ def hub(live_server, transactional_db, loopback_only):
             "external_id": "acme", "lago_id": applied["applied_coupon"]["lago_id"]},
         "/api/v1/subscriptions/{external_id}": {"external_id": "sub-1"},
         "/api/v1/credit_notes/{lago_id}": {"lago_id": note["credit_note"]["lago_id"]},
+        "/api/v1/fees/{lago_id}": {"lago_id": fee},
+        **{f"/api/v1/customers/{{external_id}}/{kind}": {"external_id": "acme"}
+           for kind in ("invoices", "credit_notes", "subscriptions")},
         # Not the payment routes: with a real invoice they would call Stripe.
         **{f"/api/v1/invoices/{{lago_id}}{action}": {"lago_id": invoice["lago_id"]}
            for action in ("", "/refresh", "/finalize", "/void", "/download")},

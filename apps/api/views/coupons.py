@@ -72,7 +72,7 @@ def _list(request, external_customer_id: str | None):
         status=status if status in AppliedCoupon.Status.values else None,
         coupon_codes=params.getlist("coupon_code[]") or params.getlist("coupon_code") or None,
     )
-    return Response(paginate(request, rows, "applied_coupons", lambda items: [applied_coupon_out(a) for a in items]))
+    return Response(paginate(request, rows, "applied_coupons", lambda items: [applied_coupon_out(a, with_credits=True) for a in items]))
 
 
 class AppliedCouponListCreateView(APIView):

@@ -12,14 +12,18 @@ from django.http import HttpResponse
 from django.urls import path
 from django.utils import timezone
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.exceptions import ValidationFailed
+from apps.core.exceptions import NotFound, ValidationFailed
 from apps.usage import validation
+from apps.usage.selectors import usage_event_get, usage_event_list
 from apps.usage.services import StoredItem, usage_counters_ingest, usage_events_ingest
 from apps.usage.validation import EventIn
 
-from ..openapi import lago_operation, ref
+from ..openapi import lago_operation, query, ref
+from ..pagination import paginate
+from ..params import bool_param, datetime_param
 
 
 def _ts(moment) -> str:
@@ -77,7 +81,43 @@ def _json(payload: dict, status: int) -> HttpResponse:
     return HttpResponse(validation.encoder.encode(payload), status=status, content_type="application/json")
 
 
-class EventCreateView(APIView):
+def stored_event_out(row) -> dict:
+    """Lago's Event for a stored event (GET /events): what the ingest echo said, read back."""
+    subscription = row.subscription
+    return {
+        "lago_id": None,  # as in the ingest echo: events are addressed by transaction_id
+        "transaction_id": row.transaction_id,
+        "lago_customer_id": str(subscription.account_link.lago_id),
+        "lago_subscription_id": str(subscription.lago_id),
+        "external_subscription_id": subscription.external_id,
+        "code": row.billable_metric.code,
+        "timestamp": _ts(row.timestamp),
+        "properties": row.properties or {},
+        "precise_total_amount_cents": None,  # the hub prices no event by an amount it carries
+        "created_at": _ts(row.created_at),
+    }
+
+
+class EventListCreateView(APIView):
+    @lago_operation("findAllEvents", response="StoredEvent", plural="events", parameters=[
+        query("external_subscription_id"), query("code", description="The billable metric's code."),
+        query("timestamp_from_started_at", bool,
+              description="With external_subscription_id: only events dated from the subscription's start."),
+        query("timestamp_from", str, description="ISO 8601 date-time: events dated at or after it."),
+        query("timestamp_to", str, description="ISO 8601 date-time: events dated at or before it."),
+    ], description="The service's events, newest received first (pre-aggregated counters are not events).")
+    def get(self, request: Request):
+        params = request.query_params
+        rows = usage_event_list(
+            service_id=request.auth.service.pk,
+            external_subscription_id=params.get("external_subscription_id") or None,
+            code=params.get("code") or None,
+            timestamp_from=datetime_param(request, "timestamp_from"),
+            timestamp_to=datetime_param(request, "timestamp_to"),
+            from_started_at=bool_param(request, "timestamp_from_started_at"),
+        )
+        return Response(paginate(request, rows, "events", lambda items: [stored_event_out(row) for row in items]))
+
     @lago_operation("createEvent", request=ref("EventBody"), response="Event", root="event")
     def post(self, request: Request) -> HttpResponse:
         event = validation.decode_event(request.body)
@@ -87,6 +127,15 @@ class EventCreateView(APIView):
             exc.details = exc.details.get("0", exc.details)  # one event: Lago's per-field body, no index
             raise
         return _json({"event": _event_out(event, result.items[0], _ts(timezone.now()), {})}, 200)
+
+
+class EventDetailView(APIView):
+    @lago_operation("findEvent", response="StoredEvent", root="event")
+    def get(self, request: Request, transaction_id: str):
+        row = usage_event_get(service_id=request.auth.service.pk, transaction_id=transaction_id)
+        if row is None:
+            raise NotFound("event")
+        return Response({"event": stored_event_out(row)})
 
 
 class EventBatchView(APIView):
@@ -108,7 +157,8 @@ class UsageCreateView(APIView):
 
 
 urlpatterns = [
-    path("events", EventCreateView.as_view()),
+    path("events", EventListCreateView.as_view()),
     path("events/batch", EventBatchView.as_view()),
+    path("events/<str:transaction_id>", EventDetailView.as_view()),
     path("usage", UsageCreateView.as_view()),
 ]

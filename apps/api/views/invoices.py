@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from django.conf import settings
 from django.core import signing
@@ -22,7 +23,14 @@ from apps.invoicing.close import current_usage_lines, invoice_refresh
 from apps.invoicing.fees import customer_tax_rates, fee_taxes
 from apps.invoicing.models import Invoice
 from apps.invoicing.pdf import invoice_from_pdf_token, invoice_pdf, invoice_pdf_token
-from apps.invoicing.representations import credit_note_out, customer_usage_out, invoice_out
+from apps.invoicing.representations import (
+    credit_note_out,
+    credit_note_taxes,
+    credit_note_taxes_rate,
+    customer_usage_out,
+    invoice_out,
+    tax_refs,
+)
 from apps.invoicing.selectors import credit_note_get, credit_note_list, invoice_get, invoice_list
 from apps.invoicing.services import (
     AddOnFeeRequest,
@@ -59,38 +67,44 @@ def _date_param(request, name: str) -> date | None:
         raise ValidationFailed("bad date", details={name: ["invalid_date"]}) from None
 
 
+INVOICE_FILTERS = [
+    query("statuses", many=True, enum=Invoice.Status.values),
+    query("payment_statuses", many=True, enum=Invoice.PaymentStatus.values),
+    query("invoice_type", enum=Invoice.InvoiceType.values),
+    query("currency", description="ISO 4217 code the hub bills in."),
+    query("issuing_date_from", date), query("issuing_date_to", date),
+    query("amount_from", int, "Total in cents, at least."), query("amount_to", int, "Total in cents, at most."),
+    query("payment_overdue", bool),
+]
+
+
+def invoices_page(request, external_customer_id: str | None) -> dict:
+    """One page of the service's invoices with Lago's filters (also GET /customers/{id}/invoices)."""
+    params = request.query_params
+    overdue = params.get("payment_overdue")
+    queryset = invoice_list(
+        service=request.auth.service,
+        external_customer_id=external_customer_id,
+        statuses=_choices(request, "statuses", Invoice.Status.values) or _choices(request, "status", Invoice.Status.values),
+        payment_statuses=_choices(request, "payment_statuses", Invoice.PaymentStatus.values)
+        or _choices(request, "payment_status", Invoice.PaymentStatus.values),
+        invoice_type=(_choices(request, "invoice_type", Invoice.InvoiceType.values) or [None])[0],
+        currency=(currency_param(request, "currency") or [None])[0],
+        issuing_date_from=_date_param(request, "issuing_date_from"),
+        issuing_date_to=_date_param(request, "issuing_date_to"),
+        amount_from=int_param(request, "amount_from"),
+        amount_to=int_param(request, "amount_to"),
+        payment_overdue=None if overdue in (None, "") else overdue == "true",
+    )
+    service = request.auth.service
+    return paginate(request, queryset, "invoices", lambda items: [invoice_out(i, service=service) for i in items])
+
+
 class InvoiceListCreateView(APIView):
-    @lago_operation("findAllInvoices", response="Invoice", plural="invoices", parameters=[
-        query("external_customer_id"),
-        query("statuses", many=True, enum=Invoice.Status.values),
-        query("payment_statuses", many=True, enum=Invoice.PaymentStatus.values),
-        query("invoice_type", enum=Invoice.InvoiceType.values),
-        query("currency", description="ISO 4217 code the hub bills in."),
-        query("issuing_date_from", date), query("issuing_date_to", date),
-        query("amount_from", int, "Total in cents, at least."), query("amount_to", int, "Total in cents, at most."),
-        query("payment_overdue", bool),
-    ])
+    @lago_operation("findAllInvoices", response="Invoice", plural="invoices",
+                    parameters=[query("external_customer_id"), *INVOICE_FILTERS])
     def get(self, request):
-        params = request.query_params
-        overdue = params.get("payment_overdue")
-        queryset = invoice_list(
-            service=request.auth.service,
-            external_customer_id=params.get("external_customer_id"),
-            statuses=_choices(request, "statuses", Invoice.Status.values) or _choices(request, "status", Invoice.Status.values),
-            payment_statuses=_choices(request, "payment_statuses", Invoice.PaymentStatus.values)
-            or _choices(request, "payment_status", Invoice.PaymentStatus.values),
-            invoice_type=(_choices(request, "invoice_type", Invoice.InvoiceType.values) or [None])[0],
-            currency=(currency_param(request, "currency") or [None])[0],
-            issuing_date_from=_date_param(request, "issuing_date_from"),
-            issuing_date_to=_date_param(request, "issuing_date_to"),
-            amount_from=int_param(request, "amount_from"),
-            amount_to=int_param(request, "amount_to"),
-            payment_overdue=None if overdue in (None, "") else overdue == "true",
-        )
-        service = request.auth.service
-        return Response(
-            paginate(request, queryset, "invoices", lambda items: [invoice_out(i, service=service) for i in items])
-        )
+        return Response(invoices_page(request, request.query_params.get("external_customer_id")))
 
     @lago_operation("createInvoice", request=OneOffInvoiceIn, root="invoice", response="Invoice",
                     summary="Create and finalize a one-off invoice of add-on fees")
@@ -199,15 +213,18 @@ def _credit_items(invoice: Invoice, items: list[dict]) -> list[CreditNoteItemIn]
     return out
 
 
+def credit_notes_page(request, external_customer_id: str | None) -> dict:
+    """One page of the service's credit notes (also GET /customers/{id}/credit_notes)."""
+    service = request.auth.service
+    queryset = credit_note_list(service=service, external_customer_id=external_customer_id)
+    return paginate(request, queryset, "credit_notes", lambda items: [credit_note_out(n, service=service) for n in items])
+
+
 class CreditNoteListCreateView(APIView):
     @lago_operation("findAllCreditNotes", response="CreditNote", plural="credit_notes",
                     parameters=[query("external_customer_id")])
     def get(self, request):
-        service = request.auth.service
-        queryset = credit_note_list(service=service, external_customer_id=request.query_params.get("external_customer_id"))
-        return Response(
-            paginate(request, queryset, "credit_notes", lambda items: [credit_note_out(n, service=service) for n in items])
-        )
+        return Response(credit_notes_page(request, request.query_params.get("external_customer_id")))
 
     @lago_operation("createCreditNote", request=CreditNoteIn, root="credit_note", response="CreditNote")
     def post(self, request):
@@ -237,6 +254,8 @@ class CreditNoteEstimateView(APIView):
         serializer.is_valid(raise_exception=True)
         invoice = invoice_get(service=request.auth.service, lago_id=serializer.validated_data["invoice_id"])
         estimate = credit_note_estimate(invoice=invoice, items=_credit_items(invoice, serializer.validated_data["items"]))
+        taxes = credit_note_taxes([(amount, applied) for _, amount, _, applied in estimate.items])
+        refs = tax_refs(tax["code"] for tax in taxes)
         return Response(
             {
                 "estimated_credit_note": {
@@ -244,13 +263,29 @@ class CreditNoteEstimateView(APIView):
                     "invoice_number": invoice.number,
                     "currency": invoice.currency,
                     "taxes_amount_cents": estimate.taxes_amount_cents,
+                    # Taxes are rounded per line and rate when the note is written: the precise figure is that one.
+                    "precise_taxes_amount_cents": estimate.taxes_amount_cents,
+                    "taxes_rate": credit_note_taxes_rate(taxes),
                     "sub_total_excluding_taxes_amount_cents": estimate.sub_total_excluding_taxes_amount_cents,
                     "max_creditable_amount_cents": estimate.max_creditable_amount_cents,
                     "max_refundable_amount_cents": estimate.max_refundable_amount_cents,
                     "max_offsettable_amount_cents": estimate.offset_amount_cents,
-                    "coupons_adjustment_amount_cents": 0,
+                    "coupons_adjustment_amount_cents": 0,  # coupons come off before tax and are never credited
+                    "precise_coupons_adjustment_amount_cents": 0,
                     "items": [{"lago_fee_id": str(fee.lago_id), "amount_cents": amount} for fee, amount, *_ in estimate.items],
-                    "applied_taxes": [],
+                    "applied_taxes": [
+                        {
+                            "lago_tax_id": refs.get(tax["code"], (None, None))[0],
+                            "tax_code": tax["code"],
+                            "tax_name": tax["name"],
+                            "tax_rate": float(Decimal(tax["rate"])),
+                            "tax_description": refs.get(tax["code"], (None, None))[1],
+                            "amount_cents": tax["amount_cents"],
+                            "amount_currency": invoice.currency,
+                            "base_amount_cents": tax["base_amount_cents"],
+                        }
+                        for tax in taxes
+                    ],
                 }
             }
         )

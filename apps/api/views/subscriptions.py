@@ -32,6 +32,9 @@ STATUS = query("status", description="Which of the id's subscriptions (default: 
                enum=Subscription.Status.values)
 
 
+SUBSCRIPTION_FILTERS = [query("plan_code"), query("status", many=True, enum=Subscription.Status.values)]
+
+
 class SubscriptionListCreateView(APIView):
     @lago_operation("createSubscription", request=SubscriptionIn, root="subscription", response="Subscription")
     def post(self, request):
@@ -55,23 +58,24 @@ class SubscriptionListCreateView(APIView):
         return Response({"subscription": subscription_out(subscription, with_plan=True)})
 
     @lago_operation("findAllSubscriptions", response="Subscription", plural="subscriptions", parameters=[
-        query("external_customer_id"), query("plan_code"),
-        query("status", many=True, enum=Subscription.Status.values),
-    ])
+        query("external_customer_id"), *SUBSCRIPTION_FILTERS])
     def get(self, request):
-        statuses = request.query_params.getlist("status[]") or request.query_params.getlist("status")
-        bad = [s for s in statuses if s not in Subscription.Status.values]
-        if bad:
-            raise ValidationFailed("bad status", details={"status": ["value_is_invalid"]})
-        subscriptions = subscription_list(
-            service=request.auth.service,
-            external_customer_id=request.query_params.get("external_customer_id"),
-            plan_code=request.query_params.get("plan_code"),
-            statuses=statuses or None,
-        )
-        return Response(
-            paginate(request, subscriptions, "subscriptions", lambda items: [subscription_out(s) for s in items])
-        )
+        return Response(subscriptions_page(request, request.query_params.get("external_customer_id")))
+
+
+def subscriptions_page(request, external_customer_id: str | None) -> dict:
+    """One page of the service's subscriptions with Lago's filters (also GET /customers/{id}/subscriptions)."""
+    statuses = request.query_params.getlist("status[]") or request.query_params.getlist("status")
+    bad = [s for s in statuses if s not in Subscription.Status.values]
+    if bad:
+        raise ValidationFailed("bad status", details={"status": ["value_is_invalid"]})
+    subscriptions = subscription_list(
+        service=request.auth.service,
+        external_customer_id=external_customer_id,
+        plan_code=request.query_params.get("plan_code"),
+        statuses=statuses or None,
+    )
+    return paginate(request, subscriptions, "subscriptions", lambda items: [subscription_out(s) for s in items])
 
 
 class SubscriptionDetailView(APIView):

@@ -157,4 +157,4 @@ def test_a_close_announces_each_invoice_as_the_api_renders_it(billing, settings)
         with CaptureQueriesContext(connection) as queries:
             invoices_webhook_record(invoices=some, event_type="invoice.created")
         counts.append(len(queries))
-    assert counts[0] == counts[1] <= 16
+    assert counts[0] == counts[1] <= 17  # 17: one read of the taxes' ids and descriptions for all the invoices (issue 21)
