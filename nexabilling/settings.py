@@ -279,7 +279,9 @@ SPECTACULAR_SETTINGS = {
     # Lago's error bodies on every operation and the response components (apps/api/openapi.py, schemas.yaml).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums", "apps.api.openapi.add_error_responses"],
-    "ENUM_NAME_OVERRIDES": {"CurrencyEnum": "apps.core.money.SUPPORTED_CURRENCIES"},
+    # pending/succeeded/failed: an invoice's payment status and a credit note's refund status are one choice set.
+    "ENUM_NAME_OVERRIDES": {"CurrencyEnum": "apps.core.money.SUPPORTED_CURRENCIES",
+                            "SettlementStatusEnum": "apps.api.serializers.invoices.SETTLEMENT_STATUSES"},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -84,6 +84,8 @@ class Invoice(TimeStampedModel):
     payment_overdue = models.BooleanField(default=False)
     # Stripe Checkout link for customers without a saved card (payments app sets it).
     payment_url = models.URLField(max_length=1000, blank=True)
+    # Lago's invoice metadata, set by the app (PUT /invoices/{id}): [{"lago_id", "key", "value", "created_at"}].
+    metadata = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ("-issuing_date", "-id")
@@ -252,6 +254,8 @@ class CreditNote(TimeStampedModel):
     balance_amount_cents = models.BigIntegerField(default=0)  # credit not yet consumed
     credit_status = models.CharField(max_length=16, choices=CreditStatus.choices, blank=True)
     refund_status = models.CharField(max_length=16, choices=RefundStatus.choices, blank=True)
+    # Lago's credit-note metadata, set by the app (PUT /credit_notes/{id}): {"key": "value" or null}.
+    metadata = models.JSONField(default=dict, blank=True)
     # The in-advance credit of an upgrade/termination is created by the close, not a person.
     created_by_close = models.BooleanField(default=False)
     # Exactly-once key of such a credit (the planner's `sub:<id>:credit:<period>`), and its subscription, whose

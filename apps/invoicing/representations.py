@@ -319,7 +319,7 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         "created_at": ts(invoice.created_at),
         "updated_at": ts(invoice.updated_at),
         "self_billed": False,
-        "metadata": [],
+        "metadata": [dict(item) for item in invoice.metadata or []],
         "error_details": [],
     }
     if with_details:
@@ -529,7 +529,7 @@ def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict
             }
             for tax in taxes
         ],
-        "metadata": None,  # the Lago client models credit-note metadata as a mapping
+        "metadata": dict(note.metadata or {}),  # Lago's key-value object (the Lago client reads a mapping)
         "error_details": [],
     }
 

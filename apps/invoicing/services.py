@@ -4,6 +4,7 @@ The period close itself lives in the close package (apps/invoicing/close/: `peri
 """
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from django.utils import timezone
 from apps.catalog.taxes import credit_applied_taxes, credited_item_taxes
 from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
 from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
+from apps.core.representations import ts
 from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import (
     ledger_credit_applications_create,
@@ -381,6 +383,48 @@ def invoice_void(*, invoice_id: int) -> Invoice:
         ledger_wallet_transactions_create(transactions=given_back)
     ledger_posting_create(void=invoice)
     return invoice
+
+
+MAX_INVOICE_METADATA = 5  # Lago's limit of metadata entries per invoice
+
+
+@transaction.atomic
+def invoice_metadata_update(*, invoice_id: int, entries: list[dict]) -> Invoice:
+    """Replace the invoice's metadata as Lago does: an entry naming an existing `id` updates it (keeping its id and
+    creation time), one without adds one, and existing entries the list leaves out are removed. Sending the same
+    list twice leaves the same metadata."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    existing = {item["lago_id"]: item for item in invoice.metadata or []}
+    errors: dict[str, list[str]] = {}
+    out = []
+    for index, entry in enumerate(entries):
+        known = existing.get(str(entry["id"])) if entry.get("id") else None
+        if entry.get("id") and known is None:
+            errors[f"metadata.{index}.id"] = ["metadata_not_found"]
+            continue
+        out.append({"lago_id": known["lago_id"] if known else str(uuid.uuid4()), "key": entry["key"],
+                    "value": entry["value"], "created_at": known["created_at"] if known else ts(timezone.now())})
+    keys = [item["key"] for item in out]
+    if len(keys) != len(set(keys)):
+        errors["metadata"] = ["value_already_exist"]
+    if len(out) > MAX_INVOICE_METADATA:
+        errors["metadata"] = ["value_is_out_of_range"]
+    if errors:
+        raise ValidationFailed("invalid metadata", details=errors)
+    if out != invoice.metadata:
+        invoice.metadata = out
+        invoice.save(update_fields=["metadata", "updated_at"])
+    return invoice
+
+
+@transaction.atomic
+def credit_note_metadata_update(*, credit_note_id: int, metadata: dict) -> CreditNote:
+    """Set the credit note's metadata (Lago's key-value object, replaced whole). Idempotent."""
+    note = CreditNote.objects.select_for_update().get(pk=credit_note_id)
+    if note.metadata != metadata:
+        note.metadata = metadata
+        note.save(update_fields=["metadata", "updated_at"])
+    return note
 
 
 @dataclass(frozen=True)

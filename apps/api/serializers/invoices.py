@@ -39,3 +39,31 @@ class CreditNoteIn(serializers.Serializer):
     refund_amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
     offset_amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
     items = CreditNoteItemSerializer(many=True, allow_empty=False)
+
+
+# An invoice's payment status and a credit note's refund status: one choice set, one OpenAPI enum
+# (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
+SETTLEMENT_STATUSES = ["pending", "succeeded", "failed"]
+
+
+class InvoiceMetadataIn(serializers.Serializer):
+    id = serializers.UUIDField(required=False, allow_null=True, default=None)  # an existing entry's lago_id
+    key = serializers.CharField(max_length=255)
+    value = serializers.CharField(max_length=140, allow_blank=True)  # Lago: 140 characters at most
+
+
+class InvoiceUpdateIn(serializers.Serializer):
+    # lago-python-client sends null for what it does not set: null reads as absent.
+    metadata = InvoiceMetadataIn(many=True, required=False, allow_null=True)
+    payment_status = serializers.ChoiceField(choices=SETTLEMENT_STATUSES, required=False, allow_null=True)
+
+
+class CreditNoteUpdateIn(serializers.Serializer):
+    refund_status = serializers.ChoiceField(choices=SETTLEMENT_STATUSES, required=False, allow_null=True)
+    metadata = serializers.DictField(child=serializers.CharField(max_length=255, allow_null=True, allow_blank=True),
+                                     required=False, allow_null=True)
+
+    def validate_metadata(self, value):
+        if value is not None and (len(value) > 50 or any(not key or len(key) > 100 for key in value)):
+            raise serializers.ValidationError("value_is_out_of_range", code="value_is_out_of_range")
+        return value

@@ -37,8 +37,10 @@ from apps.invoicing.services import (
     CreditNoteItemIn,
     credit_note_create,
     credit_note_estimate,
+    credit_note_metadata_update,
     invoice_create_one_off_for_add_ons,
     invoice_finalize,
+    invoice_metadata_update,
     invoice_void,
 )
 from apps.subscriptions.models import Subscription
@@ -47,7 +49,7 @@ from ..openapi import lago_operation, query
 from ..pagination import paginate
 from ..params import currency_param, int_param
 from ..serializers.common import root_payload
-from ..serializers.invoices import CreditNoteIn, OneOffInvoiceIn
+from ..serializers.invoices import CreditNoteIn, CreditNoteUpdateIn, InvoiceUpdateIn, OneOffInvoiceIn
 
 
 def _choices(request, name: str, allowed: list[str]) -> list[str]:
@@ -135,6 +137,20 @@ class InvoiceDetailView(APIView):
     @lago_operation("findInvoice", response="Invoice", root="invoice")
     def get(self, request, lago_id: str):
         invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
+
+    @lago_operation("updateInvoice", request=InvoiceUpdateIn, root="invoice", response="Invoice",
+                    description="Metadata as Lago sets it. `payment_status` only as it already is: payments are "
+                                "Stripe's to record (405 `payment_status_not_updatable` otherwise).")
+    def put(self, request, lago_id: str):
+        serializer = InvoiceUpdateIn(data=root_payload(request, "invoice"))
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        if data.get("payment_status") not in (None, invoice.payment_status):
+            raise NotAllowed("payment status is recorded from payments", code="payment_status_not_updatable")
+        if data.get("metadata") is not None:
+            invoice = invoice_metadata_update(invoice_id=invoice.pk, entries=data["metadata"])
         return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
 
 
@@ -295,6 +311,20 @@ class CreditNoteDetailView(APIView):
     @lago_operation("findCreditNote", response="CreditNote", root="credit_note")
     def get(self, request, lago_id: str):
         note = credit_note_get(service=request.auth.service, lago_id=lago_id)
+        return Response({"credit_note": credit_note_out(note, service=request.auth.service)})
+
+    @lago_operation("updateCreditNote", request=CreditNoteUpdateIn, root="credit_note", response="CreditNote",
+                    description="Metadata as Lago sets it. `refund_status` only as it already is: refunds are "
+                                "Stripe's to record (405 `refund_status_not_updatable` otherwise).")
+    def put(self, request, lago_id: str):
+        serializer = CreditNoteUpdateIn(data=root_payload(request, "credit_note"))
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        note = credit_note_get(service=request.auth.service, lago_id=lago_id)
+        if data.get("refund_status") not in (None, note.refund_status or None):
+            raise NotAllowed("refund status is recorded from refunds", code="refund_status_not_updatable")
+        if data.get("metadata") is not None:
+            note = credit_note_metadata_update(credit_note_id=note.pk, metadata=data["metadata"])
         return Response({"credit_note": credit_note_out(note, service=request.auth.service)})
 
 
