@@ -684,3 +684,45 @@ def past_usage_out(period: InvoiceSubscription, fees: list[Fee]) -> dict:
         "total_amount_cents": amount + taxes,
         "charges_usage": charges,
     }
+
+
+def projected_usage_out(*, subscription, p_from, p_to, period, projected, taxes_cents: int) -> dict:
+    """Lago's CustomerProjectedUsage: current usage (`customer_usage_out`) with each charge carried to the period's
+    end (apps/invoicing/projection.py)."""
+    amount = sum(item.line.amount_cents for item in projected)
+    return {
+        "from_datetime": ts(p_from),
+        "to_datetime": ts(p_to),
+        "issuing_date": period.end.isoformat(),
+        "lago_invoice_id": None,
+        "currency": subscription.plan.amount_currency,
+        "amount_cents": amount,
+        "projected_amount_cents": sum(item.projected_amount_cents for item in projected),
+        "taxes_amount_cents": taxes_cents,
+        "total_amount_cents": amount + taxes_cents,
+        "charges_usage": [
+            {
+                "units": decimal_str(item.line.units),
+                "projected_units": decimal_str(item.projected_units),
+                "events_count": item.line.events_count,
+                "amount_cents": item.line.amount_cents,
+                "projected_amount_cents": item.projected_amount_cents,
+                "amount_currency": item.line.currency,
+                "charge": {
+                    "lago_id": str(item.line.charge.lago_id),
+                    "charge_model": item.line.charge.charge_model,
+                    "invoice_display_name": item.line.charge.invoice_display_name or None,
+                },
+                "billable_metric": {
+                    "lago_id": str(item.line.charge.billable_metric.lago_id),
+                    "name": item.line.charge.billable_metric.name,
+                    "code": item.line.charge.billable_metric.code,
+                    "aggregation_type": item.line.charge.billable_metric.aggregation_type,
+                },
+                "filters": [],
+                "grouped_usage": [],
+                "groups": [],
+            }
+            for item in projected
+        ],
+    }

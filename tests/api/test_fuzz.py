@@ -89,6 +89,8 @@ def hub(live_server, transactional_db, loopback_only):
     known = {
         "/api/v1/customers/{external_id}": {"external_id": "acme"},
         "/api/v1/customers/{external_customer_id}/current_usage": {"external_customer_id": "acme"},
+        "/api/v1/customers/{external_customer_id}/projected_usage": {"external_customer_id": "acme"},
+        "/api/v1/customers/{external_id}/past_usage": {"external_id": "acme"},
         "/api/v1/billable_metrics/{code}": {"code": "calls"},
         "/api/v1/plans/{code}": {"code": "pro"},
         "/api/v1/taxes/{code}": {"code": "fuzz_tax"},

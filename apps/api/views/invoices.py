@@ -23,12 +23,14 @@ from apps.invoicing.close import current_usage_lines, invoice_refresh
 from apps.invoicing.fees import customer_tax_rates, fee_taxes
 from apps.invoicing.models import Invoice
 from apps.invoicing.pdf import invoice_from_pdf_token, invoice_pdf, invoice_pdf_token
+from apps.invoicing.projection import project_lines, projection_ratio
 from apps.invoicing.representations import (
     credit_note_out,
     credit_note_taxes,
     credit_note_taxes_rate,
     customer_usage_out,
     invoice_out,
+    projected_usage_out,
     tax_refs,
 )
 from apps.invoicing.selectors import credit_note_get, credit_note_list, invoice_get, invoice_list
@@ -47,7 +49,7 @@ from apps.subscriptions.models import Subscription
 
 from ..openapi import lago_operation, query
 from ..pagination import paginate
-from ..params import currency_param, int_param
+from ..params import bool_param, currency_param, int_param
 from ..serializers.common import root_payload
 from ..serializers.invoices import CreditNoteIn, CreditNoteUpdateIn, InvoiceUpdateIn, OneOffInvoiceIn
 
@@ -357,6 +359,49 @@ class CurrentUsageView(APIView):
         return Response({"customer_usage": body})
 
 
+def _active_subscription(request, external_customer_id: str) -> Subscription:
+    service = request.auth.service
+    link = account_link_get(service=service, external_id=external_customer_id)
+    external_subscription_id = request.query_params.get("external_subscription_id")
+    if not external_subscription_id:
+        raise ValidationFailed("missing", details={"external_subscription_id": ["value_is_mandatory"]})
+    subscription = (
+        Subscription.objects.filter(
+            service=service, account_link=link, external_id=external_subscription_id,
+            status=Subscription.Status.ACTIVE,
+        )
+        .select_related("plan", "customer", "service")
+        .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("billable_metric")))
+        .first()
+    )
+    if subscription is None:
+        raise NotAllowed("no active subscription", code="no_active_subscription")
+    return subscription
+
+
+class ProjectedUsageView(APIView):
+    @lago_operation("findCustomerProjectedUsage", response="CustomerProjectedUsage", root="customer_projected_usage",
+                    parameters=[OpenApiParameter("external_subscription_id", str, required=True),
+                                query("apply_taxes", bool, "Tax the usage so far (default true).")],
+                    description="The current period's usage, each charge carried to the period's end at its pace so "
+                                "far and priced by the close's rating (apps/invoicing/projection.py).")
+    def get(self, request, external_customer_id: str):
+        subscription = _active_subscription(request, external_customer_id)
+        raw = request.query_params.get("apply_taxes")
+        apply_taxes = True if raw in (None, "") else bool_param(request, "apply_taxes")
+        now = timezone.now()
+        period, p_from, p_to, lines = current_usage_lines(subscription, at=now)
+        started = max(p_from, subscription.started_at or subscription.subscription_at)
+        projected = project_lines(lines, ratio=projection_ratio(started=started, period_end=p_to, now=now))
+        taxes = 0
+        if apply_taxes:
+            rates = customer_tax_rates(subscription.customer, on=period.end)
+            taxes = sum(fee_taxes(item.line.amount_cents, rates)[0] for item in projected)
+        body = projected_usage_out(subscription=subscription, p_from=p_from, p_to=p_to, period=period,
+                                   projected=projected, taxes_cents=taxes)
+        return Response({"customer_projected_usage": body})
+
+
 urlpatterns = [
     path("invoices", InvoiceListCreateView.as_view()),
     path("invoices/<str:lago_id>", InvoiceDetailView.as_view()),
@@ -369,4 +414,5 @@ urlpatterns = [
     path("credit_notes/estimate", CreditNoteEstimateView.as_view()),
     path("credit_notes/<str:lago_id>", CreditNoteDetailView.as_view()),
     path("customers/<str:external_customer_id>/current_usage", CurrentUsageView.as_view()),
+    path("customers/<str:external_customer_id>/projected_usage", ProjectedUsageView.as_view()),
 ]
