@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0011_close_ranges'),
+        ('invoicing', '0014_invoice_admin_list_indexes'),
     ]
 
     operations = [

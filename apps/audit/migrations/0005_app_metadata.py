@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0002_offset_amount_cents'),
+        ('audit', '0004_wallet_paid_credit'),
     ]
 
     operations = [
