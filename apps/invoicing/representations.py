@@ -10,6 +10,7 @@ from django.db.models import Prefetch, prefetch_related_objects
 
 from apps.catalog.models import Tax
 from apps.catalog.taxes import credited_item_taxes
+from apps.core.keys import WALLET_FEE_PREFIX
 from apps.core.money import currency_exponent, from_minor_units
 from apps.core.representations import decimal_str, ts
 from apps.customers.models import AccountLink, Service
@@ -151,7 +152,6 @@ def billing_entity_code() -> str:
 
 
 OTHER_SERVICES = "Other services"
-WALLET_FEE_PREFIX = "wallet_transaction:"  # fee_key of a top-up's fee: the wallet transaction's lago_id follows
 
 
 def fee_out(fee: Fee, *, viewer: Service | None = None, refs: dict | None = None) -> dict:

@@ -25,13 +25,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core.exceptions import NotFound, ValidationFailed
+from apps.core.keys import WALLET_FEE_PREFIX
 from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
 from apps.customers.models import AccountLink, Customer, Service
 from apps.subscriptions.periods import local_date
 
 from .models import Fee, Invoice, Wallet, WalletTransaction
 from .prepaid import wallet_transactions_announce
-from .representations import WALLET_FEE_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from apps.catalog.taxes import credit_applied_taxes, credited_item_taxes  # pure: the hub's tax rules
+from apps.core.keys import WALLET_FEE_PREFIX
 from apps.core.queue import task_send_on_commit
-from apps.invoicing.representations import WALLET_FEE_PREFIX  # pure constant: a top-up fee's key
 from apps.ledger import mapping
 from apps.ledger.models import (
     LedgerPosting,
