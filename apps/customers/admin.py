@@ -134,6 +134,7 @@ class CustomerAdmin(ServiceFormAdmin):
         from django.template.response import TemplateResponse
 
         from apps.dashboard.selectors import customer_360_get, customer_usage_so_far
+        from apps.invoicing.close.preview import invoice_preview
 
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -151,6 +152,14 @@ class CustomerAdmin(ServiceFormAdmin):
             "wallets": [(wallet.service.name, wallet.name or "wallet", money_display(wallet.balance_amount_cents,
                          wallet.currency), reverse("admin:invoicing_wallet_change", args=[wallet.pk]))
                         for wallet in story.wallets or []],
+            "previews": [
+                {"day": preview.billing_on, "currency": preview.currency,
+                 "lines": [(line.name, money_display(line.amount_cents, preview.currency)) for line in preview.lines],
+                 "fees": money_display(preview.fees_amount_cents, preview.currency),
+                 "taxes": money_display(preview.taxes_amount_cents, preview.currency),
+                 "total": money_display(preview.total_amount_cents, preview.currency)}
+                for preview in invoice_preview(customer_id=customer_id)
+            ],
             "usage": [
                 {"subscription": entry.subscription.external_id, "service": entry.subscription.service.code,
                  "period": f"{entry.period_from:%Y-%m-%d} to {entry.period_to:%Y-%m-%d}",

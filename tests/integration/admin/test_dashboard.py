@@ -159,3 +159,18 @@ def test_customer_360_prices_each_active_subscriptions_usage_so_far_as_the_api_d
     assert "$6.29 CAD" in table and "taxes $0.82 CAD" in table and "$7.11 CAD" in table
     answered = usage["customer_usage"]
     assert (answered["amount_cents"], answered["taxes_amount_cents"]) == (629, 82)
+
+
+def test_customer_360_previews_the_next_invoice(admin_client, finalized):
+    """The $100.00 plan's next period (April, in arrears) on May 1st: $100.00 + HST $13.00."""
+    import time_machine
+
+    from tests.integration.invoicing.conftest import at
+
+    with time_machine.travel(at(2026, 4, 15, 12, 0), tick=False):
+        page = admin_client.get(reverse("admin:customers_customer_overview", args=[finalized.customer_id]))
+    html = page.content.decode()
+    table = html[html.index('id="nexa-invoice-preview"'):]
+    table = table[:table.index("</table>")]
+    assert "Issued 2026-05-01 (CAD)" in table
+    assert "Fees $100.00 CAD + taxes $13.00 CAD" in table and "$113.00 CAD" in table
