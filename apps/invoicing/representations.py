@@ -594,6 +594,8 @@ def wallet_out(wallet: Wallet) -> dict:
         "code": wallet.code or None,
         "priority": wallet.priority,
         "rate_amount": decimal_str(wallet.rate_amount),
+        # Lago's deprecated `balance` (the balance in the currency's units), still in its schema's required list.
+        "balance": decimal_str(from_minor_units(wallet.balance_amount_cents, wallet.currency)),
         "credits_balance": decimal_str(credits_of(wallet.balance_amount_cents)),
         "balance_cents": wallet.balance_amount_cents,
         "consumed_credits": decimal_str(credits_of(wallet.consumed_amount_cents)),
@@ -620,6 +622,14 @@ def wallet_transaction_out(row: WalletTransaction) -> dict:
         "lago_id": str(row.lago_id),
         "lago_wallet_id": str(wallet.lago_id),
         "lago_invoice_id": str(row.invoice.lago_id) if row.invoice_id else None,
+        # Not built: top-ups refunded by credit note, voided wallet invoices, traceable wallets (what is left of
+        # each inbound transaction), per-transaction payment methods: Lago's null and defaults.
+        "lago_credit_note_id": None,
+        "lago_voided_invoice_id": None,
+        "remaining_amount_cents": None,
+        "remaining_credit_amount": None,
+        "priority": 50,
+        "payment_method": {"payment_method_type": "provider"},
         "status": row.status,
         "source": row.source,
         "transaction_status": row.transaction_status,
