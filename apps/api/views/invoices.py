@@ -334,23 +334,7 @@ class CurrentUsageView(APIView):
     @lago_operation("findCustomerCurrentUsage", response="CustomerUsage", root="customer_usage", parameters=[
         OpenApiParameter("external_subscription_id", str, required=True)])
     def get(self, request, external_customer_id: str):
-        service = request.auth.service
-        link = account_link_get(service=service, external_id=external_customer_id)
-        external_subscription_id = request.query_params.get("external_subscription_id")
-        if not external_subscription_id:
-            raise ValidationFailed("missing", details={"external_subscription_id": ["value_is_mandatory"]})
-        subscription = (
-            Subscription.objects.filter(
-                service=service, account_link=link, external_id=external_subscription_id,
-                status=Subscription.Status.ACTIVE,
-            )
-            .select_related("plan", "customer", "service")
-            # Each charge's metric in the same read: the usage lines name them (one query, not one per charge).
-            .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("billable_metric")))
-            .first()
-        )
-        if subscription is None:
-            raise NotAllowed("no active subscription", code="no_active_subscription")
+        subscription = _active_subscription(request, external_customer_id)
         now = timezone.now()
         period, p_from, p_to, lines = current_usage_lines(subscription, at=now)
         rates = customer_tax_rates(subscription.customer, on=period.end)
@@ -371,6 +355,7 @@ def _active_subscription(request, external_customer_id: str) -> Subscription:
             status=Subscription.Status.ACTIVE,
         )
         .select_related("plan", "customer", "service")
+        # Each charge's metric in the same read: the usage lines name them (one query, not one per charge).
         .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("billable_metric")))
         .first()
     )
