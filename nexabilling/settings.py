@@ -164,6 +164,8 @@ MIDDLEWARE = [
     # Oversized bodies (413), NUL bytes and lone surrogates (422) refused for every /api/ endpoint at once.
     "apps.api.middleware.ApiInputGuard",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After the session (an admin caller is known by its cookie), before anything that reads (auth, axes).
+    "apps.core.replica.ReplicaReadsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -201,8 +203,8 @@ TEMPLATES = [
 ]
 
 
-def _database_from_env() -> dict:
-    url = env_str("DATABASE_URL", "")
+def _database_from_env(variable: str = "DATABASE_URL") -> dict:
+    url = env_str(variable, "")
     if not url:
         raise ImproperlyConfigured(
             "DATABASE_URL must be set (manage.py and the test suite start an embedded PostgreSQL when it is unset)"
@@ -210,9 +212,9 @@ def _database_from_env() -> dict:
     try:
         config = environ.Env.db_url_config(url)
     except Exception as exc:  # django-environ raises several types for a malformed URL
-        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+        raise ImproperlyConfigured(f"{variable} is not a valid database URL: {exc}") from None
     if config.get("ENGINE") != "django.db.backends.postgresql":
-        raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...); other engines are unsupported")
+        raise ImproperlyConfigured(f"{variable} must point at PostgreSQL (postgres://...); other engines are unsupported")
     config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     config["CONN_HEALTH_CHECKS"] = True
     if env_bool("DATABASE_BEHIND_PGBOUNCER", False):
@@ -229,6 +231,22 @@ def _database_from_env() -> dict:
 
 
 DATABASES = {"default": _database_from_env()}
+# Optional read replica (apps/core/replica.py): safe API and admin requests read from it, except a caller's own
+# recent writes (sticky for DATABASE_REPLICA_STICKY_SECONDS). Its sessions are read-only, so a misrouted write fails.
+if env_str("DATABASE_REPLICA_URL", ""):
+    DATABASES["replica"] = _database_from_env("DATABASE_REPLICA_URL")
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}  # a test run reads its own test database through it
+    _replica_options = DATABASES["replica"].setdefault("OPTIONS", {})
+    _replica_options["options"] = (_replica_options.get("options", "") + " -c default_transaction_read_only=on").strip()
+DATABASE_ROUTERS = ["apps.core.replica.ReplicaRouter"]
+DATABASE_REPLICA_STICKY_SECONDS = env_int("DATABASE_REPLICA_STICKY_SECONDS", 10, minimum=0)
+# Django's cache holds only short-lived routing hints (replica stickiness): per process unless CACHE_URL names a
+# shared Redis, which several web processes behind a replica need (docs/deployment.md).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env_str("CACHE_URL", "")}
+    if env_str("CACHE_URL", "")
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
