@@ -104,7 +104,7 @@ def invoices_drafted_record(invoices: list[Invoice]) -> None:
     """
     from apps.webhooks.models import WebhookEvent
 
-    drafts = list(Invoice.objects.filter(pk__in=[invoice.pk for invoice in invoices], status=Invoice.Status.DRAFT)
+    drafts = list(Invoice.objects.filter(pk__any=[invoice.pk for invoice in invoices], status=Invoice.Status.DRAFT)
                   .order_by("pk"))
     if not drafts:
         return
@@ -147,7 +147,7 @@ def invoices_webhook_record(*, invoices: list[Invoice], event_type: str) -> None
         return
     billed: dict[int, set[int]] = defaultdict(set)
     for invoice_id, service_id in (
-        Fee.objects.filter(invoice__in=[invoice.pk for invoice in invoices], service_id__in=wanted)
+        Fee.objects.filter(invoice_id__any=[invoice.pk for invoice in invoices], service_id__in=wanted)
         .values_list("invoice_id", "service_id").distinct()
     ):
         billed[invoice_id].add(service_id)
@@ -206,7 +206,7 @@ def invoices_finalize(
     with transaction.atomic():
         locked = {
             invoice.pk: invoice
-            for invoice in Invoice.objects.select_for_update().select_related("customer").filter(pk__in=ids).order_by("pk")
+            for invoice in Invoice.objects.select_for_update().select_related("customer").filter(pk__any=ids).order_by("pk")
         }
         missing = [pk for pk in ids if pk not in locked]
         if missing:

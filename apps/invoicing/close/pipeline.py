@@ -45,6 +45,31 @@ CLOSE_PLAN_CHUNK = 1000
 CLOSE_WORKERS = 2
 
 
+def close_chunks(count: int, *, largest: int, smallest: int) -> list[tuple[int, int]]:
+    """Split `count` customers into chunks (start, stop): sizes ramp up from `smallest`, doubling, to about
+    `largest`, and down again at the end.
+
+    Batches cannot start before the first chunk is planned and aggregated, and the last chunk bills alone after
+    the aggregating thread is done: small chunks at both ends shorten that start and that tail, while the large
+    ones in between keep each aggregate's fixed cost small (bench/close.py). Too few customers for both ramps:
+    equal chunks of at most `largest`.
+    """
+    smallest = max(1, min(smallest, largest))
+    ramp = []
+    while smallest * 2 ** len(ramp) < largest:
+        ramp.append(smallest * 2 ** len(ramp))
+    middle = count - 2 * sum(ramp)
+    if middle < largest:
+        ramp, middle = [], count
+    pieces = -(-middle // largest)  # ceil: every middle chunk at most `largest`
+    sizes = ramp + [middle // pieces + (1 if index < middle % pieces else 0) for index in range(pieces)] + ramp[::-1]
+    bounds, start = [], 0
+    for size in sizes:
+        bounds.append((start, start + size))
+        start += size
+    return bounds
+
+
 class _Turns:
     """Chunks take invoice numbers in chunk order: chunk k numbers only once chunks 0..k-1 are done.
 
@@ -262,14 +287,15 @@ def _periods_close(
     parallel = workers > 1 and not connection.in_atomic_block
     rollup_state_ensure()  # committed before the threads start: see its docstring
     with _Pipeline(workers if parallel else 0) as pipeline:
-        for index in range(0, len(customer_ids), CLOSE_PLAN_CHUNK):
-            due, windows, cutoffs, loaded = close_prepass(customer_ids[index : index + CLOSE_PLAN_CHUNK], as_of=as_of)
+        for first, stop in close_chunks(len(customer_ids), largest=CLOSE_PLAN_CHUNK, smallest=size):
+            chunk = customer_ids[first:stop]
+            due, windows, cutoffs, loaded = close_prepass(chunk, as_of=as_of)
             chunk_fetch, fenced = fetch, None
             if fetch is _usage_totals:
                 usage_cutoffs_advance(cutoffs)
                 usage_ingest_fence()
                 chunk_fetch, fenced = pipeline.aggregate(windows), cutoffs
-            billable = [customer_id for customer_id in customer_ids[index : index + CLOSE_PLAN_CHUNK] if customer_id in due]
+            billable = [customer_id for customer_id in chunk if customer_id in due]
             for start in range(0, len(billable), size):
                 pipeline.bill(
                     billable[start : start + size], as_of=as_of, fetch=chunk_fetch, loaded=loaded, smallest=smallest,

@@ -418,7 +418,7 @@ def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Sub
         status=Subscription.Status.TERMINATED, terminated_at__gte=as_of - TERMINATED_LOOKBACK
     )
     subscriptions = list(
-        Subscription.objects.filter(customer_id__in=customer_ids).filter(wanted).exclude(service_id__in=_lago_billed())
+        Subscription.objects.filter(customer_id__any=customer_ids).filter(wanted).exclude(service_id__in=_lago_billed())
         .defer(*_UNPLANNED_COLUMNS).order_by("pk")
     )
     if not subscriptions:
@@ -426,7 +426,7 @@ def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Sub
     successors = {
         successor.previous_subscription_id: successor
         for successor in Subscription.objects.filter(
-            previous_subscription_id__in=[subscription.pk for subscription in subscriptions]
+            previous_subscription_id__any=[subscription.pk for subscription in subscriptions]
         ).defer(*_UNPLANNED_COLUMNS)
     }
     plan_ids = {subscription.plan_id for subscription in subscriptions}
@@ -434,7 +434,10 @@ def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Sub
     plans = Plan.objects.in_bulk(plan_ids)
     prefetch_related_objects(list(plans.values()), "charges__billable_metric")
     services = Service.objects.in_bulk({subscription.service_id for subscription in subscriptions})
-    customers = Customer.objects.in_bulk({subscription.customer_id for subscription in subscriptions})
+    customers = {
+        customer.pk: customer
+        for customer in Customer.objects.filter(pk__any={subscription.customer_id for subscription in subscriptions})
+    }
     next_cache = Subscription.next_subscription.related
     for subscription in subscriptions:
         subscription.plan = plans[subscription.plan_id]

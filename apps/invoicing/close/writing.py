@@ -294,13 +294,13 @@ def _write_batch(customers: dict[int, Customer], plans: dict[int, tuple[list[Lin
     drafts: dict[tuple[int, date, str], Invoice] = {}
     for invoice in (
         Invoice.objects.select_for_update()
-        .filter(customer_id__in=ids, invoice_type=Invoice.InvoiceType.SUBSCRIPTION, status=Invoice.Status.DRAFT)
+        .filter(customer_id__any=ids, invoice_type=Invoice.InvoiceType.SUBSCRIPTION, status=Invoice.Status.DRAFT)
         .order_by("pk")
     ):
         drafts.setdefault((invoice.customer_id, invoice.issuing_date, invoice.currency), invoice)
     days = {line.billing_on for lines, _ in plans.values() for line in lines}
     taken: dict[str, int] = defaultdict(int)
-    for key in Invoice.objects.filter(customer_id__in=ids, issuing_date__in=days, close_key__startswith="close:").values_list(
+    for key in Invoice.objects.filter(customer_id__any=ids, issuing_date__in=days, close_key__startswith="close:").values_list(
         "close_key", flat=True
     ):
         taken[key.rsplit(":", 1)[0]] += 1
@@ -437,7 +437,7 @@ def _bill(
             customers = [Customer.objects.select_for_update().get(pk=customer_ids[0])]
         else:
             customers = list(
-                Customer.objects.select_for_update(skip_locked=True).filter(pk__in=customer_ids).order_by("pk")
+                Customer.objects.select_for_update(skip_locked=True).filter(pk__any=customer_ids).order_by("pk")
             )
         locked = {customer.pk: customer for customer in customers}
         result.left = [customer_id for customer_id in customer_ids if customer_id not in locked]
