@@ -357,6 +357,9 @@ CELERY_BEAT_SCHEDULE["payments-retry-due"] = {"task": "apps.payments.tasks.payme
 CELERY_BEAT_SCHEDULE["ledger-sweep"] = {"task": "apps.ledger.tasks.ledger_sweep_task", "schedule": 60.0}
 # Usage (apps/usage/tasks.py): fold new usage rows into the daily rollup that period close reads.
 CELERY_BEAT_SCHEDULE["usage-rollup"] = {"task": "apps.usage.tasks.usage_rollup_advance_task", "schedule": 60.0}
+# Monthly usage partitions for the next USAGE_PARTITIONS_AHEAD_MONTHS (idempotent; a missed day changes nothing).
+CELERY_BEAT_SCHEDULE["usage-partitions-ahead"] = {
+    "task": "apps.usage.tasks.usage_partitions_ensure_task", "schedule": crontab(hour=3, minute=10)}
 # Subscriptions (apps/subscriptions/tasks.py): trim the change log that ingest's cached lookups check.
 # Migration (apps/migration/tasks.py): relay the usage accepted during a dual run to Lago (idle otherwise).
 CELERY_BEAT_SCHEDULE["migration-relay"] = {"task": "apps.migration.tasks.relay_due_task", "schedule": 15.0}
@@ -392,6 +395,13 @@ USAGE_MAX_FUTURE_SECONDS = env_int("USAGE_MAX_FUTURE_SECONDS", 86400, minimum=0)
 USAGE_MAX_PAST_DAYS = env_int("USAGE_MAX_PAST_DAYS", 3650, minimum=1)
 # PostgreSQL work_mem for the period aggregate's transaction (apps/usage/aggregation.py).
 USAGE_AGGREGATE_WORK_MEM_MB = env_int("USAGE_AGGREGATE_WORK_MEM_MB", 64, minimum=1)
+# Monthly partitions of the usage table (apps/usage/partitions.py): months created ahead of the current one, and
+# months of raw rows kept after a month ends before `usage_archive` may detach it (rollups and invoices stay).
+USAGE_PARTITIONS_AHEAD_MONTHS = env_int("USAGE_PARTITIONS_AHEAD_MONTHS", 3, minimum=1)
+USAGE_RAW_RETENTION_MONTHS = env_int("USAGE_RAW_RETENTION_MONTHS", 12, minimum=0)
+USAGE_ARCHIVE_DIR = Path(env_str("USAGE_ARCHIVE_DIR", str(BASE_DIR / "var" / "usage-archive")))
+# How long partition DDL waits for its locks before giving up until the next run (ingest queues behind it meanwhile).
+USAGE_PARTITION_LOCK_TIMEOUT_MS = env_int("USAGE_PARTITION_LOCK_TIMEOUT_MS", 5000, minimum=1)
 
 # Stripe (dj-stripe). Test keys by default; live mode only when STRIPE_LIVE_MODE=true.
 STRIPE_LIVE_MODE = env_bool("STRIPE_LIVE_MODE", False)

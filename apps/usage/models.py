@@ -9,6 +9,13 @@ from django.db.models.functions import Now
 class UsageEvent(models.Model):
     """One accepted event (`POST /events`) or counter (`POST /usage`); immutable once written.
 
+    The table is partitioned by month of `timestamp` (migration 0007, docs/usage.md "Partitions"):
+    PostgreSQL requires the partition key in every unique key, so the database's primary key is
+    (id, timestamp), while Django keeps `id` as the model's pk: ids come from one sequence and are
+    unique across partitions, which is all the ORM needs (`.get(pk=…)`, the admin). Idempotency
+    lives in `UsageEventKey`, and partitions are managed by `apps.usage.partitions`, never by
+    makemigrations: schema changes to this model need hand-written SQL on the partitioned parent.
+
     Written only by `apps.usage.services` in one set-based INSERT per batch. The foreign keys
     carry no database constraint on purpose: an FK check per row costs ingest throughput, and
     subscriptions and metrics are never deleted (PROTECT / soft delete). No single-column FK
@@ -45,9 +52,7 @@ class UsageEvent(models.Model):
     created_at = models.DateTimeField(db_default=Now())  # when the hub accepted it
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=("service", "transaction_id"), name="uniq_usage_event_transaction"),
-        ]
+        # Indexes declared here are partitioned indexes on the parent: every partition has its own.
         indexes = [
             # Period reads per (subscription, metric) range: the close's partial edge days and
             # unrolled tail, unique counts, per-event values, the admin. No INCLUDE columns: every
@@ -70,6 +75,23 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.transaction_id} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageEventKey(models.Model):
+    """The idempotency key of every usage row ever accepted: (service, transaction_id), unique across all time.
+
+    A unique key on the partitioned usage table would have to include `timestamp`, so the same
+    transaction_id sent with another timestamp would be stored twice. The ingest statement inserts
+    the keys first (ON CONFLICT DO NOTHING) and stores only the rows whose key it inserted, in one
+    statement and transaction. Keys of archived months stay here: an old id re-sent is still refused.
+    """
+
+    pk = models.CompositePrimaryKey("service", "transaction_id")
+    service = models.ForeignKey(
+        "customers.Service", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    transaction_id = models.CharField(max_length=255)  # UsageEvent.transaction_id
+    timestamp = models.DateTimeField()  # the stored row's timestamp: which partition holds (or held) it
 
 
 class UsageDaily(models.Model):

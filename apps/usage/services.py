@@ -33,19 +33,32 @@ VALUE_AGGREGATIONS = frozenset({Agg.SUM, Agg.MAX, Agg.LATEST, Agg.WEIGHTED_SUM})
 INGEST_FENCE_KEY = 0x75736167  # "usag"
 
 # One statement per batch (research/perf.md §1 "js"): the whole batch as one jsonb parameter.
-# Rows must reach the unique index in conflict-key order, or two concurrent batches sharing retried
-# ids deadlock. `_ingest` sorts them in Python (code-point order, i.e. the C collation) and the plan
-# is a bare Function Scan, which yields the array in order: an ORDER BY here cost ~1 ms of server
-# time per 1,000 rows to re-sort rows that were already sorted (bench/ingest.py, README "Performance").
+# The usage table is partitioned by month, so idempotency lives in usage_usageeventkey
+# (UsageEvent, UsageEventKey): the keys go in first, ON CONFLICT DO NOTHING, and only the rows
+# whose key this statement inserted are stored; one statement, so both or neither commit.
+# Rows must reach the key's unique index in conflict-key order, or two concurrent batches sharing
+# retried ids deadlock. `_ingest` sorts them in Python (code-point order, i.e. the C collation)
+# and the plan is a bare Function Scan feeding a CTE scan, which yields the array in order: an
+# ORDER BY here cost ~1 ms of server time per 1,000 rows to re-sort rows that were already sorted
+# (bench/ingest.py, README "Performance"). The event rows themselves have no unique key to order.
 INSERT_SQL = """
+WITH batch AS MATERIALIZED (
+    SELECT e->>0 AS transaction_id, (e->>1)::bigint AS subscription_id, (e->>2)::bigint AS billable_metric_id,
+           TIMESTAMPTZ 'epoch' + (e->>3)::bigint * INTERVAL '1 microsecond' AS ts, (e->>4)::numeric AS value,
+           e->5 AS properties, (e->>6)::boolean AS is_late
+      FROM jsonb_array_elements(%(batch)s::jsonb) AS e
+), keys AS (
+    INSERT INTO usage_usageeventkey (service_id, transaction_id, timestamp)
+    SELECT %(service)s, transaction_id, ts FROM batch
+    ON CONFLICT (service_id, transaction_id) DO NOTHING
+    RETURNING transaction_id
+)
 INSERT INTO usage_usageevent
     (service_id, transaction_id, subscription_id, billable_metric_id, timestamp, value,
      properties, source, is_late)
-SELECT %s, e->>0, (e->>1)::bigint, (e->>2)::bigint,
-       TIMESTAMPTZ 'epoch' + (e->>3)::bigint * INTERVAL '1 microsecond', (e->>4)::numeric,
-       e->5, %s, (e->>6)::boolean
-  FROM jsonb_array_elements(%s::jsonb) AS e
-ON CONFLICT (service_id, transaction_id) DO NOTHING
+SELECT %(service)s, b.transaction_id, b.subscription_id, b.billable_metric_id, b.ts, b.value,
+       b.properties, %(source)s, b.is_late
+  FROM batch b JOIN keys k ON k.transaction_id = b.transaction_id
 RETURNING transaction_id
 """
 
@@ -336,7 +349,8 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
         if errors:
             raise ValidationFailed("invalid usage batch", details=errors)
         rows.sort(key=_first)  # conflict-key order: see INSERT_SQL
-        cursor.execute(INSERT_SQL, [service.pk, source, validation.encoder.encode(rows).decode()], prepare=True)
+        cursor.execute(INSERT_SQL, {"service": service.pk, "source": source,
+                                     "batch": validation.encoder.encode(rows).decode()}, prepare=True)
         inserted = {row[0] for row in cursor.fetchall()}
     if len(inserted) < len(first_at):  # first copies an earlier request had already stored
         for key in first_at.keys() - inserted:

@@ -9,3 +9,11 @@ from .services import usage_rollup_advance
 def usage_rollup_advance_task() -> None:
     """Fold new usage rows into the daily rollup (beat: every minute; safe to overlap)."""
     usage_rollup_advance()
+
+
+@shared_task(acks_late=True)
+def usage_partitions_ensure_task() -> None:
+    """Create the coming months' usage partitions (beat: daily; idempotent, safe to overlap)."""
+    from .partitions import usage_partitions_ensure
+
+    usage_partitions_ensure()
