@@ -60,8 +60,11 @@ def _backlog(model, *, waiting: tuple[str, ...], now: datetime) -> Backlog:
 
 def _usage_rows_inserted() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables WHERE relid = %s::regclass",
-                       [UsageEvent._meta.db_table])
+        # The usage table is partitioned: its rows are counted in its partitions' statistics, not the parent's.
+        # A partition archived takes its count with it, which a Prometheus counter reads as a reset.
+        cursor.execute("SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables WHERE relid = %s::regclass "
+                       "OR relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)",
+                       [UsageEvent._meta.db_table, UsageEvent._meta.db_table])
         return int(cursor.fetchone()[0])
 
 
