@@ -121,6 +121,10 @@ def fill(args) -> tuple[list[int], list[int]]:
             batch_size=2000)
     log(f"catalog + {wanted} customers/subscriptions in {time.perf_counter() - started:.1f}s")
     started = time.perf_counter()
+    # The months the rows fall in get their partitions, as the beat task would have made them (not DEFAULT).
+    from apps.usage.partitions import usage_partitions_ensure
+
+    usage_partitions_ensure(now=start, months_ahead=1)
     with connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE bench_subs AS SELECT row_number() OVER (ORDER BY id) - 1 AS k, id "
                        "FROM subscriptions_subscription WHERE service_id = %s", [service.pk])

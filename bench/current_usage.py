@@ -85,6 +85,10 @@ def fill(args) -> tuple[str, list[str]]:
         raise SystemExit("bench database holds another fill; rerun with --fresh")
     now = timezone.now()
     start = (now - timedelta(days=31 * args.history_months)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    # The months of history and the current one get their partitions, as the beat task would have made them.
+    from apps.usage.partitions import usage_partitions_ensure
+
+    usage_partitions_ensure(now=start, months_ahead=args.history_months + 1)
     issued = service_create(code="benchusage", name=json.dumps(shape, sort_keys=True))
     service = issued.service
     metrics = [BillableMetric.objects.create(service=service, code=code, name=code, aggregation_type=kind,

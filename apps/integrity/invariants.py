@@ -68,6 +68,8 @@ from typing import Any, Callable, Iterable
 from django.conf import settings
 from django.db import connection, transaction
 
+from apps.usage.models import UsageArchive
+
 CENTS = "cents"
 ROWS = "rows"
 NUMBERS = "numbers"
@@ -308,7 +310,11 @@ SELECT e.subscription_id, e.billable_metric_id,
 
 CHARGE_FEES_SQL = """
 SELECT i.customer_id, f.invoice_id, i.number, f.currency, f.id, f.subscription_id, f.charge_id, f.is_adjustment,
-       f.events_count, w.on_time, w.before_cutoff, """ + _imported("f.invoice_id") + """ AS imported
+       f.events_count, w.on_time, w.before_cutoff, """ + _imported("f.invoice_id") + """ AS imported,
+       -- The window reaches into a month whose raw rows were archived (usage_archive): they cannot be counted.
+       EXISTS (SELECT 1 FROM usage_usagearchive a
+                WHERE a.restored_at IS NULL AND f.from_datetime < (a.month + interval '1 month') AT TIME ZONE 'UTC'
+                  AND f.to_datetime > a.month::timestamp AT TIME ZONE 'UTC') AS archived
   FROM invoicing_fee f
   JOIN invoicing_invoice i ON i.id = f.invoice_id
   JOIN catalog_charge c ON c.id = f.charge_id
@@ -362,10 +368,15 @@ def i2_usage(customer_ids: Iterable[int] | None = None) -> list[Violation]:
     # (subscription, metric) -> [on-time rows before the cut-off, late rows marked billed]
     usage = {(sub, metric): (int(on_time), int(late)) for sub, metric, on_time, late in _rows(
         USAGE_SQL.format(scope=subscription_scope), params)}
+    # Late rows of archived months were billed (archiving requires it) and are counted from the archive's record.
+    for archived_late in UsageArchive.objects.filter(restored_at__isnull=True).values_list("late_billed", flat=True):
+        for sub, metric, count in archived_late:
+            on_time, late = usage.get((sub, metric), (0, 0))
+            usage[(sub, metric)] = (on_time, late + count)
     covered: dict[tuple[int, int], int] = defaultdict(int)  # (subscription, charge) -> rows inside its fees
     adjusted: dict[tuple[int, int], tuple[int, int]] = {}  # (subscription, charge) -> (rows billed late, an invoice)
     for (customer_id, invoice_id, number, currency, fee_id, sub_id, charge_id, is_adjustment, counted, on_time,
-         before_cutoff, imported) in _rows(CHARGE_FEES_SQL.format(scope=_scope("i.customer_id")), params):
+         before_cutoff, imported, archived) in _rows(CHARGE_FEES_SQL.format(scope=_scope("i.customer_id")), params):
         if is_adjustment:
             billed, _ = adjusted.get((sub_id, charge_id), (0, None))
             adjusted[(sub_id, charge_id)] = (billed + counted, invoice_id)
@@ -373,7 +384,8 @@ def i2_usage(customer_ids: Iterable[int] | None = None) -> list[Violation]:
         if on_time is None:  # a charge fee without a window: nothing to count it against
             continue
         covered[(sub_id, charge_id)] += before_cutoff  # imported history billed its window too (in Lago)
-        if counted != on_time and not imported:  # Lago's counts are of events this hub never stored
+        # Lago's counts are of events this hub never stored; an archived month's rows are in its archive file.
+        if counted != on_time and not imported and not archived:
             violations.append(Violation(
                 code="I2", rule="fee_count", customer_id=customer_id, invoice_id=invoice_id, invoice_number=number,
                 currency=currency, expected=on_time, actual=counted, unit=ROWS, reference=f"fee {fee_id}",

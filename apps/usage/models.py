@@ -143,3 +143,19 @@ class UsageRollupState(models.Model):
 
     last_event_id = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class UsageArchive(models.Model):
+    """A month of raw usage rows exported and dropped by `usage_archive` (docs/usage.md "Partitions")."""
+
+    month = models.DateField(unique=True)  # first day of the UTC month
+    path = models.CharField(max_length=1024)  # where the gzip CSV was written
+    rows = models.BigIntegerField()
+    # [[subscription_id, billable_metric_id, rows], …] of late rows billed as adjustments: the integrity check (I2)
+    # compares adjustment fees with late rows, and these are no longer in the table.
+    late_billed = models.JSONField(default=list, blank=True)
+    archived_at = models.DateTimeField()
+    restored_at = models.DateTimeField(null=True, blank=True)  # set by `usage_restore`; archiving again clears it
+
+    def __str__(self) -> str:
+        return f"usage of {self.month:%Y-%m} ({self.rows} rows)"

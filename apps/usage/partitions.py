@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone as dt_timezone
 from pathlib import Path
 
+import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.core.exceptions import BillingError
+
+from .models import UsageArchive
 
 PARENT = "usage_usageevent"
 DEFAULT = "usage_usageevent_default"
@@ -199,25 +202,37 @@ def usage_month_archive(*, month: date, path: Path | None = None, now: datetime 
             f"{month:%Y-%m} is within USAGE_RAW_RETENTION_MONTHS={settings.USAGE_RAW_RETENTION_MONTHS} of {now:%Y-%m}")
     name = partition_name(month)
     path = Path(path) if path is not None else archive_path(month)
-    with transaction.atomic(), connection.cursor() as cursor:
-        _lock_partitions(cursor)
-        if not _exists(cursor, name):
-            raise UsageArchiveRefused(f"{month:%Y-%m} has no partition (already archived, or never created)")
-        cursor.execute(f"LOCK TABLE {name} IN SHARE MODE")
-        problems = _archive_problems(cursor, month)
-        if problems:
-            raise UsageArchiveRefused(
-                f"{month:%Y-%m} still holds " + "; ".join(f"{count} {reason}" for reason, count in problems.items()),
-                details=problems)
-        rows = _export(cursor, name, path)
-    with transaction.atomic(), connection.cursor() as cursor:
-        _lock_partitions(cursor)
-        cursor.execute(f"LOCK TABLE {PARENT} IN ACCESS EXCLUSIVE MODE")  # parent first, as ingest locks them
-        cursor.execute(f"SELECT count(*) FROM {name}")
-        if cursor.fetchone()[0] != rows:
-            raise UsageArchiveRefused(f"{month:%Y-%m} received rows during the export; run the archive again")
-        cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {name}")
-        cursor.execute(f"DROP TABLE {name}")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            _lock_partitions(cursor)
+            if not _exists(cursor, name):
+                raise UsageArchiveRefused(f"{month:%Y-%m} has no partition (already archived, or never created)")
+            cursor.execute(f"LOCK TABLE {name} IN SHARE MODE")
+            problems = _archive_problems(cursor, month)
+            if problems:
+                raise UsageArchiveRefused(
+                    f"{month:%Y-%m} still holds " + "; ".join(f"{count} {reason}" for reason, count in problems.items()),
+                    details=problems)
+            cursor.execute(f"SELECT subscription_id, billable_metric_id, count(*) FROM {name} "
+                           "WHERE is_late AND late_billed_at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
+            late_billed = [list(row) for row in cursor.fetchall()]
+            rows = _export(cursor, name, path)
+        with transaction.atomic(), connection.cursor() as cursor:
+            _lock_partitions(cursor)
+            cursor.execute(f"LOCK TABLE {PARENT} IN ACCESS EXCLUSIVE MODE")  # parent first, as ingest locks them
+            cursor.execute(f"SELECT count(*) FROM {name}")
+            if cursor.fetchone()[0] != rows:
+                raise UsageArchiveRefused(f"{month:%Y-%m} received rows during the export; run the archive again")
+            cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {name}")
+            cursor.execute(f"DROP TABLE {name}")
+            UsageArchive.objects.update_or_create(month=month, defaults={
+                "path": str(path), "rows": rows, "late_billed": late_billed, "archived_at": timezone.now(),
+                "restored_at": None})
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+            raise UsageArchiveRefused(f"{month:%Y-%m}: the usage table stayed busy for "
+                                      f"{settings.USAGE_PARTITION_LOCK_TIMEOUT_MS} ms; run the archive again") from exc
+        raise
     return MonthArchived(month=month, path=path, rows=rows)
 
 
@@ -290,4 +305,5 @@ def usage_month_restore(*, path: Path) -> MonthRestored:
         cursor.execute(
             "INSERT INTO usage_usageeventkey (service_id, transaction_id, timestamp) "
             "SELECT service_id, transaction_id, timestamp FROM usage_restore ON CONFLICT DO NOTHING")
+        UsageArchive.objects.filter(month=month, restored_at__isnull=True).update(restored_at=timezone.now())
     return MonthRestored(month=month, rows=rows, moved_from_default=moved)

@@ -179,6 +179,26 @@ def test_i2_ignores_overlaps_with_a_voided_invoice(world):
     assert [v.rule for v in i2_usage()] == []
 
 
+def test_i2_holds_once_a_billed_month_of_usage_is_archived_and_restored(world, settings, tmp_path):
+    """March's rows (two on time, one late and billed on April's adjustment) leave the table; I2 reads the archive's
+    record instead of reporting March's fee and April's adjustment as billing rows that do not exist."""
+    from datetime import date
+
+    from apps.usage.partitions import usage_month_archive, usage_month_restore, usage_partitions_ensure
+    from apps.usage.services import usage_rollup_advance
+
+    settings.USAGE_RAW_RETENTION_MONTHS = 0
+    usage_partitions_ensure(now=at(2026, 3, 1), months_ahead=0)  # March's rows move out of DEFAULT
+    usage_rollup_advance()
+    archived = usage_month_archive(month=date(2026, 3, 1), path=tmp_path / "march.csv.gz")
+    assert archived.rows == 3 and UsageEvent.objects.count() == 1
+
+    assert i2_usage() == []
+
+    usage_month_restore(path=archived.path)
+    assert UsageEvent.objects.count() == 4 and i2_usage() == []
+
+
 # --------------------------------------------------------------------------- I3
 
 
