@@ -136,3 +136,32 @@ def test_archive_is_refused_while_any_row_of_the_month_is_unbilled(world, settin
     assert again.items[0].duplicate and not UsageEvent.objects.exists()
     with pytest.raises(UsageArchiveRefused, match="has no partition"):
         usage_month_archive(month=january, path=out)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_partition_runs_at_once_create_each_month_once():
+    import threading
+
+    now, barrier, results, errors = datetime(2030, 1, 15, tzinfo=UTC), threading.Barrier(2), [], []
+
+    def run():
+        try:
+            barrier.wait(timeout=10)
+            results.append(usage_partitions_ensure(now=now, months_ahead=2).created)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        assert sorted(month for created in results for month in created) == months((2030, 1), (2030, 2), (2030, 3))
+    finally:  # DDL outlives a transactional test's flush: leave the schema as the migration made it
+        with connection.cursor() as cursor:
+            for month in months((2030, 1), (2030, 2), (2030, 3)):
+                cursor.execute(f"DROP TABLE IF EXISTS usage_usageevent_p{month:%Y_%m}")
