@@ -157,6 +157,32 @@ class Charge(TimeStampedModel):
         return f"{self.plan.code}/{self.code}"
 
 
+class Commitment(TimeStampedModel):
+    """A plan's minimum commitment (Lago's `minimum_commitment`): the least a subscription pays per billing period.
+
+    At the end of a period the close adds a true-up fee for the shortfall of the period's base fee and usage fees
+    (charges and their minimum true-ups) below this amount, prorated by active days (apps/invoicing/close/planning.py).
+    """
+
+    plan = models.OneToOneField(Plan, on_delete=models.CASCADE, related_name="minimum_commitment")
+    amount_cents = models.BigIntegerField()  # per billing period, minor units of the plan's amount_currency
+    invoice_display_name = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount_cents__gte=0), name="commitment_not_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.plan} minimum {self.amount_cents}"
+
+
+def plan_commitment(plan: Plan) -> Commitment | None:
+    """The plan's minimum commitment or None (the reverse one-to-one raises when absent)."""
+    try:
+        return plan.minimum_commitment
+    except Commitment.DoesNotExist:
+        return None
+
+
 class AddOn(TimeStampedModel):
     """A catalog item sold once (token pack, throttle removal, onboarding): Lago's add-on, billed by one-off invoices."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apps.core.representations import decimal_str, ts
 
-from .models import AddOn, AppliedCoupon, BillableMetric, Charge, Coupon, Plan
+from .models import AddOn, AppliedCoupon, BillableMetric, Charge, Coupon, Plan, plan_commitment
 
 
 def tax_out(tax) -> dict:
@@ -77,10 +77,27 @@ def plan_out(plan: Plan) -> dict:
         "trial_period": plan.trial_period,
         "pay_in_advance": plan.pay_in_advance,
         "bill_charges_monthly": None,
-        "minimum_commitment": None,
+        "minimum_commitment": minimum_commitment_out(plan),
         "usage_thresholds": [],
         "taxes": [],
         "charges": [charge_out(charge) for charge in plan.charges.all()],
+    }
+
+
+def minimum_commitment_out(plan: Plan) -> dict | None:
+    commitment = plan_commitment(plan)
+    if commitment is None:
+        return None
+    return {
+        "lago_id": str(commitment.lago_id),
+        "plan_code": plan.code,
+        "invoice_display_name": commitment.invoice_display_name or None,
+        "commitment_type": "minimum_commitment",
+        "amount_cents": commitment.amount_cents,
+        "interval": plan.interval,
+        "created_at": ts(commitment.created_at),
+        "updated_at": ts(commitment.updated_at),
+        "taxes": [],  # tax follows the customer's province (README, deviations)
     }
 
 

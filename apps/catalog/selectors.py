@@ -25,6 +25,7 @@ def plan_list(*, service: Service) -> QuerySet[Plan]:
     charges = Charge.objects.select_related("billable_metric").order_by("id")
     return (
         Plan.objects.filter(service=service, deleted_at__isnull=True)
+        .select_related("minimum_commitment")
         .prefetch_related(Prefetch("charges", queryset=charges))
         .order_by("-created_at", "-id")
     )

@@ -67,6 +67,13 @@ class ChargeIn(serializers.Serializer):
         return attrs
 
 
+class MinimumCommitmentIn(serializers.Serializer):
+    amount_cents = StrictIntegerField(min_value=0)
+    invoice_display_name = BlankableCharField(max_length=255)
+    # Tax is decided by the customer's province (Canadian rules); accepted for Lago compatibility.
+    tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
+
+
 class PlanIn(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     code = serializers.CharField(max_length=255)
@@ -79,11 +86,25 @@ class PlanIn(serializers.Serializer):
     invoice_display_name = BlankableCharField(max_length=255)
     charges = ChargeIn(many=True, required=False)
     tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
+    # Lago: an object sets the commitment, {} removes it, null leaves it (apps/catalog/plan_terms.py).
+    minimum_commitment = serializers.DictField(required=False, allow_null=True)
+
+    def validate_minimum_commitment(self, value):
+        if not value:
+            return value
+        inner = MinimumCommitmentIn(data=value, partial=self.partial)
+        inner.is_valid(raise_exception=True)
+        return {key: item for key, item in inner.validated_data.items() if key != "tax_codes"}
+
+    def terms(self) -> dict:
+        """The plan's terms given in the body (`apps.catalog.plan_terms`): minimum commitment."""
+        return {key: self.validated_data[key] for key in ("minimum_commitment",) if key in self.validated_data}
 
     def model_values(self) -> tuple[dict, list[dict] | None]:
         values = dict(self.validated_data)
         charges = values.pop("charges", None)
         values.pop("tax_codes", None)
+        values.pop("minimum_commitment", None)
         if "trial_period" in values:
             values["trial_period"] = int(values["trial_period"] or 0)
         return values, [dict(charge) for charge in charges] if charges is not None else None

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.catalog.plan_terms import plan_create_with_terms, plan_update_with_terms
 from apps.catalog.representations import add_on_out, billable_metric_out, plan_out, tax_out
 from apps.catalog.selectors import (
     add_on_get,
@@ -22,9 +23,7 @@ from apps.catalog.services import (
     billable_metric_create,
     billable_metric_delete,
     billable_metric_update,
-    plan_create,
     plan_delete,
-    plan_update,
     tax_create,
     tax_delete,
     tax_update,
@@ -76,7 +75,9 @@ class PlanListCreateView(APIView):
         serializer = PlanIn(data=root_payload(request, "plan"))
         serializer.is_valid(raise_exception=True)
         values, charges = serializer.model_values()
-        plan = plan_create(service=request.auth.service, values=values, charges=charges or [])
+        plan = plan_create_with_terms(
+            service=request.auth.service, values=values, charges=charges or [], terms=serializer.terms()
+        )
         return Response({"plan": plan_out(plan_get(service=request.auth.service, code=plan.code))})
 
     @lago_operation("findAllPlans", response="Plan", plural="plans")
@@ -96,7 +97,7 @@ class PlanDetailView(APIView):
         serializer = PlanIn(data=root_payload(request, "plan"), partial=True)
         serializer.is_valid(raise_exception=True)
         values, charges = serializer.model_values()
-        plan = plan_update(plan=plan, values=values, charges=charges)
+        plan = plan_update_with_terms(plan=plan, values=values, charges=charges, terms=serializer.terms())
         return Response({"plan": plan_out(plan_get(service=request.auth.service, code=plan.code))})
 
     @lago_operation("destroyPlan", response="Plan", root="plan")

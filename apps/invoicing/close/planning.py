@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 from django.db.models import Q, prefetch_related_objects
 
-from apps.catalog.models import Charge, Plan
+from apps.catalog.models import Charge, Plan, plan_commitment
 from apps.customers.models import Customer, Service
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.periods import local_date, local_midnight_utc, period_bounds_utc, period_containing, periods_between
 
 from .. import rating
-from ..fees import Line, Window, customer_tax_rates
+from ..fees import ZERO, Line, Window, customer_tax_rates
 from ..models import Fee
 from ..selectors import tax_schedule
 from .pricing import price_charge_line, price_lines
@@ -213,7 +213,92 @@ def subscription_lines(
                     **common,
                 )
             )
+        commitment = plan_commitment(plan)
+        key = f"sub:{subscription.pk}:commitment:{period.start}"
+        if commitment is not None and commitment.amount_cents and key not in billed:
+            # Priced once the period's other fees are known (`commitment_true_ups`), on the invoice that bills the
+            # period's usage: in arrears with the base fee, in advance with the next period's base fee (Lago).
+            lines.append(
+                Line(
+                    billing_on=arrears_on,
+                    fee_key=key,
+                    fee_type=Fee.FeeType.COMMITMENT,
+                    name=f"{subscription.service.name} · {commitment.invoice_display_name or 'Minimum commitment true-up'}",
+                    units=Decimal(1),
+                    from_datetime=p_from,
+                    to_datetime=p_to,
+                    min_amount_cents=commitment.amount_cents,
+                    proration=(period, first, active_to if ends_here else None),
+                    **common,
+                )
+            )
     return lines
+
+
+def _period_fee_totals(lines: list[Line]) -> dict[tuple[int, datetime], tuple[int, Decimal]]:
+    """Per (subscription id, period start) of the commitment lines: (cents, precise) of the fees already written
+    for that period that count towards its commitment (base fee, usage charges and their minimum true-ups)."""
+    pairs = sorted({(line.subscription.pk, line.period_from, line.period_to) for line in lines})
+    if not pairs:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT v.id, v.p_from, coalesce(sum(f.amount_cents), 0), coalesce(sum(f.precise_amount), 0)
+              FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, p_from, p_to)
+              JOIN invoicing_fee f ON f.subscription_id = v.id
+             WHERE f.fee_type = ANY(%s) AND NOT f.is_adjustment AND f.fee_key NOT LIKE %s
+               AND f.from_datetime >= v.p_from AND f.to_datetime <= v.p_to
+             GROUP BY v.id, v.p_from
+            """,
+            [[pair[0] for pair in pairs], [pair[1] for pair in pairs], [pair[2] for pair in pairs],
+             [Fee.FeeType.SUBSCRIPTION, Fee.FeeType.CHARGE, Fee.FeeType.COMMITMENT], "sub:%:commitment:%"],
+        )
+        return {(sub_id, p_from): (int(cents), Decimal(precise)) for sub_id, p_from, cents, precise in cursor}
+
+
+def commitment_true_ups(lines: list[Line]) -> list[Line]:
+    """Price the plan commitment lines among a customer's priced `lines`; drop those with nothing to true up.
+
+    Lago's rule: the period's base fee and usage fees (charges, their minimum true-ups) below the commitment,
+    prorated by the period's active days, are lifted to it; add-ons, credits and late-usage adjustments do not
+    count. What counts is what this close bills for the period plus what earlier invoices billed for it.
+    """
+    pending = [line for line in lines if line.fee_type == Fee.FeeType.COMMITMENT and line.charge is None]
+    if not pending:
+        return lines
+    written = _period_fee_totals(pending)
+    pending_ids = {id(line) for line in pending}
+    out: list[Line] = []
+    for line in lines:
+        if id(line) not in pending_ids:
+            out.append(line)
+            continue
+        cents, precise = written.get((line.subscription.pk, line.period_from), (0, ZERO))
+        for other in lines:
+            if (other.subscription is not None and other.subscription.pk == line.subscription.pk
+                    and other.period_from == line.period_from and not other.is_adjustment
+                    and id(other) not in pending_ids
+                    and other.fee_type in (Fee.FeeType.SUBSCRIPTION, Fee.FeeType.CHARGE, Fee.FeeType.COMMITMENT)):
+                cents += other.amount_cents
+                precise += other.precise_amount
+        period, first, until = line.proration
+        true_up = rating.charge_minimum_true_up(
+            min_amount_cents=line.min_amount_cents, charge_amount_cents=cents, charge_precise_amount=precise,
+            currency=line.currency, period=period, active_from=first, active_to=until,
+        )
+        if not true_up.amount_cents:
+            continue
+        line.precise_unit_amount = line.precise_amount = true_up.precise_amount
+        line.amount_cents = true_up.amount_cents
+        line.amount_details = {
+            "commitment_amount_cents": line.min_amount_cents,
+            "days": true_up.days,
+            "period_days": true_up.period_days,
+            "fees_amount_cents": cents,
+        }
+        out.append(line)
+    return out
 
 
 def _scan_starts(subscriptions: list[Subscription]) -> dict[int, date]:
@@ -431,7 +516,7 @@ def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Sub
     }
     plan_ids = {subscription.plan_id for subscription in subscriptions}
     plan_ids.update(successor.plan_id for successor in successors.values())
-    plans = Plan.objects.in_bulk(plan_ids)
+    plans = Plan.objects.select_related("minimum_commitment").in_bulk(plan_ids)
     prefetch_related_objects(list(plans.values()), "charges__billable_metric")
     services = Service.objects.in_bulk({subscription.service_id for subscription in subscriptions})
     customers = {
@@ -652,6 +737,7 @@ def plan_locked(
                     customer, subs, as_of=as_of, billed=billed, planned=lines, late=mine, values=late_values
                 )
             )
+            lines = commitment_true_ups(lines)
             rates = {line.billing_on: None for line in lines}
             rates = {day: customer_tax_rates(customer, on=day, schedule=schedule) for day in rates}
         except Exception:
