@@ -338,6 +338,8 @@ CELERY_TASK_ROUTES = {
     "apps.payments.tasks.*": {"queue": "payments"},
     "apps.usage.tasks.*": {"queue": "usage"},
 }
+# Seconds ingest waits before checking a subscription's usage against its thresholds: one check for many batches.
+USAGE_CHECK_DELAY_SECONDS = env_int("USAGE_CHECK_DELAY_SECONDS", 30, minimum=0)
 CELERY_BEAT_SCHEDULE: dict = {}
 # Invoicing (apps/invoicing/tasks.py): all three are idempotent, so a frequent schedule is safe.
 CELERY_BEAT_SCHEDULE["invoicing-activate-due-subscriptions"] = {
@@ -347,6 +349,9 @@ CELERY_BEAT_SCHEDULE["invoicing-close-ranges-sweep"] = {
     "task": "apps.invoicing.tasks.close_ranges_sweep_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["invoicing-finalize-due-drafts"] = {
     "task": "apps.invoicing.tasks.invoices_finalize_due_task", "schedule": 900.0}
+# Usage checks (progressive billing) ingest asked for and a lost message left.
+CELERY_BEAT_SCHEDULE["invoicing-usage-checks-sweep"] = {
+    "task": "apps.invoicing.tasks.usage_checks_run_task", "schedule": 300.0}
 # Wallets past their expiration_at are terminated (their balance is no longer consumed either way).
 CELERY_BEAT_SCHEDULE["invoicing-expire-wallets"] = {"task": "apps.invoicing.tasks.wallets_expire_task", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "apps.webhooks.tasks.webhook_delivery_sweep_task", "schedule": 30.0}

@@ -36,6 +36,7 @@ urlpatterns = [
     path("add_ons/<str:code>", catalog.AddOnDetailView.as_view()),
     path("subscriptions", subscriptions.SubscriptionListCreateView.as_view()),
     path("subscriptions/<str:external_id>", subscriptions.SubscriptionDetailView.as_view()),
+    path("subscriptions/<str:external_id>/lifetime_usage", subscriptions.LifetimeUsageView.as_view()),
     *events.urlpatterns,
     *fees.urlpatterns,
     *webhook_endpoints.urlpatterns,

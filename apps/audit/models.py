@@ -16,9 +16,9 @@ from __future__ import annotations
 import pghistory
 import pghistory.models
 
-from apps.catalog.models import Charge, Plan, Tax
+from apps.catalog.models import Charge, Commitment, Plan, Tax, UsageThreshold
 from apps.customers.models import Service
-from apps.invoicing.models import CreditNote, CustomerCredit, Invoice, Wallet, WalletTransaction
+from apps.invoicing.models import CreditNote, CustomerCredit, Invoice, LifetimeUsage, Wallet, WalletTransaction
 from apps.payments.models import Payment, PaymentAttempt, Refund
 from apps.subscriptions.models import Subscription
 
@@ -60,13 +60,20 @@ WalletTransactionEvent = _event_model(WalletTransaction, pghistory.InsertEvent(C
                                       pghistory.DeleteEvent(DELETED))
 PlanEvent = _event_model(Plan, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 ChargeEvent = _event_model(Charge, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+# A plan's minimum commitment and usage thresholds price it as much as its charges; a subscription's historical
+# usage moves its thresholds.
+CommitmentEvent = _event_model(Commitment, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+UsageThresholdEvent = _event_model(UsageThreshold, pghistory.InsertEvent(CREATED), *_changes(),
+                                   pghistory.DeleteEvent(DELETED))
+LifetimeUsageEvent = _event_model(LifetimeUsage, pghistory.InsertEvent(CREATED), *_changes(),
+                                  pghistory.DeleteEvent(DELETED))
 TaxEvent = _event_model(Tax, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 # A service's key: its prefix and rotation time, never the hash.
 ServiceEvent = _event_model(Service, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED),
                             exclude=("updated_at", "api_key_hash"))
 
 AUDITED_MODELS = (Invoice, Subscription, PaymentAttempt, Payment, Refund, CreditNote, CustomerCredit, Plan, Charge,
-                  Tax, Service, Wallet, WalletTransaction)
+                  Tax, Service, Wallet, WalletTransaction, Commitment, UsageThreshold, LifetimeUsage)
 
 
 class AuditEvent(pghistory.models.Events):

@@ -175,6 +175,30 @@ class Commitment(TimeStampedModel):
         return f"{self.plan} minimum {self.amount_cents}"
 
 
+class UsageThreshold(TimeStampedModel):
+    """A plan's usage threshold (Lago's progressive billing): when a subscription's lifetime usage crosses it, the
+    usage of the period so far is invoiced at once (apps/invoicing/progressive.py). A recurring one (at most one per
+    plan) is crossed again every `amount_cents` of usage past the largest fixed one."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="usage_thresholds")
+    amount_cents = models.BigIntegerField()  # lifetime usage, minor units of the plan's amount_currency
+    recurring = models.BooleanField(default=False)
+    threshold_display_name = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ("plan", "recurring", "amount_cents", "id")
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="usage_threshold_positive"),
+            models.UniqueConstraint(fields=("plan",), condition=Q(recurring=True), name="uniq_recurring_threshold"),
+            models.UniqueConstraint(
+                fields=("plan", "amount_cents"), condition=Q(recurring=False), name="uniq_fixed_threshold_amount"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} threshold {self.amount_cents}{' (recurring)' if self.recurring else ''}"
+
+
 def plan_commitment(plan: Plan) -> Commitment | None:
     """The plan's minimum commitment or None (the reverse one-to-one raises when absent)."""
     try:

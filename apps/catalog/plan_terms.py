@@ -1,12 +1,12 @@
 """Services for a plan's billing terms beside its price and charges: the minimum commitment (Lago's
-`minimum_commitment`). Plan writes that carry them go through here, so a plan and its terms change in one transaction."""
+`minimum_commitment`) and the usage thresholds of progressive billing (`usage_thresholds`). Plan writes that carry them go through here, so a plan and its terms change in one transaction."""
 from __future__ import annotations
 
 from django.db import transaction
 
 from apps.customers.models import Service
 
-from .models import Commitment, Plan
+from .models import Commitment, Plan, UsageThreshold
 from .services import plan_create, plan_update
 
 _UNSET = object()
@@ -35,11 +35,36 @@ def plan_commitment_set(*, plan: Plan, commitment: dict | None) -> None:
     found.save()
 
 
+def plan_thresholds_set(*, plan: Plan, thresholds: list[dict] | None) -> None:
+    """Replace the plan's usage thresholds with `thresholds` (None leaves them). A threshold kept (same amount and
+    recurrence) keeps its identity. Call inside a transaction."""
+    if thresholds is None:
+        return
+    existing = {(t.amount_cents, t.recurring): t for t in UsageThreshold.objects.select_for_update().filter(plan=plan)}
+    keep = set()
+    for item in thresholds:
+        wanted = (item["amount_cents"], bool(item.get("recurring")))
+        name = item.get("threshold_display_name") or ""
+        found = existing.get(wanted)
+        if found is None:
+            if wanted[1]:  # one recurring threshold per plan: a new amount replaces the old one
+                UsageThreshold.objects.filter(plan=plan, recurring=True).delete()
+            found = UsageThreshold.objects.create(
+                plan=plan, amount_cents=wanted[0], recurring=wanted[1], threshold_display_name=name
+            )
+        elif found.threshold_display_name != name:
+            found.threshold_display_name = name
+            found.save(update_fields=["threshold_display_name", "updated_at"])
+        keep.add(found.pk)
+    UsageThreshold.objects.filter(plan=plan).exclude(pk__in=keep).delete()
+
+
 @transaction.atomic
 def plan_create_with_terms(*, service: Service, values: dict, charges: list[dict], terms: dict) -> Plan:
-    """Create a plan with its charges and terms (`terms`: `minimum_commitment`)."""
+    """Create a plan with its charges and terms (`terms`: `minimum_commitment`, `usage_thresholds`)."""
     plan = plan_create(service=service, values=values, charges=charges)
     plan_commitment_set(plan=plan, commitment=terms.get("minimum_commitment"))
+    plan_thresholds_set(plan=plan, thresholds=terms.get("usage_thresholds"))
     return plan
 
 
@@ -48,4 +73,5 @@ def plan_update_with_terms(*, plan: Plan, values: dict, charges: list[dict] | No
     """Update a plan, its charges (when given) and its terms (those given)."""
     plan = plan_update(plan=plan, values=values, charges=charges)
     plan_commitment_set(plan=plan, commitment=terms.get("minimum_commitment"))
+    plan_thresholds_set(plan=plan, thresholds=terms.get("usage_thresholds"))
     return plan

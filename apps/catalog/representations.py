@@ -78,9 +78,20 @@ def plan_out(plan: Plan) -> dict:
         "pay_in_advance": plan.pay_in_advance,
         "bill_charges_monthly": None,
         "minimum_commitment": minimum_commitment_out(plan),
-        "usage_thresholds": [],
+        "usage_thresholds": [usage_threshold_out(threshold) for threshold in plan.usage_thresholds.all()],
         "taxes": [],
         "charges": [charge_out(charge) for charge in plan.charges.all()],
+    }
+
+
+def usage_threshold_out(threshold) -> dict:
+    return {
+        "lago_id": str(threshold.lago_id),
+        "threshold_display_name": threshold.threshold_display_name or None,
+        "amount_cents": threshold.amount_cents,
+        "recurring": threshold.recurring,
+        "created_at": ts(threshold.created_at),
+        "updated_at": ts(threshold.updated_at),
     }
 
 

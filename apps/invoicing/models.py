@@ -623,3 +623,16 @@ class WalletTransaction(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.transaction_type} {self.amount_cents} ({self.status}) on wallet {self.wallet_id}"
+
+
+class LifetimeUsage(TimeStampedModel):
+    """What a subscription used before the hub billed it (Lago's `external_historical_usage_amount_cents`), counted
+    into its lifetime usage against the plan's usage thresholds. Invoiced and current usage are read, not stored."""
+
+    subscription = models.OneToOneField(
+        "subscriptions.Subscription", on_delete=models.CASCADE, related_name="lifetime_usage"
+    )
+    external_historical_usage_amount_cents = models.BigIntegerField(default=0)  # minor units of the plan's currency
+
+    def __str__(self) -> str:
+        return f"lifetime usage of subscription {self.subscription_id}"

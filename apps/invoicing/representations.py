@@ -736,3 +736,36 @@ def projected_usage_out(*, subscription, p_from, p_to, period, projected, taxes_
             for item in projected
         ],
     }
+
+
+def threshold_completion(
+    thresholds: list, *, total_cents: int
+) -> list[dict]:
+    """Lago's lifetime usage `usage_thresholds`: each fixed threshold's completion ratio (reached_at is not kept)."""
+    out = []
+    previous = 0
+    for threshold in sorted((t for t in thresholds if not t.recurring), key=lambda t: t.amount_cents):
+        span = threshold.amount_cents - previous
+        done = min(max(total_cents - previous, 0), span)
+        out.append({"amount_cents": threshold.amount_cents,
+                    "completion_ratio": float(Decimal(done) / Decimal(span)) if span else 1.0})
+        previous = threshold.amount_cents
+    return out
+
+
+def lifetime_usage_out(state, *, thresholds: list, now) -> dict:
+    """Lago's LifetimeUsage from `progressive.lifetime_usage_state` (its `record` set)."""
+    subscription = state.subscription
+    return {
+        "lago_id": str(state.record.lago_id),
+        "lago_subscription_id": str(subscription.lago_id),
+        "external_subscription_id": subscription.external_id,
+        "external_historical_usage_amount_cents": state.historical_cents,
+        "invoiced_usage_amount_cents": state.invoiced_cents,
+        "current_usage_amount_cents": state.current_cents,
+        "from_datetime": ts(subscription.started_at or subscription.subscription_at),
+        "to_datetime": ts(now),
+        "usage_thresholds": [
+            {**item, "reached_at": None} for item in threshold_completion(thresholds, total_cents=state.total_cents)
+        ],
+    }

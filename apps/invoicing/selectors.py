@@ -7,9 +7,11 @@ is seen by each service linked with its customer.
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from apps.catalog.taxes import ScheduledTax, TaxRate, TaxSchedule, rate_percent
@@ -300,3 +302,30 @@ def past_usage_fees(periods, *, billable_metric_code: str | None = None) -> dict
     for fee in fees:
         out.setdefault((fee.invoice_id, fee.subscription_id), []).append(fee)
     return out
+
+
+PROGRESSIVE_FEE_PATTERN = "sub:%:progressive:%"
+
+
+def progressive_billed(keys: list[tuple[int, object, object]]) -> dict[tuple[int, int, object], tuple[int, Decimal]]:
+    """Per (subscription id, charge id, period start): (cents, precise) that progressive billing invoices (not
+    voided) billed of that charge in that period. `keys`: (subscription id, period start, period end) in UTC."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT v.id, f.charge_id, v.p_from, sum(f.amount_cents), sum(f.precise_amount)
+              FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, p_from, p_to)
+              JOIN invoicing_fee f ON f.subscription_id = v.id
+              JOIN invoicing_invoice i ON i.id = f.invoice_id
+             WHERE f.fee_key LIKE %s AND i.status <> %s
+               AND f.from_datetime >= v.p_from AND f.to_datetime <= v.p_to
+             GROUP BY v.id, f.charge_id, v.p_from
+            """,
+            [[key[0] for key in keys], [key[1] for key in keys], [key[2] for key in keys],
+             PROGRESSIVE_FEE_PATTERN, Invoice.Status.VOIDED],
+        )
+        return {(sub_id, charge_id, p_from): (int(cents), Decimal(precise))
+                for sub_id, charge_id, p_from, cents, precise in cursor}

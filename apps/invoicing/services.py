@@ -330,12 +330,14 @@ def _invoices_finalized_follow_up(
     the invoices, then the credit they consumed), payment collection of what is left due (apps.payments).
     The invoices, their billing periods and credit applications must be written first."""
     with connection.cursor() as cursor:
-        # Usage before the billed windows is now invoiced: later arrivals are late usage (adjustments).
+        # Usage before the billed windows is now invoiced: later arrivals are late usage (adjustments). Not so after
+        # a progressive billing invoice: the period's own invoice bills the whole period again, net of it.
         cursor.execute(
             """
             UPDATE subscriptions_subscription s SET usage_billed_until = v.until
               FROM (SELECT subscription_id, max(charges_to_datetime) AS until FROM invoicing_invoicesubscription
-                     WHERE invoice_id = ANY(%s) GROUP BY subscription_id) v
+                     WHERE invoice_id = ANY(%s) AND invoicing_reason <> 'progressive_billing'
+                     GROUP BY subscription_id) v
              WHERE s.id = v.subscription_id AND (s.usage_billed_until IS NULL OR s.usage_billed_until < v.until)
             """,
             [[invoice.pk for invoice in invoices]],

@@ -67,3 +67,11 @@ def wallets_expire_task() -> int:
     from .wallets import wallets_expire
 
     return wallets_expire()
+
+
+@shared_task(acks_late=True)
+def usage_checks_run_task() -> int:
+    """Run the usage checks ingest asked for (progressive billing); beat sweeps what a lost message left."""
+    from .progressive import usage_checks_run
+
+    return usage_checks_run()

@@ -159,3 +159,20 @@ class UsageArchive(models.Model):
 
     def __str__(self) -> str:
         return f"usage of {self.month:%Y-%m} ({self.rows} rows)"
+
+
+class UsageCheck(models.Model):
+    """A subscription with usage to check against its thresholds and alerts: one row however many events arrive.
+
+    Ingest inserts it (ON CONFLICT DO NOTHING) for subscriptions something watches and, when it inserted one, sends
+    the check task a little later; the task claims rows by deleting them (apps/invoicing/progressive.py), a sweep
+    takes any a lost message left.
+    """
+
+    subscription = models.OneToOneField(
+        "subscriptions.Subscription", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"usage check of subscription {self.subscription_id}"

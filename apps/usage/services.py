@@ -352,11 +352,35 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
         cursor.execute(INSERT_SQL, {"service": service.pk, "source": source,
                                      "batch": validation.encoder.encode(rows).decode()}, prepare=True)
         inserted = {row[0] for row in cursor.fetchall()}
+        if rows:
+            _usage_checks_request(cursor, {row[1] for row in rows})
     if len(inserted) < len(first_at):  # first copies an earlier request had already stored
         for key in first_at.keys() - inserted:
             index = first_at[key]
             out[index] = out[index]._replace(duplicate=True)
     return IngestResult(out)
+
+
+# One row per watched subscription (its plan has usage thresholds), however many events a batch brings; the check
+# task is sent once per row inserted, a little later (it reads the usage of several batches at once).
+USAGE_CHECK_SQL = """
+INSERT INTO usage_usagecheck (subscription_id, requested_at)
+SELECT s.id, now() FROM subscriptions_subscription s
+ WHERE s.id = ANY(%s) AND EXISTS (SELECT 1 FROM catalog_usagethreshold t WHERE t.plan_id = s.plan_id)
+ON CONFLICT (subscription_id) DO NOTHING
+"""
+USAGE_CHECK_TASK = "apps.invoicing.tasks.usage_checks_run_task"
+
+
+def _usage_checks_request(cursor, subscription_ids: set[int]) -> None:
+    """Ask for a usage check of the batch's watched subscriptions (apps/invoicing/progressive.py), in its transaction."""
+    cursor.execute(USAGE_CHECK_SQL, [sorted(subscription_ids)], prepare=True)
+    if cursor.rowcount:
+        from celery import current_app
+        from django.conf import settings
+
+        delay = settings.USAGE_CHECK_DELAY_SECONDS
+        transaction.on_commit(lambda: current_app.tasks[USAGE_CHECK_TASK].apply_async(countdown=delay), robust=True)
 
 
 def usage_events_ingest(*, service: Service, events: list[EventIn], now: datetime | None = None) -> IngestResult:

@@ -21,6 +21,7 @@ EVENT_OBJECT_TYPES: dict[str, str] = {
     "credit_note.created": "credit_note",
     "subscription.started": "subscription",
     "subscription.terminated": "subscription",
+    "subscription.usage_threshold_reached": "subscription",
     "customer.created": "customer",
     "customer.updated": "customer",
     "customer.payment_provider_created": "customer",

@@ -35,3 +35,25 @@ def test_a_negative_commitment_is_refused_with_lago_validation_errors(cloud):
     assert response.status_code == 422
     assert response.json()["error_details"] == {"minimum_commitment.amount_cents": ["value_is_out_of_range"]}
     assert cloud.get("/api/v1/plans/pro").status_code == 404
+
+
+def test_plan_usage_thresholds_are_set_kept_and_replaced(cloud):
+    thresholds = [{"amount_cents": 500, "threshold_display_name": "First"}, {"amount_cents": 2000},
+                  {"amount_cents": 50000, "recurring": True}]
+    created = cloud.post("/api/v1/plans", {"plan": {**PLAN, "usage_thresholds": thresholds}}, format="json")
+    assert created.status_code == 200, created.json()
+    body = created.json()["plan"]["usage_thresholds"]
+    assert [(t["amount_cents"], t["recurring"], t["threshold_display_name"]) for t in body] == [
+        (500, False, "First"), (2000, False, None), (50000, True, None)]
+    first_id = body[0]["lago_id"]
+
+    updated = cloud.put("/api/v1/plans/pro", {"plan": {"usage_thresholds": [{"amount_cents": 500}]}}, format="json")
+    [kept] = updated.json()["plan"]["usage_thresholds"]
+    assert kept["lago_id"] == first_id and kept["threshold_display_name"] is None
+
+
+def test_two_recurring_thresholds_are_refused(cloud):
+    thresholds = [{"amount_cents": 500, "recurring": True}, {"amount_cents": 900, "recurring": True}]
+    response = cloud.post("/api/v1/plans", {"plan": {**PLAN, "usage_thresholds": thresholds}}, format="json")
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"usage_thresholds": ["only_one_recurring_threshold"]}

@@ -74,6 +74,12 @@ class MinimumCommitmentIn(serializers.Serializer):
     tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
 
 
+class UsageThresholdIn(serializers.Serializer):
+    amount_cents = StrictIntegerField(min_value=1)
+    recurring = serializers.BooleanField(default=False)
+    threshold_display_name = BlankableCharField(max_length=255)
+
+
 class PlanIn(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     code = serializers.CharField(max_length=255)
@@ -88,6 +94,15 @@ class PlanIn(serializers.Serializer):
     tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
     # Lago: an object sets the commitment, {} removes it, null leaves it (apps/catalog/plan_terms.py).
     minimum_commitment = serializers.DictField(required=False, allow_null=True)
+    usage_thresholds = UsageThresholdIn(many=True, required=False)
+
+    def validate_usage_thresholds(self, value):
+        if sum(1 for item in value if item.get("recurring")) > 1:
+            raise serializers.ValidationError("only_one_recurring_threshold", code="only_one_recurring_threshold")
+        fixed = [item["amount_cents"] for item in value if not item.get("recurring")]
+        if len(fixed) != len(set(fixed)):
+            raise serializers.ValidationError("duplicated_thresholds", code="value_already_exist")
+        return [dict(item) for item in value]
 
     def validate_minimum_commitment(self, value):
         if not value:
@@ -97,14 +112,16 @@ class PlanIn(serializers.Serializer):
         return {key: item for key, item in inner.validated_data.items() if key != "tax_codes"}
 
     def terms(self) -> dict:
-        """The plan's terms given in the body (`apps.catalog.plan_terms`): minimum commitment."""
-        return {key: self.validated_data[key] for key in ("minimum_commitment",) if key in self.validated_data}
+        """The plan's terms given in the body (`apps.catalog.plan_terms`): minimum commitment, usage thresholds."""
+        return {key: self.validated_data[key] for key in ("minimum_commitment", "usage_thresholds")
+                if key in self.validated_data}
 
     def model_values(self) -> tuple[dict, list[dict] | None]:
         values = dict(self.validated_data)
         charges = values.pop("charges", None)
         values.pop("tax_codes", None)
         values.pop("minimum_commitment", None)
+        values.pop("usage_thresholds", None)
         if "trial_period" in values:
             values["trial_period"] = int(values["trial_period"] or 0)
         return values, [dict(charge) for charge in charges] if charges is not None else None

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from apps.subscriptions.models import Subscription
 
-from .common import BlankableCharField
+from .common import BlankableCharField, StrictIntegerField
 
 
 class SubscriptionIn(serializers.Serializer):
@@ -27,3 +27,7 @@ class SubscriptionUpdateIn(serializers.Serializer):
     name = BlankableCharField(max_length=255)
     ending_at = serializers.DateTimeField(required=False, allow_null=True)
     subscription_at = serializers.DateTimeField(required=False)
+
+
+class LifetimeUsageIn(serializers.Serializer):
+    external_historical_usage_amount_cents = StrictIntegerField(min_value=0)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from rest_framework.response import Response
+from django.utils import timezone
 from rest_framework.views import APIView
 
 from apps.catalog.selectors import plan_get
 from apps.core.exceptions import ValidationFailed
+from apps.invoicing.progressive import lifetime_usage_ensure, lifetime_usage_state, lifetime_usage_update
+from apps.invoicing.representations import lifetime_usage_out
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.representations import subscription_out
 from apps.subscriptions.selectors import subscription_get, subscription_list
@@ -18,7 +21,7 @@ from apps.subscriptions.services import (
 from ..openapi import lago_operation, query
 from ..pagination import paginate
 from ..serializers.common import root_payload
-from ..serializers.subscriptions import SubscriptionIn, SubscriptionUpdateIn
+from ..serializers.subscriptions import LifetimeUsageIn, SubscriptionIn, SubscriptionUpdateIn
 
 
 def _status_param(request) -> str | None:
@@ -106,3 +109,27 @@ class SubscriptionDetailView(APIView):
             on_termination_credit_note=request.query_params.get("on_termination_credit_note"),
         )
         return Response({"subscription": subscription_out(subscription, with_plan=True)})
+
+
+class LifetimeUsageView(APIView):
+    @lago_operation("getSubscriptionLifetimeUsage", response="LifetimeUsage", root="lifetime_usage")
+    def get(self, request, external_id: str):
+        subscription = subscription_get(service=request.auth.service, external_id=external_id)
+        lifetime_usage_ensure(subscription=subscription)
+        return Response({"lifetime_usage": _lifetime_usage_body(subscription)})
+
+    @lago_operation("updateSubscriptionLifetimeUsage", request=LifetimeUsageIn, root="lifetime_usage",
+                    response="LifetimeUsage")
+    def put(self, request, external_id: str):
+        subscription = subscription_get(service=request.auth.service, external_id=external_id)
+        serializer = LifetimeUsageIn(data=root_payload(request, "lifetime_usage"))
+        serializer.is_valid(raise_exception=True)
+        lifetime_usage_update(subscription=subscription, **serializer.validated_data)
+        return Response({"lifetime_usage": _lifetime_usage_body(subscription)})
+
+
+def _lifetime_usage_body(subscription: Subscription) -> dict:
+    now = timezone.now()
+    state = lifetime_usage_state(subscription, at=now)
+    thresholds = list(subscription.plan.usage_thresholds.all())
+    return lifetime_usage_out(state, thresholds=thresholds, now=now)

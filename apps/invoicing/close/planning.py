@@ -24,7 +24,7 @@ from apps.subscriptions.periods import local_date, local_midnight_utc, period_bo
 from .. import rating
 from ..fees import ZERO, Line, Window, customer_tax_rates
 from ..models import Fee
-from ..selectors import tax_schedule
+from ..selectors import progressive_billed, tax_schedule
 from .pricing import price_charge_line, price_lines
 from .usage import UsageFetcher, WindowsNotFenced, _usage_totals, per_event_values, unfenced_cutoffs
 
@@ -247,6 +247,7 @@ def _period_fee_totals(lines: list[Line]) -> dict[tuple[int, datetime], tuple[in
             SELECT v.id, v.p_from, coalesce(sum(f.amount_cents), 0), coalesce(sum(f.precise_amount), 0)
               FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, p_from, p_to)
               JOIN invoicing_fee f ON f.subscription_id = v.id
+              JOIN invoicing_invoice i ON i.id = f.invoice_id AND i.status <> 'voided'
              WHERE f.fee_type = ANY(%s) AND NOT f.is_adjustment AND f.fee_key NOT LIKE %s
                AND f.from_datetime >= v.p_from AND f.to_datetime <= v.p_to
              GROUP BY v.id, v.p_from
@@ -255,6 +256,25 @@ def _period_fee_totals(lines: list[Line]) -> dict[tuple[int, datetime], tuple[in
              [Fee.FeeType.SUBSCRIPTION, Fee.FeeType.CHARGE, Fee.FeeType.COMMITMENT], "sub:%:commitment:%"],
         )
         return {(sub_id, p_from): (int(cents), Decimal(precise)) for sub_id, p_from, cents, precise in cursor}
+
+
+def progressive_deduct(lines: list[Line]) -> list[Line]:
+    """Take off each period charge line what progressive billing invoices already billed of that charge in that
+    period (Lago's progressive billing credit, per fee here): the line is priced on the whole period's usage, so
+    the two together bill it exactly once. The charge's minimum was already trued up on the whole amount."""
+    charged = [line for line in lines if line.fee_type == Fee.FeeType.CHARGE and line.charge is not None
+               and line.window is not None and not line.is_adjustment and line.period_from is not None]
+    if not charged:
+        return lines
+    billed = progressive_billed([(line.subscription.pk, line.period_from, line.period_to) for line in charged])
+    for line in charged:
+        cents, precise = billed.get((line.subscription.pk, line.charge.pk, line.period_from), (0, ZERO))
+        if not cents and not precise:
+            continue
+        line.amount_cents -= cents
+        line.precise_amount -= precise
+        line.amount_details = {**line.amount_details, "progressive_billed_amount_cents": cents}
+    return lines
 
 
 def commitment_true_ups(lines: list[Line]) -> list[Line]:
@@ -308,8 +328,9 @@ def _scan_starts(subscriptions: list[Subscription]) -> dict[int, date]:
         return {}
     with connection.cursor() as cursor:  # ids as one array: the ORM's IN over instances cost ~5 ms per 250
         cursor.execute(
+            # A progressive billing invoice bills part of a period the close has still to bill: not a scan start.
             "SELECT subscription_id, max(charges_from_datetime) FROM invoicing_invoicesubscription"
-            " WHERE subscription_id = ANY(%s) GROUP BY subscription_id",
+            " WHERE subscription_id = ANY(%s) AND invoicing_reason <> 'progressive_billing' GROUP BY subscription_id",
             [list(by_id)],
         )
         return {
@@ -729,7 +750,7 @@ def plan_locked(
             continue
         subs = by_customer.get(customer.pk, [])
         try:
-            lines = price_lines(unpriced[customer.pk], fetch=fetch, values=values)
+            lines = progressive_deduct(price_lines(unpriced[customer.pk], fetch=fetch, values=values))
             own = {subscription.pk for subscription in subs}
             mine = {key: total for key, total in late.items() if key[0] in own} if late else {}
             lines.extend(
