@@ -103,12 +103,16 @@ class Plan(TimeStampedModel):
     pay_in_advance = models.BooleanField(default=False)  # base fee billed at period start, else at its end
     trial_period = models.PositiveIntegerField(default=0)  # days without base fee
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Lago's plan override: a copy of `parent` with one subscription's prices (`plan_overrides`), same code, never
+    # listed or subscribed to by code (apps/catalog/plan_terms.py).
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
 
     class Meta:
         ordering = ("service", "code")
         constraints = [
             models.UniqueConstraint(
-                fields=("service", "code"), condition=Q(deleted_at__isnull=True), name="uniq_live_plan_code"
+                fields=("service", "code"), condition=Q(deleted_at__isnull=True, parent__isnull=True),
+                name="uniq_live_plan_code",
             ),
             models.CheckConstraint(condition=Q(amount_cents__gte=0), name="plan_amount_not_negative"),
         ]

@@ -1,12 +1,13 @@
 """Services for a plan's billing terms beside its price and charges: the minimum commitment (Lago's
-`minimum_commitment`) and the usage thresholds of progressive billing (`usage_thresholds`). Plan writes that carry them go through here, so a plan and its terms change in one transaction."""
+`minimum_commitment`) and the usage thresholds of progressive billing (`usage_thresholds`), and plan overrides (a
+subscription's own copy of its plan, Lago's `plan_overrides`). Plan writes that carry them go through here, so a plan and its terms change in one transaction."""
 from __future__ import annotations
 
 from django.db import transaction
 
 from apps.customers.models import Service
 
-from .models import Commitment, Plan, UsageThreshold
+from .models import Charge, Commitment, Plan, UsageThreshold, plan_commitment
 from .services import plan_create, plan_update
 
 _UNSET = object()
@@ -75,3 +76,77 @@ def plan_update_with_terms(*, plan: Plan, values: dict, charges: list[dict] | No
     plan_commitment_set(plan=plan, commitment=terms.get("minimum_commitment"))
     plan_thresholds_set(plan=plan, thresholds=terms.get("usage_thresholds"))
     return plan
+
+
+PLAN_OVERRIDE_FIELDS = ("amount_cents", "amount_currency", "name", "invoice_display_name", "description", "trial_period")
+CHARGE_OVERRIDE_FIELDS = ("min_amount_cents", "invoice_display_name", "properties", "filters")
+
+
+def _charge_overrides_apply(charge: Charge, overrides: dict) -> None:
+    for field in CHARGE_OVERRIDE_FIELDS:
+        if field in overrides:
+            setattr(charge, field, overrides[field] if overrides[field] is not None else getattr(charge, field))
+
+
+def plan_override(*, plan: Plan, overrides: dict) -> Plan:
+    """Return a child of `plan` with `overrides` (Lago's `plan_overrides`: base price, names, trial, charges by id,
+    minimum commitment, usage thresholds) for one subscription. The child is a full copy taken now: its charges,
+    commitment and thresholds are the parent's but for what is overridden. Call inside a transaction."""
+    parent = plan.parent or plan
+    child = Plan.objects.create(
+        service=parent.service, code=parent.code, interval=plan.interval, pay_in_advance=plan.pay_in_advance,
+        parent=parent, **{field: getattr(plan, field) for field in PLAN_OVERRIDE_FIELDS},
+    )
+    _plan_fields_apply(child, overrides)
+    by_id = {str(item["id"]): item for item in overrides.get("charges") or [] if item.get("id")}
+    for charge in plan.charges.all().order_by("id"):
+        copy = Charge(
+            plan=child, billable_metric_id=charge.billable_metric_id, code=charge.code,
+            invoice_display_name=charge.invoice_display_name, charge_model=charge.charge_model,
+            properties=charge.properties, pay_in_advance=charge.pay_in_advance, invoiceable=charge.invoiceable,
+            prorated=charge.prorated, min_amount_cents=charge.min_amount_cents, filters=charge.filters,
+        )
+        _charge_overrides_apply(copy, by_id.get(str(charge.lago_id), {}))
+        copy.save()
+    commitment = plan_commitment(plan)
+    if commitment is not None:
+        Commitment.objects.create(plan=child, amount_cents=commitment.amount_cents,
+                                  invoice_display_name=commitment.invoice_display_name)
+    for threshold in plan.usage_thresholds.all():
+        UsageThreshold.objects.create(plan=child, amount_cents=threshold.amount_cents, recurring=threshold.recurring,
+                                      threshold_display_name=threshold.threshold_display_name)
+    _terms_apply(child, overrides)
+    return child
+
+
+def plan_override_update(*, child: Plan, overrides: dict) -> Plan:
+    """Change a subscription's own plan (a child) in place with more `overrides` (Lago updates the child)."""
+    child = Plan.objects.select_for_update().get(pk=child.pk)
+    _plan_fields_apply(child, overrides)
+    by_id = {str(item["id"]): item for item in overrides.get("charges") or [] if item.get("id")}
+    for charge in child.charges.all():
+        # A charge is named by its own id or by the parent charge it copies (an app knows the parent plan's ids).
+        wanted = by_id.get(str(charge.lago_id))
+        if wanted is None and child.parent_id:
+            parent_charge = Charge.objects.filter(plan_id=child.parent_id, code=charge.code).first()
+            wanted = by_id.get(str(parent_charge.lago_id)) if parent_charge else None
+        if wanted:
+            _charge_overrides_apply(charge, wanted)
+            charge.save()
+    _terms_apply(child, overrides)
+    return child
+
+
+def _plan_fields_apply(plan: Plan, overrides: dict) -> None:
+    changed = [field for field in PLAN_OVERRIDE_FIELDS if field in overrides and overrides[field] is not None]
+    for field in changed:
+        setattr(plan, field, overrides[field])
+    if changed:
+        plan.save()
+
+
+def _terms_apply(plan: Plan, overrides: dict) -> None:
+    if overrides.get("minimum_commitment"):
+        plan_commitment_set(plan=plan, commitment=overrides["minimum_commitment"])
+    if overrides.get("usage_thresholds"):
+        plan_thresholds_set(plan=plan, thresholds=overrides["usage_thresholds"])

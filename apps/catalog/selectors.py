@@ -24,7 +24,7 @@ def billable_metric_get(*, service: Service, code: str) -> BillableMetric:
 def plan_list(*, service: Service) -> QuerySet[Plan]:
     charges = Charge.objects.select_related("billable_metric").order_by("id")
     return (
-        Plan.objects.filter(service=service, deleted_at__isnull=True)
+        Plan.objects.filter(service=service, deleted_at__isnull=True, parent__isnull=True)
         .select_related("minimum_commitment")
         .prefetch_related(Prefetch("charges", queryset=charges), "usage_thresholds")
         .order_by("-created_at", "-id")

@@ -142,7 +142,7 @@ def _resolve_charges(*, service: Service, charges: list[dict]) -> list[tuple[Bil
 
 @transaction.atomic
 def plan_create(*, service: Service, values: dict, charges: list[dict]) -> Plan:
-    if Plan.objects.filter(service=service, code=values["code"], deleted_at__isnull=True).exists():
+    if Plan.objects.filter(service=service, code=values["code"], deleted_at__isnull=True, parent__isnull=True).exists():
         raise ValidationFailed("invalid plan", details={"code": ["value_already_exist"]})
     resolved = _resolve_charges(service=service, charges=charges)
     try:
@@ -164,7 +164,7 @@ def plan_update(*, plan: Plan, values: dict, charges: list[dict] | None) -> Plan
     plan = Plan.objects.select_for_update().get(pk=plan.pk)
     new_code = values.get("code", plan.code)
     if new_code != plan.code and Plan.objects.filter(
-        service=plan.service, code=new_code, deleted_at__isnull=True
+        service=plan.service, code=new_code, deleted_at__isnull=True, parent__isnull=True
     ).exists():
         raise ValidationFailed("invalid plan", details={"code": ["value_already_exist"]})
     if plan.subscriptions.exists() and (

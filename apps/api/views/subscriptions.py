@@ -11,17 +11,13 @@ from apps.invoicing.representations import lifetime_usage_out
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.representations import subscription_out
 from apps.subscriptions.selectors import subscription_get, subscription_list
-from apps.subscriptions.services import (
-    SubscriptionRequest,
-    subscription_create,
-    subscription_terminate,
-    subscription_update,
-)
+from apps.subscriptions.overrides import subscription_create_overridden, subscription_update_overridden
+from apps.subscriptions.services import SubscriptionRequest, subscription_terminate
 
 from ..openapi import lago_operation, query
 from ..pagination import paginate
 from ..serializers.common import root_payload
-from ..serializers.subscriptions import LifetimeUsageIn, SubscriptionIn, SubscriptionUpdateIn
+from ..serializers.subscriptions import LifetimeUsageIn, SubscriptionIn, SubscriptionUpdateIn, plan_overrides_of
 
 
 def _status_param(request) -> str | None:
@@ -46,8 +42,9 @@ class SubscriptionListCreateView(APIView):
         data = serializer.validated_data
         service = request.auth.service
         plan = plan_get(service=service, code=data["plan_code"])
-        subscription = subscription_create(
+        subscription = subscription_create_overridden(
             service=service,
+            overrides=plan_overrides_of(root_payload(request, "subscription")),
             request=SubscriptionRequest(
                 external_id=data["external_id"],
                 external_customer_id=data["external_customer_id"],
@@ -97,7 +94,8 @@ class SubscriptionDetailView(APIView):
         serializer = SubscriptionUpdateIn(data=root_payload(request, "subscription"), partial=True)
         serializer.is_valid(raise_exception=True)
         values = dict(serializer.validated_data)
-        subscription = subscription_update(subscription=subscription, values=values)
+        overrides = plan_overrides_of(root_payload(request, "subscription"))
+        subscription = subscription_update_overridden(subscription=subscription, values=values, overrides=overrides)
         return Response({"subscription": subscription_out(subscription, with_plan=True)})
 
     @lago_operation("destroySubscription", response="Subscription", root="subscription", parameters=[
