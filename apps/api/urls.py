@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from .views import (
+    alerts,
     catalog,
     coupons,
     customers,
@@ -37,6 +38,7 @@ urlpatterns = [
     path("subscriptions", subscriptions.SubscriptionListCreateView.as_view()),
     path("subscriptions/<str:external_id>", subscriptions.SubscriptionDetailView.as_view()),
     path("subscriptions/<str:external_id>/lifetime_usage", subscriptions.LifetimeUsageView.as_view()),
+    *alerts.urlpatterns,
     *events.urlpatterns,
     *fees.urlpatterns,
     *webhook_endpoints.urlpatterns,

@@ -636,3 +636,61 @@ class LifetimeUsage(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"lifetime usage of subscription {self.subscription_id}"
+
+
+class UsageAlert(TimeStampedModel):
+    """Lago's subscription usage alert: tell the service (`alert.triggered`) when a usage value crosses thresholds.
+
+    Addressed by the subscription's external id (it survives plan changes); evaluated after ingest and by a sweep
+    (apps/invoicing/alerts.py). `previous_value` is the value last seen: a threshold is crossed once per rise past it.
+    """
+
+    class AlertType(models.TextChoices):
+        CURRENT_USAGE_AMOUNT = "current_usage_amount"  # the period's usage, minor units
+        METRIC_USAGE_AMOUNT = "billable_metric_current_usage_amount"  # one metric's charges, minor units
+        METRIC_USAGE_UNITS = "billable_metric_current_usage_units"  # one metric's units
+        LIFETIME_USAGE_AMOUNT = "lifetime_usage_amount"  # the subscription's lifetime usage, minor units
+
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="+")
+    subscription_external_id = models.CharField(max_length=255)
+    alert_type = models.CharField(max_length=48, choices=AlertType.choices)
+    billable_metric = models.ForeignKey("catalog.BillableMetric", on_delete=models.PROTECT, null=True, blank=True,
+                                        related_name="+")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    previous_value = models.DecimalField(**QUANTITY, default=0)  # the alert type's unit (minor units or units)
+    last_processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("service", "subscription_external_id", "created_at", "id")
+        constraints = [
+            models.UniqueConstraint(fields=("service", "subscription_external_id", "code"), name="uniq_alert_code"),
+            models.UniqueConstraint(fields=("service", "subscription_external_id", "alert_type"),
+                                    condition=Q(billable_metric__isnull=True), name="uniq_alert_type"),
+            models.UniqueConstraint(fields=("service", "subscription_external_id", "alert_type", "billable_metric"),
+                                    condition=Q(billable_metric__isnull=False), name="uniq_alert_type_metric"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_external_id}:{self.code}"
+
+
+class UsageAlertThreshold(models.Model):
+    alert = models.ForeignKey(UsageAlert, on_delete=models.CASCADE, related_name="thresholds")
+    code = models.CharField(max_length=255, blank=True)
+    value = models.DecimalField(**QUANTITY)  # the alert type's unit
+    recurring = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("alert", "recurring", "value", "id")
+
+
+class TriggeredAlert(TimeStampedModel):
+    """One crossing of an alert's thresholds, and the `alert.triggered` webhook it sent."""
+
+    alert = models.ForeignKey(UsageAlert, on_delete=models.CASCADE, related_name="triggered")
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.CASCADE, related_name="+")
+    current_value = models.DecimalField(**QUANTITY)
+    previous_value = models.DecimalField(**QUANTITY)
+    crossed_thresholds = models.JSONField(default=list)  # [{"code", "value", "recurring"}]
+    triggered_at = models.DateTimeField()

@@ -769,3 +769,53 @@ def lifetime_usage_out(state, *, thresholds: list, now) -> dict:
             {**item, "reached_at": None} for item in threshold_completion(thresholds, total_cents=state.total_cents)
         ],
     }
+
+
+def alert_out(alert) -> dict:
+    """Lago's AlertObject (a subscription usage alert)."""
+    from apps.catalog.representations import billable_metric_out
+
+    return {
+        "lago_id": str(alert.lago_id),
+        "lago_organization_id": str(alert.service.lago_id),
+        "external_subscription_id": alert.subscription_external_id,
+        "subscription_external_id": alert.subscription_external_id,  # Lago's deprecated name, still sent
+        "lago_wallet_id": None,
+        "wallet_code": None,
+        "billable_metric": billable_metric_out(alert.billable_metric) if alert.billable_metric_id else None,
+        "alert_type": alert.alert_type,
+        "code": alert.code,
+        "name": alert.name or None,
+        "direction": "increasing",
+        "previous_value": _number(alert.previous_value),
+        "last_processed_at": ts(alert.last_processed_at),
+        "thresholds": [{"code": t.code or None, "value": decimal_str(t.value), "recurring": t.recurring}
+                       for t in alert.thresholds.all()],
+        "created_at": ts(alert.created_at),
+    }
+
+
+def triggered_alert_out(row, subscription) -> dict:
+    """Lago's TriggeredAlertObject, the `alert.triggered` webhook's body."""
+    alert = row.alert
+    return {
+        "lago_id": str(row.lago_id),
+        "lago_organization_id": str(subscription.service.lago_id),
+        "lago_alert_id": str(alert.lago_id),
+        "lago_subscription_id": str(subscription.lago_id),
+        "external_subscription_id": subscription.external_id,
+        "external_customer_id": subscription.account_link.external_id,
+        "billable_metric_code": alert.billable_metric.code if alert.billable_metric_id else None,
+        "alert_type": alert.alert_type,
+        "alert_code": alert.code,
+        "alert_name": alert.name or None,
+        "current_value": _number(row.current_value),
+        "previous_value": _number(row.previous_value),
+        "triggered_at": ts(row.triggered_at),
+        "crossed_thresholds": row.crossed_thresholds,
+    }
+
+
+def _number(value: Decimal):
+    """A JSON number as Lago sends alert values (decimal(30,5) rendered by Rails): exact for whole values."""
+    return int(value) if value == value.to_integral_value() else float(value)

@@ -71,7 +71,7 @@ def wallets_expire_task() -> int:
 
 @shared_task(acks_late=True)
 def usage_checks_run_task() -> int:
-    """Run the usage checks ingest asked for (progressive billing); beat sweeps what a lost message left."""
-    from .progressive import usage_checks_run
+    """Run the usage checks ingest asked for (progressive billing, alerts); beat sweeps what a lost message left."""
+    from .usage_checks import usage_checks_run
 
     return usage_checks_run()

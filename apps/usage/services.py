@@ -361,12 +361,15 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
     return IngestResult(out)
 
 
-# One row per watched subscription (its plan has usage thresholds), however many events a batch brings; the check
+# One row per watched subscription (its plan has usage thresholds, or it has alerts), however many events a batch
+# brings; the check
 # task is sent once per row inserted, a little later (it reads the usage of several batches at once).
 USAGE_CHECK_SQL = """
 INSERT INTO usage_usagecheck (subscription_id, requested_at)
 SELECT s.id, now() FROM subscriptions_subscription s
- WHERE s.id = ANY(%s) AND EXISTS (SELECT 1 FROM catalog_usagethreshold t WHERE t.plan_id = s.plan_id)
+ WHERE s.id = ANY(%s) AND (EXISTS (SELECT 1 FROM catalog_usagethreshold t WHERE t.plan_id = s.plan_id)
+                         OR EXISTS (SELECT 1 FROM invoicing_usagealert a
+                                     WHERE a.service_id = s.service_id AND a.subscription_external_id = s.external_id))
 ON CONFLICT (subscription_id) DO NOTHING
 """
 USAGE_CHECK_TASK = "apps.invoicing.tasks.usage_checks_run_task"

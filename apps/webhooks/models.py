@@ -22,6 +22,7 @@ EVENT_OBJECT_TYPES: dict[str, str] = {
     "subscription.started": "subscription",
     "subscription.terminated": "subscription",
     "subscription.usage_threshold_reached": "subscription",
+    "alert.triggered": "triggered_alert",
     "customer.created": "customer",
     "customer.updated": "customer",
     "customer.payment_provider_created": "customer",
