@@ -343,3 +343,56 @@ class AppliedCoupon(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.coupon} on {self.account_link}"
+
+
+class Feature(TimeStampedModel):
+    """Lago's entitlement feature: something a plan grants (SSO, seats...), with typed privileges. Plain catalog
+    data the service's apps read (`/plans/{code}/entitlements`, `/subscriptions/{id}/entitlements`); no billing."""
+
+    service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="features")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("service", "code")
+        constraints = [models.UniqueConstraint(fields=("service", "code"), name="uniq_feature_code")]
+
+    def __str__(self) -> str:
+        return f"{self.service.code}:{self.code}"
+
+
+class FeaturePrivilege(TimeStampedModel):
+    class ValueType(models.TextChoices):
+        INTEGER = "integer"
+        BOOLEAN = "boolean"
+        STRING = "string"
+        SELECT = "select"
+
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="privileges")
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    value_type = models.CharField(max_length=16, choices=ValueType.choices, default=ValueType.STRING)
+    config = models.JSONField(default=dict, blank=True)  # {"select_options": [...]} for select
+
+    class Meta:
+        ordering = ("feature", "created_at", "id")
+        constraints = [models.UniqueConstraint(fields=("feature", "code"), name="uniq_privilege_code")]
+
+
+class PlanEntitlement(TimeStampedModel):
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="entitlements")
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="entitlements")
+
+    class Meta:
+        ordering = ("plan", "created_at", "id")
+        constraints = [models.UniqueConstraint(fields=("plan", "feature"), name="uniq_plan_feature")]
+
+
+class PlanEntitlementValue(models.Model):
+    entitlement = models.ForeignKey(PlanEntitlement, on_delete=models.CASCADE, related_name="values")
+    privilege = models.ForeignKey(FeaturePrivilege, on_delete=models.CASCADE, related_name="+")
+    value = models.CharField(max_length=255)  # as Lago stores it; cast by the privilege's value_type
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("entitlement", "privilege"), name="uniq_entitlement_value")]

@@ -93,3 +93,24 @@ class SubscriptionChangeHorizon(models.Model):
 
     def __str__(self) -> str:
         return f"transactions below {self.horizon_xid} ended by {self.taken_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SubscriptionEntitlementOverride(models.Model):
+    """A subscription's own value of a plan privilege (Lago's subscription entitlement override)."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="entitlement_overrides")
+    privilege = models.ForeignKey("catalog.FeaturePrivilege", on_delete=models.CASCADE, related_name="+")
+    value = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("subscription", "privilege"), name="uniq_subscription_privilege")]
+
+
+class SubscriptionFeatureRemoval(models.Model):
+    """A plan feature a subscription does not get (Lago's DELETE /subscriptions/{id}/entitlements/{feature})."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="feature_removals")
+    feature = models.ForeignKey("catalog.Feature", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("subscription", "feature"), name="uniq_subscription_feature_removal")]
