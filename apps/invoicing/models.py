@@ -638,6 +638,23 @@ class LifetimeUsage(TimeStampedModel):
         return f"lifetime usage of subscription {self.subscription_id}"
 
 
+class AppliedUsageThreshold(TimeStampedModel):
+    """A usage threshold a progressive billing invoice was issued for (Lago's `applied_usage_thresholds`), copied
+    as it was: the plan's threshold may change or go later."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="applied_usage_thresholds")
+    usage_threshold = models.ForeignKey("catalog.UsageThreshold", on_delete=models.SET_NULL, null=True, blank=True,
+                                        related_name="+")
+    threshold_lago_id = models.UUIDField()
+    amount_cents = models.BigIntegerField()  # the threshold, minor units
+    recurring = models.BooleanField(default=False)
+    threshold_display_name = models.CharField(max_length=255, blank=True)
+    lifetime_usage_amount_cents = models.BigIntegerField()  # lifetime usage when the invoice was issued
+
+    class Meta:
+        ordering = ("invoice", "amount_cents", "id")
+
+
 class UsageAlert(TimeStampedModel):
     """Lago's subscription usage alert: tell the service (`alert.triggered`) when a usage value crosses thresholds.
 

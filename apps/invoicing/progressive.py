@@ -29,7 +29,7 @@ from apps.subscriptions.periods import local_date
 
 from .close.planning import current_usage_lines
 from .fees import ZERO, Line, customer_tax_rates, fee_values, invoice_recompute_totals
-from .models import Fee, Invoice, InvoiceSubscription, LifetimeUsage
+from .models import AppliedUsageThreshold, Fee, Invoice, InvoiceSubscription, LifetimeUsage
 from .services import invoice_finalize
 from .selectors import PROGRESSIVE_FEE_PATTERN, progressive_billed
 
@@ -180,6 +180,15 @@ def progressive_billing_check(*, subscription_id: int, at: datetime | None = Non
         charges_to_datetime=at, invoicing_reason="progressive_billing",
     )
     invoice_recompute_totals(invoice)
+    AppliedUsageThreshold.objects.bulk_create(
+        AppliedUsageThreshold(
+            invoice=invoice, usage_threshold=threshold, threshold_lago_id=threshold.lago_id,
+            amount_cents=threshold.amount_cents, recurring=threshold.recurring,
+            threshold_display_name=threshold.threshold_display_name,
+            lifetime_usage_amount_cents=state.total_cents,
+        )
+        for threshold in passed
+    )
     invoice = invoice_finalize(invoice_id=invoice.pk, now=at)
     _threshold_reached_record(subscription, passed)
     return invoice

@@ -363,6 +363,22 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
             coupon_credits = invoice.coupon_credits.select_related("applied_coupon__coupon").order_by("id") \
                 if invoice.coupons_amount_cents else []
         body["credits"] = coupon_credits_out(invoice, coupon_credits, viewer=service) + credits_out(invoice, applications)
+        if invoice.invoice_type == Invoice.InvoiceType.PROGRESSIVE_BILLING:
+            body["applied_usage_thresholds"] = [
+                {
+                    "lifetime_usage_amount_cents": row.lifetime_usage_amount_cents,
+                    "created_at": ts(row.created_at),
+                    "usage_threshold": {
+                        "lago_id": str(row.threshold_lago_id),
+                        "threshold_display_name": row.threshold_display_name or None,
+                        "amount_cents": row.amount_cents,
+                        "recurring": row.recurring,
+                        "created_at": ts(row.created_at),
+                        "updated_at": ts(row.created_at),
+                    },
+                }
+                for row in invoice.applied_usage_thresholds.all()
+            ]
         body["applied_taxes"] = [
             {
                 **base_applied_tax(lago_id=applied_tax_id(invoice.lago_id, tax.tax_code), code=tax.tax_code,
