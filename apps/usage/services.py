@@ -353,7 +353,7 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
                                      "batch": validation.encoder.encode(rows).decode()}, prepare=True)
         inserted = {row[0] for row in cursor.fetchall()}
         if rows:
-            _usage_checks_request(cursor, {row[1] for row in rows})
+            _usage_checks_request(cursor, service.pk, {row[1] for row in rows})
     if len(inserted) < len(first_at):  # first copies an earlier request had already stored
         for key in first_at.keys() - inserted:
             index = first_at[key]
@@ -365,19 +365,26 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
 # brings; the check
 # task is sent once per row inserted, a little later (it reads the usage of several batches at once).
 USAGE_CHECK_SQL = """
+WITH service AS (
+    -- A one-time filter: a service with no thresholds and no alerts (most) pays one index probe per batch.
+    SELECT EXISTS (SELECT 1 FROM catalog_usagethreshold t JOIN catalog_plan p ON p.id = t.plan_id
+                    WHERE p.service_id = %(service)s)
+        OR EXISTS (SELECT 1 FROM invoicing_usagealert a WHERE a.service_id = %(service)s) AS watches
+)
 INSERT INTO usage_usagecheck (subscription_id, requested_at)
-SELECT s.id, now() FROM subscriptions_subscription s
- WHERE s.id = ANY(%s) AND (EXISTS (SELECT 1 FROM catalog_usagethreshold t WHERE t.plan_id = s.plan_id)
-                         OR EXISTS (SELECT 1 FROM invoicing_usagealert a
-                                     WHERE a.service_id = s.service_id AND a.subscription_external_id = s.external_id))
+SELECT s.id, now() FROM subscriptions_subscription s, service
+ WHERE service.watches AND s.id = ANY(%(ids)s)
+   AND (EXISTS (SELECT 1 FROM catalog_usagethreshold t WHERE t.plan_id = s.plan_id)
+        OR EXISTS (SELECT 1 FROM invoicing_usagealert a
+                    WHERE a.service_id = s.service_id AND a.subscription_external_id = s.external_id))
 ON CONFLICT (subscription_id) DO NOTHING
 """
 USAGE_CHECK_TASK = "apps.invoicing.tasks.usage_checks_run_task"
 
 
-def _usage_checks_request(cursor, subscription_ids: set[int]) -> None:
-    """Ask for a usage check of the batch's watched subscriptions (apps/invoicing/progressive.py), in its transaction."""
-    cursor.execute(USAGE_CHECK_SQL, [sorted(subscription_ids)], prepare=True)
+def _usage_checks_request(cursor, service_id: int, subscription_ids: set[int]) -> None:
+    """Ask for a usage check of the batch's watched subscriptions (apps/invoicing/usage_checks.py), in its transaction."""
+    cursor.execute(USAGE_CHECK_SQL, {"service": service_id, "ids": sorted(subscription_ids)}, prepare=True)
     if cursor.rowcount:
         from celery import current_app
         from django.conf import settings
