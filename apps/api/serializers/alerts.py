@@ -13,12 +13,14 @@ class AlertThresholdIn(serializers.Serializer):
     code = BlankableCharField(max_length=255)
     # Lago takes an integer or a decimal string: minor units for amounts, units for units.
     value = serializers.DecimalField(max_digits=30, decimal_places=12, min_value=Decimal(0))
-    recurring = serializers.BooleanField(default=False)
+    recurring = serializers.BooleanField(default=False, allow_null=True)  # lago-python-client sends its nulls
 
     def to_internal_value(self, data):
         if isinstance(data, dict) and isinstance(data.get("value"), float):
             data = {**data, "value": repr(data["value"])}
-        return super().to_internal_value(data)
+        attrs = super().to_internal_value(data)
+        attrs["recurring"] = bool(attrs.get("recurring"))
+        return attrs
 
 
 class AlertIn(serializers.Serializer):
