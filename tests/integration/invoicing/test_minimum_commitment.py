@@ -127,3 +127,17 @@ def test_invoice_preview_shows_the_true_up_the_close_will_bill(billing, settings
 
     [preview] = invoice_preview(customer_id=link.customer_id, at=at(2026, 3, 20))
     assert sorted(line.amount_cents for line in preview.lines) == [2500, 7500]
+
+
+def test_a_termination_prorates_the_commitment_to_the_days_used(billing, settings):
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    plan = billing.plan(amount_cents=0)
+    _commit(plan, 31000)
+    billing.customer()
+    sub = billing.subscribe("s1", plan, when=at(2026, 3, 1, 0, 0))
+    billing.terminate(sub, when=at(2026, 3, 10, 15, 0))  # the 10th counts as used (Lago): 10 of 31 days
+
+    periods_close(as_of=at(2026, 3, 11, 0, 30))
+
+    [true_up] = _true_up(Invoice.objects.get())
+    assert true_up.amount_cents == 10000 and str(true_up.invoice.issuing_date) == "2026-03-10"
