@@ -3,7 +3,7 @@
 Debian's pgbouncer (`.ci/run` installs it when missing) listens on 127.0.0.1 in front of the test database with
 fewer server connections than the close opens clients, so consecutive transactions of one client land on different
 server connections. A separate process, configured only by environment as a deployment is, ingests a batch of events
-through the API (twice: deduplication), streams them back as the admin's exports do, and runs the period close on its billing threads;
+through the API (the second batch overlapping the first: deduplication; on another server connection), streams them back as the admin's exports do, and runs the period close on its billing threads;
 the invoice it writes is the exact one the usage makes.
 """
 from __future__ import annotations
@@ -45,13 +45,20 @@ from tests.integration.invoicing.conftest import at
 client = Client(HTTP_AUTHORIZATION="Bearer " + os.environ["HUB_KEY"])
 events = [{"transaction_id": f"t{i}", "external_subscription_id": "s1", "code": "gb",
            "timestamp": int(at(2026, 3, 2 + i % 20, 12).timestamp()), "properties": {"gb": "1.25"}} for i in range(400)]
-first = client.post("/api/v1/events/batch", {"events": events}, content_type="application/json")
-again = client.post("/api/v1/events/batch", {"events": events}, content_type="application/json")
+first = client.post("/api/v1/events/batch", {"events": events[:200]}, content_type="application/json")
+# Another client holds the server connection the first batch ran on (PgBouncer hands out the one released last),
+# so the next batch runs on another: a statement prepared on the first would not exist there.
+import psycopg
+holder = psycopg.connect(os.environ["DATABASE_URL"], autocommit=False)
+holder.execute("SELECT 1")
+second = client.post("/api/v1/events/batch", {"events": events}, content_type="application/json")
+holder.rollback()
+holder.close()
 from apps.usage.models import UsageEvent
 streamed = sum(1 for _ in UsageEvent.objects.iterator(chunk_size=50))  # the admin's exports stream this way
 run = periods_close(as_of=at(2026, 4, 1, 1, 0))
 invoice = Invoice.objects.get()
-print(json.dumps({"first": first.status_code, "again": again.status_code, "streamed": streamed,
+print(json.dumps({"first": first.status_code, "second": second.status_code, "second_body": second.json(), "streamed": streamed,
                   "invoices": run.invoices_count, "failures": run.failures_count, "total": invoice.total_amount_cents}))
 """
 
@@ -121,7 +128,9 @@ def test_ingest_streamed_reads_and_the_threaded_close_through_pgbouncer_in_trans
     result = json.loads(done.stdout.strip().splitlines()[-1])
 
     # 400 events of 1.25 GB at $0.10: $50.00, plus the $100.00 plan, plus 13 % HST: $169.50.
-    assert result == {"first": 200, "again": 200, "streamed": 400, "invoices": 1, "failures": 0, "total": 16950}
+    duplicates = [event["duplicate"] for event in result.pop("second_body")["events"]]
+    assert duplicates == [True] * 200 + [False] * 200  # the first 200 were stored by the first batch
+    assert result == {"first": 200, "second": 200, "streamed": 400, "invoices": 1, "failures": 0, "total": 16950}
     assert UsageEvent.objects.count() == 400
     invoice = Invoice.objects.get()
     assert invoice.status == "finalized" and invoice.total_amount_cents == 16950
