@@ -354,6 +354,9 @@ CELERY_BEAT_SCHEDULE["invoicing-usage-checks-sweep"] = {
     "task": "apps.invoicing.tasks.usage_checks_run_task", "schedule": 300.0}
 # Wallets past their expiration_at are terminated (their balance is no longer consumed either way).
 CELERY_BEAT_SCHEDULE["invoicing-expire-wallets"] = {"task": "apps.invoicing.tasks.wallets_expire_task", "schedule": 300.0}
+# Recurring top-ups: interval rules once per local day, threshold rules as usage lowers the ongoing balance.
+CELERY_BEAT_SCHEDULE["invoicing-wallet-top-ups"] = {
+    "task": "apps.invoicing.tasks.wallets_recurring_top_up_task", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "apps.webhooks.tasks.webhook_delivery_sweep_task", "schedule": 30.0}
 # Payments (apps/payments/tasks.py): re-read open Stripe attempts (missed webhooks); dunning retries when due.
 CELERY_BEAT_SCHEDULE["payments-pending-sweep"] = {"task": "apps.payments.tasks.payment_pending_sweep_task", "schedule": 600.0}

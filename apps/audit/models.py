@@ -18,7 +18,8 @@ import pghistory.models
 
 from apps.catalog.models import Charge, Commitment, Plan, Tax, UsageThreshold
 from apps.customers.models import Service
-from apps.invoicing.models import CreditNote, CustomerCredit, Invoice, LifetimeUsage, Wallet, WalletTransaction
+from apps.invoicing.models import (CreditNote, CustomerCredit, Invoice, LifetimeUsage, RecurringTransactionRule,
+                                   Wallet, WalletTransaction)
 from apps.payments.models import Payment, PaymentAttempt, Refund
 from apps.subscriptions.models import Subscription
 
@@ -58,6 +59,9 @@ CustomerCreditEvent = _event_model(CustomerCredit, pghistory.InsertEvent(CREATED
 WalletEvent = _event_model(Wallet, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 WalletTransactionEvent = _event_model(WalletTransaction, pghistory.InsertEvent(CREATED), *_changes(),
                                       pghistory.DeleteEvent(DELETED))
+# Automatic top-ups: what a rule buys or grants, and when it fired (its exactly-once markers).
+RecurringTransactionRuleEvent = _event_model(RecurringTransactionRule, pghistory.InsertEvent(CREATED), *_changes(),
+                                             pghistory.DeleteEvent(DELETED))
 PlanEvent = _event_model(Plan, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 ChargeEvent = _event_model(Charge, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 # A plan's minimum commitment and usage thresholds price it as much as its charges; a subscription's historical
@@ -73,7 +77,8 @@ ServiceEvent = _event_model(Service, pghistory.InsertEvent(CREATED), *_changes()
                             exclude=("updated_at", "api_key_hash"))
 
 AUDITED_MODELS = (Invoice, Subscription, PaymentAttempt, Payment, Refund, CreditNote, CustomerCredit, Plan, Charge,
-                  Tax, Service, Wallet, WalletTransaction, Commitment, UsageThreshold, LifetimeUsage)
+                  Tax, Service, Wallet, WalletTransaction, Commitment, UsageThreshold, LifetimeUsage,
+                  RecurringTransactionRule)
 
 
 class AuditEvent(pghistory.models.Events):

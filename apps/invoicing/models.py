@@ -711,3 +711,65 @@ class TriggeredAlert(TimeStampedModel):
     previous_value = models.DecimalField(**QUANTITY)
     crossed_thresholds = models.JSONField(default=list)  # [{"code", "value", "recurring"}]
     triggered_at = models.DateTimeField()
+
+
+class RecurringTransactionRule(TimeStampedModel):
+    """A wallet's automatic top-up (Lago's recurring transaction rule; one active per wallet, as Lago allows).
+
+    `interval` rules top up on the anniversary of `started_at` (else the wallet's creation) in the customer's time
+    zone; `threshold` rules when the wallet's ongoing balance (credits, after current usage) is at or below
+    `threshold_credits`. `fixed` buys `paid_credits` and grants `granted_credits`; `target` tops the ongoing balance
+    up to `target_ongoing_balance` (paid, or granted with `grants_target_top_up`). Fired by
+    apps/invoicing/top_ups.py under the wallet's row lock: once per interval (`last_interval_on`) and once per
+    crossing of the threshold (`threshold_armed`).
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        TERMINATED = "terminated"
+
+    class Trigger(models.TextChoices):
+        INTERVAL = "interval"
+        THRESHOLD = "threshold"
+
+    class Method(models.TextChoices):
+        FIXED = "fixed"
+        TARGET = "target"
+
+    class Interval(models.TextChoices):
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+        QUARTERLY = "quarterly"
+        SEMIANNUAL = "semiannual"
+        YEARLY = "yearly"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="recurring_rules")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    method = models.CharField(max_length=16, choices=Method.choices, default=Method.FIXED)
+    interval = models.CharField(max_length=16, choices=Interval.choices, blank=True)  # interval rules only
+    threshold_credits = models.DecimalField(max_digits=30, decimal_places=5, default=0)  # credits
+    paid_credits = models.DecimalField(max_digits=30, decimal_places=5, default=0)  # credits bought per top-up
+    granted_credits = models.DecimalField(max_digits=30, decimal_places=5, default=0)  # credits granted per top-up
+    target_ongoing_balance = models.DecimalField(max_digits=30, decimal_places=5, null=True, blank=True)  # credits
+    grants_target_top_up = models.BooleanField(null=True, blank=True)  # target rules only (Lago: null for fixed)
+    started_at = models.DateTimeField(null=True, blank=True)
+    expiration_at = models.DateTimeField(null=True, blank=True)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    invoice_requires_successful_payment = models.BooleanField(default=False)
+    transaction_name = models.CharField(max_length=255, blank=True)
+    transaction_metadata = models.JSONField(default=list, blank=True)  # [{"key", "value"}] as Lago
+    # The hub's exactly-once state (not in Lago's body): the customer's local day an interval rule last fired, and
+    # whether a threshold rule may fire (cleared when it fires, set again once the balance is above the threshold).
+    last_interval_on = models.DateField(null=True, blank=True)
+    threshold_armed = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        constraints = [
+            models.UniqueConstraint(fields=("wallet",), condition=Q(status="active"),
+                                    name="uniq_active_recurring_rule_per_wallet"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trigger}/{self.method} rule on wallet {self.wallet_id}"

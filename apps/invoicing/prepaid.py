@@ -22,7 +22,7 @@ from datetime import datetime
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from .models import Fee, Invoice, Wallet, WalletTransaction
+from .models import Fee, Invoice, RecurringTransactionRule, Wallet, WalletTransaction
 
 # Invoices wallets pay (Lago: subscription and usage fees). One-off purchases and top-ups are paid with money.
 CONSUMING_TYPES = (Invoice.InvoiceType.SUBSCRIPTION, Invoice.InvoiceType.PROGRESSIVE_BILLING)
@@ -42,6 +42,12 @@ def wallet_top_up_fail(*, invoice: Invoice) -> WalletTransaction | None:
             status=WalletTransaction.Status.FAILED, failed_at=now, updated_at=now):
         return None
     row.refresh_from_db()
+    if row.source == WalletTransaction.Source.THRESHOLD:
+        # A failed automatic top-up (the card declined, the invoice voided) is asked again at the next check.
+        RecurringTransactionRule.objects.filter(
+            wallet_id=row.wallet_id, status=RecurringTransactionRule.Status.ACTIVE,
+            trigger=RecurringTransactionRule.Trigger.THRESHOLD, threshold_armed=False,
+        ).update(threshold_armed=True, updated_at=now)
     wallet_transactions_announce([row], event_type="wallet_transaction.updated")
     return row
 

@@ -594,6 +594,7 @@ def wallet_out(wallet: Wallet) -> dict:
     `ongoing_usage_balance_cents` is what the wallet's service bills on the customer's draft invoices (tax
     included) in the wallet's currency: what the next finalizations will take from the balance.
     """
+    from .recurring import recurring_rules_of
     from .selectors import wallet_ongoing_usage_cents
 
     credits_of = wallet.credits_of
@@ -626,8 +627,36 @@ def wallet_out(wallet: Wallet) -> dict:
         "last_consumed_credit_at": ts(wallet.last_consumed_credit_at),
         "terminated_at": ts(wallet.terminated_at),
         "invoice_requires_successful_payment": wallet.invoice_requires_successful_payment,
-        "recurring_transaction_rules": [],
+        "recurring_transaction_rules": [recurring_rule_out(rule) for rule in recurring_rules_of(wallet)],
         "applies_to": {"fee_types": [], "billable_metric_codes": []},
+    }
+
+
+def recurring_rule_out(rule) -> dict:
+    """Lago's WalletRecurringTransactionRule (credits as decimal strings)."""
+    return {
+        "lago_id": str(rule.lago_id),
+        "trigger": rule.trigger,
+        "method": rule.method,
+        # Lago's enum column defaults to weekly, which it shows on threshold rules too.
+        "interval": rule.interval or "weekly",
+        "status": rule.status,
+        "threshold_credits": decimal_str(rule.threshold_credits),
+        "paid_credits": decimal_str(rule.paid_credits),
+        "granted_credits": decimal_str(rule.granted_credits),
+        "grants_target_top_up": rule.grants_target_top_up,
+        "target_ongoing_balance": decimal_str(rule.target_ongoing_balance)
+        if rule.target_ongoing_balance is not None else None,
+        "started_at": ts(rule.started_at),
+        "expiration_at": ts(rule.expiration_at),
+        "created_at": ts(rule.created_at),
+        "invoice_requires_successful_payment": rule.invoice_requires_successful_payment,
+        "transaction_metadata": rule.transaction_metadata or [],
+        "transaction_name": rule.transaction_name or None,
+        "ignore_paid_top_up_limits": False,
+        "purchase_order_number": None,
+        "applied_invoice_custom_sections": [],
+        "payment_method": {"payment_method_type": "provider"},
     }
 
 

@@ -12,13 +12,14 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 
 from apps.catalog.taxes import ScheduledTax, TaxRate, TaxSchedule, rate_percent
 from apps.core.exceptions import NotFound
 from apps.customers.models import AccountLink, Service
 
-from .models import CreditNote, CreditNoteItem, Fee, Invoice, InvoiceSubscription, Wallet, WalletTransaction
+from .models import (CreditNote, CreditNoteItem, Fee, Invoice, InvoiceSubscription, RecurringTransactionRule, Wallet,
+                     WalletTransaction)
 
 
 def _visible(service: Service) -> Q:
@@ -161,7 +162,9 @@ def tax_schedule() -> TaxSchedule:
 def wallet_list(*, service: Service, external_customer_id: str | None = None,
                 status: str | None = None) -> QuerySet[Wallet]:
     """The service's wallets, newest first; a customer is named by the service's own external id."""
-    rows = Wallet.objects.filter(service=service).select_related("account_link")
+    rows = (Wallet.objects.filter(service=service).select_related("account_link")
+            .prefetch_related(Prefetch("recurring_rules", to_attr="active_recurring_rules",
+                                       queryset=RecurringTransactionRule.objects.filter(status="active"))))
     if external_customer_id is not None:
         rows = rows.filter(account_link__external_id=external_customer_id, account_link__deleted_at__isnull=True)
     if status:
@@ -191,6 +194,14 @@ def wallet_transaction_list(*, wallet: Wallet, status: str | None = None, transa
     if transaction_type:
         rows = rows.filter(transaction_type=transaction_type)
     return rows.order_by("-created_at", "-id")
+
+
+def wallet_ongoing_balance_cents(wallet: Wallet) -> int:
+    """The wallet's balance less its ongoing usage (minor units; negative when usage has passed it): what Lago's
+    recurring threshold rules and `wallet.depleted_ongoing_balance` watch. A terminated wallet's is its balance."""
+    if wallet.status != Wallet.Status.ACTIVE:
+        return wallet.balance_amount_cents
+    return wallet.balance_amount_cents - wallet_ongoing_usage_cents(wallet)
 
 
 def wallet_ongoing_usage_cents(wallet: Wallet) -> int:

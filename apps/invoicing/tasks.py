@@ -75,3 +75,19 @@ def usage_checks_run_task() -> int:
     from .usage_checks import usage_checks_run
 
     return usage_checks_run()
+
+
+@shared_task(acks_late=True)
+def wallet_threshold_top_up_task(wallet_id: int) -> int:
+    """Fire the wallet's threshold top-up rule if its ongoing balance crossed it (idempotent)."""
+    from .top_ups import wallet_threshold_top_up
+
+    return len(wallet_threshold_top_up(wallet_id=wallet_id))
+
+
+@shared_task(acks_late=True)
+def wallets_recurring_top_up_task() -> dict:
+    """Recurring top-ups: expire rules, fire the interval rules due today, check the threshold rules (idempotent)."""
+    from .top_ups import wallets_recurring_top_up
+
+    return wallets_recurring_top_up()

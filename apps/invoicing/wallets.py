@@ -32,6 +32,7 @@ from apps.subscriptions.periods import local_date
 
 from .models import Fee, Invoice, Wallet, WalletTransaction
 from .prepaid import wallet_transactions_announce
+from .recurring import recurring_rules_create, recurring_rules_update, recurring_rules_validate
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ def wallet_create(*, service: Service, link: AccountLink, values: dict) -> tuple
         errors["currency"] = ["currencies_does_not_match"]
     amounts = _check_credits(values, rate, currency, errors) if "currency" not in errors and "rate_amount" not in errors \
         else {}
+    try:
+        rules = recurring_rules_validate(values.get("recurring_transaction_rules"))
+    except ValidationFailed as refused:
+        errors.update(refused.details)
     if errors:
         raise ValidationFailed("invalid wallet", details=errors)
     if not customer.currency:
@@ -105,13 +110,17 @@ def wallet_create(*, service: Service, link: AccountLink, values: dict) -> tuple
         invoice_requires_successful_payment=bool(values.get("invoice_requires_successful_payment")),
     )
     rows = _top_up(wallet, amounts, name="", metadata=[])
+    if rules:
+        recurring_rules_create(wallet=wallet, rules=rules, paid_credits=values.get("paid_credits"),
+                               granted_credits=values.get("granted_credits"))
     return wallet, rows
 
 
 @transaction.atomic
 def wallet_update(*, wallet: Wallet, values: dict) -> Wallet:
-    """Change a wallet's name, code, priority, expiration or payment rule (Lago's PUT). A terminated wallet
-    refuses (405 `wallet_is_terminated`); an expiration in the past answers 422 `invalid_date`."""
+    """Change a wallet's name, code, priority, expiration, payment rule or recurring top-up rules (Lago's PUT). A
+    terminated wallet refuses (405 `wallet_is_terminated`); an expiration in the past answers 422 `invalid_date`,
+    a bad rule 422 `invalid_recurring_rule`."""
     from apps.core.exceptions import NotAllowed
 
     wallet = Wallet.objects.select_for_update().get(pk=wallet.pk)
@@ -120,6 +129,7 @@ def wallet_update(*, wallet: Wallet, values: dict) -> Wallet:
     if "expiration_at" in values and values["expiration_at"] is not None \
             and values["expiration_at"] <= timezone.now():
         raise ValidationFailed("invalid wallet", details={"expiration_at": ["invalid_date"]})
+    rules = recurring_rules_validate(values.get("recurring_transaction_rules"))
     fields = []
     for field in ("name", "code", "priority", "expiration_at", "invoice_requires_successful_payment"):
         if field in values:
@@ -132,6 +142,8 @@ def wallet_update(*, wallet: Wallet, values: dict) -> Wallet:
             fields.append(field)
     if fields:
         wallet.save(update_fields=[*fields, "updated_at"])
+    if rules is not None:
+        recurring_rules_update(wallet=wallet, rules=rules)
     return wallet
 
 
@@ -184,8 +196,10 @@ def wallet_transaction_create(*, wallet: Wallet, values: dict) -> list[WalletTra
     return _top_up(wallet, amounts, name=values.get("name") or "", metadata=values.get("metadata") or [])
 
 
-def _top_up(wallet: Wallet, amounts: dict[str, int], *, name: str, metadata: list) -> list[WalletTransaction]:
-    """Write the top-up transactions of a locked wallet: paid (pending, with its invoice), then granted."""
+def _top_up(wallet: Wallet, amounts: dict[str, int], *, name: str, metadata: list,
+            source: str = WalletTransaction.Source.MANUAL) -> list[WalletTransaction]:
+    """Write the top-up transactions of a locked wallet: paid (pending, with its invoice), then granted. `source`
+    says what asked for it (Lago's `manual`, or a recurring rule's `interval`/`threshold`)."""
     now = timezone.now()
     rows = []
     if "paid_credits" in amounts:
@@ -194,7 +208,7 @@ def _top_up(wallet: Wallet, amounts: dict[str, int], *, name: str, metadata: lis
             wallet=wallet, transaction_type=WalletTransaction.TransactionType.INBOUND,
             status=WalletTransaction.Status.PENDING, transaction_status=WalletTransaction.TransactionStatus.PURCHASED,
             reason=WalletTransaction.Reason.TOP_UP, amount_cents=cents, paid_amount_cents=cents,
-            credit_amount=credits_of(cents, wallet), name=name, metadata=metadata,
+            credit_amount=credits_of(cents, wallet), name=name, metadata=metadata, source=source,
         )
         row.invoice = _credit_invoice(wallet, row)
         row.save()
@@ -205,7 +219,7 @@ def _top_up(wallet: Wallet, amounts: dict[str, int], *, name: str, metadata: lis
             wallet=wallet, transaction_type=WalletTransaction.TransactionType.INBOUND,
             status=WalletTransaction.Status.SETTLED, transaction_status=WalletTransaction.TransactionStatus.GRANTED,
             reason=WalletTransaction.Reason.TOP_UP, amount_cents=cents, credit_amount=credits_of(cents, wallet),
-            name=name, metadata=metadata, settled_at=now,
+            name=name, metadata=metadata, settled_at=now, source=source,
         )
         Wallet.objects.filter(pk=wallet.pk).update(
             balance_amount_cents=F("balance_amount_cents") + cents, last_balance_sync_at=now, updated_at=now)

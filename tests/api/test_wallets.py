@@ -121,3 +121,43 @@ def test_another_service_sees_none_of_them(acme, desk):
                                                                            "granted_credits": "1"}}, format="json")
     assert top.json()["code"] == "wallet_not_found"
     assert Wallet.objects.get().balance_amount_cents == 150
+
+
+def test_recurring_transaction_rules_with_lago_s_bodies_and_errors(acme):
+    """Lago's example rule (a monthly target top-up to 200 credits) on create, shown on the wallet; an update
+    naming it changes it, one without a lago_id replaces it; two rules or a bad one answer Lago's 422."""
+    rule = {"trigger": "interval", "method": "target", "interval": "monthly", "target_ongoing_balance": "200.0",
+            "started_at": "2099-08-08T00:00:00Z", "transaction_metadata": [{"key": "example_key",
+                                                                            "value": "example_value"}],
+            "transaction_name": "Tokens for models 'high-fidelity-boost'"}
+    created = _create(acme, granted_credits="10", recurring_transaction_rules=[rule])
+    assert created.status_code == 200, created.json()
+    [shown] = created.json()["wallet"]["recurring_transaction_rules"]
+    assert {k: shown[k] for k in ("trigger", "method", "interval", "status", "target_ongoing_balance", "paid_credits",
+                                  "granted_credits", "threshold_credits", "grants_target_top_up", "started_at",
+                                  "transaction_name", "transaction_metadata")} == {
+        "trigger": "interval", "method": "target", "interval": "monthly", "status": "active",
+        "target_ongoing_balance": "200", "paid_credits": "0", "granted_credits": "0", "threshold_credits": "0",
+        "grants_target_top_up": False, "started_at": "2099-08-08T00:00:00Z",
+        "transaction_name": "Tokens for models 'high-fidelity-boost'",
+        "transaction_metadata": [{"key": "example_key", "value": "example_value"}]}
+    lago_id = created.json()["wallet"]["lago_id"]
+    changed = acme.put(f"/api/v1/wallets/{lago_id}", {"wallet": {"recurring_transaction_rules": [
+        {**rule, "lago_id": shown["lago_id"], "target_ongoing_balance": "300"}]}}, format="json")
+    [kept] = changed.json()["wallet"]["recurring_transaction_rules"]
+    assert (kept["lago_id"], kept["target_ongoing_balance"]) == (shown["lago_id"], "300")
+    replaced = acme.put(f"/api/v1/wallets/{lago_id}", {"wallet": {"recurring_transaction_rules": [
+        {"trigger": "threshold", "threshold_credits": "5", "paid_credits": "20"}]}}, format="json")
+    [new] = replaced.json()["wallet"]["recurring_transaction_rules"]
+    assert new["lago_id"] != shown["lago_id"] and (new["trigger"], new["grants_target_top_up"]) == ("threshold", None)
+    assert acme.get("/api/v1/wallets").json()["wallets"][0]["recurring_transaction_rules"] == [new]
+
+    two = _create(acme, recurring_transaction_rules=[rule, rule])
+    assert (two.status_code, two.json()["error_details"]) == (
+        422, {"recurring_transaction_rules": ["invalid_number_of_recurring_rules"]})
+    bad = acme.put(f"/api/v1/wallets/{lago_id}", {"wallet": {"recurring_transaction_rules": [
+        {"trigger": "threshold", "method": "target", "threshold_credits": "50", "target_ongoing_balance": "10"}]}},
+        format="json")
+    assert (bad.status_code, bad.json()["error_details"]) == (
+        422, {"recurring_transaction_rules": ["invalid_recurring_rule"]})
+    assert Wallet.objects.count() == 1

@@ -30,6 +30,11 @@ class MetadataIn(serializers.Serializer):
     value = serializers.CharField(max_length=255, allow_blank=True, allow_null=True)
 
 
+def _rules():
+    # Checked by the service as Lago does, rule by rule, into one code on `recurring_transaction_rules`.
+    return serializers.ListField(child=serializers.DictField(), required=False, allow_null=True)
+
+
 class WalletIn(serializers.Serializer):
     external_customer_id = serializers.CharField(max_length=255)
     currency = serializers.ChoiceField(choices=SUPPORTED_CURRENCIES)
@@ -41,6 +46,7 @@ class WalletIn(serializers.Serializer):
     granted_credits = _credits()
     expiration_at = serializers.DateTimeField(required=False, allow_null=True)
     invoice_requires_successful_payment = serializers.BooleanField(required=False, allow_null=True)
+    recurring_transaction_rules = _rules()
 
 
 class WalletUpdateIn(serializers.Serializer):
@@ -50,6 +56,7 @@ class WalletUpdateIn(serializers.Serializer):
     expiration_at = serializers.DateTimeField(required=False, allow_null=True)
     # lago-python-client sends every field of its model, null when unset: null leaves this one as it is.
     invoice_requires_successful_payment = serializers.BooleanField(required=False, allow_null=True)
+    recurring_transaction_rules = _rules()
 
     def validate(self, attrs):
         if attrs.get("invoice_requires_successful_payment", False) is None:
