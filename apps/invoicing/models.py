@@ -527,6 +527,10 @@ class Wallet(TimeStampedModel):
     consumed_amount_cents = models.BigIntegerField(default=0)  # minor units consumed by invoices (net of returns)
     priority = models.PositiveSmallIntegerField(default=50)  # Lago: 1 (first) to 50
     invoice_requires_successful_payment = models.BooleanField(default=False)
+    # Lago's `applies_to`: the fee types and the service's metric codes (charges) the wallet may pay; both empty,
+    # any fee of its service.
+    allowed_fee_types = models.JSONField(default=list, blank=True)
+    billable_metric_codes = models.JSONField(default=list, blank=True)
     expiration_at = models.DateTimeField(null=True, blank=True)  # terminated at this instant (wallets_expire)
     terminated_at = models.DateTimeField(null=True, blank=True)
     last_balance_sync_at = models.DateTimeField(null=True, blank=True)

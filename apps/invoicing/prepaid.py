@@ -1,9 +1,11 @@
 """Prepaid credits at finalization and void: wallets consumed by invoices, given back when one is voided.
 
 Consumption (`wallets_apply`) happens at finalization, in Lago's order: after coupons (before tax) and after
-credit-note credit (after tax, `credits.credits_apply`), it takes what is still due, but at most the wallet's
-service's share of the invoice (its fees less their coupons plus their tax): a service's prepaid credits never pay
-another service's lines on a shared customer's invoice. Finalization runs once per invoice under the drafts' locks,
+credit-note credit (after tax, `credits.credits_apply`), it takes what is still due, but at most what the wallet may
+pay: its service's fees (less their coupons, plus their tax; a service's prepaid credits never pay another
+service's lines on a shared customer's invoice) of the types and metrics its `applies_to` names, allocated as
+Lago's AllocatePrepaidCreditsByWalletsService does (fees grouped by type and metric, largest group first, each
+wallet in priority order taking what is left of the groups it may pay). Finalization runs once per invoice under the drafts' locks,
 so a re-run of the close consumes nothing more; one consumption row per (wallet, invoice) is also a unique
 constraint. Wallets are locked `FOR UPDATE` by id, so concurrent finalizations take turns and the second sees what
 the first consumed. Void gives back what the invoice consumed (`wallets_return`), once.
@@ -55,13 +57,31 @@ def wallet_top_up_fail(*, invoice: Invoice) -> WalletTransaction | None:
 # --------------------------------------------------------------------------- consumption
 
 
-def _service_shares(invoice_ids: list[int]) -> dict[tuple[int, int], int]:
-    """(invoice id, service id) -> what that service's fees bill, tax included, after coupons (minor units)."""
+def _fee_buckets(invoice_ids: list[int]) -> dict[int, list[list]]:
+    """invoice id -> its fees grouped as Lago allocates prepaid credit: [service id, fee type, metric code, what
+    they bill (tax included, after coupons; minor units)], largest first (Lago's
+    AllocatePrepaidCreditsByWalletsService; ties in a fixed order). Each bucket's last item is what is left of it."""
     # No ordering: Fee's default orders by invoice, a join that drops the close's invoices not written yet.
     rows = (Fee.objects.filter(invoice_id__in=invoice_ids, service_id__isnull=False).order_by()
-            .values("invoice_id", "service_id")
+            .values("invoice_id", "service_id", "fee_type", "charge__billable_metric__code")
             .annotate(total=Sum(F("amount_cents") - F("coupons_amount_cents") + F("taxes_amount_cents"))))
-    return {(row["invoice_id"], row["service_id"]): row["total"] for row in rows}
+    buckets: dict[int, list[list]] = defaultdict(list)
+    for row in rows:
+        if row["total"] > 0:
+            buckets[row["invoice_id"]].append(
+                [row["service_id"], row["fee_type"], row["charge__billable_metric__code"] or "", row["total"]])
+    for items in buckets.values():
+        items.sort(key=lambda item: (-item[3], item[0], item[1], item[2]))
+    return buckets
+
+
+def wallet_applies_to(wallet: Wallet, *, fee_type: str, metric_code: str) -> bool:
+    """Whether the wallet may pay a fee of this type and metric (Lago's `applies_to`): an unrestricted wallet pays
+    any; a restricted one the fee types it lists and the charges of the metrics it lists."""
+    types, codes = wallet.allowed_fee_types or [], wallet.billable_metric_codes or []
+    if not types and not codes:
+        return True
+    return fee_type in types or (fee_type == Fee.FeeType.CHARGE and metric_code in codes)
 
 
 def wallets_apply(invoices: list[Invoice], *, now: datetime) -> list[WalletTransaction]:
@@ -92,7 +112,7 @@ def wallets_apply(invoices: list[Invoice], *, now: datetime) -> list[WalletTrans
     for wallet in sorted(wallets, key=lambda w: (w.priority, w.created_at, w.pk)):
         pools[(wallet.customer_id, wallet.currency)].append(wallet)
     targets = [invoice for invoice in due if (invoice.customer_id, invoice.currency) in pools]
-    shares = _service_shares([invoice.pk for invoice in targets])
+    buckets = _fee_buckets([invoice.pk for invoice in targets])
     rows: list[WalletTransaction] = []
     touched: dict[int, Wallet] = {}
     for invoice in targets:
@@ -100,9 +120,19 @@ def wallets_apply(invoices: list[Invoice], *, now: datetime) -> list[WalletTrans
             owed = invoice.total_amount_cents - invoice.total_paid_amount_cents
             if owed <= 0:
                 break
-            taken_here = sum(row.amount_cents for row in rows
-                             if row.invoice is invoice and row.wallet.service_id == wallet.service_id)
-            take = min(wallet.balance_amount_cents, owed, shares.get((invoice.pk, wallet.service_id), 0) - taken_here)
+            # Lago's allocation: bucket by bucket, largest first, what the wallet may pay, up to its balance and
+            # what is still owed; a wallet only ever pays its own service's fees.
+            take = 0
+            for bucket in buckets.get(invoice.pk, ()):
+                service_id, fee_type, metric_code, left = bucket
+                if left <= 0 or service_id != wallet.service_id \
+                        or not wallet_applies_to(wallet, fee_type=fee_type, metric_code=metric_code):
+                    continue
+                part = min(left, wallet.balance_amount_cents - take, owed - take)
+                if part <= 0:
+                    break
+                bucket[3] -= part
+                take += part
             if take <= 0:
                 continue
             # Granted credit first, then paid (Lago's traceable wallets): the ledger posts each part differently.

@@ -628,7 +628,8 @@ def wallet_out(wallet: Wallet) -> dict:
         "terminated_at": ts(wallet.terminated_at),
         "invoice_requires_successful_payment": wallet.invoice_requires_successful_payment,
         "recurring_transaction_rules": [recurring_rule_out(rule) for rule in recurring_rules_of(wallet)],
-        "applies_to": {"fee_types": [], "billable_metric_codes": []},
+        "applies_to": {"fee_types": wallet.allowed_fee_types or [],
+                       "billable_metric_codes": wallet.billable_metric_codes or []},
     }
 
 

@@ -72,6 +72,27 @@ def _check_credits(values: dict, rate_amount: Decimal, currency: str, errors: di
     return amounts
 
 
+def _check_applies_to(service: Service, applies_to: dict | None, errors: dict) -> dict:
+    """Validate Lago's `applies_to` (fee types, the service's metric codes); return the fields to set."""
+    if not applies_to:
+        return {}
+    fields = {}
+    if applies_to.get("fee_types") is not None:
+        types = list(dict.fromkeys(applies_to["fee_types"]))
+        if set(types) - set(Fee.FeeType.values):
+            errors["allowed_fee_types"] = ["invalid_fee_types"]
+        fields["allowed_fee_types"] = types
+    if applies_to.get("billable_metric_codes") is not None:
+        from apps.catalog.selectors import billable_metric_list
+
+        codes = list(dict.fromkeys(code for code in applies_to["billable_metric_codes"] if code))
+        known = set(billable_metric_list(service=service).filter(code__in=codes).values_list("code", flat=True))
+        if len(known) != len(codes):
+            errors["billable_metrics"] = ["invalid_identifier"]
+        fields["billable_metric_codes"] = codes
+    return fields
+
+
 @transaction.atomic
 def wallet_create(*, service: Service, link: AccountLink, values: dict) -> tuple[Wallet, list[WalletTransaction]]:
     """Create a wallet for the service's customer (Lago's POST /wallets), topped up with the paid and granted
@@ -98,6 +119,7 @@ def wallet_create(*, service: Service, link: AccountLink, values: dict) -> tuple
         rules = recurring_rules_validate(values.get("recurring_transaction_rules"))
     except ValidationFailed as refused:
         errors.update(refused.details)
+    limits = _check_applies_to(service, values.get("applies_to"), errors)
     if errors:
         raise ValidationFailed("invalid wallet", details=errors)
     if not customer.currency:
@@ -107,7 +129,7 @@ def wallet_create(*, service: Service, link: AccountLink, values: dict) -> tuple
         service=service, account_link=link, customer=customer, currency=currency, rate_amount=rate,
         name=values.get("name") or "", code=values.get("code") or "", expiration_at=expiration_at,
         priority=values.get("priority") or 50,
-        invoice_requires_successful_payment=bool(values.get("invoice_requires_successful_payment")),
+        invoice_requires_successful_payment=bool(values.get("invoice_requires_successful_payment")), **limits,
     )
     rows = _top_up(wallet, amounts, name="", metadata=[])
     if rules:
@@ -118,7 +140,8 @@ def wallet_create(*, service: Service, link: AccountLink, values: dict) -> tuple
 
 @transaction.atomic
 def wallet_update(*, wallet: Wallet, values: dict) -> Wallet:
-    """Change a wallet's name, code, priority, expiration, payment rule or recurring top-up rules (Lago's PUT). A
+    """Change a wallet's name, code, priority, expiration, payment rule, `applies_to` or recurring top-up rules
+    (Lago's PUT). A
     terminated wallet refuses (405 `wallet_is_terminated`); an expiration in the past answers 422 `invalid_date`,
     a bad rule 422 `invalid_recurring_rule`."""
     from apps.core.exceptions import NotAllowed
@@ -130,7 +153,13 @@ def wallet_update(*, wallet: Wallet, values: dict) -> Wallet:
             and values["expiration_at"] <= timezone.now():
         raise ValidationFailed("invalid wallet", details={"expiration_at": ["invalid_date"]})
     rules = recurring_rules_validate(values.get("recurring_transaction_rules"))
-    fields = []
+    errors: dict[str, list[str]] = {}
+    limits = _check_applies_to(wallet.service, values.get("applies_to"), errors)
+    if errors:
+        raise ValidationFailed("invalid wallet", details=errors)
+    for field, value in limits.items():
+        setattr(wallet, field, value)
+    fields = list(limits)
     for field in ("name", "code", "priority", "expiration_at", "invoice_requires_successful_payment"):
         if field in values:
             value = values[field]

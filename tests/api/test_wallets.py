@@ -161,3 +161,13 @@ def test_recurring_transaction_rules_with_lago_s_bodies_and_errors(acme):
     assert (bad.status_code, bad.json()["error_details"]) == (
         422, {"recurring_transaction_rules": ["invalid_recurring_rule"]})
     assert Wallet.objects.count() == 1
+
+
+def test_applies_to_in_lago_s_body(acme):
+    metric = acme.post("/api/v1/billable_metrics", {"billable_metric": {
+        "name": "Tokens", "code": "tokens", "aggregation_type": "sum_agg", "field_name": "n"}}, format="json")
+    assert metric.status_code == 200, metric.json()
+    created = _create(acme, applies_to={"fee_types": ["charge"], "billable_metric_codes": ["tokens"]})
+    assert created.json()["wallet"]["applies_to"] == {"fee_types": ["charge"], "billable_metric_codes": ["tokens"]}
+    bad = _create(acme, applies_to={"billable_metric_codes": ["unknown"]})
+    assert (bad.status_code, bad.json()["error_details"]) == (422, {"billable_metrics": ["invalid_identifier"]})

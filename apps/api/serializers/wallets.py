@@ -30,6 +30,12 @@ class MetadataIn(serializers.Serializer):
     value = serializers.CharField(max_length=255, allow_blank=True, allow_null=True)
 
 
+class AppliesToIn(serializers.Serializer):
+    fee_types = serializers.ListField(child=serializers.CharField(max_length=32), required=False, allow_null=True)
+    billable_metric_codes = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+                                                  allow_null=True)
+
+
 def _rules():
     # Checked by the service as Lago does, rule by rule, into one code on `recurring_transaction_rules`.
     return serializers.ListField(child=serializers.DictField(), required=False, allow_null=True)
@@ -47,6 +53,7 @@ class WalletIn(serializers.Serializer):
     expiration_at = serializers.DateTimeField(required=False, allow_null=True)
     invoice_requires_successful_payment = serializers.BooleanField(required=False, allow_null=True)
     recurring_transaction_rules = _rules()
+    applies_to = AppliesToIn(required=False, allow_null=True)
 
 
 class WalletUpdateIn(serializers.Serializer):
@@ -57,6 +64,7 @@ class WalletUpdateIn(serializers.Serializer):
     # lago-python-client sends every field of its model, null when unset: null leaves this one as it is.
     invoice_requires_successful_payment = serializers.BooleanField(required=False, allow_null=True)
     recurring_transaction_rules = _rules()
+    applies_to = AppliesToIn(required=False, allow_null=True)
 
     def validate(self, attrs):
         if attrs.get("invoice_requires_successful_payment", False) is None:
