@@ -535,6 +535,9 @@ class Wallet(TimeStampedModel):
     terminated_at = models.DateTimeField(null=True, blank=True)
     last_balance_sync_at = models.DateTimeField(null=True, blank=True)
     last_consumed_credit_at = models.DateTimeField(null=True, blank=True)
+    # Lago's flag: the ongoing balance is at or below zero and `wallet.depleted_ongoing_balance` was sent; cleared
+    # once it is positive again, so the webhook goes once per depletion (apps/invoicing/top_ups.py).
+    depleted_ongoing_balance = models.BooleanField(default=False)
 
     class Meta:
         ordering = ("-created_at", "-id")

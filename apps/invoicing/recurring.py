@@ -228,16 +228,15 @@ def recurring_rules_of(wallet: Wallet) -> list[Rule]:
 
 def _threshold_check_on_commit(wallet: Wallet, rules: list[Rule]) -> None:
     if any(rule.trigger == Rule.Trigger.THRESHOLD for rule in rules):
-        wallets_threshold_check_on_commit([wallet.pk])
+        wallets_balance_check_on_commit([wallet.pk])
 
 
-def wallets_threshold_check_on_commit(wallet_ids) -> None:
-    """After this transaction commits, check the threshold rules of these wallets (those that have one)."""
-    ids = sorted(set(Rule.objects.filter(wallet_id__in=list(wallet_ids), status=Rule.Status.ACTIVE,
-                                         trigger=Rule.Trigger.THRESHOLD).values_list("wallet_id", flat=True)))
-    for wallet_id in ids:
-        # robust: the beat checks every threshold rule anyway, so a failed send never fails the committed close
-        task_send_on_commit("apps.invoicing.tasks.wallet_threshold_top_up_task", wallet_id, robust=True)
+def wallets_balance_check_on_commit(wallet_ids) -> None:
+    """After this transaction commits, check these wallets' ongoing balances (`top_ups.wallet_balance_check`:
+    the depletion webhook, the threshold rule). Call when a balance changed: consumption, a top-up, a give-back."""
+    for wallet_id in sorted(set(wallet_ids)):
+        # robust: the beat checks every wallet anyway, so a failed send never fails a committed change
+        task_send_on_commit("apps.invoicing.tasks.wallet_balance_check_task", wallet_id, robust=True)
 
 
 # --------------------------------------------------------------------------- amounts (Lago's compute_*)

@@ -45,7 +45,7 @@ from .models import (
 from .numbering import invoice_numbers_take, invoice_series_for
 from .selectors import invoice_service_ids
 from .prepaid import wallet_consumptions_save, wallet_top_up_fail, wallets_apply, wallets_return
-from .recurring import wallets_threshold_check_on_commit
+from .recurring import wallets_balance_check_on_commit
 from .representations import credit_note_out, invoice_out, invoices_for_rendering
 
 __all__ = [
@@ -352,8 +352,8 @@ def _invoices_finalized_follow_up(
     posted_consumptions = [row for row in consumptions if row.invoice_id not in shadow]
     if posted_consumptions:
         ledger_wallet_transactions_create(transactions=posted_consumptions)
-    if consumptions:  # the balances fell: their threshold top-up rules are checked once this commits
-        wallets_threshold_check_on_commit({row.wallet_id for row in consumptions})
+    if consumptions:  # the balances fell: depletion and threshold top-ups are checked once this commits
+        wallets_balance_check_on_commit({row.wallet_id for row in consumptions})
     for invoice in authoritative:
         invoice_finalized_announce(invoice=invoice)  # apps.payments collects the amount due on commit
 
@@ -386,6 +386,7 @@ def invoice_void(*, invoice_id: int) -> Invoice:
         ledger_credit_applications_create(applications=returned)
     if given_back:  # written before the void's posting too: the ledger gives the wallet credit back first
         ledger_wallet_transactions_create(transactions=given_back)
+        wallets_balance_check_on_commit({row.wallet_id for row in given_back})
     ledger_posting_create(void=invoice)
     return invoice
 

@@ -78,16 +78,17 @@ def usage_checks_run_task() -> int:
 
 
 @shared_task(acks_late=True)
-def wallet_threshold_top_up_task(wallet_id: int) -> int:
-    """Fire the wallet's threshold top-up rule if its ongoing balance crossed it (idempotent)."""
-    from .top_ups import wallet_threshold_top_up
+def wallet_balance_check_task(wallet_id: int) -> int:
+    """Check a wallet's ongoing balance: the depletion webhook, the threshold top-up rule (idempotent)."""
+    from .top_ups import wallet_balance_check
 
-    return len(wallet_threshold_top_up(wallet_id=wallet_id))
+    return len(wallet_balance_check(wallet_id=wallet_id))
 
 
 @shared_task(acks_late=True)
 def wallets_recurring_top_up_task() -> dict:
-    """Recurring top-ups: expire rules, fire the interval rules due today, check the threshold rules (idempotent)."""
+    """Recurring top-ups: expire rules, fire the interval rules due today, check every active wallet's ongoing
+    balance (depletion, threshold rules; idempotent)."""
     from .top_ups import wallets_recurring_top_up
 
     return wallets_recurring_top_up()

@@ -1,4 +1,5 @@
-"""Recurring top-ups fired (the rules themselves: apps/invoicing/recurring.py): threshold rules after a
+"""Wallet balance checks and recurring top-ups fired (the rules: apps/invoicing/recurring.py): the depletion
+webhook and threshold rules after a
 finalization consumed the wallet and by the beat, interval rules by the beat, each under the customer's then the
 wallet's row lock, once per crossing (`threshold_armed`) or per local day (`last_interval_on`)."""
 from __future__ import annotations
@@ -32,6 +33,16 @@ def _fire(rule: Rule, wallet: Wallet, *, paid: Decimal, granted: Decimal, source
     return _top_up(wallet, amounts, name=rule.transaction_name, metadata=rule.transaction_metadata, source=source)
 
 
+def _depleted_announce(wallet: Wallet) -> None:
+    """Record `wallet.depleted_ongoing_balance` (Lago's Wallet body) to the wallet's service, in this transaction."""
+    from apps.webhooks.services import webhook_events_record
+
+    from .representations import wallet_out
+
+    webhook_events_record(event_type="wallet.depleted_ongoing_balance", object_type="wallet",
+                          items=[(wallet_out(wallet), [wallet.service_id])])
+
+
 def _ongoing_credits(wallet: Wallet) -> Decimal:
     return wallet.credits_of(wallet_ongoing_balance_cents(wallet))
 
@@ -56,17 +67,25 @@ def _active_rule(wallet: Wallet, trigger: str, now: datetime) -> Rule | None:
 
 
 @transaction.atomic
-def wallet_threshold_top_up(*, wallet_id: int, now: datetime | None = None) -> list[WalletTransaction]:
-    """Fire the wallet's threshold rule if its ongoing balance is at or below the threshold and the rule is armed;
-    return the top-up transactions written. Safe to run twice, late or concurrently (row locks, the armed flag)."""
+def wallet_balance_check(*, wallet_id: int, now: datetime | None = None) -> list[WalletTransaction]:
+    """Check the wallet's ongoing balance (the balance less current usage): send `wallet.depleted_ongoing_balance`
+    when it reaches zero or less (once per depletion, Lago's `depleted_ongoing_balance` flag, cleared when it is
+    positive again), and fire its threshold rule if it is armed and the balance is at or below the threshold.
+    Return the top-up transactions written. Safe to run twice, late or concurrently (row locks, the flags)."""
     now = now or timezone.now()
     wallet = _locked(wallet_id)
     if wallet is None or wallet.status != Wallet.Status.ACTIVE:
         return []
+    ongoing_cents = wallet_ongoing_balance_cents(wallet)
+    if (ongoing_cents <= 0) != wallet.depleted_ongoing_balance:
+        wallet.depleted_ongoing_balance = ongoing_cents <= 0
+        wallet.save(update_fields=["depleted_ongoing_balance", "updated_at"])
+        if wallet.depleted_ongoing_balance:
+            _depleted_announce(wallet)
     rule = _active_rule(wallet, Rule.Trigger.THRESHOLD, now)
     if rule is None:
         return []
-    ongoing = _ongoing_credits(wallet)
+    ongoing = wallet.credits_of(ongoing_cents)
     pending = WalletTransaction.objects.filter(
         wallet=wallet, status=WalletTransaction.Status.PENDING).aggregate(total=Sum("credit_amount"))["total"] or ZERO
     if ongoing + pending > rule.threshold_credits:
@@ -129,16 +148,15 @@ def recurring_rules_expire(*, now: datetime | None = None) -> int:
 
 
 def wallets_recurring_top_up(*, now: datetime | None = None) -> dict[str, int]:
-    """The beat's pass: expire rules, fire the interval rules due, check every threshold rule (usage grows
-    between closes). Each wallet in its own transaction; idempotent."""
+    """The beat's pass: expire rules, fire the interval rules due, check every active wallet's ongoing balance
+    (usage grows between closes). Each wallet in its own transaction; idempotent."""
     now = now or timezone.now()
     expired = recurring_rules_expire(now=now)
     interval = wallets_interval_top_up(now=now)
     threshold = 0
-    wallet_ids = (Rule.objects.filter(status=Rule.Status.ACTIVE, trigger=Rule.Trigger.THRESHOLD,
-                                      wallet__status=Wallet.Status.ACTIVE)
-                  .order_by("wallet_id").values_list("wallet_id", flat=True))
+    # Every active wallet: the depletion webhook watches them all, not only those with a threshold rule.
+    wallet_ids = Wallet.objects.filter(status=Wallet.Status.ACTIVE).order_by("pk").values_list("pk", flat=True)
     for wallet_id in list(wallet_ids):
-        if wallet_threshold_top_up(wallet_id=wallet_id, now=now):
+        if wallet_balance_check(wallet_id=wallet_id, now=now):
             threshold += 1
     return {"expired": expired, "interval": interval, "threshold": threshold}

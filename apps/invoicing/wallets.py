@@ -32,7 +32,8 @@ from apps.subscriptions.periods import local_date
 
 from .models import Fee, Invoice, Wallet, WalletTransaction
 from .prepaid import wallet_transactions_announce
-from .recurring import recurring_rules_create, recurring_rules_update, recurring_rules_validate
+from .recurring import (recurring_rules_create, recurring_rules_update, recurring_rules_validate,
+                        wallets_balance_check_on_commit)
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,8 @@ def _top_up(wallet: Wallet, amounts: dict[str, int], *, name: str, metadata: lis
         rows.append(row)
     if rows:
         wallet_transactions_announce(rows, event_type="wallet_transaction.created")
+    if "granted_credits" in amounts:
+        wallets_balance_check_on_commit([wallet.pk])  # a depleted wallet may be positive again
     if "paid_credits" in amounts:
         # Finalized last, once the transaction row exists: finalization hands the invoice to apps.payments, whose
         # collection may (on commit) find it paid and settle the row.
@@ -314,4 +317,5 @@ def wallet_top_up_settle(*, invoice: Invoice) -> WalletTransaction | None:
         last_balance_sync_at=now, updated_at=now)
     row.refresh_from_db()
     wallet_transactions_announce([row], event_type="wallet_transaction.updated")
+    wallets_balance_check_on_commit([wallet.pk])
     return row

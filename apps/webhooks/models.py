@@ -31,6 +31,7 @@ EVENT_OBJECT_TYPES: dict[str, str] = {
     "events.errors": "events_errors",
     "wallet_transaction.created": "wallet_transaction",
     "wallet_transaction.updated": "wallet_transaction",
+    "wallet.depleted_ongoing_balance": "wallet",
 }
 # Sent only by the admin's "send test event" action, to the one endpoint tested; not subscribable.
 TEST_EVENT_TYPE = "webhook_endpoint.test"

@@ -13,7 +13,7 @@ from django.db import connection
 from apps.invoicing.close import periods_close
 from apps.invoicing.models import Invoice, RecurringTransactionRule, Wallet, WalletTransaction
 from apps.invoicing.recurring import interval_due, recurring_rules_validate, rule_credits
-from apps.invoicing.top_ups import wallet_threshold_top_up, wallets_interval_top_up, wallets_recurring_top_up
+from apps.invoicing.top_ups import wallet_balance_check, wallets_interval_top_up, wallets_recurring_top_up
 from apps.invoicing.services import invoice_void
 from apps.invoicing.wallets import wallet_create, wallet_update
 
@@ -50,7 +50,7 @@ def test_a_close_that_takes_the_balance_to_the_threshold_tops_it_up_once(billing
     assert tokens.balance_amount_cents == 2000
     assert top_ups(tokens) == [("threshold", "granted", "settled", 2000)]
     assert WalletTransaction.objects.get(wallet=tokens, source="threshold").name == "Refill"
-    assert wallet_threshold_top_up(wallet_id=tokens.pk) == []
+    assert wallet_balance_check(wallet_id=tokens.pk) == []
     assert wallets_recurring_top_up()["threshold"] == 0
     assert top_ups(tokens) == [("threshold", "granted", "settled", 2000)]
 
@@ -60,11 +60,11 @@ def test_the_rule_fires_again_only_after_the_balance_rose_above_the_threshold(bi
     crossing. A fixed top-up too small to lift the balance (from 2 to 7) is not repeated until it rises again."""
     link = billing.customer()
     tokens = wallet(billing, link, "8", [{"trigger": "threshold", "threshold_credits": "10", "granted_credits": "5"}])
-    assert len(wallet_threshold_top_up(wallet_id=tokens.pk)) == 1
-    assert wallet_threshold_top_up(wallet_id=tokens.pk) == []  # 13: above, re-armed
+    assert len(wallet_balance_check(wallet_id=tokens.pk)) == 1
+    assert wallet_balance_check(wallet_id=tokens.pk) == []  # 13: above, re-armed
     Wallet.objects.filter(pk=tokens.pk).update(balance_amount_cents=200)  # as a consumption would
-    assert len(wallet_threshold_top_up(wallet_id=tokens.pk)) == 1  # a new crossing: 2 -> 7
-    assert wallet_threshold_top_up(wallet_id=tokens.pk) == []  # 7 is still below, but this crossing has fired
+    assert len(wallet_balance_check(wallet_id=tokens.pk)) == 1  # a new crossing: 2 -> 7
+    assert wallet_balance_check(wallet_id=tokens.pk) == []  # 7 is still below, but this crossing has fired
     tokens.refresh_from_db()
     assert tokens.balance_amount_cents == 700
     assert [row[3] for row in top_ups(tokens)] == [500, 500]
@@ -76,13 +76,13 @@ def test_paid_threshold_top_ups_count_what_is_pending_and_a_voided_one_is_asked_
     fire again; voided unpaid (the card declined), it is asked again at the next check."""
     link = billing.customer()
     tokens = wallet(billing, link, "0", [{"trigger": "threshold", "threshold_credits": "10", "paid_credits": "5"}])
-    [row] = wallet_threshold_top_up(wallet_id=tokens.pk)
+    [row] = wallet_balance_check(wallet_id=tokens.pk)
     assert (row.status, row.transaction_status, row.amount_cents, row.source) == ("pending", "purchased", 1500,
                                                                                    "threshold")
     assert Invoice.objects.get(pk=row.invoice_id).total_amount_cents == 1500
-    assert wallet_threshold_top_up(wallet_id=tokens.pk) == []
+    assert wallet_balance_check(wallet_id=tokens.pk) == []
     invoice_void(invoice_id=row.invoice_id)
-    [again] = wallet_threshold_top_up(wallet_id=tokens.pk)
+    [again] = wallet_balance_check(wallet_id=tokens.pk)
     assert (again.status, again.amount_cents) == ("pending", 1500)
 
 
@@ -111,7 +111,7 @@ def test_two_checks_at_once_fire_the_rule_once(billing):
     def check() -> None:
         try:
             barrier.wait(timeout=10)
-            results.append(len(wallet_threshold_top_up(wallet_id=tokens.pk)))
+            results.append(len(wallet_balance_check(wallet_id=tokens.pk)))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
         finally:
@@ -192,3 +192,39 @@ def test_update_keeps_the_rule_it_names_and_terminates_the_others(billing):
         {"trigger": "threshold", "threshold_credits": "1", "granted_credits": "1"}]})
     assert sorted(RecurringTransactionRule.objects.filter(wallet=tokens).values_list("trigger", "status")) == [
         ("interval", "terminated"), ("threshold", "active")]
+
+
+def test_depleted_ongoing_balance_is_sent_once_per_depletion(billing, settings, django_capture_on_commit_callbacks):
+    """A close takes the wallet to 0: `wallet.depleted_ongoing_balance` once (Lago's Wallet body, to the wallet's
+    service's endpoint, delivered like every event); checks that find it still depleted send nothing; a top-up
+    makes it positive, and the next depletion is announced again."""
+    from apps.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+    endpoint = WebhookEndpoint.objects.create(service=billing.service, webhook_url="https://hooks.example.com/x")
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    link = billing.customer()
+    billing.subscribe("s1", billing.plan(amount_cents=10000), when=at(2026, 3, 1, 0, 0))
+    tokens = wallet(billing, link, "50", [])
+
+    def depleted():
+        return list(WebhookEvent.objects.filter(event_type="wallet.depleted_ongoing_balance").order_by("id"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        periods_close(as_of=at(2026, 4, 1, 2, 0))
+    [event] = depleted()
+    assert (event.payload["object_type"], event.payload["wallet"]["lago_id"], event.payload["wallet"]["balance_cents"],
+            event.payload["wallet"]["ongoing_balance_cents"]) == ("wallet", str(tokens.lago_id), 0, 0)
+    assert WebhookDelivery.objects.filter(event=event, endpoint=endpoint).count() == 1
+    assert wallet_balance_check(wallet_id=tokens.pk) == [] and wallets_recurring_top_up() and len(depleted()) == 1
+    tokens.refresh_from_db()
+    assert tokens.depleted_ongoing_balance
+
+    from apps.invoicing.wallets import wallet_transaction_create
+
+    with django_capture_on_commit_callbacks(execute=True):
+        wallet_transaction_create(wallet=tokens, values={"granted_credits": Decimal("5")})
+    tokens.refresh_from_db()
+    assert not tokens.depleted_ongoing_balance
+    with django_capture_on_commit_callbacks(execute=True):
+        periods_close(as_of=at(2026, 5, 1, 2, 0))
+    assert len(depleted()) == 2
