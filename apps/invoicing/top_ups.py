@@ -1,7 +1,7 @@
 """Wallet balance checks and recurring top-ups fired (the rules: apps/invoicing/recurring.py): the depletion
-webhook and threshold rules after a
-finalization consumed the wallet and by the beat, interval rules by the beat, each under the customer's then the
-wallet's row lock, once per crossing (`threshold_armed`) or per local day (`last_interval_on`)."""
+webhook and threshold rules after a finalization consumed the wallet, a top-up or a give-back, and by the beat;
+interval rules by the beat. Each under the customer's then the wallet's row lock, once per depletion
+(`depleted_ongoing_balance`), per crossing (`threshold_armed`) or per local day (`last_interval_on`)."""
 from __future__ import annotations
 
 from datetime import date, datetime
