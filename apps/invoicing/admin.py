@@ -1,9 +1,12 @@
 """Invoices, credit notes and close runs in the admin: actions call services; finalized rows are read-only."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import transaction
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
@@ -32,6 +35,7 @@ from .models import (
     Fee,
     Invoice,
     InvoiceAppliedTax,
+    RecurringTransactionRule,
     Wallet,
     WalletTransaction,
 )
@@ -494,10 +498,29 @@ class WalletTransactionInline(ReadOnlyTabularInline):
     ordering = ("-created_at", "-id")
 
 
+class RecurringTransactionRuleInline(ReadOnlyTabularInline):
+    """The wallet's automatic top-up rules (set through the API, Lago's recurring_transaction_rules)."""
+
+    model = RecurringTransactionRule
+    fk_name = "wallet"
+    fields = ("created_at", "status", "trigger", "method", "interval", "threshold_credits", "paid_credits",
+              "granted_credits", "target_ongoing_balance", "started_at", "expiration_at", "last_interval_on",
+              "threshold_armed")
+    readonly_fields = fields
+
+
+class GrantCreditsForm(forms.Form):
+    granted_credits = forms.DecimalField(max_digits=30, decimal_places=5, min_value=Decimal("0.00001"),
+                                         label="Credits to grant", help_text="Free credits, settled at once.")
+    reason = forms.CharField(min_length=5, max_length=500, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text="Required: recorded in the audit with your name.")
+
+
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyAdmin):
     """Prepaid credits per customer and service: written through the API's services only (top-ups, consumption at
-    finalization, expiry), read here with their transactions and audit trail."""
+    finalization, expiry), read here with their transactions and audit trail. Staff grant credits with a reason
+    ("Grant credits" on a wallet's page), through the service the API's top-ups call."""
 
     list_display = ("created_at", "customer", "service", "name", "status", "balance_amount_cents",
                     "paid_balance_amount_cents", "consumed_amount_cents", "currency", "expiration_at")
@@ -505,4 +528,51 @@ class WalletAdmin(ReadOnlyAdmin):
     search_fields = ("customer__external_id", "account_link__external_id", "name", "code")
     list_select_related = ("customer", "service")
     raw_id_fields = ("customer", "service", "account_link")
-    inlines = (WalletTransactionInline,)
+    readonly_fields = ("grant_credits",)
+    inlines = (RecurringTransactionRuleInline, WalletTransactionInline)
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [path("<int:wallet_id>/grant/", self.admin_site.admin_view(self.grant_view),
+                     name="invoicing_wallet_grant"), *super().get_urls()]
+
+    @admin.display(description="grant credits")
+    def grant_credits(self, obj: Wallet) -> str:
+        from django.urls import reverse
+
+        if obj.pk is None or obj.status != Wallet.Status.ACTIVE:
+            return "-"
+        return format_html('<a href="{}">Grant credits…</a>', reverse("admin:invoicing_wallet_grant", args=[obj.pk]))
+
+    def grant_view(self, request, wallet_id: int):
+        """Grant free credits to an active wallet, with a required reason: `wallet_transaction_create` (the API's
+        top-up service) under the audit's context, so the transaction and the balance change carry who and why."""
+        from django.core.exceptions import PermissionDenied
+        from django.http import HttpResponseRedirect
+        from django.shortcuts import get_object_or_404
+        from django.urls import reverse
+
+        from .wallets import wallet_transaction_create
+
+        if not request.user.has_perm("invoicing.view_wallet") or not request.user.has_perm("invoicing.change_invoice"):
+            raise PermissionDenied
+        wallet = get_object_or_404(Wallet.objects.select_related("customer", "service"), pk=wallet_id)
+        form = GrantCreditsForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            credits, reason = form.cleaned_data["granted_credits"], form.cleaned_data["reason"]
+            try:
+                with transaction.atomic(), audit_context(actor=request.user.get_username(), reason=reason,
+                                                         action="grant_credits"):
+                    [row] = wallet_transaction_create(wallet=wallet, values={"granted_credits": credits})
+            except BillingError as exc:
+                codes = "; ".join(f"{field}: {', '.join(errs)}" for field, errs in exc.details.items())
+                form.add_error(None, codes or str(exc))
+            else:
+                self.message_user(request, f"Granted {row.credit_amount.normalize():f} credits "
+                                           f"({money_display(row.amount_cents, wallet.currency)}) to {wallet}.")
+                return HttpResponseRedirect(reverse("admin:invoicing_wallet_change", args=[wallet.pk]))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "wallet": wallet, "balance": money_display(wallet.balance_amount_cents, wallet.currency),
+                   "title": f"Grant credits: {wallet}"}
+        return TemplateResponse(request, "admin/invoicing/wallet_grant.html", context)
