@@ -588,18 +588,17 @@ def customer_usage_out(*, subscription, p_from, p_to, period, lines, taxes_cents
     }
 
 
-def wallet_out(wallet: Wallet) -> dict:
+def wallet_out(wallet: Wallet, *, usage_cents: int) -> dict:
     """Lago's Wallet, as its service addresses the customer. Credits are money / rate_amount (5 decimals).
 
-    `ongoing_usage_balance_cents` is what the wallet's service bills on the customer's draft invoices (tax
-    included) in the wallet's currency: what the next finalizations will take from the balance.
+    `usage_cents` is the wallet's ongoing usage (`close.ongoing.wallets_ongoing_usage`: its share of the customer's
+    current usage and draft invoices, tax included): what the next finalizations will take from the balance.
     """
     from .recurring import recurring_rules_of
-    from .selectors import wallet_ongoing_usage_cents
 
     credits_of = wallet.credits_of
     link = wallet.account_link
-    usage = wallet_ongoing_usage_cents(wallet) if wallet.status == Wallet.Status.ACTIVE else 0
+    usage = usage_cents if wallet.status == Wallet.Status.ACTIVE else 0
     ongoing = wallet.balance_amount_cents - usage
     return {
         "lago_id": str(wallet.lago_id),

@@ -196,26 +196,6 @@ def wallet_transaction_list(*, wallet: Wallet, status: str | None = None, transa
     return rows.order_by("-created_at", "-id")
 
 
-def wallet_ongoing_balance_cents(wallet: Wallet) -> int:
-    """The wallet's balance less its ongoing usage (minor units; negative when usage has passed it): what Lago's
-    recurring threshold rules and `wallet.depleted_ongoing_balance` watch. A terminated wallet's is its balance."""
-    if wallet.status != Wallet.Status.ACTIVE:
-        return wallet.balance_amount_cents
-    return wallet.balance_amount_cents - wallet_ongoing_usage_cents(wallet)
-
-
-def wallet_ongoing_usage_cents(wallet: Wallet) -> int:
-    """What the wallet's service bills on its customer's draft invoices in the wallet's currency, tax included,
-    after coupons (minor units): the part of the balance the next finalizations will take."""
-    from django.db.models import F
-
-    return Fee.objects.filter(
-        invoice__customer_id=wallet.customer_id, invoice__status=Invoice.Status.DRAFT,
-        invoice__currency=wallet.currency, service_id=wallet.service_id,
-    ).exclude(invoice__invoice_type=Invoice.InvoiceType.CREDIT).aggregate(
-        total=Sum(F("amount_cents") - F("coupons_amount_cents") + F("taxes_amount_cents")))["total"] or 0
-
-
 # Up to this many matching customers go into the invoice query as a list of ids (an index lookup each); more
 # (a broad word like "Inc") as a subquery, which then matches most invoices anyway.
 SEARCH_CUSTOMER_IDS_INLINE = 5000

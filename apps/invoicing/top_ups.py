@@ -17,7 +17,7 @@ from apps.subscriptions.periods import local_date
 from .models import RecurringTransactionRule as Rule
 from .models import Wallet, WalletTransaction
 from .recurring import ZERO, interval_due, rule_credits
-from .selectors import wallet_ongoing_balance_cents
+from .close.ongoing import customer_wallets_ongoing_usage
 from .wallets import MAX_TOP_UP_CENTS, _top_up, cents_of
 
 
@@ -33,18 +33,25 @@ def _fire(rule: Rule, wallet: Wallet, *, paid: Decimal, granted: Decimal, source
     return _top_up(wallet, amounts, name=rule.transaction_name, metadata=rule.transaction_metadata, source=source)
 
 
-def _depleted_announce(wallet: Wallet) -> None:
+def _depleted_announce(wallet: Wallet, *, usage_cents: int) -> None:
     """Record `wallet.depleted_ongoing_balance` (Lago's Wallet body) to the wallet's service, in this transaction."""
     from apps.webhooks.services import webhook_events_record
 
     from .representations import wallet_out
 
     webhook_events_record(event_type="wallet.depleted_ongoing_balance", object_type="wallet",
-                          items=[(wallet_out(wallet), [wallet.service_id])])
+                          items=[(wallet_out(wallet, usage_cents=usage_cents), [wallet.service_id])])
 
 
-def _ongoing_credits(wallet: Wallet) -> Decimal:
-    return wallet.credits_of(wallet_ongoing_balance_cents(wallet))
+def _ongoing_usage_cents(wallet: Wallet, now: datetime) -> int:
+    """The wallet's ongoing usage from current usage and drafts (close.ongoing), 0 once it has ended."""
+    if wallet.status != Wallet.Status.ACTIVE:
+        return 0
+    return customer_wallets_ongoing_usage(customer_id=wallet.customer_id, at=now).get(wallet.pk, 0)
+
+
+def _ongoing_credits(wallet: Wallet, now: datetime) -> Decimal:
+    return wallet.credits_of(wallet.balance_amount_cents - _ongoing_usage_cents(wallet, now))
 
 
 def _locked(wallet_id: int) -> Wallet | None:
@@ -76,12 +83,13 @@ def wallet_balance_check(*, wallet_id: int, now: datetime | None = None) -> list
     wallet = _locked(wallet_id)
     if wallet is None or wallet.status != Wallet.Status.ACTIVE:
         return []
-    ongoing_cents = wallet_ongoing_balance_cents(wallet)
+    usage_cents = _ongoing_usage_cents(wallet, now)
+    ongoing_cents = wallet.balance_amount_cents - usage_cents
     if (ongoing_cents <= 0) != wallet.depleted_ongoing_balance:
         wallet.depleted_ongoing_balance = ongoing_cents <= 0
         wallet.save(update_fields=["depleted_ongoing_balance", "updated_at"])
         if wallet.depleted_ongoing_balance:
-            _depleted_announce(wallet)
+            _depleted_announce(wallet, usage_cents=usage_cents)
     rule = _active_rule(wallet, Rule.Trigger.THRESHOLD, now)
     if rule is None:
         return []
@@ -136,7 +144,7 @@ def wallet_interval_top_up(*, rule_id: int, today: date, now: datetime) -> list[
         return None
     rule.last_interval_on = today
     rule.save(update_fields=["last_interval_on", "updated_at"])
-    paid, granted = rule_credits(rule, ongoing=_ongoing_credits(wallet))
+    paid, granted = rule_credits(rule, ongoing=_ongoing_credits(wallet, now))
     return _fire(rule, wallet, paid=paid, granted=granted, source=WalletTransaction.Source.INTERVAL)
 
 

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.customers.selectors import account_link_get
+from apps.invoicing.close.ongoing import wallets_ongoing_usage
 from apps.invoicing.models import Wallet, WalletTransaction
 from apps.invoicing.representations import wallet_out, wallet_transaction_out
 from apps.invoicing.selectors import wallet_get, wallet_list, wallet_transaction_list
@@ -18,7 +19,17 @@ from ..serializers.wallets import WalletIn, WalletTransactionIn, WalletUpdateIn
 
 
 def _wallet_body(service, wallet: Wallet) -> dict:
-    return {"wallet": wallet_out(wallet_get(service=service, lago_id=wallet.lago_id))}
+    return {"wallet": _one(wallet_get(service=service, lago_id=wallet.lago_id))}
+
+
+def _one(wallet: Wallet) -> dict:
+    return wallet_out(wallet, usage_cents=wallets_ongoing_usage([wallet])[wallet.pk])
+
+
+def _many(wallets) -> list[dict]:
+    wallets = list(wallets)
+    usage = wallets_ongoing_usage(wallets)
+    return [wallet_out(wallet, usage_cents=usage[wallet.pk]) for wallet in wallets]
 
 
 class WalletListCreateView(APIView):
@@ -40,7 +51,7 @@ class WalletListCreateView(APIView):
         rows = wallet_list(service=request.auth.service,
                            external_customer_id=params.get("external_customer_id") or None,
                            status=status if status in Wallet.Status.values else None)
-        return Response(paginate(request, rows, "wallets", lambda items: [wallet_out(w) for w in items]))
+        return Response(paginate(request, rows, "wallets", _many))
 
 
 class CustomerWalletListView(APIView):
@@ -52,13 +63,13 @@ class CustomerWalletListView(APIView):
         status = request.query_params.get("status")
         rows = wallet_list(service=service, external_customer_id=external_id,
                            status=status if status in Wallet.Status.values else None)
-        return Response(paginate(request, rows, "wallets", lambda items: [wallet_out(w) for w in items]))
+        return Response(paginate(request, rows, "wallets", _many))
 
 
 class WalletDetailView(APIView):
     @lago_operation("findWallet", response="Wallet", root="wallet")
     def get(self, request, lago_id: str):
-        return Response({"wallet": wallet_out(wallet_get(service=request.auth.service, lago_id=lago_id))})
+        return Response({"wallet": _one(wallet_get(service=request.auth.service, lago_id=lago_id))})
 
     @lago_operation("updateWallet", request=WalletUpdateIn, root="wallet", partial=True, response="Wallet")
     def put(self, request, lago_id: str):

@@ -88,7 +88,7 @@ def test_a_wallet_larger_than_the_invoice_pays_it_and_keeps_the_rest(billing, se
     assert not [c for c in callbacks if "payment" in getattr(c, "__qualname__", "")]
     assert not PaymentAttempt.objects.filter(invoice=invoice).exists()
     tokens.refresh_from_db()
-    body = wallet_out(tokens)
+    body = wallet_out(tokens, usage_cents=0)
     assert (body["balance_cents"], body["credits_balance"], body["consumed_credits"]) == (8700, "43.5", "56.5")
     events = WebhookEvent.objects.filter(event_type="wallet_transaction.created").order_by("id")
     assert [(e.payload["wallet_transaction"]["transaction_type"], e.payload["wallet_transaction"]["amount"])
