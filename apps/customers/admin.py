@@ -144,13 +144,17 @@ class CustomerAdmin(ServiceFormAdmin):
                      "amount": money_display(entry.amount_cents, entry.currency) if entry.amount_cents is not None
                      else ""} for entry in story.timeline]
         invoices = reverse("admin:invoicing_invoice_changelist") + f"?customer__id__exact={customer_id}"
+        from apps.invoicing.close.ongoing import wallets_ongoing_usage
+
+        ongoing_usage = wallets_ongoing_usage(story.wallets or [])  # as the API's ongoing_balance_cents
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "title": f"{story.customer}: overview",
             "story": story, "timeline": timeline,
             "owed": [money_display(cents, currency) for currency, cents in sorted(story.owed.items())],
             "credit": [money_display(cents, currency) for currency, cents in sorted(story.credit.items())],
             "wallets": [(wallet.service.name, wallet.name or "wallet", money_display(wallet.balance_amount_cents,
-                         wallet.currency), reverse("admin:invoicing_wallet_change", args=[wallet.pk]))
+                         wallet.currency), reverse("admin:invoicing_wallet_change", args=[wallet.pk]),
+                         money_display(wallet.balance_amount_cents - ongoing_usage[wallet.pk], wallet.currency))
                         for wallet in story.wallets or []],
             "previews": [
                 {"day": preview.billing_on, "currency": preview.currency,

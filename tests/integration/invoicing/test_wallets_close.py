@@ -211,6 +211,7 @@ def test_the_beat_task_expires_and_the_admin_shows_wallets_with_their_transactio
     active = wallet(billing, link, "3", name="Desk pack")
     overview = admin_client.get(reverse("admin:customers_customer_overview", args=[link.customer_id])).content.decode()
     assert "Desk pack" in overview and "$3.00" in overview and "Tokens" not in overview  # active wallets only
+    assert "after current usage $3.00" in overview  # no usage: the ongoing balance is the balance
     assert reverse("admin:invoicing_wallet_change", args=[active.pk]) in overview
 
 
