@@ -596,6 +596,9 @@ class WalletTransaction(TimeStampedModel):
         TOP_UP = "top_up"  # paid or granted credits
         CONSUMPTION = "consumption"  # taken by `invoice` at its finalization
         RETURN = "return"  # `invoice` was voided: what it consumed went back
+        # The wallet expired or was terminated: its unused balance voided (Lago's `voided`), the paid part released
+        # from the prepayment liability to income in the ledger.
+        FORFEIT = "forfeit"
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transactions")
     transaction_type = models.CharField(max_length=16, choices=TransactionType.choices)

@@ -11,8 +11,9 @@ are that money divided by `rate_amount` (currency per credit), as Lago shows the
   invoice fails its transaction and credits nothing. Settled paid credit also adds to the wallet's
   `paid_balance_amount_cents` (the part of the balance the ledger holds as the customer's prepayment).
 - Consumption at finalization and the give-back on void: apps/invoicing/prepaid.py.
-- Expiry (`wallets_expire`, beat): a wallet past `expiration_at` is terminated; a terminated or expired wallet is
-  never consumed (its balance stays on the row, for staff and the ledger, but is no longer usable).
+- Expiry (`wallets_expire`, beat) and termination: the wallet is never consumed again, its recurring rules end,
+  and its unused balance is voided by a forfeit transaction whose paid part the ledger releases from the
+  prepayment liability to income (breakage).
 """
 from __future__ import annotations
 
@@ -179,12 +180,44 @@ def wallet_update(*, wallet: Wallet, values: dict) -> Wallet:
 
 @transaction.atomic
 def wallet_terminate(*, wallet: Wallet, now: datetime | None = None) -> Wallet:
-    """Terminate a wallet (Lago's DELETE): no later invoice consumes it. Idempotent."""
-    wallet = Wallet.objects.select_for_update().get(pk=wallet.pk)
+    """Terminate a wallet (Lago's DELETE): no later invoice consumes it, its recurring rules end and its unused
+    credit is forfeited (`_wallet_end`). Idempotent."""
+    wallet = Wallet.objects.select_for_update().select_related("account_link").get(pk=wallet.pk)
     if wallet.status == Wallet.Status.ACTIVE:
-        wallet.status, wallet.terminated_at = Wallet.Status.TERMINATED, now or timezone.now()
-        wallet.save(update_fields=["status", "terminated_at", "updated_at"])
+        _wallet_end(wallet, at=now or timezone.now(), why="terminated")
     return wallet
+
+
+def _wallet_end(wallet: Wallet, *, at: datetime, why: str) -> None:
+    """Terminate a locked active wallet at `at`: its recurring rules end (Lago) and its unused balance is voided by
+    one forfeit transaction; the ledger moves the forfeited paid credit from the prepayment liability to income,
+    so no liability is left for credit that can no longer be used. (Lago keeps the number on a terminated wallet;
+    here the forfeit row carries it, and the wallet shows zero.)"""
+    from apps.ledger.services import ledger_wallet_forfeit_create
+
+    from .models import RecurringTransactionRule
+
+    wallet.status, wallet.terminated_at = Wallet.Status.TERMINATED, at
+    RecurringTransactionRule.objects.filter(wallet=wallet, status=RecurringTransactionRule.Status.ACTIVE).update(
+        status=RecurringTransactionRule.Status.TERMINATED, terminated_at=at, updated_at=timezone.now())
+    fields = ["status", "terminated_at", "updated_at"]
+    if wallet.balance_amount_cents > 0:
+        row = WalletTransaction.objects.create(
+            wallet=wallet, transaction_type=WalletTransaction.TransactionType.OUTBOUND,
+            status=WalletTransaction.Status.SETTLED, transaction_status=WalletTransaction.TransactionStatus.VOIDED,
+            reason=WalletTransaction.Reason.FORFEIT, amount_cents=wallet.balance_amount_cents,
+            paid_amount_cents=wallet.paid_balance_amount_cents, credit_amount=credits_of(wallet.balance_amount_cents,
+                                                                                      wallet),
+            name=f"Unused credits, wallet {why}", settled_at=at,
+        )
+        wallet.balance_amount_cents = wallet.paid_balance_amount_cents = 0
+        wallet.last_balance_sync_at = at
+        fields += ["balance_amount_cents", "paid_balance_amount_cents", "last_balance_sync_at"]
+        wallet.save(update_fields=fields)
+        wallet_transactions_announce([row], event_type="wallet_transaction.created")
+        ledger_wallet_forfeit_create(transaction=row)
+    else:
+        wallet.save(update_fields=fields)
 
 
 def wallets_expire(*, now: datetime | None = None) -> int:
@@ -196,11 +229,10 @@ def wallets_expire(*, now: datetime | None = None) -> int:
     count = 0
     for wallet_id in ids:
         with transaction.atomic():
-            wallet = Wallet.objects.select_for_update().get(pk=wallet_id)
+            wallet = Wallet.objects.select_for_update().select_related("account_link").get(pk=wallet_id)
             if wallet.status != Wallet.Status.ACTIVE:
                 continue
-            wallet.status, wallet.terminated_at = Wallet.Status.TERMINATED, wallet.expiration_at
-            wallet.save(update_fields=["status", "terminated_at", "updated_at"])
+            _wallet_end(wallet, at=wallet.expiration_at, why="expired")
             count += 1
     return count
 

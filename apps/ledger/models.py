@@ -34,6 +34,10 @@ class LedgerPosting(TimeStampedModel):
         # prepayment liability (paid credit) and the prepaid-discount account (granted credit), reversing the
         # invoice so Odoo reconciles it with the invoice's receivable; the give-back reverses that out_refund.
         WALLET_TRANSACTION = "wallet_transaction"
+        # Paid wallet credit left unused when the wallet expired or was terminated: the prepayment liability
+        # released to income (a zero-total out_invoice: the credit to the breakage income account, the debit to the
+        # prepayment account), so the liability of a wallet that can no longer be used is zero.
+        WALLET_FORFEIT = "wallet_forfeit"
 
     class Status(models.TextChoices):
         PENDING = "pending"  # to send (again) once next_attempt_at passes
@@ -101,11 +105,14 @@ class LedgerPosting(TimeStampedModel):
                                     name="uniq_ledger_customer_credit"),
             models.UniqueConstraint(fields=("wallet_transaction",), condition=Q(kind="wallet_transaction"),
                                     name="uniq_ledger_wallet_transaction"),
+            models.UniqueConstraint(fields=("wallet_transaction",), condition=Q(kind="wallet_forfeit"),
+                                    name="uniq_ledger_wallet_forfeit"),
             models.CheckConstraint(
                 condition=(Q(kind__in=["invoice", "void"], invoice__isnull=False)
                            | Q(kind="credit_note", credit_note__isnull=False)
                            | Q(kind="credit_application", credit_application__isnull=False, invoice__isnull=False)
                            | Q(kind="wallet_transaction", wallet_transaction__isnull=False, invoice__isnull=False)
+                           | Q(kind="wallet_forfeit", wallet_transaction__isnull=False)
                            | (Q(kind="customer_credit", customer_credit__isnull=False, invoice__isnull=False)
                               & ~Q(stripe_payment_id=""))
                            | (Q(kind="payment", invoice__isnull=False) & ~Q(stripe_payment_id=""))
@@ -188,8 +195,11 @@ class OdooAccountMapping(models.Model):
         PREPAYMENT = "prepayment"
         # Granted (free) wallet credit an invoice consumed: a discount or marketing expense.
         PREPAID_DISCOUNT = "prepaid_discount"
+        # Paid wallet credit never used (the wallet expired or was terminated): income (breakage).
+        PREPAID_BREAKAGE = "prepaid_breakage"
 
-    DEFAULTS = {Purpose.PREPAYMENT: "298000", Purpose.PREPAID_DISCOUNT: ""}  # 298000: All Other Current Liabilities
+    # 298000: All Other Current Liabilities. Granted credit's expense and breakage income are a company's choice.
+    DEFAULTS = {Purpose.PREPAYMENT: "298000", Purpose.PREPAID_DISCOUNT: "", Purpose.PREPAID_BREAKAGE: ""}
 
     purpose = models.CharField(max_length=32, choices=Purpose.choices, unique=True)
     odoo_account = models.CharField(max_length=255, help_text=ODOO_REF_HELP)

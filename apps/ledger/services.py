@@ -258,6 +258,31 @@ def ledger_wallet_transactions_create(*, transactions: Sequence[Any]) -> list[in
     return created_ids
 
 
+def wallet_forfeit_ref(*, wallet_id: str, transaction_id: str) -> str:
+    """A wallet forfeits its unused credit once per forfeit transaction (its expiry or termination)."""
+    return f"NEXA/FORFEIT/{wallet_id}/{transaction_id}"
+
+
+def ledger_wallet_forfeit_create(*, transaction: Any) -> int | None:
+    """Write the posting of a wallet's forfeited credit (`apps.invoicing.models.WalletTransaction` of reason
+    forfeit): its paid part leaves the prepayment liability for the breakage income account; granted credit was
+    never money and posts nothing. Return the posting's id (None: no paid credit). Call inside the transaction that
+    wrote the row. Idempotent."""
+    if transaction.pk is None or transaction.reason != "forfeit":
+        raise ValueError("only a saved forfeit transaction posts as a forfeit")
+    if not transaction.paid_amount_cents:
+        return None
+    wallet = transaction.wallet
+    posting, created = LedgerPosting.objects.get_or_create(
+        kind=LedgerPosting.Kind.WALLET_FORFEIT, wallet_transaction_id=transaction.pk,
+        defaults={"ref": wallet_forfeit_ref(wallet_id=str(wallet.lago_id), transaction_id=str(transaction.lago_id)),
+                  "payment_amount_cents": int(transaction.paid_amount_cents), "payment_currency": wallet.currency},
+    )
+    if created and settings.LEDGER_ENABLED:
+        _send_on_commit([posting.pk])
+    return posting.pk
+
+
 # -- sending ----------------------------------------------------------------------------------------
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 6 * 3600
@@ -266,6 +291,7 @@ _KIND_ORDER = Case(When(kind=LedgerPosting.Kind.INVOICE, then=Value(0)),
                    When(kind=LedgerPosting.Kind.CUSTOMER_CREDIT, then=Value(2)),
                    When(kind=LedgerPosting.Kind.CREDIT_APPLICATION, then=Value(3)),
                    When(kind=LedgerPosting.Kind.WALLET_TRANSACTION, then=Value(4)),
+                   When(kind=LedgerPosting.Kind.WALLET_FORFEIT, then=Value(4)),
                    When(kind=LedgerPosting.Kind.PAYMENT, then=Value(5)),
                    When(kind=LedgerPosting.Kind.VOID, then=Value(6)), default=Value(7))
 _DONE = (LedgerPosting.Status.POSTED, LedgerPosting.Status.MISMATCH)
@@ -633,13 +659,31 @@ class _Batch:
             amount = int(posting.payment_amount_cents or 0)
             self.verify(posting, move, (amount, 0, amount))
 
+    def send_wallet_forfeits(self, postings: list[LedgerPosting]) -> None:
+        """Post each forfeit as a zero-total out_invoice: the unused paid credit credited to the breakage income
+        account and debited to the prepayment account. Looked up by ref before it is created (reruns post once)."""
+        for posting in postings:
+            try:
+                move = self._wallet_move(posting, _forfeit_document(posting))
+            except OdooUnavailable:
+                raise
+            except OdooError as exc:
+                self.fail(posting, _odoo_message(exc))
+                continue
+            if move is None:
+                continue
+            # Nothing is receivable: both lines are the amount, one each way; the prepayment account moves by it.
+            self.verify(posting, move, (0, 0, 0))
+
     def _wallet_move(self, posting: LedgerPosting, document: mapping.DocumentIn) -> MoveResult | None:
         """Find or create, then post, the move of one wallet posting; None when the posting was closed instead."""
         found = self.client.moves_find(refs=[document.ref]).get(document.ref)
         if found is None:
             self.resolve(mapping.refs_needed(self.refs, [document]))
+            customer = (posting.invoice.customer if posting.invoice_id
+                        else posting.wallet_transaction.wallet.customer)
             partner_id = self.client.partners_find_or_create(
-                partners=[_partner_draft(posting.invoice.customer)])[posting.invoice.customer.external_id]
+                partners=[_partner_draft(customer)])[customer.external_id]
             try:
                 draft = mapping.move_draft(document, partner_id=partner_id, refs=self.refs, resolved=self.resolved)
             except mapping.MappingMissing as exc:
@@ -796,7 +840,7 @@ def _currency(posting: LedgerPosting) -> str:
     if posting.kind == LedgerPosting.Kind.CREDIT_NOTE:
         return posting.credit_note.currency
     if posting.kind in (LedgerPosting.Kind.PAYMENT, LedgerPosting.Kind.REFUND, LedgerPosting.Kind.CREDIT_APPLICATION,
-                        LedgerPosting.Kind.CUSTOMER_CREDIT):
+                        LedgerPosting.Kind.CUSTOMER_CREDIT, LedgerPosting.Kind.WALLET_FORFEIT):
         return posting.payment_currency
     return posting.invoice.currency
 
@@ -924,6 +968,25 @@ def _wallet_document(posting: LedgerPosting) -> mapping.DocumentIn:
         currency=row.wallet.currency, lines=lines)
 
 
+def _forfeit_document(posting: LedgerPosting) -> mapping.DocumentIn:
+    """The move of a wallet's forfeited paid credit: the breakage income line and the prepayment line, opposite."""
+    row = posting.wallet_transaction
+    wallet = row.wallet
+    amount = int(posting.payment_amount_cents or 0)
+    name = f"Unused prepaid credit: {wallet.name or wallet.lago_id}"
+    service_id, service_code = wallet.service_id, wallet.service.code
+    lines = (
+        mapping.LineIn(name=name, amount_cents=amount, service_id=service_id, service_code=service_code,
+                       account_purpose=OdooAccountMapping.Purpose.PREPAID_BREAKAGE),
+        mapping.LineIn(name=f"{name} (prepayment released)", amount_cents=-amount, service_id=service_id,
+                       service_code=service_code, account_purpose=OdooAccountMapping.Purpose.PREPAYMENT),
+    )
+    return mapping.DocumentIn(
+        ref=posting.ref, move_type="out_invoice", number=posting.ref,
+        issuing_date=timezone.localtime(row.created_at, ZoneInfo(wallet.customer.applicable_timezone)).date(),
+        currency=wallet.currency, lines=lines)
+
+
 def _mapping_refs() -> mapping.MappingRefs:
     products: dict[tuple[int, str, int | None], mapping.ProductRef] = {}
     for row in OdooProductMapping.objects.all():
@@ -947,6 +1010,7 @@ def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None)
         return result
     postings = list(LedgerPosting.objects.filter(pk__in=ids).select_related(
         "invoice__customer", "credit_note__customer", "credit_note__invoice", "wallet_transaction__wallet__service",
+        "wallet_transaction__wallet__customer",
     ).order_by(_KIND_ORDER, "id"))
     batch = _Batch(client or get_odoo_client(), lease, result)
     batch.open = {p.pk for p in postings}
@@ -956,6 +1020,7 @@ def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None)
         batch.send_customer_credits([p for p in postings if p.kind == LedgerPosting.Kind.CUSTOMER_CREDIT])
         batch.send_applications([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_APPLICATION])
         batch.send_wallet_transactions([p for p in postings if p.kind == LedgerPosting.Kind.WALLET_TRANSACTION])
+        batch.send_wallet_forfeits([p for p in postings if p.kind == LedgerPosting.Kind.WALLET_FORFEIT])
         batch.send_payments([p for p in postings if p.kind == LedgerPosting.Kind.PAYMENT])
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.VOID])
         batch.send_refunds([p for p in postings if p.kind == LedgerPosting.Kind.REFUND])

@@ -290,7 +290,8 @@ class Store:
         # Seeded last so the ids above stay as they were. 298000 is ca_2023's; the discount account is a company's
         # own (the chart has none for promotional credit).
         for code, name, kind in [("298000", "All Other Current Liabilities", "liability_current"),
-                                 ("519000", "Promotional credits granted", "expense")]:
+                                 ("519000", "Promotional credits granted", "expense"),
+                                 ("499000", "Unused prepaid credit (breakage)", "income")]:
             self._new("account.account", {"code": code, "name": name, "account_type": kind, "reconcile": False},
                       f"account.1_l10n_ca_{code}")
 

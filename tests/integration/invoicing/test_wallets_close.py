@@ -152,7 +152,11 @@ def test_terminated_and_expired_wallets_are_not_consumed(billing, settings):
     assert wallets_expire(now=at(2026, 4, 1, 3, 0)) == 0
     expiring.refresh_from_db()
     assert (expiring.status, expiring.terminated_at, expiring.balance_amount_cents) == (
-        "terminated", at(2026, 3, 31, 12, 0), 1000)
+        "terminated", at(2026, 3, 31, 12, 0), 0)
+    # What was left is voided by one forfeit row each (granted credit: nothing for the ledger to release).
+    assert sorted(WalletTransaction.objects.filter(reason="forfeit").values_list(
+        "wallet_id", "transaction_status", "amount_cents", "paid_amount_cents")) == [
+        (ended.pk, "voided", 1000, 0), (expiring.pk, "voided", 1000, 0)]
 
 
 @pytest.mark.django_db(transaction=True)

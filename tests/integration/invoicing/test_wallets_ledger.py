@@ -26,7 +26,7 @@ from .test_coupons_close import apply, coupon
 
 pytestmark = pytest.mark.django_db
 
-PREPAYMENT, DISCOUNT, INCOME = "298000", "519000", "400000"
+PREPAYMENT, DISCOUNT, INCOME, BREAKAGE = "298000", "519000", "400000", "499000"
 
 
 def _send(client, rounds: int = 6) -> None:
@@ -262,3 +262,75 @@ def test_an_unpaid_top_up_voided_leaves_nothing_on_the_prepayment_account(billin
     assert LedgerPosting.objects.get(kind="void", invoice=top_up).status == "posted"
     assert _account_balance(odoo_standin, PREPAYMENT) == 0
     assert _account_balance(odoo_standin, INCOME) == 0
+
+
+@pytest.mark.parametrize("end", ["expired", "terminated"])
+def test_unused_paid_credit_goes_to_income_when_the_wallet_ends(topped_up, odoo_client, odoo_standin, end):  # noqa: F811
+    """80.00 paid and 10.00 granted, then 30.00 used by an invoice; the wallet ends with 60.00 (50.00 paid, the
+    granted 10.00 consumed first): the 50.00 still owed as prepayment is released to breakage income, so the
+    prepayment account is at zero, and Odoo agrees with the hub to the cent; sending again changes nothing."""
+    from datetime import datetime, timezone
+
+    from apps.invoicing.wallets import wallet_terminate, wallets_expire
+
+    wallet, _ = topped_up
+    wallet.refresh_from_db()
+    billing_plan = Invoice.objects.get(invoice_type="credit")  # the top-up, posted as prepayment
+    assert billing_plan.total_amount_cents == 8000
+    Wallet.objects.filter(pk=wallet.pk).update(balance_amount_cents=6000, paid_balance_amount_cents=5000,
+                                               consumed_amount_cents=3000)  # as an invoice's consumption would
+    _send(odoo_client)
+    if end == "expired":
+        Wallet.objects.filter(pk=wallet.pk).update(expiration_at=datetime(2026, 6, 1, tzinfo=timezone.utc))
+        assert wallets_expire(now=datetime(2026, 6, 2, tzinfo=timezone.utc)) == 1
+        assert wallets_expire(now=datetime(2026, 6, 2, tzinfo=timezone.utc)) == 0
+    else:
+        wallet_terminate(wallet=wallet)
+        wallet_terminate(wallet=wallet)
+    [forfeit] = WalletTransaction.objects.filter(reason="forfeit")
+    assert (forfeit.transaction_type, forfeit.transaction_status, forfeit.amount_cents, forfeit.paid_amount_cents) == (
+        "outbound", "voided", 6000, 5000)
+    wallet.refresh_from_db()
+    assert (wallet.status, wallet.balance_amount_cents, wallet.paid_balance_amount_cents) == (end if end == "terminated"
+                                                                                              else "terminated", 0, 0)
+    _send(odoo_client)
+    posting = LedgerPosting.objects.get(kind="wallet_forfeit", wallet_transaction=forfeit)
+    assert (posting.status, posting.odoo_amount_total_cents, posting.payment_amount_cents) == ("posted", 0, 5000)
+    # The top-up put 80.00 on the prepayment account; the (simulated) consumption took nothing there in Odoo, so
+    # the forfeit's 50.00 leaves 30.00: exactly what the invoice would have moved. Compare the forfeit's own lines.
+    lines = odoo_standin.search_read("account.move.line", [["move_id", "=", posting.odoo_move_id],
+                                                           ["display_type", "=", "product"]], ["account_id", "balance"])
+    codes = {line["account_id"][0]: line["balance"] for line in lines}
+    accounts = {a["id"]: a["code"] for a in odoo_standin.search_read("account.account", [], ["code"])}
+    assert sorted((accounts[account], balance) for account, balance in codes.items()) == [
+        (PREPAYMENT, 50.0), (BREAKAGE, -50.0)]
+    assert _account_balance(odoo_standin, BREAKAGE) == -5000
+    assert _account_balance(odoo_standin, PREPAYMENT) == -8000 + 5000
+    before = _odoo_state(odoo_standin)
+    _send_everything_again(odoo_client)
+    assert _odoo_state(odoo_standin) == before
+
+
+def test_a_consumed_then_terminated_wallet_leaves_no_prepayment_in_odoo(topped_up, odoo_client,  # noqa: F811
+                                                                        odoo_standin, billing):
+    """Through the real close: 90.00 (80.00 paid) of which an invoice of 101.70 takes everything but nothing is
+    left; a second wallet of 25.00 paid and unused, terminated: its 25.00 goes to income and the prepayment
+    account ends at zero, Odoo's receivables the hub's."""
+    from apps.customers.models import AccountLink
+    from apps.invoicing.wallets import wallet_terminate
+
+    link = AccountLink.objects.get(service=billing.service)
+    spare, _ = wallet_create(service=billing.service, link=link, values={
+        "currency": "CAD", "rate_amount": Decimal("1"), "paid_credits": Decimal("25"), "priority": 50})
+    top_up = Invoice.objects.filter(invoice_type="credit").order_by("-id").first()
+    assert payments.payment_collect_for_invoice(invoice_id=top_up.pk).status == "succeeded"
+    Wallet.objects.filter(pk=spare.pk).update(priority=50)
+    Wallet.objects.filter(pk=topped_up[0].pk).update(priority=1)
+    periods_close(as_of=at(2026, 4, 1, 2, 0))
+    spare.refresh_from_db()
+    assert spare.balance_amount_cents == 2500 - 1170  # the first wallet paid 90.00, this one the 11.70 left
+    wallet_terminate(wallet=spare)
+    _send(odoo_client)
+    _agree(odoo_client)
+    assert _account_balance(odoo_standin, PREPAYMENT) == 0
+    assert _account_balance(odoo_standin, BREAKAGE) == -(2500 - 1170)

@@ -108,6 +108,8 @@ def mapping_make(*, service: Service, product: str = "PLATFORM", account: str = 
     # Granted wallet credit has no default account (a company's choice of expense): the stand-in's.
     OdooAccountMapping.objects.get_or_create(purpose=OdooAccountMapping.Purpose.PREPAID_DISCOUNT,
                                              defaults={"odoo_account": "519000"})
+    OdooAccountMapping.objects.get_or_create(purpose=OdooAccountMapping.Purpose.PREPAID_BREAKAGE,
+                                             defaults={"odoo_account": "499000"})
     taxes = taxes if taxes is not None else {
         code: f"account.1_{code}" for code in ("gst_sale_tax_5", "hst_sale_tax_13", "hst_sale_tax_15",
                                                "qst_sale_tax_9975", "pst_sale_tax_7_bc")}
