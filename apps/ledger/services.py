@@ -858,9 +858,9 @@ def _partner_draft(customer: Any) -> PartnerDraft:
                         vat=customer.tax_identification_number)
 
 
-def _line(fee: Any, amount_cents: int, taxes: dict[str, int] | None = None) -> mapping.LineIn:
+def _line(fee: Any, amount_cents: int, taxes: dict[str, int] | None = None, *, name: str = "") -> mapping.LineIn:
     """One Odoo line for `amount_cents` of `fee`; `taxes` (code -> cents) when the hub's tax of this line is
-    not necessarily the rate rounded on it (credit notes, voids), so Odoo is told any that differ."""
+    not necessarily the rate rounded on it (credit notes, voids, coupon lines), so Odoo is told any that differ."""
     metric_id = fee.charge.billable_metric_id if fee.charge_id else None
     plan_id = fee.subscription.plan_id if fee.subscription_id and metric_id is None else None
     codes = tuple(str(t["code"]) for t in (fee.applied_taxes or []) if t.get("code"))
@@ -870,9 +870,43 @@ def _line(fee: Any, amount_cents: int, taxes: dict[str, int] | None = None) -> m
     # Wallet credit bought (a top-up's credit invoice, its credit notes and void): the customer's prepayment, a
     # liability until invoices consume it, never revenue.
     purpose = OdooAccountMapping.Purpose.PREPAYMENT if fee.fee_key.startswith(WALLET_FEE_PREFIX) else ""
-    return mapping.LineIn(name=fee.name or fee.fee_type, amount_cents=amount_cents, service_id=fee.service_id,
+    return mapping.LineIn(name=name or fee.name or fee.fee_type, amount_cents=amount_cents, service_id=fee.service_id,
                           service_code=fee.service.code if fee.service_id else "", metric_id=metric_id,
                           plan_id=plan_id, tax_codes=codes, manual_tax_cents=manual, account_purpose=purpose)
+
+
+def _invoice_lines(invoice: Any, fees: Sequence[Any]) -> tuple[mapping.LineIn, ...]:
+    """An invoice's Odoo lines: each fee at its full amount, then each coupon's share of it as its own negative
+    line with the fee's taxes (coupons come off before tax, Lago's order).
+
+    The hub taxed the fee once, net of its coupons, rounded per rate; Odoo rounds each line. The fee's line is
+    taxed as Odoo rounds it, and the coupon lines carry the difference (told to Odoo as the line's tax amounts
+    when it is not their own rounding), so per rate the lines' tax adds up to the hub's to the cent.
+    """
+    credits = [(credit, credit.applied_coupon.coupon) for credit in
+               invoice.coupon_credits.select_related("applied_coupon__coupon").order_by("id")]
+    lines: list[mapping.LineIn] = []
+    for fee in fees:
+        lines.append(_line(fee, fee.amount_cents))
+        if not fee.coupons_amount_cents:
+            continue
+        shares = [(coupon, int(credit.fee_shares.get(str(fee.pk), 0))) for credit, coupon in credits]
+        shares = [(coupon, cents) for coupon, cents in shares if cents]
+        if sum(cents for _, cents in shares) != fee.coupons_amount_cents:
+            shares = [(None, fee.coupons_amount_cents)]  # rows older than the shares: the fee's coupons as one
+        hub = {str(t["code"]): int(t["amount_cents"]) for t in fee.applied_taxes or () if t.get("code")}
+        left = {code: hub[code] - cents
+                for code, cents in credited_item_taxes(fee.amount_cents, (), fee.applied_taxes).items() if code in hub}
+        for index, (coupon, cents) in enumerate(shares):
+            if index == len(shares) - 1:
+                taxes = left
+            else:
+                taxes = {code: value for code, value in credited_item_taxes(-cents, (), fee.applied_taxes).items()
+                         if code in left}
+                left = {code: left[code] - taxes.get(code, 0) for code in left}
+            label = f"Coupon {coupon.name or coupon.code}" if coupon is not None else "Coupons"
+            lines.append(_line(fee, -cents, taxes, name=f"{label}: {fee.name or fee.fee_type}"))
+    return tuple(lines)
 
 
 def _credited_by_fee(fees: Sequence[Any]) -> dict[int, tuple[int, dict[str, int]]]:
@@ -926,9 +960,7 @@ def _document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, in
         fees = invoice.fees.select_related("charge", "subscription", "service").order_by("id")
         document = mapping.DocumentIn(
             ref=posting.ref, move_type="out_invoice", number=invoice.number, issuing_date=invoice.issuing_date,
-            currency=invoice.currency, due_date=invoice.payment_due_date,
-            # Each fee net of its coupons' share, as the hub taxed it (coupons come off before tax).
-            lines=tuple(_line(fee, fee.amount_cents - fee.coupons_amount_cents) for fee in fees))
+            currency=invoice.currency, due_date=invoice.payment_due_date, lines=_invoice_lines(invoice, fees))
         # The document total before credits/prepaid amounts are applied: what Odoo's move carries.
         return document, (invoice.sub_total_excluding_taxes_amount_cents, invoice.taxes_amount_cents,
                           invoice.sub_total_including_taxes_amount_cents)
