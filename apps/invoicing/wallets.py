@@ -188,6 +188,14 @@ def wallet_terminate(*, wallet: Wallet, now: datetime | None = None) -> Wallet:
     return wallet
 
 
+def wallets_terminate_for_link(*, link_id: int) -> list[Wallet]:
+    """Terminate the active wallets of one account link (its customer deleted by the service). Call inside the
+    deleting transaction. Idempotent."""
+    ids = list(Wallet.objects.filter(account_link_id=link_id, status=Wallet.Status.ACTIVE).order_by("pk")
+               .values_list("pk", flat=True))
+    return [wallet_terminate(wallet=Wallet(pk=wallet_id)) for wallet_id in ids]
+
+
 def _wallet_end(wallet: Wallet, *, at: datetime, why: str) -> None:
     """Terminate a locked active wallet at `at`: its recurring rules end (Lago) and its unused balance is voided by
     one forfeit transaction; the ledger moves the forfeited paid credit from the prepayment liability to income,

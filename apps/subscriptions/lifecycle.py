@@ -34,3 +34,20 @@ def billing_due_announce(*, customer_id: int, reason: str) -> None:
             listener(customer_id=customer_id, reason=reason)
 
     transaction.on_commit(tell)
+
+
+# Told inside the transaction that deletes a service's view of a customer (`customer_link_delete`), so what a
+# listener writes (invoicing terminates the link's wallets, as Lago does) commits or rolls back with the deletion.
+_link_deleted_listeners: list[Callable[..., None]] = []
+
+
+def link_deleted_listen(listener: Callable[..., None]) -> None:
+    """Register a listener (idempotent), called as `listener(link_id=...)` with the link locked."""
+    if listener not in _link_deleted_listeners:
+        _link_deleted_listeners.append(listener)
+
+
+def link_deleted_announce(*, link_id: int) -> None:
+    """Run every listener now, in the caller's transaction."""
+    for listener in list(_link_deleted_listeners):
+        listener(link_id=link_id)

@@ -320,7 +320,7 @@ def subscription_changes_prune(*, now: datetime | None = None) -> int:
 
 @transaction.atomic
 def customer_link_delete(*, link_id: int) -> AccountLink:
-    """Delete a service's view of a customer and terminate that service's live subscriptions on it.
+    """Delete a service's view of a customer and terminate that service's live subscriptions and wallets on it.
 
     Here rather than in customers.services: customers sit below subscriptions and do not import them."""
     link = AccountLink.objects.select_for_update().get(pk=link_id)
@@ -328,6 +328,9 @@ def customer_link_delete(*, link_id: int) -> AccountLink:
         return link
     for subscription in link.subscriptions.filter(status__in=("active", "pending")):
         subscription_terminate(subscription_id=subscription.pk)
+    from .lifecycle import link_deleted_announce
+
+    link_deleted_announce(link_id=link.pk)  # invoicing terminates the link's wallets (Lago), in this transaction
     link.deleted_at = timezone.now()
     link.save(update_fields=["deleted_at", "updated_at"])
     return link

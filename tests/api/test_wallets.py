@@ -171,3 +171,15 @@ def test_applies_to_in_lago_s_body(acme):
     assert created.json()["wallet"]["applies_to"] == {"fee_types": ["charge"], "billable_metric_codes": ["tokens"]}
     bad = _create(acme, applies_to={"billable_metric_codes": ["unknown"]})
     assert (bad.status_code, bad.json()["error_details"]) == (422, {"billable_metrics": ["invalid_identifier"]})
+
+
+def test_deleting_the_customer_terminates_its_wallets(acme):
+    """Lago's Customers::DestroyService terminates the customer's wallets: none is consumed again, the unused
+    credit is forfeited."""
+    wallet = _create(acme, granted_credits="4").json()["wallet"]
+    assert acme.delete("/api/v1/customers/acme").status_code == 200
+    ended = Wallet.objects.get(lago_id=wallet["lago_id"])
+    assert (ended.status, ended.balance_amount_cents) == ("terminated", 0)
+    assert ended.terminated_at is not None
+    assert WalletTransaction.objects.filter(wallet=ended, reason="forfeit", amount_cents=600).exists()
+    assert acme.get(f"/api/v1/wallets/{wallet['lago_id']}").json()["wallet"]["status"] == "terminated"
