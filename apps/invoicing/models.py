@@ -538,6 +538,7 @@ class Wallet(TimeStampedModel):
     # Lago's flag: the ongoing balance is at or below zero and `wallet.depleted_ongoing_balance` was sent; cleared
     # once it is positive again, so the webhook goes once per depletion (apps/invoicing/top_ups.py).
     depleted_ongoing_balance = models.BooleanField(default=False)
+    metadata = models.JSONField(null=True, blank=True)  # Lago's key -> string|null object; null: none set
 
     class Meta:
         ordering = ("-created_at", "-id")

@@ -600,7 +600,7 @@ def wallet_out(wallet: Wallet, *, usage_cents: int) -> dict:
     link = wallet.account_link
     usage = usage_cents if wallet.status == Wallet.Status.ACTIVE else 0
     ongoing = wallet.balance_amount_cents - usage
-    return {
+    body = {
         "lago_id": str(wallet.lago_id),
         "lago_customer_id": str(link.lago_id),
         "external_customer_id": link.external_id,
@@ -630,6 +630,9 @@ def wallet_out(wallet: Wallet, *, usage_cents: int) -> dict:
         "applies_to": {"fee_types": wallet.allowed_fee_types or [],
                        "billable_metric_codes": wallet.billable_metric_codes or []},
     }
+    if wallet.metadata is not None:  # Lago adds it only once set
+        body["metadata"] = wallet.metadata
+    return body
 
 
 def recurring_rule_out(rule) -> dict:

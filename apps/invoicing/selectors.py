@@ -183,6 +183,28 @@ def wallet_get(*, service: Service, lago_id) -> Wallet:
     return found
 
 
+def wallet_get_by_code(*, service: Service, external_customer_id: str, code: str) -> Wallet:
+    """The service's customer's wallet `code` (Lago's customer-nested paths: an active one first, else the newest
+    terminated); 404 `wallet_not_found`."""
+    found = (wallet_list(service=service, external_customer_id=external_customer_id).filter(code=code)
+             .order_by("status", "-created_at", "-id").first())
+    if found is None or not code:
+        raise NotFound("wallet")
+    return found
+
+
+def wallet_transaction_get(*, service: Service, lago_id) -> WalletTransaction:
+    """The service's wallet transaction `lago_id`; 404 `wallet_transaction_not_found` otherwise."""
+    try:
+        found = (WalletTransaction.objects.filter(wallet__service=service, lago_id=lago_id)
+                 .select_related("wallet", "invoice", "wallet__account_link", "wallet__customer").first())
+    except DjangoValidationError:
+        found = None
+    if found is None:
+        raise NotFound("wallet_transaction")
+    return found
+
+
 def wallet_transaction_list(*, wallet: Wallet, status: str | None = None, transaction_status: str | None = None,
                             transaction_type: str | None = None) -> QuerySet[WalletTransaction]:
     """A wallet's transactions, newest first."""

@@ -132,6 +132,7 @@ def wallet_create(*, service: Service, link: AccountLink, values: dict) -> tuple
         name=values.get("name") or "", code=values.get("code") or "", expiration_at=expiration_at,
         priority=values.get("priority") or 50,
         invoice_requires_successful_payment=bool(values.get("invoice_requires_successful_payment")), **limits,
+        metadata=_check_metadata(values["metadata"]) if values.get("metadata") is not None else None,
     )
     rows = _top_up(wallet, amounts, name="", metadata=[])
     if rules:
@@ -171,10 +172,59 @@ def wallet_update(*, wallet: Wallet, values: dict) -> Wallet:
                 value = value or 50
             setattr(wallet, field, value)
             fields.append(field)
+    if "metadata" in values:  # Lago's PUT replaces it (null clears it)
+        wallet.metadata = _check_metadata(values["metadata"]) if values["metadata"] is not None else None
+        fields.append("metadata")
     if fields:
         wallet.save(update_fields=[*fields, "updated_at"])
     if rules is not None:
         recurring_rules_update(wallet=wallet, rules=rules)
+    return wallet
+
+
+MAX_METADATA_KEYS = 50  # as the hub's credit notes
+
+
+def _check_metadata(metadata) -> dict:
+    """Lago's MetadataObject: keys up to 100 characters, values strings up to 255 or null."""
+    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS or any(
+            not isinstance(key, str) or not key or len(key) > 100
+            or not (value is None or (isinstance(value, str) and len(value) <= 255))
+            for key, value in metadata.items()):
+        raise ValidationFailed("invalid metadata", details={"metadata": ["invalid_value"]})
+    return metadata
+
+
+@transaction.atomic
+def wallet_metadata_update(*, wallet: Wallet, metadata: dict | None, partial: bool = False) -> Wallet:
+    """Replace the wallet's metadata (Lago's POST), merge into it (PATCH, `partial`) or clear it (DELETE, None).
+    A terminated wallet refuses, as every update (405 `wallet_is_terminated`)."""
+    from apps.core.exceptions import NotAllowed
+
+    wallet = Wallet.objects.select_for_update().select_related("account_link").get(pk=wallet.pk)
+    if wallet.status == Wallet.Status.TERMINATED:
+        raise NotAllowed("wallet is terminated", code="wallet_is_terminated")
+    if metadata is not None:
+        metadata = _check_metadata(metadata)
+        if partial:
+            metadata = {**(wallet.metadata or {}), **metadata}
+            _check_metadata(metadata)
+    if metadata != wallet.metadata:
+        wallet.metadata = metadata
+        wallet.save(update_fields=["metadata", "updated_at"])
+    return wallet
+
+
+@transaction.atomic
+def wallet_metadata_key_delete(*, wallet: Wallet, key: str) -> Wallet:
+    """Remove one key from the wallet's metadata (Lago's DELETE …/metadata/{key}); 404 `metadata_not_found` when
+    it has none. A missing key changes nothing."""
+    wallet = Wallet.objects.select_for_update().select_related("account_link").get(pk=wallet.pk)
+    if wallet.metadata is None:
+        raise NotFound("metadata")
+    if key in wallet.metadata:
+        wallet.metadata = {k: v for k, v in wallet.metadata.items() if k != key}
+        wallet.save(update_fields=["metadata", "updated_at"])
     return wallet
 
 

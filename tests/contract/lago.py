@@ -80,7 +80,8 @@ def _openapi30_nullable(node) -> None:
 
 
 def apply_schema_exceptions(document: dict, exceptions: list[dict]) -> None:
-    """Each recorded exception: `allow_null` (Lago sends null there), `drop` (keywords Lago does not keep to)."""
+    """Each recorded exception: `allow_null` (Lago sends null there), `drop` (keywords Lago does not keep to),
+    `not_required` (properties Lago omits), `wrap` (the root key Lago answers the object under)."""
     for exception in exceptions:
         node = _pointer(document, exception["pointer"])
         if exception.get("allow_null"):
@@ -90,6 +91,11 @@ def apply_schema_exceptions(document: dict, exceptions: list[dict]) -> None:
         for name in exception.get("not_required", []):
             if name in node.get("required", []):
                 node["required"].remove(name)
+        if exception.get("wrap"):  # Lago answers the declared object under a root key the document leaves out
+            inner = dict(node)
+            node.clear()
+            node.update({"type": "object", "required": [exception["wrap"]],
+                         "properties": {exception["wrap"]: inner}})
 
 
 @dataclass(frozen=True)

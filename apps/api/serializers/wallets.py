@@ -54,6 +54,7 @@ class WalletIn(serializers.Serializer):
     invoice_requires_successful_payment = serializers.BooleanField(required=False, allow_null=True)
     recurring_transaction_rules = _rules()
     applies_to = AppliesToIn(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)  # checked by the service (Lago's object)
 
 
 class WalletUpdateIn(serializers.Serializer):
@@ -65,6 +66,7 @@ class WalletUpdateIn(serializers.Serializer):
     invoice_requires_successful_payment = serializers.BooleanField(required=False, allow_null=True)
     recurring_transaction_rules = _rules()
     applies_to = AppliesToIn(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)  # checked by the service (Lago's object)
 
     def validate(self, attrs):
         if attrs.get("invoice_requires_successful_payment", False) is None:
@@ -78,3 +80,7 @@ class WalletTransactionIn(serializers.Serializer):
     granted_credits = _credits()
     name = BlankableCharField(max_length=255)
     metadata = MetadataIn(many=True, required=False, allow_null=True)
+
+
+class WalletMetadataIn(serializers.Serializer):
+    metadata = serializers.DictField(allow_null=True)  # checked by the service (Lago's object)
