@@ -724,6 +724,43 @@ class TriggeredAlert(TimeStampedModel):
     triggered_at = models.DateTimeField()
 
 
+class WalletAlert(TimeStampedModel):
+    """Lago's wallet alert (usage monitoring): thresholds on one of the wallet's balances, watched as it falls
+    (`decreasing`, as Lago sets wallet alerts); crossing any sends `alert.triggered` (apps/invoicing/wallet_alerts.py).
+
+    `thresholds`: [{"code", "value" (decimal string: cents for the *_amount types, credits otherwise),
+    "recurring"}] as Lago; `previous_value` the value last checked, in the same unit.
+    """
+
+    class AlertType(models.TextChoices):
+        BALANCE_AMOUNT = "wallet_balance_amount"  # balance_cents
+        CREDITS_BALANCE = "wallet_credits_balance"  # credits_balance
+        ONGOING_BALANCE_AMOUNT = "wallet_ongoing_balance_amount"  # ongoing_balance_cents
+        CREDITS_ONGOING_BALANCE = "wallet_credits_ongoing_balance"  # credits_ongoing_balance
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="alerts")
+    alert_type = models.CharField(max_length=40, choices=AlertType.choices)
+    code = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    direction = models.CharField(max_length=16, default="decreasing")
+    previous_value = models.DecimalField(max_digits=30, decimal_places=5, default=0)
+    last_processed_at = models.DateTimeField(null=True, blank=True)
+    thresholds = models.JSONField(default=list)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        constraints = [
+            models.UniqueConstraint(fields=("wallet", "code"), condition=Q(deleted_at__isnull=True),
+                                    name="uniq_wallet_alert_code"),
+            models.UniqueConstraint(fields=("wallet", "alert_type"), condition=Q(deleted_at__isnull=True),
+                                    name="uniq_wallet_alert_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alert_type} alert {self.code} on wallet {self.wallet_id}"
+
+
 class RecurringTransactionRule(TimeStampedModel):
     """A wallet's automatic top-up (Lago's recurring transaction rule; one active per wallet, as Lago allows).
 

@@ -635,6 +635,57 @@ def wallet_out(wallet: Wallet, *, usage_cents: int) -> dict:
     return body
 
 
+def wallet_alert_out(alert) -> dict:
+    """Lago's WalletAlertObject (its AlertSerializer on a wallet alert)."""
+    wallet = alert.wallet
+    return {
+        "lago_id": str(alert.lago_id),
+        "lago_organization_id": str(wallet.service.lago_id),  # the hub's organization is the calling service
+        "external_subscription_id": None,
+        "lago_wallet_id": str(wallet.lago_id),
+        "wallet_code": wallet.code or None,
+        "billable_metric": None,
+        "alert_type": alert.alert_type,
+        "code": alert.code,
+        "name": alert.name or None,
+        "direction": alert.direction,
+        "previous_value": float(alert.previous_value) if alert.previous_value != alert.previous_value.to_integral()
+        else int(alert.previous_value),  # Lago's schema: a JSON number
+        "last_processed_at": ts(alert.last_processed_at),
+        "thresholds": [{"code": t.get("code"), "value": t["value"], "recurring": t["recurring"]}
+                       for t in alert.thresholds],
+        "created_at": ts(alert.created_at),
+    }
+
+
+def triggered_alert_out(alert, *, lago_id, current, crossed, at) -> dict:
+    """Lago's TriggeredAlert body (webhook `alert.triggered`) for a wallet alert."""
+    wallet = alert.wallet
+    return {
+        "lago_id": str(lago_id),
+        "lago_organization_id": str(wallet.service.lago_id),
+        "lago_alert_id": str(alert.lago_id),
+        "lago_subscription_id": None,
+        "external_subscription_id": None,
+        "lago_wallet_id": str(wallet.lago_id),
+        "external_customer_id": wallet.account_link.external_id,
+        "billable_metric_code": None,
+        "alert_name": alert.name or None,
+        "alert_code": alert.code,
+        "alert_type": alert.alert_type,
+        "current_value": decimal_str(current),
+        "previous_value": decimal_str(alert.previous_value),
+        "crossed_thresholds": [
+            {"code": next((t.get("code") for t in alert.thresholds
+                           if not t["recurring"] and Decimal(t["value"]) == value), None)
+             or next((t.get("code") for t in alert.thresholds if t["recurring"]), None),
+             "value": decimal_str(value),
+             "recurring": not any(not t["recurring"] and Decimal(t["value"]) == value for t in alert.thresholds)}
+            for value in crossed],
+        "triggered_at": ts(at),
+    }
+
+
 def recurring_rule_out(rule) -> dict:
     """Lago's WalletRecurringTransactionRule (credits as decimal strings)."""
     return {

@@ -17,6 +17,7 @@ from apps.subscriptions.periods import local_date
 from .models import RecurringTransactionRule as Rule
 from .models import Wallet, WalletTransaction
 from .recurring import ZERO, interval_due, rule_credits
+from .wallet_alerts import wallet_alerts_check
 from .close.ongoing import customer_wallets_ongoing_usage
 from .wallets import MAX_TOP_UP_CENTS, _top_up, cents_of
 
@@ -90,6 +91,7 @@ def wallet_balance_check(*, wallet_id: int, now: datetime | None = None) -> list
         wallet.save(update_fields=["depleted_ongoing_balance", "updated_at"])
         if wallet.depleted_ongoing_balance:
             _depleted_announce(wallet, usage_cents=usage_cents)
+    wallet_alerts_check(wallet, usage_cents=usage_cents)  # Lago's alert.triggered on a crossed threshold
     rule = _active_rule(wallet, Rule.Trigger.THRESHOLD, now)
     if rule is None:
         return []

@@ -32,6 +32,7 @@ EVENT_OBJECT_TYPES: dict[str, str] = {
     "wallet_transaction.created": "wallet_transaction",
     "wallet_transaction.updated": "wallet_transaction",
     "wallet.depleted_ongoing_balance": "wallet",
+    "alert.triggered": "triggered_alert",
 }
 # Sent only by the admin's "send test event" action, to the one endpoint tested; not subscribable.
 TEST_EVENT_TYPE = "webhook_endpoint.test"

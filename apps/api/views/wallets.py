@@ -7,8 +7,11 @@ from rest_framework.views import APIView
 
 from apps.customers.selectors import account_link_get
 from apps.invoicing.close.ongoing import wallets_ongoing_usage
-from apps.invoicing.models import Wallet, WalletTransaction
-from apps.invoicing.representations import wallet_out, wallet_transaction_out
+from apps.invoicing.models import Wallet, WalletAlert, WalletTransaction
+from apps.invoicing.recurring import wallets_balance_check_on_commit
+from apps.invoicing.wallet_alerts import (wallet_alert_delete, wallet_alert_get, wallet_alert_update,
+                                          wallet_alerts_create, wallet_alerts_delete_all)
+from apps.invoicing.representations import wallet_alert_out, wallet_out, wallet_transaction_out
 from apps.core.exceptions import ValidationFailed
 from apps.invoicing.selectors import (wallet_get, wallet_get_by_code, wallet_list, wallet_transaction_get,
                                       wallet_transaction_list)
@@ -295,6 +298,58 @@ class WalletTransactionPaymentUrlView(APIView):
             "external_customer_id": link.external_id, "payment_provider": "stripe", "payment_url": url}})
 
 
+class CustomerWalletAlertsView(APIView):
+    @lago_operation("getCustomerWalletAlerts", response="WalletAlert", plural="alerts")
+    def get(self, request, external_id: str, code: str):
+        wallet = _by_code(request, external_id, code)
+        rows = WalletAlert.objects.filter(wallet=wallet, deleted_at__isnull=True).select_related(
+            "wallet__service").order_by("created_at", "id")
+        return Response(paginate(request, rows, "alerts", lambda items: [wallet_alert_out(a) for a in items]))
+
+    @lago_operation("createCustomerWalletAlert", request={"$ref": "#/components/schemas/WalletAlertBody"},
+                    response="WalletAlert", root="alert",
+                    description="One alert under `alert`, or several at once under `alerts` (answered as a list).")
+    def post(self, request, external_id: str, code: str):
+        wallet = _by_code(request, external_id, code)
+        data = request.data if isinstance(request.data, dict) else {}
+        batch = data.get("alerts")
+        items = batch if isinstance(batch, list) else [root_payload(request, "alert")]
+        if not all(isinstance(item, dict) for item in items):
+            raise ValidationFailed("invalid alert", details={"alert": ["value_is_invalid"]})
+        created = wallet_alerts_create(wallet=wallet, items=items,
+                                       usage_cents=wallets_ongoing_usage([wallet])[wallet.pk])
+        wallets_balance_check_on_commit([wallet.pk])  # Lago processes a new wallet alert at once
+        if isinstance(batch, list):
+            return Response({"alerts": [wallet_alert_out(alert) for alert in created]})
+        return Response({"alert": wallet_alert_out(created[0])})
+
+    @lago_operation("deleteAllCustomerWalletAlerts", response=None)
+    def delete(self, request, external_id: str, code: str):
+        wallet_alerts_delete_all(wallet=_by_code(request, external_id, code))
+        return Response(status=200)
+
+
+class CustomerWalletAlertDetailView(APIView):
+    @lago_operation("getCustomerWalletAlert", response="WalletAlert", root="alert")
+    def get(self, request, external_id: str, code: str, alert_code: str):
+        alert = wallet_alert_get(wallet=_by_code(request, external_id, code), code=alert_code)
+        return Response({"alert": wallet_alert_out(alert)})
+
+    @lago_operation("updateCustomerWalletAlert", request={"$ref": "#/components/schemas/WalletAlertBody"},
+                    response="WalletAlert", root="alert")
+    def put(self, request, external_id: str, code: str, alert_code: str):
+        alert = wallet_alert_get(wallet=_by_code(request, external_id, code), code=alert_code)
+        values = root_payload(request, "alert")
+        if not isinstance(values, dict):
+            raise ValidationFailed("invalid alert", details={"alert": ["value_is_invalid"]})
+        return Response({"alert": wallet_alert_out(wallet_alert_update(alert=alert, values=values))})
+
+    @lago_operation("deleteCustomerWalletAlert", response="WalletAlert", root="alert")
+    def delete(self, request, external_id: str, code: str, alert_code: str):
+        alert = wallet_alert_get(wallet=_by_code(request, external_id, code), code=alert_code)
+        return Response({"alert": wallet_alert_out(wallet_alert_delete(alert=alert))})
+
+
 urlpatterns = [
     path("wallets", WalletListCreateView.as_view()),
     path("wallets/<str:lago_id>", WalletDetailView.as_view()),
@@ -311,4 +366,7 @@ urlpatterns = [
     path("customers/<str:external_id>/wallets/<str:code>/metadata", CustomerWalletMetadataView.as_view()),
     path("customers/<str:external_id>/wallets/<str:code>/metadata/<str:key>",
          CustomerWalletMetadataKeyView.as_view()),
+    path("customers/<str:external_id>/wallets/<str:code>/alerts", CustomerWalletAlertsView.as_view()),
+    path("customers/<str:external_id>/wallets/<str:code>/alerts/<str:alert_code>",
+         CustomerWalletAlertDetailView.as_view()),
 ]
