@@ -55,10 +55,11 @@ def test_granting_credits_asks_why_writes_through_the_service_and_is_audited(adm
 
 def test_a_terminated_wallet_refuses_and_accountants_may_not_grant(admin_client, tokens):
     wallet_terminate(wallet=tokens)
+    before = WalletTransaction.objects.filter(wallet=tokens).count()  # the grant, and the forfeit of what was left
     url = reverse("admin:invoicing_wallet_grant", args=[tokens.pk])
     response = admin_client.post(url, {"granted_credits": "1", "reason": "late goodwill"})
     assert response.status_code == 200 and b"wallet" in response.content.lower()
-    assert WalletTransaction.objects.filter(wallet=tokens).count() == 1
+    assert WalletTransaction.objects.filter(wallet=tokens).count() == before == 2
 
     call_command("staff_groups", stdout=StringIO())
     user = User.objects.create_user("acct", password="pw-staff-12345", is_staff=True)
