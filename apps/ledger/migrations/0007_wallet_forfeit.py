@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0019_wallet_forfeit'),
+        ('invoicing', '0022_wallet_forfeit'),
         ('ledger', '0006_wallet_postings'),
     ]
 

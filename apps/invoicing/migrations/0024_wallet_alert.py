@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0020_wallet_metadata'),
+        ('invoicing', '0023_wallet_metadata'),
     ]
 
     operations = [

@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0017_wallet_applies_to'),
+        ('audit', '0009_wallet_applies_to'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='wallet',
+            model_name='walletevent',
             name='depleted_ongoing_balance',
             field=models.BooleanField(default=False),
         ),

@@ -8,17 +8,21 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0015_app_metadata'),
+        ('audit', '0007_plan_parent'),
+        ('invoicing', '0019_recurring_transaction_rule'),
+        ('pghistory', '0007_auto_20250421_0444'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RecurringTransactionRule',
+            name='RecurringTransactionRuleEvent',
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('lago_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
+                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
+                ('pgh_label', models.TextField(help_text='The event label.')),
+                ('id', models.BigIntegerField()),
+                ('lago_id', models.UUIDField(default=uuid.uuid4, editable=False)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('status', models.CharField(choices=[('active', 'Active'), ('terminated', 'Terminated')], default='active', max_length=16)),
                 ('trigger', models.CharField(choices=[('interval', 'Interval'), ('threshold', 'Threshold')], max_length=16)),
                 ('method', models.CharField(choices=[('fixed', 'Fixed'), ('target', 'Target')], default='fixed', max_length=16)),
@@ -36,11 +40,12 @@ class Migration(migrations.Migration):
                 ('transaction_metadata', models.JSONField(blank=True, default=list)),
                 ('last_interval_on', models.DateField(blank=True, null=True)),
                 ('threshold_armed', models.BooleanField(default=True)),
-                ('wallet', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='recurring_rules', to='invoicing.wallet')),
+                ('pgh_context', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context')),
+                ('pgh_obj', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='invoicing.recurringtransactionrule')),
+                ('wallet', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='invoicing.wallet')),
             ],
             options={
-                'ordering': ('created_at', 'id'),
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'active')), fields=('wallet',), name='uniq_active_recurring_rule_per_wallet')],
+                'abstract': False,
             },
         ),
     ]

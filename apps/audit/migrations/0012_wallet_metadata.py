@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0019_wallet_forfeit'),
+        ('audit', '0011_wallet_forfeit'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='wallet',
+            model_name='walletevent',
             name='metadata',
             field=models.JSONField(blank=True, null=True),
         ),

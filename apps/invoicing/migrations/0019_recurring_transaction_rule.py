@@ -8,21 +8,17 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0005_app_metadata'),
-        ('invoicing', '0016_recurring_transaction_rule'),
-        ('pghistory', '0007_auto_20250421_0444'),
+        ('invoicing', '0018_applied_usage_thresholds'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RecurringTransactionRuleEvent',
+            name='RecurringTransactionRule',
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('lago_id', models.UUIDField(default=uuid.uuid4, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('lago_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
                 ('status', models.CharField(choices=[('active', 'Active'), ('terminated', 'Terminated')], default='active', max_length=16)),
                 ('trigger', models.CharField(choices=[('interval', 'Interval'), ('threshold', 'Threshold')], max_length=16)),
                 ('method', models.CharField(choices=[('fixed', 'Fixed'), ('target', 'Target')], default='fixed', max_length=16)),
@@ -40,12 +36,11 @@ class Migration(migrations.Migration):
                 ('transaction_metadata', models.JSONField(blank=True, default=list)),
                 ('last_interval_on', models.DateField(blank=True, null=True)),
                 ('threshold_armed', models.BooleanField(default=True)),
-                ('pgh_context', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context')),
-                ('pgh_obj', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='invoicing.recurringtransactionrule')),
-                ('wallet', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='invoicing.wallet')),
+                ('wallet', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='recurring_rules', to='invoicing.wallet')),
             ],
             options={
-                'abstract': False,
+                'ordering': ('created_at', 'id'),
+                'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'active')), fields=('wallet',), name='uniq_active_recurring_rule_per_wallet')],
             },
         ),
     ]

@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0018_wallet_depleted_ongoing_balance'),
+        ('audit', '0010_wallet_depleted_ongoing_balance'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='wallettransaction',
+            model_name='wallettransactionevent',
             name='reason',
             field=models.CharField(choices=[('top_up', 'Top Up'), ('consumption', 'Consumption'), ('return', 'Return'), ('forfeit', 'Forfeit')], max_length=16),
         ),

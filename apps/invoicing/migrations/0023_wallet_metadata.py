@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0009_wallet_forfeit'),
+        ('invoicing', '0022_wallet_forfeit'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='walletevent',
+            model_name='wallet',
             name='metadata',
             field=models.JSONField(blank=True, null=True),
         ),

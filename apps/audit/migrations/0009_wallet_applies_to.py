@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0006_recurring_transaction_rule_event'),
+        ('audit', '0008_recurring_transaction_rule_event'),
     ]
 
     operations = [

@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0008_wallet_depleted_ongoing_balance'),
+        ('invoicing', '0021_wallet_depleted_ongoing_balance'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='wallettransactionevent',
+            model_name='wallettransaction',
             name='reason',
             field=models.CharField(choices=[('top_up', 'Top Up'), ('consumption', 'Consumption'), ('return', 'Return'), ('forfeit', 'Forfeit')], max_length=16),
         ),

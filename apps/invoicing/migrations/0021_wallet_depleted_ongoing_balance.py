@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0007_wallet_applies_to'),
+        ('invoicing', '0020_wallet_applies_to'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='walletevent',
+            model_name='wallet',
             name='depleted_ongoing_balance',
             field=models.BooleanField(default=False),
         ),

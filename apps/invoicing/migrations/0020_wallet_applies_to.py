@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0016_recurring_transaction_rule'),
+        ('invoicing', '0019_recurring_transaction_rule'),
     ]
 
     operations = [
