@@ -271,6 +271,9 @@ def progressive_deduct(lines: list[Line]) -> list[Line]:
         cents, precise = billed.get((line.subscription.pk, line.charge.pk, line.period_from), (0, ZERO))
         if not cents and not precise:
             continue
+        # Usage may fall after a progressive invoice (a sum with negative corrections): the period's fee then goes
+        # to zero, never below. Nothing is refunded, as Lago caps its progressive credit at the fee.
+        cents, precise = min(cents, max(line.amount_cents, 0)), min(precise, max(line.precise_amount, ZERO))
         line.amount_cents -= cents
         line.precise_amount -= precise
         line.amount_details = {**line.amount_details, "progressive_billed_amount_cents": cents}

@@ -82,6 +82,25 @@ def test_lago_steps_invoice_the_usage_so_far_less_what_was_invoiced_and_the_clos
     assert [i.taxes_amount_cents for i in (first, second, closing)] == [78, 247, 65]
 
 
+def test_usage_that_falls_after_a_progressive_invoice_leaves_the_period_fee_at_zero_never_negative(billing, settings):
+    """A sum metric whose events may be negative (a correction): $25 billed at the $20 threshold, then -$10, so the
+    period ends at $15. The period's charge fee is zero, not -$10: nothing is refunded (Lago caps the progressive
+    credit at the fee) and no finalized invoice or fee goes below zero."""
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    sub = _setup(billing)
+    _ingest(billing, "t1", at(2026, 3, 5), "25")
+    assert _check(sub, at(2026, 3, 5, 11)).fees_amount_cents == 2500
+    _ingest(billing, "t2", at(2026, 3, 10), "-10")
+
+    periods_close(as_of=at(2026, 4, 1, 0, 30))
+
+    closing = Invoice.objects.get(invoice_type="subscription")
+    charge = closing.fees.get(fee_type="charge")
+    assert charge.amount_cents == 0 and charge.amount_details["progressive_billed_amount_cents"] == 1500
+    assert closing.total_amount_cents == 0
+    assert not Fee.objects.filter(amount_cents__lt=0).exists()
+
+
 def test_checking_twice_issues_one_invoice_and_one_webhook_per_threshold(billing, settings):
     sub = _setup(billing)
     _ingest(billing, "t1", at(2026, 3, 5), "25")  # $25: past $5 and $20 at once
