@@ -4,6 +4,7 @@ from django.urls import path
 
 from .views import (
     alerts,
+    analytics,
     catalog,
     coupons,
     customers,
@@ -45,4 +46,5 @@ urlpatterns = [
     *fees.urlpatterns,
     *webhook_endpoints.urlpatterns,
     *wallets.urlpatterns,
+    *analytics.urlpatterns,
 ]
