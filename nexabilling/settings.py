@@ -163,6 +163,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Oversized bodies (413), NUL bytes and lone surrogates (422) refused for every /api/ endpoint at once.
     "apps.api.middleware.ApiInputGuard",
+    # Each service's write requests, recorded for GET /api_logs after the response (apps/api/request_log.py).
+    "apps.api.request_log.ApiRequestLog",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # After the session (an admin caller is known by its cookie), before anything that reads (auth, axes).
     "apps.core.replica.ReplicaReadsMiddleware",
@@ -380,6 +382,11 @@ CELERY_BEAT_SCHEDULE["subscriptions-changes-prune"] = {
 CELERY_BEAT_SCHEDULE["integrity-billing-check"] = {
     "task": "apps.integrity.tasks.billing_check_run_task", "schedule": crontab(hour=5, minute=40)}
 INTEGRITY_LATE_USAGE_GRACE_HOURS = env_int("INTEGRITY_LATE_USAGE_GRACE_HOURS", 24, minimum=1)
+# API logs (apps/audit, GET /api_logs): each service's write requests, kept this many days, pruned hourly; bodies
+# past the size are stored as {"truncated": true, "bytes": n}, so a 1 MB import does not sit in the table for weeks.
+API_LOG_RETENTION_DAYS = env_int("API_LOG_RETENTION_DAYS", 30, minimum=1)
+API_LOG_MAX_BODY_BYTES = env_int("API_LOG_MAX_BODY_BYTES", 65536, minimum=0)
+CELERY_BEAT_SCHEDULE["audit-api-logs-prune"] = {"task": "apps.audit.tasks.api_logs_prune_task", "schedule": 3600.0}
 
 # Billing
 NEXA_LEGAL_NAME = env_str("NEXA_LEGAL_NAME", "Nexa Systems Inc.")

@@ -10,6 +10,8 @@ from apps.core.audit import audit_context_add
 from apps.customers.models import Service
 from apps.customers.selectors import service_for_api_key
 
+from .request_log import SERVICE_ATTRIBUTE
+
 
 @dataclass(frozen=True)
 class ServicePrincipal:
@@ -33,6 +35,8 @@ class ServiceKeyAuthentication(BaseAuthentication):
         # key's public prefix; rotation changes it). pghistory's middleware opened the request's context.
         audit_context_add(actor=f"API: {service.code} (key {service.api_key_prefix}…)", service=service.code,
                           service_id=service.pk, api_key=service.api_key_prefix)
+        # For the request log (apps/api/request_log.py), which sees Django's request, not DRF's.
+        setattr(request._request, SERVICE_ATTRIBUTE, service)
         principal = ServicePrincipal(service=service)
         return principal, principal
 

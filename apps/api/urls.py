@@ -13,6 +13,7 @@ from .views import (
     fees,
     health,
     invoices,
+    logs,
     payments,
     subscriptions,
     wallets,
@@ -47,4 +48,5 @@ urlpatterns = [
     *webhook_endpoints.urlpatterns,
     *wallets.urlpatterns,
     *analytics.urlpatterns,
+    *logs.urlpatterns,
 ]

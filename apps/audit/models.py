@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import pghistory
 import pghistory.models
+from django.db import models
+from django.db.models.functions import Now
 
 from apps.catalog.models import Charge, Commitment, Plan, Tax, UsageThreshold
 from apps.customers.models import Service
@@ -88,3 +90,30 @@ class AuditEvent(pghistory.models.Events):
         proxy = True
         verbose_name = "audit event"
         ordering = ("-pgh_created_at",)
+
+
+class ApiLog(models.Model):
+    """One write request a service made to the API (Lago's API logs): who, what, how it ended.
+
+    Written by apps/api/request_log.py after the response, one INSERT per POST/PUT/PATCH/DELETE (reads are not
+    logged, nor usage ingestion: Lago skips its events endpoint too); kept API_LOG_RETENTION_DAYS, then pruned by
+    `api_logs_prune_task`. Not a money row: no audit mirror, and rows are only ever inserted or pruned.
+    """
+
+    request_id = models.UUIDField(unique=True)  # the response's X-Request-Id
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+", db_index=False)
+    api_key_prefix = models.CharField(max_length=16)  # which of the service's keys (the public prefix)
+    api_version = models.CharField(max_length=8)  # "v1"
+    http_method = models.CharField(max_length=8)  # lower case, as Lago sends it
+    request_path = models.TextField()
+    request_origin = models.CharField(max_length=512)  # scheme and host the client called
+    client = models.CharField(max_length=512, blank=True)  # the User-Agent header
+    http_status = models.PositiveSmallIntegerField()
+    # The JSON body as received (an object), or {"truncated": true, "bytes": n} past API_LOG_MAX_BODY_BYTES.
+    request_body = models.JSONField(default=dict)
+    logged_at = models.DateTimeField()  # when the request arrived
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=("service", "-logged_at"), name="api_log_service_logged_idx"),
+                   models.Index(fields=("logged_at",), name="api_log_logged_at_idx")]  # the prune's range

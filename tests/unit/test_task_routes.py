@@ -6,7 +6,7 @@ import importlib
 from nexabilling.celery import app
 
 QUEUES = {
-    "apps.integrity": "default", "apps.migration": "default", "apps.invoicing": "close", "apps.ledger": "ledger",
+    "apps.audit": "default", "apps.integrity": "default", "apps.migration": "default", "apps.invoicing": "close", "apps.ledger": "ledger",
     "apps.payments": "payments", "apps.subscriptions": "usage", "apps.usage": "usage", "apps.webhooks": "webhooks",
 }
 
