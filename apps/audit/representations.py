@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from .activity import activity_id
 from .models import ApiLog
 
 
@@ -24,4 +25,23 @@ def api_log_out(log: ApiLog) -> dict:
         "api_version": log.api_version,
         "logged_at": lago_time(log.logged_at),
         "created_at": lago_time(log.created_at),
+    }
+
+
+def activity_log_out(row: dict, *, organization_id: str) -> dict:
+    """Lago's ActivityLog from a row of `activity.ActivityPage` (the audit event and its context)."""
+    return {
+        "activity_id": activity_id(row["source"], row["pgh_id"]),
+        "activity_type": row["activity_type"],
+        "activity_source": row["activity_source"],
+        "activity_object": row["activity_object"],
+        "activity_object_changes": row["activity_object_changes"],
+        "user_email": row["user_email"] or None,
+        "resource_id": row["resource_id"],
+        "resource_type": row["resource_type"],
+        "external_customer_id": row["external_customer_id"],
+        "external_subscription_id": row["external_subscription_id"],
+        "organization_id": organization_id,
+        "logged_at": lago_time(row["logged_at"]),
+        "created_at": lago_time(row["logged_at"]),  # the event is written in the change's own statement
     }

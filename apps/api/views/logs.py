@@ -8,7 +8,8 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.audit.representations import api_log_out
+from apps.audit.activity import ACTIVITY_SOURCES, RESOURCE_TYPES, ActivityFilters, activity_get, activity_list
+from apps.audit.representations import activity_log_out, api_log_out
 from apps.audit.selectors import api_log_get, api_log_list
 from apps.core.exceptions import ValidationFailed
 
@@ -82,7 +83,47 @@ class ApiLogDetailView(APIView):
         return Response({"api_log": api_log_out(api_log_get(service=request.auth.service, request_id=request_id))})
 
 
+class ActivityLogListView(APIView):
+    @lago_operation("findAllActivityLogs", response="ActivityLog", plural="activity_logs", parameters=[
+        query("from_date", description="ISO 8601 date (from its start, UTC) or date-time."),
+        query("to_date", description="ISO 8601 date (to its end, UTC) or date-time."),
+        query("activity_types", many=True, description="`plan.created`, `subscription.terminated`, `invoice.voided`…"),
+        query("activity_sources", many=True, enum=list(ACTIVITY_SOURCES)),
+        query("user_emails", many=True, description="Staff who made the change in the admin."),
+        query("external_customer_id"), query("external_subscription_id"),
+        query("resource_ids", many=True, description="The objects' lago_id."),
+        query("resource_types", many=True, enum=RESOURCE_TYPES),
+    ], description="What happened to the service's plans, subscriptions, invoices, credit notes, wallets and payments "
+                   "(the money audit's events), newest first.")
+    def get(self, request):
+        sources = _list(request, "activity_sources")
+        if any(source not in ACTIVITY_SOURCES for source in sources):
+            raise ValidationFailed("bad activity_sources", details={"activity_sources": ["value_is_invalid"]})
+        filters = ActivityFilters(
+            logged_from=_bound(request, "from_date", end=False), logged_to=_bound(request, "to_date", end=True),
+            activity_types=tuple(_list(request, "activity_types")), activity_sources=tuple(sources),
+            user_emails=tuple(_list(request, "user_emails")),
+            external_customer_id=request.query_params.get("external_customer_id") or None,
+            external_subscription_id=request.query_params.get("external_subscription_id") or None,
+            resource_ids=tuple(_list(request, "resource_ids")), resource_types=tuple(_list(request, "resource_types")))
+        service = request.auth.service
+        page = activity_list(service=service, filters=filters)
+        organization_id = str(service.lago_id)
+        return Response(paginate(request, page, "activity_logs", lambda rows: [
+            activity_log_out(row, organization_id=organization_id) for row in rows]))
+
+
+class ActivityLogDetailView(APIView):
+    @lago_operation("findActivityLog", response="ActivityLog", root="activity_log")
+    def get(self, request, activity_id: str):
+        service = request.auth.service
+        row = activity_get(service=service, activity_id_text=activity_id)
+        return Response({"activity_log": activity_log_out(row, organization_id=str(service.lago_id))})
+
+
 urlpatterns = [
+    path("activity_logs", ActivityLogListView.as_view()),
+    path("activity_logs/<str:activity_id>", ActivityLogDetailView.as_view()),
     path("api_logs", ApiLogListView.as_view()),
     path("api_logs/<str:request_id>", ApiLogDetailView.as_view()),
 ]
