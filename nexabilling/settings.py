@@ -384,6 +384,10 @@ CELERY_BEAT_SCHEDULE["integrity-billing-check"] = {
 INTEGRITY_LATE_USAGE_GRACE_HOURS = env_int("INTEGRITY_LATE_USAGE_GRACE_HOURS", 24, minimum=1)
 # API logs (apps/audit, GET /api_logs): each service's write requests, kept this many days, pruned hourly; bodies
 # past the size are stored as {"truncated": true, "bytes": n}, so a 1 MB import does not sit in the table for weeks.
+# Webhooks signed as Lago's `jwt` endpoints are: the RSA private key, PEM then base64 (Lago's LAGO_RSA_PRIVATE_KEY,
+# e.g. `openssl genrsa 2048 | base64 -w0`); its public half is served at GET /webhooks/json_public_key. Unset: only
+# hmac endpoints can be created. The JWT's `iss` is PUBLIC_BASE_URL (Lago: LAGO_API_URL).
+WEBHOOK_JWT_PRIVATE_KEY = os.environ.get("WEBHOOK_JWT_PRIVATE_KEY", "")
 API_LOG_RETENTION_DAYS = env_int("API_LOG_RETENTION_DAYS", 30, minimum=1)
 API_LOG_MAX_BODY_BYTES = env_int("API_LOG_MAX_BODY_BYTES", 65536, minimum=0)
 CELERY_BEAT_SCHEDULE["audit-api-logs-prune"] = {"task": "apps.audit.tasks.api_logs_prune_task", "schedule": 3600.0}

@@ -18,6 +18,7 @@ from .views import (
     subscriptions,
     wallets,
     webhook_endpoints,
+    webhooks_keys,
 )
 
 # Lago's paths: no trailing slash; identifiers may contain dots and anything but "/".
@@ -49,4 +50,5 @@ urlpatterns = [
     *wallets.urlpatterns,
     *analytics.urlpatterns,
     *logs.urlpatterns,
+    *webhooks_keys.urlpatterns,
 ]

@@ -48,7 +48,8 @@ class WebhookEndpoint(TimeStampedModel):
     """Where one service wants its events. `event_types` null = every event type."""
 
     class SignatureAlgo(models.TextChoices):
-        HMAC = "hmac"  # Lago's JWT mode is not offered: one documented algorithm, no RSA key to manage.
+        HMAC = "hmac"
+        JWT = "jwt"  # RS256 with the hub's key pair (WEBHOOK_JWT_PRIVATE_KEY); offered only when it is set
 
     service = models.ForeignKey("customers.Service", on_delete=models.PROTECT, related_name="webhook_endpoints")
     name = models.CharField(max_length=255, blank=True)

@@ -38,6 +38,7 @@ from .models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from .selectors import webhook_jwt_key_pem
 from .signing import signed_headers
 
 log = logging.getLogger(__name__)
@@ -221,12 +222,19 @@ def webhook_delivery_send(*, delivery_id: int, now: datetime | None = None) -> W
         except DestinationRefused as exc:
             result = sender.refused(str(exc))
         else:
-            result = sender.post(
-                destination=destination,
-                body=body,
-                headers=signed_headers(secret=endpoint.signing_secret, body=body, event_id=str(event.event_id)),
-                timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            )
+            jwt_key = webhook_jwt_key_pem() if endpoint.signature_algo == WebhookEndpoint.SignatureAlgo.JWT else None
+            if endpoint.signature_algo == WebhookEndpoint.SignatureAlgo.JWT and jwt_key is None:
+                # The key was removed after the endpoint chose JWT: nothing to sign with; retried once it is back.
+                result = sender.SendResult(None, 0, "", "WEBHOOK_JWT_PRIVATE_KEY is not set (the endpoint signs with jwt)")
+            else:
+                result = sender.post(
+                    destination=destination,
+                    body=body,
+                    headers=signed_headers(secret=endpoint.signing_secret, body=body, event_id=str(event.event_id),
+                                           algo=endpoint.signature_algo, jwt_key_pem=jwt_key,
+                                           issuer=settings.PUBLIC_BASE_URL),
+                    timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                )
     return _attempt_record(delivery=delivery, result=result, now=now, retry=endpoint.active)
 
 
@@ -314,6 +322,8 @@ def _endpoint_rules(*, service: Service, values: dict, exclude_id: int | None = 
     live = WebhookEndpoint.objects.filter(service=service, deleted_at__isnull=True).exclude(pk=exclude_id)
     if url is not None and live.filter(webhook_url=url).exists():
         raise ValidationFailed("webhook url used", details={"webhook_url": ["value_already_exist"]})
+    if values.get("signature_algo") == WebhookEndpoint.SignatureAlgo.JWT and webhook_jwt_key_pem() is None:
+        raise ValidationFailed("no JWT key", details={"signature_algo": ["value_is_invalid"]})
     if exclude_id is None and live.count() >= MAX_ENDPOINTS_PER_SERVICE:
         raise ValidationFailed("too many endpoints", details={"base": ["exceeded_limit"]})
 

@@ -1,7 +1,8 @@
 """Lago's /webhook_endpoints for the calling service (research/lago-api.md §2.13).
 
-Deviations: only `signature_algo: "hmac"` (no JWT key to manage); each endpoint has its own HMAC key, returned to
-the owning service as `hmac_key` (Lago shows one organization key in its UI).
+Deviations: `signature_algo` defaults to "hmac" (Lago: "jwt"), and "jwt" is refused (422) unless the hub has its RSA
+key (WEBHOOK_JWT_PRIVATE_KEY); each endpoint has its own HMAC key, returned to the owning service as `hmac_key`
+(Lago shows one organization key in its UI).
 """
 from __future__ import annotations
 
