@@ -384,6 +384,10 @@ CELERY_BEAT_SCHEDULE["integrity-billing-check"] = {
 INTEGRITY_LATE_USAGE_GRACE_HOURS = env_int("INTEGRITY_LATE_USAGE_GRACE_HOURS", 24, minimum=1)
 # API logs (apps/audit, GET /api_logs): each service's write requests, kept this many days, pruned hourly; bodies
 # past the size are stored as {"truncated": true, "bytes": n}, so a 1 MB import does not sit in the table for weeks.
+# The services whose API key may change the organization (PUT /organizations, PUT /billing_entities/{code}):
+# comma-separated codes; none by default, staff change it in the admin. It is every service's: what all invoices say.
+ORGANIZATION_API_SERVICES = [code.strip() for code in os.environ.get("ORGANIZATION_API_SERVICES", "").split(",")
+                             if code.strip()]
 # Webhooks signed as Lago's `jwt` endpoints are: the RSA private key, PEM then base64 (Lago's LAGO_RSA_PRIVATE_KEY,
 # e.g. `openssl genrsa 2048 | base64 -w0`); its public half is served at GET /webhooks/json_public_key. Unset: only
 # hmac endpoints can be created. The JWT's `iss` is PUBLIC_BASE_URL (Lago: LAGO_API_URL).

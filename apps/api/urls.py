@@ -14,6 +14,7 @@ from .views import (
     health,
     invoices,
     logs,
+    organization,
     payments,
     subscriptions,
     wallets,
@@ -51,4 +52,5 @@ urlpatterns = [
     *analytics.urlpatterns,
     *logs.urlpatterns,
     *webhooks_keys.urlpatterns,
+    *organization.urlpatterns,
 ]

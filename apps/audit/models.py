@@ -19,7 +19,7 @@ from django.db import models
 from django.db.models.functions import Now
 
 from apps.catalog.models import Charge, Commitment, Plan, Tax, UsageThreshold
-from apps.customers.models import Service
+from apps.customers.models import Organization, Service
 from apps.invoicing.models import (CreditNote, CustomerCredit, Invoice, LifetimeUsage, RecurringTransactionRule,
                                    Wallet, WalletTransaction)
 from apps.payments.models import Payment, PaymentAttempt, Refund
@@ -77,10 +77,12 @@ TaxEvent = _event_model(Tax, pghistory.InsertEvent(CREATED), *_changes(), pghist
 # A service's key: its prefix and rotation time, never the hash.
 ServiceEvent = _event_model(Service, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED),
                             exclude=("updated_at", "api_key_hash"))
+# What invoices say about the seller (PUT /organizations, the admin): every change, who made it.
+OrganizationEvent = _event_model(Organization, pghistory.InsertEvent(CREATED), *_changes())
 
 AUDITED_MODELS = (Invoice, Subscription, PaymentAttempt, Payment, Refund, CreditNote, CustomerCredit, Plan, Charge,
                   Tax, Service, Wallet, WalletTransaction, Commitment, UsageThreshold, LifetimeUsage,
-                  RecurringTransactionRule)
+                  RecurringTransactionRule, Organization)
 
 
 class AuditEvent(pghistory.models.Events):

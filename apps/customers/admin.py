@@ -15,11 +15,13 @@ from apps.core.admin_kit import (
 from apps.core.exceptions import ValidationFailed
 from apps.core.money import money_display
 
-from .models import AccountLink, Customer, Service
+from .models import AccountLink, Customer, Organization, Service
 from .services import (
     CUSTOMER_FIELDS,
+    ORGANIZATION_FIELDS,
     account_link_create,
     customer_upsert,
+    organization_update,
     service_create,
     service_rotate_key,
 )
@@ -260,4 +262,31 @@ class AccountLinkAdmin(ServiceFormAdmin):
         return obj is None and super().has_change_permission(request)  # a link's page is read-only
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class OrganizationForm(ServiceForm):
+    """What invoices say about the seller, through the service PUT /organizations calls (audited)."""
+
+    class Meta:
+        model = Organization
+        fields = ORGANIZATION_FIELDS
+
+    def write(self) -> Organization:
+        return organization_update(values={name: self.cleaned_data[name] for name in ORGANIZATION_FIELDS},
+                                   changed_by=None)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(ServiceFormAdmin):
+    """The one organization row: changed, never added or deleted (migration customers 0003 seeds it)."""
+
+    form = OrganizationForm
+    list_display = ("name", "legal_name", "tax_identification_number", "updated_at")
+    readonly_fields = ("lago_id", "created_at", "updated_at", "audit_trail")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

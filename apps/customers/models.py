@@ -121,3 +121,39 @@ class AccountLink(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.service.code}:{self.external_id}"
+
+
+class Organization(TimeStampedModel):
+    """The company that bills (Nexa Systems Inc., Ontario): one row, Lago's organization and its one billing entity.
+
+    What its invoices say about the seller (names, address, tax number, footer); seeded from settings by migration
+    0003 and changed only through `customers.services.organization_update` (audited). The billing rules Lago keeps
+    on the organization (time zone, currency, grace period, numbering) are the hub's settings, not columns here.
+    """
+
+    name = models.CharField(max_length=255)
+    legal_name = models.CharField(max_length=255, blank=True)
+    legal_number = models.CharField(max_length=255, blank=True)
+    tax_identification_number = models.CharField(max_length=255, blank=True)  # the HST/GST registration
+    email = models.CharField(max_length=255, blank=True)
+    address_line1 = models.CharField(max_length=255, blank=True)
+    address_line2 = models.CharField(max_length=255, blank=True)
+    city = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=64, blank=True)
+    zipcode = models.CharField(max_length=32, blank=True)
+    country = models.CharField(max_length=2, blank=True)  # ISO 3166-1 alpha-2
+    invoice_footer = models.TextField(blank=True)  # printed at the bottom of every invoice PDF
+    document_locale = models.CharField(max_length=8, default="en")  # ISO 639-1
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(pk=1), name="organization_is_one_row")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def address(self) -> str:
+        """One line, as invoices print it."""
+        place = " ".join(part for part in (self.state, self.zipcode) if part)
+        parts = [self.address_line1, self.address_line2, self.city, place, self.country]
+        return ", ".join(part for part in parts if part)

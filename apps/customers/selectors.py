@@ -7,8 +7,8 @@ from django.db.models import QuerySet
 
 from apps.core.exceptions import NotFound
 
-from .models import AccountLink, Service
-from .services import api_key_hash
+from .models import AccountLink, Organization, Service
+from .services import api_key_hash, organization_settings  # noqa: F401 (the read lives beside its one writer)
 
 
 _SERVICE_FIELDS = [field.attname for field in Service._meta.concrete_fields]
@@ -64,3 +64,9 @@ def customers_matching(*, text: str) -> QuerySet:
     for word in text.split():
         match &= Q(external_id__icontains=word) | Q(name__icontains=word) | Q(legal_name__icontains=word)
     return Customer.objects.filter(match)
+
+
+def organization_get() -> Organization:
+    """The one organization row (seeded by migration customers 0003)."""
+    return Organization.objects.get(pk=1)
+

@@ -5,12 +5,13 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.exceptions import ValidationFailed
+from apps.core.exceptions import Forbidden, ValidationFailed
 
-from .models import AccountLink, Customer, Service
+from .models import AccountLink, Customer, Organization, Service
 
 API_KEY_PREFIX = "nexa_"
 
@@ -125,3 +126,49 @@ def account_link_create(*, service: Service, customer: Customer, external_id: st
     if AccountLink.objects.filter(service=service, external_id=external_id, deleted_at__isnull=True).exists():
         raise ValidationFailed("link exists", details={"external_id": ["value_already_exist"]})
     return AccountLink.objects.create(service=service, customer=customer, external_id=external_id)
+
+
+def organization_settings() -> dict:
+    """What Lago keeps on the organization and the hub keeps in its settings (read-only through the API)."""
+    return {
+        "code": settings.BILLING_ENTITY_CODE,
+        "default_currency": settings.DEFAULT_CURRENCY,
+        "timezone": settings.TIME_ZONE,
+        "invoice_grace_period": settings.INVOICE_GRACE_PERIOD_DAYS,
+        "net_payment_term": 0,  # each customer's own (Customer.net_payment_term), 0 unless set
+        "document_number_prefix": settings.INVOICE_NUMBER_PREFIX,
+        "finalize_zero_amount_invoice": True,  # the close finalizes an invoice of 0 like any other
+    }
+
+
+ORGANIZATION_FIELDS = ("name", "legal_name", "legal_number", "tax_identification_number", "email", "address_line1",
+                       "address_line2", "city", "state", "zipcode", "country", "invoice_footer", "document_locale")
+
+
+@transaction.atomic
+def organization_update(*, values: dict, changed_by: Service | None) -> Organization:
+    """Change what invoices say about the seller (ORGANIZATION_FIELDS); audited (apps/audit OrganizationEvent).
+
+    `changed_by`: the calling service, allowed only when settings.ORGANIZATION_API_SERVICES names it (the
+    organization is every service's: one product's key must not rewrite what all invoices say); None for staff.
+    `values` may also carry the settings Lago keeps on the organization (`organization_settings`), unchanged: an
+    app that sends back the body it read is not refused, one that asks for another time zone or currency is.
+    """
+    if changed_by is not None and changed_by.code not in settings.ORGANIZATION_API_SERVICES:
+        raise Forbidden("the organization is changed by staff or the services in ORGANIZATION_API_SERVICES")
+    fixed = organization_settings()
+    refused = {name: ["value_is_invalid"] for name, value in values.items()
+               if name in fixed and value is not None and value != fixed[name]}
+    unknown = set(values) - set(ORGANIZATION_FIELDS) - set(fixed)
+    if unknown:
+        raise ValueError(f"not organization fields: {sorted(unknown)}")  # the caller's serializer lets only these through
+    if refused:
+        raise ValidationFailed("set in the hub's settings", details=refused)
+    organization = Organization.objects.select_for_update().get(pk=1)
+    changed = [name for name in ORGANIZATION_FIELDS if name in values and getattr(organization, name) != (
+        values[name] if values[name] is not None else "")]
+    for name in changed:
+        setattr(organization, name, values[name] if values[name] is not None else "")
+    if changed:
+        organization.save(update_fields=[*changed, "updated_at"])
+    return organization

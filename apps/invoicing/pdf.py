@@ -4,11 +4,11 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 
-from django.conf import settings
 from django.core import signing
 from django.template.loader import render_to_string
 
 from apps.core.money import from_minor_units
+from apps.customers.selectors import organization_get
 
 from .models import Invoice
 from .selectors import invoice_payment_link
@@ -18,6 +18,13 @@ SALT = "invoicing.pdf"
 
 def _money(cents: int, currency: str) -> str:
     return f"{from_minor_units(cents, currency):,.2f} {currency}" if currency != "JPY" else f"{cents:,} {currency}"
+
+
+def _seller() -> dict:
+    """What the invoice says about Nexa: the organization's row (PUT /organizations, the admin), audited."""
+    organization = organization_get()
+    return {"name": organization.legal_name or organization.name, "address": organization.address,
+            "hst": organization.tax_identification_number, "footer": organization.invoice_footer}
 
 
 def invoice_pdf_context(invoice: Invoice) -> dict:
@@ -31,7 +38,7 @@ def invoice_pdf_context(invoice: Invoice) -> dict:
     periods = list(invoice.billing_periods.order_by("from_datetime"))
     return {
         "invoice": invoice,
-        "seller": {"name": settings.NEXA_LEGAL_NAME, "address": settings.NEXA_ADDRESS, "hst": settings.NEXA_HST_NUMBER},
+        "seller": _seller(),
         "customer": invoice.customer,
         "period_from": periods[0].from_datetime if periods else None,
         "period_to": periods[-1].to_datetime if periods else None,

@@ -152,3 +152,21 @@ def test_a_webhook_endpoint_edited_in_the_admin_meets_the_destination_rule(admin
     assert response.status_code == 200 and "url_not_allowed" in response.content.decode()
     endpoint.refresh_from_db()
     assert endpoint.webhook_url == "https://hooks.example.com/x"
+
+
+def test_the_organization_edited_in_the_admin_goes_through_its_service_audited(admin_client):
+    from apps.audit.models import OrganizationEvent
+    from apps.customers.models import Organization
+
+    organization = Organization.objects.get()
+    change = reverse("admin:customers_organization_change", args=[organization.pk])
+    form = admin_client.get(change).context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None}
+    data["invoice_footer"] = "Questions? billing@nexa.example"
+    response = admin_client.post(change, data)
+    assert response.status_code == 302, _errors(response)
+    organization.refresh_from_db()
+    assert organization.invoice_footer == "Questions? billing@nexa.example"
+    changed = OrganizationEvent.objects.select_related("pgh_context").get(pgh_label="changed")
+    assert changed.pgh_context.metadata["user"] is not None
+    assert admin_client.get(reverse("admin:customers_organization_add")).status_code == 403
