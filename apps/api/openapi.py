@@ -63,12 +63,13 @@ def _root_body(serializer_class, root: str, partial: bool):
 def lago_operation(operation_id: str, *, response: str | None, root: str | None = None, request=None,
                    plural: str | None = None, many: bool = False, status: int = 200, parameters: list | None = None,
                    summary: str | None = None, description: str | None = None, partial: bool = False,
-                   tags: list[str] | None = None):
+                   tags: list[str] | None = None, errors: tuple[int, ...] = ()):
     """`extend_schema` for one Lago operation.
 
     response: a component of schemas.yaml answered under `root` (`{"customer": Customer}`), or under `plural`
       with Lago's `meta` for a paginated list (`many`: a list under `root`, no `meta`); None for an empty body.
     request: a serializer class wrapped in `root` as Lago's bodies are, or a raw schema dict used as is.
+    errors: statuses of ERRORS this operation answers beyond the ones every operation gets (403).
     """
     body = None
     if isinstance(request, dict):
@@ -85,8 +86,12 @@ def lago_operation(operation_id: str, *, response: str | None, root: str | None 
         answer = {"type": "object", "required": [root], "properties": {root: item}}
     else:
         answer = ref(response)
+    responses = {status: answer}
+    for code in errors:
+        name, text = ERRORS[code]
+        responses[code] = OpenApiResponse(response=ref(name), description=text)
     return extend_schema(
-        operation_id=operation_id, request=body, responses={status: answer},
+        operation_id=operation_id, request=body, responses=responses,
         parameters=[*(PAGE if plural else []), *(parameters or [])], summary=summary, description=description,
         tags=tags,
     )
@@ -95,6 +100,7 @@ def lago_operation(operation_id: str, *, response: str | None, root: str | None 
 ERRORS = {
     400: ("BadRequestError", "Malformed JSON, or the root key (`{\"customer\": …}`) is missing."),
     401: ("UnauthorizedError", "No valid service key."),
+    403: ("ForbiddenError", "Not available to this service, or not in the hub (`feature_unavailable`)."),
     404: ("NotFoundError", "No such object for this service (`<resource>_not_found`), or a path the API lacks."),
     405: ("NotAllowedError", "The action is not allowed in the object's state."),
     413: ("PayloadTooLargeError", "The body exceeds the limit named in `error` (API_MAX_BODY_BYTES)."),

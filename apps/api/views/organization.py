@@ -90,7 +90,7 @@ def _values(serializer_class, request, root: str) -> dict:
 
 class OrganizationView(APIView):
     @lago_operation("updateOrganization", request=OrganizationIn, root="organization", response="Organization",
-                    partial=True)
+                    partial=True, errors=(403,))
     def put(self, request):
         service = request.auth.service
         organization = organization_update(values=_values(OrganizationIn, request, "organization"), changed_by=service)
@@ -111,7 +111,8 @@ class BillingEntityListView(APIView):
         body = billing_entity_out(organization_get(), settings_values=organization_settings())
         return Response({"billing_entities": [body]})
 
-    @lago_operation("createBillingEntity", request=BillingEntityIn, root="billing_entity", response="BillingEntity")
+    @lago_operation("createBillingEntity", request=BillingEntityIn, root="billing_entity", response="BillingEntity",
+                    errors=(403,))
     def post(self, request):
         root_payload(request, "billing_entity")  # Lago's 400 first, as its `params.require`
         raise Forbidden("the hub bills as one entity", code="feature_unavailable")
@@ -124,7 +125,7 @@ class BillingEntityDetailView(APIView):
         return Response({"billing_entity": body})
 
     @lago_operation("updateBillingEntity", request=BillingEntityIn, root="billing_entity", response="BillingEntity",
-                    partial=True)
+                    partial=True, errors=(403,))
     def put(self, request, code: str):
         _entity(code)
         organization = organization_update(values=_values(BillingEntityIn, request, "billing_entity"),

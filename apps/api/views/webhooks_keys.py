@@ -25,14 +25,14 @@ def _public_key() -> str:
 
 
 class PublicKeyView(APIView):
-    @lago_operation("fetchPublicKey", response="WebhookPublicKeyText",
+    @lago_operation("fetchPublicKey", response="WebhookPublicKeyText", errors=(404,),
                     description="The public key as text/plain (Lago's deprecated form of json_public_key).")
     def get(self, request):
         return HttpResponse(_public_key(), content_type="text/plain; charset=utf-8")
 
 
 class JsonPublicKeyView(APIView):
-    @lago_operation("fetchJsonPublicKey", response="WebhookPublicKey", root="webhook")
+    @lago_operation("fetchJsonPublicKey", response="WebhookPublicKey", root="webhook", errors=(404,))
     def get(self, request):
         return Response({"webhook": {"public_key": _public_key()}})
 
