@@ -141,6 +141,24 @@ def organization_settings() -> dict:
     }
 
 
+_COUNTRIES = {"canada": "CA", "united states": "US", "usa": "US"}
+
+
+def organization_defaults() -> dict:
+    """The organization as settings describe it (NEXA_LEGAL_NAME, NEXA_ADDRESS, NEXA_HST_NUMBER), in Lago's fields:
+    "100 King Street West, Toronto, ON M5X 1A9, Canada" split into line, city, province, postal code and country; an
+    address of another shape is kept whole as its first line. Migration customers 0003 seeds the row the same way."""
+    parts = [part.strip() for part in settings.NEXA_ADDRESS.split(",")]
+    if len(parts) == 4 and parts[3].lower() in _COUNTRIES and " " in parts[2]:
+        state, zipcode = parts[2].split(" ", 1)
+        address = {"address_line1": parts[0], "city": parts[1], "state": state, "zipcode": zipcode,
+                   "country": _COUNTRIES[parts[3].lower()]}
+    else:
+        address = {"address_line1": settings.NEXA_ADDRESS, "country": "CA"}
+    return {"name": settings.NEXA_LEGAL_NAME, "legal_name": settings.NEXA_LEGAL_NAME,
+            "tax_identification_number": settings.NEXA_HST_NUMBER, **address}
+
+
 ORGANIZATION_FIELDS = ("name", "legal_name", "legal_number", "tax_identification_number", "email", "address_line1",
                        "address_line2", "city", "state", "zipcode", "country", "invoice_footer", "document_locale")
 
@@ -164,6 +182,7 @@ def organization_update(*, values: dict, changed_by: Service | None) -> Organiza
         raise ValueError(f"not organization fields: {sorted(unknown)}")  # the caller's serializer lets only these through
     if refused:
         raise ValidationFailed("set in the hub's settings", details=refused)
+    Organization.objects.get_or_create(pk=1, defaults=organization_defaults())
     organization = Organization.objects.select_for_update().get(pk=1)
     changed = [name for name in ORGANIZATION_FIELDS if name in values and getattr(organization, name) != (
         values[name] if values[name] is not None else "")]
