@@ -16,6 +16,7 @@ from .views import (
     logs,
     organization,
     payments,
+    plan_metadata,
     subscriptions,
     wallets,
     webhook_endpoints,
@@ -53,4 +54,5 @@ urlpatterns = [
     *logs.urlpatterns,
     *webhooks_keys.urlpatterns,
     *organization.urlpatterns,
+    *plan_metadata.urlpatterns,
 ]

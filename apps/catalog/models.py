@@ -102,6 +102,8 @@ class Plan(TimeStampedModel):
     amount_currency = models.CharField(max_length=3)  # ISO 4217
     pay_in_advance = models.BooleanField(default=False)  # base fee billed at period start, else at its end
     trial_period = models.PositiveIntegerField(default=0)  # days without base fee
+    # Lago's plan metadata: {key: string or null}, at most 50 keys; null when the plan has none (PlanMetadata*).
+    metadata = models.JSONField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     # Lago's plan override: a copy of `parent` with one subscription's prices (`plan_overrides`), same code, never
     # listed or subscribed to by code (apps/catalog/plan_terms.py).

@@ -76,6 +76,7 @@ def plan_out(plan: Plan) -> dict:
         "amount_currency": plan.amount_currency,
         "trial_period": plan.trial_period,
         "pay_in_advance": plan.pay_in_advance,
+        "metadata": plan.metadata,
         "bill_charges_monthly": None,
         "minimum_commitment": minimum_commitment_out(plan),
         "usage_thresholds": [usage_threshold_out(threshold) for threshold in plan.usage_thresholds.all()],

@@ -449,3 +449,48 @@ def applied_coupon_terminate(*, applied: AppliedCoupon) -> AppliedCoupon:
         applied.status, applied.terminated_at = AppliedCoupon.Status.TERMINATED, timezone.now()
         applied.save(update_fields=["status", "terminated_at", "updated_at"])
     return applied
+
+
+METADATA_MAX_KEYS, METADATA_MAX_KEY_LENGTH, METADATA_MAX_VALUE_LENGTH = 50, 100, 255  # Lago's ItemMetadata
+
+
+def _metadata_check(value: dict) -> None:
+    valid = len(value) <= METADATA_MAX_KEYS and all(
+        isinstance(key, str) and 0 < len(key) <= METADATA_MAX_KEY_LENGTH
+        and (item is None or (isinstance(item, str) and len(item) <= METADATA_MAX_VALUE_LENGTH))
+        for key, item in value.items())
+    if not valid:
+        raise ValidationFailed("bad metadata", details={"metadata": ["value_is_invalid"]})
+
+
+@transaction.atomic
+def plan_metadata_update(*, plan_id: int, value: dict | None, partial: bool) -> Plan:
+    """Set, merge (`partial`) or remove (`value` None, not partial) the plan's metadata, as Lago's
+    Metadata::UpdateItemService: a merge into none sets it, and merging None changes nothing. Audited (PlanEvent)."""
+    plan = Plan.objects.select_for_update().get(pk=plan_id)
+    if value is None:
+        new = plan.metadata if partial else None
+    elif partial and plan.metadata is not None:
+        new = {**plan.metadata, **value}
+    elif partial and not value:
+        new = plan.metadata  # Lago: merging nothing into no metadata creates none
+    else:
+        new = dict(value)
+    if new is not None:
+        _metadata_check(new)
+    if new != plan.metadata:
+        plan.metadata = new
+        plan.save(update_fields=["metadata", "updated_at"])
+    return plan
+
+
+@transaction.atomic
+def plan_metadata_key_delete(*, plan_id: int, key: str) -> Plan:
+    """Remove one key of the plan's metadata (absent: nothing to do); 404 `metadata_not_found` when it has none."""
+    plan = Plan.objects.select_for_update().get(pk=plan_id)
+    if plan.metadata is None:
+        raise NotFound("metadata")
+    if key in plan.metadata:
+        plan.metadata = {name: item for name, item in plan.metadata.items() if name != key}
+        plan.save(update_fields=["metadata", "updated_at"])
+    return plan
