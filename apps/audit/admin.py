@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from apps.core.admin_kit import BoundedCountPaginator, ReadOnlyAdmin
 from apps.core.money import money_display
 
-from .models import AUDITED_MODELS, BEFORE, CHANGED, CREATED, DELETED, AuditEvent
+from .models import AUDITED_MODELS, BEFORE, CHANGED, CREATED, DELETED, ApiLog, AuditEvent
 
 HIDDEN_KEYS = {"updated_at", "created_at"}
 
@@ -177,3 +177,18 @@ class AuditEventAdmin(ReadOnlyAdmin):
         keys = [key for key in after if key.endswith("_cents") or key in ("status", "number", "code", "rate")]
         rows = [(_label(key), _shown(key, after[key], after)) for key in keys]
         return format_html_join("", "<div><b>{}</b>: {}</div>", rows) or event.pgh_label
+
+
+@admin.register(ApiLog)
+class ApiLogAdmin(ReadOnlyAdmin):
+    """The services' write requests (GET /api_logs), newest first: what a service sent and how the hub answered."""
+
+    list_display = ("logged_at", "service", "http_method", "request_path", "http_status", "client", "request_id")
+    list_filter = ("service", "http_method", "http_status")
+    list_select_related = ("service",)
+    search_fields = ("request_id", "request_path")
+    readonly_fields = ("request_id", "service", "api_key_prefix", "api_version", "http_method", "request_path",
+                       "request_origin", "client", "http_status", "request_body", "logged_at", "created_at")
+    show_full_result_count = False
+    paginator = BoundedCountPaginator
+    ordering = ("-logged_at", "-id")

@@ -125,3 +125,15 @@ def test_the_lago_client_lists_and_finds_api_logs(cloud, live_server):
     assert [log.request_id for log in listed["api_logs"]] == [created["X-Request-Id"]]
     found = lago.api_logs.find(created["X-Request-Id"])
     assert (found.http_status, found.request_body) == (200, {"customer": {"external_id": "acme", "name": "Acme"}})
+
+
+def test_staff_read_the_logs_in_the_admin(admin_client, logged):
+    from django.urls import reverse
+
+    page = admin_client.get(reverse("admin:audit_apilog_changelist"))
+    assert page.status_code == 200
+    assert page.content.decode().count("/api/v1/customers") >= 3
+    log = ApiLog.objects.get(request_id=logged["created"]["X-Request-Id"])
+    detail = admin_client.get(reverse("admin:audit_apilog_change", args=[log.pk]))
+    assert detail.status_code == 200 and "acme" in detail.content.decode()
+    assert admin_client.get(reverse("admin:audit_apilog_add")).status_code == 403
