@@ -177,6 +177,9 @@ def mrrs(*, service: Service, currency: str | None, months: int | None) -> list[
     whole minutes counts as D - 1 minute; the hub's periods end exclusively and are counted the same way. Every
     month of the range is listed, one without fees with no currency and no amount, unless a currency is asked
     for. The sums are rounded half-up to the cent per month and currency (Lago sends the unrounded decimal).
+    Semiannual fees in advance are spread like quarterly and yearly ones: Lago's query gives each of the four
+    months before the last one a remainder as well (its `CEIL(billed_months) - 2..4` cases), which counts the fee
+    several times over; the hub has no semiannual plans yet either.
     """
     span = month_range(service=service, months=months)
     currency_sql = "WHERE mrr.currency = %s" if currency else ""
