@@ -178,8 +178,8 @@ def mrrs(*, service: Service, currency: str | None, months: int | None) -> list[
     month of the range is listed, one without fees with no currency and no amount, unless a currency is asked
     for. The sums are rounded half-up to the cent per month and currency (Lago sends the unrounded decimal).
     Semiannual fees in advance are spread like quarterly and yearly ones: Lago's query gives each of the four
-    months before the last one a remainder as well (its `CEIL(billed_months) - 2..4` cases), which counts the fee
-    several times over; the hub has no semiannual plans yet either.
+    months before the last one a remainder as well (its `CEIL(billed_months) - 2..4` cases), so its months add up to
+    more than the fee; the hub has no semiannual plans yet either.
     """
     span = month_range(service=service, months=months)
     currency_sql = "WHERE mrr.currency = %s" if currency else ""
