@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0007_organization_event'),
+        ('catalog', '0009_features'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='planevent',
+            model_name='plan',
             name='metadata',
             field=models.JSONField(blank=True, null=True),
         ),

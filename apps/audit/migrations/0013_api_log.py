@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0005_app_metadata'),
+        ('audit', '0012_wallet_metadata'),
         ('customers', '0002_customer_reference_fits_service_code'),
     ]
 

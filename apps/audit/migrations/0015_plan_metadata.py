@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0005_coupons'),
+        ('audit', '0014_organization_event'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='plan',
+            model_name='planevent',
             name='metadata',
             field=models.JSONField(blank=True, null=True),
         ),

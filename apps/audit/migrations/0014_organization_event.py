@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0006_api_log'),
+        ('audit', '0013_api_log'),
         ('customers', '0003_organization'),
         ('pghistory', '0007_auto_20250421_0444'),
     ]
