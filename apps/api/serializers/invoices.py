@@ -67,3 +67,42 @@ class CreditNoteUpdateIn(serializers.Serializer):
         if value is not None and (len(value) > 50 or any(not key or len(key) > 100 for key in value)):
             raise serializers.ValidationError("value_is_out_of_range", code="value_is_out_of_range")
         return value
+
+
+class PreviewCustomerIn(serializers.Serializer):
+    # The customer's other fields (address, currency, timezone) are accepted and not applied: the hub previews
+    # an existing customer, taxed by the province it has.
+    external_id = serializers.CharField(max_length=255, required=False, allow_null=True, default=None)
+
+
+class PreviewSubscriptionsIn(serializers.Serializer):
+    external_ids = serializers.ListField(child=serializers.CharField(max_length=255), allow_empty=True)
+    plan_code = serializers.CharField(max_length=255, required=False, allow_null=True, default=None)
+    terminated_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class PreviewCouponIn(serializers.Serializer):
+    code = serializers.CharField(max_length=255)
+    name = BlankableCharField(max_length=255)
+    coupon_type = serializers.ChoiceField(choices=["fixed_amount", "percentage"], required=False, allow_null=True,
+                                          default=None)
+    amount_cents = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
+    amount_currency = serializers.CharField(max_length=3, required=False, allow_null=True, default=None)
+    percentage_rate = serializers.DecimalField(max_digits=10, decimal_places=5, min_value=0, max_value=100,
+                                               required=False, allow_null=True, default=None)
+    frequency = serializers.ChoiceField(choices=["once", "recurring", "forever"], required=False, allow_null=True,
+                                        default=None)
+    frequency_duration = StrictIntegerField(min_value=1, max_value=2**31 - 1, required=False, allow_null=True,
+                                            default=None)
+
+
+class InvoicePreviewIn(serializers.Serializer):
+    """Lago's preview body (top level, no root key); lago-python-client sends null for what it does not set."""
+
+    customer = PreviewCustomerIn()
+    plan_code = serializers.CharField(max_length=255, required=False, allow_null=True, default=None)
+    billing_time = serializers.ChoiceField(choices=["calendar", "anniversary"], required=False, allow_null=True)
+    subscription_at = serializers.DateTimeField(required=False, allow_null=True)
+    coupons = PreviewCouponIn(many=True, required=False, allow_null=True, default=None)
+    subscriptions = PreviewSubscriptionsIn(required=False, allow_null=True, default=None)
+    billing_entity_code = serializers.CharField(max_length=255, required=False, allow_null=True, default=None)

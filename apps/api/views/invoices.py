@@ -20,11 +20,13 @@ from apps.catalog.models import Charge
 from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
 from apps.customers.selectors import account_link_get
 from apps.invoicing.close import current_usage_lines, invoice_refresh
+from apps.invoicing.close.preview import CouponIn, customer_invoice_preview, preview_coupons
 from apps.invoicing.fees import customer_tax_rates, fee_taxes
 from apps.invoicing.models import Invoice
 from apps.invoicing.pdf import invoice_from_pdf_token, invoice_pdf, invoice_pdf_token
 from apps.invoicing.projection import project_lines, projection_ratio
 from apps.invoicing.representations import (
+    billing_entity_code,
     credit_note_out,
     credit_note_taxes,
     credit_note_taxes_rate,
@@ -51,7 +53,13 @@ from ..openapi import lago_operation, query
 from ..pagination import paginate
 from ..params import bool_param, currency_param, int_param
 from ..serializers.common import root_payload
-from ..serializers.invoices import CreditNoteIn, CreditNoteUpdateIn, InvoiceUpdateIn, OneOffInvoiceIn
+from ..serializers.invoices import (
+    CreditNoteIn,
+    CreditNoteUpdateIn,
+    InvoicePreviewIn,
+    InvoiceUpdateIn,
+    OneOffInvoiceIn,
+)
 
 
 def _choices(request, name: str, allowed: list[str]) -> list[str]:
@@ -132,6 +140,48 @@ class InvoiceListCreateView(APIView):
         invoice = invoice_create_one_off_for_add_ons(
             service=service, customer=link.customer, currency=currency, fees=fees
         )
+        return Response({"invoice": invoice_out(invoice, service=service)})
+
+
+class InvoicePreviewView(APIView):
+    @lago_operation("invoicePreview", request=InvoicePreviewIn, response="Invoice", root="invoice",
+                    description="The next invoice of the customer's running subscriptions (`subscriptions.external_ids`,"
+                                " or all of the service's), by the close's own planner and rating, with the "
+                                "customer's coupons (or, without any, the request's) taken off before tax; nothing "
+                                "is written. Previews of a subscription not yet created (`plan_code`), of a plan "
+                                "change or of a termination are not built (422 `not_supported`).")
+    def post(self, request):
+        serializer = InvoicePreviewIn(data=request.data if isinstance(request.data, dict) else {})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        service = request.auth.service
+        wanted = data.get("subscriptions") or {}
+        for name, value in (("plan_code", data.get("plan_code")), ("subscriptions.plan_code", wanted.get("plan_code")),
+                            ("subscriptions.terminated_at", wanted.get("terminated_at"))):
+            if value:
+                raise ValidationFailed("preview not built", details={name: ["not_supported"]})
+        code = data.get("billing_entity_code")
+        if code and code != billing_entity_code():
+            raise NotFound("billing_entity")
+        external_id = data["customer"].get("external_id")
+        if not external_id:
+            raise ValidationFailed("customer must exist", details={"customer": ["must_be_persisted"]})
+        link = account_link_get(service=service, external_id=external_id)
+        subscriptions = Subscription.objects.filter(
+            service=service, account_link=link, status=Subscription.Status.ACTIVE).select_related("plan")
+        if wanted.get("external_ids"):
+            subscriptions = subscriptions.filter(external_id__in=wanted["external_ids"])
+        subscriptions = list(subscriptions)
+        if not subscriptions:
+            raise NotFound("subscription")
+        coupons = preview_coupons(customer=link.customer, service=service, requested=[
+            CouponIn(code=item["code"], name=item.get("name") or "", coupon_type=item.get("coupon_type") or "fixed_amount",
+                     amount_cents=item.get("amount_cents"), amount_currency=item.get("amount_currency") or "",
+                     percentage_rate=item.get("percentage_rate"), frequency=item.get("frequency") or "once",
+                     frequency_duration=item.get("frequency_duration"))
+            for item in data.get("coupons") or []
+        ])
+        invoice = customer_invoice_preview(customer=link.customer, subscriptions=subscriptions, coupons=coupons)
         return Response({"invoice": invoice_out(invoice, service=service)})
 
 
@@ -389,6 +439,7 @@ class ProjectedUsageView(APIView):
 
 urlpatterns = [
     path("invoices", InvoiceListCreateView.as_view()),
+    path("invoices/preview", InvoicePreviewView.as_view()),
     path("invoices/<str:lago_id>", InvoiceDetailView.as_view()),
     path("invoices/<str:lago_id>/refresh", InvoiceRefreshView.as_view()),
     path("invoices/<str:lago_id>/finalize", InvoiceFinalizeView.as_view()),
