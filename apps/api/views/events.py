@@ -5,7 +5,9 @@ answer (apps/usage/validation.py has the figures). DRF still authenticates and m
 """
 from __future__ import annotations
 
+import uuid
 from datetime import timezone as dt_timezone
+from decimal import Decimal
 
 import msgspec
 from django.http import HttpResponse
@@ -16,6 +18,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.exceptions import NotFound, ValidationFailed
+from apps.core.representations import decimal_str
+from apps.invoicing.estimates import EventEstimateIn, estimate_fees, instant_fees
+from apps.invoicing.representations import fee_out
+from apps.subscriptions.models import Subscription
 from apps.usage import validation
 from apps.usage.selectors import usage_event_get, usage_event_list
 from apps.usage.services import StoredItem, usage_counters_ingest, usage_events_ingest
@@ -24,6 +30,7 @@ from apps.usage.validation import EventIn
 from ..openapi import lago_operation, query, ref
 from ..pagination import paginate
 from ..params import bool_param, datetime_param
+from ..serializers.common import root_payload
 
 
 def _ts(moment) -> str:
@@ -156,9 +163,130 @@ class UsageCreateView(APIView):
         return _json({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
 
 
+
+
+# ---------------------------------------------------------------------------- estimates (nothing stored)
+
+def _estimate_event(item, where: str = "") -> tuple[str, EventEstimateIn]:
+    """(external_subscription_id, event) of one `event` object; Lago's 422 for a missing code or subscription."""
+    if not isinstance(item, dict):
+        raise ValidationFailed("bad event", details={where or "event": ["value_is_invalid"]})
+    errors = {f"{where}{name}": ["value_is_mandatory"] for name in ("code", "external_subscription_id")
+              if not isinstance(item.get(name), str) or not item.get(name)}
+    properties = item.get("properties")
+    if properties is not None and not isinstance(properties, dict):
+        errors[f"{where}properties"] = ["value_is_invalid"]
+    if errors:
+        raise ValidationFailed("bad event", details=errors)
+    transaction_id = item.get("transaction_id")
+    return item["external_subscription_id"], EventEstimateIn(
+        code=item["code"], properties=properties or {},
+        transaction_id=str(transaction_id) if transaction_id not in (None, "") else None)
+
+
+def _running_subscription(request: Request, external_id: str) -> Subscription:
+    subscription = (
+        Subscription.objects.filter(service=request.auth.service, external_id=external_id,
+                                    status=Subscription.Status.ACTIVE)
+        .select_related("plan", "customer", "service", "account_link").first()
+    )
+    if subscription is None:
+        raise NotFound("subscription")
+    return subscription
+
+
+def _instant_out(estimate) -> dict:
+    """Lago's instant estimate body (`fees/estimate_instant/base_service.rb`): untaxed, not stored; precise
+    figures as decimal strings (Lago's BigDecimals render as strings), `precise_unit_amount` in cents as Lago's."""
+    subscription, charge, metric = estimate.subscription, estimate.charge, estimate.charge.billable_metric
+    currency = subscription.plan.amount_currency
+    cents = estimate.amount_cents
+    unit_cents = Decimal(cents) / estimate.units if cents and estimate.units else Decimal(0)
+    return {
+        "lago_id": None, "lago_charge_id": str(charge.lago_id), "lago_charge_filter_id": None,
+        "lago_invoice_id": None, "lago_true_up_fee_id": None, "lago_true_up_parent_fee_id": None,
+        "lago_subscription_id": str(subscription.lago_id), "external_subscription_id": subscription.external_id,
+        "lago_customer_id": str(subscription.account_link.lago_id),
+        "external_customer_id": subscription.account_link.external_id,
+        "item": {
+            "type": "charge", "code": metric.code, "name": metric.name, "description": metric.description or None,
+            "invoice_display_name": charge.invoice_display_name or metric.name, "filters": None,
+            "filter_invoice_display_name": None, "lago_item_id": str(metric.lago_id), "item_type": "BillableMetric",
+            "grouped_by": {},
+        },
+        "pay_in_advance": True, "invoiceable": charge.invoiceable,
+        "amount_cents": cents, "amount_currency": currency,
+        "precise_amount": decimal_str(estimate.precise_amount), "precise_total_amount": decimal_str(estimate.precise_amount),
+        "taxes_amount_cents": 0, "taxes_precise_amount": "0.0", "taxes_rate": 0,
+        "total_amount_cents": cents, "total_amount_currency": currency,
+        "units": decimal_str(estimate.units), "description": None,
+        "precise_unit_amount": decimal_str(unit_cents), "precise_coupons_amount_cents": "0.0", "events_count": 1,
+        "payment_status": "pending", "created_at": None, "succeeded_at": None, "failed_at": None, "refunded_at": None,
+        "amount_details": None,
+        "event_transaction_id": estimate.event.transaction_id or str(uuid.uuid4()),
+    }
+
+
+ESTIMATE_NOTE = ("Nothing is stored. The hub bills pay-in-advance charges with the period (README, deviations): the "
+                 "estimate is what the event adds to that charge's fee.")
+
+
+class EventEstimateFeesView(APIView):
+    @lago_operation("eventEstimateFees", request=ref("EventEstimateBody"), response="Fee", root="fees",
+                    many=True, description="The fees an event would add to the subscription's pay-in-advance charges "
+                    "of its metric, given this period's usage so far, taxed by the customer's province. " + ESTIMATE_NOTE)
+    def post(self, request: Request):
+        external_id, event = _estimate_event(root_payload(request, "event"))
+        subscription = _running_subscription(request, external_id)
+        service = request.auth.service
+        fees = []
+        for estimate in estimate_fees(subscription=subscription, event=event):
+            body = fee_out(estimate.fee, viewer=service)
+            body.update(lago_id=None, lago_invoice_id=None, created_at=None)  # not a stored fee
+            fees.append(body)
+        return Response({"fees": fees})
+
+
+class EventEstimateInstantFeesView(APIView):
+    @lago_operation("eventEstimateInstantFees", request=ref("EventEstimateBody"), response="FeeEstimate", root="fees",
+                    many=True, description="The event priced alone by the subscription's pay-in-advance standard and "
+                    "percentage charges of its metric, untaxed (Lago's instant estimate). " + ESTIMATE_NOTE)
+    def post(self, request: Request):
+        external_id, event = _estimate_event(root_payload(request, "event"))
+        subscription = _running_subscription(request, external_id)
+        return Response({"fees": [_instant_out(item) for item in instant_fees(subscription=subscription, events=[event])]})
+
+
+class EventBatchEstimateInstantFeesView(APIView):
+    @lago_operation("eventBatchEstimateInstantFees", request=ref("EventBatchEstimateBody"), response="FeeEstimate",
+                    root="fees", many=True, description="Lago's instant estimate for each event, grouped by "
+                    "subscription in the order each subscription first appears. " + ESTIMATE_NOTE)
+    def post(self, request: Request):
+        items = request.data.get("events") if isinstance(request.data, dict) else None
+        if not isinstance(items, list) or not items:
+            raise ValidationFailed("no events", details={"events": ["no_events"]})
+        if len(items) > BATCH_ESTIMATE_MAX:
+            raise ValidationFailed("too many events", details={"events": ["too_many_events"]})
+        groups: dict[str, list[EventEstimateIn]] = {}
+        for index, item in enumerate(items):
+            external_id, event = _estimate_event(item, where=f"{index}.")
+            groups.setdefault(external_id, []).append(event)
+        fees = []
+        for external_id, events in groups.items():
+            subscription = _running_subscription(request, external_id)
+            fees += [_instant_out(item) for item in instant_fees(subscription=subscription, events=events)]
+        return Response({"fees": fees})
+
+
+BATCH_ESTIMATE_MAX = 100  # Lago's batch size
+
+
 urlpatterns = [
     path("events", EventListCreateView.as_view()),
     path("events/batch", EventBatchView.as_view()),
+    path("events/estimate_fees", EventEstimateFeesView.as_view()),
+    path("events/estimate_instant_fees", EventEstimateInstantFeesView.as_view()),
+    path("events/batch_estimate_instant_fees", EventBatchEstimateInstantFeesView.as_view()),
     path("events/<str:transaction_id>", EventDetailView.as_view()),
     path("usage", UsageCreateView.as_view()),
 ]
