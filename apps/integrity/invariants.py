@@ -12,7 +12,7 @@ I1 balance, per customer and currency:
     flows  = Σ finalized invoices' sub_total_including_taxes
            − Σ credit notes' total (credit status not voided), less what they offset on invoices voided since
              (that part settled an invoice no longer counted; the void reverses only the rest)
-           − Σ payments (every Payment: a PaymentIntent Stripe reported succeeded)
+           − Σ payments (every Payment: a PaymentIntent Stripe reported succeeded, or one recorded by hand)
            + Σ succeeded refunds (of credit notes and of customer credit)
            − Σ wallet credits consumed by finalized invoices (a wallet top-up is an invoice of its own, paid like
              any other; the credits it bought then pay part of later invoices, like a discount after tax)
@@ -49,7 +49,8 @@ I4 every invoice (any status) is the per-line tax rule over its rounded lines, c
                 rows; sub_total_excluding = fees_amount − coupons_amount; taxes_amount = Σ tax rows;
                 sub_total_including = sub_total_excluding + taxes_amount; total = sub_total_including −
                 credit_notes_amount_cents − prepaid_credit_amount_cents.
-I5 invoice numbers are gapless per series (checked only for the whole database, never per customer):
+I5 invoice (and payment receipt) numbers are gapless per series (checked only for the whole database, never per
+    customer):
     the sequential ids of finalized and voided invoices of a series are exactly 1..N, each once; its
     NumberSequence.last_value is N; every finalized or voided invoice has a number and a sequential id,
     and no draft holds one.
@@ -598,11 +599,19 @@ def i4_taxes(customer_ids: Iterable[int] | None = None) -> list[Violation]:
 
 # --------------------------------------------------------------------------- I5
 
+# Numbers issued: finalized and voided invoices', and payment receipts' (their own series, NEXA-RCPT-2026, taken
+# from the same counters).
+ISSUED = """
+    SELECT series, sequential_id, id AS invoice_id FROM invoicing_invoice
+     WHERE status IN ('finalized', 'voided') AND sequential_id IS NOT NULL
+    UNION ALL
+    SELECT series, sequential_id, NULL FROM payments_paymentreceipt
+"""
+
 SERIES_SQL = """
 WITH numbered AS (
     SELECT series, count(*) AS n, count(DISTINCT sequential_id) AS distinct_ids, max(sequential_id) AS top
-      FROM invoicing_invoice
-     WHERE status IN ('finalized', 'voided') AND sequential_id IS NOT NULL
+      FROM (""" + ISSUED + """) issued
      GROUP BY series
 )
 SELECT coalesce(n.series, s.series), coalesce(n.n, 0), coalesce(n.distinct_ids, 0), coalesce(n.top, 0),
@@ -613,14 +622,13 @@ SELECT coalesce(n.series, s.series), coalesce(n.n, 0), coalesce(n.distinct_ids, 
 
 MISSING_SQL = """
 SELECT gs FROM generate_series(1, %(top)s) AS gs
- WHERE NOT EXISTS (SELECT 1 FROM invoicing_invoice i
-                    WHERE i.series = %(series)s AND i.sequential_id = gs AND i.status IN ('finalized', 'voided'))
+ WHERE NOT EXISTS (SELECT 1 FROM (""" + ISSUED + """) i WHERE i.series = %(series)s AND i.sequential_id = gs)
  ORDER BY gs LIMIT %(limit)s
 """
 
 DUPLICATES_SQL = """
-SELECT sequential_id, array_agg(id ORDER BY id) FROM invoicing_invoice
- WHERE series = %(series)s AND status IN ('finalized', 'voided') AND sequential_id IS NOT NULL
+SELECT sequential_id, array_agg(invoice_id ORDER BY invoice_id) FROM (""" + ISSUED + """) i
+ WHERE series = %(series)s
  GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT %(limit)s
 """
 

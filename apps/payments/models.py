@@ -91,27 +91,63 @@ class PaymentAttempt(TimeStampedModel):
 
 
 class Payment(TimeStampedModel):
-    """Money collected for an invoice (one succeeded PaymentIntent)."""
+    """Money collected for an invoice: one succeeded PaymentIntent, or a payment recorded by hand (a cheque, a
+    wire: Lago's manual payment, POST /payments). Both settle the invoice through `services._payment_apply`."""
+
+    class PaymentType(models.TextChoices):  # Lago's values
+        PROVIDER = "provider"  # collected through Stripe
+        MANUAL = "manual"  # recorded by the app or staff; the money came outside Stripe
 
     invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="payments")
-    attempt = models.OneToOneField(PaymentAttempt, on_delete=models.PROTECT, related_name="payment")
+    # The Stripe attempt that collected it; none for a manual payment.
+    attempt = models.OneToOneField(PaymentAttempt, on_delete=models.PROTECT, null=True, blank=True,
+                                   related_name="payment")
+    payment_type = models.CharField(max_length=16, choices=PaymentType.choices, default=PaymentType.PROVIDER)
     amount_cents = models.BigIntegerField()  # minor units of `currency`
     currency = models.CharField(max_length=3)
-    stripe_payment_intent_id = models.CharField(max_length=255, unique=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True)  # unique when set (Meta)
     stripe_charge_id = models.CharField(max_length=255, blank=True)
+    reference = models.CharField(max_length=40, blank=True)  # manual: the cheque or wire reference (Lago: 40 at most)
     paid_at = models.DateTimeField()
 
     class Meta:
         ordering = ("-paid_at",)
-        constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payment_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payment_positive"),
+            models.UniqueConstraint(fields=("stripe_payment_intent_id",), condition=~Q(stripe_payment_intent_id=""),
+                                    name="uniq_payment_stripe_pi"),
+            # A Stripe payment has its PaymentIntent and attempt; a manual one has neither, and a reference.
+            models.CheckConstraint(
+                condition=(Q(payment_type="provider") & ~Q(stripe_payment_intent_id="") & Q(attempt__isnull=False))
+                | (Q(payment_type="manual") & Q(stripe_payment_intent_id="") & Q(attempt__isnull=True)
+                   & ~Q(reference="")),
+                name="payment_kind_fields",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.stripe_payment_intent_id}: {self.amount_cents} {self.currency}"
+        return f"{self.stripe_payment_intent_id or self.reference}: {self.amount_cents} {self.currency}"
 
     @property
     def stripe_id(self) -> str:
-        """The Stripe id the ledger posts the payment under (its PaymentIntent)."""
-        return self.stripe_payment_intent_id
+        """The id the ledger posts the payment under: its PaymentIntent, or the hub's id of a manual payment."""
+        return self.stripe_payment_intent_id or f"MANUAL-{self.lago_id}"
+
+
+class PaymentReceipt(TimeStampedModel):
+    """Lago's payment receipt: one per payment, numbered in its own gapless series when the payment is recorded."""
+
+    payment = models.OneToOneField(Payment, on_delete=models.PROTECT, related_name="receipt")
+    series = models.CharField(max_length=32)  # NEXA-RCPT-2026: a counter of invoicing.NumberSequence
+    sequential_id = models.PositiveIntegerField()  # position in `series` (integrity I5 checks it gapless)
+    number = models.CharField(max_length=64, unique=True)  # NEXA-RCPT-2026-000001
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [models.UniqueConstraint(fields=("series", "sequential_id"), name="uniq_payment_receipt_seq")]
+
+    def __str__(self) -> str:
+        return self.number
 
 
 class Refund(TimeStampedModel):

@@ -9,7 +9,7 @@ from apps.core.exceptions import NotFound
 from apps.customers.models import Service
 from apps.invoicing.models import Invoice
 
-from .models import PaymentAttempt
+from .models import Payment, PaymentAttempt, PaymentReceipt
 
 
 def invoice_get_for_service(*, service: Service, lago_id) -> Invoice:
@@ -32,3 +32,38 @@ def invoice_get_for_service(*, service: Service, lago_id) -> Invoice:
 
 def payment_attempt_list(*, invoice: Invoice) -> QuerySet[PaymentAttempt]:
     return PaymentAttempt.objects.filter(invoice=invoice).order_by("attempt_number")
+
+
+def payment_list(*, service: Service, external_customer_id: str | None = None,
+                 invoice_id: str | None = None) -> QuerySet[Payment]:
+    """The payments of invoices the service may see (Stripe's and manual ones), newest first; `invoice_id` not a
+    uuid matches nothing."""
+    from apps.invoicing.selectors import invoice_list
+
+    queryset = Payment.objects.filter(invoice__in=invoice_list(service=service, external_customer_id=external_customer_id))
+    if invoice_id:
+        try:
+            queryset = queryset.filter(invoice__lago_id=uuid.UUID(str(invoice_id)))
+        except ValueError:
+            return queryset.none()
+    return queryset.select_related("invoice", "attempt", "receipt").order_by("-created_at", "-id")
+
+
+def payment_get(*, service: Service, lago_id) -> Payment:
+    """One payment of an invoice the service may see; 404 `payment_not_found` otherwise."""
+    try:
+        return payment_list(service=service).get(lago_id=uuid.UUID(str(lago_id)))
+    except (Payment.DoesNotExist, ValueError):
+        raise NotFound("payment") from None
+
+
+def payment_receipt_list(*, service: Service, invoice_id: str | None = None) -> QuerySet[PaymentReceipt]:
+    return (PaymentReceipt.objects.filter(payment__in=payment_list(service=service, invoice_id=invoice_id))
+            .select_related("payment__invoice", "payment__attempt").order_by("-created_at", "-id"))
+
+
+def payment_receipt_get(*, service: Service, lago_id) -> PaymentReceipt:
+    try:
+        return payment_receipt_list(service=service).get(lago_id=uuid.UUID(str(lago_id)))
+    except (PaymentReceipt.DoesNotExist, ValueError):
+        raise NotFound("payment_receipt") from None

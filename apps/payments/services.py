@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Sum
 from django.utils import timezone
 
-from apps.core.exceptions import BillingError, NotAllowed
+from apps.core.exceptions import BillingError, NotAllowed, ValidationFailed
 from apps.core.queue import task_send_on_commit  # by name: apps.payments.tasks imports this module
 from apps.customers.models import Customer
 from apps.invoicing.credits import customer_credit_record
@@ -31,7 +31,7 @@ from apps.invoicing.wallets import wallet_top_up_settle
 
 from . import events
 from . import stripe_gateway as gateway
-from .models import Payment, PaymentAttempt, ProcessedStripeEvent, Refund, StripeCustomer
+from .models import Payment, PaymentAttempt, PaymentReceipt, ProcessedStripeEvent, Refund, StripeCustomer
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +394,15 @@ def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str
     )
     if not created:
         return payment
+    _payment_apply(invoice=invoice, payment=payment, keep=attempt)
+    return payment
+
+
+def _payment_apply(*, invoice: Invoice, payment: Payment, keep: PaymentAttempt | None) -> None:
+    """Settle an invoice with a payment just written (Stripe's or manual: one money path). Call with the invoice
+    locked: the invoice takes what it owes, the rest is customer credit; the receipt, the ledger posting, the wallet
+    top-up and the webhook are written in the same transaction. `keep`: the attempt that collected it."""
+    payment_receipt_create(payment=payment)
     owed = invoice.total_due_amount_cents  # what credit notes offset is not owed any more
     applied = max(0, min(payment.amount_cents, owed)) if invoice.status == Invoice.Status.FINALIZED else 0
     previous = invoice.payment_status
@@ -414,12 +423,61 @@ def _payment_record(*, invoice: Invoice, attempt: PaymentAttempt, charge_id: str
             task_send_on_commit("apps.payments.tasks.customer_credit_refund_task", credit.pk)
     if invoice.total_due_amount_cents == 0 or invoice.status != Invoice.Status.FINALIZED:
         # Other open attempts of this invoice are no longer needed; their links are expired at Stripe.
-        _attempts_cancel(invoice, keep=attempt)
+        _attempts_cancel(invoice, keep=keep)
     _record_for_ledger(payment=payment, applied_cents=applied, credit=credit)
     if invoice.payment_status == Invoice.PaymentStatus.SUCCEEDED and previous != invoice.payment_status:
         wallet_top_up_settle(invoice=invoice)  # a paid top-up credits its wallet, once (apps/invoicing/wallets.py)
     if invoice.payment_status != previous:
         events.invoice_payment_status_updated(invoice)
+
+
+RECEIPT_SERIES = "{prefix}-RCPT-{year}"
+
+
+def payment_receipt_create(*, payment: Payment) -> PaymentReceipt:
+    """Number the payment's receipt (Lago's payment receipt), in the transaction that records the payment: a
+    gapless series per year (`NEXA-RCPT-2026-000001`), given back if the payment rolls back."""
+    from apps.invoicing.numbering import invoice_numbers_take
+
+    series = RECEIPT_SERIES.format(prefix=settings.INVOICE_NUMBER_PREFIX, year=payment.paid_at.year)
+    [(sequential_id, number)] = invoice_numbers_take(series=series, count=1)
+    return PaymentReceipt.objects.create(payment=payment, series=series, sequential_id=sequential_id, number=number)
+
+
+class PaymentNotAllowed(BillingError):
+    """Lago's 403 for a manual payment on an invoice that cannot take one (not finalized)."""
+
+    code, http_status = "feature_unavailable", 403
+
+
+@transaction.atomic
+def payment_manual_create(*, invoice_id: int, amount_cents: int, reference: str,
+                          paid_at: dt.datetime | None = None) -> Payment:
+    """Record money received outside Stripe (a cheque, a wire) on a finalized invoice: Lago's manual payment.
+
+    Through the same path as a Stripe payment (`_payment_apply`): the invoice's total paid and payment status,
+    its receipt, the Odoo posting and the `invoice.payment_status_updated` webhook, in this transaction. Refused
+    (422 `amount_cents: greater_than`, as Lago) when it exceeds what the invoice still owes, checked under the
+    invoice's lock: the same payment posted twice, or two posted at once, can never together pay more than was
+    owed. Not deduplicated by reference (Lago records every call; two cheques may share one).
+    Open Stripe attempts stop (they ask for the old amount); what is left due is collected again on commit.
+    """
+    invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
+    if invoice.status != Invoice.Status.FINALIZED:
+        raise PaymentNotAllowed(f"invoice {invoice.lago_id} is {invoice.status}: only a finalized invoice takes a payment")
+    if amount_cents > invoice.total_due_amount_cents:
+        raise ValidationFailed(f"{amount_cents} exceeds the {invoice.total_due_amount_cents} due",
+                               details={"amount_cents": ["greater_than"]})
+    payment = Payment.objects.create(
+        invoice=invoice, payment_type=Payment.PaymentType.MANUAL, amount_cents=amount_cents, currency=invoice.currency,
+        reference=reference, paid_at=paid_at or timezone.now(),
+    )
+    had_open = invoice.payment_attempts.filter(status__in=PaymentAttempt.OPEN_STATUSES).exists()
+    _payment_apply(invoice=invoice, payment=payment, keep=None)
+    if had_open and invoice.total_due_amount_cents > 0:
+        _attempts_cancel(invoice)
+        if gateway.is_configured():
+            task_send_on_commit("apps.payments.tasks.payment_collect_for_invoice_task", invoice.pk)
     return payment
 
 
@@ -654,7 +712,10 @@ def credit_note_refund(*, credit_note_id: int) -> Refund | None:
         if existing is not None and existing.status != Refund.Status.FAILED:
             if existing.status == Refund.Status.SUCCEEDED or existing.stripe_refund_id:
                 return existing
-        payment = Payment.objects.select_for_update().filter(invoice_id=note.invoice_id).order_by("-paid_at").first()
+        # Only Stripe's money is paid back through Stripe: a cheque or a wire (manual) is refunded outside the hub.
+        payment = (Payment.objects.select_for_update()
+                   .filter(invoice_id=note.invoice_id, payment_type=Payment.PaymentType.PROVIDER)
+                   .order_by("-paid_at").first())
         if payment is None:
             raise RefundNotAllowed("the invoice has no collected payment to refund")
         already = (

@@ -81,9 +81,13 @@ def _openapi30_nullable(node) -> None:
 
 def apply_schema_exceptions(document: dict, exceptions: list[dict]) -> None:
     """Each recorded exception: `allow_null` (Lago sends null there), `drop` (keywords Lago does not keep to),
-    `not_required` (properties Lago omits), `wrap` (the root key Lago answers the object under)."""
+    `not_required` (properties Lago omits), `wrap` (the root key Lago answers the object under), `ref` (the
+    component Lago's answer really is)."""
     for exception in exceptions:
         node = _pointer(document, exception["pointer"])
+        if exception.get("ref"):
+            node.clear()
+            node["$ref"] = exception["ref"]
         if exception.get("allow_null"):
             _allow_null(node)
         for keyword in exception.get("drop", []):

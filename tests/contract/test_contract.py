@@ -31,7 +31,7 @@ def test_each_recorded_exception_is_once_with_its_reason_and_points_into_the_doc
     document = lago.contract().raw
     for item in exceptions:
         assert item.get("reason", "").strip(), item
-        assert set(item) <= {"pointer", "reason", "allow_null", "drop", "not_required", "wrap"}, item
+        assert set(item) <= {"pointer", "reason", "allow_null", "drop", "not_required", "wrap", "ref"}, item
         lago._pointer(document, item["pointer"])  # KeyError when Lago's document has no such node
     keys = [item["operation"] for item in recorded["absent_operations"]]
     assert len(keys) == len(set(keys))

@@ -1,15 +1,28 @@
-"""Stripe payment routes in Lago's shape: checkout links and payment retries."""
+"""Payments in Lago's shape: Stripe checkout links and retries; payments (Stripe's and manual) and their receipts."""
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.exceptions import ValidationFailed
 from apps.customers.selectors import account_link_get
-from apps.payments.selectors import invoice_get_for_service
-from apps.payments.services import checkout_url_generate, invoice_payment_url, payment_retry
+from apps.invoicing.selectors import invoice_get
+from apps.payments.representations import payment_out, payment_receipt_out
+from apps.payments.selectors import (
+    invoice_get_for_service,
+    payment_get,
+    payment_list,
+    payment_receipt_get,
+    payment_receipt_list,
+)
+from apps.payments.services import checkout_url_generate, invoice_payment_url, payment_manual_create, payment_retry
 
-from ..openapi import lago_operation
+from ..openapi import lago_operation, query, ref
+from ..pagination import paginate
+from ..serializers.common import root_payload
 
 
 class CheckoutUrlView(APIView):
@@ -61,7 +74,99 @@ class PaymentUrlView(APIView):
         )
 
 
+def _paid_at(raw) -> datetime | None:
+    """Lago's `paid_at`: a date (`2025-02-20`, midnight UTC) or an ISO 8601 date-time; 422 `invalid_date` else."""
+    if raw in (None, ""):
+        return None
+    try:
+        value = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed("bad paid_at", details={"paid_at": ["invalid_date"]}) from None
+    if not 1970 <= value.year <= 9998:
+        raise ValidationFailed("bad paid_at", details={"paid_at": ["invalid_date"]})
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _manual_payment_in(data: dict) -> tuple[str, int, str, datetime | None]:
+    """Lago's checks, in its order (`payments/manual_create_service.rb`), with its error codes."""
+    invoice_id = data.get("invoice_id")
+    if not isinstance(invoice_id, str) or not invoice_id:
+        raise ValidationFailed("invoice_id", details={"invoice_id": ["value_is_mandatory"]})
+    amount = data.get("amount_cents")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount < 2**63:
+        raise ValidationFailed("amount_cents", details={"amount_cents": ["invalid_value"]})
+    reference = data.get("reference")
+    if not isinstance(reference, str) or not reference.strip():
+        raise ValidationFailed("reference", details={"reference": ["value_is_mandatory"]})
+    if len(reference) > 40:
+        raise ValidationFailed("reference", details={"reference": ["value_is_too_long"]})
+    return invoice_id, amount, reference, _paid_at(data.get("paid_at"))
+
+
+def payments_page(request, external_customer_id: str | None) -> dict:
+    service = request.auth.service
+    rows = payment_list(service=service, external_customer_id=external_customer_id,
+                        invoice_id=request.query_params.get("invoice_id") or None)
+    return paginate(request, rows, "payments", lambda items: [payment_out(p, service=service) for p in items])
+
+
+class PaymentListCreateView(APIView):
+    @lago_operation("findAllPayments", response="Payment", plural="payments",
+                    parameters=[query("external_customer_id"), query("invoice_id", description="The invoice's lago_id.")],
+                    description="Payments of the service's invoices, Stripe's and manual ones, newest first.")
+    def get(self, request):
+        return Response(payments_page(request, request.query_params.get("external_customer_id") or None))
+
+    @lago_operation("createPayment", request=ref("PaymentBody"), response="Payment", root="payment",
+                    description="A manual payment (cheque, wire) on a finalized invoice: it pays the invoice in part or "
+                                "in full, through the same path as Stripe's money (receipt, Odoo posting, webhook). "
+                                "More than the invoice still owes is refused (422 `amount_cents: greater_than`).")
+    def post(self, request):
+        invoice_id, amount, reference, paid_at = _manual_payment_in(root_payload(request, "payment"))
+        invoice = invoice_get(service=request.auth.service, lago_id=invoice_id)
+        payment = payment_manual_create(invoice_id=invoice.pk, amount_cents=amount, reference=reference, paid_at=paid_at)
+        return Response({"payment": payment_out(payment, service=request.auth.service)})
+
+
+class PaymentDetailView(APIView):
+    @lago_operation("findPayment", response="Payment", root="payment")
+    def get(self, request, lago_id: str):
+        payment = payment_get(service=request.auth.service, lago_id=lago_id)
+        return Response({"payment": payment_out(payment, service=request.auth.service)})
+
+
+class CustomerPaymentListView(APIView):
+    @lago_operation("findAllCustomerPayments", response="Payment", plural="payments",
+                    parameters=[query("invoice_id", description="The invoice's lago_id.")])
+    def get(self, request, external_id: str):
+        link = account_link_get(service=request.auth.service, external_id=external_id)  # 404 customer_not_found
+        return Response(payments_page(request, link.external_id))
+
+
+class PaymentReceiptListView(APIView):
+    @lago_operation("findAllPaymentReceipts", response="PaymentReceipt", plural="payment_receipts",
+                    parameters=[query("invoice_id", description="The invoice's lago_id.")],
+                    description="One receipt per payment, numbered when the payment is recorded.")
+    def get(self, request):
+        service = request.auth.service
+        rows = payment_receipt_list(service=service, invoice_id=request.query_params.get("invoice_id") or None)
+        return Response(paginate(request, rows, "payment_receipts",
+                                 lambda items: [payment_receipt_out(r, service=service) for r in items]))
+
+
+class PaymentReceiptDetailView(APIView):
+    @lago_operation("findPaymentReceipt", response="PaymentReceipt", root="payment_receipt")
+    def get(self, request, lago_id: str):
+        receipt = payment_receipt_get(service=request.auth.service, lago_id=lago_id)
+        return Response({"payment_receipt": payment_receipt_out(receipt, service=request.auth.service)})
+
+
 urlpatterns = [
+    path("payments", PaymentListCreateView.as_view()),
+    path("payments/<str:lago_id>", PaymentDetailView.as_view()),
+    path("payment_receipts", PaymentReceiptListView.as_view()),
+    path("payment_receipts/<str:lago_id>", PaymentReceiptDetailView.as_view()),
+    path("customers/<str:external_id>/payments", CustomerPaymentListView.as_view()),
     path("customers/<str:external_id>/checkout_url", CheckoutUrlView.as_view()),
     path("invoices/<str:lago_id>/retry_payment", RetryPaymentView.as_view()),
     path("invoices/<str:lago_id>/payment_url", PaymentUrlView.as_view()),
