@@ -82,6 +82,8 @@ class Invoice(TimeStampedModel):
     finalized_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     payment_overdue = models.BooleanField(default=False)
+    # Lago's lost payment dispute (POST /invoices/{id}/lose_dispute): set once, on a finalized or voided invoice.
+    payment_dispute_lost_at = models.DateTimeField(null=True, blank=True)
     # Stripe Checkout link for customers without a saved card (payments app sets it).
     payment_url = models.URLField(max_length=1000, blank=True)
     # Lago's invoice metadata, set by the app (PUT /invoices/{id}): [{"lago_id", "key", "value", "created_at"}].

@@ -297,7 +297,7 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         "status": invoice.status,
         "payment_status": invoice.payment_status,
         "payment_overdue": invoice.payment_overdue,
-        "payment_dispute_lost_at": None,
+        "payment_dispute_lost_at": ts(invoice.payment_dispute_lost_at),
         "currency": invoice.currency,
         "version_number": VERSION_NUMBER,
         "fees_amount_cents": invoice.fees_amount_cents,
@@ -493,7 +493,7 @@ def _item_applied(item) -> list[dict]:
     return [{**tax, "amount_cents": by_code.get(tax["code"], 0)} for tax in item.fee.applied_taxes or ()]
 
 
-def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict:
+def credit_note_out(note: CreditNote, *, service: Service | None = None, file_url: str | None = None) -> dict:
     link = _link_for(note, service)
     items = list(note.items.select_related("fee__invoice", "fee__service", "fee__subscription__plan",
                                            "fee__charge__billable_metric").order_by("id"))
@@ -523,7 +523,7 @@ def credit_note_out(note: CreditNote, *, service: Service | None = None) -> dict
         "coupons_adjustment_amount_cents": 0,
         "created_at": ts(note.created_at),
         "updated_at": ts(note.updated_at),
-        "file_url": None,
+        "file_url": file_url,
         "self_billed": False,
         "customer": customer_out(link) if link else None,
         "items": [

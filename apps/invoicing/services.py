@@ -391,6 +391,29 @@ def invoice_void(*, invoice_id: int) -> Invoice:
     return invoice
 
 
+@transaction.atomic
+def invoice_dispute_lose(*, invoice_id: int) -> Invoice:
+    """Mark the invoice's payment dispute lost (Lago's `lose_dispute`): a finalized or voided invoice only (405
+    `not_disputable` else); no longer overdue; `invoice.payment_dispute_lost` once. Calling it again changes
+    nothing. As Lago, the money is not touched: the payment stays recorded."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status not in (Invoice.Status.FINALIZED, Invoice.Status.VOIDED):
+        raise NotAllowed(f"invoice is {invoice.status}", code="not_disputable")
+    if invoice.payment_dispute_lost_at is None:
+        invoice.payment_dispute_lost_at, invoice.payment_overdue = timezone.now(), False
+        invoice.save(update_fields=["payment_dispute_lost_at", "payment_overdue", "updated_at"])
+        invoice_webhook_record(invoice=invoice, event_type="invoice.payment_dispute_lost")
+    return invoice
+
+
+def invoice_generation_retry(*, invoice_id: int) -> Invoice:
+    """Lago's retry of an invoice whose generation failed (`invoices/retry_service.rb`, a tax provider's error).
+    The hub writes an invoice only once it is generated (a failed close writes nothing and the close run retries
+    the customer), so no invoice is ever in that state: 405 `invalid_status`, Lago's answer for any other."""
+    invoice = Invoice.objects.get(pk=invoice_id)
+    raise NotAllowed(f"invoice is {invoice.status}, not failed", code="invalid_status")
+
+
 MAX_INVOICE_METADATA = 5  # Lago's limit of metadata entries per invoice
 
 
@@ -423,12 +446,31 @@ def invoice_metadata_update(*, invoice_id: int, entries: list[dict]) -> Invoice:
     return invoice
 
 
+MAX_CREDIT_NOTE_METADATA = 50  # keys
+
+
 @transaction.atomic
-def credit_note_metadata_update(*, credit_note_id: int, metadata: dict) -> CreditNote:
-    """Set the credit note's metadata (Lago's key-value object, replaced whole). Idempotent."""
+def credit_note_metadata_update(*, credit_note_id: int, metadata: dict | None, merge: bool = False) -> CreditNote:
+    """Set the credit note's metadata (Lago's key-value object): replaced whole, or `merge`d into what it has (Lago's
+    PATCH); None or {} removes it all. At most 50 keys (422 `metadata: value_is_out_of_range`). Idempotent."""
     note = CreditNote.objects.select_for_update().get(pk=credit_note_id)
-    if note.metadata != metadata:
-        note.metadata = metadata
+    value = {**(note.metadata or {}), **(metadata or {})} if merge else dict(metadata or {})
+    if len(value) > MAX_CREDIT_NOTE_METADATA:
+        raise ValidationFailed("too many metadata keys", details={"metadata": ["value_is_out_of_range"]})
+    if note.metadata != value:
+        note.metadata = value
+        note.save(update_fields=["metadata", "updated_at"])
+    return note
+
+
+@transaction.atomic
+def credit_note_metadata_key_delete(*, credit_note_id: int, key: str) -> CreditNote:
+    """Remove one key of the credit note's metadata; 404 `metadata_not_found` when it has none (Lago)."""
+    note = CreditNote.objects.select_for_update().get(pk=credit_note_id)
+    if not note.metadata:
+        raise NotFound("metadata")
+    if key in note.metadata:
+        note.metadata = {name: value for name, value in note.metadata.items() if name != key}
         note.save(update_fields=["metadata", "updated_at"])
     return note
 

@@ -17,6 +17,7 @@ EVENT_OBJECT_TYPES: dict[str, str] = {
     "invoice.voided": "invoice",
     "invoice.payment_status_updated": "invoice",
     "invoice.payment_overdue": "invoice",
+    "invoice.payment_dispute_lost": "invoice",
     "invoice.payment_failure": "payment_provider_invoice_payment_error",
     "credit_note.created": "credit_note",
     "subscription.started": "subscription",

@@ -32,7 +32,7 @@ def test_every_operation_is_lago_shaped(document):
     schemas = document["components"]["schemas"]
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http", "scheme": "bearer", "description": "The calling service's API key."}
-    public = {"/api/v1/health", "/api/v1/invoices/{lago_id}/pdf/{token}"}
+    public = {"/api/v1/health", "/api/v1/invoices/{lago_id}/pdf/{token}", "/api/v1/credit_notes/{lago_id}/pdf/{token}"}
     for path, method, operation in _operations(document):
         where = f"{method.upper()} {path}"
         assert operation["operationId"][0].islower(), where

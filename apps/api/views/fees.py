@@ -5,14 +5,15 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.exceptions import ValidationFailed
+from apps.core.exceptions import NotAllowed, ValidationFailed
 from apps.invoicing.models import Fee, Invoice
 from apps.invoicing.representations import fee_out, fees_out
 from apps.invoicing.selectors import fee_get, fee_list
 
-from ..openapi import lago_operation, query
+from ..openapi import lago_operation, query, ref
 from ..pagination import paginate
 from ..params import currency_param, datetime_param
+from ..serializers.common import root_payload
 
 PAYMENT_STATUSES = [*Invoice.PaymentStatus.values, "refunded"]
 
@@ -51,11 +52,30 @@ class FeeListView(APIView):
         return Response(paginate(request, fees, "fees", lambda items: fees_out(items, viewer=service)))
 
 
+INVOICED = ("Every hub fee is on an invoice (pay-in-advance charges are billed with the period), and Lago lets "
+            "only a fee not yet invoiced change: 405 `invoiced_fee`.")
+
+
 class FeeDetailView(APIView):
     @lago_operation("findFee", response="Fee", root="fee")
     def get(self, request, lago_id: str):
         fee = fee_get(service=request.auth.service, lago_id=lago_id)
         return Response({"fee": fee_out(fee, viewer=request.auth.service)})
+
+    @lago_operation("updateFee", request=ref("FeeUpdateBody"), response="Fee", root="fee",
+                    description="A fee's payment status, as Lago (`fees/update_service.rb`): an invoiced fee's status is "
+                                "its invoice's. " + INVOICED)
+    def put(self, request, lago_id: str):
+        data = root_payload(request, "fee")
+        fee = fee_get(service=request.auth.service, lago_id=lago_id)
+        if "payment_status" in data:
+            raise NotAllowed("the fee is invoiced: its payment status is its invoice's", code="invoiced_fee")
+        return Response({"fee": fee_out(fee, viewer=request.auth.service)})
+
+    @lago_operation("deleteFee", response="Fee", root="fee", description=INVOICED)
+    def delete(self, request, lago_id: str):
+        fee_get(service=request.auth.service, lago_id=lago_id)  # 404 first, as Lago
+        raise NotAllowed("an invoiced fee cannot be deleted", code="invoiced_fee")
 
 
 urlpatterns = [

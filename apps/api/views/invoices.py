@@ -22,8 +22,14 @@ from apps.customers.selectors import account_link_get
 from apps.invoicing.close import current_usage_lines, invoice_refresh
 from apps.invoicing.close.preview import CouponIn, customer_invoice_preview, preview_coupons
 from apps.invoicing.fees import customer_tax_rates, fee_taxes
-from apps.invoicing.models import Invoice
-from apps.invoicing.pdf import invoice_from_pdf_token, invoice_pdf, invoice_pdf_token
+from apps.invoicing.models import CreditNote, Invoice
+from apps.invoicing.pdf import (
+    credit_note_from_pdf_token,
+    credit_note_pdf,
+    invoice_from_pdf_token,
+    invoice_pdf,
+    invoice_pdf_token,
+)
 from apps.invoicing.projection import project_lines, projection_ratio
 from apps.invoicing.representations import (
     billing_entity_code,
@@ -41,15 +47,19 @@ from apps.invoicing.services import (
     CreditNoteItemIn,
     credit_note_create,
     credit_note_estimate,
+    credit_note_metadata_key_delete,
     credit_note_metadata_update,
     invoice_create_one_off_for_add_ons,
+    invoice_dispute_lose,
     invoice_finalize,
+    invoice_generation_retry,
     invoice_metadata_update,
     invoice_void,
 )
 from apps.subscriptions.models import Subscription
 
-from ..openapi import lago_operation, query
+from ..errors import MissingRootKey
+from ..openapi import lago_operation, query, ref
 from ..pagination import paginate
 from ..params import bool_param, currency_param, int_param
 from ..serializers.common import root_payload
@@ -227,6 +237,32 @@ class InvoiceVoidView(APIView):
     def post(self, request, lago_id: str):
         invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
         invoice = invoice_void(invoice_id=invoice.pk)
+        return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
+
+
+class InvoiceLoseDisputeView(APIView):
+    @lago_operation("loseDisputeInvoice", response="Invoice", root="invoice",
+                    description="Mark the payment dispute lost: a finalized or voided invoice only (405 "
+                                "`not_disputable`); it is no longer overdue; `invoice.payment_dispute_lost` is sent once.")
+    def post(self, request, lago_id: str):
+        invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        invoice = invoice_dispute_lose(invoice_id=invoice.pk)
+        return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
+
+    @lago_operation("loseDisputeInvoiceByPut", response="Invoice", root="invoice",
+                    description="The same as POST: lago-python-client 1.55 sends PUT where Lago routes POST.")
+    def put(self, request, lago_id: str):
+        return self.post(request, lago_id)
+
+
+class InvoiceRetryView(APIView):
+    @lago_operation("retryInvoice", response="Invoice", root="invoice",
+                    description="Lago retries an invoice whose generation failed. The hub writes an invoice only once "
+                                "generated (a failed close writes nothing and is retried by the close run), so every "
+                                "invoice answers Lago's 405 `invalid_status`.")
+    def post(self, request, lago_id: str):
+        invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        invoice = invoice_generation_retry(invoice_id=invoice.pk)
         return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
 
 
@@ -437,6 +473,79 @@ class ProjectedUsageView(APIView):
         return Response({"customer_projected_usage": body})
 
 
+class CreditNoteDownloadView(APIView):
+    @lago_operation("downloadCreditNote", response="CreditNote", root="credit_note",
+                    description="The credit note with its `file_url`: a signed, expiring link to the PDF.")
+    def post(self, request, lago_id: str):
+        note = credit_note_get(service=request.auth.service, lago_id=lago_id)
+        url = request.build_absolute_uri(f"/api/v1/credit_notes/{note.lago_id}/pdf/{invoice_pdf_token(note)}")
+        return Response({"credit_note": credit_note_out(note, service=request.auth.service, file_url=url)})
+
+
+class CreditNotePdfView(APIView):
+    """The PDF behind a credit note's `file_url`: a signed, expiring link that needs no API key."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(operation_id="getCreditNotePdf", responses={(200, "application/pdf"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="The credit note PDF.")})
+    def get(self, request, lago_id: str, token: str):
+        try:
+            signed_id = credit_note_from_pdf_token(token)
+        except signing.BadSignature:
+            raise NotFound("credit_note") from None
+        note = CreditNote.objects.filter(lago_id=lago_id).first() if signed_id == lago_id else None
+        if note is None:
+            raise NotFound("credit_note")
+        response = HttpResponse(credit_note_pdf(note), content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{note.number}.pdf"'
+        return response
+
+
+def _metadata_body(request) -> dict:
+    """`{"metadata": {key: string or null}}` (Lago: keys up to 100 characters, values up to 255)."""
+    data = request.data if isinstance(request.data, dict) else {}
+    if "metadata" not in data:
+        raise MissingRootKey("metadata")
+    serializer = CreditNoteUpdateIn(data={"metadata": data["metadata"]})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data.get("metadata") or {}
+
+
+class CreditNoteMetadataView(APIView):
+    def _answer(self, note):
+        return Response({"metadata": dict(note.metadata) if note.metadata else None})
+
+    @lago_operation("replaceCreditNoteMetadata", request=ref("MetadataBody"), response="MetadataAnswer",
+                    description="Replace the credit note's metadata whole.")
+    def post(self, request, lago_id: str):
+        metadata = _metadata_body(request)
+        note = credit_note_get(service=request.auth.service, lago_id=lago_id)
+        return self._answer(credit_note_metadata_update(credit_note_id=note.pk, metadata=metadata))
+
+    @lago_operation("mergeCreditNoteMetadata", request=ref("MetadataBody"), response="MetadataAnswer",
+                    description="Merge keys into the credit note's metadata (a key's new value replaces its old one).")
+    def patch(self, request, lago_id: str):
+        metadata = _metadata_body(request)
+        note = credit_note_get(service=request.auth.service, lago_id=lago_id)
+        return self._answer(credit_note_metadata_update(credit_note_id=note.pk, metadata=metadata, merge=True))
+
+    @lago_operation("deleteAllCreditNoteMetadata", response="MetadataAnswer")
+    def delete(self, request, lago_id: str):
+        note = credit_note_get(service=request.auth.service, lago_id=lago_id)
+        return self._answer(credit_note_metadata_update(credit_note_id=note.pk, metadata=None))
+
+
+class CreditNoteMetadataKeyView(APIView):
+    @lago_operation("deleteCreditNoteMetadataKey", response="MetadataAnswer",
+                    description="Remove one key (404 `metadata_not_found` when the note has no metadata).")
+    def delete(self, request, lago_id: str, key: str):
+        note = credit_note_get(service=request.auth.service, lago_id=lago_id)
+        note = credit_note_metadata_key_delete(credit_note_id=note.pk, key=key)
+        return Response({"metadata": dict(note.metadata) if note.metadata else None})
+
+
 urlpatterns = [
     path("invoices", InvoiceListCreateView.as_view()),
     path("invoices/preview", InvoicePreviewView.as_view()),
@@ -445,10 +554,16 @@ urlpatterns = [
     path("invoices/<str:lago_id>/finalize", InvoiceFinalizeView.as_view()),
     path("invoices/<str:lago_id>/void", InvoiceVoidView.as_view()),
     path("invoices/<str:lago_id>/download", InvoiceDownloadView.as_view()),
+    path("invoices/<str:lago_id>/lose_dispute", InvoiceLoseDisputeView.as_view()),
+    path("invoices/<str:lago_id>/retry", InvoiceRetryView.as_view()),
     path("invoices/<str:lago_id>/pdf/<str:token>", InvoicePdfView.as_view()),
     path("credit_notes", CreditNoteListCreateView.as_view()),
     path("credit_notes/estimate", CreditNoteEstimateView.as_view()),
     path("credit_notes/<str:lago_id>", CreditNoteDetailView.as_view()),
+    path("credit_notes/<str:lago_id>/download", CreditNoteDownloadView.as_view()),
+    path("credit_notes/<str:lago_id>/pdf/<str:token>", CreditNotePdfView.as_view()),
+    path("credit_notes/<str:lago_id>/metadata", CreditNoteMetadataView.as_view()),
+    path("credit_notes/<str:lago_id>/metadata/<str:key>", CreditNoteMetadataKeyView.as_view()),
     path("customers/<str:external_customer_id>/current_usage", CurrentUsageView.as_view()),
     path("customers/<str:external_customer_id>/projected_usage", ProjectedUsageView.as_view()),
 ]
