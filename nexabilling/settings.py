@@ -403,6 +403,8 @@ NEXA_HST_NUMBER = env_str("NEXA_HST_NUMBER", "123456789 RT0001")
 BILLING_ENTITY_CODE = env_str("BILLING_ENTITY_CODE", "nexa_systems")  # Lago's billing_entity_code: the hub bills as one entity
 INVOICE_NUMBER_PREFIX = env_str("INVOICE_NUMBER_PREFIX", "NEXA")
 INVOICE_GRACE_PERIOD_DAYS = env_int("INVOICE_GRACE_PERIOD_DAYS", 0, minimum=0)
+# How long a customer portal link (GET /customers/{id}/portal_url) opens the portal, in seconds.
+CUSTOMER_PORTAL_MAX_AGE_SECONDS = env_int("CUSTOMER_PORTAL_MAX_AGE_SECONDS", 86400, minimum=60)
 # Period close: customers per batch transaction, and threads running batches (apps/invoicing/close.py).
 INVOICE_CLOSE_BATCH_SIZE = env_int("INVOICE_CLOSE_BATCH_SIZE", 250, minimum=1)
 INVOICE_CLOSE_WORKERS = env_int("INVOICE_CLOSE_WORKERS", 2, minimum=1)

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.ops import views as ops
+from apps.payments import portal
 from apps.payments.views import StripeWebhookView
 
 handler404 = "apps.api.errors.api_not_found"
@@ -24,4 +25,5 @@ urlpatterns = [
     # Before dj-stripe's own route for the same URL: verifies with the encrypted secret before storing anything.
     path("stripe/webhook/<uuid:uuid>", StripeWebhookView.as_view(), name="stripe-webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    *portal.urlpatterns,  # the customer portal (GET /api/v1/customers/{id}/portal_url hands out its links)
 ]

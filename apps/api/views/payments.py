@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from apps.core.exceptions import ValidationFailed
 from apps.customers.selectors import account_link_get
 from apps.invoicing.selectors import invoice_get
+from apps.payments.portal import portal_url
 from apps.payments.representations import payment_out, payment_receipt_out
 from apps.payments.selectors import (
     invoice_get_for_service,
@@ -43,6 +44,15 @@ class CheckoutUrlView(APIView):
                 }
             }
         )
+
+
+class PortalUrlView(APIView):
+    @lago_operation("getCustomerPortalUrl", response="CustomerPortalUrl", root="customer",
+                    description="A signed link to the hub's customer portal, valid CUSTOMER_PORTAL_MAX_AGE_SECONDS: the "
+                                "customer's invoices from this service, their PDFs, and Stripe Checkout for what is due.")
+    def get(self, request, external_id: str):
+        link = account_link_get(service=request.auth.service, external_id=external_id)
+        return Response({"customer": {"portal_url": portal_url(link)}})
 
 
 class RetryPaymentView(APIView):
@@ -168,6 +178,7 @@ urlpatterns = [
     path("payment_receipts/<str:lago_id>", PaymentReceiptDetailView.as_view()),
     path("customers/<str:external_id>/payments", CustomerPaymentListView.as_view()),
     path("customers/<str:external_id>/checkout_url", CheckoutUrlView.as_view()),
+    path("customers/<str:external_id>/portal_url", PortalUrlView.as_view()),
     path("invoices/<str:lago_id>/retry_payment", RetryPaymentView.as_view()),
     path("invoices/<str:lago_id>/payment_url", PaymentUrlView.as_view()),
 ]
