@@ -55,3 +55,18 @@ def payment_receipt_out(receipt: PaymentReceipt, *, service: Service | None = No
         "payment": payment_out(receipt.payment, service=service),
         "created_at": ts(receipt.created_at),
     }
+
+
+def payment_method_out(method, *, default_id: str) -> dict:
+    """Lago's PaymentMethodObject for a Stripe payment method of dj-stripe's mirror."""
+    from .selectors import payment_method_lago_id
+
+    return {
+        "lago_id": str(payment_method_lago_id(method.id)),
+        "is_default": method.id == default_id,
+        "payment_provider_code": "stripe",
+        "payment_provider_name": "Stripe",
+        "payment_provider_type": "stripe",
+        "provider_method_id": method.id,
+        "created_at": ts(method.created or method.djstripe_created),
+    }

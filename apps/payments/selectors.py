@@ -67,3 +67,32 @@ def payment_receipt_get(*, service: Service, lago_id) -> PaymentReceipt:
         return payment_receipt_list(service=service).get(lago_id=uuid.UUID(str(lago_id)))
     except (PaymentReceipt.DoesNotExist, ValueError):
         raise NotFound("payment_receipt") from None
+
+
+def payment_method_lago_id(stripe_id: str) -> uuid.UUID:
+    """Lago's uuid of a Stripe payment method: derived from its id, so every rendering gives the same one."""
+    return uuid.uuid5(_PAYMENT_METHOD_NS, stripe_id)
+
+
+_PAYMENT_METHOD_NS = uuid.UUID("0c6b3b7e-5f0e-4d38-9a7e-3c1f2b9d8e41")
+
+
+def payment_method_list(*, customer) -> list:
+    """The customer's saved Stripe payment methods, from dj-stripe's mirror, oldest first; none without a Stripe
+    customer."""
+    from djstripe.models import PaymentMethod
+
+    from .models import StripeCustomer
+
+    account = StripeCustomer.objects.filter(customer=customer).first()
+    if account is None:
+        return []
+    return list(PaymentMethod.objects.filter(customer__id=account.stripe_customer_id).order_by("created", "djstripe_id"))
+
+
+def payment_method_get(*, customer, lago_id) -> object:
+    """One of the customer's payment methods by its Lago uuid; 404 `payment_method_not_found` otherwise."""
+    for method in payment_method_list(customer=customer):
+        if str(payment_method_lago_id(method.id)) == str(lago_id):
+            return method
+    raise NotFound("payment_method")

@@ -848,3 +848,40 @@ def customer_credit_refund(*, credit_id: int) -> Refund | None:
             CustomerCredit.objects.filter(pk=credit.pk).update(status=CustomerCredit.Status.AVAILABLE, updated_at=now)
     refund.refresh_from_db()
     return refund
+
+
+# --- saved payment methods (Lago's /customers/{id}/payment_methods) ------------------------
+
+
+def payment_method_remove(*, customer: Customer, payment_method_id: str) -> None:
+    """Detach a saved card from the customer at Stripe (it is never charged again) and mirror it in dj-stripe; when
+    it was the default, invoices fall back to Checkout links until another is set. Stripe first, then the row: no
+    lock is held across the call, and a retry after a lost answer detaches nothing twice (Stripe refuses)."""
+    from djstripe.models import PaymentMethod
+
+    _stripe_required()
+    try:
+        detached = gateway.payment_method_detach(payment_method_id=payment_method_id)
+    except gateway.StripeGatewayError as exc:
+        raise PaymentProviderError(str(exc)) from exc
+    with transaction.atomic():
+        PaymentMethod.sync_from_stripe_data(detached)
+        StripeCustomer.objects.filter(customer=customer, default_payment_method_id=payment_method_id).update(
+            default_payment_method_id="", updated_at=timezone.now())
+
+
+def payment_method_default_set(*, customer: Customer, payment_method_id: str) -> StripeCustomer:
+    """Make a saved payment method the one invoices are charged to (Stripe's invoice default too). Idempotent."""
+    _stripe_required()
+    account = StripeCustomer.objects.get(customer=customer)
+    if account.default_payment_method_id == payment_method_id:
+        return account
+    try:
+        gateway.customer_default_payment_method_set(customer_id=account.stripe_customer_id,
+                                                    payment_method_id=payment_method_id)
+    except gateway.StripeGatewayError as exc:
+        raise PaymentProviderError(str(exc)) from exc
+    StripeCustomer.objects.filter(pk=account.pk).update(default_payment_method_id=payment_method_id,
+                                                        payment_method_saved_at=timezone.now(), updated_at=timezone.now())
+    account.refresh_from_db()
+    return account

@@ -118,6 +118,14 @@ def customer_default_payment_method_set(*, customer_id: str, payment_method_id: 
         raise _translate(exc) from exc
 
 
+def payment_method_detach(*, payment_method_id: str) -> dict:
+    """Detach a saved payment method from its customer; return Stripe's object (a dict) for dj-stripe's mirror."""
+    try:
+        return _client().v1.payment_methods.detach(payment_method_id).to_dict()
+    except stripe.StripeError as exc:
+        raise _translate(exc) from exc
+
+
 def setup_intent_payment_method(*, setup_intent_id: str) -> str:
     """Return the payment method a succeeded SetupIntent saved ('' otherwise)."""
     try:

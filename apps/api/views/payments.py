@@ -11,18 +11,28 @@ from apps.core.exceptions import ValidationFailed
 from apps.customers.selectors import account_link_get
 from apps.invoicing.selectors import invoice_get
 from apps.payments.portal import portal_url
-from apps.payments.representations import payment_out, payment_receipt_out
+from apps.payments.models import StripeCustomer
+from apps.payments.representations import payment_method_out, payment_out, payment_receipt_out
 from apps.payments.selectors import (
     invoice_get_for_service,
     payment_get,
+    payment_method_get,
+    payment_method_list,
     payment_list,
     payment_receipt_get,
     payment_receipt_list,
 )
-from apps.payments.services import checkout_url_generate, invoice_payment_url, payment_manual_create, payment_retry
+from apps.payments.services import (
+    checkout_url_generate,
+    invoice_payment_url,
+    payment_manual_create,
+    payment_method_default_set,
+    payment_method_remove,
+    payment_retry,
+)
 
 from ..openapi import lago_operation, query, ref
-from ..pagination import paginate
+from ..pagination import paginate, paginate_list
 from ..serializers.common import root_payload
 
 
@@ -53,6 +63,43 @@ class PortalUrlView(APIView):
     def get(self, request, external_id: str):
         link = account_link_get(service=request.auth.service, external_id=external_id)
         return Response({"customer": {"portal_url": portal_url(link)}})
+
+
+def _default_id(customer) -> str:
+    account = StripeCustomer.objects.filter(customer=customer).first()
+    return account.default_payment_method_id if account else ""
+
+
+class PaymentMethodListView(APIView):
+    @lago_operation("findAllCustomersPaymentMethods", response="PaymentMethod", plural="payment_methods",
+                    description="The customer's saved Stripe payment methods (dj-stripe's mirror), oldest first.")
+    def get(self, request, external_id: str):
+        link = account_link_get(service=request.auth.service, external_id=external_id)
+        default = _default_id(link.customer)
+        methods = payment_method_list(customer=link.customer)
+        return Response(paginate_list(request, methods, "payment_methods",
+                                      lambda items: [payment_method_out(m, default_id=default) for m in items]))
+
+
+class PaymentMethodDetailView(APIView):
+    @lago_operation("destroyPaymentMethod", response="PaymentMethod", root="payment_method",
+                    description="Detach the payment method at Stripe: it is never charged again; when it was the "
+                                "default, invoices are paid through Checkout links until another is set.")
+    def delete(self, request, external_id: str, lago_id: str):
+        link = account_link_get(service=request.auth.service, external_id=external_id)
+        method = payment_method_get(customer=link.customer, lago_id=lago_id)
+        payment_method_remove(customer=link.customer, payment_method_id=method.id)
+        return Response({"payment_method": payment_method_out(method, default_id="")})
+
+
+class PaymentMethodDefaultView(APIView):
+    @lago_operation("paymentMethodSetAsDefault", response="PaymentMethod", root="payment_method",
+                    description="The payment method invoices are charged to from now on (Stripe's default too).")
+    def put(self, request, external_id: str, lago_id: str):
+        link = account_link_get(service=request.auth.service, external_id=external_id)
+        method = payment_method_get(customer=link.customer, lago_id=lago_id)
+        account = payment_method_default_set(customer=link.customer, payment_method_id=method.id)
+        return Response({"payment_method": payment_method_out(method, default_id=account.default_payment_method_id)})
 
 
 class RetryPaymentView(APIView):
@@ -179,6 +226,9 @@ urlpatterns = [
     path("customers/<str:external_id>/payments", CustomerPaymentListView.as_view()),
     path("customers/<str:external_id>/checkout_url", CheckoutUrlView.as_view()),
     path("customers/<str:external_id>/portal_url", PortalUrlView.as_view()),
+    path("customers/<str:external_id>/payment_methods", PaymentMethodListView.as_view()),
+    path("customers/<str:external_id>/payment_methods/<str:lago_id>", PaymentMethodDetailView.as_view()),
+    path("customers/<str:external_id>/payment_methods/<str:lago_id>/set_as_default", PaymentMethodDefaultView.as_view()),
     path("invoices/<str:lago_id>/retry_payment", RetryPaymentView.as_view()),
     path("invoices/<str:lago_id>/payment_url", PaymentUrlView.as_view()),
 ]
