@@ -22,7 +22,7 @@ from apps.catalog.models import Charge, Commitment, Plan, Tax, UsageThreshold
 from apps.customers.models import Organization, Service
 from apps.invoicing.models import (CreditNote, CustomerCredit, Invoice, LifetimeUsage, RecurringTransactionRule,
                                    Wallet, WalletTransaction)
-from apps.payments.models import Payment, PaymentAttempt, Refund
+from apps.payments.models import Payment, PaymentAttempt, PaymentRequest, Refund
 from apps.subscriptions.models import Subscription
 
 BEFORE, CHANGED, CREATED, DELETED = "before", "changed", "created", "deleted"
@@ -53,6 +53,8 @@ SubscriptionEvent = _event_model(Subscription, *_changes(
 PaymentAttemptEvent = _event_model(PaymentAttempt, pghistory.InsertEvent(CREATED), *_changes(
     "status", "amount_cents", "next_retry_at", "completed_at", "failure_code"))
 PaymentEvent = _event_model(Payment, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
+PaymentRequestEvent = _event_model(PaymentRequest, pghistory.InsertEvent(CREATED), *_changes(),
+                                   pghistory.DeleteEvent(DELETED))
 RefundEvent = _event_model(Refund, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 CreditNoteEvent = _event_model(CreditNote, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 CustomerCreditEvent = _event_model(CustomerCredit, pghistory.InsertEvent(CREATED), *_changes(),
@@ -80,8 +82,8 @@ ServiceEvent = _event_model(Service, pghistory.InsertEvent(CREATED), *_changes()
 # What invoices say about the seller (PUT /organizations, the admin): every change, who made it.
 OrganizationEvent = _event_model(Organization, pghistory.InsertEvent(CREATED), *_changes())
 
-AUDITED_MODELS = (Invoice, Subscription, PaymentAttempt, Payment, Refund, CreditNote, CustomerCredit, Plan, Charge,
-                  Tax, Service, Wallet, WalletTransaction, Commitment, UsageThreshold, LifetimeUsage,
+AUDITED_MODELS = (Invoice, Subscription, PaymentAttempt, Payment, PaymentRequest, Refund, CreditNote, CustomerCredit,
+                  Plan, Charge, Tax, Service, Wallet, WalletTransaction, Commitment, UsageThreshold, LifetimeUsage,
                   RecurringTransactionRule, Organization)
 
 

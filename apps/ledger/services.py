@@ -124,7 +124,7 @@ def ledger_posting_create(*, invoice: Any = None, credit_note: Any = None, payme
         defaults = {"ref": void_ref(void.number)}
     elif customer_credit is not None:
         # Money no invoice took (apps.invoicing CustomerCredit): posted as an unmatched customer payment.
-        stripe_id = customer_credit.payment.stripe_payment_intent_id
+        stripe_id = customer_credit.payment.stripe_id  # one per payment (a payment request's PaymentIntent pays several)
         lookup = {"kind": LedgerPosting.Kind.CUSTOMER_CREDIT, "customer_credit": customer_credit}
         defaults = {"ref": customer_credit_ref(stripe_id), "invoice_id": customer_credit.invoice_id,
                     "stripe_payment_id": stripe_id, "payment_amount_cents": int(customer_credit.amount_cents),
@@ -208,7 +208,7 @@ def ledger_credit_applications_create(*, applications: Sequence[Any]) -> list[in
             raise ValueError("save the credit applications first")
         # The source's own document: the credit note's number, or the PaymentIntent of a customer credit.
         source_number = (application.credit_note.number if application.credit_note_id is not None
-                         else application.customer_credit.payment.stripe_payment_intent_id)
+                         else application.customer_credit.payment.stripe_id)
         posting, created = LedgerPosting.objects.get_or_create(
             kind=LedgerPosting.Kind.CREDIT_APPLICATION, credit_application_id=application.pk,
             defaults={"ref": credit_application_ref(invoice_number=application.invoice.number,

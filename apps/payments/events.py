@@ -70,3 +70,10 @@ def customer_checkout_url_generated(customer: Customer, *, checkout_url: str) ->
             "checkout_url": checkout_url,
         }
         _record("customer.checkout_url_generated", "payment_provider_customer_checkout_url", payload, link.service_id)
+
+
+def payment_request_event(request, event_type: str) -> None:
+    """`payment_request.created` / `.payment_status_updated` to the service that asked, in its view."""
+    from .representations import payment_request_out
+
+    _record(event_type, "payment_request", payment_request_out(request), request.account_link.service_id)

@@ -99,9 +99,12 @@ class Payment(TimeStampedModel):
         MANUAL = "manual"  # recorded by the app or staff; the money came outside Stripe
 
     invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="payments")
-    # The Stripe attempt that collected it; none for a manual payment.
+    # The Stripe attempt that collected it; none for a manual payment, nor for one of a payment request's invoices
+    # (one PaymentIntent paid them all: one Payment per invoice, each with that PaymentIntent).
     attempt = models.OneToOneField(PaymentAttempt, on_delete=models.PROTECT, null=True, blank=True,
                                    related_name="payment")
+    payment_request = models.ForeignKey("PaymentRequest", on_delete=models.PROTECT, null=True, blank=True,
+                                        related_name="payments")
     payment_type = models.CharField(max_length=16, choices=PaymentType.choices, default=PaymentType.PROVIDER)
     amount_cents = models.BigIntegerField()  # minor units of `currency`
     currency = models.CharField(max_length=3)
@@ -114,13 +117,16 @@ class Payment(TimeStampedModel):
         ordering = ("-paid_at",)
         constraints = [
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payment_positive"),
-            models.UniqueConstraint(fields=("stripe_payment_intent_id",), condition=~Q(stripe_payment_intent_id=""),
-                                    name="uniq_payment_stripe_pi"),
-            # A Stripe payment has its PaymentIntent and attempt; a manual one has neither, and a reference.
+            # A PaymentIntent pays an invoice once (a payment request's pays each of its invoices once).
+            models.UniqueConstraint(fields=("stripe_payment_intent_id", "invoice"),
+                                    condition=~Q(stripe_payment_intent_id=""), name="uniq_payment_stripe_pi"),
+            # A Stripe payment has its PaymentIntent and its attempt or payment request; a manual one has none of
+            # them, and a reference.
             models.CheckConstraint(
-                condition=(Q(payment_type="provider") & ~Q(stripe_payment_intent_id="") & Q(attempt__isnull=False))
+                condition=(Q(payment_type="provider") & ~Q(stripe_payment_intent_id="")
+                           & (Q(attempt__isnull=False) | Q(payment_request__isnull=False)))
                 | (Q(payment_type="manual") & Q(stripe_payment_intent_id="") & Q(attempt__isnull=True)
-                   & ~Q(reference="")),
+                   & Q(payment_request__isnull=True) & ~Q(reference="")),
                 name="payment_kind_fields",
             ),
         ]
@@ -130,8 +136,54 @@ class Payment(TimeStampedModel):
 
     @property
     def stripe_id(self) -> str:
-        """The id the ledger posts the payment under: its PaymentIntent, or the hub's id of a manual payment."""
+        """The id the ledger posts the payment under, one per payment: its PaymentIntent (with the invoice when a
+        payment request's PaymentIntent paid several), or the hub's id of a manual payment."""
+        if self.payment_request_id is not None:
+            return f"{self.stripe_payment_intent_id}/{self.invoice.lago_id}"
         return self.stripe_payment_intent_id or f"MANUAL-{self.lago_id}"
+
+
+class PaymentRequest(TimeStampedModel):
+    """Lago's payment request: a customer's overdue invoices grouped into one Stripe payment (a Checkout Session for
+    their total). Paid once: the session's payment settles each invoice with what it owed when asked
+    (`services.payment_request_settle`)."""
+
+    class PaymentStatus(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payment_requests")
+    # The service that asked, through its view of the customer (what the API shows it).
+    account_link = models.ForeignKey("customers.AccountLink", on_delete=models.PROTECT, related_name="payment_requests")
+    email = models.CharField(max_length=255, blank=True)
+    amount_cents = models.BigIntegerField()  # minor units of `currency`: Σ of its invoices' amounts due when asked
+    currency = models.CharField(max_length=3)
+    payment_status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
+    stripe_checkout_session_id = models.CharField(max_length=255, blank=True, db_index=True)
+    checkout_url = models.URLField(max_length=1000, blank=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    invoices = models.ManyToManyField("invoicing.Invoice", through="PaymentRequestInvoice", related_name="+")
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payment_request_positive")]
+
+    def __str__(self) -> str:
+        return f"payment request {self.lago_id}: {self.amount_cents} {self.currency} {self.payment_status}"
+
+
+class PaymentRequestInvoice(models.Model):
+    payment_request = models.ForeignKey(PaymentRequest, on_delete=models.CASCADE, related_name="items")
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="payment_request_items")
+    amount_cents = models.BigIntegerField()  # what the invoice owed when the request was made, minor units
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("payment_request", "invoice"), name="uniq_payment_request_invoice"),
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payment_request_invoice_positive"),
+        ]
 
 
 class PaymentReceipt(TimeStampedModel):

@@ -70,3 +70,24 @@ def payment_method_out(method, *, default_id: str) -> dict:
         "provider_method_id": method.id,
         "created_at": ts(method.created or method.djstripe_created),
     }
+
+
+def payment_request_out(request) -> dict:
+    """Lago's PaymentRequestObject, as the service that asked sees it; `payment_url` (not Lago's) is the Stripe
+    Checkout link paying it while it is pending."""
+    from apps.customers.representations import customer_out
+    from apps.invoicing.representations import invoice_out
+
+    service = request.account_link.service
+    return {
+        "lago_id": str(request.lago_id),
+        "email": request.email,
+        "amount_cents": request.amount_cents,
+        "amount_currency": request.currency,
+        "payment_status": request.payment_status,
+        "created_at": ts(request.created_at),
+        "customer": customer_out(request.account_link),
+        "invoices": [invoice_out(item.invoice, service=service, with_details=False)
+                     for item in request.items.select_related("invoice").order_by("invoice_id")],
+        "payment_url": request.checkout_url if request.payment_status == "pending" else None,
+    }

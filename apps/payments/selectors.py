@@ -9,7 +9,7 @@ from apps.core.exceptions import NotFound
 from apps.customers.models import Service
 from apps.invoicing.models import Invoice
 
-from .models import Payment, PaymentAttempt, PaymentReceipt
+from .models import Payment, PaymentAttempt, PaymentReceipt, PaymentRequest
 
 
 def invoice_get_for_service(*, service: Service, lago_id) -> Invoice:
@@ -96,3 +96,23 @@ def payment_method_get(*, customer, lago_id) -> object:
         if str(payment_method_lago_id(method.id)) == str(lago_id):
             return method
     raise NotFound("payment_method")
+
+
+def payment_request_list(*, service: Service, external_customer_id: str | None = None,
+                         payment_status: str | None = None, currency: str | None = None) -> QuerySet[PaymentRequest]:
+    """The payment requests the service made (through its own view of the customer), newest first."""
+    queryset = PaymentRequest.objects.filter(account_link__service=service)
+    if external_customer_id:
+        queryset = queryset.filter(account_link__external_id=external_customer_id, account_link__deleted_at__isnull=True)
+    if payment_status:
+        queryset = queryset.filter(payment_status=payment_status)
+    if currency:
+        queryset = queryset.filter(currency=currency)
+    return queryset.select_related("account_link__service", "account_link__customer").order_by("-created_at", "-id")
+
+
+def payment_request_get(*, service: Service, lago_id) -> PaymentRequest:
+    try:
+        return payment_request_list(service=service).get(lago_id=uuid.UUID(str(lago_id)))
+    except (PaymentRequest.DoesNotExist, ValueError):
+        raise NotFound("payment_request") from None

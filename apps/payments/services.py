@@ -31,7 +31,16 @@ from apps.invoicing.wallets import wallet_top_up_settle
 
 from . import events
 from . import stripe_gateway as gateway
-from .models import Payment, PaymentAttempt, PaymentReceipt, ProcessedStripeEvent, Refund, StripeCustomer
+from .models import (
+    Payment,
+    PaymentAttempt,
+    PaymentReceipt,
+    PaymentRequest,
+    PaymentRequestInvoice,
+    ProcessedStripeEvent,
+    Refund,
+    StripeCustomer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -570,6 +579,14 @@ def checkout_session_event_apply(*, event_id: str, event_type: str, event_create
     if session.get("mode") == "setup":
         payment_method_saved(stripe_customer_id=session.get("customer") or "", setup_intent_id=session.get("setup_intent") or "")
         return
+    request_id = (session.get("metadata") or {}).get("payment_request_id", "")
+    if request_id:
+        if session.get("payment_status") == "paid":
+            pi = session.get("payment_intent")
+            payment_request_settle(payment_request_id=request_id, session_id=session["id"],
+                                   payment_intent_id=pi.get("id") if isinstance(pi, dict) else (pi or ""),
+                                   amount_cents=int(session.get("amount_total") or 0))
+        return
     attempt = PaymentAttempt.objects.filter(stripe_checkout_session_id=session["id"]).first()
     if attempt is None or session.get("payment_status") != "paid":
         return
@@ -601,6 +618,7 @@ def payment_pending_sweep(*, now: dt.datetime | None = None) -> int:
             payment_checkout_close(attempt_ids=[attempt_id])
         except gateway.StripeUnavailable:
             log.warning("payment sweep: Stripe unavailable for attempt %s", attempt_id)
+    checked += _payment_requests_sweep()
     open_attempts = PaymentAttempt.objects.filter(status__in=PaymentAttempt.OPEN_STATUSES).order_by("pk")[:500]
     for attempt in open_attempts:
         checked += 1
@@ -885,3 +903,106 @@ def payment_method_default_set(*, customer: Customer, payment_method_id: str) ->
                                                         payment_method_saved_at=timezone.now(), updated_at=timezone.now())
     account.refresh_from_db()
     return account
+
+
+# --- payment requests (Lago's dunning: overdue invoices in one payment) ---------------------
+
+
+class PaymentRequestNotAllowed(BillingError):
+    code, http_status = "not_allowed", 405
+
+
+def _overdue(invoice: Invoice, today: dt.date) -> bool:
+    """Finalized, owing, unpaid, and past its due date (or flagged overdue)."""
+    return (invoice.status == Invoice.Status.FINALIZED and invoice.total_due_amount_cents > 0
+            and invoice.payment_status != Invoice.PaymentStatus.SUCCEEDED
+            and (invoice.payment_overdue or (invoice.payment_due_date is not None and invoice.payment_due_date < today)))
+
+
+def payment_request_create(*, link, invoices: list[Invoice], email: str = "") -> PaymentRequest:
+    """Group a customer's overdue invoices into one Stripe payment: a Checkout Session for what they owe together.
+
+    Lago's refusals (`payment_requests/create_service.rb`), 405: `invoices_not_overdue`,
+    `invoices_have_different_currencies`. The session is created before the row, keyed by the request's own id (no
+    lock is held across the call; a retry of a lost answer gets the same session); `payment_request.created` is
+    sent with the row. Paid, it settles each invoice once (`payment_request_settle`).
+    """
+    import uuid as uuid_module
+
+    _stripe_required()
+    today = timezone.now().date()
+    if any(not _overdue(invoice, today) for invoice in invoices):
+        raise PaymentRequestNotAllowed("an invoice is not overdue", code="invoices_not_overdue")
+    if len({invoice.currency for invoice in invoices}) > 1:
+        raise PaymentRequestNotAllowed("currencies differ", code="invoices_have_different_currencies")
+    owed = {invoice.pk: invoice.total_due_amount_cents for invoice in invoices}
+    currency, lago_id = invoices[0].currency, uuid_module.uuid4()
+    account = stripe_customer_ensure(customer=link.customer)
+    try:
+        session = gateway.checkout_payment_create(
+            customer_id=account.stripe_customer_id, amount_cents=sum(owed.values()), currency=currency,
+            description=f"{len(invoices)} overdue invoice(s): " + ", ".join(i.number for i in invoices)[:200],
+            success_url=_return_url("paid"), cancel_url=_return_url("canceled"),
+            metadata={"payment_request_id": str(lago_id)}, idempotency_key=f"payment-request-{lago_id}",
+        )
+    except gateway.StripeGatewayError as exc:
+        raise PaymentProviderError(str(exc)) from exc
+    with transaction.atomic():
+        request = PaymentRequest.objects.create(
+            lago_id=lago_id, customer=link.customer, account_link=link, email=email or link.customer.email,
+            amount_cents=sum(owed.values()), currency=currency, stripe_checkout_session_id=session.id,
+            checkout_url=session.url)
+        PaymentRequestInvoice.objects.bulk_create(
+            PaymentRequestInvoice(payment_request=request, invoice_id=invoice_id, amount_cents=amount)
+            for invoice_id, amount in sorted(owed.items()))
+        events.payment_request_event(request, "payment_request.created")
+    return request
+
+
+def _payment_requests_sweep() -> int:
+    """Re-read pending payment requests' sessions: one paid while its webhook was lost is settled (once)."""
+    pending = list(PaymentRequest.objects.filter(payment_status=PaymentRequest.PaymentStatus.PENDING)
+                   .exclude(stripe_checkout_session_id="").order_by("pk")[:500])
+    for request in pending:
+        try:
+            session = gateway.checkout_session_get(session_id=request.stripe_checkout_session_id)
+        except gateway.StripeUnavailable:
+            log.warning("payment sweep: Stripe unavailable for payment request %s", request.lago_id)
+            continue
+        if session.status == "complete" and session.payment_status == "paid":
+            payment_request_settle(payment_request_id=str(request.lago_id), session_id=session.id,
+                                   payment_intent_id=session.payment_intent_id, amount_cents=session.amount_total)
+    return len(pending)
+
+
+def payment_request_settle(*, payment_request_id: str, session_id: str, payment_intent_id: str,
+                           amount_cents: int) -> PaymentRequest | None:
+    """Record a paid payment request exactly once: one Payment per invoice, for what it owed when asked, with the
+    session's PaymentIntent, through the same path as any payment (`_payment_apply`: an invoice paid meanwhile
+    keeps the money as customer credit, never counted twice). A second event, a late sweep or two workers find the
+    request already succeeded under its lock and do nothing. Locks: the request, then its invoices by id."""
+    with transaction.atomic():
+        request = (PaymentRequest.objects.select_for_update()
+                   .filter(lago_id=payment_request_id, stripe_checkout_session_id=session_id).first())
+        if request is None or request.payment_status == PaymentRequest.PaymentStatus.SUCCEEDED:
+            return request
+        if amount_cents and amount_cents != request.amount_cents:
+            # Checkout charges the request's amount; a difference is Stripe's to explain, and the integrity check
+            # I6 shows it to staff (the PaymentIntent's amount against what the hub recorded).
+            log.error("payment request %s: Stripe received %s, the request was for %s", request.lago_id,
+                      amount_cents, request.amount_cents)
+        items = list(request.items.order_by("invoice_id"))
+        locked = {invoice.pk: invoice for invoice in
+                  Invoice.objects.select_for_update().filter(pk__in=[item.invoice_id for item in items]).order_by("pk")}
+        now = timezone.now()
+        for item in items:
+            invoice = locked[item.invoice_id]
+            payment = Payment.objects.create(
+                invoice=invoice, payment_request=request, amount_cents=item.amount_cents, currency=request.currency,
+                stripe_payment_intent_id=payment_intent_id, paid_at=now)
+            _payment_apply(invoice=invoice, payment=payment, keep=None)
+        request.payment_status, request.paid_at = PaymentRequest.PaymentStatus.SUCCEEDED, now
+        request.stripe_payment_intent_id = payment_intent_id
+        request.save(update_fields=["payment_status", "paid_at", "stripe_payment_intent_id", "updated_at"])
+        events.payment_request_event(request, "payment_request.payment_status_updated")
+    return request

@@ -30,6 +30,8 @@ EVENT_OBJECT_TYPES: dict[str, str] = {
     "customer.checkout_url_generated": "payment_provider_customer_checkout_url",
     "event.error": "event_error",
     "events.errors": "events_errors",
+    "payment_request.created": "payment_request",
+    "payment_request.payment_status_updated": "payment_request",
     "wallet_transaction.created": "wallet_transaction",
     "wallet_transaction.updated": "wallet_transaction",
     "wallet.depleted_ongoing_balance": "wallet",

@@ -7,12 +7,12 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.exceptions import ValidationFailed
+from apps.core.exceptions import NotFound, ValidationFailed
 from apps.customers.selectors import account_link_get
-from apps.invoicing.selectors import invoice_get
+from apps.invoicing.selectors import invoice_get, invoice_list
 from apps.payments.portal import portal_url
 from apps.payments.models import StripeCustomer
-from apps.payments.representations import payment_method_out, payment_out, payment_receipt_out
+from apps.payments.representations import payment_method_out, payment_out, payment_receipt_out, payment_request_out
 from apps.payments.selectors import (
     invoice_get_for_service,
     payment_get,
@@ -21,6 +21,8 @@ from apps.payments.selectors import (
     payment_list,
     payment_receipt_get,
     payment_receipt_list,
+    payment_request_get,
+    payment_request_list,
 )
 from apps.payments.services import (
     checkout_url_generate,
@@ -28,6 +30,7 @@ from apps.payments.services import (
     payment_manual_create,
     payment_method_default_set,
     payment_method_remove,
+    payment_request_create,
     payment_retry,
 )
 
@@ -100,6 +103,69 @@ class PaymentMethodDefaultView(APIView):
         method = payment_method_get(customer=link.customer, lago_id=lago_id)
         account = payment_method_default_set(customer=link.customer, payment_method_id=method.id)
         return Response({"payment_method": payment_method_out(method, default_id=account.default_payment_method_id)})
+
+
+PAYMENT_REQUEST_FILTERS = [query("payment_status", enum=["pending", "succeeded", "failed"]),
+                           query("currency", description="ISO 4217 code.")]
+
+
+def payment_requests_page(request, external_customer_id: str | None) -> dict:
+    params = request.query_params
+    status = params.get("payment_status") or None
+    if status not in (None, "pending", "succeeded", "failed"):
+        raise ValidationFailed("bad payment_status", details={"payment_status": ["value_is_invalid"]})
+    rows = payment_request_list(service=request.auth.service, external_customer_id=external_customer_id,
+                                payment_status=status, currency=(params.get("currency") or "").upper() or None)
+    return paginate(request, rows, "payment_requests", lambda items: [payment_request_out(r) for r in items])
+
+
+class PaymentRequestListCreateView(APIView):
+    @lago_operation("findAllPaymentRequests", response="PaymentRequest", plural="payment_requests",
+                    parameters=[query("external_customer_id"), *PAYMENT_REQUEST_FILTERS])
+    def get(self, request):
+        return Response(payment_requests_page(request, request.query_params.get("external_customer_id") or None))
+
+    @lago_operation("createPaymentRequest", request=ref("PaymentRequestBody"), response="PaymentRequest",
+                    root="payment_request",
+                    description="Group the customer's overdue invoices into one Stripe payment (a Checkout link, "
+                                "`payment_url`). 405 `invoices_not_overdue` / `invoices_have_different_currencies` as "
+                                "Lago. Paid, each invoice is settled once with what it owed when asked.")
+    def post(self, request):
+        data = root_payload(request, "payment_request")
+        errors = {}
+        if not isinstance(data.get("external_customer_id"), str) or not data.get("external_customer_id"):
+            errors["external_customer_id"] = ["value_is_mandatory"]
+        ids = data.get("lago_invoice_ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            errors["lago_invoice_ids"] = ["value_is_mandatory"]
+        email = data.get("email")
+        if email is not None and not isinstance(email, str):
+            errors["email"] = ["invalid_format"]
+        if errors:
+            raise ValidationFailed("bad payment request", details=errors)
+        service = request.auth.service
+        link = account_link_get(service=service, external_id=data["external_customer_id"])
+        invoices = [invoice for invoice in invoice_list(service=service, external_customer_id=link.external_id)
+                    if str(invoice.lago_id) in set(ids)]
+        if not invoices:
+            raise NotFound("invoice")
+        created = payment_request_create(link=link, invoices=invoices, email=email or "")
+        return Response({"payment_request": payment_request_out(created)})
+
+
+class PaymentRequestDetailView(APIView):
+    @lago_operation("findPaymentRequest", response="PaymentRequest", root="payment_request")
+    def get(self, request, lago_id: str):
+        found = payment_request_get(service=request.auth.service, lago_id=lago_id)
+        return Response({"payment_request": payment_request_out(found)})
+
+
+class CustomerPaymentRequestListView(APIView):
+    @lago_operation("findAllCustomerPaymentRequests", response="PaymentRequest", plural="payment_requests",
+                    parameters=PAYMENT_REQUEST_FILTERS)
+    def get(self, request, external_id: str):
+        link = account_link_get(service=request.auth.service, external_id=external_id)
+        return Response(payment_requests_page(request, link.external_id))
 
 
 class RetryPaymentView(APIView):
@@ -222,6 +288,9 @@ urlpatterns = [
     path("payments", PaymentListCreateView.as_view()),
     path("payments/<str:lago_id>", PaymentDetailView.as_view()),
     path("payment_receipts", PaymentReceiptListView.as_view()),
+    path("payment_requests", PaymentRequestListCreateView.as_view()),
+    path("payment_requests/<str:lago_id>", PaymentRequestDetailView.as_view()),
+    path("customers/<str:external_id>/payment_requests", CustomerPaymentRequestListView.as_view()),
     path("payment_receipts/<str:lago_id>", PaymentReceiptDetailView.as_view()),
     path("customers/<str:external_id>/payments", CustomerPaymentListView.as_view()),
     path("customers/<str:external_id>/checkout_url", CheckoutUrlView.as_view()),
