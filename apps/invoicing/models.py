@@ -22,6 +22,9 @@ class Invoice(TimeStampedModel):
         DRAFT = "draft"
         FINALIZED = "finalized"
         VOIDED = "voided"
+        # A draft the app deleted (Lago's DELETE /invoices/{id}): never finalized, hidden from the API; its fees stay,
+        # so the close counts its period as billed and never bills it again (as Lago, the app chose not to bill it).
+        DELETED = "deleted"
 
     class PaymentStatus(models.TextChoices):
         PENDING = "pending"
@@ -97,8 +100,8 @@ class Invoice(TimeStampedModel):
             models.UniqueConstraint(
                 fields=("series", "sequential_id"), condition=Q(sequential_id__isnull=False), name="uniq_invoice_seq"
             ),
-            models.CheckConstraint(
-                condition=Q(status="draft") | ~Q(number=""), name="finalized_invoice_has_number"
+            models.CheckConstraint(  # a deleted draft was never numbered
+                condition=Q(status__in=("draft", "deleted")) | ~Q(number=""), name="finalized_invoice_has_number"
             ),
             # Money owed to the customer is a credit note, never a negative invoice (Odoo refuses one, nothing
             # refunds it). Created NOT VALID (migration 0005): rows finalized before it are left as they were.

@@ -46,7 +46,7 @@ def invoice_list(
     amount_to: int | None = None,
     payment_overdue: bool | None = None,
 ) -> QuerySet[Invoice]:
-    queryset = Invoice.objects.filter(_visible(service)).select_related("customer")
+    queryset = Invoice.objects.filter(_visible(service)).exclude(status=Invoice.Status.DELETED).select_related("customer")
     if external_customer_id:
         queryset = queryset.filter(
             customer__account_links__service=service,
@@ -259,7 +259,7 @@ def fee_list(*, service: Service, external_customer_id: str | None = None, exter
              created_at_from=None, created_at_to=None) -> QuerySet[Fee]:
     """The fees the service billed (Lago's GET /fees), newest first: never another service's line of a shared
     invoice, whose identifiers it must not see."""
-    queryset = Fee.objects.filter(service=service).select_related(
+    queryset = Fee.objects.filter(service=service).exclude(invoice__status=Invoice.Status.DELETED).select_related(
         "invoice", "service", "subscription__plan", "charge__billable_metric")
     if external_customer_id:
         queryset = queryset.filter(invoice__customer__account_links__service=service,

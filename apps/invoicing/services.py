@@ -406,6 +406,20 @@ def invoice_dispute_lose(*, invoice_id: int) -> Invoice:
     return invoice
 
 
+@transaction.atomic
+def invoice_delete(*, invoice_id: int) -> Invoice:
+    """Delete a draft as Lago does (`invoices/delete_service.rb`): drafts only (405 `not_deletable`), `invoice.deleted`
+    sent. The row and its fees stay, status `deleted`: nothing was numbered, collected or posted, the period stays
+    billed for the close (it is not billed again), and the API no longer shows it."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.status != Invoice.Status.DRAFT:
+        raise NotAllowed(f"invoice is {invoice.status}", code="not_deletable")
+    invoice.status, invoice.grace_until = Invoice.Status.DELETED, None
+    invoice.save(update_fields=["status", "grace_until", "updated_at"])
+    invoice_webhook_record(invoice=invoice, event_type="invoice.deleted")
+    return invoice
+
+
 def invoice_generation_retry(*, invoice_id: int) -> Invoice:
     """Lago's retry of an invoice whose generation failed (`invoices/retry_service.rb`, a tax provider's error).
     The hub writes an invoice only once it is generated (a failed close writes nothing and the close run retries

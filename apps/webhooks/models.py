@@ -15,6 +15,7 @@ EVENT_OBJECT_TYPES: dict[str, str] = {
     "invoice.created": "invoice",
     "invoice.drafted": "invoice",
     "invoice.voided": "invoice",
+    "invoice.deleted": "invoice",
     "invoice.payment_status_updated": "invoice",
     "invoice.payment_overdue": "invoice",
     "invoice.payment_dispute_lost": "invoice",

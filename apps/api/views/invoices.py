@@ -50,6 +50,7 @@ from apps.invoicing.services import (
     credit_note_metadata_key_delete,
     credit_note_metadata_update,
     invoice_create_one_off_for_add_ons,
+    invoice_delete,
     invoice_dispute_lose,
     invoice_finalize,
     invoice_generation_retry,
@@ -213,6 +214,15 @@ class InvoiceDetailView(APIView):
             raise NotAllowed("payment status is recorded from payments", code="payment_status_not_updatable")
         if data.get("metadata") is not None:
             invoice = invoice_metadata_update(invoice_id=invoice.pk, entries=data["metadata"])
+        return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
+
+
+    @lago_operation("deleteInvoice", response="Invoice", root="invoice",
+                    description="Delete a draft (405 `not_deletable` otherwise): its period is not billed again; "
+                                "`invoice.deleted` is sent and the invoice is no longer found.")
+    def delete(self, request, lago_id: str):
+        invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
+        invoice = invoice_delete(invoice_id=invoice.pk)
         return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
 
 
