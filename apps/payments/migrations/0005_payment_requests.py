@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('customers', '0002_customer_reference_fits_service_code'),
-        ('invoicing', '0016_payment_dispute_lost'),
+        ('invoicing', '0025_payment_dispute_lost'),
         ('payments', '0004_manual_payments'),
     ]
 

@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0015_app_metadata'),
+        ('audit', '0016_manual_payments'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='invoice',
+            model_name='invoiceevent',
             name='payment_dispute_lost_at',
             field=models.DateTimeField(blank=True, null=True),
         ),

@@ -6,12 +6,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0006_manual_payments'),
+        ('invoicing', '0024_wallet_alert'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='invoiceevent',
+            model_name='invoice',
             name='payment_dispute_lost_at',
             field=models.DateTimeField(blank=True, null=True),
         ),

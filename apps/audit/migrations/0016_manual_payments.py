@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0005_app_metadata'),
+        ('audit', '0015_plan_metadata'),
         ('payments', '0004_manual_payments'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0008_payment_requests'),
+        ('audit', '0018_payment_requests'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0007_payment_dispute_lost'),
+        ('audit', '0017_payment_dispute_lost'),
         ('customers', '0002_customer_reference_fits_service_code'),
         ('payments', '0005_payment_requests'),
         ('pghistory', '0007_auto_20250421_0444'),
