@@ -73,7 +73,7 @@ def credit_note_pdf_context(note: CreditNote) -> dict:
     return {
         "note": note,
         "invoice": note.invoice,
-        "seller": {"name": settings.NEXA_LEGAL_NAME, "address": settings.NEXA_ADDRESS, "hst": settings.NEXA_HST_NUMBER},
+        "seller": _seller(),
         "customer": note.customer,
         "lines": [{"name": item.fee.name, "service": item.fee.service.name if item.fee.service else "Nexa",
                    "amount": _money(item.amount_cents, note.currency)} for item in items],

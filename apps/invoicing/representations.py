@@ -658,7 +658,7 @@ def wallet_alert_out(alert) -> dict:
     }
 
 
-def triggered_alert_out(alert, *, lago_id, current, crossed, at) -> dict:
+def wallet_triggered_alert_out(alert, *, lago_id, current, crossed, at) -> dict:
     """Lago's TriggeredAlert body (webhook `alert.triggered`) for a wallet alert."""
     wallet = alert.wallet
     return {

@@ -174,7 +174,7 @@ def wallet_alerts_check(wallet: Wallet, *, usage_cents: int) -> int:
         return 0
     from apps.webhooks.services import webhook_events_record
 
-    from .representations import triggered_alert_out
+    from .representations import wallet_triggered_alert_out
 
     values = wallet_values(wallet, usage_cents=usage_cents)
     now = timezone.now()
@@ -183,8 +183,8 @@ def wallet_alerts_check(wallet: Wallet, *, usage_cents: int) -> int:
         current = values[alert.alert_type]
         crossed = thresholds_crossed(alert.thresholds, previous=alert.previous_value, current=current)
         if crossed:
-            items.append((triggered_alert_out(alert, lago_id=uuid.uuid4(), current=current, crossed=crossed,
-                                              at=now), [wallet.service_id]))
+            items.append((wallet_triggered_alert_out(alert, lago_id=uuid.uuid4(), current=current, crossed=crossed,
+                                                     at=now), [wallet.service_id]))
         alert.previous_value, alert.last_processed_at = current, now
         alert.save(update_fields=["previous_value", "last_processed_at", "updated_at"])
     if items:
