@@ -18,7 +18,7 @@ import pghistory.models
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.catalog.models import Charge, Commitment, Plan, Tax, UsageThreshold
+from apps.catalog.models import Charge, ChargeFilter, Commitment, Plan, Tax, UsageThreshold
 from apps.customers.models import Organization, Service
 from apps.invoicing.models import (CreditNote, CustomerCredit, Invoice, LifetimeUsage, RecurringTransactionRule,
                                    Wallet, WalletTransaction)
@@ -75,6 +75,8 @@ UsageThresholdEvent = _event_model(UsageThreshold, pghistory.InsertEvent(CREATED
                                    pghistory.DeleteEvent(DELETED))
 LifetimeUsageEvent = _event_model(LifetimeUsage, pghistory.InsertEvent(CREATED), *_changes(),
                                   pghistory.DeleteEvent(DELETED))
+ChargeFilterEvent = _event_model(ChargeFilter, pghistory.InsertEvent(CREATED), *_changes(),
+                                 pghistory.DeleteEvent(DELETED))
 TaxEvent = _event_model(Tax, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED))
 # A service's key: its prefix and rotation time, never the hash.
 ServiceEvent = _event_model(Service, pghistory.InsertEvent(CREATED), *_changes(), pghistory.DeleteEvent(DELETED),
@@ -83,8 +85,8 @@ ServiceEvent = _event_model(Service, pghistory.InsertEvent(CREATED), *_changes()
 OrganizationEvent = _event_model(Organization, pghistory.InsertEvent(CREATED), *_changes())
 
 AUDITED_MODELS = (Invoice, Subscription, PaymentAttempt, Payment, PaymentRequest, Refund, CreditNote, CustomerCredit,
-                  Plan, Charge, Tax, Service, Wallet, WalletTransaction, Commitment, UsageThreshold, LifetimeUsage,
-                  RecurringTransactionRule, Organization)
+                  Plan, Charge, ChargeFilter, Tax, Service, Wallet, WalletTransaction, Commitment, UsageThreshold,
+                  LifetimeUsage, RecurringTransactionRule, Organization)
 
 
 class AuditEvent(pghistory.models.Events):

@@ -278,7 +278,7 @@ def _as_lago(charge: Charge) -> dict:
             "charge_model": charge.charge_model, "properties": charge.properties,
             "invoice_display_name": charge.invoice_display_name, "pay_in_advance": charge.pay_in_advance,
             "invoiceable": charge.invoiceable, "prorated": charge.prorated,
-            "min_amount_cents": charge.min_amount_cents, "filters": charge.filters}
+            "min_amount_cents": charge.min_amount_cents}  # no "filters": the update keeps each charge's own
 
 
 @admin.register(Charge)

@@ -150,7 +150,6 @@ class Charge(TimeStampedModel):
     invoiceable = models.BooleanField(default=True)
     prorated = models.BooleanField(default=False)
     min_amount_cents = models.BigIntegerField(default=0)  # per-period minimum, minor units
-    filters = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ("plan", "id")
@@ -161,6 +160,47 @@ class Charge(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.plan.code}/{self.code}"
+
+    @property
+    def live_filters(self) -> list[ChargeFilter]:
+        """The charge's filters in force, in creation order (from a `prefetch_related("charge_filters")` if made)."""
+        return [item for item in self.charge_filters.all() if item.deleted_at is None]
+
+
+class ChargeFilter(TimeStampedModel):
+    """A charge's own price for events whose properties match `values` (Lago's charge filter).
+
+    `values` maps keys of the metric's filters to the values this filter takes ({"region": ["us", "eu"]});
+    `ALL_VALUES` stands for every value the metric lists for that key. An event is priced by the most specific
+    filter it matches (the most keys; the first created on a tie), and by the charge's own properties when it
+    matches none (apps/invoicing/filters.py). Replaced or removed filters are kept, soft-deleted, for the fees
+    that billed them.
+    """
+
+    ALL_VALUES = "__ALL_FILTER_VALUES__"
+
+    charge = models.ForeignKey(Charge, on_delete=models.CASCADE, related_name="charge_filters")
+    invoice_display_name = models.CharField(max_length=255, blank=True)
+    # The charge model's properties for these events, as on Charge (major-unit decimal strings).
+    properties = models.JSONField(default=dict)
+    values = models.JSONField(default=dict)  # {metric filter key: [values]}
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("charge", "id")
+
+    def __str__(self) -> str:
+        return f"{self.charge}: {self.display_name}"
+
+    @property
+    def display_name(self) -> str:
+        """Lago's filter display name: its invoice name, else its values (a key for all its values)."""
+        if self.invoice_display_name:
+            return self.invoice_display_name
+        parts: list[str] = []
+        for key, values in self.values.items():
+            parts.extend([key] if values == [self.ALL_VALUES] else values)
+        return ", ".join(parts)
 
 
 class Commitment(TimeStampedModel):

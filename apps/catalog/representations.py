@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apps.core.representations import decimal_str, ts
 
-from .models import AddOn, AppliedCoupon, BillableMetric, Charge, Coupon, Plan, plan_commitment
+from .models import AddOn, AppliedCoupon, BillableMetric, Charge, ChargeFilter, Coupon, Plan, plan_commitment
 
 
 def tax_out(tax) -> dict:
@@ -58,8 +58,17 @@ def charge_out(charge: Charge) -> dict:
         "prorated": charge.prorated,
         "min_amount_cents": charge.min_amount_cents,
         "properties": charge.properties,
-        "filters": charge.filters or [],
+        "filters": [charge_filter_out(item) for item in charge.live_filters],
         "taxes": [],
+    }
+
+
+def charge_filter_out(item: ChargeFilter) -> dict:
+    """Lago's ChargeFilterObject (inside a charge)."""
+    return {
+        "invoice_display_name": item.invoice_display_name or None,
+        "properties": item.properties,
+        "values": item.values,
     }
 
 

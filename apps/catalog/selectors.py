@@ -26,7 +26,7 @@ def plan_list(*, service: Service) -> QuerySet[Plan]:
     return (
         Plan.objects.filter(service=service, deleted_at__isnull=True, parent__isnull=True)
         .select_related("minimum_commitment")
-        .prefetch_related(Prefetch("charges", queryset=charges), "usage_thresholds")
+        .prefetch_related(Prefetch("charges", queryset=charges), "charges__charge_filters", "usage_thresholds")
         .order_by("-created_at", "-id")
     )
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
 from apps.customers.models import AccountLink, Customer, Service
 
-from .models import AddOn, AppliedCoupon, BillableMetric, Charge, Coupon, Plan, Tax
+from .models import AddOn, AppliedCoupon, BillableMetric, Charge, ChargeFilter, Coupon, Plan, Tax
 
 METRIC_FIELDS = (
     "code",
@@ -107,6 +107,44 @@ CHARGE_FIELDS = (
     "min_amount_cents",
     "filters",
 )
+NO_FILTERS = None  # a charge given without `filters` keeps the ones it has
+
+
+def filter_values_errors(metric: BillableMetric, values: object) -> list[str]:
+    """Lago's codes for a charge filter's `values` that the metric's filters do not offer ([] when valid)."""
+    if not isinstance(values, dict) or not values:
+        return ["value_is_mandatory"]
+    offered = {item["key"]: set(item["values"]) for item in metric.filters or []}
+    for key, chosen in values.items():
+        if not chosen:
+            return ["value_is_mandatory"]
+        if key not in offered or not (chosen == [ChargeFilter.ALL_VALUES] or set(chosen) <= offered[key]):
+            return ["value_is_invalid"]
+    return []
+
+
+def charge_filters_write(*, charge: Charge, filters: list[dict]) -> list[ChargeFilter]:
+    """Replace a charge's filters (Lago's batch update): a filter with the same values keeps its identity and takes
+    the new properties and name; the others are soft-deleted, kept for the fees that billed them. Values already
+    checked (`filter_values_errors`). Call inside a transaction."""
+    live = {_values_key(item.values): item for item in charge.charge_filters.filter(deleted_at__isnull=True)}
+    kept: list[ChargeFilter] = []
+    for data in filters:
+        found = live.pop(_values_key(data["values"]), None)
+        if found is None:
+            found = ChargeFilter(charge=charge, values=data["values"])
+        found.properties = data.get("properties") or {}
+        found.invoice_display_name = data.get("invoice_display_name") or ""
+        found.save()
+        kept.append(found)
+    for stale in live.values():
+        stale.deleted_at = timezone.now()
+        stale.save(update_fields=["deleted_at", "updated_at"])
+    return kept
+
+
+def _values_key(values: dict) -> tuple:
+    return tuple(sorted((key, tuple(sorted(chosen))) for key, chosen in values.items()))
 
 
 def _resolve_charges(*, service: Service, charges: list[dict]) -> list[tuple[BillableMetric, dict]]:
@@ -126,6 +164,10 @@ def _resolve_charges(*, service: Service, charges: list[dict]) -> list[tuple[Bil
         if metric is None:
             raise NotFound("billable_metric")
         values = {field: charge[field] for field in CHARGE_FIELDS if field in charge}
+        values.setdefault("filters", NO_FILTERS)
+        for position, item in enumerate(values["filters"] or []):
+            for code in filter_values_errors(metric, item.get("values")):
+                errors.setdefault(f"charges.{index}.filters.{position}.values", []).append(code)
         values.setdefault("code", f"{metric.code}" if metric.code not in seen_codes else f"{metric.code}_{index}")
         if values["code"] in seen_codes:
             errors.setdefault(f"charges.{index}.code", []).append("value_already_exist")
@@ -150,7 +192,10 @@ def plan_create(*, service: Service, values: dict, charges: list[dict]) -> Plan:
             plan = Plan.objects.create(service=service, **values)
     except IntegrityError:
         raise ValidationFailed("invalid plan", details={"code": ["value_already_exist"]}) from None
-    Charge.objects.bulk_create(Charge(plan=plan, billable_metric=metric, **data) for metric, data in resolved)
+    for metric, data in resolved:
+        filters = data.pop("filters")
+        charge = Charge.objects.create(plan=plan, billable_metric=metric, **data)
+        charge_filters_write(charge=charge, filters=filters or [])
     return plan
 
 
@@ -182,6 +227,7 @@ def plan_update(*, plan: Plan, values: dict, charges: list[dict] | None) -> Plan
         existing = {charge.code: charge for charge in plan.charges.all()}
         keep: set[int] = set()
         for metric, data in resolved:
+            filters = data.pop("filters")
             charge = existing.get(data["code"])
             if charge is None:
                 charge = Charge.objects.create(plan=plan, billable_metric=metric, **data)
@@ -190,6 +236,8 @@ def plan_update(*, plan: Plan, values: dict, charges: list[dict] | None) -> Plan
                 for field, value in data.items():
                     setattr(charge, field, value)
                 charge.save()
+            if filters is not NO_FILTERS:
+                charge_filters_write(charge=charge, filters=filters)
             keep.add(charge.pk)
         plan.charges.exclude(pk__in=keep).delete()
     return plan

@@ -275,7 +275,8 @@ def customer_usage_so_far(*, customer_id: int, at: datetime | None = None, limit
     at = at or timezone.now()
     subscriptions = (Subscription.objects.filter(customer_id=customer_id, status=Subscription.Status.ACTIVE)
                      .select_related("plan", "customer", "service")
-                     .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("billable_metric")))
+                     .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("billable_metric")),
+                                       "plan__charges__charge_filters")
                      .order_by("-started_at", "-id")[:limit])
     found = []
     for subscription in subscriptions:

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
-from apps.catalog.models import Charge
+from apps.catalog.models import Charge, ChargeFilter
 from apps.catalog.taxes import TaxRate, TaxSchedule, applied_rates, invoice_totals, line_tax_cents
 from apps.customers.models import Customer
 from apps.subscriptions.models import Subscription
@@ -40,6 +40,9 @@ class Line:
     subscription: Subscription | None
     name: str
     charge: Charge | None = None
+    # One of the charge's filters: the line bills the events it prices, at its properties. None on a charge with
+    # filters: the events no filter prices, at the charge's own (apps/invoicing/filters.py).
+    charge_filter: ChargeFilter | None = None
     description: str = ""
     units: Decimal = ZERO
     total_aggregated_units: Decimal = ZERO
@@ -57,6 +60,11 @@ class Line:
     min_amount_cents: int = 0  # charge minimum to true up once priced
     proration: tuple | None = None  # (period, active_from, active_to) for the minimum
     late_event_ids: tuple[int, ...] = ()  # late usage rows this adjustment bills
+
+    @property
+    def properties(self) -> dict:
+        """The charge-model properties this line is priced with: its filter's, else its charge's."""
+        return self.charge_filter.properties if self.charge_filter is not None else self.charge.properties
 
 
 def _json(value: Any) -> Any:
@@ -144,6 +152,7 @@ def fee_values(line: Line, *, rates: list[TaxRate], taxed: dict | None = None) -
         "service_id": subscription.service_id if subscription is not None else None,
         "subscription_id": subscription.pk if subscription is not None else None,
         "charge_id": line.charge.pk if line.charge is not None else None,
+        "charge_filter_id": line.charge_filter.pk if line.charge_filter is not None else None,
         "name": line.name,
         "description": line.description,
         "currency": line.currency,

@@ -167,6 +167,11 @@ class Fee(TimeStampedModel):
         "subscriptions.Subscription", on_delete=models.PROTECT, null=True, blank=True, related_name="fees"
     )
     charge = models.ForeignKey("catalog.Charge", on_delete=models.PROTECT, null=True, blank=True, related_name="fees")
+    # The charge's filter whose events this fee billed (Lago's one fee per filter); null: the charge's own price.
+    # No index: fees are read by invoice, and a filter's fees only to refuse deleting it for good.
+    charge_filter = models.ForeignKey(
+        "catalog.ChargeFilter", on_delete=models.PROTECT, null=True, blank=True, db_index=False, related_name="fees"
+    )
     add_on_code = models.CharField(max_length=255, blank=True)
     name = models.CharField(max_length=255)  # what the line says
     description = models.TextField(blank=True)

@@ -43,11 +43,11 @@ def project_lines(lines: list[Line], *, ratio: Decimal) -> list[ProjectedLine]:
             out.append(ProjectedLine(line, line.units, line.amount_cents))
             continue
         units = (line.units * ratio).quantize(UNITS_PLACES, ROUND_HALF_UP)
-        if needs_per_event_amounts(charge_model=charge.charge_model, properties=charge.properties):
+        if needs_per_event_amounts(charge_model=charge.charge_model, properties=line.properties):
             amount = int((Decimal(line.amount_cents) * ratio).quantize(Decimal(1), ROUND_HALF_UP))
         else:
             events = int((Decimal(line.events_count) * ratio).quantize(Decimal(1), ROUND_HALF_UP))
-            amount = price_charge(charge_model=charge.charge_model, properties=charge.properties, units=units,
+            amount = price_charge(charge_model=charge.charge_model, properties=line.properties, units=units,
                                   events_count=events, currency=line.currency).amount_cents
         out.append(ProjectedLine(line, units, amount))
     return out

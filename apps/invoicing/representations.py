@@ -174,9 +174,11 @@ def fee_out(fee: Fee, *, viewer: Service | None = None, refs: dict | None = None
     else:
         item_code, item_type = (subscription.plan.code if subscription else ""), "Subscription"
         item_id = subscription.lago_id if subscription else fee.lago_id
+    charge_filter = fee.charge_filter if fee.charge_filter_id is not None else None
     return {
         "lago_id": str(fee.lago_id),
         "lago_charge_id": str(charge.lago_id) if charge else None,
+        "lago_charge_filter_id": str(charge_filter.lago_id) if charge_filter else None,
         "lago_invoice_id": str(fee.invoice.lago_id),
         "lago_subscription_id": str(subscription.lago_id) if subscription else None,
         "external_subscription_id": subscription.external_id if subscription else None,
@@ -191,7 +193,8 @@ def fee_out(fee: Fee, *, viewer: Service | None = None, refs: dict | None = None
             "description": fee.description or None,
             "lago_item_id": str(item_id),
             "item_type": item_type,
-            "filters": None,
+            "filters": charge_filter.values if charge_filter else None,
+            "filter_invoice_display_name": charge_filter.display_name if charge_filter else None,
             "grouped_by": {},
         },
         "service_code": fee.service.code if fee.service_id else None,
@@ -226,6 +229,7 @@ def _foreign_fee_out(fee: Fee, refs: dict) -> dict:
     return {
         "lago_id": str(fee.lago_id),
         "lago_charge_id": None,
+        "lago_charge_filter_id": None,
         "lago_invoice_id": str(fee.invoice.lago_id),
         "lago_subscription_id": None,
         "external_subscription_id": None,
@@ -345,7 +349,7 @@ def invoice_out(invoice: Invoice, *, service: Service | None = None, with_detail
         ]
         fees = _prefetched(invoice, "fees")
         if fees is None:
-            fees = invoice.fees.select_related("invoice", "service", "subscription__plan", "charge__billable_metric")
+            fees = invoice.fees.select_related("invoice", "service", "subscription__plan", "charge__billable_metric", "charge_filter")
         fees = list(fees)
         invoice_taxes = _prefetched(invoice, "applied_taxes")
         if invoice_taxes is None:
@@ -448,7 +452,7 @@ def invoices_for_rendering(invoice_ids: list[int]) -> list[Invoice]:
                   "charge__updated_at", "charge__billable_metric__created_at", "charge__billable_metric__updated_at"]
     invoices = list(
         Invoice.objects.filter(pk__in=invoice_ids).prefetch_related(
-            Prefetch("fees", Fee.objects.select_related("service", "subscription__plan", "charge__billable_metric")
+            Prefetch("fees", Fee.objects.select_related("service", "subscription__plan", "charge__billable_metric", "charge_filter")
                      .defer(*fee_unread).order_by("id")),
             Prefetch("billing_periods", InvoiceSubscription.objects.select_related("subscription__plan")
                      .defer(*unread).order_by("id")),
@@ -550,8 +554,54 @@ def credit_note_out(note: CreditNote, *, service: Service | None = None, file_ur
     }
 
 
+def _charge_ref(charge) -> dict:
+    return {"lago_id": str(charge.lago_id), "charge_model": charge.charge_model,
+            "invoice_display_name": charge.invoice_display_name or None}
+
+
+def _metric_ref(metric) -> dict:
+    return {"lago_id": str(metric.lago_id), "name": metric.name, "code": metric.code,
+            "aggregation_type": metric.aggregation_type}
+
+
+def _filter_usage(charge_filter) -> dict:
+    """A filter's own fields in Lago's usage `filters` entries: null for the charge's own price (Lago's unsaved
+    default filter)."""
+    if charge_filter is None:
+        return {"invoice_display_name": None, "values": None}
+    return {"invoice_display_name": charge_filter.invoice_display_name or None, "values": charge_filter.values}
+
+
 def customer_usage_out(*, subscription, p_from, p_to, period, lines, taxes_cents: int) -> dict:
+    """Lago's CustomerUsage: one entry per charge, its filters' usage listed in `filters` (Lago's
+    ChargeUsageSerializer: the charge's own price as a filter with null values)."""
+    lines = [line for line in lines if line.charge is not None and line.fee_type == "charge"]
     amount = sum(line.amount_cents for line in lines)
+    by_charge: dict[int, list] = {}
+    for line in lines:
+        by_charge.setdefault(line.charge.pk, []).append(line)
+    charges = []
+    for mine in by_charge.values():
+        charge = mine[0].charge
+        totals = {
+            "units": decimal_str(sum((line.units for line in mine), Decimal(0))),
+            "total_aggregated_units": decimal_str(sum((line.total_aggregated_units for line in mine), Decimal(0))),
+            "events_count": sum(line.events_count for line in mine),
+            "amount_cents": sum(line.amount_cents for line in mine),
+        }
+        charges.append({
+            **totals,
+            "amount_currency": mine[0].currency,
+            "charge": _charge_ref(charge),
+            "billable_metric": _metric_ref(charge.billable_metric),
+            "filters": [
+                {"units": decimal_str(line.units), "total_aggregated_units": decimal_str(line.total_aggregated_units),
+                 "events_count": line.events_count, "amount_cents": line.amount_cents,
+                 **_filter_usage(line.charge_filter)}
+                for line in mine
+            ] if charge.live_filters else [],
+            "grouped_usage": [],
+        })
     return {
         "from_datetime": ts(p_from),
         "to_datetime": ts(p_to),
@@ -561,30 +611,7 @@ def customer_usage_out(*, subscription, p_from, p_to, period, lines, taxes_cents
         "amount_cents": amount,
         "taxes_amount_cents": taxes_cents,
         "total_amount_cents": amount + taxes_cents,
-        "charges_usage": [
-            {
-                "units": decimal_str(line.units),
-                "total_aggregated_units": decimal_str(line.total_aggregated_units),
-                "events_count": line.events_count,
-                "amount_cents": line.amount_cents,
-                "amount_currency": line.currency,
-                "charge": {
-                    "lago_id": str(line.charge.lago_id),
-                    "charge_model": line.charge.charge_model,
-                    "invoice_display_name": line.charge.invoice_display_name or None,
-                },
-                "billable_metric": {
-                    "lago_id": str(line.charge.billable_metric.lago_id),
-                    "name": line.charge.billable_metric.name,
-                    "code": line.charge.billable_metric.code,
-                    "aggregation_type": line.charge.billable_metric.aggregation_type,
-                },
-                "filters": [],
-                "grouped_usage": [],
-            }
-            for line in lines
-            if line.charge is not None and line.fee_type == "charge"
-        ],
+        "charges_usage": charges,
     }
 
 
@@ -751,6 +778,22 @@ def fees_out(fees, *, viewer: Service | None = None) -> list[dict]:
     return [fee_out(fee, viewer=viewer, refs=refs) for fee in fees]
 
 
+def _usage_sums() -> dict:
+    return {"units": Decimal(0), "total_aggregated_units": Decimal(0), "events_count": 0, "amount_cents": 0}
+
+
+def _usage_add(entry: dict, fee: Fee) -> None:
+    entry["units"] += fee.units
+    entry["total_aggregated_units"] += fee.total_aggregated_units
+    entry["events_count"] += fee.events_count
+    entry["amount_cents"] += fee.amount_cents
+
+
+def _usage_strs(entry: dict) -> dict:
+    return {**entry, "units": decimal_str(entry["units"]),
+            "total_aggregated_units": decimal_str(entry["total_aggregated_units"])}
+
+
 def past_usage_out(period: InvoiceSubscription, fees: list[Fee]) -> dict:
     """Lago's CustomerUsage for a billed period: its charges as the invoice billed them (late-usage adjustments
     of the same charge added in), per charge in the order first billed."""
@@ -760,26 +803,24 @@ def past_usage_out(period: InvoiceSubscription, fees: list[Fee]) -> dict:
         charge = fee.charge
         entry = by_charge.get(charge.pk)
         if entry is None:
-            metric = charge.billable_metric
             entry = by_charge[charge.pk] = {
-                "units": Decimal(0), "total_aggregated_units": Decimal(0), "events_count": 0, "amount_cents": 0,
-                "amount_currency": fee.currency,
-                "charge": {"lago_id": str(charge.lago_id), "charge_model": charge.charge_model,
-                           "invoice_display_name": charge.invoice_display_name or None},
-                "billable_metric": {"lago_id": str(metric.lago_id), "name": metric.name, "code": metric.code,
-                                    "aggregation_type": metric.aggregation_type},
-                "filters": [], "grouped_usage": [], "taxes_amount_cents": 0,
+                **_usage_sums(), "amount_currency": fee.currency, "charge": _charge_ref(charge),
+                "billable_metric": _metric_ref(charge.billable_metric), "filters": {}, "grouped_usage": [],
+                "taxes_amount_cents": 0,
             }
-        entry["units"] += fee.units
-        entry["total_aggregated_units"] += fee.total_aggregated_units
-        entry["events_count"] += fee.events_count
-        entry["amount_cents"] += fee.amount_cents
         entry["taxes_amount_cents"] += fee.taxes_amount_cents
+        _usage_add(entry, fee)
+        # Per filter (late-usage adjustments of the same filter added in); the charge's own price under None.
+        charge_filter = fee.charge_filter if fee.charge_filter_id is not None else None
+        found = entry["filters"].get(fee.charge_filter_id)
+        if found is None:
+            found = entry["filters"][fee.charge_filter_id] = {**_usage_sums(), **_filter_usage(charge_filter)}
+        _usage_add(found, fee)
     charges = []
     for entry in by_charge.values():
-        entry["units"] = decimal_str(entry["units"])
-        entry["total_aggregated_units"] = decimal_str(entry["total_aggregated_units"])
-        charges.append(entry)
+        filters = list(entry.pop("filters").values())
+        entry["filters"] = [_usage_strs(item) for item in filters] if any(item["values"] for item in filters) else []
+        charges.append(_usage_strs(entry))
     amount = sum(entry["amount_cents"] for entry in charges)
     taxes = sum(entry.pop("taxes_amount_cents") for entry in charges)
     return {
@@ -797,8 +838,32 @@ def past_usage_out(period: InvoiceSubscription, fees: list[Fee]) -> dict:
 
 def projected_usage_out(*, subscription, p_from, p_to, period, projected, taxes_cents: int) -> dict:
     """Lago's CustomerProjectedUsage: current usage (`customer_usage_out`) with each charge carried to the period's
-    end (apps/invoicing/projection.py)."""
+    end (apps/invoicing/projection.py), its filters' usage listed in `filters`."""
     amount = sum(item.line.amount_cents for item in projected)
+    by_charge: dict[int, list] = {}
+    for item in projected:
+        by_charge.setdefault(item.line.charge.pk, []).append(item)
+    charges = []
+    for mine in by_charge.values():
+        charge = mine[0].line.charge
+        charges.append({
+            "units": decimal_str(sum((item.line.units for item in mine), Decimal(0))),
+            "projected_units": decimal_str(sum((item.projected_units for item in mine), Decimal(0))),
+            "events_count": sum(item.line.events_count for item in mine),
+            "amount_cents": sum(item.line.amount_cents for item in mine),
+            "projected_amount_cents": sum(item.projected_amount_cents for item in mine),
+            "amount_currency": mine[0].line.currency,
+            "charge": _charge_ref(charge),
+            "billable_metric": _metric_ref(charge.billable_metric),
+            "filters": [
+                {"units": decimal_str(item.line.units), "projected_units": decimal_str(item.projected_units),
+                 "events_count": item.line.events_count, "amount_cents": item.line.amount_cents,
+                 "projected_amount_cents": item.projected_amount_cents, **_filter_usage(item.line.charge_filter)}
+                for item in mine
+            ] if charge.live_filters else [],
+            "grouped_usage": [],
+            "groups": [],
+        })
     return {
         "from_datetime": ts(p_from),
         "to_datetime": ts(p_to),
@@ -809,31 +874,7 @@ def projected_usage_out(*, subscription, p_from, p_to, period, projected, taxes_
         "projected_amount_cents": sum(item.projected_amount_cents for item in projected),
         "taxes_amount_cents": taxes_cents,
         "total_amount_cents": amount + taxes_cents,
-        "charges_usage": [
-            {
-                "units": decimal_str(item.line.units),
-                "projected_units": decimal_str(item.projected_units),
-                "events_count": item.line.events_count,
-                "amount_cents": item.line.amount_cents,
-                "projected_amount_cents": item.projected_amount_cents,
-                "amount_currency": item.line.currency,
-                "charge": {
-                    "lago_id": str(item.line.charge.lago_id),
-                    "charge_model": item.line.charge.charge_model,
-                    "invoice_display_name": item.line.charge.invoice_display_name or None,
-                },
-                "billable_metric": {
-                    "lago_id": str(item.line.charge.billable_metric.lago_id),
-                    "name": item.line.charge.billable_metric.name,
-                    "code": item.line.charge.billable_metric.code,
-                    "aggregation_type": item.line.charge.billable_metric.aggregation_type,
-                },
-                "filters": [],
-                "grouped_usage": [],
-                "groups": [],
-            }
-            for item in projected
-        ],
+        "charges_usage": charges,
     }
 
 

@@ -260,7 +260,7 @@ def fee_list(*, service: Service, external_customer_id: str | None = None, exter
     """The fees the service billed (Lago's GET /fees), newest first: never another service's line of a shared
     invoice, whose identifiers it must not see."""
     queryset = Fee.objects.filter(service=service).exclude(invoice__status=Invoice.Status.DELETED).select_related(
-        "invoice", "service", "subscription__plan", "charge__billable_metric")
+        "invoice", "service", "subscription__plan", "charge__billable_metric", "charge_filter")
     if external_customer_id:
         queryset = queryset.filter(invoice__customer__account_links__service=service,
                                    invoice__customer__account_links__external_id=external_customer_id,
@@ -308,7 +308,7 @@ def past_usage_fees(periods, *, billable_metric_code: str | None = None) -> dict
     """{(invoice id, subscription id): its charge fees} for a page of `past_usage_periods`: one read."""
     pairs = {(period.invoice_id, period.subscription_id) for period in periods}
     fees = Fee.objects.filter(invoice_id__in={i for i, _ in pairs}, subscription_id__in={s for _, s in pairs},
-                              fee_type=Fee.FeeType.CHARGE).select_related("charge__billable_metric").order_by("id")
+                              fee_type=Fee.FeeType.CHARGE).select_related("charge__billable_metric", "charge_filter").order_by("id")
     if billable_metric_code:
         fees = fees.filter(charge__billable_metric__code=billable_metric_code)
     out: dict[tuple[int, int], list[Fee]] = {}

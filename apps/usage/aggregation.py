@@ -7,7 +7,9 @@ checks both agree on the same rows).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -37,10 +39,46 @@ def rollup_state_ensure() -> None:
         cursor.execute(STATE_ROW_SQL)
 
 
+# The values an event carries for its metric's filter keys, only where the metric lists the value: sorted
+# (key, value) pairs, () for none. A charge's filters match events by them (apps/invoicing/filters.py).
+Combination = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class UsagePart:
+    """A filtered metric's usage for the events carrying one combination of its filter values."""
+
+    units: Decimal  # metric units, before rounding
+    events_count: int
+    latest: tuple = ()  # latest_agg: (epoch seconds, row id) of the part's most recent row
+    keys: frozenset = frozenset()  # unique_count_agg: the keys counted
+
+
 @dataclass(frozen=True)
 class UsageTotal:
     units: Decimal  # metric units for the period, before the metric's rounding
     events_count: int  # stored rows (events or counters) inside the period
+    aggregation_type: str = field(default="", compare=False)
+    # Metrics with filters: the same usage per combination of filter values (what `select` merges).
+    parts: Mapping[Combination, UsagePart] = field(default_factory=dict, compare=False)
+
+    def select(self, combinations: Iterable[Combination]) -> UsageTotal:
+        """The usage of the events carrying one of `combinations` (a charge filter's share of the metric)."""
+        return usage_merge(self.aggregation_type, [self.parts[key] for key in combinations if key in self.parts])
+
+
+def usage_merge(kind: str, parts: list[UsagePart]) -> UsageTotal:
+    """Fold parts into one total by the metric's aggregation (unique keys are united, not added)."""
+    count = sum(part.events_count for part in parts)
+    if kind == Agg.MAX:
+        units = max((part.units for part in parts), default=ZERO)
+    elif kind == Agg.LATEST:
+        units = max(parts, key=lambda part: part.latest or (Decimal("-Infinity"),)).units if parts else ZERO
+    elif kind == Agg.UNIQUE_COUNT:
+        units = Decimal(len(frozenset().union(*(part.keys for part in parts))))
+    else:  # count, sum, weighted_sum: each part's units are its own events' (and carried level's) share
+        units = sum((part.units for part in parts), ZERO)
+    return UsageTotal(units=units, events_count=count, aggregation_type=kind)
 
 
 @dataclass(frozen=True)
@@ -48,6 +86,21 @@ class _Metric:
     aggregation_type: str
     recurring: bool
     field_name: str
+    filters: dict  # {key: [values]} the metric lists; {} for none
+
+
+def combination_from_sql(raw) -> Combination:
+    if raw is None:
+        return ()
+    values = json.loads(raw) if isinstance(raw, str) else raw
+    return tuple(sorted(values.items()))
+
+
+# The event's filter values the metric lists, as a JSON object ({} for none): `fm` holds each filtered metric's
+# {key: [values]}; `?` tests a JSON array for a string.
+COMBINATION_SQL = """coalesce((SELECT jsonb_object_agg(k.key, e.properties ->> k.key) FROM jsonb_each(fm.allowed) k
+                           WHERE k.value ? (e.properties ->> k.key)), '{}'::jsonb)"""
+FILTERED_METRICS_SQL = "unnest(%(fm_ids)s::bigint[], %(fm_allowed)s::jsonb[]) AS fm(id, allowed)"
 
 
 def _check_bounds(from_datetime: datetime, to_datetime: datetime) -> None:
@@ -58,11 +111,19 @@ def _check_bounds(from_datetime: datetime, to_datetime: datetime) -> None:
         raise ValueError("empty aggregation period")
 
 
-def _metrics_for(subscription_ids: list[int]) -> dict[int, _Metric]:
+def metrics_for(subscription_ids: list[int]) -> dict[int, _Metric]:
     rows = BillableMetric.objects.filter(
         service__subscriptions__id__in=subscription_ids
-    ).values_list("id", "aggregation_type", "recurring", "field_name").distinct()
-    return {pk: _Metric(kind, recurring, field or "") for pk, kind, recurring, field in rows}
+    ).values_list("id", "aggregation_type", "recurring", "field_name", "filters").distinct()
+    return {
+        pk: _Metric(kind, recurring, field or "", {item["key"]: list(item["values"]) for item in filters or []})
+        for pk, kind, recurring, field, filters in rows
+    }
+
+
+def filtered_metrics_params(metrics: dict[int, _Metric]) -> dict:
+    ids = sorted(pk for pk, metric in metrics.items() if metric.filters)
+    return {"fm_ids": ids, "fm_allowed": [json.dumps(metrics[pk].filters) for pk in ids]}
 
 
 def _epoch_us(moment: datetime) -> int:
@@ -72,11 +133,12 @@ def _epoch_us(moment: datetime) -> int:
 
 
 _RAW_PART = """
-                SELECT subscription_id, billable_metric_id, 1, value, value,
+                SELECT subscription_id, billable_metric_id, NULL::jsonb, 1, value, value,
                        ARRAY[extract(epoch FROM timestamp), id::numeric, value],
                        value * round(extract(epoch FROM timestamp) * 1000000)
                   FROM usage_usageevent
-                 WHERE subscription_id = ANY(%(subs)s) AND NOT is_late AND {cond}"""
+                 WHERE subscription_id = ANY(%(subs)s) AND NOT is_late AND {cond}
+                   AND billable_metric_id <> ALL(%(fm_ids)s)"""
 
 
 def _day_split(from_datetime: datetime, to_datetime: datetime) -> dict:
@@ -107,6 +169,10 @@ def usage_totals(
       "remove"` rows deactivate a key); weighted_sum: time-weighted level over the period in
       microseconds, starting from the earlier rows' Σ if recurring (Lago weighted_sum_agg).
     - A pair with no usage is absent (zero units), unless a recurring carry makes it non-zero.
+    - Metrics with filters: `parts` holds the same usage per combination of the filter values the rows carry
+      (`UsageTotal.select`). The daily rollup does not keep properties, so these metrics are read from the raw
+      rows over the whole period, grouped by combination in SQL (and their recurring carry from every earlier
+      raw row): a filter's sums cost an index range scan of its rows, not the rollup's few rows per day.
     - Before closing a period, call `services.usage_ingest_fence()` after committing the new
       `usage_billed_until`, so no in-flight batch lands unseen and unflagged.
     """
@@ -114,12 +180,13 @@ def usage_totals(
     subscription_ids = sorted({int(pk) for pk in subscription_ids})
     if not subscription_ids:
         return {}
-    metrics = _metrics_for(subscription_ids)
+    metrics = metrics_for(subscription_ids)
     to_us = _epoch_us(to_datetime)
     period_us = to_us - _epoch_us(from_datetime)
-    params = {"subs": subscription_ids, "from": from_datetime, "to": to_datetime, "to_us": to_us}
+    params = {"subs": subscription_ids, "from": from_datetime, "to": to_datetime, "to_us": to_us,
+              **filtered_metrics_params(metrics)}
 
-    grouped: dict[tuple[int, int], tuple] = {}
+    grouped: dict[tuple[int, int, Combination], tuple] = {}
     with transaction.atomic(), connection.cursor() as cursor:
         # Holding the state row FOR SHARE pins the watermark for this transaction: an advancer
         # cannot commit a new one meanwhile, so rollup and raw tail never overlap or miss rows.
@@ -142,65 +209,84 @@ def usage_totals(
         cursor.execute(
             f"""
             WITH parts AS (
-                SELECT subscription_id, billable_metric_id, events_count AS n, value_sum AS s, value_max AS mx,
-                       latest_key AS lk, moment_sum AS ms
+                SELECT subscription_id, billable_metric_id, NULL::jsonb AS combination, events_count AS n,
+                       value_sum AS s, value_max AS mx, latest_key AS lk, moment_sum AS ms
                   FROM usage_usagedaily
                  WHERE subscription_id = ANY(%(subs)s) AND day >= %(day_from)s AND day < %(day_to)s
-                   AND events_count > 0
+                   AND events_count > 0 AND billable_metric_id <> ALL(%(fm_ids)s)
                 UNION ALL
                 {_RAW_PART.format(cond="timestamp >= %(from)s AND timestamp < %(edge1_to)s AND id <= %(w)s")}
                 UNION ALL
                 {_RAW_PART.format(cond="timestamp >= %(edge2_from)s AND timestamp < %(to)s AND id <= %(w)s")}
                 UNION ALL
                 {_RAW_PART.format(cond="id > %(w)s AND timestamp >= %(from)s AND timestamp < %(to)s")}
+                UNION ALL
+                SELECT e.subscription_id, e.billable_metric_id, {COMBINATION_SQL}, 1, e.value, e.value,
+                       ARRAY[extract(epoch FROM e.timestamp), e.id::numeric, e.value],
+                       e.value * round(extract(epoch FROM e.timestamp) * 1000000)
+                  FROM usage_usageevent e JOIN {FILTERED_METRICS_SQL} ON fm.id = e.billable_metric_id
+                 WHERE e.subscription_id = ANY(%(subs)s) AND NOT e.is_late
+                   AND e.timestamp >= %(from)s AND e.timestamp < %(to)s
             )
-            SELECT subscription_id, billable_metric_id, sum(n), sum(s), max(mx), (max(lk))[3], sum(ms)
-              FROM parts GROUP BY subscription_id, billable_metric_id
+            SELECT subscription_id, billable_metric_id, combination, sum(n), sum(s), max(mx), max(lk), sum(ms)
+              FROM parts GROUP BY subscription_id, billable_metric_id, combination
             """,
             params,
         )
-        for sub, metric, count, total, maximum, latest, moment_sum in cursor.fetchall():
+        for sub, metric, combination, count, total, maximum, latest, moment_sum in cursor.fetchall():
             # Σ v·(to − t) = to·Σv − Σ v·t, all in whole microseconds: exact.
-            grouped[(sub, metric)] = (int(count), total, maximum, latest, to_us * total - moment_sum)
+            grouped[(sub, metric, combination_from_sql(combination))] = (
+                int(count), total, maximum, latest[2] if latest else None, (latest[0], latest[1]) if latest else (),
+                to_us * total - moment_sum
+            )
 
         recurring_sums = [pk for pk, m in metrics.items() if m.recurring and m.aggregation_type in (Agg.SUM, Agg.WEIGHTED_SUM)]
-        carried: dict[tuple[int, int], Decimal] = {}
+        carried: dict[tuple[int, int, Combination], Decimal] = {}
         if recurring_sums:
             # Every row before the period, late ones included: they are part of the running level.
             cursor.execute(
                 f"""
-                SELECT subscription_id, billable_metric_id, sum(total) FROM (
+                SELECT subscription_id, billable_metric_id, NULL::jsonb, sum(total) FROM (
                     SELECT subscription_id, billable_metric_id, total_sum AS total FROM usage_usagedaily
                      WHERE subscription_id = ANY(%(subs)s) AND billable_metric_id = ANY(%(metrics)s)
-                       AND day < %(carry_day)s
+                       AND day < %(carry_day)s AND billable_metric_id <> ALL(%(fm_ids)s)
                     UNION ALL
                     SELECT subscription_id, billable_metric_id, value FROM {EVENTS}
                      WHERE subscription_id = ANY(%(subs)s) AND billable_metric_id = ANY(%(metrics)s)
                        AND timestamp >= %(carry_day_ts)s AND timestamp < %(from)s AND id <= %(w)s
+                       AND billable_metric_id <> ALL(%(fm_ids)s)
                     UNION ALL
                     SELECT subscription_id, billable_metric_id, value FROM {EVENTS}
                      WHERE id > %(w)s AND subscription_id = ANY(%(subs)s) AND billable_metric_id = ANY(%(metrics)s)
-                       AND timestamp < %(from)s
+                       AND timestamp < %(from)s AND billable_metric_id <> ALL(%(fm_ids)s)
                 ) parts
                  GROUP BY subscription_id, billable_metric_id
+                UNION ALL
+                SELECT e.subscription_id, e.billable_metric_id, {COMBINATION_SQL}, sum(e.value)
+                  FROM {EVENTS} e JOIN {FILTERED_METRICS_SQL} ON fm.id = e.billable_metric_id
+                 WHERE e.subscription_id = ANY(%(subs)s) AND e.billable_metric_id = ANY(%(metrics)s)
+                   AND e.timestamp < %(from)s
+                 GROUP BY 1, 2, 3
                 """,
                 {**params, "metrics": recurring_sums},
             )
-            carried = {(sub, metric): total for sub, metric, total in cursor.fetchall()}
+            carried = {(sub, metric, combination_from_sql(combination)): total
+                       for sub, metric, combination, total in cursor.fetchall()}
 
-        unique: dict[tuple[int, int], int] = {}
+        unique: dict[tuple[int, int, Combination], frozenset | int] = {}
         unique_metrics = [pk for pk, m in metrics.items() if m.aggregation_type == Agg.UNIQUE_COUNT]
         if unique_metrics:
             unique = _unique_counts(cursor, params, unique_metrics, metrics)
 
-    out: dict[tuple[int, int], UsageTotal] = {}
+    parts: dict[tuple[int, int], dict[Combination, UsagePart]] = {}
     for key in set(grouped) | set(carried) | set(unique):
         metric = metrics.get(key[1])
         if metric is None:
             continue
-        count, total, maximum, latest, moment = grouped.get(key, (0, ZERO, ZERO, ZERO, ZERO))
+        count, total, maximum, latest, latest_at, moment = grouped.get(key, (0, ZERO, ZERO, ZERO, (), ZERO))
         kind = metric.aggregation_type
         carry = carried.get(key, ZERO) if metric.recurring else ZERO
+        keys: frozenset = frozenset()
         if kind == Agg.COUNT:
             units = total
         elif kind == Agg.SUM:
@@ -210,65 +296,114 @@ def usage_totals(
         elif kind == Agg.LATEST:
             units = latest
         elif kind == Agg.UNIQUE_COUNT:
-            units = Decimal(unique.get(key, 0))
+            found = unique.get(key, 0)
+            keys = found if isinstance(found, frozenset) else frozenset()
+            units = Decimal(len(keys) if isinstance(found, frozenset) else found)
         else:  # weighted_sum: area = L0·T + Σ v·(to − t); one division, as rating.aggregate does
             units = (carry * period_us + moment) / period_us
-        out[key] = UsageTotal(units=units, events_count=count)
+        parts.setdefault(key[:2], {})[key[2]] = UsagePart(units, count, latest_at, keys)
+    out: dict[tuple[int, int], UsageTotal] = {}
+    for pair, by_combination in parts.items():
+        kind = metrics[pair[1]].aggregation_type
+        if metrics[pair[1]].filters:
+            merged = usage_merge(kind, list(by_combination.values()))
+            out[pair] = UsageTotal(merged.units, merged.events_count, kind, by_combination)
+        else:
+            part = by_combination[()]
+            out[pair] = UsageTotal(part.units, part.events_count, kind)
     return out
 
 
 def _unique_counts(cursor, params: dict, unique_metrics: list[int], metrics: dict[int, _Metric]) -> dict:
-    """Distinct keys added in the period, plus (recurring) keys whose last earlier row was an add."""
-    # The key lives at properties[field_name]; field names differ per metric, so pass pairs.
-    metric_ids = unique_metrics
-    fields = [metrics[pk].field_name for pk in unique_metrics]
-    recurring_ids = [pk for pk in unique_metrics if metrics[pk].recurring]
-    cursor.execute(
-        f"""
-        WITH m(id, field) AS (SELECT * FROM unnest(%(metrics)s::bigint[], %(fields)s::text[])),
-        added AS (
-            SELECT DISTINCT e.subscription_id, e.billable_metric_id, e.properties ->> m.field AS key
-              FROM {EVENTS} e JOIN m ON m.id = e.billable_metric_id
-             WHERE e.subscription_id = ANY(%(subs)s) AND e.timestamp >= %(from)s AND e.timestamp < %(to)s
-               AND NOT e.is_late AND e.value > 0
-        ),
-        carried AS (
-            SELECT subscription_id, billable_metric_id, key FROM (
-                SELECT DISTINCT ON (e.subscription_id, e.billable_metric_id, e.properties ->> m.field)
-                       e.subscription_id, e.billable_metric_id, e.properties ->> m.field AS key, e.value
-                  FROM {EVENTS} e JOIN m ON m.id = e.billable_metric_id
-                 WHERE e.subscription_id = ANY(%(subs)s) AND e.billable_metric_id = ANY(%(recurring)s)
-                   AND e.timestamp < %(from)s
-                 ORDER BY e.subscription_id, e.billable_metric_id, e.properties ->> m.field,
-                          e.timestamp DESC, e.id DESC
-            ) last_seen WHERE value > 0
+    """Distinct keys added in the period, plus (recurring) keys whose last earlier row was an add: a count per
+    (subscription, metric, ()); for metrics with filters, the keys themselves per combination (a filter's
+    share unites several combinations, and a key seen in two of them counts once)."""
+    out: dict = {}
+    plain = [pk for pk in unique_metrics if not metrics[pk].filters]
+    filtered = [pk for pk in unique_metrics if metrics[pk].filters]
+    for metric_ids, with_keys in ((plain, False), (filtered, True)):
+        if not metric_ids:
+            continue
+        # The key lives at properties[field_name]; field names differ per metric, so pass pairs.
+        fields = [metrics[pk].field_name for pk in metric_ids]
+        recurring_ids = [pk for pk in metric_ids if metrics[pk].recurring]
+        combination = COMBINATION_SQL if with_keys else "NULL::jsonb"
+        join = f"JOIN {FILTERED_METRICS_SQL} ON fm.id = e.billable_metric_id" if with_keys else ""
+        result = "array_agg(DISTINCT key)" if with_keys else "count(*)"
+        cursor.execute(
+            f"""
+            WITH m(id, field) AS (SELECT * FROM unnest(%(metrics)s::bigint[], %(fields)s::text[])),
+            added AS (
+                SELECT DISTINCT e.subscription_id, e.billable_metric_id, {combination} AS combination,
+                       e.properties ->> m.field AS key
+                  FROM {EVENTS} e JOIN m ON m.id = e.billable_metric_id {join}
+                 WHERE e.subscription_id = ANY(%(subs)s) AND e.timestamp >= %(from)s AND e.timestamp < %(to)s
+                   AND NOT e.is_late AND e.value > 0
+            ),
+            carried AS (
+                SELECT subscription_id, billable_metric_id, combination, key FROM (
+                    SELECT DISTINCT ON (e.subscription_id, e.billable_metric_id, {combination},
+                                        e.properties ->> m.field)
+                           e.subscription_id, e.billable_metric_id, {combination} AS combination,
+                           e.properties ->> m.field AS key, e.value
+                      FROM {EVENTS} e JOIN m ON m.id = e.billable_metric_id {join}
+                     WHERE e.subscription_id = ANY(%(subs)s) AND e.billable_metric_id = ANY(%(recurring)s)
+                       AND e.timestamp < %(from)s
+                     ORDER BY e.subscription_id, e.billable_metric_id, {combination}, e.properties ->> m.field,
+                              e.timestamp DESC, e.id DESC
+                ) last_seen WHERE value > 0
+            )
+            SELECT subscription_id, billable_metric_id, combination, {result}
+              FROM (SELECT * FROM added UNION SELECT * FROM carried) keys
+             GROUP BY subscription_id, billable_metric_id, combination
+            """,
+            {**params, "metrics": metric_ids, "fields": fields, "recurring": recurring_ids},
         )
-        SELECT subscription_id, billable_metric_id, count(*)
-          FROM (SELECT * FROM added UNION SELECT * FROM carried) keys
-         GROUP BY subscription_id, billable_metric_id
-        """,
-        {**params, "metrics": metric_ids, "fields": fields, "recurring": recurring_ids},
-    )
-    return {(sub, metric): count for sub, metric, count in cursor.fetchall()}
+        for sub, metric, found_in, found in cursor.fetchall():
+            out[(sub, metric, combination_from_sql(found_in))] = frozenset(found) if with_keys else found
+    return out
 
 
 def usage_per_event_values(
     *, subscription_ids: list[int], from_datetime: datetime, to_datetime: datetime
-) -> dict[tuple[int, int], tuple[Decimal, ...]]:
-    """Return each pair's per-row values in time order (late rows excluded), for per-transaction charges."""
+) -> dict[tuple, tuple]:
+    """Return each pair's per-row values in time order (late rows excluded), for per-transaction charges.
+
+    Metrics with filters also get, per (subscription, metric, combination), their rows' (epoch seconds, id,
+    value) in time order: a filter's share merges several combinations back into time order (`values_in_order`).
+    """
     _check_bounds(from_datetime, to_datetime)
     subscription_ids = sorted({int(pk) for pk in subscription_ids})
     if not subscription_ids:
         return {}
+    params = {"subs": subscription_ids, "from": from_datetime, "to": to_datetime,
+              **filtered_metrics_params(metrics_for(subscription_ids))}
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT subscription_id, billable_metric_id, array_agg(value ORDER BY timestamp, id)
-              FROM {EVENTS}
-             WHERE subscription_id = ANY(%(subs)s) AND timestamp >= %(from)s AND timestamp < %(to)s
-               AND NOT is_late
-             GROUP BY subscription_id, billable_metric_id
+            SELECT e.subscription_id, e.billable_metric_id, fm.id IS NOT NULL, {COMBINATION_SQL},
+                   array_agg(ARRAY[extract(epoch FROM e.timestamp), e.id::numeric, e.value] ORDER BY e.timestamp, e.id)
+              FROM {EVENTS} e LEFT JOIN {FILTERED_METRICS_SQL} ON fm.id = e.billable_metric_id
+             WHERE e.subscription_id = ANY(%(subs)s) AND e.timestamp >= %(from)s AND e.timestamp < %(to)s
+               AND NOT e.is_late
+             GROUP BY 1, 2, 3, 4
             """,
-            {"subs": subscription_ids, "from": from_datetime, "to": to_datetime},
+            params,
         )
-        return {(sub, metric): tuple(values) for sub, metric, values in cursor.fetchall()}
+        out: dict[tuple, tuple] = {}
+        filtered: dict[tuple[int, int], list] = {}
+        for sub, metric, is_filtered, combination, rows in cursor.fetchall():
+            rows = [tuple(row) for row in rows]
+            if is_filtered:
+                out[(sub, metric, combination_from_sql(combination))] = tuple(rows)
+                filtered.setdefault((sub, metric), []).append(rows)
+            else:
+                out[(sub, metric)] = tuple(row[2] for row in rows)
+        for pair, groups in filtered.items():
+            out[pair] = values_in_order(groups)
+        return out
+
+
+def values_in_order(groups: Iterable[Iterable[tuple]]) -> tuple[Decimal, ...]:
+    """The values of (epoch seconds, id, value) rows from several combinations, in time order (ties by id)."""
+    return tuple(row[2] for row in sorted(row for group in groups for row in group))

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -10,7 +11,12 @@ from django.db import connection
 
 from apps.catalog.models import BillableMetric
 
+from .aggregation import (
+    COMBINATION_SQL, FILTERED_METRICS_SQL, UsagePart, combination_from_sql, filtered_metrics_params, usage_merge, metrics_for,
+)
+
 Agg = BillableMetric.Aggregation
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,17 @@ class LateUsage:
     units: Decimal  # the metric's aggregation over the late rows alone (weighted_sum: Σ of deltas)
     events_count: int
     event_ids: tuple[int, ...]  # pass to services.late_usage_mark_billed once billed
+    aggregation_type: str = field(default="", compare=False)
+    # Metrics with filters: the same per combination of filter values (apps.usage.aggregation.Combination),
+    # each part's `usage` carrying what merging needs (latest row, unique keys).
+    parts: Mapping[tuple, tuple[UsagePart, tuple[int, ...]]] = field(default_factory=dict, compare=False)
+
+    def select(self, combinations) -> LateUsage:
+        """The late rows carrying one of `combinations` (a charge filter's share)."""
+        chosen = [self.parts[key] for key in combinations if key in self.parts]
+        merged = usage_merge(self.aggregation_type, [usage for usage, _ in chosen])
+        ids = tuple(sorted(pk for _, event_ids in chosen for pk in event_ids))
+        return LateUsage(merged.units, merged.events_count, ids, self.aggregation_type)
 
 
 def late_usage_unbilled(*, subscription_ids: list[int]) -> dict[tuple[int, int], LateUsage]:
@@ -31,24 +48,39 @@ def late_usage_unbilled(*, subscription_ids: list[int]) -> dict[tuple[int, int],
     ids = sorted({int(pk) for pk in subscription_ids})
     if not ids:
         return {}
+    metrics = metrics_for(ids)
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            SELECT e.subscription_id, e.billable_metric_id, m.aggregation_type,
+            f"""
+            SELECT e.subscription_id, e.billable_metric_id, m.aggregation_type, fm.id IS NOT NULL, {COMBINATION_SQL},
                    count(*), sum(e.value), max(e.value),
                    (array_agg(e.value ORDER BY e.timestamp DESC, e.id DESC))[1],
-                   count(DISTINCT e.properties ->> m.field_name) FILTER (WHERE e.value > 0),
+                   (array_agg(extract(epoch FROM e.timestamp) ORDER BY e.timestamp DESC, e.id DESC))[1],
+                   (array_agg(e.id ORDER BY e.timestamp DESC, e.id DESC))[1],
+                   array_agg(DISTINCT e.properties ->> m.field_name) FILTER (WHERE e.value > 0),
                    array_agg(e.id ORDER BY e.id)
               FROM usage_usageevent e JOIN catalog_billablemetric m ON m.id = e.billable_metric_id
-             WHERE e.subscription_id = ANY(%s) AND e.is_late AND e.late_billed_at IS NULL
-             GROUP BY e.subscription_id, e.billable_metric_id, m.aggregation_type
+                   LEFT JOIN {FILTERED_METRICS_SQL} ON fm.id = e.billable_metric_id
+             WHERE e.subscription_id = ANY(%(subs)s) AND e.is_late AND e.late_billed_at IS NULL
+             GROUP BY 1, 2, 3, 4, 5
             """,
-            [ids],
+            {"subs": ids, **filtered_metrics_params(metrics)},
         )
         out = {}
-        for sub, metric, kind, count, total, maximum, latest, distinct, event_ids in cursor.fetchall():
-            units = {Agg.MAX: maximum, Agg.LATEST: latest, Agg.UNIQUE_COUNT: Decimal(distinct)}.get(kind, total)
-            out[(sub, metric)] = LateUsage(units=units, events_count=count, event_ids=tuple(event_ids))
+        parts: dict[tuple[int, int], dict] = {}
+        for (sub, metric, kind, filtered, combination, count, total, maximum, latest, latest_epoch, latest_id, keys,
+             event_ids) in cursor.fetchall():
+            keys = frozenset(key for key in keys or () if key is not None)
+            units = {Agg.MAX: maximum, Agg.LATEST: latest, Agg.UNIQUE_COUNT: Decimal(len(keys))}.get(kind, total)
+            if not filtered:
+                out[(sub, metric)] = LateUsage(units=units, events_count=count, event_ids=tuple(event_ids))
+                continue
+            usage = UsagePart(units, count, (latest_epoch, latest_id), keys)
+            parts.setdefault((sub, metric), {})[combination_from_sql(combination)] = (usage, tuple(event_ids))
+        for pair, by_combination in parts.items():
+            kind = metrics[pair[1]].aggregation_type
+            whole = LateUsage(ZERO, 0, (), kind, by_combination).select(by_combination)
+            out[pair] = LateUsage(whole.units, whole.events_count, whole.event_ids, kind, by_combination)
         return out
 
 

@@ -41,6 +41,24 @@ class BillableMetricIn(serializers.Serializer):
         return values
 
 
+class ChargeFilterIn(serializers.Serializer):
+    """Lago's ChargeFilterInput: the filter's values per metric filter key and its own charge-model properties."""
+
+    invoice_display_name = BlankableCharField(max_length=255)
+    properties = serializers.DictField(required=False, default=dict)
+    values = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField(max_length=255), allow_empty=False), allow_empty=False
+    )
+
+
+def properties_errors(charge_model: str, properties: dict) -> dict:
+    """Lago's property error codes for `properties` under `charge_model`, as DRF error details ({} when valid)."""
+    from apps.invoicing.rating import validate_properties
+
+    return {field: [serializers.ErrorDetail(code, code=code) for code in codes]
+            for field, codes in validate_properties(charge_model, properties or {}).items()}
+
+
 class ChargeIn(serializers.Serializer):
     billable_metric_id = serializers.UUIDField()
     charge_model = serializers.ChoiceField(choices=Charge.ChargeModel.values)
@@ -51,18 +69,22 @@ class ChargeIn(serializers.Serializer):
     prorated = serializers.BooleanField(default=False)
     min_amount_cents = StrictIntegerField(min_value=0, default=0)
     properties = serializers.DictField(required=False, default=dict)
-    filters = serializers.ListField(child=serializers.DictField(), required=False, default=list)
+    filters = ChargeFilterIn(many=True, required=False, default=list)
     # Tax is decided by the customer's province (Canadian rules); accepted for Lago compatibility.
     tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
 
     def validate(self, attrs):
-        from apps.invoicing.rating import validate_properties
-
-        errors = validate_properties(attrs["charge_model"], attrs.get("properties") or {})
+        errors = properties_errors(attrs["charge_model"], attrs.get("properties"))
+        # Each filter prices with the charge's model (Lago validates a filter's properties as its charge's).
+        filter_errors = {
+            index: {"properties": found} for index, item in enumerate(attrs.get("filters") or [])
+            if (found := properties_errors(attrs["charge_model"], item.get("properties")))
+        }
+        if filter_errors:
+            errors["filters"] = filter_errors
         if errors:
-            raise serializers.ValidationError(
-                {field: [serializers.ErrorDetail(code, code=code) for code in codes] for field, codes in errors.items()}
-            )
+            raise serializers.ValidationError(errors)
+        attrs["filters"] = [dict(item) for item in attrs.get("filters") or []]
         attrs.pop("tax_codes", None)
         return attrs
 

@@ -452,7 +452,8 @@ def _active_subscription(request, external_customer_id: str) -> Subscription:
         )
         .select_related("plan", "customer", "service")
         # Each charge's metric in the same read: the usage lines name them (one query, not one per charge).
-        .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("billable_metric")))
+        .prefetch_related(Prefetch("plan__charges", queryset=Charge.objects.select_related("billable_metric")),
+                          "plan__charges__charge_filters")
         .first()
     )
     if subscription is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from .. import rating
 from ..fees import ZERO, Line, Window, customer_tax_rates
 from ..models import Fee
 from ..selectors import progressive_billed, tax_schedule
-from .pricing import price_charge_line, price_lines
+from .pricing import filter_combinations, price_charge_line, price_lines
 from .usage import UsageFetcher, WindowsNotFenced, _usage_totals, per_event_values, unfenced_cutoffs
 
 logger = logging.getLogger(__name__)
@@ -196,21 +196,23 @@ def subscription_lines(
             continue
         for charge in charges:
             key = f"sub:{subscription.pk}:charge:{charge.pk}:{period.start}"
-            if key in billed:
+            if key in billed:  # a charge's filter lines are written with it, in one invoice
                 continue
-            lines.append(
-                Line(
-                    billing_on=arrears_on,
-                    fee_key=key,
-                    fee_type=Fee.FeeType.CHARGE,
-                    name=_charge_name(subscription, charge),
-                    charge=charge,
-                    from_datetime=window.start,
-                    to_datetime=window.end,
-                    window=window,
-                    min_amount_cents=charge.min_amount_cents,
-                    proration=(period, first, active_to if ends_here else None),
-                    **common,
+            lines.extend(
+                charge_lines(
+                    Line(
+                        billing_on=arrears_on,
+                        fee_key=key,
+                        fee_type=Fee.FeeType.CHARGE,
+                        name=_charge_name(subscription, charge),
+                        charge=charge,
+                        from_datetime=window.start,
+                        to_datetime=window.end,
+                        window=window,
+                        min_amount_cents=charge.min_amount_cents,
+                        proration=(period, first, active_to if ends_here else None),
+                        **common,
+                    )
                 )
             )
         commitment = plan_commitment(plan)
@@ -324,6 +326,20 @@ def commitment_true_ups(lines: list[Line]) -> list[Line]:
     return out
 
 
+def charge_lines(line: Line) -> list[Line]:
+    """A charge's line, preceded by one line per filter of the charge (Lago's fee per filter): each filter's line
+    bills the events it prices (`apps/invoicing/filters.py`), the charge's own line the rest. The minimum applies
+    to the charge's lines together, so it stays on the charge's own line (priced last: `price_lines`)."""
+    filters = line.charge.live_filters
+    if not filters:
+        return [line]
+    return [
+        replace(line, fee_key=f"{line.fee_key}:filter:{item.pk}", charge_filter=item,
+                name=f"{line.name} · {item.display_name}", min_amount_cents=0, proration=None)
+        for item in filters
+    ] + [line]
+
+
 def _scan_starts(subscriptions: list[Subscription]) -> dict[int, date]:
     """Return per subscription the local day to start looking from: the last billed charges period."""
     by_id = {subscription.pk: subscription for subscription in subscriptions}
@@ -410,8 +426,9 @@ def late_per_event_values(subscriptions: list[Subscription], late: dict) -> dict
     for subscription in subscriptions:
         for charge in subscription.plan.charges.all():
             total = late.get((subscription.pk, charge.billable_metric_id))
-            if total is not None and rating.needs_per_event_amounts(
-                charge_model=charge.charge_model, properties=charge.properties
+            if total is not None and any(
+                rating.needs_per_event_amounts(charge_model=charge.charge_model, properties=properties)
+                for properties in (charge.properties, *(item.properties for item in charge.live_filters))
             ):
                 ids.update(total.event_ids)
     return late_usage_values(event_ids=sorted(ids)) if ids else {}
@@ -496,16 +513,34 @@ def _late_usage_lines(
                 is_adjustment=True,
                 late_event_ids=tuple(ids),
             )
-            amounts = None
-            if rating.needs_per_event_amounts(charge_model=charge.charge_model, properties=charge.properties):
-                # Same ids as the totals (customer locked): a count mismatch would make pricing refuse.
-                amounts = values.get((subscription.pk, charge.billable_metric_id), ())
-            lines.extend(
-                price_charge_line(
-                    line, units=Decimal(total.units), events_count=int(total.events_count), per_event_amounts=amounts
-                )
-            )
+            # A charge with filters: each filter's late rows at its price, the rest at the charge's (only the
+            # lines with late rows; the rows are marked billed with them, so none is billed twice).
+            for part in charge_lines(line):
+                mine = total
+                if part.charge_filter is not None or charge.live_filters:
+                    mine = total.select(filter_combinations(part, total.parts))
+                    if not mine.events_count:
+                        continue
+                    part.late_event_ids = mine.event_ids
+                amounts = None
+                if rating.needs_per_event_amounts(charge_model=charge.charge_model, properties=part.properties):
+                    # Same ids as the totals (customer locked): a count mismatch would make pricing refuse.
+                    if part.late_event_ids != tuple(ids):
+                        amounts = _late_values_of(part.late_event_ids)
+                    else:
+                        amounts = values.get((subscription.pk, charge.billable_metric_id), ())
+                lines.extend(price_charge_line(
+                    part, units=Decimal(mine.units), events_count=int(mine.events_count), per_event_amounts=amounts,
+                ))
     return lines
+
+
+def _late_values_of(event_ids: tuple[int, ...]) -> tuple:
+    """The values of some of a metric's late rows (one filter's), in time order."""
+    from apps.usage.selectors import late_usage_values
+
+    found = late_usage_values(event_ids=list(event_ids))
+    return next(iter(found.values()), ())
 
 
 # Columns planning never reads: not loaded (no parsing of 5 datetimes and a UUID per row). Touching one later
@@ -541,7 +576,7 @@ def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Sub
     plan_ids = {subscription.plan_id for subscription in subscriptions}
     plan_ids.update(successor.plan_id for successor in successors.values())
     plans = Plan.objects.select_related("minimum_commitment").in_bulk(plan_ids)
-    prefetch_related_objects(list(plans.values()), "charges__billable_metric")
+    prefetch_related_objects(list(plans.values()), "charges__billable_metric", "charges__charge_filters")
     services = Service.objects.in_bulk({subscription.service_id for subscription in subscriptions})
     customers = {
         customer.pk: customer
@@ -803,18 +838,21 @@ def current_usage_lines(subscription: Subscription, *, at: datetime, fetch: Usag
     started = subscription.started_at or subscription.subscription_at
     window = Window(max(p_from, started), p_to)
     lines = [
-        Line(
-            billing_on=period.end,
-            currency=subscription.plan.amount_currency,
-            fee_key=f"usage:{subscription.pk}:{charge.pk}",
-            fee_type=Fee.FeeType.CHARGE,
-            subscription=subscription,
-            charge=charge,
-            name=_charge_name(subscription, charge),
-            window=window,
-            period_from=p_from,
-            period_to=p_to,
-        )
+        line
         for charge in subscription.plan.charges.all()
+        for line in charge_lines(
+            Line(
+                billing_on=period.end,
+                currency=subscription.plan.amount_currency,
+                fee_key=f"usage:{subscription.pk}:{charge.pk}",
+                fee_type=Fee.FeeType.CHARGE,
+                subscription=subscription,
+                charge=charge,
+                name=_charge_name(subscription, charge),
+                window=window,
+                period_from=p_from,
+                period_to=p_to,
+            )
+        )
     ]
     return period, p_from, p_to, price_lines(lines, fetch=fetch)

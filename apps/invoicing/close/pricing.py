@@ -5,29 +5,54 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from apps.catalog.models import Charge
+from apps.catalog.models import Charge, ChargeFilter
 
-from .. import rating
+from apps.usage.aggregation import values_in_order
+
+from .. import filters, rating
 from ..fees import ZERO, Line, Window, _json
 from ..models import Fee
 from .usage import PerEventValues, UsageFetcher, _needs_values, _usage_totals, per_event_values
 
 
-def _charge_pricing(charge: Charge) -> rating.ChargePricing:
-    """The charge's parsed properties, kept on the instance: a close loads each plan's charges once per chunk
-    and prices them for every subscription on the plan. Parsed again if `properties` was replaced."""
-    cached = charge.__dict__.get("_pricing")
-    if cached is None or cached[0] is not charge.properties or cached[1] != charge.charge_model:
-        cached = (charge.properties, charge.charge_model, rating.charge_pricing(charge.charge_model, charge.properties))
-        charge.__dict__["_pricing"] = cached
+def _charge_pricing(charge: Charge, charge_filter: ChargeFilter | None = None) -> rating.ChargePricing:
+    """The charge's parsed properties (or its filter's), kept on that instance: a close loads each plan's charges
+    once per chunk and prices them for every subscription on the plan. Parsed again if `properties` was replaced."""
+    owner = charge_filter if charge_filter is not None else charge
+    cached = owner.__dict__.get("_pricing")
+    if cached is None or cached[0] is not owner.properties or cached[1] != charge.charge_model:
+        cached = (owner.properties, charge.charge_model, rating.charge_pricing(charge.charge_model, owner.properties))
+        owner.__dict__["_pricing"] = cached
     return cached[2]
 
 
+def _filter_specs(charge: Charge) -> list:
+    """The charge's filters with their values expanded, kept on the instance like `_charge_pricing`."""
+    cached = charge.__dict__.get("_filter_specs")
+    if cached is None:
+        live = charge.live_filters
+        cached = charge.__dict__["_filter_specs"] = (
+            {item.pk: index for index, item in enumerate(live)},
+            filters.filter_specs([item.values for item in live], charge.billable_metric.filters or []),
+        )
+    return cached
+
+
+def filter_combinations(line: Line, combinations) -> list:
+    """Of a filtered metric's `combinations` of filter values, those whose events `line` bills: its filter's, or
+    (the charge's own line) those no filter of the charge prices."""
+    positions, specs = _filter_specs(line.charge)
+    wanted = positions[line.charge_filter.pk] if line.charge_filter is not None else None
+    return [combination for combination in combinations if filters.matching_filter(combination, specs) == wanted]
+
+
 def price_charge_line(
-    line: Line, *, units: Decimal, events_count: int, per_event_amounts: tuple[Decimal, ...] | None = None
+    line: Line, *, units: Decimal, events_count: int, per_event_amounts: tuple[Decimal, ...] | None = None,
+    siblings: tuple[int, Decimal] = (0, ZERO),
 ) -> list[Line]:
     """Price a charge line from its usage totals (and, for charges that need them, the events' values in
-    time order); return it plus a minimum true-up line if due."""
+    time order); return it plus a minimum true-up line if due. `siblings`: the cents and precise amount of the
+    charge's filter lines of the same period, which count toward its minimum (Lago's true-up over all its fees)."""
     charge = line.charge
     metric = charge.billable_metric
     billed_units = units
@@ -36,7 +61,7 @@ def price_charge_line(
             units, rounding_function=metric.rounding_function, rounding_precision=metric.rounding_precision or 0
         )
     result = rating.price_charge_with(
-        _charge_pricing(charge),
+        _charge_pricing(charge, line.charge_filter),
         units=billed_units,
         events_count=events_count,
         currency=line.currency,
@@ -54,8 +79,8 @@ def price_charge_line(
         period, first, until = line.proration
         true_up = rating.charge_minimum_true_up(
             min_amount_cents=line.min_amount_cents,
-            charge_amount_cents=result.amount_cents,
-            charge_precise_amount=result.precise_amount,
+            charge_amount_cents=result.amount_cents + siblings[0],
+            charge_precise_amount=result.precise_amount + siblings[1],
             currency=line.currency,
             period=period,
             active_from=first,
@@ -103,16 +128,33 @@ def price_lines(
     for window, subscription_ids in by_window.items():
         for (subscription_id, metric_id), total in fetch(sorted(subscription_ids), window.start, window.end).items():
             totals[(window, subscription_id, metric_id)] = total
-    priced: list[Line] = []
-    for line in lines:
+    priced: dict[int, list[Line]] = {}
+    siblings: dict[str, tuple[int, Decimal]] = {}
+    # Filter lines first: their amounts count toward the charge's minimum, trued up on the charge's own line.
+    for index in sorted(range(len(lines)), key=lambda index: lines[index].charge_filter is None):
+        line = lines[index]
         if line.window is None:
-            priced.append(line)
+            priced[index] = [line]
             continue
-        total = totals.get((line.window, line.subscription.pk, line.charge.billable_metric_id))
+        key = (line.window, line.subscription.pk, line.charge.billable_metric_id)
+        total = totals.get(key)
+        filtered = bool(line.charge.live_filters)
+        if filtered and total is not None:
+            combinations = filter_combinations(line, total.parts)
+            total = total.select(combinations)
         units = Decimal(total.units) if total is not None else ZERO
         events = int(total.events_count) if total is not None else 0
         amounts = None
         if _needs_values(line):
-            amounts = values.get((line.window, line.subscription.pk, line.charge.billable_metric_id), ())
-        priced.extend(price_charge_line(line, units=units, events_count=events, per_event_amounts=amounts))
-    return priced
+            if filtered:
+                amounts = values_in_order(values.get((*key, combination), ()) for combination in combinations) \
+                    if total is not None else ()
+            else:
+                amounts = values.get(key, ())
+        own_key = line.fee_key.partition(":filter:")[0]
+        priced[index] = price_charge_line(line, units=units, events_count=events, per_event_amounts=amounts,
+                                          siblings=siblings.get(own_key, (0, ZERO)))
+        if line.charge_filter is not None:
+            cents, precise = siblings.get(own_key, (0, ZERO))
+            siblings[own_key] = (cents + line.amount_cents, precise + line.precise_amount)
+    return [item for index in range(len(lines)) for item in priced[index]]

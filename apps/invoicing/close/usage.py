@@ -24,7 +24,9 @@ def _usage_totals(subscription_ids: list[int], start: datetime, end: datetime) -
     return usage_totals(subscription_ids=subscription_ids, from_datetime=start, to_datetime=end)
 
 
-PerEventValues = dict  # (Window, subscription id, metric id) -> the events' values in time order
+# (Window, subscription id, metric id) -> the events' values in time order; for metrics with filters also
+# (Window, subscription id, metric id, combination) -> their (epoch, id, value) rows (`usage_per_event_values`).
+PerEventValues = dict
 
 
 def _usage_per_event_values(subscription_ids: list[int], start: datetime, end: datetime) -> dict:
@@ -38,7 +40,7 @@ def _needs_values(line: Line) -> bool:
     return (
         line.window is not None
         and charge is not None
-        and rating.needs_per_event_amounts(charge_model=charge.charge_model, properties=charge.properties)
+        and rating.needs_per_event_amounts(charge_model=charge.charge_model, properties=line.properties)
     )
 
 
@@ -51,8 +53,9 @@ def per_event_values(lines: list[Line], *, fetch: UsageFetcher = _usage_per_even
             by_window[line.window].add(line.subscription.pk)
     values: PerEventValues = {}
     for window, subscription_ids in by_window.items():
-        for (subscription_id, metric_id), row in fetch(sorted(subscription_ids), window.start, window.end).items():
-            values[(window, subscription_id, metric_id)] = row
+        # (subscription, metric) -> values; for metrics with filters also (subscription, metric, combination).
+        for key, row in fetch(sorted(subscription_ids), window.start, window.end).items():
+            values[(window, *key)] = row
     return values
 
 

@@ -19,9 +19,9 @@ TO = datetime(2026, 3, 1, 5, tzinfo=timezone.utc)
 _ids = itertools.count(1)
 
 
-def put(world, sub, code, at, value, *, key=None, late=False, remove=False):
+def put(world, sub, code, at, value, *, key=None, late=False, remove=False, **extra):
     metric = world.metrics[code]
-    props = {}
+    props = dict(extra)
     if metric.field_name:
         props[metric.field_name] = key if key is not None else str(value)
     if remove:
@@ -181,3 +181,46 @@ def test_rollup_raw_edges_and_tail_add_up_to_the_raw_answer(world):
     # A period shorter than a day reads only raw edges.
     short = usage_totals(subscription_ids=[sub.pk], from_datetime=at(0, 0), to_datetime=at(0, 18))
     assert short[(sub.pk, world.metrics["calls"].pk)].events_count == 2
+
+
+def test_metrics_with_filters_total_as_before_and_split_by_the_filter_values_their_rows_carry(world):
+    """A metric with filters is read raw, grouped by the values of its filter keys: its totals do not change, and
+    each combination's share is what the rating engine makes of those rows alone (unique keys united)."""
+    sub = world.subscription("s1")
+    regions = ["us", "eu", None, "mars", "us", "eu"]  # None: no region; mars: a value the metric does not list
+    codes = ["calls", "storage", "storage_rec", "peak", "gauge", "seats", "seats_rec", "instances", "instances_rec"]
+    rows: dict[str, list] = {code: [] for code in codes}
+    for code in codes:
+        put(world, sub, code, at(-3), "5", key="zed", region="us")  # before the period: the recurring carry
+        for index, region in enumerate(regions):
+            moment, value = at(index * 4, 1), "1" if code == "calls" else str(index + 1)  # a count row is 1
+            put(world, sub, code, moment, value, key=f"k{index % 3}", **({"region": region} if region else {}))
+            rows[code].append((region if region in ("us", "eu") else None, moment, Decimal(value), f"k{index % 3}"))
+    before = usage_totals(subscription_ids=[sub.pk], from_datetime=FROM, to_datetime=TO)
+    for metric in world.metrics.values():
+        metric.filters = [{"key": "region", "values": ["us", "eu"]}, {"key": "tier", "values": ["gold"]}]
+        metric.save()
+    after = usage_totals(subscription_ids=[sub.pk], from_datetime=FROM, to_datetime=TO)
+    assert after == before
+    us, eu, neither = ((("region", "us"),), (("region", "eu"),), ())
+    for code in codes:
+        total, metric = after[(sub.pk, world.metrics[code].pk)], world.metrics[code]
+        assert set(total.parts) == {us, eu, neither}
+        assert total.select([us, eu, neither]) == total
+        if metric.recurring:
+            continue
+        for combination, region in ((us, "us"), (eu, "eu"), (neither, None)):
+            records = [UsageRecord(timestamp=moment, value=value, unique_key=key)
+                       for found, moment, value, key in rows[code] if found == region]
+            expected = aggregate(aggregation_type=metric.aggregation_type, records=records,
+                                 period_from=FROM, period_to=TO)
+            assert total.select([combination]) == UsageTotal(expected.units, expected.events_count), (code, region)
+    # Recurring: the carried row (us) counts in the us share only.
+    storage_rec = after[(sub.pk, world.metrics["storage_rec"].pk)]
+    assert storage_rec.select([us]).units == Decimal(5 + 1 + 5) and storage_rec.select([eu]).units == Decimal(2 + 6)
+    seats_rec = after[(sub.pk, world.metrics["seats_rec"].pk)]
+    assert seats_rec.select([us]).units == 3 and seats_rec.select([us, eu]).units == 4  # zed, k0, k1 | k2
+    values = usage_per_event_values(subscription_ids=[sub.pk], from_datetime=FROM, to_datetime=TO)
+    storage = world.metrics["storage"].pk
+    assert values[(sub.pk, storage)] == tuple(Decimal(index + 1) for index in range(6))
+    assert [row[2] for row in values[(sub.pk, storage, us)]] == [Decimal(1), Decimal(5)]
