@@ -161,6 +161,10 @@ class ChargeForm(ServiceForm):
         if "plan" in self.fields:
             self.fields["plan"].queryset = Plan.objects.filter(deleted_at__isnull=True).select_related("service")
         self.fields["billable_metric"].queryset = BillableMetric.objects.filter(deleted_at__isnull=True)
+        # The models this page has fields for; graduated_percentage and dynamic charges are set through the API.
+        editable = ("standard", "graduated", "volume", "package", "percentage")
+        self.fields["charge_model"].choices = [
+            choice for choice in self.fields["charge_model"].choices if choice[0] in editable or not choice[0]]
         if self.instance.pk:
             self.fields.pop("plan", None)
             # The code is the charge's identity in the plan update (a new code would be a new charge).

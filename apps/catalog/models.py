@@ -138,12 +138,14 @@ class Charge(TimeStampedModel):
         VOLUME = "volume"
         PACKAGE = "package"
         PERCENTAGE = "percentage"
+        GRADUATED_PERCENTAGE = "graduated_percentage"
+        DYNAMIC = "dynamic"  # priced by each event's own `precise_total_amount_cents`
 
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="charges")
     billable_metric = models.ForeignKey(BillableMetric, on_delete=models.PROTECT, related_name="charges")
     code = models.CharField(max_length=255)
     invoice_display_name = models.CharField(max_length=255, blank=True)
-    charge_model = models.CharField(max_length=16, choices=ChargeModel.choices)
+    charge_model = models.CharField(max_length=24, choices=ChargeModel.choices)
     # Lago's property names per model; money values are decimal strings in major units.
     properties = models.JSONField(default=dict)
     pay_in_advance = models.BooleanField(default=False)

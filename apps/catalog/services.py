@@ -174,6 +174,11 @@ def _resolve_charges(*, service: Service, charges: list[dict]) -> list[tuple[Bil
         seen_codes.add(values["code"])
         if values.get("pay_in_advance") and metric.aggregation_type not in ("count_agg", "sum_agg", "unique_count_agg"):
             errors.setdefault(f"charges.{index}.pay_in_advance", []).append("invalid_aggregation_type_or_charge_model")
+        if values.get("charge_model") == Charge.ChargeModel.DYNAMIC and metric.aggregation_type != "sum_agg":
+            # Lago: only a sum's events carry the prices a dynamic charge adds up.
+            errors.setdefault(f"charges.{index}.charge_model", []).append("invalid_aggregation_type_or_charge_model")
+        if values.get("charge_model") == Charge.ChargeModel.GRADUATED_PERCENTAGE and metric.aggregation_type == "latest_agg":
+            errors.setdefault(f"charges.{index}.billable_metric", []).append("invalid_value")
         if not values.get("invoiceable", True) and not values.get("pay_in_advance"):
             errors.setdefault(f"charges.{index}.invoiceable", []).append("value_is_invalid")
         resolved.append((metric, values))

@@ -43,7 +43,10 @@ def project_lines(lines: list[Line], *, ratio: Decimal) -> list[ProjectedLine]:
             out.append(ProjectedLine(line, line.units, line.amount_cents))
             continue
         units = (line.units * ratio).quantize(UNITS_PLACES, ROUND_HALF_UP)
-        if needs_per_event_amounts(charge_model=charge.charge_model, properties=line.properties):
+        # Priced by each event's own amount (or price): the amount so far is scaled, not re-priced.
+        if charge.charge_model == "dynamic" or needs_per_event_amounts(
+            charge_model=charge.charge_model, properties=line.properties
+        ):
             amount = int((Decimal(line.amount_cents) * ratio).quantize(Decimal(1), ROUND_HALF_UP))
         else:
             events = int((Decimal(line.events_count) * ratio).quantize(Decimal(1), ROUND_HALF_UP))

@@ -214,6 +214,8 @@ class ChargeModel(StrEnum):
     VOLUME = "volume"
     PACKAGE = "package"
     PERCENTAGE = "percentage"
+    GRADUATED_PERCENTAGE = "graduated_percentage"
+    DYNAMIC = "dynamic"  # each event carries its own price (`precise_total_amount_cents`); sum metrics only
 
 
 @dataclass(frozen=True)
@@ -284,8 +286,11 @@ class _Parser:
             return None
         return raw
 
-    def ranges(self, props: Mapping[str, Any], key: str, missing: str, invalid: str) -> list[_Range] | None:
-        """Parse Lago tiers: classic (from = previous to + 1) or adjacent (from = previous to), not mixed."""
+    def ranges(
+        self, props: Mapping[str, Any], key: str, missing: str, invalid: str, *, price: str = "per_unit_amount"
+    ) -> list[_Range] | None:
+        """Parse Lago tiers: classic (from = previous to + 1) or adjacent (from = previous to), not mixed.
+        `price`: each tier's per-unit field ("rate", a percent, for graduated_percentage)."""
         raw = props.get(key)
         if raw is None or (isinstance(raw, (list, tuple)) and not raw):
             self.add(key, missing)
@@ -298,7 +303,7 @@ class _Parser:
         for item in raw:
             from_value = self.decimal(item, "from_value", invalid, required=True, error_key=key)
             to_value = self.decimal(item, "to_value", invalid, required=False, error_key=key)
-            per_unit = self.decimal(item, "per_unit_amount", "invalid_amount", required=True)
+            per_unit = self.decimal(item, price, "invalid_rate" if price == "rate" else "invalid_amount", required=True)
             flat = self.decimal(item, "flat_amount", "invalid_amount", required=True)
             if from_value is None or (item.get("to_value") is not None and to_value is None):
                 bounds_ok = False
@@ -343,6 +348,13 @@ def _parse_properties(charge_model: object, properties: object) -> tuple[dict[st
         )
     elif model is ChargeModel.VOLUME:
         parsed["ranges"] = parser.ranges(properties, "volume_ranges", "missing_volume_ranges", "invalid_volume_ranges")
+    elif model is ChargeModel.GRADUATED_PERCENTAGE:
+        parsed["ranges"] = parser.ranges(
+            properties, "graduated_percentage_ranges", "missing_graduated_percentage_ranges",
+            "invalid_graduated_percentage_ranges", price="rate",
+        )
+    elif model is ChargeModel.DYNAMIC:
+        pass  # no properties: the events carry their prices
     elif model is ChargeModel.PACKAGE:
         parsed["amount"] = parser.decimal(properties, "amount", "invalid_amount", required=True)
         parsed["package_size"] = parser.integer(
@@ -413,6 +425,19 @@ def _graduated(units: Decimal, ranges: Sequence[_Range]) -> tuple[Decimal, list[
             break
         lower = tier.to_value
     return total, tiers
+
+
+def _graduated_percentage(units: Decimal, ranges: Sequence[_Range]) -> tuple[Decimal, list[dict[str, Any]]]:
+    # Graduated tiers priced at a percentage of their units (lago-api graduated_percentage_service.rb, e.g. units
+    # are amounts of money): the tiers and flat fees as graduated, each tier's units × rate / 100.
+    scaled = [_Range(tier.from_value, tier.to_value, tier.per_unit_amount / 100, tier.flat_amount) for tier in ranges]
+    total, tiers = _graduated(units, scaled)
+    return total, [
+        {"from_value": tier["from_value"], "to_value": tier["to_value"], "units": tier["units"],
+         "rate": rate.per_unit_amount, "flat_amount": tier["flat_amount"],
+         "per_unit_total_amount": tier["amount"] - tier["flat_amount"], "amount": tier["amount"]}
+        for tier, rate in zip(tiers, ranges)
+    ]
 
 
 def _volume(units: Decimal, ranges: Sequence[_Range]) -> tuple[Decimal, dict[str, Any]]:
@@ -554,6 +579,7 @@ def price_charge(
     events_count: int,
     currency: str,
     per_event_amounts: Sequence[Decimal] | None = None,
+    events_amount: Decimal | None = None,
 ) -> ChargeResult:
     """Price one charge for one period from aggregated totals, rounding once.
 
@@ -565,10 +591,12 @@ def price_charge(
     float anywhere, ValueError for properties `validate_properties` rejects.
     Negative units (refund events) price linearly for standard and percentage
     and as zero for graduated/volume/package.
+    `events_amount`: for `dynamic`, the events' own prices summed (major units, unrounded).
     """
     return price_charge_with(
         charge_pricing(charge_model, properties),
         units=units, events_count=events_count, currency=currency, per_event_amounts=per_event_amounts,
+        events_amount=events_amount,
     )
 
 
@@ -579,12 +607,17 @@ def price_charge_with(
     events_count: int,
     currency: str,
     per_event_amounts: Sequence[Decimal] | None = None,
+    events_amount: Decimal | None = None,
 ) -> ChargeResult:
     """`price_charge` with the charge's properties already parsed: the close prices the same few charges for
     thousands of subscriptions."""
     per_event_amounts = _checked_usage(units, events_count, per_event_amounts)
     currency_exponent(currency)
-    return _price(pricing, units, events_count, per_event_amounts, currency)
+    if pricing.charge_model is ChargeModel.DYNAMIC:
+        if events_amount is None:
+            raise ValueError("dynamic charges need events_amount")
+        _require_decimal(events_amount, "events_amount")
+    return _price(pricing, units, events_count, per_event_amounts, currency, events_amount)
 
 
 def _checked_usage(
@@ -604,7 +637,8 @@ def _checked_usage(
 
 
 def _price(
-    pricing: ChargePricing, units: Decimal, events_count: int, per_event_amounts: tuple | None, currency: str
+    pricing: ChargePricing, units: Decimal, events_count: int, per_event_amounts: tuple | None, currency: str,
+    events_amount: Decimal | None = None,
 ) -> ChargeResult:
     model, parsed = pricing.charge_model, pricing.parsed
     details: dict[str, Any]
@@ -615,6 +649,12 @@ def _price(
         details = {"graduated_ranges": tiers}
     elif model is ChargeModel.VOLUME:
         amount, details = _volume(units, parsed["ranges"])
+    elif model is ChargeModel.GRADUATED_PERCENTAGE:
+        amount, tiers = _graduated_percentage(units, parsed["ranges"])
+        details = {"graduated_percentage_ranges": tiers}
+    elif model is ChargeModel.DYNAMIC:
+        # lago-api dynamic_service.rb: the events' prices summed; nothing without units.
+        amount, details = (events_amount if units else ZERO), {}
     elif model is ChargeModel.PACKAGE:
         amount, details = _package(units, parsed["amount"], parsed["package_size"], parsed["free_units"])
     else:

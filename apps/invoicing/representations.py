@@ -113,8 +113,8 @@ def lago_amount_details(details: dict, units) -> dict:
     if not details:
         return {}
     out = {key: value for key, value in details.items()
-           if key not in ("graduated_ranges", "lower_bound", "from_value", "to_value", "flat_amount", "packages",
-                          "package_size", "package_amount")}
+           if key not in ("graduated_ranges", "graduated_percentage_ranges", "lower_bound", "from_value", "to_value",
+                          "flat_amount", "packages", "package_size", "package_amount")}
     if "graduated_ranges" in details:
         tiers = []
         for tier in details["graduated_ranges"]:
@@ -130,6 +130,14 @@ def lago_amount_details(details: dict, units) -> dict:
                 "total_with_flat_amount": decimal_str(total),
             })
         out["graduated_ranges"] = tiers
+    elif "graduated_percentage_ranges" in details:
+        out["graduated_percentage_ranges"] = [
+            {"units": _amount(tier["units"]), "from_value": _whole(tier["from_value"]),
+             "to_value": _whole(tier["to_value"]), "flat_unit_amount": _amount(tier["flat_amount"]),
+             "rate": _amount(tier["rate"]), "per_unit_total_amount": _amount(tier["per_unit_total_amount"]),
+             "total_with_flat_amount": _amount(tier["amount"])}
+            for tier in details["graduated_percentage_ranges"]
+        ]
     elif "lower_bound" in details and "per_unit_amount" in details:  # volume
         per_unit = Decimal(str(details["per_unit_amount"]))
         out.update(flat_unit_amount=_amount(details["flat_amount"]), per_unit_amount=decimal_str(per_unit),

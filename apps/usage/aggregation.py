@@ -407,3 +407,35 @@ def usage_per_event_values(
 def values_in_order(groups: Iterable[Iterable[tuple]]) -> tuple[Decimal, ...]:
     """The values of (epoch seconds, id, value) rows from several combinations, in time order (ties by id)."""
     return tuple(row[2] for row in sorted(row for group in groups for row in group))
+
+
+def usage_event_amounts(
+    *, subscription_ids: list[int], from_datetime: datetime, to_datetime: datetime
+) -> dict[tuple, Decimal]:
+    """Return the Σ of the rows' own prices (`precise_total_amount_cents`, minor units) per (subscription, metric),
+    late rows excluded, for `dynamic` charges; metrics with filters also per (subscription, metric, combination).
+    Raw rows, one grouped read: only dynamic charges ask, and the daily rollup keeps no prices."""
+    _check_bounds(from_datetime, to_datetime)
+    subscription_ids = sorted({int(pk) for pk in subscription_ids})
+    if not subscription_ids:
+        return {}
+    params = {"subs": subscription_ids, "from": from_datetime, "to": to_datetime,
+              **filtered_metrics_params(metrics_for(subscription_ids))}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT e.subscription_id, e.billable_metric_id, fm.id IS NOT NULL, {COMBINATION_SQL},
+                   sum(e.precise_total_amount_cents)
+              FROM {EVENTS} e LEFT JOIN {FILTERED_METRICS_SQL} ON fm.id = e.billable_metric_id
+             WHERE e.subscription_id = ANY(%(subs)s) AND e.timestamp >= %(from)s AND e.timestamp < %(to)s
+               AND NOT e.is_late AND e.precise_total_amount_cents IS NOT NULL
+             GROUP BY 1, 2, 3, 4
+            """,
+            params,
+        )
+        out: dict[tuple, Decimal] = {}
+        for sub, metric, is_filtered, combination, total in cursor.fetchall():
+            out[(sub, metric)] = out.get((sub, metric), ZERO) + total
+            if is_filtered:
+                out[(sub, metric, combination_from_sql(combination))] = total
+        return out

@@ -44,6 +44,9 @@ class UsageEvent(models.Model):
     # for count (a counter's quantity), +1 / -1 (add / remove) for unique_count.
     value = models.DecimalField(max_digits=30, decimal_places=12)
     properties = models.JSONField(default=dict, blank=True)
+    # The event's own price as the app sent it (Lago's precise_total_amount_cents): minor units of the plan's
+    # currency, unrounded; what a `dynamic` charge bills. Null when not sent.
+    precise_total_amount_cents = models.DecimalField(max_digits=40, decimal_places=12, null=True, blank=True)
     source = models.SmallIntegerField(choices=Source.choices, default=Source.EVENT)
     # The timestamp fell before the subscription's usage_billed_until when it arrived: the period
     # was already invoiced, so the row is billed as an adjustment on the next invoice instead.

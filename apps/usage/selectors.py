@@ -25,16 +25,18 @@ class LateUsage:
     events_count: int
     event_ids: tuple[int, ...]  # pass to services.late_usage_mark_billed once billed
     aggregation_type: str = field(default="", compare=False)
+    prices: Decimal = field(default=Decimal(0), compare=False)  # Σ precise_total_amount_cents (dynamic charges)
     # Metrics with filters: the same per combination of filter values (apps.usage.aggregation.Combination),
     # each part's `usage` carrying what merging needs (latest row, unique keys).
-    parts: Mapping[tuple, tuple[UsagePart, tuple[int, ...]]] = field(default_factory=dict, compare=False)
+    parts: Mapping[tuple, tuple[UsagePart, tuple[int, ...], Decimal]] = field(default_factory=dict, compare=False)
 
     def select(self, combinations) -> LateUsage:
         """The late rows carrying one of `combinations` (a charge filter's share)."""
         chosen = [self.parts[key] for key in combinations if key in self.parts]
-        merged = usage_merge(self.aggregation_type, [usage for usage, _ in chosen])
-        ids = tuple(sorted(pk for _, event_ids in chosen for pk in event_ids))
-        return LateUsage(merged.units, merged.events_count, ids, self.aggregation_type)
+        merged = usage_merge(self.aggregation_type, [usage for usage, _, _ in chosen])
+        ids = tuple(sorted(pk for _, event_ids, _ in chosen for pk in event_ids))
+        prices = sum((prices for _, _, prices in chosen), Decimal(0))
+        return LateUsage(merged.units, merged.events_count, ids, self.aggregation_type, prices)
 
 
 def late_usage_unbilled(*, subscription_ids: list[int]) -> dict[tuple[int, int], LateUsage]:
@@ -58,7 +60,7 @@ def late_usage_unbilled(*, subscription_ids: list[int]) -> dict[tuple[int, int],
                    (array_agg(extract(epoch FROM e.timestamp) ORDER BY e.timestamp DESC, e.id DESC))[1],
                    (array_agg(e.id ORDER BY e.timestamp DESC, e.id DESC))[1],
                    array_agg(DISTINCT e.properties ->> m.field_name) FILTER (WHERE e.value > 0),
-                   array_agg(e.id ORDER BY e.id)
+                   array_agg(e.id ORDER BY e.id), coalesce(sum(e.precise_total_amount_cents), 0)
               FROM usage_usageevent e JOIN catalog_billablemetric m ON m.id = e.billable_metric_id
                    LEFT JOIN {FILTERED_METRICS_SQL} ON fm.id = e.billable_metric_id
              WHERE e.subscription_id = ANY(%(subs)s) AND e.is_late AND e.late_billed_at IS NULL
@@ -69,18 +71,20 @@ def late_usage_unbilled(*, subscription_ids: list[int]) -> dict[tuple[int, int],
         out = {}
         parts: dict[tuple[int, int], dict] = {}
         for (sub, metric, kind, filtered, combination, count, total, maximum, latest, latest_epoch, latest_id, keys,
-             event_ids) in cursor.fetchall():
+             event_ids, prices) in cursor.fetchall():
             keys = frozenset(key for key in keys or () if key is not None)
             units = {Agg.MAX: maximum, Agg.LATEST: latest, Agg.UNIQUE_COUNT: Decimal(len(keys))}.get(kind, total)
             if not filtered:
-                out[(sub, metric)] = LateUsage(units=units, events_count=count, event_ids=tuple(event_ids))
+                out[(sub, metric)] = LateUsage(units=units, events_count=count, event_ids=tuple(event_ids),
+                                               prices=prices)
                 continue
             usage = UsagePart(units, count, (latest_epoch, latest_id), keys)
-            parts.setdefault((sub, metric), {})[combination_from_sql(combination)] = (usage, tuple(event_ids))
+            parts.setdefault((sub, metric), {})[combination_from_sql(combination)] = (usage, tuple(event_ids), prices)
         for pair, by_combination in parts.items():
             kind = metrics[pair[1]].aggregation_type
-            whole = LateUsage(ZERO, 0, (), kind, by_combination).select(by_combination)
-            out[pair] = LateUsage(whole.units, whole.events_count, whole.event_ids, kind, by_combination)
+            whole = LateUsage(ZERO, 0, (), kind, parts=by_combination).select(by_combination)
+            out[pair] = LateUsage(whole.units, whole.events_count, whole.event_ids, kind, whole.prices,
+                                  parts=by_combination)
         return out
 
 

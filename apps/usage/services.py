@@ -45,7 +45,7 @@ INSERT_SQL = """
 WITH batch AS MATERIALIZED (
     SELECT e->>0 AS transaction_id, (e->>1)::bigint AS subscription_id, (e->>2)::bigint AS billable_metric_id,
            TIMESTAMPTZ 'epoch' + (e->>3)::bigint * INTERVAL '1 microsecond' AS ts, (e->>4)::numeric AS value,
-           e->5 AS properties, (e->>6)::boolean AS is_late
+           e->5 AS properties, (e->>6)::boolean AS is_late, (e->>7)::numeric AS precise_total_amount_cents
       FROM jsonb_array_elements(%(batch)s::jsonb) AS e
 ), keys AS (
     INSERT INTO usage_usageeventkey (service_id, transaction_id, timestamp)
@@ -55,9 +55,9 @@ WITH batch AS MATERIALIZED (
 )
 INSERT INTO usage_usageevent
     (service_id, transaction_id, subscription_id, billable_metric_id, timestamp, value,
-     properties, source, is_late)
+     properties, source, is_late, precise_total_amount_cents)
 SELECT %(service)s, b.transaction_id, b.subscription_id, b.billable_metric_id, b.ts, b.value,
-       b.properties, %(source)s, b.is_late
+       b.properties, %(source)s, b.is_late, b.precise_total_amount_cents
   FROM batch b JOIN keys k ON k.transaction_id = b.transaction_id
 RETURNING transaction_id
 """
@@ -320,6 +320,11 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
                 value, problem = cached
                 if problem is not None:
                     problems = {**(problems or {}), problem[0]: [problem[1]]}
+            price = None if counters else item.precise_total_amount_cents
+            if price is not None:
+                price, problem = _number_text(price, "precise_total_amount_cents")
+                if problem is not None:
+                    problems = {**(problems or {}), problem[0]: [problem[1]]}
             external_id = item.external_subscription_id
             sub = single.get(external_id)
             if sub is not None:
@@ -344,7 +349,7 @@ def _ingest(*, service: Service, items: list, source: int, now: datetime) -> Ing
                 out.append(_new_tuple(StoredItem, (key, moment, sub.lago_id, True, late)))
             else:
                 first_at[key] = len(out)
-                rows.append((key, sub.id, metric.pk, moment, value, properties, late))
+                rows.append((key, sub.id, metric.pk, moment, value, properties, late, price))
                 out.append(_new_tuple(StoredItem, (key, moment, sub.lago_id, False, late)))
         if errors:
             raise ValidationFailed("invalid usage batch", details=errors)

@@ -100,7 +100,8 @@ def stored_event_out(row) -> dict:
         "code": row.billable_metric.code,
         "timestamp": _ts(row.timestamp),
         "properties": row.properties or {},
-        "precise_total_amount_cents": None,  # the hub prices no event by an amount it carries
+        "precise_total_amount_cents": (decimal_str(row.precise_total_amount_cents)
+                                       if row.precise_total_amount_cents is not None else None),
         "created_at": _ts(row.created_at),
     }
 

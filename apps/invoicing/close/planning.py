@@ -531,6 +531,7 @@ def _late_usage_lines(
                         amounts = values.get((subscription.pk, charge.billable_metric_id), ())
                 lines.extend(price_charge_line(
                     part, units=Decimal(mine.units), events_count=int(mine.events_count), per_event_amounts=amounts,
+                    events_amount_cents=mine.prices,
                 ))
     return lines
 

@@ -7,12 +7,15 @@ from typing import Any
 
 from apps.catalog.models import Charge, ChargeFilter
 
+from apps.core.money import currency_exponent
 from apps.usage.aggregation import values_in_order
 
 from .. import filters, rating
 from ..fees import ZERO, Line, Window, _json
 from ..models import Fee
-from .usage import PerEventValues, UsageFetcher, _needs_values, _usage_totals, per_event_values
+from .usage import (
+    PerEventValues, UsageFetcher, _needs_values, _usage_totals, event_amounts, is_dynamic, per_event_values,
+)
 
 
 def _charge_pricing(charge: Charge, charge_filter: ChargeFilter | None = None) -> rating.ChargePricing:
@@ -48,11 +51,12 @@ def filter_combinations(line: Line, combinations) -> list:
 
 def price_charge_line(
     line: Line, *, units: Decimal, events_count: int, per_event_amounts: tuple[Decimal, ...] | None = None,
-    siblings: tuple[int, Decimal] = (0, ZERO),
+    siblings: tuple[int, Decimal] = (0, ZERO), events_amount_cents: Decimal = ZERO,
 ) -> list[Line]:
     """Price a charge line from its usage totals (and, for charges that need them, the events' values in
     time order); return it plus a minimum true-up line if due. `siblings`: the cents and precise amount of the
-    charge's filter lines of the same period, which count toward its minimum (Lago's true-up over all its fees)."""
+    charge's filter lines of the same period, which count toward its minimum (Lago's true-up over all its fees).
+    `events_amount_cents`: a dynamic charge's events' own prices summed (minor units)."""
     charge = line.charge
     metric = charge.billable_metric
     billed_units = units
@@ -66,6 +70,7 @@ def price_charge_line(
         events_count=events_count,
         currency=line.currency,
         per_event_amounts=per_event_amounts,
+        events_amount=from_minor_units_precise(events_amount_cents, line.currency),
     )
     line.units = billed_units
     line.total_aggregated_units = units
@@ -110,6 +115,11 @@ def price_charge_line(
     return lines
 
 
+def from_minor_units_precise(cents: Decimal, currency: str) -> Decimal:
+    """Unrounded minor units to major units (a dynamic event's price may hold fractions of a cent)."""
+    return Decimal(cents).scaleb(-currency_exponent(currency))
+
+
 def price_lines(
     lines: list[Line], *, fetch: UsageFetcher = _usage_totals, values: PerEventValues | None = None
 ) -> list[Line]:
@@ -120,6 +130,7 @@ def price_lines(
     """
     if values is None:
         values = per_event_values(lines)
+    event_prices = event_amounts(lines)  # dynamic charges only
     by_window: dict[Window, set[int]] = defaultdict(set)
     for line in lines:
         if line.window is not None:
@@ -144,16 +155,21 @@ def price_lines(
             total = total.select(combinations)
         units = Decimal(total.units) if total is not None else ZERO
         events = int(total.events_count) if total is not None else 0
-        amounts = None
+        per_event = None
         if _needs_values(line):
             if filtered:
-                amounts = values_in_order(values.get((*key, combination), ()) for combination in combinations) \
+                per_event = values_in_order(values.get((*key, combination), ()) for combination in combinations) \
                     if total is not None else ()
             else:
-                amounts = values.get(key, ())
+                per_event = values.get(key, ())
+        prices = ZERO
+        if is_dynamic(line):
+            keys = [(*key, combination) for combination in combinations] if filtered and total is not None else (
+                [] if filtered else [key])
+            prices = sum((event_prices.get(one, ZERO) for one in keys), ZERO)
         own_key = line.fee_key.partition(":filter:")[0]
-        priced[index] = price_charge_line(line, units=units, events_count=events, per_event_amounts=amounts,
-                                          siblings=siblings.get(own_key, (0, ZERO)))
+        priced[index] = price_charge_line(line, units=units, events_count=events, per_event_amounts=per_event,
+                                          siblings=siblings.get(own_key, (0, ZERO)), events_amount_cents=prices)
         if line.charge_filter is not None:
             cents, precise = siblings.get(own_key, (0, ZERO))
             siblings[own_key] = (cents + line.amount_cents, precise + line.precise_amount)

@@ -59,6 +59,30 @@ def per_event_values(lines: list[Line], *, fetch: UsageFetcher = _usage_per_even
     return values
 
 
+def _usage_event_amounts(subscription_ids: list[int], start: datetime, end: datetime) -> dict:
+    from apps.usage.aggregation import usage_event_amounts
+
+    return usage_event_amounts(subscription_ids=subscription_ids, from_datetime=start, to_datetime=end)
+
+
+def is_dynamic(line: Line) -> bool:
+    return line.window is not None and line.charge is not None and line.charge.charge_model == "dynamic"
+
+
+def event_amounts(lines: list[Line], *, fetch: UsageFetcher = _usage_event_amounts) -> dict:
+    """The events' own prices summed (minor units) for the `dynamic` charge lines: one read per distinct window,
+    none if no line is dynamic. (Window, subscription id, metric id[, combination]) -> Σ."""
+    by_window: dict[Window, set[int]] = defaultdict(set)
+    for line in lines:
+        if is_dynamic(line):
+            by_window[line.window].add(line.subscription.pk)
+    amounts: dict = {}
+    for window, subscription_ids in by_window.items():
+        for key, total in fetch(sorted(subscription_ids), window.start, window.end).items():
+            amounts[(window, *key)] = total
+    return amounts
+
+
 class WindowsNotFenced(Exception):
     """Planning met usage windows whose cut-off is not committed and fenced yet: reading them now could miss an
     event that commits after the read without being flagged late. `cutoffs`: subscription id -> window end."""
