@@ -430,6 +430,7 @@ def _graduated(units: Decimal, ranges: Sequence[_Range]) -> tuple[Decimal, list[
 def _graduated_percentage(units: Decimal, ranges: Sequence[_Range]) -> tuple[Decimal, list[dict[str, Any]]]:
     # Graduated tiers priced at a percentage of their units (lago-api graduated_percentage_service.rb, e.g. units
     # are amounts of money): the tiers and flat fees as graduated, each tier's units × rate / 100.
+    # Deviation from Lago, as for graduated: no flat fee without units (Lago bills the first tier's at zero).
     scaled = [_Range(tier.from_value, tier.to_value, tier.per_unit_amount / 100, tier.flat_amount) for tier in ranges]
     total, tiers = _graduated(units, scaled)
     return total, [
