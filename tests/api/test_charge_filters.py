@@ -106,6 +106,11 @@ def test_current_usage_and_the_invoice_show_each_filter_as_lago_does(filtered):
     cloud, _, _ = filtered
     with time_machine.travel(at(2026, 3, 20), tick=False):
         usage = cloud.get("/api/v1/customers/acme/current_usage", {"external_subscription_id": "s1"}).json()
+        projected = cloud.get("/api/v1/customers/acme/projected_usage", {"external_subscription_id": "s1"}).json()
+    projected_filters = projected["customer_projected_usage"]["charges_usage"][0]["filters"]
+    assert [(item["values"], item["amount_cents"]) for item in projected_filters] == [
+        ({"region": ["africa"], "provider": ["aws"]}, 1000), ({"region": [ALL], "provider": [ALL]}, 200), (None, 600)]
+    assert all(item["projected_amount_cents"] > item["amount_cents"] for item in projected_filters)
     charge = usage["customer_usage"]["charges_usage"][0]
     # 10 × $1 + 4 × $0.50 + 3 × $2 (Africa without a provider: the charge's own price)
     assert (charge["units"], charge["amount_cents"], charge["events_count"]) == ("17", 1800, 3)
@@ -129,3 +134,8 @@ def test_current_usage_and_the_invoice_show_each_filter_as_lago_does(filtered):
     assert by_name[None]["lago_charge_filter_id"] is None and by_name[None]["item"]["filters"] is None
     fee = cloud.get(f"/api/v1/fees/{africa['lago_id']}").json()["fee"]
     assert fee["lago_charge_filter_id"] == str(stored.lago_id)
+    past = cloud.get("/api/v1/customers/acme/past_usage", {"external_subscription_id": "s1"}).json()
+    billed = past["usage_periods"][0]["charges_usage"][0]
+    assert billed["amount_cents"] == 1800 and [(item["invoice_display_name"], item["units"], item["amount_cents"])
+                                              for item in billed["filters"]] == [
+        ("Africa & AWS", "10", 1000), ("Other regions and providers", "4", 200), (None, "3", 600)]
