@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0006_charge_filters'),
+        ('catalog', '0011_charge_filters'),
     ]
 
     operations = [

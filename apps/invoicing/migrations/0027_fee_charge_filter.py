@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0006_charge_filters'),
-        ('invoicing', '0015_app_metadata'),
+        ('catalog', '0011_charge_filters'),
+        ('invoicing', '0026_invoice_deleted'),
     ]
 
     operations = [

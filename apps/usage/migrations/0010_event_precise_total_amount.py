@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('usage', '0006_admin_list_indexes'),
+        ('usage', '0009_usage_check'),
     ]
 
     operations = [

@@ -21,7 +21,7 @@ def filters_to_rows(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0005_coupons'),
+        ('catalog', '0010_plan_metadata'),
     ]
 
     operations = [

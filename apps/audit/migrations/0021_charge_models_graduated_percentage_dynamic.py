@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0006_charge_filters'),
+        ('audit', '0020_charge_filters'),
     ]
 
     operations = [

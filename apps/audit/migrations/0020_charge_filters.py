@@ -8,8 +8,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0005_app_metadata'),
-        ('catalog', '0006_charge_filters'),
+        ('audit', '0019_invoice_deleted'),
+        ('catalog', '0011_charge_filters'),
         ('pghistory', '0007_auto_20250421_0444'),
     ]
 
