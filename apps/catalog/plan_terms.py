@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from apps.core.exceptions import ValidationFailed
 from apps.customers.models import Service
 
 from .models import Charge, Commitment, Plan, UsageThreshold, plan_commitment
-from .services import plan_create, plan_update
+from .services import charge_filters_write, filter_values_errors, plan_create, plan_update
 
 _UNSET = object()
 
@@ -79,13 +80,25 @@ def plan_update_with_terms(*, plan: Plan, values: dict, charges: list[dict] | No
 
 
 PLAN_OVERRIDE_FIELDS = ("amount_cents", "amount_currency", "name", "invoice_display_name", "description", "trial_period")
-CHARGE_OVERRIDE_FIELDS = ("min_amount_cents", "invoice_display_name", "properties", "filters")
+CHARGE_OVERRIDE_FIELDS = ("min_amount_cents", "invoice_display_name", "properties")
 
 
 def _charge_overrides_apply(charge: Charge, overrides: dict) -> None:
     for field in CHARGE_OVERRIDE_FIELDS:
         if field in overrides:
             setattr(charge, field, overrides[field] if overrides[field] is not None else getattr(charge, field))
+
+
+def _charge_filters_override(charge: Charge, overrides: dict) -> None:
+    """An override's `filters` replace the saved charge's filters (Lago's batch form; values checked against the
+    metric as on a plan)."""
+    filters = overrides.get("filters")
+    if filters is None:
+        return
+    errors = [problem for item in filters for problem in filter_values_errors(charge.billable_metric, item.get("values"))]
+    if errors:
+        raise ValidationFailed("invalid charge filters", details={"filters": sorted(set(errors))})
+    charge_filters_write(charge=charge, filters=filters)
 
 
 def plan_override(*, plan: Plan, overrides: dict) -> Plan:
@@ -104,10 +117,16 @@ def plan_override(*, plan: Plan, overrides: dict) -> Plan:
             plan=child, billable_metric_id=charge.billable_metric_id, code=charge.code,
             invoice_display_name=charge.invoice_display_name, charge_model=charge.charge_model,
             properties=charge.properties, pay_in_advance=charge.pay_in_advance, invoiceable=charge.invoiceable,
-            prorated=charge.prorated, min_amount_cents=charge.min_amount_cents, filters=charge.filters,
+            prorated=charge.prorated, min_amount_cents=charge.min_amount_cents,
         )
-        _charge_overrides_apply(copy, by_id.get(str(charge.lago_id), {}))
+        wanted = by_id.get(str(charge.lago_id), {})
+        _charge_overrides_apply(copy, wanted)
         copy.save()
+        charge_filters_write(charge=copy, filters=[
+            {"values": item.values, "properties": item.properties, "invoice_display_name": item.invoice_display_name}
+            for item in charge.live_filters
+        ])
+        _charge_filters_override(copy, wanted)
     commitment = plan_commitment(plan)
     if commitment is not None:
         Commitment.objects.create(plan=child, amount_cents=commitment.amount_cents,
@@ -133,6 +152,7 @@ def plan_override_update(*, child: Plan, overrides: dict) -> Plan:
         if wanted:
             _charge_overrides_apply(charge, wanted)
             charge.save()
+            _charge_filters_override(charge, wanted)
     _terms_apply(child, overrides)
     return child
 

@@ -153,10 +153,13 @@ def progressive_billing_check(*, subscription_id: int, at: datetime | None = Non
         issuing_date=today, net_payment_term=customer.net_payment_term, close_key=key,
     )
     for line in state.lines:
-        cents, precise = deducted.get((subscription.pk, line.charge.pk, state.period_from), (0, ZERO))
+        filter_id = line.charge_filter.pk if line.charge_filter is not None else None
+        cents, precise = deducted.get((subscription.pk, line.charge.pk, filter_id, state.period_from), (0, ZERO))
         if line.amount_cents - cents == 0:
             continue
-        line.fee_key = f"sub:{subscription.pk}:progressive:{line.charge.pk}:{key.rsplit(':', 2)[1]}"
+        # One fee per charge and filter (Lago's fee per filter), as the period's invoice has.
+        part = f"{line.charge.pk}:filter:{filter_id}" if filter_id is not None else f"{line.charge.pk}"
+        line.fee_key = f"sub:{subscription.pk}:progressive:{part}:{key.rsplit(':', 2)[1]}"
         line.amount_cents -= cents
         line.precise_amount -= precise
         line.from_datetime, line.to_datetime = line.window.start, at

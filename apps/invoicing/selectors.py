@@ -320,25 +320,28 @@ def past_usage_fees(periods, *, billable_metric_code: str | None = None) -> dict
 PROGRESSIVE_FEE_PATTERN = "sub:%:progressive:%"
 
 
-def progressive_billed(keys: list[tuple[int, object, object]]) -> dict[tuple[int, int, object], tuple[int, Decimal]]:
-    """Per (subscription id, charge id, period start): (cents, precise) that progressive billing invoices (not
-    voided) billed of that charge in that period. `keys`: (subscription id, period start, period end) in UTC."""
+def progressive_billed(
+    keys: list[tuple[int, object, object]],
+) -> dict[tuple[int, int, int | None, object], tuple[int, Decimal]]:
+    """Per (subscription id, charge id, charge filter id or None, period start): (cents, precise) that progressive
+    billing invoices (not voided) billed of that charge (that filter's fee) in that period. `keys`: (subscription
+    id, period start, period end) in UTC."""
     keys = sorted(set(keys))
     if not keys:
         return {}
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT v.id, f.charge_id, v.p_from, sum(f.amount_cents), sum(f.precise_amount)
+            SELECT v.id, f.charge_id, f.charge_filter_id, v.p_from, sum(f.amount_cents), sum(f.precise_amount)
               FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, p_from, p_to)
               JOIN invoicing_fee f ON f.subscription_id = v.id
               JOIN invoicing_invoice i ON i.id = f.invoice_id
              WHERE f.fee_key LIKE %s AND i.status <> %s
                AND f.from_datetime >= v.p_from AND f.to_datetime <= v.p_to
-             GROUP BY v.id, f.charge_id, v.p_from
+             GROUP BY v.id, f.charge_id, f.charge_filter_id, v.p_from
             """,
             [[key[0] for key in keys], [key[1] for key in keys], [key[2] for key in keys],
              PROGRESSIVE_FEE_PATTERN, Invoice.Status.VOIDED],
         )
-        return {(sub_id, charge_id, p_from): (int(cents), Decimal(precise))
-                for sub_id, charge_id, p_from, cents, precise in cursor}
+        return {(sub_id, charge_id, filter_id, p_from): (int(cents), Decimal(precise))
+                for sub_id, charge_id, filter_id, p_from, cents, precise in cursor}

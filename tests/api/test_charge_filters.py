@@ -139,3 +139,47 @@ def test_current_usage_and_the_invoice_show_each_filter_as_lago_does(filtered):
     assert billed["amount_cents"] == 1800 and [(item["invoice_display_name"], item["units"], item["amount_cents"])
                                               for item in billed["filters"]] == [
         ("Africa & AWS", "10", 1000), ("Other regions and providers", "4", 200), (None, "3", 600)]
+
+
+def test_plan_overrides_keep_the_charges_filters_and_may_replace_them_billed_through_the_close(cloud, settings):
+    """A subscription on its own copy of a filtered plan (`plan_overrides`) bills per filter like the plan; an
+    override naming `filters` replaces them on its copy only."""
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    cloud.post("/api/v1/customers", {"customer": {"external_id": "acme", "name": "Acme", "country": "CA",
+                                                  "state": "ON"}}, format="json")
+    metric = _metric(cloud)
+    plan = cloud.post("/api/v1/plans", _plan_body(metric, LAGO_FILTERS), format="json").json()["plan"]
+    charge_id = plan["charges"][0]["lago_id"]
+    overrides = {
+        "s1": {"amount_cents": 500},  # filters copied as they are
+        "s2": {"charges": [{"id": charge_id, "filters": [
+            {"values": {"region": ["africa"], "provider": ["aws"]}, "invoice_display_name": "Africa & AWS",
+             "properties": {"amount": "0.25"}}]}]},
+    }
+    for external_id, override in overrides.items():
+        with time_machine.travel(at(2026, 3, 1, 0, 0), tick=False):
+            response = cloud.post("/api/v1/subscriptions", {"subscription": {
+                "external_customer_id": "acme", "plan_code": "standard_plan", "external_id": external_id,
+                "plan_overrides": override}}, format="json")
+        assert response.status_code == 200, response.json()
+        with time_machine.travel(at(2026, 3, 10), tick=False):
+            for index, props in enumerate([{"region": "africa", "provider": "aws", "gb": "10"},
+                                           {"region": "europe", "provider": "gcp", "gb": "4"}]):
+                assert cloud.post("/api/v1/events", {"event": {
+                    "transaction_id": f"{external_id}-{index}", "external_subscription_id": external_id, "code": "gb",
+                    "timestamp": int(at(2026, 3, 2 + index).timestamp()), "properties": props}},
+                    format="json").status_code == 200
+
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+
+    fees: dict[str, dict] = {}
+    for invoice in cloud.get("/api/v1/invoices").json()["invoices"]:
+        for fee in invoice["fees"]:
+            if fee["item"]["type"] == "charge":
+                sub = fee["external_subscription_id"]
+                fees.setdefault(sub, {})[fee["item"]["filter_invoice_display_name"]] = fee["amount_cents"]
+    # s1: the plan's filters: 10 × $1 + 4 × $0.50; s2: Africa & AWS at $0.25, Europe at the charge's own $2.
+    assert fees["s1"] == {"Africa & AWS": 1000, "Other regions and providers": 200, None: 0}
+    assert fees["s2"] == {"Africa & AWS": 250, None: 800}
+    assert len(ChargeFilter.objects.filter(charge__plan__code="standard_plan", charge__plan__parent__isnull=True,
+                                           deleted_at__isnull=True)) == 2  # the catalog's plan is unchanged

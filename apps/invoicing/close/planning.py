@@ -270,7 +270,8 @@ def progressive_deduct(lines: list[Line]) -> list[Line]:
         return lines
     billed = progressive_billed([(line.subscription.pk, line.period_from, line.period_to) for line in charged])
     for line in charged:
-        cents, precise = billed.get((line.subscription.pk, line.charge.pk, line.period_from), (0, ZERO))
+        filter_id = line.charge_filter.pk if line.charge_filter is not None else None
+        cents, precise = billed.get((line.subscription.pk, line.charge.pk, filter_id, line.period_from), (0, ZERO))
         if not cents and not precise:
             continue
         # Usage may fall after a progressive invoice (a sum with negative corrections): the period's fee then goes

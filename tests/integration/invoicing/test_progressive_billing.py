@@ -157,3 +157,40 @@ def test_ingest_asks_for_one_check_per_watched_subscription_and_the_task_bills(
     assert UsageCheck.objects.count() == 0
     [invoice] = _progressive()
     assert invoice.fees_amount_cents == 900
+
+
+def test_a_filtered_charge_is_billed_progressively_per_filter_and_each_unit_once(billing, settings):
+    """Progressive billing on a charge with filters (Lago's fee per filter): the threshold invoice has one fee per
+    filter, and the period's invoice takes off what each filter's fee already billed, not the charge's total from
+    every filter's fee."""
+    from apps.catalog.models import ChargeFilter
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    metric = billing.metric(filters=[{"key": "region", "values": ["eu", "us"]}])
+    plan = billing.plan(amount_cents=0, charges=[(metric, "standard", {"amount": "1"}, {})])
+    ChargeFilter.objects.create(charge=plan.charges.get(), values={"region": ["eu"]}, properties={"amount": "2"},
+                                invoice_display_name="EU")
+    UsageThreshold.objects.create(plan=plan, amount_cents=2000)
+    billing.customer()
+    sub = billing.subscribe("s1", plan, when=at(2026, 3, 1, 0, 0))
+
+    def event(tx, when, gb, region):
+        usage_events_ingest(service=billing.service, now=when, events=[EventIn(
+            transaction_id=tx, external_subscription_id="s1", code="gb", timestamp=int(when.timestamp()),
+            properties={"gb": gb, "region": region})])
+
+    event("t1", at(2026, 3, 5), "8", "eu")  # $16 at the EU price
+    event("t2", at(2026, 3, 5, 12), "6", "us")  # $6 at the charge's own price: $22, past $20
+    progressive = _check(sub, at(2026, 3, 5, 13))
+    assert sorted(fee.amount_cents for fee in progressive.fees.all()) == [600, 1600]
+    event("t3", at(2026, 3, 20), "1", "eu")  # $2 more in the EU
+    event("t4", at(2026, 3, 21), "3", "us")  # $3 more elsewhere
+
+    periods_close(as_of=at(2026, 4, 1, 0, 30))
+
+    closing = Invoice.objects.get(invoice_type="subscription")
+    by_filter = {(fee.charge_filter.invoice_display_name if fee.charge_filter else None): fee.amount_cents
+                 for fee in closing.fees.filter(fee_type="charge")}
+    assert by_filter == {"EU": 200, None: 300}
+    billed = sum(Fee.objects.filter(fee_type="charge").values_list("amount_cents", flat=True))
+    assert billed == 2700  # 9 GB EU at $2 + 9 GB elsewhere at $1, each billed once
