@@ -334,14 +334,16 @@ def progressive_billed(
             """
             SELECT v.id, f.charge_id, f.charge_filter_id, v.p_from, sum(f.amount_cents), sum(f.precise_amount)
               FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, p_from, p_to)
-              JOIN invoicing_fee f ON f.subscription_id = v.id
+              -- Each subscription's progressive fees by their key's prefix, an index range on uniq_fee_key (C
+              -- collation): a pattern with a wildcard after "sub:" read every fee ever written, once per batch.
+              JOIN invoicing_fee f ON f.fee_key >= 'sub:' || v.id || ':progressive:'
+                                  AND f.fee_key < 'sub:' || v.id || ':progressive;'
               JOIN invoicing_invoice i ON i.id = f.invoice_id
-             WHERE f.fee_key LIKE %s AND i.status <> %s
-               AND f.from_datetime >= v.p_from AND f.to_datetime <= v.p_to
+             WHERE i.status <> %s AND f.from_datetime >= v.p_from AND f.to_datetime <= v.p_to
              GROUP BY v.id, f.charge_id, f.charge_filter_id, v.p_from
             """,
             [[key[0] for key in keys], [key[1] for key in keys], [key[2] for key in keys],
-             PROGRESSIVE_FEE_PATTERN, Invoice.Status.VOIDED],
+             Invoice.Status.VOIDED],
         )
         return {(sub_id, charge_id, filter_id, p_from): (int(cents), Decimal(precise))
                 for sub_id, charge_id, filter_id, p_from, cents, precise in cursor}
