@@ -118,6 +118,9 @@ class Invoice(TimeStampedModel):
             # are issued on today's date, so the first one grows on its right edge.
             models.Index(fields=("issuing_date", "id"), name="invoice_issuing_date_idx"),
             models.Index(fields=("total_amount_cents", "id"), name="invoice_total_idx"),
+            # The close asks, per batch, what progressive billing invoices its customers have (usually none).
+            models.Index(fields=("customer",), condition=Q(invoice_type="progressive_billing"),
+                         name="invoice_progressive_idx"),
         ]
 
     def __str__(self) -> str:

@@ -333,17 +333,20 @@ def progressive_billed(
         cursor.execute(
             """
             SELECT v.id, f.charge_id, f.charge_filter_id, v.p_from, sum(f.amount_cents), sum(f.precise_amount)
-              FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, p_from, p_to)
-              -- Each subscription's progressive fees by their key's prefix, an index range on uniq_fee_key (C
-              -- collation): a pattern with a wildcard after "sub:" read every fee ever written, once per batch.
-              JOIN invoicing_fee f ON f.fee_key >= 'sub:' || v.id || ':progressive:'
-                                  AND f.fee_key < 'sub:' || v.id || ':progressive;'
-              JOIN invoicing_invoice i ON i.id = f.invoice_id
-             WHERE i.status <> %s AND f.from_datetime >= v.p_from AND f.to_datetime <= v.p_to
+              -- From the batch's customers' progressive invoices (a partial index; usually none) to their fees: a
+              -- plan that starts from the fees read every fee ever written, or scanned the fee table once per
+              -- subscription when its statistics were stale during a large close.
+              FROM invoicing_invoice i
+              JOIN invoicing_fee f ON f.invoice_id = i.id
+              JOIN unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, p_from, p_to)
+                ON v.id = f.subscription_id
+             WHERE i.invoice_type = 'progressive_billing' AND i.status <> %s
+               AND i.customer_id IN (SELECT customer_id FROM subscriptions_subscription WHERE id = ANY(%s::bigint[]))
+               AND f.from_datetime >= v.p_from AND f.to_datetime <= v.p_to
              GROUP BY v.id, f.charge_id, f.charge_filter_id, v.p_from
             """,
             [[key[0] for key in keys], [key[1] for key in keys], [key[2] for key in keys],
-             Invoice.Status.VOIDED],
+             Invoice.Status.VOIDED, [key[0] for key in keys]],
         )
         return {(sub_id, charge_id, filter_id, p_from): (int(cents), Decimal(precise))
                 for sub_id, charge_id, filter_id, p_from, cents, precise in cursor}

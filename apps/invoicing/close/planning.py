@@ -260,16 +260,25 @@ def _period_fee_totals(lines: list[Line]) -> dict[tuple[int, datetime], tuple[in
         return {(sub_id, p_from): (int(cents), Decimal(precise)) for sub_id, p_from, cents, precise in cursor}
 
 
-def progressive_deduct(lines: list[Line]) -> list[Line]:
+def _period_charge_lines(lines: list[Line]) -> list[Line]:
+    return [line for line in lines if line.fee_type == Fee.FeeType.CHARGE and line.charge is not None
+            and line.window is not None and not line.is_adjustment and line.period_from is not None]
+
+
+def progressive_billed_for(lines: list[Line]) -> dict:
+    """What progressive billing invoices billed of the period charges among `lines` (a whole batch: one query)."""
+    charged = _period_charge_lines(lines)
+    return progressive_billed([(line.subscription.pk, line.period_from, line.period_to) for line in charged])
+
+
+def progressive_deduct(lines: list[Line], billed: dict) -> list[Line]:
     """Take off each period charge line what progressive billing invoices already billed of that charge in that
     period (Lago's progressive billing credit, per fee here): the line is priced on the whole period's usage, so
-    the two together bill it exactly once. The charge's minimum was already trued up on the whole amount."""
-    charged = [line for line in lines if line.fee_type == Fee.FeeType.CHARGE and line.charge is not None
-               and line.window is not None and not line.is_adjustment and line.period_from is not None]
-    if not charged:
+    the two together bill it exactly once. The charge's minimum was already trued up on the whole amount.
+    `billed`: `progressive_billed_for` of these lines (or of their whole batch)."""
+    if not billed:
         return lines
-    billed = progressive_billed([(line.subscription.pk, line.period_from, line.period_to) for line in charged])
-    for line in charged:
+    for line in _period_charge_lines(lines):
         filter_id = line.charge_filter.pk if line.charge_filter is not None else None
         cents, precise = billed.get((line.subscription.pk, line.charge.pk, filter_id, line.period_from), (0, ZERO))
         if not cents and not precise:
@@ -785,12 +794,13 @@ def plan_locked(
     # Per-event values only for the charges priced per event, one read per window for the whole batch.
     values = per_event_values([line for lines in unpriced.values() for line in lines])
     late_values = late_per_event_values(subscriptions, late) if late else {}
+    progressive = progressive_billed_for([line for lines in unpriced.values() for line in lines])
     for customer in customers:
         if customer.pk not in unpriced:
             continue
         subs = by_customer.get(customer.pk, [])
         try:
-            lines = progressive_deduct(price_lines(unpriced[customer.pk], fetch=fetch, values=values))
+            lines = progressive_deduct(price_lines(unpriced[customer.pk], fetch=fetch, values=values), progressive)
             own = {subscription.pk for subscription in subs}
             mine = {key: total for key, total in late.items() if key[0] in own} if late else {}
             lines.extend(
