@@ -589,9 +589,12 @@ def _load_subscriptions(customer_ids: list[int], *, as_of: datetime) -> list[Sub
     plans = Plan.objects.select_related("minimum_commitment").in_bulk(plan_ids)
     prefetch_related_objects(list(plans.values()), "charges__billable_metric", "charges__charge_filters")
     services = Service.objects.in_bulk({subscription.service_id for subscription in subscriptions})
+    # Planning reads only the time zone; a batch bills with its own locked rows (`plan_locked`). A field read
+    # beyond these would cost a query per customer, which the close's query-count test would show.
     customers = {
         customer.pk: customer
         for customer in Customer.objects.filter(pk__any={subscription.customer_id for subscription in subscriptions})
+        .only("id", "timezone").order_by()
     }
     next_cache = Subscription.next_subscription.related
     for subscription in subscriptions:

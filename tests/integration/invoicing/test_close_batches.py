@@ -487,3 +487,22 @@ def test_batch_inserts_invoices_due_at_once_finalized_without_updating_them(bill
     with connection.cursor() as cursor:  # one row version per invoice: inserted, never updated
         cursor.execute("SELECT count(*) FROM invoicing_invoice WHERE xmax = 0")
         assert cursor.fetchone()[0] == 6
+
+
+def test_the_close_reads_customers_set_based_never_one_by_one(billing, settings):
+    """Planning loads customers with only the fields it reads (`_load_subscriptions`); a field read beyond them
+    would fetch each customer again, one query per customer: none here."""
+    from django.db import connection as default_connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    plan = billing.plan()
+    for index in range(6):
+        billing.customer(f"c{index}")
+        billing.subscribe(f"s{index}", plan, customer=f"c{index}", when=at(2026, 3, 1, 0, 0))
+    with CaptureQueriesContext(default_connection) as queries:
+        assert periods_close(as_of=at(2026, 4, 1, 2, 0)).invoices_count == 6
+    one_by_one = [query["sql"] for query in queries
+                  if 'FROM "customers_customer"' in query["sql"] and '"customers_customer"."id" = ' in query["sql"]
+                  and '"customers_customer"."id" = ANY(' not in query["sql"] and "FOR UPDATE" not in query["sql"]]
+    assert one_by_one == []
