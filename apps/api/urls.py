@@ -6,6 +6,7 @@ from .views import (
     alerts,
     analytics,
     catalog,
+    charges,
     coupons,
     customers,
     entitlements,
@@ -55,4 +56,5 @@ urlpatterns = [
     *webhooks_keys.urlpatterns,
     *organization.urlpatterns,
     *plan_metadata.urlpatterns,
+    *charges.urlpatterns,
 ]

@@ -72,6 +72,12 @@ def charge_filter_out(item: ChargeFilter) -> dict:
     }
 
 
+def charge_filter_full_out(item: ChargeFilter) -> dict:
+    """Lago's ChargeFilterFullObject (/plans/{code}/charges/{charge_code}/filters): the filter with its id and
+    charge."""
+    return {"lago_id": str(item.lago_id), "charge_code": item.charge.code, **charge_filter_out(item)}
+
+
 def plan_out(plan: Plan) -> dict:
     return {
         "lago_id": str(plan.lago_id),

@@ -7,7 +7,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from apps.core.exceptions import Forbidden, NotFound
 from apps.customers.models import Service
 
-from .models import AddOn, AppliedCoupon, BillableMetric, Charge, Coupon, Plan, Tax
+from .models import AddOn, AppliedCoupon, BillableMetric, Charge, ChargeFilter, Coupon, Plan, Tax
 
 
 def billable_metric_list(*, service: Service) -> QuerySet[BillableMetric]:
@@ -36,6 +36,33 @@ def plan_get(*, service: Service, code: str) -> Plan:
     if plan is None:
         raise NotFound("plan")
     return plan
+
+
+def plan_charge_list(*, plan: Plan) -> QuerySet[Charge]:
+    """A plan's charges in creation order, ready for charge_out."""
+    return plan.charges.select_related("billable_metric").prefetch_related("charge_filters").order_by("id")
+
+
+def plan_charge_get(*, plan: Plan, code: str) -> Charge:
+    charge = plan_charge_list(plan=plan).filter(code=code).first()
+    if charge is None:
+        raise NotFound("charge")
+    return charge
+
+
+def charge_filter_list(*, charge: Charge) -> QuerySet[ChargeFilter]:
+    """A charge's filters in force, in creation order."""
+    return charge.charge_filters.filter(deleted_at__isnull=True).select_related("charge").order_by("id")
+
+
+def charge_filter_get(*, charge: Charge, lago_id: str) -> ChargeFilter:
+    try:
+        found = charge_filter_list(charge=charge).filter(lago_id=lago_id).first()
+    except ValidationError:  # not a UUID
+        found = None
+    if found is None:
+        raise NotFound("charge_filter")
+    return found
 
 
 def tax_list(*, service: Service) -> QuerySet[Tax]:

@@ -547,3 +547,103 @@ def plan_metadata_key_delete(*, plan_id: int, key: str) -> Plan:
         plan.metadata = {name: item for name, item in plan.metadata.items() if name != key}
         plan.save(update_fields=["metadata", "updated_at"])
     return plan
+
+
+# --------------------------------------------------------------------------- one charge, one filter (nested routes)
+
+
+def charge_input(charge: Charge) -> dict:
+    """A charge as plan_update's input takes it (its filters left as they are)."""
+    return {"billable_metric_id": str(charge.billable_metric.lago_id), "code": charge.code,
+            "invoice_display_name": charge.invoice_display_name, "charge_model": charge.charge_model,
+            "properties": charge.properties, "pay_in_advance": charge.pay_in_advance,
+            "invoiceable": charge.invoiceable, "prorated": charge.prorated,
+            "min_amount_cents": charge.min_amount_cents}
+
+
+def _one_charge_errors(error: ValidationFailed, index: int) -> ValidationFailed:
+    """plan_update's `charges.{index}.field` keys as the field alone, as Lago's charge services answer."""
+    prefix = f"charges.{index}."
+    details = {key.removeprefix(prefix): codes for key, codes in error.details.items()}
+    return ValidationFailed(str(error), details=details)
+
+
+@transaction.atomic
+def plan_charge_write(*, plan: Plan, data: dict, code: str | None = None) -> Charge:
+    """Create one charge on the plan (`code` None) or replace the named one's values, through plan_update so the
+    charge passes the checks POST /plans gives charges. `data` is a ChargeIn's values; without `filters` the
+    charge keeps its own."""
+    plan = Plan.objects.select_for_update().get(pk=plan.pk)
+    charges = list(plan.charges.select_related("billable_metric").order_by("id"))
+    inputs = [charge_input(charge) for charge in charges]
+    if code is None:
+        if "code" in data and any(charge.code == data["code"] for charge in charges):
+            raise ValidationFailed("invalid charge", details={"code": ["value_already_exist"]})
+        inputs.append(dict(data))
+        index = len(inputs) - 1
+    else:
+        index = next((position for position, charge in enumerate(charges) if charge.code == code), None)
+        if index is None:
+            raise NotFound("charge")
+        inputs[index] = inputs[index] | data | {"code": code}
+    try:
+        plan_update(plan=plan, values={}, charges=inputs)
+    except ValidationFailed as error:
+        raise _one_charge_errors(error, index) from None
+    written = plan.charges.order_by("id")[index] if code is None else plan.charges.get(code=code)
+    return written
+
+
+@transaction.atomic
+def plan_charge_delete(*, plan: Plan, code: str) -> Charge:
+    """Remove one charge from the plan, as plan_update removes a charge left out of the list. A charge that fees
+    billed stays (they point to it): 405 `charge_already_billed`, where Lago discards it and keeps it for them."""
+    plan = Plan.objects.select_for_update().get(pk=plan.pk)
+    charge = plan.charges.select_related("billable_metric").filter(code=code).first()
+    if charge is None:
+        raise NotFound("charge")
+    if charge.fees.exists():
+        raise NotAllowed("charge billed by fees", code="charge_already_billed")
+    plan_update(plan=plan, values={},
+                charges=[charge_input(item) for item in plan.charges.select_related("billable_metric").order_by("id")
+                         if item.pk != charge.pk])
+    return charge
+
+
+@transaction.atomic
+def charge_filter_write(*, charge: Charge, data: dict, charge_filter: ChargeFilter | None = None) -> ChargeFilter:
+    """Add a filter to the charge (`charge_filter` None) or change one: its values must be the metric's (422
+    `values: value_is_invalid`) and no other live filter's (422 `values: value_already_exist`). A filter whose values
+    change is replaced (soft-deleted, kept for its fees) as charge_filters_write replaces it."""
+    charge = Charge.objects.select_for_update().select_related("billable_metric").get(pk=charge.pk)
+    live = list(charge.charge_filters.filter(deleted_at__isnull=True).order_by("id"))
+    values = data.get("values", charge_filter.values if charge_filter is not None else None)
+    errors = filter_values_errors(charge.billable_metric, values)
+    if errors:
+        raise ValidationFailed("invalid filter", details={"values": errors})
+    if any(_values_key(item.values) == _values_key(values) for item in live
+           if charge_filter is None or item.pk != charge_filter.pk):
+        raise ValidationFailed("invalid filter", details={"values": ["value_already_exist"]})
+    items = [{"values": item.values, "properties": item.properties, "invoice_display_name": item.invoice_display_name}
+             for item in live]
+    new = {"values": values,
+           "properties": data.get("properties", charge_filter.properties if charge_filter else {}),
+           "invoice_display_name": data.get("invoice_display_name",
+                                             charge_filter.invoice_display_name if charge_filter else "")}
+    if charge_filter is None:
+        items.append(new)
+        index = len(items) - 1
+    else:
+        index = next(position for position, item in enumerate(live) if item.pk == charge_filter.pk)
+        items[index] = new
+    return charge_filters_write(charge=charge, filters=items)[index]
+
+
+@transaction.atomic
+def charge_filter_delete(*, charge_filter: ChargeFilter) -> ChargeFilter:
+    """Soft-delete one filter (kept for the fees that billed it), as charge_filters_write removes one."""
+    charge_filter = ChargeFilter.objects.select_for_update().get(pk=charge_filter.pk)
+    if charge_filter.deleted_at is None:
+        charge_filter.deleted_at = timezone.now()
+        charge_filter.save(update_fields=["deleted_at", "updated_at"])
+    return charge_filter
