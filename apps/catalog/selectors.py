@@ -65,6 +65,28 @@ def charge_filter_get(*, charge: Charge, lago_id: str) -> ChargeFilter:
     return found
 
 
+def own_charge_filter_get(*, charge: Charge, lago_id: str) -> ChargeFilter:
+    """charge_filter_get, where a subscription's own plan's charge also answers to the id of the catalog plan's
+    filter it copied (the app knows the catalog's ids; the copy has the same values)."""
+    try:
+        return charge_filter_get(charge=charge, lago_id=lago_id)
+    except NotFound:
+        if charge.plan.parent_id is None:
+            raise
+    parent_charge = plan_charge_list(plan=charge.plan.parent).filter(code=charge.code).first()
+    if parent_charge is None:
+        raise NotFound("charge_filter")
+    wanted = _values_key(charge_filter_get(charge=parent_charge, lago_id=lago_id).values)
+    found = next((item for item in charge_filter_list(charge=charge) if _values_key(item.values) == wanted), None)
+    if found is None:
+        raise NotFound("charge_filter")
+    return found
+
+
+def _values_key(values: dict) -> tuple:
+    return tuple(sorted((key, tuple(sorted(chosen))) for key, chosen in values.items()))
+
+
 def tax_list(*, service: Service) -> QuerySet[Tax]:
     """Hub-wide taxes plus the service's own."""
     return Tax.objects.filter(Q(service__isnull=True) | Q(service=service)).order_by("code")

@@ -58,3 +58,37 @@ def _on(request: SubscriptionRequest, plan) -> SubscriptionRequest:
     from dataclasses import replace
 
     return replace(request, plan=plan)
+
+
+@transaction.atomic
+def subscription_own_plan(*, subscription: Subscription) -> Subscription:
+    """The subscription on its own plan, as before writing its charges or filters (Lago's
+    /subscriptions/{id}/charges): one without moves to a copy of its plan (a child with no override yet)."""
+    subscription = Subscription.objects.select_for_update().select_related("plan").get(pk=subscription.pk)
+    if subscription.plan.parent_id is None:
+        subscription.plan = plan_override(plan=subscription.plan, overrides={})
+        subscription.save(update_fields=["plan", "updated_at"])
+    return Subscription.objects.select_related("plan").get(pk=subscription.pk)
+
+
+@transaction.atomic
+def subscription_charge_filter_write(*, subscription: Subscription, charge_code: str, data: dict,
+                                     filter_id: str | None = None):
+    """Add (`filter_id` None) or change a filter of the subscription's own plan's charge, moving it to its own plan
+    first; a refused filter leaves the subscription where it was. `filter_id` may name the catalog filter copied."""
+    from apps.catalog.selectors import own_charge_filter_get, plan_charge_get
+    from apps.catalog.services import charge_filter_write
+
+    charge = plan_charge_get(plan=subscription_own_plan(subscription=subscription).plan, code=charge_code)
+    found = own_charge_filter_get(charge=charge, lago_id=filter_id) if filter_id is not None else None
+    return charge_filter_write(charge=charge, data=data, charge_filter=found)
+
+
+@transaction.atomic
+def subscription_charge_filter_delete(*, subscription: Subscription, charge_code: str, filter_id: str):
+    """Soft-delete a filter of the subscription's own plan's charge, moving it to its own plan first."""
+    from apps.catalog.selectors import own_charge_filter_get, plan_charge_get
+    from apps.catalog.services import charge_filter_delete
+
+    charge = plan_charge_get(plan=subscription_own_plan(subscription=subscription).plan, code=charge_code)
+    return charge_filter_delete(charge_filter=own_charge_filter_get(charge=charge, lago_id=filter_id))
