@@ -612,12 +612,13 @@ def plan_charge_delete(*, plan: Plan, code: str) -> Charge:
 
 @transaction.atomic
 def charge_filter_write(*, charge: Charge, data: dict, charge_filter: ChargeFilter | None = None) -> ChargeFilter:
-    """Add a filter to the charge (`charge_filter` None) or change one: its values must be the metric's (422
-    `values: value_is_invalid`) and no other live filter's (422 `values: value_already_exist`). A filter whose values
-    change is replaced (soft-deleted, kept for its fees) as charge_filters_write replaces it."""
+    """Add a filter to the charge (`charge_filter` None): its values must be the metric's (422
+    `values: value_is_invalid`) and no other live filter's (422 `values: value_already_exist`, where Lago would keep
+    two filters for the same events); or change one's properties and name, its values staying as they are (Lago's
+    ChargeFilters::UpdateService ignores `values`), so it keeps its identity and its fees."""
     charge = Charge.objects.select_for_update().select_related("billable_metric").get(pk=charge.pk)
     live = list(charge.charge_filters.filter(deleted_at__isnull=True).order_by("id"))
-    values = data.get("values", charge_filter.values if charge_filter is not None else None)
+    values = charge_filter.values if charge_filter is not None else data.get("values")
     errors = filter_values_errors(charge.billable_metric, values)
     if errors:
         raise ValidationFailed("invalid filter", details={"values": errors})

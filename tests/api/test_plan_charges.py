@@ -56,6 +56,7 @@ def test_charges_are_listed_created_read_updated_and_deleted_as_lago(plan):
                                       {"amount": "5", "package_size": 100, "free_units": 0})
     assert _call(plan, "get", "/charges/api_calls") == (200, {"charge": charge})
     assert [item["code"] for item in _call(plan, "get", "")[1]["plan"]["charges"]] == ["storage", "api_calls"]
+    assert [item["code"] for item in _call(plan, "get", "/charges")[1]["charges"]] == ["api_calls", "storage"]
     assert _call(plan, "get", "/charges", {"per_page": 1, "page": 2})[1]["meta"]["total_pages"] == 2
 
     # PUT changes what it names; the rest, the identity and the filters stay.
@@ -137,21 +138,25 @@ def test_filters_are_listed_created_read_updated_and_deleted_as_lago(plan):
     assert [item["values"] for item in _call(plan, "get", "")[1]["plan"]["charges"][0]["filters"]] == [
         {"region": ["africa"], "provider": ["aws"]}, {"region": [ALL], "provider": [ALL]}]
 
-    # A new price keeps the filter; new values replace it (the old one is kept for the fees that billed it).
-    status, body = _call(plan, "put", f"{base}/{stored.lago_id}", {"filter": {"properties": {"amount": "1.5"}}})
-    assert (status, body["filter"]["lago_id"], body["filter"]["properties"],
-            body["filter"]["invoice_display_name"]) == (200, str(stored.lago_id), {"amount": "1.5"}, "Africa & AWS")
-    status, body = _call(plan, "put", f"{base}/{stored.lago_id}", {"filter": {"values": {"region": ["us"]}}})
-    assert status == 200 and body["filter"]["values"] == {"region": ["us"]}
-    assert body["filter"]["properties"] == {"amount": "1.5"}
-    stored.refresh_from_db()
-    assert stored.deleted_at is not None
-    us = body["filter"]["lago_id"]
+    # A change takes a new price and name; the values stay (Lago's update ignores them), and so does the identity.
+    status, body = _call(plan, "put", f"{base}/{stored.lago_id}", {"filter": {
+        "properties": {"amount": "1.5"}, "values": {"region": ["us"]}}})
+    assert status == 200, body
+    assert body == {"filter": {**africa["filter"], "properties": {"amount": "1.5"}}}
+    status, body = _call(plan, "put", f"{base}/{stored.lago_id}", {"filter": {"invoice_display_name": None}})
+    assert (status, body["filter"]["invoice_display_name"], body["filter"]["properties"]) == (200, None,
+                                                                                               {"amount": "1.5"})
+    status, us = _call(plan, "post", base, {"filter": {"values": {"region": ["us"]}, "properties": {"amount": "3"}}})
+    assert status == 200, us
+    assert [item["lago_id"] for item in _call(plan, "get", base)[1]["filters"]] == [
+        str(stored.lago_id), other["filter"]["lago_id"], us["filter"]["lago_id"]]
+    us = us["filter"]["lago_id"]
 
     status, body = _call(plan, "delete", f"{base}/{us}")
     assert status == 200 and body["filter"]["values"] == {"region": ["us"]}
     assert ChargeFilter.objects.get(lago_id=us).deleted_at is not None  # soft: fees may point to it
-    assert [item["lago_id"] for item in _call(plan, "get", base)[1]["filters"]] == [other["filter"]["lago_id"]]
+    assert [item["lago_id"] for item in _call(plan, "get", base)[1]["filters"]] == [
+        str(stored.lago_id), other["filter"]["lago_id"]]
     assert _call(plan, "get", f"{base}/{us}") == (404, {**NOT_FOUND, "code": "charge_filter_not_found"})
     assert _call(plan, "get", f"{base}/not-a-uuid")[1]["code"] == "charge_filter_not_found"
 

@@ -69,7 +69,9 @@ def _charge(service, code: str, charge_code: str):
 class PlanChargeListView(APIView):
     @lago_operation("findAllPlanCharges", response="PlanCharge", plural="charges")
     def get(self, request, code: str):
-        charges = plan_charge_list(plan=plan_get(service=request.auth.service, code=code))
+        # Newest first, as Lago lists them.
+        plan = plan_get(service=request.auth.service, code=code)
+        charges = plan_charge_list(plan=plan).order_by("-created_at", "-id")
         return Response(paginate(request, charges, "charges", lambda items: [charge_out(c) for c in items]))
 
     @lago_operation("createPlanCharge", request=ChargeIn, root="charge", response="PlanCharge")
@@ -105,7 +107,9 @@ def _filter_values(charge, body: dict, *, partial: bool) -> dict:
     model)."""
     serializer = ChargeFilterIn(data=body, partial=partial)
     serializer.is_valid(raise_exception=True)
-    values = {key: value for key, value in serializer.validated_data.items() if key in body}
+    # A change names properties and name only: Lago's update ignores `values`.
+    values = {key: value for key, value in serializer.validated_data.items()
+              if key in body and not (partial and key == "values")}
     if "properties" in values and (errors := properties_errors(charge.charge_model, values["properties"])):
         raise serializers.ValidationError({"properties": errors})
     return values
@@ -191,7 +195,7 @@ def _subscription_charge(request, external_id: str, charge_code: str):
 class SubscriptionChargeListView(APIView):
     @lago_operation("findAllSubscriptionCharges", response="PlanCharge", plural="charges", parameters=[STATUS])
     def get(self, request, external_id: str):
-        charges = plan_charge_list(plan=_subscription(request, external_id).plan)
+        charges = plan_charge_list(plan=_subscription(request, external_id).plan).order_by("-created_at", "-id")
         return Response(paginate(request, charges, "charges", lambda items: [charge_out(c) for c in items]))
 
 
