@@ -244,7 +244,12 @@ def plan_update(*, plan: Plan, values: dict, charges: list[dict] | None) -> Plan
             if filters is not NO_FILTERS:
                 charge_filters_write(charge=charge, filters=filters)
             keep.add(charge.pk)
-        plan.charges.exclude(pk__in=keep).delete()
+        removed = plan.charges.exclude(pk__in=keep)
+        if removed.filter(fees__isnull=False).exists():
+            # Fees point at the charges they billed (the audit and the ledger read them): a billed charge stays, as
+            # DELETE /plans/{code}/charges/{code} answers; the whole update is refused, nothing written.
+            raise NotAllowed("charge billed by fees", code="charge_already_billed")
+        removed.delete()
     return plan
 
 

@@ -195,3 +195,23 @@ def test_another_services_key_gets_lagos_404(plan, desk):
     assert _call(plan, "get", "/charges/missing") == (404, {**NOT_FOUND, "code": "charge_not_found"})
     assert _call(plan, "get", "/charges/missing/filters") == (404, {**NOT_FOUND, "code": "charge_not_found"})
     assert Charge.objects.get().properties == {"amount": "2"} and ChargeFilter.objects.get().deleted_at is None
+
+
+def test_a_plan_update_leaving_out_a_billed_charge_is_refused_and_writes_nothing(plan, settings):
+    """PUT /plans with a charges list that drops a charge fees billed: Lago's 405 `charge_already_billed`, as the
+    charge's own DELETE answers, and neither the plan's fields nor its charges change (it was a 500)."""
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    plan.post("/api/v1/customers", {"customer": {"external_id": "acme", "name": "Acme", "country": "CA",
+                                                 "state": "ON"}}, format="json")
+    with time_machine.travel(at(2026, 3, 1, 0, 0), tick=False):
+        assert plan.post("/api/v1/subscriptions", {"subscription": {
+            "external_customer_id": "acme", "plan_code": "standard_plan", "external_id": "s1"}},
+            format="json").status_code == 200
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    calls = plan.metrics["calls"]["lago_id"]
+    response = plan.put("/api/v1/plans/standard_plan", {"plan": {"name": "Renamed", "charges": [
+        {"billable_metric_id": calls, "code": "calls", "charge_model": "standard", "properties": {"amount": "1"}}]}},
+        format="json")
+    assert (response.status_code, response.json()["code"]) == (405, "charge_already_billed")
+    body = plan.get("/api/v1/plans/standard_plan").json()["plan"]
+    assert body["name"] == "Standard plan" and [charge["code"] for charge in body["charges"]] == ["storage"]
