@@ -4,9 +4,11 @@
     python bench/ingest.py --json           # same; the figures as one JSON object on the last line
     python bench/ingest.py --prefill 0 --seconds 5   # quick development run
     python bench/ingest.py --validate-only  # msgspec vs DRF serializer, 1,000-record batches
+    python bench/ingest.py --json --prefill 50000000 --db-name nexabilling_bench_50m   # issue 22's history run
 
 Steps: (1) create/migrate the bench database, (2) one service, 5 metrics, 10,000 subscriptions,
-(3) pre-fill the usage table to --prefill rows with set-based SQL (generate_series; indexes are
+(3) pre-fill the usage table to --prefill rows with set-based SQL, spread evenly over the --history-months
+(default 12) calendar months before the measured month, one partition each (generate_series; indexes are
 dropped and rebuilt around the load, then the newest eighth is inserted through them), (4) start
 gunicorn (bench/gunicorn.conf.py), VACUUM (ANALYZE) the usage tables, CHECKPOINT and --warmup-batches
 of untimed load, then --slices (default 4) rounds of (5) and (6):
@@ -61,7 +63,16 @@ TUNED_SETTINGS = {
 }
 METRICS = [("calls", "count_agg", ""), ("storage", "sum_agg", "gb"), ("cpu", "max_agg", "cores"),
            ("seats", "unique_count_agg", "user_id"), ("gauge", "latest_agg", "level")]
-BASE_TS = 1767225600  # 2026-01-01T00:00:00Z
+BASE_TS = 1767225600  # 2026-01-01T00:00:00Z: the measured events' month; the pre-fill is the history before it
+
+
+def history_start_ts(months: int) -> int:
+    """The first second of the pre-fill: 00:00 UTC on the 1st, `months` calendar months before BASE_TS."""
+    from datetime import datetime, timezone as dt_timezone
+
+    base = datetime.fromtimestamp(BASE_TS, dt_timezone.utc)
+    year, month = divmod(base.year * 12 + base.month - 1 - months, 12)
+    return int(datetime(year, month + 1, 1, tzinfo=dt_timezone.utc).timestamp())
 
 
 def log(*args) -> None:
@@ -136,13 +147,14 @@ def setup_database(args) -> dict:
 
     django.setup()
 
-    # The months the bench writes (pre-fill: the month before BASE_TS; events: from BASE_TS on) get their
-    # partitions, as the beat task would have made them: otherwise every row would land in DEFAULT.
+    # The months the bench writes (pre-fill: the --history-months before BASE_TS; events: from BASE_TS on) get
+    # their partitions, as the beat task would have made them: otherwise every row would land in DEFAULT.
     from datetime import datetime, timezone as dt_timezone
 
     from apps.usage.partitions import usage_partitions_ensure
 
-    usage_partitions_ensure(now=datetime.fromtimestamp(BASE_TS - 31 * 86400, dt_timezone.utc), months_ahead=3)
+    usage_partitions_ensure(now=datetime.fromtimestamp(history_start_ts(args.history_months), dt_timezone.utc),
+                            months_ahead=args.history_months + 3)
 
     from apps.catalog.models import BillableMetric, Plan
     from apps.customers.models import Service
@@ -202,6 +214,9 @@ def prefill(ctx: dict, rows: int) -> int:
     psql(url, "ALTER TABLE usage_usageeventkey DROP CONSTRAINT IF EXISTS usage_usageeventkey_pkey; "
               "DROP INDEX IF EXISTS usage_event_sub_metric_ts_idx; DROP INDEX IF EXISTS usage_event_late_unbilled_idx")
     subs, metrics = ctx["subscription_ids"], ctx["metric_ids"]
+    # Spread evenly over the history, oldest first, as time wrote it: each month's partition gets its share.
+    start = history_start_ts(ctx["history_months"])
+    span = BASE_TS - start
 
     def load(first: int, last: int) -> None:
         psql(url, f"""
@@ -211,7 +226,7 @@ def prefill(ctx: dict, rows: int) -> int:
             SELECT {ctx['service_id']}, 'pre-' || {have} + g,
                    (ARRAY[{','.join(map(str, subs))}])[1 + g % {len(subs)}],
                    (ARRAY[{','.join(map(str, metrics))}])[1 + (g / {len(subs)}) % {len(metrics)}],
-                   to_timestamp({BASE_TS - 31 * 86400} + (g::numeric * {31 * 86400} / {need})),
+                   to_timestamp({start} + (g::numeric * {span} / {need})),
                    (g % 97)::numeric / 4,
                    jsonb_build_object('gb', (g % 97)::numeric / 4, 'user_id', 'u' || (g % 500), 'region', 'ca-central'),
                    1, false
@@ -682,6 +697,9 @@ def main() -> None:
     parser.add_argument("--db-name", default="nexabilling_bench")
     parser.add_argument("--fresh", action="store_true", help="drop the bench database first")
     parser.add_argument("--prefill", type=int, default=10_000_000, help="rows in the table before measuring")
+    parser.add_argument("--history-months", type=int, default=12,
+                        help="calendar months before the measured one that the pre-fill spreads over, one partition "
+                             "each (runs before session 10 used 1)")
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
@@ -724,6 +742,7 @@ def main() -> None:
 
 def run(args, validate: dict) -> None:
     ctx = setup_database(args)
+    ctx["history_months"] = args.history_months
     table_rows = prefill(ctx, args.prefill)
     if args.prefill_only:
         print(json.dumps({"table_rows": table_rows}))
@@ -737,6 +756,7 @@ def run(args, validate: dict) -> None:
     log("period aggregate:", close_result)
     result = {
         "table_rows_before": table_rows,
+        "history_months": args.history_months,
         "workers": args.workers,
         "clients": args.clients,
         "batch": args.batch,

@@ -404,21 +404,26 @@ def _billed_by_subscription(
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT f.subscription_id, f.fee_key, CASE WHEN f.fee_type = %s THEN f.amount_details END
+            SELECT v.id, f.fee_key, f.details
               FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, since)
-              JOIN invoicing_fee f ON f.subscription_id = v.id
-             WHERE f.subscription_id = ANY(%s)
-               AND (v.since IS NULL OR f.from_datetime IS NULL OR f.from_datetime >= v.since)
+              CROSS JOIN LATERAL (
+                SELECT fee.fee_key, CASE WHEN fee.fee_type = %s THEN fee.amount_details END AS details
+                  FROM invoicing_fee fee
+                 WHERE fee.subscription_id = v.id
+                   AND (v.since IS NULL OR fee.from_datetime IS NULL OR fee.from_datetime >= v.since)
+                OFFSET 0
+              ) f
             UNION ALL
             SELECT n.subscription_id, n.close_key, NULL FROM invoicing_creditnote n
              WHERE n.subscription_id = ANY(%s) AND n.close_key IS NOT NULL
             """,
-            # `= ANY` repeats the join key as a plain filter the planner can see: it reads the fees through the
-            # subscription index. Joined to the unnest alone, a fee table whose statistics predate the close (a
-            # first close, or one that grows past its last ANALYZE) was read whole by every batch: 28 ms vs 1.6 ms
-            # at 60,000 fees.
+            # One index probe per subscription whatever the fee table's statistics say: `OFFSET 0` keeps the
+            # planner from flattening the LATERAL into a join it may run as a hash join over every fee. Joined
+            # plainly, a fee table whose statistics predate the close (a first close; one that grew past its last
+            # ANALYZE) was read whole by each chunk: 0.6-1.1 s per chunk at 600,000 fees, so a rerun of 100,000
+            # subscriptions took 113 s against 1.4 s at 10,000 (docs/performance.md, session 10).
             # The second part: in-advance credits the close issued as credit notes (`termination_credits_issue`).
-            [Fee.FeeType.SUBSCRIPTION, ids, since, ids, ids],
+            [ids, since, Fee.FeeType.SUBSCRIPTION, ids],
         )
         # Only a base fee's details are read (its `active_to`, for upgrade credits).
         billed: dict[int, dict[str, dict]] = defaultdict(dict)
