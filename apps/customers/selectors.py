@@ -22,8 +22,9 @@ def service_for_api_key(*, raw_key: str) -> Service | None:
 
     Every API request runs this, so it skips the ORM: `Service.objects.filter(...).first()` cost
     ~740 µs of worker CPU and ~190 µs of PostgreSQL CPU per call, this ~60 µs and ~30 µs
-    (measured on the bench cluster, README "Performance"): a statement prepared once per
-    connection on Django's connection (same transaction, if any).
+    (measured on the bench cluster, README "Performance"): one raw statement on Django's connection
+    (same transaction, if any), unprepared unless the database OPTIONS set a `prepare_threshold`
+    (Django leaves prepared statements off; see apps/usage/services.py `_hot_cursor`).
     """
     if not raw_key:
         return None

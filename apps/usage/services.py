@@ -110,8 +110,10 @@ def _hot_cursor() -> psycopg.Cursor:
 
     Django's default psycopg cursor inlines parameters client-side: escaping the ~200 KB batch
     parameter into the SQL text cost ~5 ms of worker CPU per 1,000 events, and the server then
-    lexed it again. Here the batch travels as a bound parameter, and the hot statements are
-    prepared once per connection (prepare=True), which skips their parse and plan per batch.
+    lexed it again. Here the batch travels as a bound parameter. The hot statements ask to be prepared
+    (prepare=True), which psycopg honours only on a connection with a `prepare_threshold`: Django sets it
+    to None (prepared statements off, for connection poolers) unless the database OPTIONS set one, so by
+    default they are parsed and planned per batch; the figures in docs/performance.md were measured so.
     """
     connection.ensure_connection()
     return psycopg.Cursor(connection.connection)
