@@ -103,7 +103,7 @@ def client_tests() -> dict[str, list[str]]:
         text = path.read_text()
         if "lago_python_client" not in text:
             continue
-        for chain in set(re.findall(r"(?<![\w.])\w+((?:\.\w+)+)\(", text)):
+        for chain in set(re.findall(r"(?:(?<![\w.])\w+|\))((?:\.\w+)+)\(", text)):
             calls.setdefault(chain.lstrip("."), []).append(str(path.relative_to(ROOT)))
     return calls
 
