@@ -24,7 +24,8 @@ from lago_python_client.models import (
     WebhookEndpoint,
 )
 from lago_python_client.models.alert import Alert, AlertsList, AlertThreshold, AlertThresholdList
-from lago_python_client.models.credit_note import Item, Items
+from lago_python_client.models.credit_note import CreditNoteEstimate, CreditNoteUpdate, Item, Items
+from lago_python_client.models.fee import Fee
 from lago_python_client.models.invoice import InvoiceFee, InvoiceFeesList, OneOffInvoice
 from lago_python_client.services.request import make_headers
 
@@ -32,6 +33,8 @@ from apps.catalog.models import BillableMetric as MetricRow
 from apps.catalog.models import Plan as PlanRow
 from apps.catalog.models import Tax as TaxRow
 from apps.customers.models import AccountLink
+from apps.invoicing.models import CreditNote as CreditNoteRow
+from apps.invoicing.models import Invoice as InvoiceRow
 from apps.invoicing.models import Wallet as WalletRow
 from apps.invoicing.models import WalletAlert as WalletAlertRow
 from apps.invoicing.models import WalletTransaction as WalletTransactionRow
@@ -248,3 +251,43 @@ def test_the_payment_url_of_a_paid_top_up_through_the_client(cloud, stripe_env):
     paid = WalletTransactionRow.objects.get(wallet__lago_id=wallet.lago_id, transaction_status="purchased")
     assert cloud.wallet_transactions.payment_url(str(paid.lago_id)).startswith(
         "http://localstripe.invalid/checkout/cs_test_")
+
+
+def test_credit_notes_fees_and_invoice_actions_through_the_client(cloud, desk):
+    cloud.customers.create(Customer(external_id="acme", name="Acme", country="CA", state="ON", currency="CAD"))
+    cloud.add_ons.create(AddOn(name="Setup", code="setup", amount_cents=5000, amount_currency="CAD"))
+    invoice = cloud.invoices.create(OneOffInvoice(external_customer_id="acme", currency="CAD",
+                                                  fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="setup")])))
+    fee_id = invoice.fees.__root__[0].lago_id
+    assert (invoice.status, invoice.total_amount_cents) == ("finalized", 5650)  # HST 13 %
+
+    estimate = cloud.credit_notes.estimate(CreditNoteEstimate(invoice_id=invoice.lago_id, items=Items(
+        __root__=[Item(fee_id=fee_id, amount_cents=1000)])))
+    assert (estimate.lago_invoice_id, estimate.taxes_amount_cents, estimate.max_creditable_amount_cents,
+            [item.amount_cents for item in estimate.items.__root__]) == (invoice.lago_id, 130, 1130, [1000])
+    note = cloud.credit_notes.create(CreditNote(invoice_id=invoice.lago_id, reason="other", credit_amount_cents=1130,
+                                                items=Items(__root__=[Item(fee_id=fee_id, amount_cents=1000)])))
+    assert cloud.credit_notes.find(note.lago_id).total_amount_cents == 1130
+    updated = cloud.credit_notes.update(CreditNoteUpdate(metadata={"ticket": "T-1"}), note.lago_id)
+    assert updated.lago_id == note.lago_id
+    assert CreditNoteRow.objects.get(lago_id=note.lago_id).metadata == {"ticket": "T-1"}
+    with pytest.raises(LagoApiError) as refund:  # refunds are Stripe's to record
+        cloud.credit_notes.update(CreditNoteUpdate(refund_status="succeeded"), note.lago_id)
+    assert (refund.value.status_code, refund.value.response["code"]) == (405, "refund_status_not_updatable")
+    with pytest.raises(LagoApiError) as other_service:
+        desk.credit_notes.find(note.lago_id)
+    assert other_service.value.status_code == 404
+
+    # Every hub fee is invoiced, so only Lago's answers for an invoiced fee apply (test_invoice_actions.py).
+    for call in (lambda: cloud.fees.update(Fee(payment_status="succeeded"), fee_id), lambda: cloud.fees.destroy(fee_id)):
+        with pytest.raises(LagoApiError) as invoiced:
+            call()
+        assert (invoiced.value.status_code, invoiced.value.response["code"]) == (405, "invoiced_fee")
+    assert cloud.fees.find(fee_id).amount_cents == 5000
+
+    with pytest.raises(LagoApiError) as not_failed:  # only an invoice whose generation failed is retried
+        cloud.invoices.retry(invoice.lago_id)
+    assert (not_failed.value.status_code, not_failed.value.response["code"]) == (405, "invalid_status")
+    voided = cloud.invoices.void_invoice(invoice.lago_id)
+    assert voided.status == "voided"
+    assert InvoiceRow.objects.get(lago_id=invoice.lago_id).status == InvoiceRow.Status.VOIDED
