@@ -4,6 +4,7 @@ test_charges_lago_client.py for the whole table (bench/lago_client_coverage.py).
 from __future__ import annotations
 
 import pytest
+from djstripe.models import PaymentMethod as DjstripePaymentMethod
 from lago_python_client import mixins
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
@@ -33,13 +34,20 @@ from apps.catalog.models import BillableMetric as MetricRow
 from apps.catalog.models import Plan as PlanRow
 from apps.catalog.models import Tax as TaxRow
 from apps.customers.models import AccountLink
+from apps.customers.models import Customer as CustomerRow
 from apps.invoicing.models import CreditNote as CreditNoteRow
 from apps.invoicing.models import Invoice as InvoiceRow
 from apps.invoicing.models import Wallet as WalletRow
 from apps.invoicing.models import WalletAlert as WalletAlertRow
 from apps.invoicing.models import WalletTransaction as WalletTransactionRow
+from apps.payments.models import StripeCustomer
 from apps.webhooks.models import WebhookEndpoint as EndpointRow
-from tests.integration.payments.stripe_fixtures import localstripe, stripe_env  # noqa: F401  (fixtures)
+from tests.integration.payments.stripe_fixtures import (  # noqa: F401  (localstripe, stripe_env: fixtures)
+    localstripe,
+    ls_client,
+    save_card,
+    stripe_env,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -291,3 +299,32 @@ def test_credit_notes_fees_and_invoice_actions_through_the_client(cloud, desk):
     voided = cloud.invoices.void_invoice(invoice.lago_id)
     assert voided.status == "voided"
     assert InvoiceRow.objects.get(lago_id=invoice.lago_id).status == InvoiceRow.Status.VOIDED
+
+
+def test_a_customers_payment_methods_through_the_client(cloud, desk, stripe_env, authorized_child_lists):  # noqa: F811
+    """acme's two cards saved at localstripe (a Visa, the default, and a Mastercard), mirrored by dj-stripe."""
+    cloud.customers.create(Customer(external_id="acme", name="Acme"))
+    account = save_card(stripe_env, CustomerRow.objects.get(account_links__external_id="acme"), "pm_card_visa")
+    stripe = ls_client(stripe_env)
+    card = stripe.v1.payment_methods.create(params={"type": "card", "card": {
+        "number": "5555555555554444", "exp_month": 12, "exp_year": 2030, "cvc": "123"}})
+    mastercard = stripe.v1.payment_methods.attach(card.id, params={"customer": account.stripe_customer_id}).id
+    visa = account.default_payment_method_id
+    for pm_id in (visa, mastercard):
+        DjstripePaymentMethod.sync_from_stripe_data(stripe.v1.payment_methods.retrieve(pm_id).to_dict())
+
+    listed = cloud.customer_payment_methods.find_all("acme")
+    assert {(item.provider_method_id, item.is_default, item.payment_provider_type)
+            for item in listed["payment_methods"]} == {(visa, True, "stripe"), (mastercard, False, "stripe")}
+    by_id = {item.provider_method_id: item.lago_id for item in listed["payment_methods"]}
+    made = cloud.customer_payment_methods.set_as_default("acme", by_id[mastercard])
+    assert (made.provider_method_id, made.is_default) == (mastercard, True)
+    assert StripeCustomer.objects.get(pk=account.pk).default_payment_method_id == mastercard
+    with pytest.raises(LagoApiError) as other_service:
+        desk.customer_payment_methods.destroy("acme", by_id[mastercard])
+    assert other_service.value.status_code == 404
+    removed = cloud.customer_payment_methods.destroy("acme", by_id[mastercard])
+    assert (removed.provider_method_id, removed.is_default) == (mastercard, False)
+    assert StripeCustomer.objects.get(pk=account.pk).default_payment_method_id == ""
+    assert [(item.provider_method_id, item.is_default)
+            for item in cloud.customer_payment_methods.find_all("acme")["payment_methods"]] == [(visa, False)]
