@@ -1,6 +1,6 @@
 """Which lago-python-client calls the hub answers, and which test drives each one through the client (issue 21).
 
-    python bench/lago_client_coverage.py            # one row per client method: its request, Lago 1.51, hub, test
+    python bench/lago_client_coverage.py            # one row per client method: request, in Lago 1.51?, hub, tests
     python bench/lago_client_coverage.py --json     # the rows as one JSON object on the last line
 
 Calls every public method of the installed client with placeholder arguments, catching the request it would send
@@ -137,9 +137,15 @@ def main() -> None:
     if args.json:
         print(json.dumps({"rows": rows}))
         return
+    print(f"{'client call':<40} {'request':<84} {'1.51':<4} {'hub':<10} tests through the client")
     for row in rows:
-        tests = ", ".join(Path(t).stem for t in row["tests"]) or "-"
-        print(f"{row['call']:<46} {row['request']:<88} {'yes' if row['lago_1_51'] else 'no':<4} {row['hub']:<11} {tests}")
+        tests = ", ".join(Path(t).stem.removeprefix("test_") for t in row["tests"]) or "-"
+        print(f"{row['call']:<40} {row['request']:<84} {'yes' if row['lago_1_51'] else 'no':<4} {row['hub']:<10} {tests}")
+    routed = [row for row in rows if row["hub"] == "routed"]
+    print(f"\n{len(rows)} client calls: {len(routed)} routed ({sum(1 for row in routed if row['tests'])} with a client "
+          f"test), {sum(1 for row in rows if row['hub'] == 'absent')} deliberately absent, "
+          f"{sum(1 for row in rows if row['hub'] == 'not routed')} not routed "
+          f"({sum(1 for row in rows if row['hub'] == 'not routed' and row['lago_1_51'])} of them in Lago 1.51)")
 
 
 if __name__ == "__main__":
