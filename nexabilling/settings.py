@@ -338,6 +338,8 @@ CELERY_TASK_ROUTES = {
     "apps.webhooks.tasks.*": {"queue": "webhooks"},
     "apps.ledger.tasks.*": {"queue": "ledger"},
     "apps.payments.tasks.*": {"queue": "payments"},
+    # Archiving a month exports it for minutes: on its own queue, so the rollup and the change-log prune never wait.
+    "apps.usage.tasks.usage_months_archive_due_task": {"queue": "usage-maintenance"},
     "apps.usage.tasks.*": {"queue": "usage"},
 }
 # Seconds ingest waits before checking a subscription's usage against its thresholds: one check for many batches.
@@ -370,6 +372,9 @@ CELERY_BEAT_SCHEDULE["usage-rollup"] = {"task": "apps.usage.tasks.usage_rollup_a
 # Monthly usage partitions for the next USAGE_PARTITIONS_AHEAD_MONTHS (idempotent; a missed day changes nothing).
 CELERY_BEAT_SCHEDULE["usage-partitions-ahead"] = {
     "task": "apps.usage.tasks.usage_partitions_ensure_task", "schedule": crontab(hour=3, minute=10)}
+# Billed months older than USAGE_ARCHIVE_AFTER_MONTHS: exported, checked, dropped (idempotent; an unbilled month waits).
+CELERY_BEAT_SCHEDULE["usage-archive"] = {
+    "task": "apps.usage.tasks.usage_months_archive_due_task", "schedule": crontab(hour=3, minute=40)}
 # Subscriptions (apps/subscriptions/tasks.py): trim the change log that ingest's cached lookups check.
 # Migration (apps/migration/tasks.py): relay the usage accepted during a dual run to Lago (idle otherwise).
 CELERY_BEAT_SCHEDULE["migration-relay"] = {"task": "apps.migration.tasks.relay_due_task", "schedule": 15.0}
@@ -425,6 +430,9 @@ USAGE_AGGREGATE_WORK_MEM_MB = env_int("USAGE_AGGREGATE_WORK_MEM_MB", 64, minimum
 USAGE_PARTITIONS_AHEAD_MONTHS = env_int("USAGE_PARTITIONS_AHEAD_MONTHS", 3, minimum=1)
 USAGE_RAW_RETENTION_MONTHS = env_int("USAGE_RAW_RETENTION_MONTHS", 12, minimum=0)
 USAGE_ARCHIVE_DIR = Path(env_str("USAGE_ARCHIVE_DIR", str(BASE_DIR / "var" / "usage-archive")))
+# The beat's archiver (`usage-archive`) archives each fully billed month once it ended this many months ago (never
+# sooner than USAGE_RAW_RETENTION_MONTHS); 0 turns it off. Its files go to USAGE_ARCHIVE_DIR: durable storage.
+USAGE_ARCHIVE_AFTER_MONTHS = env_int("USAGE_ARCHIVE_AFTER_MONTHS", 13, minimum=0)
 # How long partition DDL waits for its locks before giving up until the next run (ingest queues behind it meanwhile).
 USAGE_PARTITION_LOCK_TIMEOUT_MS = env_int("USAGE_PARTITION_LOCK_TIMEOUT_MS", 5000, minimum=1)
 

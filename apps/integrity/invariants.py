@@ -314,7 +314,7 @@ SELECT i.customer_id, f.invoice_id, i.number, f.currency, f.id, f.subscription_i
        f.events_count, w.on_time, w.before_cutoff, """ + _imported("f.invoice_id") + """ AS imported,
        -- The window reaches into a month whose raw rows were archived (usage_archive): they cannot be counted.
        EXISTS (SELECT 1 FROM usage_usagearchive a
-                WHERE a.restored_at IS NULL AND f.from_datetime < (a.month + interval '1 month') AT TIME ZONE 'UTC'
+                WHERE a.status = 'archived' AND a.restored_at IS NULL AND f.from_datetime < (a.month + interval '1 month') AT TIME ZONE 'UTC'
                   AND f.to_datetime > a.month::timestamp AT TIME ZONE 'UTC') AS archived
   FROM invoicing_fee f
   JOIN invoicing_invoice i ON i.id = f.invoice_id
@@ -370,7 +370,8 @@ def i2_usage(customer_ids: Iterable[int] | None = None) -> list[Violation]:
     usage = {(sub, metric): (int(on_time), int(late)) for sub, metric, on_time, late in _rows(
         USAGE_SQL.format(scope=subscription_scope), params)}
     # Late rows of archived months were billed (archiving requires it) and are counted from the archive's record.
-    for archived_late in UsageArchive.objects.filter(restored_at__isnull=True).values_list("late_billed", flat=True):
+    for archived_late in UsageArchive.objects.filter(
+            status=UsageArchive.Status.ARCHIVED, restored_at__isnull=True).values_list("late_billed", flat=True):
         for sub, metric, count in archived_late:
             on_time, late = usage.get((sub, metric), (0, 0))
             usage[(sub, metric)] = (on_time, late + count)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from apps.usage.models import UsageArchive
+
 from .selectors import Backlog, ops_figures
 
 
@@ -33,6 +35,11 @@ class HubCollector(Collector):
         for status, count in sorted(figures.payment_attempts.items()):
             attempts.add_metric([status], count)
         yield attempts
+        archives = GaugeMetricFamily("nexabilling_usage_archive_months", "Months of raw usage by archive status "
+                                     "(archived; skipped: unbilled usage or a refusal, see the admin)", labels=["status"])
+        for status in UsageArchive.Status.values:  # every status, 0 included, so an alert has a series to read
+            archives.add_metric([status], figures.usage_archive_months.get(status, 0))
+        yield archives
         close = figures.close
         yield GaugeMetricFamily("nexabilling_close_running", "1 while a period close runs", value=int(close.running))
         yield GaugeMetricFamily("nexabilling_close_running_seconds", "How long the running close has run",

@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.invoicing.models import CloseRun
 from apps.ledger.models import LedgerPosting
 from apps.payments.models import PaymentAttempt
-from apps.usage.models import UsageEvent
+from apps.usage.models import UsageArchive, UsageEvent
 from apps.webhooks.models import WebhookDelivery
 
 
@@ -45,6 +45,7 @@ class OpsFigures:
     postings: Backlog
     payment_attempts: dict[str, int]
     close: CloseProgress
+    usage_archive_months: dict[str, int] = field(default_factory=dict)  # months of raw usage by archive status
 
 
 def _backlog(model, *, waiting: tuple[str, ...], now: datetime) -> Backlog:
@@ -105,4 +106,5 @@ def ops_figures(*, now: datetime | None = None) -> OpsFigures:
         postings=_backlog(LedgerPosting, now=now, waiting=(LedgerPosting.Status.PENDING,)),
         payment_attempts=dict(PaymentAttempt.objects.values_list("status").annotate(count=Count("id")).order_by()),
         close=_close_progress(now),
+        usage_archive_months=dict(UsageArchive.objects.values_list("status").annotate(count=Count("id")).order_by()),
     )

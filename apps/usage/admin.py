@@ -17,7 +17,7 @@ from apps.core.admin_kit import BoundedCountPaginator, NexaModelAdmin, chart_opt
 from apps.customers.models import Service
 from apps.subscriptions.models import Subscription
 
-from .models import UsageEvent
+from .models import UsageArchive, UsageEvent
 from .selectors import usage_daily_for_subscription, usage_summary
 
 
@@ -136,3 +136,30 @@ class UsageEventAdmin(NexaModelAdmin):
             "charts": charts,
         }
         return TemplateResponse(request, "admin/usage/chart.html", context)
+
+
+@admin.register(UsageArchive)
+class UsageArchiveAdmin(NexaModelAdmin):
+    """Months of raw usage archived (file, rows, checksum), and those the archiver skipped and why. Read-only:
+    rows are written by the archiver (beat `usage-archive`, `manage.py usage_archive`) and `usage_restore`."""
+
+    list_display = ("month", "status", "last_error", "rows", "path", "short_sha256", "archived_at", "restored_at",
+                    "attempts", "last_attempt_at")
+    list_filter = ("status",)
+    ordering = ("-month",)
+    readonly_fields = ("month", "status", "last_error", "path", "rows", "sha256", "late_billed", "archived_at",
+                       "restored_at", "attempts", "last_attempt_at", "claimed_until")
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="sha256")
+    def short_sha256(self, obj):
+        return obj.sha256[:12]

@@ -149,19 +149,38 @@ class UsageRollupState(models.Model):
 
 
 class UsageArchive(models.Model):
-    """A month of raw usage rows exported and dropped by `usage_archive` (docs/usage.md "Partitions")."""
+    """A month of raw usage rows exported and dropped (`usage_archive`, or the beat's `usage-archive`), or a month
+    the archiver tried and could not archive yet (docs/usage.md "Partitions"): one row per month.
+
+    Only `archived` rows describe a dropped partition; the integrity check (I2) reads those alone.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # a run has started (or died before writing the file)
+        SKIPPED = "skipped"  # refused: `last_error` says why (unbilled usage, too recent, a busy table)
+        EXPORTED = "exported"  # the file is written and checked; the partition is not yet dropped (the next run drops it)
+        ARCHIVED = "archived"  # the file is written and checked and the partition dropped
 
     month = models.DateField(unique=True)  # first day of the UTC month
-    path = models.CharField(max_length=1024)  # where the gzip CSV was written
-    rows = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    path = models.CharField(max_length=1024, blank=True)  # where the gzip CSV was written (the storage's location)
+    rows = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)  # of the gzip file's bytes, also in the manifest beside it
     # [[subscription_id, billable_metric_id, rows], …] of late rows billed as adjustments: the integrity check (I2)
     # compares adjustment fees with late rows, and these are no longer in the table.
     late_billed = models.JSONField(default=list, blank=True)
-    archived_at = models.DateTimeField()
+    archived_at = models.DateTimeField(null=True, blank=True)
     restored_at = models.DateTimeField(null=True, blank=True)  # set by `usage_restore`; archiving again clears it
+    last_error = models.TextField(blank=True)  # why the last attempt did not archive the month
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A run's claim on the month (conditional UPDATE): two runs at once archive it once. A run that dies keeps it
+    # until `claimed_until`, then the next run takes the month over and finishes it.
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"usage of {self.month:%Y-%m} ({self.rows} rows)"
+        return f"usage of {self.month:%Y-%m} ({self.status}, {self.rows} rows)"
 
 
 class UsageCheck(models.Model):

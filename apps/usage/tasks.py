@@ -17,3 +17,11 @@ def usage_partitions_ensure_task() -> None:
     from .partitions import usage_partitions_ensure
 
     usage_partitions_ensure()
+
+
+@shared_task(acks_late=True)
+def usage_months_archive_due_task() -> None:
+    """Archive the billed months past USAGE_ARCHIVE_AFTER_MONTHS (beat: daily; idempotent, safe to overlap)."""
+    from .partitions import usage_months_archive_due
+
+    usage_months_archive_due()
