@@ -194,6 +194,12 @@ def test_i2_holds_once_a_billed_month_of_usage_is_archived_and_restored(world, s
     assert archived.rows == 3 and UsageEvent.objects.count() == 1
 
     assert i2_usage() == []
+    # Only an `archived` record stands for rows that left the table; a skipped attempt's record does not.
+    from apps.usage.models import UsageArchive
+
+    UsageArchive.objects.filter(month=date(2026, 3, 1)).update(status="skipped")
+    assert {v.rule for v in i2_usage()} == {"fee_count", "late_billed"}
+    UsageArchive.objects.filter(month=date(2026, 3, 1)).update(status="archived")
 
     usage_month_restore(path=archived.path)
     assert UsageEvent.objects.count() == 4 and i2_usage() == []

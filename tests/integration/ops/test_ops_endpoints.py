@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from django.db import connection
@@ -104,7 +104,16 @@ def test_metrics_show_backlogs_failures_and_lag(client, metrics_on):
     invoice = invoice_make(service=service, customer=customer_make(), fees_cents=[1000])
     LedgerPosting.objects.create(kind="invoice", ref=f"hub-{invoice.pk}", invoice=invoice, status="failed")
 
+    from apps.usage.models import UsageArchive
+
+    UsageArchive.objects.create(month=date(2025, 1, 1), status="archived", rows=10)
+    UsageArchive.objects.create(month=date(2025, 2, 1), status="archived", rows=12)
+    UsageArchive.objects.create(month=date(2025, 3, 1), status="skipped", last_error="2025-03 still holds …")
+
     text = _scrape(client)
+    assert _metric(text, "nexabilling_usage_archive_months", 'status="archived"') == 2
+    assert _metric(text, "nexabilling_usage_archive_months", 'status="skipped"') == 1
+    assert _metric(text, "nexabilling_usage_archive_months", 'status="exported"') == 0
     assert _metric(text, "nexabilling_webhook_deliveries", 'status="pending"') == 1
     assert _metric(text, "nexabilling_webhook_deliveries", 'status="failed"') == 1
     assert 120 <= _metric(text, "nexabilling_webhook_deliveries_lag_seconds") < 3600

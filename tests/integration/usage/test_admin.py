@@ -74,3 +74,22 @@ def test_the_dashboard_form_opens_a_subscription_chart_by_its_external_id(admin_
     missing = admin_client.get(find, {"subscription": "nope"}, follow=True)
     assert missing.redirect_chain[-1][0] == reverse("admin:index")
     assert "No subscription has the external id &#x27;nope&#x27;." in missing.content.decode()
+
+
+def test_the_archive_list_shows_archived_and_skipped_months_read_only(admin_client):
+    from datetime import date
+
+    from django.urls import reverse
+
+    from apps.usage.models import UsageArchive
+
+    UsageArchive.objects.create(month=date(2025, 1, 1), status="archived", rows=1234, path="/srv/a.csv.gz",
+                                sha256="ab" * 32, archived_at=datetime(2026, 2, 3, tzinfo=timezone.utc))
+    UsageArchive.objects.create(month=date(2025, 2, 1), status="skipped",
+                                last_error="2025-02 still holds 3 late rows not yet billed")
+
+    text = admin_client.get(reverse("admin:usage_usagearchive_changelist")).content.decode()
+
+    assert "1234" in text and "/srv/a.csv.gz" in text and "abababababab" in text
+    assert "2025-02 still holds 3 late rows not yet billed" in text
+    assert admin_client.get(reverse("admin:usage_usagearchive_add")).status_code == 403
