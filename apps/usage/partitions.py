@@ -289,12 +289,20 @@ def _archive_claim(month: date) -> uuid.UUID:
 
 
 def _archive_release(month: date, token: uuid.UUID, *, status: str | None = None, error: str | None = None) -> None:
+    """Give the month back (if this run still holds it), recording why it was not archived.
+
+    Called while an exception propagates: a failure here (the database gone) is logged, not raised over it; the
+    claim then runs out by itself.
+    """
     changes: dict = {"claim_token": None, "claimed_until": None}
     if status is not None:
         changes["status"] = status
     if error is not None:
         changes["last_error"] = error[:4000]
-    UsageArchive.objects.filter(month=month, claim_token=token).update(**changes)
+    try:
+        UsageArchive.objects.filter(month=month, claim_token=token).update(**changes)
+    except Exception:
+        logger.exception("usage archive: could not release %s", f"{month:%Y-%m}")
 
 
 def _archive_export(month: date, storage: ArchiveStorage, name: str) -> tuple[list, int, str]:

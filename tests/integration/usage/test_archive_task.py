@@ -9,6 +9,7 @@ import threading
 from datetime import date, datetime, timezone
 
 import pytest
+import time_machine
 from django.db import connection
 
 from apps.usage.archive_storage import DirectoryStorage
@@ -208,3 +209,26 @@ def test_two_archivers_at_once_archive_each_month_once(world, archiving):
         with connection.cursor() as cursor:
             for month in (JAN, FEB, MAR):
                 cursor.execute(f"DROP TABLE IF EXISTS usage_usageevent_p{month:%Y_%m}")
+
+
+@pytest.mark.django_db
+def test_the_command_runs_the_same_archiver_and_restore_refuses_a_file_its_manifest_disowns(world, archiving):
+    from django.core.management import CommandError, call_command
+
+    from apps.usage.partitions import UsageArchiveRefused, usage_month_restore
+
+    three_months(world, billed_until=datetime(2021, 2, 1, tzinfo=UTC))
+    with time_machine.travel(NOW, tick=False):
+        call_command("usage_archive", "--due")
+    assert JAN not in usage_partitions_list() and UsageArchive.objects.get(month=FEB).status == "skipped"
+    with pytest.raises(CommandError, match="--out names one month's file"):
+        call_command("usage_archive", "--due", "--out", str(archiving / "x.csv.gz"))
+    file = archiving / "usage_usageevent_p2021_01.csv.gz"
+    good = file.read_bytes()
+    file.write_bytes(gzip.compress(gzip.decompress(good), mtime=1))  # same rows, other bytes: not the archived file
+
+    with pytest.raises(UsageArchiveRefused, match="does not match its manifest"):
+        usage_month_restore(path=file)
+    assert JAN not in usage_partitions_list()
+    file.write_bytes(good)
+    assert usage_month_restore(path=file).rows == 2 and JAN in usage_partitions_list()
