@@ -3,6 +3,7 @@ by the API and by webhook payloads that embed them."""
 from __future__ import annotations
 
 from apps.core.representations import decimal_str, ts
+from apps.invoicing.rating import properties_group_keys_out
 
 from .models import AddOn, AppliedCoupon, BillableMetric, Charge, ChargeFilter, Coupon, Plan, plan_commitment
 
@@ -57,7 +58,7 @@ def charge_out(charge: Charge) -> dict:
         "regroup_paid_fees": None,
         "prorated": charge.prorated,
         "min_amount_cents": charge.min_amount_cents,
-        "properties": charge.properties,
+        "properties": properties_group_keys_out(charge.properties),
         "filters": [charge_filter_out(item) for item in charge.live_filters],
         "taxes": [],
     }
@@ -67,7 +68,7 @@ def charge_filter_out(item: ChargeFilter) -> dict:
     """Lago's ChargeFilterObject (inside a charge)."""
     return {
         "invoice_display_name": item.invoice_display_name or None,
-        "properties": item.properties,
+        "properties": properties_group_keys_out(item.properties),
         "values": item.values,
     }
 

@@ -13,6 +13,7 @@ to the charge's fee of the period, which is the amount Lago would bill at once.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -27,7 +28,8 @@ from apps.subscriptions.models import Subscription
 from .close.planning import _charge_name, current_usage_lines
 from .fees import customer_tax_rates, fee_taxes
 from .models import Fee, Invoice
-from .rating import ChargeModel, charge_pricing, needs_per_event_amounts, price_charge, round_units
+from .rating import ChargeModel, charge_pricing, needs_per_event_amounts, price_charge, pricing_group_keys, round_units
+from .selectors import group_canon
 
 ZERO = Decimal(0)
 INSTANT_MODELS = (Charge.ChargeModel.STANDARD, Charge.ChargeModel.PERCENTAGE)
@@ -49,6 +51,25 @@ class FeeEstimate:
     precise_amount: Decimal  # major units, unrounded
     amount_cents: int
     fee: Fee | None = None  # estimate_fees: the unsaved fee, taxed
+
+
+def _event_group(charge: Charge, event: EventEstimateIn) -> dict | None:
+    """The pricing group the event falls in ({key: value as text, None if absent}: Lago groups on
+    `properties->>key`); None for a charge without pricing group keys."""
+    keys = pricing_group_keys(charge.properties)
+    if not keys:
+        return None
+    properties = event.properties or {}
+    return {key: _as_text(properties.get(key)) for key in keys}
+
+
+def _as_text(value) -> str | None:
+    """A JSON property value as PostgreSQL's `->>` reads it."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, separators=(", ", ": ")) if isinstance(value, (dict, list)) else str(value)
 
 
 def _event_units(metric: BillableMetric, event: EventEstimateIn) -> Decimal:
@@ -130,13 +151,16 @@ def estimate_fees(*, subscription: Subscription, event: EventEstimateIn, at: dat
     if not charges:
         raise _no_charge()
     period, p_from, p_to, lines = current_usage_lines(subscription, at=at)
-    so_far = {line.charge.pk: line for line in lines if line.charge is not None}
+    # The charge's own line (last of its lines); a grouped charge's, that of the event's pricing group.
+    so_far = {(line.charge.pk, group_canon(line.grouped_by or {})): line for line in lines if line.charge is not None
+              and line.charge_filter is None}
     currency = subscription.plan.amount_currency
     rates = customer_tax_rates(subscription.customer, on=period.end)
     out = []
     for charge in charges:
         units = _event_units(charge.billable_metric, event)
-        line = so_far.get(charge.pk)
+        group = _event_group(charge, event)
+        line = so_far.get((charge.pk, group_canon(group or {})))
         before_units, before_events = (line.units, line.events_count) if line is not None else (ZERO, 0)
         if charge.charge_model == ChargeModel.PERCENTAGE and needs_per_event_amounts(
                 charge_model=charge.charge_model, properties=charge.properties):
@@ -149,7 +173,8 @@ def estimate_fees(*, subscription: Subscription, event: EventEstimateIn, at: dat
         fee = Fee(
             invoice=Invoice(currency=currency),  # none: fee_out reads its payment status (pending)
             fee_key="", fee_type=Fee.FeeType.CHARGE, service_id=subscription.service_id, subscription=subscription,
-            charge=charge, name=_charge_name(subscription, charge), currency=currency, units=units,
+            charge=charge, grouped_by=group or {}, name=_charge_name(subscription, charge), currency=currency,
+            units=units,
             total_aggregated_units=units, events_count=1,
             precise_unit_amount=(amount / units) if units else ZERO, precise_amount=amount, amount_cents=amount_cents,
             taxes_amount_cents=taxes_cents, taxes_rate=taxes_rate, applied_taxes=applied,

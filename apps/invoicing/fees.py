@@ -60,6 +60,8 @@ class Line:
     min_amount_cents: int = 0  # charge minimum to true up once priced
     proration: tuple | None = None  # (period, active_from, active_to) for the minimum
     late_event_ids: tuple[int, ...] = ()  # late usage rows this adjustment bills
+    # A charge with pricing group keys: the group of events this line bills ({key: value or None}); None: not split.
+    grouped_by: dict | None = None
 
     @property
     def properties(self) -> dict:
@@ -153,6 +155,7 @@ def fee_values(line: Line, *, rates: list[TaxRate], taxed: dict | None = None) -
         "subscription_id": subscription.pk if subscription is not None else None,
         "charge_id": line.charge.pk if line.charge is not None else None,
         "charge_filter_id": line.charge_filter.pk if line.charge_filter is not None else None,
+        "grouped_by": line.grouped_by or {},
         "name": line.name,
         "description": line.description,
         "currency": line.currency,

@@ -175,6 +175,8 @@ class Fee(TimeStampedModel):
     charge_filter = models.ForeignKey(
         "catalog.ChargeFilter", on_delete=models.PROTECT, null=True, blank=True, db_index=False, related_name="fees"
     )
+    # The pricing group this fee billed ({key: value or None}: Lago's fee `grouped_by`); {} for an ungrouped charge.
+    grouped_by = models.JSONField(default=dict, blank=True)
     add_on_code = models.CharField(max_length=255, blank=True)
     name = models.CharField(max_length=255)  # what the line says
     description = models.TextField(blank=True)

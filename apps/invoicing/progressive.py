@@ -31,7 +31,7 @@ from .close.planning import current_usage_lines
 from .fees import ZERO, Line, customer_tax_rates, fee_values, invoice_recompute_totals
 from .models import AppliedUsageThreshold, Fee, Invoice, InvoiceSubscription, LifetimeUsage
 from .services import invoice_finalize
-from .selectors import PROGRESSIVE_FEE_PATTERN, progressive_billed
+from .selectors import PROGRESSIVE_FEE_PATTERN, group_canon, progressive_billed
 
 logger = logging.getLogger(__name__)
 
@@ -154,11 +154,15 @@ def progressive_billing_check(*, subscription_id: int, at: datetime | None = Non
     )
     for line in state.lines:
         filter_id = line.charge_filter.pk if line.charge_filter is not None else None
-        cents, precise = deducted.get((subscription.pk, line.charge.pk, filter_id, state.period_from), (0, ZERO))
+        group = group_canon(line.grouped_by or {})
+        cents, precise = deducted.get((subscription.pk, line.charge.pk, filter_id, group, state.period_from),
+                                      (0, ZERO))
         if line.amount_cents - cents == 0:
             continue
-        # One fee per charge and filter (Lago's fee per filter), as the period's invoice has.
+        # One fee per charge, filter and pricing group (Lago's fee per filter and group), as the period's invoice has.
         part = f"{line.charge.pk}:filter:{filter_id}" if filter_id is not None else f"{line.charge.pk}"
+        if line.grouped_by is not None:
+            part += ":group:" + line.fee_key.partition(":group:")[2]
         line.fee_key = f"sub:{subscription.pk}:progressive:{part}:{key.rsplit(':', 2)[1]}"
         line.amount_cents -= cents
         line.precise_amount -= precise

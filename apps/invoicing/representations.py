@@ -20,7 +20,7 @@ from .models import (
     CouponCredit, CreditApplication, CreditNote, Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription, Wallet,
     WalletTransaction,
 )
-from .selectors import invoice_payment_link
+from .selectors import group_canon, invoice_payment_link
 
 VERSION_NUMBER = 4  # Lago's invoice amount formulas (research/lago-api.md §2.7)
 
@@ -203,7 +203,7 @@ def fee_out(fee: Fee, *, viewer: Service | None = None, refs: dict | None = None
             "item_type": item_type,
             "filters": charge_filter.values if charge_filter else None,
             "filter_invoice_display_name": charge_filter.display_name if charge_filter else None,
-            "grouped_by": {},
+            "grouped_by": fee.grouped_by or {},
         },
         "service_code": fee.service.code if fee.service_id else None,
         "pay_in_advance": bool(fee.amount_details.get("pay_in_advance", False)),
@@ -580,6 +580,52 @@ def _filter_usage(charge_filter) -> dict:
     return {"invoice_display_name": charge_filter.invoice_display_name or None, "values": charge_filter.values}
 
 
+def _line_sums(lines) -> dict:
+    """Usage totals of lines or fees (one charge's, one filter's or one group's), as Lago sums its fees."""
+    return {
+        "units": decimal_str(sum((line.units for line in lines), Decimal(0))),
+        "total_aggregated_units": decimal_str(sum((line.total_aggregated_units for line in lines), Decimal(0))),
+        "events_count": sum(line.events_count for line in lines),
+        "amount_cents": sum(line.amount_cents for line in lines),
+    }
+
+
+def _by_filter(items: list, line_of) -> list[tuple]:
+    """(filter or None, items) per charge filter of `items`, in first-seen order."""
+    found: dict = {}
+    for item in items:
+        charge_filter = line_of(item).charge_filter
+        found.setdefault(charge_filter.pk if charge_filter is not None else None, (charge_filter, []))[1].append(item)
+    return list(found.values())
+
+
+def usage_filters_and_groups(items: list, *, sums, line_of=lambda item: item) -> tuple[list, list]:
+    """(`filters`, `grouped_usage`) of one charge's usage in Lago's ChargeUsageSerializer: per filter (the charge's
+    own price as a filter with null values) if the charge has filters; per pricing group (each with its own
+    per-filter usage) if any line is grouped. `items`: lines, fees or projections (`line_of` gives the line)."""
+    charge = line_of(items[0]).charge
+    filtered = bool(charge.live_filters)
+
+    def filters_of(group: list) -> list:
+        if not filtered:
+            return []
+        return [{**sums(mine), **_filter_usage(charge_filter)} for charge_filter, mine in _by_filter(group, line_of)]
+
+    grouped: dict[str, tuple[dict, list]] = {}
+    for item in items:
+        group = line_of(item).grouped_by
+        if group:
+            grouped.setdefault(group_canon(group), (group, []))[1].append(item)
+    # Ungrouped usage of a grouped charge (a late adjustment of before the keys were set) under {} as Lago does.
+    if grouped:
+        for item in items:
+            if not line_of(item).grouped_by:
+                grouped.setdefault(group_canon({}), ({}, []))[1].append(item)
+    return filters_of(items), [
+        {**sums(mine), "grouped_by": group, "filters": filters_of(mine)} for group, mine in grouped.values()
+    ]
+
+
 def customer_usage_out(*, subscription, p_from, p_to, period, lines, taxes_cents: int) -> dict:
     """Lago's CustomerUsage: one entry per charge, its filters' usage listed in `filters` (Lago's
     ChargeUsageSerializer: the charge's own price as a filter with null values)."""
@@ -591,24 +637,14 @@ def customer_usage_out(*, subscription, p_from, p_to, period, lines, taxes_cents
     charges = []
     for mine in by_charge.values():
         charge = mine[0].charge
-        totals = {
-            "units": decimal_str(sum((line.units for line in mine), Decimal(0))),
-            "total_aggregated_units": decimal_str(sum((line.total_aggregated_units for line in mine), Decimal(0))),
-            "events_count": sum(line.events_count for line in mine),
-            "amount_cents": sum(line.amount_cents for line in mine),
-        }
+        filters, grouped = usage_filters_and_groups(mine, sums=_line_sums)
         charges.append({
-            **totals,
+            **_line_sums(mine),
             "amount_currency": mine[0].currency,
             "charge": _charge_ref(charge),
             "billable_metric": _metric_ref(charge.billable_metric),
-            "filters": [
-                {"units": decimal_str(line.units), "total_aggregated_units": decimal_str(line.total_aggregated_units),
-                 "events_count": line.events_count, "amount_cents": line.amount_cents,
-                 **_filter_usage(line.charge_filter)}
-                for line in mine
-            ] if charge.live_filters else [],
-            "grouped_usage": [],
+            "filters": filters,
+            "grouped_usage": grouped,
         })
     return {
         "from_datetime": ts(p_from),
@@ -814,8 +850,9 @@ def past_usage_out(period: InvoiceSubscription, fees: list[Fee]) -> dict:
             entry = by_charge[charge.pk] = {
                 **_usage_sums(), "amount_currency": fee.currency, "charge": _charge_ref(charge),
                 "billable_metric": _metric_ref(charge.billable_metric), "filters": {}, "grouped_usage": [],
-                "taxes_amount_cents": 0,
+                "taxes_amount_cents": 0, "fees": [],
             }
+        entry["fees"].append(fee)
         entry["taxes_amount_cents"] += fee.taxes_amount_cents
         _usage_add(entry, fee)
         # Per filter (late-usage adjustments of the same filter added in); the charge's own price under None.
@@ -828,6 +865,7 @@ def past_usage_out(period: InvoiceSubscription, fees: list[Fee]) -> dict:
     for entry in by_charge.values():
         filters = list(entry.pop("filters").values())
         entry["filters"] = [_usage_strs(item) for item in filters] if any(item["values"] for item in filters) else []
+        entry["grouped_usage"] = usage_filters_and_groups(entry.pop("fees"), sums=_line_sums)[1]
         charges.append(_usage_strs(entry))
     amount = sum(entry["amount_cents"] for entry in charges)
     taxes = sum(entry.pop("taxes_amount_cents") for entry in charges)
@@ -851,9 +889,19 @@ def projected_usage_out(*, subscription, p_from, p_to, period, projected, taxes_
     by_charge: dict[int, list] = {}
     for item in projected:
         by_charge.setdefault(item.line.charge.pk, []).append(item)
+    def projected_sums(items: list) -> dict:
+        return {
+            "units": decimal_str(sum((item.line.units for item in items), Decimal(0))),
+            "projected_units": decimal_str(sum((item.projected_units for item in items), Decimal(0))),
+            "events_count": sum(item.line.events_count for item in items),
+            "amount_cents": sum(item.line.amount_cents for item in items),
+            "projected_amount_cents": sum(item.projected_amount_cents for item in items),
+        }
+
     charges = []
     for mine in by_charge.values():
         charge = mine[0].line.charge
+        filters, grouped = usage_filters_and_groups(mine, sums=projected_sums, line_of=lambda item: item.line)
         charges.append({
             "units": decimal_str(sum((item.line.units for item in mine), Decimal(0))),
             "projected_units": decimal_str(sum((item.projected_units for item in mine), Decimal(0))),
@@ -863,13 +911,8 @@ def projected_usage_out(*, subscription, p_from, p_to, period, projected, taxes_
             "amount_currency": mine[0].line.currency,
             "charge": _charge_ref(charge),
             "billable_metric": _metric_ref(charge.billable_metric),
-            "filters": [
-                {"units": decimal_str(item.line.units), "projected_units": decimal_str(item.projected_units),
-                 "events_count": item.line.events_count, "amount_cents": item.line.amount_cents,
-                 "projected_amount_cents": item.projected_amount_cents, **_filter_usage(item.line.charge_filter)}
-                for item in mine
-            ] if charge.live_filters else [],
-            "grouped_usage": [],
+            "filters": filters,
+            "grouped_usage": grouped,
             "groups": [],
         })
     return {

@@ -6,6 +6,8 @@ is seen by each service linked with its customer.
 """
 from __future__ import annotations
 
+import json
+
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
@@ -323,8 +325,9 @@ PROGRESSIVE_FEE_PATTERN = "sub:%:progressive:%"
 def progressive_billed(
     keys: list[tuple[int, object, object]],
 ) -> dict[tuple[int, int, int | None, object], tuple[int, Decimal]]:
-    """Per (subscription id, charge id, charge filter id or None, period start): (cents, precise) that progressive
-    billing invoices (not voided) billed of that charge (that filter's fee) in that period. `keys`: (subscription
+    """Per (subscription id, charge id, charge filter id or None, pricing group (`group_canon`, "{}" for none),
+    period start): (cents, precise) that progressive billing invoices (not voided) billed of that charge (that
+    filter's and group's fee) in that period. `keys`: (subscription
     id, period start, period end) in UTC."""
     keys = sorted(set(keys))
     if not keys:
@@ -332,7 +335,8 @@ def progressive_billed(
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT v.id, f.charge_id, f.charge_filter_id, v.p_from, sum(f.amount_cents), sum(f.precise_amount)
+            SELECT v.id, f.charge_id, f.charge_filter_id, f.grouped_by, v.p_from, sum(f.amount_cents),
+                   sum(f.precise_amount)
               -- From the batch's customers' progressive invoices (a partial index; usually none) to their fees: a
               -- plan that starts from the fees read every fee ever written, or scanned the fee table once per
               -- subscription when its statistics were stale during a large close.
@@ -343,10 +347,19 @@ def progressive_billed(
              WHERE i.invoice_type = 'progressive_billing' AND i.status <> %s
                AND i.customer_id IN (SELECT customer_id FROM subscriptions_subscription WHERE id = ANY(%s::bigint[]))
                AND f.from_datetime >= v.p_from AND f.to_datetime <= v.p_to
-             GROUP BY v.id, f.charge_id, f.charge_filter_id, v.p_from
+             GROUP BY v.id, f.charge_id, f.charge_filter_id, f.grouped_by, v.p_from
             """,
             [[key[0] for key in keys], [key[1] for key in keys], [key[2] for key in keys],
              Invoice.Status.VOIDED, [key[0] for key in keys]],
         )
-        return {(sub_id, charge_id, filter_id, p_from): (int(cents), Decimal(precise))
-                for sub_id, charge_id, filter_id, p_from, cents, precise in cursor}
+        return {(sub_id, charge_id, filter_id, group_canon(_json_value(group) or {}), p_from): (int(cents), Decimal(precise))
+                for sub_id, charge_id, filter_id, group, p_from, cents, precise in cursor}
+
+
+def _json_value(raw):
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def group_canon(grouped_by: dict) -> str:
+    """A fee's pricing group ({key: value}) as canonical JSON: how progressive billing and the close name it."""
+    return json.dumps(grouped_by, sort_keys=True, separators=(",", ":"))

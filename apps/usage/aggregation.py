@@ -39,8 +39,9 @@ def rollup_state_ensure() -> None:
         cursor.execute(STATE_ROW_SQL)
 
 
-# The values an event carries for its metric's filter keys, only where the metric lists the value: sorted
-# (key, value) pairs, () for none. A charge's filters match events by them (apps/invoicing/filters.py).
+# The values an event carries for its metric's filter keys, only where the metric lists the value, and for the
+# pricing group keys of its charges (any value, None when the event lacks the key): sorted (key, value) pairs,
+# () for none. A charge's filters match events by them (apps/invoicing/filters.py).
 Combination = tuple[tuple[str, str], ...]
 
 
@@ -99,7 +100,7 @@ def combination_from_sql(raw) -> Combination:
 # The event's filter values the metric lists, as a JSON object ({} for none): `fm` holds each filtered metric's
 # {key: [values]}; `?` tests a JSON array for a string.
 COMBINATION_SQL = """coalesce((SELECT jsonb_object_agg(k.key, e.properties ->> k.key) FROM jsonb_each(fm.allowed) k
-                           WHERE k.value ? (e.properties ->> k.key)), '{}'::jsonb)"""
+                           WHERE k.value = 'true'::jsonb OR k.value ? (e.properties ->> k.key)), '{}'::jsonb)"""
 FILTERED_METRICS_SQL = "unnest(%(fm_ids)s::bigint[], %(fm_allowed)s::jsonb[]) AS fm(id, allowed)"
 
 
@@ -115,10 +116,43 @@ def metrics_for(subscription_ids: list[int]) -> dict[int, _Metric]:
     rows = BillableMetric.objects.filter(
         service__subscriptions__id__in=subscription_ids
     ).values_list("id", "aggregation_type", "recurring", "field_name", "filters").distinct()
-    return {
+    metrics = {
         pk: _Metric(kind, recurring, field or "", {item["key"]: list(item["values"]) for item in filters or []})
         for pk, kind, recurring, field, filters in rows
     }
+    for pk, keys in group_keys_by_metric(list(metrics)).items():
+        # A pricing group key takes any value (ANY_VALUE), also when it is one of the metric's filter keys.
+        metrics[pk].filters.update(dict.fromkeys(keys, ANY_VALUE))
+    return metrics
+
+
+# In a metric's {key: [values]}: the key is a charge's pricing group key, every value it takes is kept (an event
+# without it: null, Lago's group of events missing the key).
+ANY_VALUE = True
+
+
+def group_keys_by_metric(metric_ids: list[int]) -> dict[int, set[str]]:
+    """The pricing group keys (Lago `pricing_group_keys`, formerly `grouped_by`) any charge or charge filter on these
+    metrics sets: their usage is split by the values events carry for them, as by filter values (`Combination`).
+    Such a metric is read from its raw rows, as a filtered one (the daily rollup keeps no properties)."""
+    from django.db.models import Q
+
+    from apps.catalog.models import Charge, ChargeFilter
+    from apps.invoicing.rating import pricing_group_keys
+
+    if not metric_ids:
+        return {}
+    grouped = Q(properties__has_key="pricing_group_keys") | Q(properties__has_key="grouped_by")
+    found: dict[int, set[str]] = {}
+    rows = list(Charge.objects.filter(grouped, billable_metric_id__in=metric_ids)
+                .values_list("billable_metric_id", "properties"))
+    rows += ChargeFilter.objects.filter(grouped, charge__billable_metric_id__in=metric_ids, deleted_at=None) \
+        .values_list("charge__billable_metric_id", "properties")
+    for pk, properties in rows:
+        keys = pricing_group_keys(properties)
+        if keys:
+            found.setdefault(pk, set()).update(keys)
+    return found
 
 
 def filtered_metrics_params(metrics: dict[int, _Metric]) -> dict:

@@ -50,6 +50,16 @@ class ChargeFilterIn(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField(max_length=255), allow_empty=False), allow_empty=False
     )
 
+    def validate_properties(self, value):
+        return properties_group_keys_normalized(value)
+
+
+def properties_group_keys_normalized(properties):
+    """Properties as stored: group keys under `pricing_group_keys` (Lago moves a deprecated `grouped_by` there)."""
+    from apps.invoicing.rating import properties_group_keys_normalized as normalized
+
+    return normalized(properties)
+
 
 def properties_errors(charge_model: str, properties: dict) -> dict:
     """Lago's property error codes for `properties` under `charge_model`, as DRF error details ({} when valid)."""
@@ -72,6 +82,9 @@ class ChargeIn(serializers.Serializer):
     filters = ChargeFilterIn(many=True, required=False, default=list)
     # Tax is decided by the customer's province (Canadian rules); accepted for Lago compatibility.
     tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def validate_properties(self, value):
+        return properties_group_keys_normalized(value)
 
     def validate(self, attrs):
         errors = properties_errors(attrs["charge_model"], attrs.get("properties"))

@@ -46,7 +46,7 @@ from apps.subscriptions.selectors import subscription_get
 
 from ..openapi import lago_operation
 from ..pagination import paginate
-from ..serializers.catalog import ChargeFilterIn, ChargeIn, properties_errors
+from ..serializers.catalog import ChargeFilterIn, ChargeIn, properties_errors, properties_group_keys_normalized
 from ..serializers.common import BlankableCharField, StrictIntegerField, root_payload
 from .subscriptions import STATUS, _status_param
 
@@ -163,6 +163,9 @@ class SubscriptionChargeOverrideIn(serializers.Serializer):
     filters = ChargeFilterIn(many=True, required=False)
     # Tax is decided by the customer's province (Canadian rules); accepted for Lago compatibility.
     tax_codes = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def validate_properties(self, value):
+        return properties_group_keys_normalized(value)
 
 
 def _subscription(request, external_id: str):

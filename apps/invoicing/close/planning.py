@@ -24,8 +24,8 @@ from apps.subscriptions.periods import local_date, local_midnight_utc, period_bo
 from .. import rating
 from ..fees import ZERO, Line, Window, customer_tax_rates
 from ..models import Fee
-from ..selectors import progressive_billed, tax_schedule
-from .pricing import filter_combinations, price_charge_line, price_lines
+from ..selectors import group_canon, progressive_billed, tax_schedule
+from .pricing import filter_combinations, group_lines, line_combinations, price_charge_line, price_lines
 from .usage import UsageFetcher, WindowsNotFenced, _usage_totals, per_event_values, unfenced_cutoffs
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def subscription_lines(
         return []
     lines: list[Line] = []
     charges = [charge for charge in plan.charges.all() if charge.invoiceable]
+    grouped_billed = {key.partition(":group:")[0].partition(":filter:")[0] for key in billed if ":group:" in key}
     for period in periods_between(
         interval=plan.interval, billing_time=subscription.billing_time, anchor_date=anchor, start=begin, end=stop
     ):
@@ -196,7 +197,9 @@ def subscription_lines(
             continue
         for charge in charges:
             key = f"sub:{subscription.pk}:charge:{charge.pk}:{period.start}"
-            if key in billed:  # a charge's filter lines are written with it, in one invoice
+            # A charge's filter and group lines are written with it, in one invoice; a grouped charge's own line is
+            # written as its groups' (`pricing.group_lines`), under keys that extend its own.
+            if key in billed or key in grouped_billed:
                 continue
             lines.extend(
                 charge_lines(
@@ -280,7 +283,9 @@ def progressive_deduct(lines: list[Line], billed: dict) -> list[Line]:
         return lines
     for line in _period_charge_lines(lines):
         filter_id = line.charge_filter.pk if line.charge_filter is not None else None
-        cents, precise = billed.get((line.subscription.pk, line.charge.pk, filter_id, line.period_from), (0, ZERO))
+        group = group_canon(line.grouped_by or {})
+        cents, precise = billed.get((line.subscription.pk, line.charge.pk, filter_id, group, line.period_from),
+                                    (0, ZERO))
         if not cents and not precise:
             continue
         # Usage may fall after a progressive invoice (a sum with negative corrections): the period's fee then goes
@@ -507,6 +512,7 @@ def _late_usage_lines(
     if values is None:
         values = late_per_event_values(subscriptions, late)
     lines: list[Line] = []
+    grouped_billed = {key.partition(":group:")[0].partition(":filter:")[0] for key in billed if ":group:" in key}
     for subscription in subscriptions:
         billing_on = days[subscription.pk]
         for charge in subscription.plan.charges.all():
@@ -515,7 +521,7 @@ def _late_usage_lines(
                 continue
             ids = total.event_ids
             key = f"sub:{subscription.pk}:late:{charge.pk}:{ids[0]}:{ids[-1]}:{len(ids)}"
-            if key in billed:
+            if key in billed or key in grouped_billed:
                 continue
             line = Line(
                 billing_on=billing_on,
@@ -530,10 +536,12 @@ def _late_usage_lines(
             )
             # A charge with filters: each filter's late rows at its price, the rest at the charge's (only the
             # lines with late rows; the rows are marked billed with them, so none is billed twice).
-            for part in charge_lines(line):
+            # Charges with pricing group keys: each group's late rows on their own line (`group_lines`).
+            parts = [grouped for part in charge_lines(line) for grouped in group_lines(part, total.parts)]
+            for part in parts:
                 mine = total
-                if part.charge_filter is not None or charge.live_filters:
-                    mine = total.select(filter_combinations(part, total.parts))
+                if part.charge_filter is not None or charge.live_filters or part.grouped_by is not None:
+                    mine = total.select(line_combinations(part, total.parts))
                     if not mine.events_count:
                         continue
                     part.late_event_ids = mine.event_ids

@@ -1,7 +1,10 @@
 """The close's pricing stage: charge lines priced from their usage (rating.py), minimum true-ups."""
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +16,7 @@ from apps.usage.aggregation import values_in_order
 from .. import filters, rating
 from ..fees import ZERO, Line, Window, _json
 from ..models import Fee
+from ..selectors import group_canon
 from .usage import (
     PerEventValues, UsageFetcher, _needs_values, _usage_totals, event_amounts, is_dynamic, per_event_values,
 )
@@ -47,6 +51,63 @@ def filter_combinations(line: Line, combinations) -> list:
     positions, specs = _filter_specs(line.charge)
     wanted = positions[line.charge_filter.pk] if line.charge_filter is not None else None
     return [combination for combination in combinations if filters.matching_filter(combination, specs) == wanted]
+
+
+def _group_key_part(grouped_by: dict) -> str:
+    """The fee key's part naming a group: its canonical JSON, or a digest of it when long (fee keys hold 255)."""
+    canon = group_canon(grouped_by)
+    return canon if len(canon) <= 120 else "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _group_of(combination, keys) -> dict:
+    carried = dict(combination)
+    return {key: carried.get(key) for key in keys}
+
+
+def line_combinations(line: Line, parts) -> list:
+    """Of a metric's usage `parts` (keyed by combination of filter and group values), those `line` bills: its
+    filter's share (`filter_combinations`), then its group's (`line.grouped_by`)."""
+    combinations = list(parts)
+    if line.charge.live_filters:
+        combinations = filter_combinations(line, combinations)
+    if line.grouped_by is not None:
+        wanted = line.grouped_by
+        combinations = [item for item in combinations if _group_of(item, wanted) == wanted]
+    return combinations
+
+
+def group_lines(line: Line, parts) -> list[Line]:
+    """Split a charge line (the charge's own or one filter's) whose properties set pricing group keys into one line
+    per distinct combination of those keys' values in its usage `parts` (Lago's GroupedService: one fee per group,
+    each priced on its own with the charge model). An event without a key is in the group where it is null, as
+    Lago groups on `properties->>key`. No usage: one line with every key null (Lago's empty grouped result).
+
+    Each line's key adds its group (`:group:<canonical JSON>`): a rerun, a late close or progressive billing name
+    the same group the same way. The charge minimum stays on the last line, trued up over all the charge's lines.
+    """
+    keys = rating.pricing_group_keys(line.properties)
+    if not keys:
+        return [line]
+    groups: dict[str, dict] = {}
+    combinations = list(parts or ())
+    if line.charge.live_filters:
+        combinations = filter_combinations(line, combinations)
+    for combination in combinations:
+        group = _group_of(combination, keys)
+        groups.setdefault(group_canon(group), group)
+    if not groups:
+        group = dict.fromkeys(keys)
+        groups[group_canon(group)] = group
+    ordered = [groups[canon] for canon in sorted(groups)]
+    return [
+        replace(
+            line, fee_key=f"{line.fee_key}:group:{_group_key_part(group)}", grouped_by=group,
+            name=" · ".join([line.name, *(str(value) for value in group.values() if value is not None)]),
+            min_amount_cents=line.min_amount_cents if last else 0, proration=line.proration if last else None,
+        )
+        for position, group in enumerate(ordered)
+        for last in (position == len(ordered) - 1,)
+    ]
 
 
 def price_charge_line(
@@ -96,7 +157,7 @@ def price_charge_line(
                 Line(
                     billing_on=line.billing_on,
                     currency=line.currency,
-                    fee_key=line.fee_key.replace(":charge:", ":minimum:", 1),
+                    fee_key=line.fee_key.partition(":group:")[0].replace(":charge:", ":minimum:", 1),
                     fee_type=Fee.FeeType.COMMITMENT,
                     subscription=line.subscription,
                     charge=charge,
@@ -139,6 +200,15 @@ def price_lines(
     for window, subscription_ids in by_window.items():
         for (subscription_id, metric_id), total in fetch(sorted(subscription_ids), window.start, window.end).items():
             totals[(window, subscription_id, metric_id)] = total
+    # Charges with pricing group keys: one line per group of their usage (`group_lines`).
+    expanded: list[Line] = []
+    for line in lines:
+        if line.window is not None and line.charge is not None and rating.pricing_group_keys(line.properties):
+            total = totals.get((line.window, line.subscription.pk, line.charge.billable_metric_id))
+            expanded.extend(group_lines(line, total.parts if total is not None else ()))
+        else:
+            expanded.append(line)
+    lines = expanded
     priced: dict[int, list[Line]] = {}
     siblings: dict[str, tuple[int, Decimal]] = {}
     # Filter lines first: their amounts count toward the charge's minimum, trued up on the charge's own line.
@@ -149,9 +219,9 @@ def price_lines(
             continue
         key = (line.window, line.subscription.pk, line.charge.billable_metric_id)
         total = totals.get(key)
-        filtered = bool(line.charge.live_filters)
+        filtered = bool(line.charge.live_filters) or line.grouped_by is not None
         if filtered and total is not None:
-            combinations = filter_combinations(line, total.parts)
+            combinations = line_combinations(line, total.parts)
             total = total.select(combinations)
         units = Decimal(total.units) if total is not None else ZERO
         events = int(total.events_count) if total is not None else 0
@@ -167,10 +237,11 @@ def price_lines(
             keys = [(*key, combination) for combination in combinations] if filtered and total is not None else (
                 [] if filtered else [key])
             prices = sum((event_prices.get(one, ZERO) for one in keys), ZERO)
-        own_key = line.fee_key.partition(":filter:")[0]
+        own_key = line.fee_key.partition(":filter:")[0].partition(":group:")[0]
         priced[index] = price_charge_line(line, units=units, events_count=events, per_event_amounts=per_event,
                                           siblings=siblings.get(own_key, (0, ZERO)), events_amount_cents=prices)
-        if line.charge_filter is not None:
+        # Every line but the one holding the charge's minimum (its last) counts toward that minimum.
+        if line.charge_filter is not None or (line.grouped_by is not None and not line.min_amount_cents):
             cents, precise = siblings.get(own_key, (0, ZERO))
             siblings[own_key] = (cents + line.amount_cents, precise + line.precise_amount)
     return [item for index in range(len(lines)) for item in priced[index]]
