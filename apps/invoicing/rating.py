@@ -413,6 +413,8 @@ def properties_group_keys_normalized(properties: Any) -> Any:
     `grouped_by` there and drops it). Anything not a valid mapping is returned as is (validation refuses it)."""
     if not isinstance(properties, Mapping) or "grouped_by" not in properties:
         return properties
+    if not isinstance(properties["grouped_by"], (list, type(None))):
+        return properties  # refused by validation, under the name the caller sent
     out = dict(properties)
     grouped_by = out.pop("grouped_by")
     if grouped_by and not out.get("pricing_group_keys"):
