@@ -140,6 +140,19 @@ def test_the_invoice_has_one_fee_per_group_with_lagos_grouped_by_and_past_usage_
                   for item in billed["grouped_usage"]) == [("EU", "10", 1000), ("US", "15", 1500)]
 
 
+def test_the_invoice_preview_shows_the_group_fees_the_close_then_writes(grouped):
+    with time_machine.travel(at(2026, 3, 20), tick=False):
+        response = grouped.post("/api/v1/invoices/preview", {"customer": {"external_id": "acme"},
+                                                             "subscriptions": {"external_ids": ["s1"]}}, format="json")
+    assert response.status_code == 200, response.json()
+    assert Fee.objects.count() == 0
+    shown = sorted((fee["item"]["grouped_by"]["region"], fee["amount_cents"])
+                   for fee in response.json()["invoice"]["fees"] if fee["item"]["type"] == "charge")
+    assert shown == [("EU", 1000), ("US", 1500)]
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    assert sorted((fee.grouped_by["region"], fee.amount_cents) for fee in Fee.objects.filter(fee_type="charge")) == shown
+
+
 def test_filters_then_groups_in_current_usage(cloud, settings):
     """Lago's grouped_usage entries carry their own per-filter usage; the charge's `filters` sum each filter's
     groups."""
@@ -172,3 +185,36 @@ def test_filters_then_groups_in_current_usage(cloud, settings):
     assert {key: item["amount_cents"] for key, item in by_cloud.items()} == {"aws": 3500, "gcp": 1000, None: 100}
     assert sorted((item["invoice_display_name"] or "", item["amount_cents"])
                   for item in by_cloud["aws"]["filters"]) == [("", 1500), ("EU", 2000)]
+
+
+def test_estimate_fees_prices_the_event_on_its_groups_usage_so_far(service_factory, api_client_for):
+    """A graduated charge paid in advance, grouped by region, with 90 GB used in EU: 20 GB more in EU cross into
+    the second tier (10 × $0.10 + 10 × $0.05), 20 GB in US start from zero (20 × $0.10)."""
+    from tests.integration.invoicing.conftest import Billing
+
+    tiers = {"graduated_ranges": [
+        {"from_value": 0, "to_value": 100, "per_unit_amount": "0.10", "flat_amount": "0"},
+        {"from_value": 101, "to_value": None, "per_unit_amount": "0.05", "flat_amount": "0"}],
+        "pricing_group_keys": ["region"]}
+    issued = service_factory("nexacloud", "NexaCloud")
+    billing = Billing(issued.service)
+    plan = billing.plan(amount_cents=0, charges=[(billing.metric(), "graduated", tiers, {"pay_in_advance": True})])
+    billing.customer("acme")
+    billing.subscribe("s1", plan, when=at(2026, 3, 1, 0, 0))
+    from apps.usage.services import usage_events_ingest
+    from apps.usage.validation import EventIn
+
+    usage_events_ingest(service=billing.service, now=at(2026, 3, 5, 11), events=[
+        EventIn(transaction_id="t1", external_subscription_id="s1", code="gb",
+                timestamp=int(at(2026, 3, 5).timestamp()), properties={"gb": "90", "region": "EU"})])
+    api = api_client_for(issued.raw_key)
+    out = {}
+    for region in ("EU", "US"):
+        with time_machine.travel(at(2026, 3, 20, 12), tick=False):
+            response = api.post("/api/v1/events/estimate_fees", {"event": {
+                "code": "gb", "external_subscription_id": "s1", "properties": {"gb": 20, "region": region}}},
+                format="json")
+        assert response.status_code == 200, response.json()
+        [fee] = response.json()["fees"]
+        out[region] = (fee["item"]["grouped_by"], fee["amount_cents"])
+    assert out == {"EU": ({"region": "EU"}, 150), "US": ({"region": "US"}, 200)}
