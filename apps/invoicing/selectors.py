@@ -6,6 +6,7 @@ is seen by each service linked with its customer.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 from datetime import date
@@ -363,3 +364,10 @@ def _json_value(raw):
 def group_canon(grouped_by: dict) -> str:
     """A fee's pricing group ({key: value}) as canonical JSON: how progressive billing and the close name it."""
     return json.dumps(grouped_by, sort_keys=True, separators=(",", ":"))
+
+
+def group_key_part(grouped_by: dict) -> str:
+    """The fee key's part naming a pricing group (after `:group:`): its canonical JSON (ASCII), or a digest of it
+    when long (fee keys hold 255 characters)."""
+    canon = group_canon(grouped_by)
+    return canon if len(canon) <= 120 else "sha256:" + hashlib.sha256(canon.encode()).hexdigest()

@@ -39,6 +39,7 @@ from apps.customers.services import customer_upsert
 from apps.invoicing.models import Fee, Invoice, InvoiceAppliedTax, InvoiceSubscription
 from apps.invoicing.numbering import invoice_numbers_take
 from apps.invoicing.rating import validate_properties
+from apps.invoicing.selectors import group_key_part
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.periods import local_date, local_midnight_utc, period_containing
 
@@ -624,6 +625,7 @@ class Importer:
         item = fee.get("item") or {}
         kind = item.get("type")
         charge_id = self._mapped("charge", fee.get("lago_charge_id")) if kind == "charge" else None
+        grouped_by = _plain(item.get("grouped_by") or {}) if kind == "charge" else {}
         start = _when(fee.get("from_date"))
         key = None
         if subscription is not None and start is not None and kind in ("subscription", "charge"):
@@ -636,6 +638,8 @@ class Importer:
                 key = f"sub:{subscription.pk}:base:{period.start}"
             elif charge_id is not None:
                 key = f"sub:{subscription.pk}:charge:{charge_id}:{period.start}"
+                if grouped_by:  # one Lago fee per pricing group: each under its group's key, as the close writes
+                    key = f"{key}:group:{group_key_part(grouped_by)}"
         warnings = []
         if key is not None and Fee.objects.filter(fee_key=key).exists():
             warnings.append(f"fee {fee.get('lago_id')}: the hub already billed this period ({key})")
@@ -647,7 +651,7 @@ class Importer:
                     "amount_cents": int(tax.get("amount_cents") or 0)} for tax in fee.get("applied_taxes") or []]
         row = Fee.objects.create(
             invoice=invoice, fee_key=key or f"lago:{self.service.pk}:{fee['lago_id']}", fee_type=fee_type,
-            service=self.service, subscription=subscription, charge_id=charge_id,
+            service=self.service, subscription=subscription, charge_id=charge_id, grouped_by=grouped_by,
             add_on_code=_str(item.get("code")) if fee_type == Fee.FeeType.ADD_ON else "",
             name=_str(item.get("invoice_display_name") or item.get("name") or item.get("code")),
             description=_str(fee.get("description")), currency=fee.get("amount_currency") or invoice.currency,

@@ -1,7 +1,6 @@
 """The close's pricing stage: charge lines priced from their usage (rating.py), minimum true-ups."""
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from dataclasses import replace
@@ -16,7 +15,7 @@ from apps.usage.aggregation import values_in_order
 from .. import filters, rating
 from ..fees import ZERO, Line, Window, _json
 from ..models import Fee
-from ..selectors import group_canon
+from ..selectors import group_canon, group_key_part
 from .usage import (
     PerEventValues, UsageFetcher, _needs_values, _usage_totals, event_amounts, is_dynamic, per_event_values,
 )
@@ -51,12 +50,6 @@ def filter_combinations(line: Line, combinations) -> list:
     positions, specs = _filter_specs(line.charge)
     wanted = positions[line.charge_filter.pk] if line.charge_filter is not None else None
     return [combination for combination in combinations if filters.matching_filter(combination, specs) == wanted]
-
-
-def _group_key_part(grouped_by: dict) -> str:
-    """The fee key's part naming a group: its canonical JSON, or a digest of it when long (fee keys hold 255)."""
-    canon = group_canon(grouped_by)
-    return canon if len(canon) <= 120 else "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
 
 
 def _group_of(combination, keys) -> dict:
@@ -101,7 +94,7 @@ def group_lines(line: Line, parts) -> list[Line]:
     ordered = [groups[canon] for canon in sorted(groups)]
     return [
         replace(
-            line, fee_key=f"{line.fee_key}:group:{_group_key_part(group)}", grouped_by=group,
+            line, fee_key=f"{line.fee_key}:group:{group_key_part(group)}", grouped_by=group,
             name=" · ".join([line.name, *(str(value) for value in group.values() if value is not None)]),
             min_amount_cents=line.min_amount_cents if last else 0, proration=line.proration if last else None,
         )
