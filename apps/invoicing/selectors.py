@@ -368,6 +368,8 @@ def group_canon(grouped_by: dict) -> str:
 
 def group_key_part(grouped_by: dict) -> str:
     """The fee key's part naming a pricing group (after `:group:`): its canonical JSON (ASCII), or a digest of it
-    when long (fee keys hold 255 characters)."""
+    when long (fee keys hold 255 characters) or when a key or value holds a colon (fee keys are matched by
+    `:progressive:`-like segments: an event's value must never look like one)."""
     canon = group_canon(grouped_by)
-    return canon if len(canon) <= 120 else "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+    colon = any(":" in str(part) for item in grouped_by.items() for part in item if part is not None)
+    return canon if len(canon) <= 120 and not colon else "sha256:" + hashlib.sha256(canon.encode()).hexdigest()

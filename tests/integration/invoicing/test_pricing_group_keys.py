@@ -241,3 +241,21 @@ def test_progressive_billing_bills_groups_and_the_close_deducts_each_group(billi
         "EU": 300, "US": 0}
     billed = Fee.objects.filter(fee_type="charge", invoice__status__in=["finalized", "draft"])
     assert sum(fee.amount_cents for fee in billed) == 2800  # 28 GB × $1, each once
+
+
+def test_a_group_value_that_looks_like_a_fee_key_segment_is_keyed_by_its_digest(billing, settings):
+    """A value such as "a:progressive:b" must not make a period fee read as a progressive billing one."""
+    settings.INVOICE_GRACE_PERIOD_DAYS = 0
+    metric = billing.metric()
+    plan = billing.plan(amount_cents=0, charges=[(metric, "standard", {"amount": "1",
+                                                                        "pricing_group_keys": ["region"]}, {})])
+    billing.customer()
+    billing.subscribe("s1", plan, when=at(2026, 3, 1, 0, 0))
+    ingest(billing, [("t1", 2, {"gb": "3", "region": "a:progressive:b"}), ("t2", 3, {"gb": "2", "region": "EU"})],
+           now=at(2026, 3, 10))
+    periods_close(as_of=at(2026, 4, 1, 1, 0))
+    fees = {fee.grouped_by["region"]: fee for fee in Fee.objects.filter(fee_type="charge")}
+    assert fees["a:progressive:b"].amount_cents == 300 and ":progressive:" not in fees["a:progressive:b"].fee_key
+    assert fees["a:progressive:b"].fee_key.rpartition(":group:")[2].startswith("sha256:")
+    assert fees["EU"].fee_key.endswith(':group:{"region":"EU"}')
+    assert periods_close(as_of=at(2026, 4, 1, 1, 0)).invoices_count == 0
