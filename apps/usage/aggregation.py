@@ -87,7 +87,7 @@ class _Metric:
     aggregation_type: str
     recurring: bool
     field_name: str
-    filters: dict  # {key: [values]} the metric lists; {} for none
+    filters: dict  # {key: [values]} the metric lists, {group key: ANY_VALUE} its charges group by; {} for none
 
 
 def combination_from_sql(raw) -> Combination:

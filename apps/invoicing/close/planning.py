@@ -25,7 +25,7 @@ from .. import rating
 from ..fees import ZERO, Line, Window, customer_tax_rates
 from ..models import Fee
 from ..selectors import group_canon, progressive_billed, tax_schedule
-from .pricing import filter_combinations, group_lines, line_combinations, price_charge_line, price_lines
+from .pricing import group_lines, line_combinations, price_charge_line, price_lines
 from .usage import UsageFetcher, WindowsNotFenced, _usage_totals, per_event_values, unfenced_cutoffs
 
 logger = logging.getLogger(__name__)

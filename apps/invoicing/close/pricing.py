@@ -1,7 +1,6 @@
 """The close's pricing stage: charge lines priced from their usage (rating.py), minimum true-ups."""
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
@@ -95,7 +94,7 @@ def group_lines(line: Line, parts) -> list[Line]:
     return [
         replace(
             line, fee_key=f"{line.fee_key}:group:{group_key_part(group)}", grouped_by=group,
-            name=" · ".join([line.name, *(str(value) for value in group.values() if value is not None)]),
+            name=" · ".join([line.name, *(str(value) for value in group.values() if value is not None)])[:255],
             min_amount_cents=line.min_amount_cents if last else 0, proration=line.proration if last else None,
         )
         for position, group in enumerate(ordered)
