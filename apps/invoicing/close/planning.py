@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q, prefetch_related_objects
 
 from apps.catalog.models import Charge, Plan, plan_commitment
@@ -406,7 +406,11 @@ def _billed_by_subscription(
             bound = local_midnight_utc(period.start - timedelta(days=1), tz)
         ids.append(subscription.pk)
         since.append(bound)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # JIT off, for this transaction only: with the fee table's statistics stale, the estimate passes
+        # jit_above_cost and compiling the plan (inlined, optimized) took ~250 ms of a 300 ms statement whose
+        # index probes take a few: most of a 100,000-subscription rerun (docs/performance.md, session 10).
+        cursor.execute("SELECT set_config('jit', 'off', true)")
         cursor.execute(
             """
             SELECT v.id, f.fee_key, f.details
