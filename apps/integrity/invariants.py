@@ -10,8 +10,9 @@ out of I1, with what is attached to them.
 
 I1 balance, per customer and currency:
     flows  = Σ finalized invoices' sub_total_including_taxes
-           − Σ credit notes' total (credit status not voided), less what they offset on invoices voided since
-             (that part settled an invoice no longer counted; the void reverses only the rest)
+           − Σ credit notes' total less the credit voided on them (lost by the customer, re-billed in the ledger),
+             less what they offset on invoices voided since (that part settled an invoice no longer counted; the
+             void reverses only the rest)
            − Σ payments (every Payment: a PaymentIntent Stripe reported succeeded, or one recorded by hand)
            + Σ succeeded refunds (of credit notes and of customer credit)
            − Σ wallet credits consumed by finalized invoices (a wallet top-up is an invoice of its own, paid like
@@ -135,7 +136,7 @@ class Balance:
     customer_id: int
     currency: str
     invoiced: int  # Σ finalized invoices' sub_total_including_taxes
-    credited: int  # Σ credit notes' total (less their offsets of invoices voided since)
+    credited: int  # Σ credit notes' total (less their voided credit and their offsets of invoices voided since)
     paid: int  # Σ payments
     refunded: int  # Σ succeeded refunds
     due: int  # Σ finalized invoices' max(total − total_paid − offset, 0)
@@ -165,13 +166,14 @@ BALANCE_PARTS = {
          GROUP BY 1, 2""",
     "credited": """
         SELECT n.customer_id, n.currency,
-               sum(n.total_amount_cents - CASE WHEN ci.status = 'voided' THEN n.offset_amount_cents ELSE 0 END),
+               sum(n.total_amount_cents - n.voided_amount_cents
+                   - CASE WHEN ci.status = 'voided' THEN n.offset_amount_cents ELSE 0 END),
                coalesce(sum(n.balance_amount_cents) FILTER (WHERE n.credit_status = 'available'), 0),
                sum(n.refund_amount_cents - coalesce(r.amount_cents, 0))
           FROM invoicing_creditnote n
           JOIN invoicing_invoice ci ON ci.id = n.invoice_id
           LEFT JOIN payments_refund r ON r.credit_note_id = n.id AND r.status = 'succeeded'
-         WHERE n.credit_status <> 'voided' AND NOT """ + _not_owed("n.invoice_id") + """ AND {scope}
+         WHERE NOT """ + _not_owed("n.invoice_id") + """ AND {scope}
          GROUP BY 1, 2""",
     "paid": """
         SELECT i.customer_id, p.currency, sum(p.amount_cents)

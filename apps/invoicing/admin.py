@@ -41,7 +41,14 @@ from .models import (
 )
 from .pdf import invoice_pdf
 from .selectors import fee_remaining_to_credit, invoices_matching
-from .services import CreditNoteItemIn, credit_note_create, credit_note_estimate, invoice_finalize, invoice_void
+from .services import (
+    CreditNoteItemIn,
+    credit_note_create,
+    credit_note_estimate,
+    credit_note_void,
+    invoice_finalize,
+    invoice_void,
+)
 
 
 class CreditNoteForm(forms.Form):
@@ -282,6 +289,7 @@ class CreditNoteAdmin(NexaModelAdmin):
     search_fields = ("number", "invoice__number", "customer__external_id")
     raw_id_fields = ("invoice", "customer")
     inlines = (CreditNoteItemInline, CreditNoteApplicationInline)
+    actions = ("void_credit",)
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in CreditNote._meta.fields] + ["audit_trail"]
@@ -290,7 +298,24 @@ class CreditNoteAdmin(NexaModelAdmin):
         return False  # credit notes go through credit_note_create (API), which checks what is left to credit
 
     def has_change_permission(self, request, obj=None):
-        return False
+        return obj is None and super().has_change_permission(request)  # the void action; pages read-only
+
+    @admin.action(description="Void credit…", permissions=["change"])
+    def void_credit(self, request, queryset):
+        def run(reason: str) -> None:
+            done = 0
+            for note_id in queryset.values_list("pk", flat=True):
+                try:
+                    credit_note_void(credit_note_id=note_id)  # the API's service: same checks, lock and posting
+                    done += 1
+                except BillingError as exc:
+                    self.message_user(request, f"credit note {note_id}: {exc}", messages.ERROR)
+            self.message_user(request, f"{done} credit note(s) voided.")
+
+        return confirm_with_reason(
+            self, request, queryset, action="void_credit", verb="Void credit",
+            question="Void the unused credit of these credit notes? The customer loses it; refunds are untouched.",
+            run=run)
 
     def has_delete_permission(self, request, obj=None):
         return False

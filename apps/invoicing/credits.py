@@ -137,7 +137,9 @@ def credits_return(invoice: Invoice) -> list[CreditApplication]:
     """Give the credit a voided invoice consumed back to its sources; return the `returned` rows written.
 
     Call inside the voiding transaction, with the invoice locked. Idempotent: what was already returned is not
-    returned again. A credit note voided since keeps its status (its balance is not available again).
+    returned again. A credit note voided since keeps its status and a zero balance: what comes back to it is lost
+    as its voided balance was (`voided_amount_cents`, as Lago's RecreditService refuses a voided note), and the
+    caller posts it to the ledger like the void.
     """
     net: dict[tuple[int | None, int | None], int] = {
         (row["credit_note_id"], row["customer_credit_id"]): row["total"]
@@ -154,7 +156,11 @@ def credits_return(invoice: Invoice) -> list[CreditApplication]:
     for row in [*notes, *credits]:  # the finalizers' lock order
         is_note = isinstance(row, CreditNote)
         amount = net[(row.pk, None) if is_note else (None, row.pk)]
-        sources.append(_Source(row=row, balance=row.balance_amount_cents + amount))
+        if is_note and row.credit_status == CreditNote.CreditStatus.VOIDED:
+            row.voided_amount_cents += amount
+            row.save(update_fields=["voided_amount_cents", "updated_at"])
+        else:
+            sources.append(_Source(row=row, balance=row.balance_amount_cents + amount))
         rows.append(CreditApplication(invoice=invoice, credit_note=row if is_note else None,
                                       customer_credit=None if is_note else row, kind=CreditApplication.Kind.RETURNED,
                                       amount_cents=-amount, currency=invoice.currency))

@@ -267,6 +267,10 @@ class CreditNote(TimeStampedModel):
     # invoice it reverses as it is posted): min(amount due, total), before any refund or credit.
     offset_amount_cents = models.BigIntegerField(default=0)
     balance_amount_cents = models.BigIntegerField(default=0)  # credit not yet consumed
+    # Credit the customer lost when the note's credit was voided (Lago's PUT /credit_notes/{id}/void): its balance
+    # then, plus credit an invoice voided later gave back to it (minor units). Never consumed or refunded.
+    voided_amount_cents = models.BigIntegerField(default=0)
+    voided_at = models.DateTimeField(null=True, blank=True)
     credit_status = models.CharField(max_length=16, choices=CreditStatus.choices, blank=True)
     refund_status = models.CharField(max_length=16, choices=RefundStatus.choices, blank=True)
     # Lago's credit-note metadata, set by the app (PUT /credit_notes/{id}): {"key": "value" or null}.
@@ -292,6 +296,11 @@ class CreditNote(TimeStampedModel):
             models.CheckConstraint(
                 condition=Q(balance_amount_cents__gte=0) & Q(balance_amount_cents__lte=models.F("credit_amount_cents")),
                 name="credit_note_balance_within_credit",
+            ),
+            models.CheckConstraint(
+                condition=Q(voided_amount_cents__gte=0)
+                & Q(voided_amount_cents__lte=models.F("credit_amount_cents") - models.F("balance_amount_cents")),
+                name="credit_note_voided_within_credit",
             ),
         ]
         # Finalization looks up each customer's credit still available: a small partial index, empty for most.

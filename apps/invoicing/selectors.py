@@ -112,10 +112,9 @@ def invoice_service_ids(invoice: Invoice) -> list[int]:
 
 
 def fee_remaining_to_credit(invoice: Invoice) -> dict[int, int]:
-    """Return, per fee of the invoice, the cents (tax excluded) not yet credited by a live credit note."""
+    """Return, per fee of the invoice, the cents (tax excluded) not yet credited by a credit note."""
     credited = dict(
-        CreditNoteItem.objects.filter(credit_note__invoice=invoice)
-        .exclude(credit_note__credit_status=CreditNote.CreditStatus.VOIDED)
+        CreditNoteItem.objects.filter(credit_note__invoice=invoice)  # voided notes too (Lago): credited once
         .values_list("fee_id")
         .annotate(total=Sum("amount_cents"))
     )

@@ -22,6 +22,7 @@ from apps.core.representations import ts
 from apps.customers.models import AccountLink, Customer, Service
 from apps.ledger.services import (
     ledger_credit_applications_create,
+    ledger_credit_note_void_create,
     ledger_posting_create,
     ledger_postings_create,
     ledger_wallet_transactions_create,
@@ -56,6 +57,7 @@ __all__ = [
     "invoice_create_one_off_for_add_ons",
     "credit_note_create",
     "credit_note_estimate",
+    "credit_note_void",
     "invoice_webhook_record",
     "invoices_webhook_record",
     "invoices_drafted_record",
@@ -384,6 +386,10 @@ def invoice_void(*, invoice_id: int) -> Invoice:
     invoice_webhook_record(invoice=invoice, event_type="invoice.voided")
     if returned:
         ledger_credit_applications_create(applications=returned)
+        for row in returned:  # credit given back to a note voided since is lost too: re-billed as the void was
+            if row.credit_note_id is not None and row.credit_note.credit_status == CreditNote.CreditStatus.VOIDED:
+                ledger_credit_note_void_create(credit_note=row.credit_note, amount_cents=-row.amount_cents,
+                                               application=row)
     if given_back:  # written before the void's posting too: the ledger gives the wallet credit back first
         ledger_wallet_transactions_create(transactions=given_back)
         wallets_balance_check_on_commit({row.wallet_id for row in given_back})
@@ -461,6 +467,29 @@ def invoice_metadata_update(*, invoice_id: int, entries: list[dict]) -> Invoice:
 
 
 MAX_CREDIT_NOTE_METADATA = 50  # keys
+
+
+@transaction.atomic
+def credit_note_void(*, credit_note_id: int) -> CreditNote:
+    """Void the unused credit of a credit note (Lago's CreditNotes::VoidService): the customer loses its balance,
+    the note's credit status becomes `voided`; what it refunds or already settled is untouched.
+
+    Only a note with a balance left can be voided: otherwise (nothing left, or voided already) Lago's 405
+    `no_voidable_amount`, and nothing is written. The note's row lock is the one finalization takes before it
+    consumes the note (credits.credits_apply), so a void and an invoice consuming the same credit take turns: the
+    second sees the first's balance, and the same cent is never both consumed and voided. The ledger posting that
+    re-bills the voided part (pro rata per tax) is written in this transaction. Lago sends no webhook for it.
+    """
+    note = CreditNote.objects.select_for_update().get(pk=credit_note_id)
+    if note.credit_status == CreditNote.CreditStatus.VOIDED or note.balance_amount_cents <= 0:
+        raise NotAllowed(f"credit note {note.number} has no credit left to void", code="no_voidable_amount")
+    voided = note.balance_amount_cents
+    note.voided_amount_cents += voided
+    note.balance_amount_cents, note.credit_status, note.voided_at = 0, CreditNote.CreditStatus.VOIDED, timezone.now()
+    note.save(update_fields=["voided_amount_cents", "balance_amount_cents", "credit_status", "voided_at",
+                             "updated_at"])
+    ledger_credit_note_void_create(credit_note=note, amount_cents=voided)
+    return note
 
 
 @transaction.atomic
@@ -646,11 +675,12 @@ class _Credited:
 
 
 def _credited_per_fee(invoice: Invoice, fees: dict[int, Fee]) -> dict[int, _Credited]:
-    """Return, per fee, what live credit notes already credited: amount and tax per rate."""
+    """Return, per fee, what credit notes already credited: amount and tax per rate."""
     credited: dict[int, _Credited] = defaultdict(_Credited)
     rows = (
+        # A voided note still credited its items (its refund and consumed credit stand; Lago's
+        # Fee#creditable_amount_cents counts every item): a fee is never credited twice.
         CreditNoteItem.objects.filter(credit_note__invoice=invoice)
-        .exclude(credit_note__credit_status=CreditNote.CreditStatus.VOIDED)
         .values_list("fee_id", "amount_cents", "applied_taxes")
         .order_by("id")
     )

@@ -38,6 +38,11 @@ class LedgerPosting(TimeStampedModel):
         # released to income (a zero-total out_invoice: the credit to the breakage income account, the debit to the
         # prepayment account), so the liability of a wallet that can no longer be used is zero.
         WALLET_FORFEIT = "wallet_forfeit"
+        # The unused credit of a credit note, voided (lost by the customer): an out_invoice re-billing that part of
+        # the note, pro rata per item and tax, reconciled with the note's out_refund, so the receivable and the
+        # sales taxes the note had lowered come back for what the customer can no longer use. One per note void;
+        # another per credit an invoice voided later gives back to the voided note (its `credit_application`).
+        CREDIT_NOTE_VOID = "credit_note_void"
 
     class Status(models.TextChoices):
         PENDING = "pending"  # to send (again) once next_attempt_at passes
@@ -107,12 +112,18 @@ class LedgerPosting(TimeStampedModel):
                                     name="uniq_ledger_wallet_transaction"),
             models.UniqueConstraint(fields=("wallet_transaction",), condition=Q(kind="wallet_forfeit"),
                                     name="uniq_ledger_wallet_forfeit"),
+            models.UniqueConstraint(fields=("credit_note",),
+                                    condition=Q(kind="credit_note_void", credit_application__isnull=True),
+                                    name="uniq_ledger_credit_note_void"),
+            models.UniqueConstraint(fields=("credit_application",), condition=Q(kind="credit_note_void"),
+                                    name="uniq_ledger_credit_note_void_return"),
             models.CheckConstraint(
                 condition=(Q(kind__in=["invoice", "void"], invoice__isnull=False)
                            | Q(kind="credit_note", credit_note__isnull=False)
                            | Q(kind="credit_application", credit_application__isnull=False, invoice__isnull=False)
                            | Q(kind="wallet_transaction", wallet_transaction__isnull=False, invoice__isnull=False)
                            | Q(kind="wallet_forfeit", wallet_transaction__isnull=False)
+                           | Q(kind="credit_note_void", credit_note__isnull=False, invoice__isnull=False)
                            | (Q(kind="customer_credit", customer_credit__isnull=False, invoice__isnull=False)
                               & ~Q(stripe_payment_id=""))
                            | (Q(kind="payment", invoice__isnull=False) & ~Q(stripe_payment_id=""))

@@ -258,6 +258,36 @@ def ledger_wallet_transactions_create(*, transactions: Sequence[Any]) -> list[in
     return created_ids
 
 
+def credit_note_void_ref(*, number: str, invoice_number: str = "") -> str:
+    """A note's credit is voided once; credit a voided invoice gives back to it later is voided once per invoice."""
+    return f"NEXA/CNVOID/{number}" + (f"/{invoice_number}" if invoice_number else "")
+
+
+def ledger_credit_note_void_create(*, credit_note: Any, amount_cents: int, application: Any = None) -> int:
+    """Write the posting of credit a voided credit note took from the customer (`amount_cents`, minor units of the
+    note's currency, tax included): the note's void, or with `application` (a saved `returned` CreditApplication)
+    credit an invoice voided later gave back to the voided note. Return the posting's id.
+
+    Posted as an out_invoice re-billing that part of the note pro rata over its items and taxes, reconciled with
+    the note's out_refund, so the receivable and each sales tax come back by what the customer can no longer use.
+    Call inside the transaction that voided the credit. Idempotent per void (and per given-back application).
+    """
+    if amount_cents <= 0:
+        raise ValueError("only a positive amount of credit is voided")
+    lookup: dict[str, Any] = {"kind": LedgerPosting.Kind.CREDIT_NOTE_VOID, "credit_note": credit_note,
+                              "credit_application": application}
+    posting, created = LedgerPosting.objects.get_or_create(
+        **lookup,
+        defaults={"ref": credit_note_void_ref(number=credit_note.number,
+                                              invoice_number=application.invoice.number if application else ""),
+                  "invoice_id": credit_note.invoice_id, "payment_amount_cents": int(amount_cents),
+                  "payment_currency": credit_note.currency},
+    )
+    if created and settings.LEDGER_ENABLED:
+        _send_on_commit([posting.pk])
+    return posting.pk
+
+
 def wallet_forfeit_ref(*, wallet_id: str, transaction_id: str) -> str:
     """A wallet forfeits its unused credit once per forfeit transaction (its expiry or termination)."""
     return f"NEXA/FORFEIT/{wallet_id}/{transaction_id}"
@@ -292,6 +322,7 @@ _KIND_ORDER = Case(When(kind=LedgerPosting.Kind.INVOICE, then=Value(0)),
                    When(kind=LedgerPosting.Kind.CREDIT_APPLICATION, then=Value(3)),
                    When(kind=LedgerPosting.Kind.WALLET_TRANSACTION, then=Value(4)),
                    When(kind=LedgerPosting.Kind.WALLET_FORFEIT, then=Value(4)),
+                   When(kind=LedgerPosting.Kind.CREDIT_NOTE_VOID, then=Value(4)),
                    When(kind=LedgerPosting.Kind.PAYMENT, then=Value(5)),
                    When(kind=LedgerPosting.Kind.VOID, then=Value(6)), default=Value(7))
 _DONE = (LedgerPosting.Status.POSTED, LedgerPosting.Status.MISMATCH)
@@ -386,7 +417,7 @@ class _Batch:
                 matches = False
                 error = (f"Odoo reconciled {offset} {move.currency} of {move.name} with invoice "
                          f"{note.invoice.number}, the hub offset {note.offset_amount_cents}")
-        if matches and posting.kind == LedgerPosting.Kind.WALLET_TRANSACTION:
+        if matches and posting.kind in (LedgerPosting.Kind.WALLET_TRANSACTION, LedgerPosting.Kind.CREDIT_NOTE_VOID):
             # The whole of it must have been reconciled with the document it reverses (the invoice's receivable,
             # or the consumption's for a give-back), else Odoo's residuals are not the hub's amounts due.
             offset = move.amount_total_cents - move.amount_residual_cents
@@ -702,6 +733,46 @@ class _Batch:
                 self.client.moves_post(ids=[found.id])
         return self.client.moves_read(ids=[posting.odoo_move_id])[0]
 
+    # -- voided credit-note credit ----------------------------------------------------------------
+    def send_credit_note_voids(self, postings: list[LedgerPosting]) -> None:
+        """Post each voided credit as an out_invoice (the note's lines and taxes, pro rata) and reconcile it with
+        the note's out_refund, whose residual is the credit the hub had left on it. Waits for the note and for the
+        note's earlier applications and refunds (they lower that residual first). Looked up before acting."""
+        for posting in postings:
+            note = posting.credit_note
+            note_move = LedgerPosting.objects.filter(
+                kind=LedgerPosting.Kind.CREDIT_NOTE, credit_note_id=note.pk, status__in=_DONE,
+            ).values_list("odoo_move_id", flat=True).first()
+            earlier = LedgerPosting.objects.filter(
+                kind__in=(LedgerPosting.Kind.CREDIT_APPLICATION, LedgerPosting.Kind.REFUND,
+                          LedgerPosting.Kind.CREDIT_NOTE_VOID),
+                credit_note_id=note.pk, pk__lt=posting.pk, status=LedgerPosting.Status.PENDING).exists()
+            if note_move is None or earlier:
+                self.retry_later(posting, f"waiting for credit note {note.number}, its applications and refunds to "
+                                          "be posted to Odoo", seconds=BACKOFF_BASE_SECONDS)
+                continue
+            document, hub = _credit_note_void_document(posting)
+            try:
+                move = self._wallet_move(posting, document)
+                if move is None:
+                    continue
+                lines = self.client.receivable_lines(move_ids=[note_move, move.id])
+                pair = {"debit_line_id": lines[move.id], "credit_line_id": lines[note_move],
+                        "currency": posting.payment_currency}
+                _, partial_ids = self.client.partials_between(**pair)
+                if not partial_ids:
+                    self.client.lines_reconcile(line_ids=[pair["debit_line_id"], pair["credit_line_id"]])
+                move = self.client.moves_read(ids=[move.id])[0]
+            except OdooUnavailable:
+                raise
+            except KeyError:
+                self.fail(posting, "Odoo moves of the credit note or its void have no receivable line")
+                continue
+            except OdooError as exc:
+                self.fail(posting, _odoo_message(exc))
+                continue
+            self.verify(posting, move, hub)
+
     # -- customer credit ---------------------------------------------------------------------------
     def send_customer_credits(self, postings: list[LedgerPosting]) -> None:
         """Post each customer credit as an inbound payment matched to no invoice, on the Stripe receipts journal:
@@ -837,7 +908,7 @@ def _odoo_message(exc: OdooError) -> str:
 
 
 def _currency(posting: LedgerPosting) -> str:
-    if posting.kind == LedgerPosting.Kind.CREDIT_NOTE:
+    if posting.kind in (LedgerPosting.Kind.CREDIT_NOTE, LedgerPosting.Kind.CREDIT_NOTE_VOID):
         return posting.credit_note.currency
     if posting.kind in (LedgerPosting.Kind.PAYMENT, LedgerPosting.Kind.REFUND, LedgerPosting.Kind.CREDIT_APPLICATION,
                         LedgerPosting.Kind.CUSTOMER_CREDIT, LedgerPosting.Kind.WALLET_FORFEIT):
@@ -975,6 +1046,69 @@ def _document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, in
     return document, (note.sub_total_excluding_taxes_amount_cents, note.taxes_amount_cents, note.total_amount_cents)
 
 
+def _share(cents: int, parts: Sequence[int]) -> list[int]:
+    """Split `cents` over `parts` in proportion, largest remainder (ties to the first): the shares add up to
+    `cents` exactly, and each is at most its part when `cents` is at most their sum."""
+    total = sum(parts)
+    if total <= 0:
+        return [0] * len(parts)
+    floors = [cents * part // total for part in parts]
+    order = sorted(range(len(parts)), key=lambda i: (-(cents * parts[i] % total), i))
+    for i in order[:cents - sum(floors)]:
+        floors[i] += 1
+    return floors
+
+
+def _credit_note_split(items: Sequence[Any], cents: int) -> list[tuple[int, dict[str, int]]]:
+    """Return, per item of a credit note, the part of `cents` (tax included, at most the note's total) it carries:
+    (untaxed cents, tax code -> cents), in proportion to what the item credited, untaxed and per tax."""
+    components: list[tuple[int, str | None, int]] = []  # (item index, tax code or None for untaxed, cents)
+    for index, item in enumerate(items):
+        components.append((index, None, item.amount_cents))
+        taxes = credited_item_taxes(item.amount_cents, item.applied_taxes, item.fee.applied_taxes)
+        components += [(index, code, value) for code, value in taxes.items()]
+    shares = _share(cents, [value for _, _, value in components])
+    out: list[tuple[int, dict[str, int]]] = [(0, {}) for _ in items]
+    for (index, code, _), share in zip(components, shares):
+        untaxed, taxes = out[index]
+        if code is None:
+            out[index] = (share, taxes)
+        else:
+            taxes[code] = share
+    return out
+
+
+def _credit_note_void_document(posting: LedgerPosting) -> tuple[mapping.DocumentIn, tuple[int, int, int]]:
+    """The out_invoice of a voided credit: the note's lines and taxes for its share of the note's total.
+
+    Voids of one note (its void, then credit given back to it) are cumulative shares: this posting's lines are the
+    split of everything voided up to it less the split of what earlier ones voided, so together they never re-bill
+    more than the note credited per item and tax. The taxes are the hub's split, told to Odoo where its own
+    rounding of the line would differ (as coupon lines are), so Odoo's tax accounts move by the hub's cents.
+    """
+    note = posting.credit_note
+    items = list(note.items.select_related("fee__charge", "fee__subscription", "fee__service").order_by("id"))
+    before = sum(LedgerPosting.objects.filter(kind=LedgerPosting.Kind.CREDIT_NOTE_VOID, credit_note_id=note.pk,
+                                              pk__lt=posting.pk).values_list("payment_amount_cents", flat=True))
+    amount = int(posting.payment_amount_cents or 0)
+    upto, earlier = _credit_note_split(items, before + amount), _credit_note_split(items, before)
+    lines, untaxed, tax = [], 0, 0
+    for item, (cents, taxes), (cents_before, taxes_before) in zip(items, upto, earlier):
+        line_taxes = {code: value - taxes_before.get(code, 0) for code, value in taxes.items()}
+        if not cents - cents_before and not any(line_taxes.values()):
+            continue
+        lines.append(_line(item.fee, cents - cents_before, line_taxes,
+                           name=f"Voided credit: {item.fee.name or item.fee.fee_type}"))
+        untaxed += cents - cents_before
+        tax += sum(line_taxes.values())
+    customer_tz = ZoneInfo(note.customer.applicable_timezone)
+    document = mapping.DocumentIn(
+        ref=posting.ref, move_type="out_invoice", number=f"VOID {note.number}",
+        issuing_date=timezone.localtime(posting.created_at, customer_tz).date(), currency=note.currency,
+        lines=tuple(lines))
+    return document, (untaxed, tax, amount)
+
+
 def _wallet_document(posting: LedgerPosting) -> mapping.DocumentIn:
     """The move of a wallet consumption (out_refund) or give-back (out_invoice): untaxed lines, the paid credit on
     the prepayment account, the granted credit on the prepaid-discount account (WalletTransaction.paid_amount_cents
@@ -1056,6 +1190,7 @@ def _send_claimed(ids: list[int], lease: dt.datetime, client: OdooClient | None)
         batch.send_payments([p for p in postings if p.kind == LedgerPosting.Kind.PAYMENT])
         batch.send_moves([p for p in postings if p.kind == LedgerPosting.Kind.VOID])
         batch.send_refunds([p for p in postings if p.kind == LedgerPosting.Kind.REFUND])
+        batch.send_credit_note_voids([p for p in postings if p.kind == LedgerPosting.Kind.CREDIT_NOTE_VOID])
     except OdooUnavailable as exc:
         # Nothing is lost: the next attempt looks every ref up again before creating anything.
         for posting in postings:

@@ -49,6 +49,7 @@ from apps.invoicing.services import (
     credit_note_estimate,
     credit_note_metadata_key_delete,
     credit_note_metadata_update,
+    credit_note_void,
     invoice_create_one_off_for_add_ons,
     invoice_delete,
     invoice_dispute_lose,
@@ -484,6 +485,14 @@ class ProjectedUsageView(APIView):
         return Response({"customer_projected_usage": body})
 
 
+class CreditNoteVoidView(APIView):
+    @lago_operation("voidCreditNote", response="CreditNote", root="credit_note")
+    def put(self, request, lago_id: str):
+        note = credit_note_get(service=request.auth.service, lago_id=lago_id)
+        note = credit_note_void(credit_note_id=note.pk)
+        return Response({"credit_note": credit_note_out(note, service=request.auth.service)})
+
+
 class CreditNoteDownloadView(APIView):
     @lago_operation("downloadCreditNote", response="CreditNote", root="credit_note",
                     description="The credit note with its `file_url`: a signed, expiring link to the PDF.")
@@ -572,6 +581,7 @@ urlpatterns = [
     path("credit_notes/estimate", CreditNoteEstimateView.as_view()),
     path("credit_notes/<str:lago_id>", CreditNoteDetailView.as_view()),
     path("credit_notes/<str:lago_id>/download", CreditNoteDownloadView.as_view()),
+    path("credit_notes/<str:lago_id>/void", CreditNoteVoidView.as_view()),
     path("credit_notes/<str:lago_id>/pdf/<str:token>", CreditNotePdfView.as_view()),
     path("credit_notes/<str:lago_id>/metadata", CreditNoteMetadataView.as_view()),
     path("credit_notes/<str:lago_id>/metadata/<str:key>", CreditNoteMetadataKeyView.as_view()),

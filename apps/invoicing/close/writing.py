@@ -86,7 +86,7 @@ def termination_credits_issue(credits: list[Line], *, as_of: datetime) -> int:
         billed = base.amount_cents - base.coupons_amount_cents  # coupons came off before tax
         left = billed - sum(
             item.amount_cents
-            for item in base.credit_note_items.exclude(credit_note__credit_status=CreditNote.CreditStatus.VOIDED)
+            for item in base.credit_note_items.all()  # voided notes too (Lago): a fee is credited once
         )
         unused = -line.amount_cents
         if base.coupons_amount_cents and base.amount_cents > 0:
