@@ -24,6 +24,7 @@ OPERATOR_WRITES = {
     "customers.accountlink": ("add",),
     "subscriptions.subscription": ("add", "change"),
     "invoicing.invoice": ("change",),
+    "invoicing.creditnote": ("change",),  # the "Void credit…" action (pages stay read-only)
     "invoicing.customercredit": ("change",),
     "payments.paymentattempt": ("change",),
     "payments.refund": ("change",),
