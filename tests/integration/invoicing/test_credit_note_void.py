@@ -25,6 +25,7 @@ from apps.invoicing.services import (
 )
 from apps.ledger.models import LedgerPosting
 from apps.payments.models import Payment
+from tests.integration.balance import balance
 from tests.integration.ledger.builders import customer_make
 
 PATIENCE_SECONDS = 30  # a failsafe against a hung test only; nothing is asserted about time
@@ -51,7 +52,9 @@ def world(service_factory):
 
 
 def _i1(customer) -> list:
-    return [v for v in check_all(customer_ids=[customer.pk], only=["I1"])]
+    flows, owed = balance(customer.pk)  # the tests' own reading of I1, beside the invariant's
+    assert flows == owed, (flows, owed)
+    return check_all(customer_ids=[customer.pk], only=["I1"])
 
 
 @pytest.mark.django_db
