@@ -10,6 +10,7 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from apps.catalog.models import Plan
+from apps.core.money import money_display
 from apps.integrity.models import CheckRun
 from apps.invoicing.models import CloseRunCustomer, Fee, Invoice
 from apps.ledger.models import LedgerPosting
@@ -228,7 +229,9 @@ def customer_360_get(*, customer_id: int, limit: int = 60) -> Customer360:
                                       f" · payment {invoice.payment_status}", "admin:invoicing_invoice_change",
                                       invoice.pk, invoice.total_amount_cents, invoice.currency))
     for note in CreditNote.objects.filter(customer=customer).order_by("-created_at")[:limit]:
-        timeline.append(TimelineEntry(note.created_at, "credit note", f"{note.number} · {note.reason}",
+        voided = (f" · credit voided {money_display(note.voided_amount_cents, note.currency)}"
+                  if note.voided_amount_cents else "")
+        timeline.append(TimelineEntry(note.created_at, "credit note", f"{note.number} · {note.reason}{voided}",
                                       "admin:invoicing_creditnote_change", note.pk, note.total_amount_cents,
                                       note.currency))
     for payment in Payment.objects.filter(invoice__customer=customer).select_related("invoice").order_by("-paid_at")[:limit]:
