@@ -205,3 +205,17 @@ def test_two_voids_at_once_void_once(monkeypatch, world) -> None:
     assert note.voided_amount_cents == 4520
     assert LedgerPosting.objects.filter(kind=LedgerPosting.Kind.CREDIT_NOTE_VOID).count() == 1
     assert _i1(customer) == []
+
+
+@pytest.mark.django_db
+def test_a_voided_notes_items_stay_credited(world) -> None:
+    """The void takes the customer's credit, not the credit note: its fee cannot be credited again (Lago counts
+    every item in Fee#creditable_amount_cents), or the voided part would be handed out twice."""
+    _, note, _ = world
+    credit_note_void(credit_note_id=note.pk)
+    fee = note.items.get().fee
+    with pytest.raises(services.ValidationFailed) as refused:
+        credit_note_create(invoice_id=note.invoice_id, items=[CreditNoteItemIn(fee_id=fee.pk, amount_cents=6001)])
+    assert refused.value.details == {"items[0].amount_cents": ["higher_than_remaining_fee_amount"]}
+    assert credit_note_create(invoice_id=note.invoice_id,
+                              items=[CreditNoteItemIn(fee_id=fee.pk, amount_cents=6000)]).total_amount_cents == 6780

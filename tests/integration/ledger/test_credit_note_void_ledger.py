@@ -20,6 +20,7 @@ from apps.invoicing.services import (
     credit_note_create,
     credit_note_void,
     invoice_create_one_off,
+    invoice_void,
 )
 from apps.ledger.models import LedgerPosting
 from apps.ledger.services import PaymentRecord, ledger_post_pending_batch, ledger_posting_create
@@ -168,3 +169,40 @@ def test_a_void_whose_tax_odoo_would_round_otherwise_carries_the_hubs_tax(odoo_s
     # Still owed to the customer: the 0.57 refund not paid yet, in Odoo as in the hub.
     assert odoo_client.partner_receivables(refs=["acme-round"]) == {("acme-round", "CAD"): -57}
     assert odoo_receivables_compare(client=odoo_client) == []
+
+
+def test_credit_a_voided_invoice_gives_back_to_a_voided_note_is_rebilled_too(odoo_standin, odoo_client,  # noqa: F811
+                                                                             service_factory) -> None:
+    """An invoice that consumed the note, voided after the note's credit was: the credit it gives back is lost as
+    well, and its own posting re-bills it, so Odoo still owes what the hub says (nothing) and taxes net out."""
+    service = service_factory("cloud").service
+    mapping_make(service=service)
+    customer = customer_make(province="QC", external_id="acme-back")
+
+    def one_off(cents: int) -> Invoice:
+        return invoice_create_one_off(service=service, customer=customer, currency="CAD",
+                                      fees=[AddOnFee(add_on_code="setup", units=Decimal(1), unit_amount_cents=cents)])
+
+    paid = one_off(10000)
+    Invoice.objects.filter(pk=paid.pk).update(total_paid_amount_cents=11498, payment_status="succeeded")
+    payment = Payment.objects.create(invoice=paid, amount_cents=11498, currency="CAD", payment_type="manual",
+                                     reference="wire 2", paid_at=timezone.now())
+    ledger_posting_create(payment=PaymentRecord(invoice=paid, stripe_id=f"manual-{payment.pk}", amount_cents=11498,
+                                                currency="CAD", paid_at=payment.paid_at))
+    note = credit_note_create(invoice_id=paid.pk, items=[CreditNoteItemIn(fee_id=paid.fees.get().pk,
+                                                                          amount_cents=4000)])
+    used = one_off(1000)  # 1150 from the note
+    Invoice.objects.filter(pk=used.pk).update(payment_status="pending")  # voidable, as if still being collected
+    _send_all(odoo_client)
+    credit_note_void(credit_note_id=note.pk)
+    invoice_void(invoice_id=used.pk)
+    _send_all(odoo_client, rounds=7)
+
+    assert list(LedgerPosting.objects.exclude(status="posted").values_list("ref", "status", "last_error")) == []
+    voids = LedgerPosting.objects.filter(kind=LedgerPosting.Kind.CREDIT_NOTE_VOID).order_by("id")
+    assert [(p.hub_amount_untaxed_cents, p.hub_amount_tax_cents, p.hub_amount_total_cents) for p in voids] == [
+        (3000, 449, 3449), (1000, 150, 1150)]  # together the note's whole 4000 + GST 200 + QST 399
+    assert odoo_client.partner_receivables(refs=["acme-back"]) == {("acme-back", "CAD"): 0}
+    assert odoo_receivables_compare(client=odoo_client) == []
+    # The paid invoice's tax stands: the note's was re-billed whole, the voided invoice's reversed.
+    assert _odoo_taxes(odoo_standin) == {"5% GST": 500, "9.975% QST": 998}
