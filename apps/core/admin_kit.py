@@ -315,16 +315,21 @@ class ReasonForm(forms.Form):
 
 
 def confirm_with_reason(model_admin: ModelAdmin, request: HttpRequest, queryset: Any, *, action: str, question: str,
-                        verb: str, run: Callable[[str], None]) -> HttpResponse | None:
+                        verb: str, run: Callable[..., None],
+                        form_class: type[ReasonForm] | None = None) -> HttpResponse | None:
     """An admin action's confirmation page asking why; on confirm, `run(reason)` under the audit's context.
+    With `form_class` (a ReasonForm with more fields), `run(reason, cleaned_data)`.
 
     Every manual money action goes through here, so each change it causes carries who and why in the audit.
     """
-    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    form = (form_class or ReasonForm)(request.POST if "apply" in request.POST else None)
     if form.is_bound and form.is_valid():
         reason = form.cleaned_data["reason"]
         with audit_context(actor=request.user.get_username(), reason=reason, action=action):
-            run(reason)
+            if form_class is None:
+                run(reason)
+            else:
+                run(reason, form.cleaned_data)
         return None
     context = {
         **model_admin.admin_site.each_context(request),

@@ -9,7 +9,8 @@ fee_count and overlap (its windows still cover usage), and shadow invoices of a 
 out of I1, with what is attached to them.
 
 I1 balance, per customer and currency:
-    flows  = Σ finalized invoices' sub_total_including_taxes
+    flows  = Σ finalized invoices' sub_total_including_taxes (an invoice voided with credit notes, Lago's
+             generate_credit_note, counts as finalized: its notes took it off, not a reversal)
            − Σ credit notes' total less the credit voided on them (lost by the customer, re-billed in the ledger),
              less what they offset on invoices voided since (that part settled an invoice no longer counted; the
              void reverses only the rest)
@@ -135,7 +136,9 @@ class Balance:
 
     customer_id: int
     currency: str
-    invoiced: int  # Σ finalized invoices' sub_total_including_taxes
+    # Σ finalized invoices' sub_total_including_taxes; an invoice voided with credit notes (Lago's
+    # generate_credit_note) counts as billed: its notes, not a reversal, took it off (docs/ledger.md).
+    invoiced: int
     credited: int  # Σ credit notes' total (less their voided credit and their offsets of invoices voided since)
     paid: int  # Σ payments
     refunded: int  # Σ succeeded refunds
@@ -162,12 +165,14 @@ BALANCE_PARTS = {
         SELECT customer_id, currency, sum(sub_total_including_taxes_amount_cents),
                sum(greatest(total_amount_cents - total_paid_amount_cents - offset_amount_cents, 0))
           FROM invoicing_invoice
-         WHERE status = 'finalized' AND NOT """ + _not_owed("invoicing_invoice.id") + """ AND {scope}
+         WHERE (status = 'finalized' OR (status = 'voided' AND voided_with_credit_notes))
+           AND NOT """ + _not_owed("invoicing_invoice.id") + """ AND {scope}
          GROUP BY 1, 2""",
     "credited": """
         SELECT n.customer_id, n.currency,
                sum(n.total_amount_cents - n.voided_amount_cents
-                   - CASE WHEN ci.status = 'voided' THEN n.offset_amount_cents ELSE 0 END),
+                   - CASE WHEN ci.status = 'voided' AND NOT ci.voided_with_credit_notes
+                        THEN n.offset_amount_cents ELSE 0 END),
                coalesce(sum(n.balance_amount_cents) FILTER (WHERE n.credit_status = 'available'), 0),
                sum(n.refund_amount_cents - coalesce(r.amount_cents, 0))
           FROM invoicing_creditnote n

@@ -16,6 +16,7 @@ from apps.core.admin_kit import (
     NexaModelAdmin,
     ReadOnlyAdmin,
     ReadOnlyTabularInline,
+    ReasonForm,
     confirm_with_reason,
     read_only_action,
 )
@@ -137,6 +138,15 @@ class CustomerCreditApplicationInline(CreditApplicationInline):
     readonly_fields = fields
 
 
+class VoidWithCreditNotesForm(ReasonForm):
+    """The reason, and Lago's void body in minor units of the invoice's currency."""
+
+    credit_amount_cents = forms.IntegerField(min_value=0, initial=0,
+                                             help_text="Kept as the customer's credit, in cents (1150 = 11.50).")
+    refund_amount_cents = forms.IntegerField(min_value=0, initial=0,
+                                             help_text="Refunded through Stripe, in cents; at most what was paid.")
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(NexaModelAdmin):
     list_display = ("__str__", "customer", "invoice_type", "status", "payment_status", "issuing_date",
@@ -149,7 +159,7 @@ class InvoiceAdmin(NexaModelAdmin):
     date_hierarchy = "issuing_date"
     show_full_result_count = False
     inlines = (FeeInline, AppliedTaxInline, CreditApplicationInline, PaymentAttemptInline)
-    actions = ("finalize", "void", "create_credit_note", "download_pdf")
+    actions = ("finalize", "void", "void_with_credit_notes", "create_credit_note", "download_pdf")
 
     def get_search_results(self, request, queryset, search_term):
         return invoices_matching(queryset, text=search_term), False
@@ -265,6 +275,31 @@ class InvoiceAdmin(NexaModelAdmin):
             self, request, queryset, action="void", verb="Void",
             question="Void these invoices? Nothing more is collected on them; credit they used goes back.",
             run=lambda reason: self._each(request, queryset, invoice_void, "voided"))
+
+    @admin.action(description="Void with credit notes…", permissions=["change"])
+    def void_with_credit_notes(self, request, queryset):
+        """Lago's void with `generate_credit_note`, through the API's service (same checks, lock, notes, postings):
+        one invoice at a time, since the amounts are that invoice's."""
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one invoice to void with credit notes.", messages.ERROR)
+            return None
+
+        def run(reason: str, data: dict) -> None:
+            invoice_id = queryset.values_list("pk", flat=True).get()
+            try:
+                invoice_void(invoice_id=invoice_id, generate_credit_note=True,
+                             credit_amount_cents=data["credit_amount_cents"],
+                             refund_amount_cents=data["refund_amount_cents"])
+                self.message_user(request, "1 invoice voided with credit notes.")
+            except BillingError as exc:
+                detail = f" {exc.details}" if getattr(exc, "details", None) else ""
+                self.message_user(request, f"invoice {invoice_id}: {exc}{detail}", messages.ERROR)
+
+        return confirm_with_reason(
+            self, request, queryset, action="void_with_credit_notes", verb="Void with credit notes",
+            question="Void this invoice, paid or not? What is due is settled; the credit and refund below go on a "
+                     "credit note (the refund through Stripe); the rest of what was paid stays billed.",
+            run=run, form_class=VoidWithCreditNotesForm)
 
     @read_only_action
     @admin.action(description="Download PDF (first selected)")

@@ -84,6 +84,9 @@ class Invoice(TimeStampedModel):
     offset_amount_cents = models.BigIntegerField(default=0)
     finalized_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
+    # Voided with `generate_credit_note` (Lago): its credit notes, not a reversal, take it off the books (the
+    # requested note and a voided note for the rest), so I1 keeps counting it as billed; docs/ledger.md.
+    voided_with_credit_notes = models.BooleanField(default=False)
     payment_overdue = models.BooleanField(default=False)
     # Lago's lost payment dispute (POST /invoices/{id}/lose_dispute): set once, on a finalized or voided invoice.
     payment_dispute_lost_at = models.DateTimeField(null=True, blank=True)

@@ -16,7 +16,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.catalog.taxes import credit_applied_taxes, credited_item_taxes
-from apps.core.exceptions import NotAllowed, NotFound, ValidationFailed
+from apps.core.exceptions import Forbidden, NotAllowed, NotFound, ValidationFailed
 from apps.core.money import SUPPORTED_CURRENCIES, from_minor_units, to_minor_units
 from apps.core.representations import ts
 from apps.customers.models import AccountLink, Customer, Service
@@ -366,9 +366,17 @@ def invoice_finalize(*, invoice_id: int, now: datetime | None = None) -> Invoice
 
 
 @transaction.atomic
-def invoice_void(*, invoice_id: int) -> Invoice:
-    """Void a finalized, unpaid invoice (Lago: finalized and payment not succeeded). Idempotent."""
+def invoice_void(*, invoice_id: int, generate_credit_note: bool = False, credit_amount_cents: int = 0,
+                 refund_amount_cents: int = 0) -> Invoice:
+    """Void a finalized, unpaid invoice (Lago: finalized and payment not succeeded). Idempotent.
+
+    With `generate_credit_note` (Lago's body), any finalized invoice, paid or not, is voided by credit notes
+    instead (`_invoice_void_with_credit_notes`); amounts are minor units of the invoice's currency.
+    """
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if generate_credit_note:
+        return _invoice_void_with_credit_notes(invoice, credit_amount_cents=credit_amount_cents,
+                                               refund_amount_cents=refund_amount_cents)
     if invoice.status == Invoice.Status.VOIDED:
         return invoice
     if invoice.status != Invoice.Status.FINALIZED or invoice.payment_status == Invoice.PaymentStatus.SUCCEEDED:
@@ -394,6 +402,130 @@ def invoice_void(*, invoice_id: int) -> Invoice:
         ledger_wallet_transactions_create(transactions=given_back)
         wallets_balance_check_on_commit({row.wallet_id for row in given_back})
     ledger_posting_create(void=invoice)
+    return invoice
+
+
+def _items_totalling(invoice: Invoice, target_cents: int) -> list[CreditNoteItemIn]:
+    """Return credit-note items of the invoice's fees, at most what is left on each, whose total with tax is
+    exactly `target_cents` (minor units), spread pro rata over what is left (Lago's void). Taxes are computed as
+    `credit_note_estimate` does (cumulative per fee), so the note written from them totals `target_cents`.
+
+    Per-line tax rounding skips some totals (one fee at 13%: 116 and 118 are totals, 117 is not); when no split
+    reaches the target, ValidationFailed (`credit_refund_amount: value_is_out_of_range`), nothing written.
+    """
+    fees = {fee.pk: fee for fee in invoice.fees.order_by("id")}
+    credited = _credited_per_fee(invoice, fees)
+    caps: dict[int, int] = {}
+    for fee in fees.values():
+        left = fee.amount_cents - fee.coupons_amount_cents - credited[fee.pk].amount_cents
+        if left > 0:
+            caps[fee.pk] = left
+
+    def total_of(fee_id: int, amount: int) -> int:
+        if amount <= 0:
+            return 0
+        fee, so_far = fees[fee_id], credited[fee_id]
+        taxes = credit_applied_taxes(amount_cents=amount, fee_amount_cents=fee.amount_cents - fee.coupons_amount_cents,
+                                     fee_applied_taxes=fee.applied_taxes, credited_amount_cents=so_far.amount_cents,
+                                     credited_taxes=so_far.taxes)
+        return amount + sum(tax["amount_cents"] for tax in taxes)
+
+    full = sum(total_of(fee_id, cap) for fee_id, cap in caps.items())
+    if target_cents <= 0 or target_cents > full:
+        raise ValidationFailed("amount", details={"credit_refund_amount": ["total_amount_exceeds_invoice_amount"]})
+    # Pro rata, a few cents short per fee (tax rounding can lift a share above its pro rata total), then cent by
+    # cent where a cent adds least: the gap left is a few cents per fee.
+    amounts = {fee_id: max(0, cap * target_cents // full - 2) for fee_id, cap in caps.items()}
+    total = sum(total_of(fee_id, amount) for fee_id, amount in amounts.items())
+    while total > target_cents:  # never expected; kept so the walk below always starts below the target
+        fee_id = max(amounts, key=amounts.get)
+        total -= total_of(fee_id, amounts[fee_id]) - total_of(fee_id, amounts[fee_id] - 1)
+        amounts[fee_id] -= 1
+    while total < target_cents:
+        step, fee_id = min((total_of(fee_id, amounts[fee_id] + 1) - total_of(fee_id, amounts[fee_id]), fee_id)
+                           for fee_id in caps if amounts[fee_id] < caps[fee_id])
+        if total + step > target_cents:
+            break
+        amounts[fee_id] += 1
+        total += step
+    if total != target_cents:  # one cent off one fee for one more on another can still land on it
+        for down in (fee_id for fee_id in caps if amounts[fee_id] > 0):
+            less = total_of(down, amounts[down]) - total_of(down, amounts[down] - 1)
+            up = next((fee_id for fee_id in caps if fee_id != down and amounts[fee_id] < caps[fee_id]
+                       and total - less + total_of(fee_id, amounts[fee_id] + 1) - total_of(fee_id, amounts[fee_id])
+                       == target_cents), None)
+            if up is not None:
+                amounts[down], amounts[up], total = amounts[down] - 1, amounts[up] + 1, target_cents
+                break
+    if total != target_cents:
+        raise ValidationFailed("amount", details={"credit_refund_amount": ["value_is_out_of_range"]})
+    return [CreditNoteItemIn(fee_id=fee_id, amount_cents=amount) for fee_id, amount in amounts.items() if amount]
+
+
+def _invoice_void_with_credit_notes(invoice: Invoice, *, credit_amount_cents: int,
+                                    refund_amount_cents: int) -> Invoice:
+    """Void a finalized invoice, paid or not, by credit notes (Lago's `generate_credit_note`). Call with the invoice
+    locked (the lock every credit note, payment and void of the invoice takes first: they take turns).
+
+    Refused before anything is written: amounts not whole non-negative cents, their sum above what is left to
+    credit of what was paid, or the refund above what was paid and not refunded (422 `credit_refund_amount:
+    total_amount_exceeds_invoice_amount`, Lago's answer); an invoice not finalized, voided twice included (405
+    `not_voidable`); an invoice that took credit or prepaid credit, or a top-up (403 `feature_unavailable`: not
+    built, docs/lago-deviations.yaml).
+
+    Written, in this order (docs/ledger.md, "Void with credit notes"): what is still due, on a note that only
+    settles it (its whole total offsets the invoice; none when fully paid: the hub never hands out credit for money
+    it did not receive); the requested note (credit_amount_cents as the customer's credit, refund_amount_cents
+    refunded through Stripe on commit); the rest on a note voided at once (Lago), so what the customer paid and
+    gets neither back nor as credit stays billed. The invoice's fees are then wholly credited, so the void's own
+    ledger reversal has nothing left and is skipped: no revenue or tax is reversed twice.
+    """
+    credit, refund = credit_amount_cents, refund_amount_cents
+    if not (isinstance(credit, int) and isinstance(refund, int)) or credit < 0 or refund < 0:
+        raise ValidationFailed("amounts", details={"credit_refund_amount": ["value_is_out_of_range"]})
+    exceeds = ValidationFailed("amounts", details={"credit_refund_amount": ["total_amount_exceeds_invoice_amount"]})
+    if invoice.status != Invoice.Status.FINALIZED:
+        if credit + refund > 0:  # nothing is creditable on an invoice that is not finalized (Lago checks this first)
+            raise exceeds
+        raise NotAllowed(f"invoice is {invoice.status}", code="not_voidable")
+    if (invoice.invoice_type == Invoice.InvoiceType.CREDIT or invoice.credit_notes_amount_cents
+            or invoice.prepaid_credit_amount_cents):
+        raise Forbidden("generate_credit_note is not supported on an invoice that used credit or bought credit",
+                        code="feature_unavailable")
+    fees = {fee.pk: fee for fee in invoice.fees.all()}
+    credited = _credited_per_fee(invoice, fees)
+    creditable = 0  # what is left to credit, tax included
+    for fee in fees.values():
+        left = fee.amount_cents - fee.coupons_amount_cents - credited[fee.pk].amount_cents
+        if left > 0:
+            so_far = credited[fee.pk]
+            taxes = credit_applied_taxes(amount_cents=left, fee_amount_cents=fee.amount_cents - fee.coupons_amount_cents,
+                                         fee_applied_taxes=fee.applied_taxes,
+                                         credited_amount_cents=so_far.amount_cents, credited_taxes=so_far.taxes)
+            creditable += left + sum(tax["amount_cents"] for tax in taxes)
+    due = invoice.total_due_amount_cents
+    refunded = CreditNote.objects.filter(invoice=invoice).aggregate(total=Sum("refund_amount_cents"))["total"] or 0
+    if credit + refund > creditable - due or refund > invoice.total_paid_amount_cents - refunded:
+        raise exceeds
+    description = f"Credit note created due to voided invoice {invoice.lago_id}"
+    if due:
+        credit_note_create(invoice_id=invoice.pk, items=_items_totalling(invoice, due), description=description)
+    if credit + refund:
+        credit_note_create(invoice_id=invoice.pk, items=_items_totalling(invoice, credit + refund),
+                           description=description, credit_amount_cents=credit, refund_amount_cents=refund)
+    rest = creditable - due - credit - refund
+    if rest:
+        rest_note = credit_note_create(invoice_id=invoice.pk, items=_items_totalling(invoice, rest),
+                                       description=description, credit_amount_cents=rest)
+        credit_note_void(credit_note_id=rest_note.pk)
+    invoice.refresh_from_db()
+    invoice.status, invoice.voided_at, invoice.voided_with_credit_notes = (
+        Invoice.Status.VOIDED, timezone.now(), True)
+    invoice.payment_overdue = False
+    invoice.save(update_fields=["status", "voided_at", "voided_with_credit_notes", "payment_overdue", "updated_at"])
+    invoice_voided_announce(invoice=invoice)  # apps.payments expires its open Checkout links once this commits
+    invoice_webhook_record(invoice=invoice, event_type="invoice.voided")
+    ledger_posting_create(void=invoice)  # reverses what the notes left: nothing (skipped), written for the record
     return invoice
 
 

@@ -1,6 +1,6 @@
 """The balance invariant (issue 15, I1) as these tests read it, per customer and currency, from the rows:
 
-flows = Σ finalized invoices' sub_total_including_taxes − Σ credit notes' total less their voided credit, less what
+flows = Σ finalized invoices' sub_total_including_taxes (voided with credit notes counted as finalized) − Σ credit notes' total less their voided credit, less what
         they offset on invoices voided since − Σ payments (every Payment: a PaymentIntent Stripe reported succeeded) + Σ succeeded refunds
 owed  = Σ finalized invoices' (total − total_paid − offset)   (total already net of credit notes' and customer credit;
         offset: what credit notes issued on it while due settled)
@@ -21,13 +21,16 @@ def _sum(queryset, field: str) -> int:
 
 def balance(customer_id: int, currency: str = "CAD") -> tuple[int, int]:
     """Return (flows, owed); the invariant holds when they are equal."""
-    invoices = Invoice.objects.filter(customer_id=customer_id, currency=currency, status=Invoice.Status.FINALIZED)
+    invoices = Invoice.objects.filter(Q(status=Invoice.Status.FINALIZED)
+                                      | Q(status=Invoice.Status.VOIDED, voided_with_credit_notes=True),
+                                      customer_id=customer_id, currency=currency)
     notes = CreditNote.objects.filter(customer_id=customer_id, currency=currency)
     refunds = Refund.objects.filter(Q(credit_note__customer_id=customer_id) | Q(customer_credit__customer_id=customer_id),
                                     currency=currency)
     flows = (_sum(invoices, "sub_total_including_taxes_amount_cents") - _sum(notes, "total_amount_cents")
              + _sum(notes, "voided_amount_cents")
-             + _sum(notes.filter(invoice__status=Invoice.Status.VOIDED), "offset_amount_cents")
+             + _sum(notes.filter(invoice__status=Invoice.Status.VOIDED, invoice__voided_with_credit_notes=False),
+                    "offset_amount_cents")
              - _sum(Payment.objects.filter(invoice__customer_id=customer_id, currency=currency), "amount_cents")
              + _sum(refunds.filter(status=Refund.Status.SUCCEEDED), "amount_cents"))
     refund_owed = sum(

@@ -41,6 +41,14 @@ class CreditNoteIn(serializers.Serializer):
     items = CreditNoteItemSerializer(many=True, allow_empty=False)
 
 
+class InvoiceVoidIn(serializers.Serializer):
+    """Lago's InvoiceVoidInput, at the body's top level (lago-python-client's `void_invoice(id, options)`)."""
+
+    generate_credit_note = serializers.BooleanField(required=False, allow_null=True, default=False)
+    credit_amount = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)  # minor units
+    refund_amount = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)  # minor units
+
+
 # An invoice's payment status and a credit note's refund status: one choice set, one OpenAPI enum
 # (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
 SETTLEMENT_STATUSES = ["pending", "succeeded", "failed"]

@@ -69,6 +69,7 @@ from ..serializers.invoices import (
     CreditNoteIn,
     CreditNoteUpdateIn,
     InvoicePreviewIn,
+    InvoiceVoidIn,
     InvoiceUpdateIn,
     OneOffInvoiceIn,
 )
@@ -244,10 +245,23 @@ class InvoiceFinalizeView(APIView):
 
 
 class InvoiceVoidView(APIView):
-    @lago_operation("voidInvoice", response="Invoice", root="invoice")
+    @lago_operation("voidInvoice", request={"schema": {"type": "object", "properties": {
+                        "generate_credit_note": {"type": "boolean"},
+                        "credit_amount": {"type": "integer", "minimum": 0},
+                        "refund_amount": {"type": "integer", "minimum": 0}}}},
+                    response="Invoice", root="invoice", errors=(405, 422),
+                    description="Without `generate_credit_note`, a finalized invoice not paid in full only (405 "
+                                "`not_voidable`). With it, any finalized invoice, by credit notes: what is still due "
+                                "settled, `credit_amount` + `refund_amount` (at most what was paid) on one note, "
+                                "the rest on a note voided at once (docs/ledger.md).")
     def post(self, request, lago_id: str):
+        serializer = InvoiceVoidIn(data=request.data if isinstance(request.data, dict) else {})
+        serializer.is_valid(raise_exception=True)
+        body = serializer.validated_data
         invoice = invoice_get(service=request.auth.service, lago_id=lago_id)
-        invoice = invoice_void(invoice_id=invoice.pk)
+        invoice = invoice_void(invoice_id=invoice.pk, generate_credit_note=bool(body["generate_credit_note"]),
+                               credit_amount_cents=body["credit_amount"] or 0,
+                               refund_amount_cents=body["refund_amount"] or 0)
         return Response({"invoice": invoice_out(invoice, service=request.auth.service)})
 
 
