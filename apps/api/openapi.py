@@ -133,6 +133,7 @@ def add_error_responses(result: dict, generator, request, public: bool) -> dict:
                 name, text = ERRORS[code]
                 responses.setdefault(str(code), {
                     "description": text, "content": {"application/json": {"schema": ref(name)}}})
-            if operation.get("requestBody", {}).get("content"):
-                operation["requestBody"]["required"] = True  # Lago answers 400 without the root key
+            # Lago answers 400 without the root key; voidInvoice's body has none and is optional (Lago's document).
+            if operation.get("requestBody", {}).get("content") and operation.get("operationId") != "voidInvoice":
+                operation["requestBody"]["required"] = True
     return result

@@ -245,10 +245,7 @@ class InvoiceFinalizeView(APIView):
 
 
 class InvoiceVoidView(APIView):
-    @lago_operation("voidInvoice", request={"schema": {"type": "object", "properties": {
-                        "generate_credit_note": {"type": "boolean"},
-                        "credit_amount": {"type": "integer", "minimum": 0},
-                        "refund_amount": {"type": "integer", "minimum": 0}}}},
+    @lago_operation("voidInvoice", request={"$ref": "#/components/schemas/InvoiceVoidInput"},
                     response="Invoice", root="invoice", errors=(405, 422),
                     description="Without `generate_credit_note`, a finalized invoice not paid in full only (405 "
                                 "`not_voidable`). With it, any finalized invoice, by credit notes: what is still due "
