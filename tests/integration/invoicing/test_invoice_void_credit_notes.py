@@ -10,7 +10,8 @@ import pytest
 from apps.core.exceptions import Forbidden, NotAllowed, ValidationFailed
 from apps.integrity.invariants import check_all
 from apps.invoicing.models import CreditNote, Invoice
-from apps.invoicing.services import CreditNoteItemIn, credit_note_create, invoice_void
+from apps.invoicing import services
+from apps.invoicing.services import CreditNoteItemIn, credit_note_create, credit_note_estimate, invoice_void
 from apps.ledger.models import LedgerPosting
 from apps.payments.services import payment_manual_create
 from apps.webhooks.models import WebhookEvent
@@ -44,7 +45,7 @@ def _events(event_type: str) -> list[dict]:
 def _i1_holds(invoice: Invoice) -> None:
     flows, owed = balance(invoice.customer_id)
     assert flows == owed
-    assert check_all(customer_ids=[invoice.customer_id], only=["I1"]) == []
+    assert check_all(customer_ids=[invoice.customer_id]) == []  # I1 and every other invariant
 
 
 def test_a_paid_invoice_voided_with_credit_and_refund_writes_the_requested_note_and_a_voided_rest(paid_invoice):
@@ -152,3 +153,28 @@ def test_an_invoice_that_took_credit_is_refused_with_feature_unavailable(paid_in
         invoice_void(invoice_id=paid_invoice.pk, generate_credit_note=True)
     assert refused.value.code == "feature_unavailable"
     assert not CreditNote.objects.filter(invoice=paid_invoice).exists()
+
+
+def test_an_amount_no_split_of_the_fees_can_total_is_refused_and_nothing_is_written(paid_invoice):
+    _pay(paid_invoice, 11300)
+    # One fee at 13%: 103 + 13 = 116, 104 + 14 = 118; no whole-cent item totals 117 with its tax.
+    with pytest.raises(ValidationFailed) as refused:
+        invoice_void(invoice_id=paid_invoice.pk, generate_credit_note=True, credit_amount_cents=117)
+    assert refused.value.details == {"credit_refund_amount": ["value_is_out_of_range"]}
+    assert not CreditNote.objects.filter(invoice=paid_invoice).exists()
+    assert Invoice.objects.get(pk=paid_invoice.pk).status == "finalized"
+    invoice_void(invoice_id=paid_invoice.pk, generate_credit_note=True, credit_amount_cents=118)
+    assert CreditNote.objects.filter(invoice=paid_invoice).order_by("sequential_id").first().total_amount_cents == 118
+
+
+def test_with_two_fees_and_two_taxes_every_amount_is_reached_exactly(service_factory):
+    service = service_factory("cloud").service
+    invoice = invoice_make(service=service, customer=customer_make(province="QC"), fees_cents=[6000, 4000])
+    _pay(invoice, invoice.total_amount_cents)  # 11498
+    for target in (*range(1, 300), 5000, 11497, 11498):
+        items = services._items_totalling(invoice, target)
+        assert credit_note_estimate(invoice=invoice, items=items).total_amount_cents == target, target
+    invoice_void(invoice_id=invoice.pk, generate_credit_note=True, credit_amount_cents=117)
+    requested, rest = CreditNote.objects.filter(invoice=invoice).order_by("sequential_id")
+    assert (requested.total_amount_cents, rest.total_amount_cents) == (117, 11498 - 117)
+    _i1_holds(invoice)
