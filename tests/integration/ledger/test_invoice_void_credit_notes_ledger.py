@@ -98,3 +98,41 @@ def test_a_paid_invoice_voided_with_credit_and_refund_matches_odoo_to_the_cent(
     assert taxes == {"5% GST": 500 - requested_taxes["gst_sale_tax_5"],
                      "9.975% QST": 998 - requested_taxes["qst_sale_tax_9975"]}
     assert sum(taxes.values()) == 1498 - requested_tax
+
+
+def test_a_partly_paid_invoice_voided_with_credit_matches_odoo_to_the_cent(odoo_standin, service_factory):  # noqa: F811
+    service = service_factory("cloud").service
+    mapping_make(service=service)
+    customer = customer_make(province="QC", external_id="acme-void-part")
+    invoice = invoice_make(service=service, customer=customer, fees_cents=[6000, 4000])  # 11498
+    ledger_posting_create(invoice=invoice)
+    payments.payment_manual_create(invoice_id=invoice.pk, amount_cents=5000, reference="wire")  # 6498 due
+
+    invoice_void(invoice_id=invoice.pk, generate_credit_note=True, credit_amount_cents=1000)
+    settle, requested, rest = CreditNote.objects.filter(invoice=invoice).order_by("sequential_id")
+    assert (settle.total_amount_cents, settle.offset_amount_cents) == (6498, 6498)
+    assert (requested.total_amount_cents, requested.credit_amount_cents) == (1000, 1000)
+    assert (rest.total_amount_cents, rest.credit_status) == (4000, "voided")
+
+    client = get_odoo_client(OdooConfig(url=odoo_standin.url, database=odoo_standin.database,
+                                        username=odoo_standin.login, api_key=odoo_standin.api_key,
+                                        transport="xmlrpc", timeout_seconds=2.0))
+    now = dt.datetime.now(dt.timezone.utc)
+    for round_ in range(6):
+        with time_machine.travel(now + dt.timedelta(seconds=60 * round_), tick=False):
+            ledger_post_pending_batch(limit=50, client=client)
+    assert list(LedgerPosting.objects.exclude(status="posted").values_list("kind", "status")) == [("void", "skipped")]
+
+    assert client.partner_receivables(refs=["acme-void-part"]) == {("acme-void-part", "CAD"): -1000}
+    assert balance(customer.pk) == (-1000, -1000)
+    assert odoo_receivables_compare(client=client) == []
+    assert check_all(customer_ids=[customer.pk], only=["I1"], odoo_client=client) == []
+    kept_taxes: dict[str, int] = {"gst_sale_tax_5": 500, "qst_sale_tax_9975": 998}
+    for note in (settle, requested):
+        for item in note.items.all():
+            for tax in item.applied_taxes:
+                kept_taxes[tax["code"]] -= tax["amount_cents"]
+    revenue, taxes = _odoo_balances(odoo_standin)
+    assert revenue == 10000 - settle.sub_total_excluding_taxes_amount_cents - requested.sub_total_excluding_taxes_amount_cents
+    assert taxes == {"5% GST": kept_taxes["gst_sale_tax_5"], "9.975% QST": kept_taxes["qst_sale_tax_9975"]}
+    assert revenue + sum(taxes.values()) == 11498 - 6498 - 1000  # what was paid and is neither credit nor refund
