@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('customers', '0003_organization'),
-        ('invoicing', '0028_progressive_invoice_index'),
+        ('invoicing', '0029_fee_grouped_by'),
         ('subscriptions', '0006_entitlements'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0029_credit_note_void'),
+        ('invoicing', '0030_credit_note_void'),
     ]
 
     operations = [
