@@ -368,7 +368,8 @@ def invoice_finalize(*, invoice_id: int, now: datetime | None = None) -> Invoice
 @transaction.atomic
 def invoice_void(*, invoice_id: int, generate_credit_note: bool = False, credit_amount_cents: int = 0,
                  refund_amount_cents: int = 0) -> Invoice:
-    """Void a finalized, unpaid invoice (Lago: finalized and payment not succeeded). Idempotent.
+    """Void a finalized, unpaid invoice (Lago: finalized and payment not succeeded; the hub also refuses a partly
+    paid one, whose payments only credit notes can place). Idempotent.
 
     With `generate_credit_note` (Lago's body), any finalized invoice, paid or not, is voided by credit notes
     instead (`_invoice_void_with_credit_notes`); amounts are minor units of the invoice's currency.
@@ -381,6 +382,15 @@ def invoice_void(*, invoice_id: int, generate_credit_note: bool = False, credit_
         return invoice
     if invoice.status != Invoice.Status.FINALIZED or invoice.payment_status == Invoice.PaymentStatus.SUCCEEDED:
         raise NotAllowed(f"invoice is {invoice.status}/{invoice.payment_status}", code="not_voidable")
+    if invoice.total_paid_amount_cents:
+        # Voided plainly, what the customer already paid would be owed to nobody: the hub would forget it while
+        # Odoo's reversal leaves it as the customer's credit. Lago lets it happen; the hub asks for the credit
+        # notes that say where that money goes (credited, refunded or voided on purpose).
+        raise NotAllowed(
+            f"invoice {invoice.number} is partly paid ({invoice.total_paid_amount_cents} cents): void it with "
+            "generate_credit_note and the credit_amount and refund_amount of what was paid",
+            code="not_voidable",
+        )
     invoice.status, invoice.voided_at = Invoice.Status.VOIDED, timezone.now()
     invoice.save(update_fields=["status", "voided_at", "updated_at"])
     # The credit it consumed goes back to its sources (Lago), before the reversal is posted: the ledger undoes

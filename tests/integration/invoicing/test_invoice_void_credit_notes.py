@@ -178,3 +178,19 @@ def test_with_two_fees_and_two_taxes_every_amount_is_reached_exactly(service_fac
     requested, rest = CreditNote.objects.filter(invoice=invoice).order_by("sequential_id")
     assert (requested.total_amount_cents, rest.total_amount_cents) == (117, 11498 - 117)
     _i1_holds(invoice)
+
+
+def test_a_partly_paid_invoice_is_not_voided_plainly_and_nothing_is_written(paid_invoice):
+    """The payment would be owed to nobody in the hub while Odoo's reversal keeps it as the customer's credit: the
+    hub refuses, naming the way that places it (generate_credit_note), and writes nothing."""
+    _pay(paid_invoice, 5000)
+    before = (WebhookEvent.objects.count(), LedgerPosting.objects.count())
+    with pytest.raises(NotAllowed) as refused:
+        invoice_void(invoice_id=paid_invoice.pk)
+    assert refused.value.code == "not_voidable"
+    assert "generate_credit_note" in str(refused.value)
+    paid_invoice.refresh_from_db()
+    assert (paid_invoice.status, paid_invoice.total_paid_amount_cents) == ("finalized", 5000)
+    assert not CreditNote.objects.filter(invoice=paid_invoice).exists()
+    assert (WebhookEvent.objects.count(), LedgerPosting.objects.count()) == before
+    _i1_holds(paid_invoice)
