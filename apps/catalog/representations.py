@@ -3,7 +3,7 @@ by the API and by webhook payloads that embed them."""
 from __future__ import annotations
 
 from apps.core.representations import decimal_str, ts
-from apps.invoicing.rating import properties_group_keys_out
+from .pricing_groups import properties_group_keys_out
 
 from .models import AddOn, AppliedCoupon, BillableMetric, Charge, ChargeFilter, Coupon, Plan, plan_commitment
 

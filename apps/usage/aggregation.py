@@ -138,7 +138,7 @@ def group_keys_by_metric(metric_ids: list[int]) -> dict[int, set[str]]:
     from django.db.models import Q
 
     from apps.catalog.models import Charge, ChargeFilter
-    from apps.invoicing.rating import pricing_group_keys
+    from apps.catalog.pricing_groups import pricing_group_keys
 
     if not metric_ids:
         return {}

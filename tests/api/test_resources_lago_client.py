@@ -329,3 +329,32 @@ def test_a_customers_payment_methods_through_the_client(cloud, desk, stripe_env,
     assert StripeCustomer.objects.get(pk=account.pk).default_payment_method_id == ""
     assert [(item.provider_method_id, item.is_default)
             for item in cloud.customer_payment_methods.find_all("acme")["payment_methods"]] == [(visa, False)]
+
+
+def test_a_credit_notes_credit_voided_through_the_client(cloud, desk):
+    """credit_notes.void (PUT /credit_notes/{id}/void): the unused credit of a paid invoice's note is voided once;
+    a second void is Lago's 405 `no_voidable_amount`, another service's key a 404."""
+    from apps.payments.services import payment_manual_create
+
+    cloud.customers.create(Customer(external_id="acme", name="Acme", country="CA", state="ON", currency="CAD"))
+    cloud.add_ons.create(AddOn(name="Setup", code="setup", amount_cents=5000, amount_currency="CAD"))
+    invoice = cloud.invoices.create(OneOffInvoice(external_customer_id="acme", currency="CAD",
+                                                  fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="setup")])))
+    payment_manual_create(invoice_id=InvoiceRow.objects.get(lago_id=invoice.lago_id).pk, amount_cents=5650,
+                          reference="wire 1")
+    note = cloud.credit_notes.create(CreditNote(
+        invoice_id=invoice.lago_id, reason="other", credit_amount_cents=1130,
+        items=Items(__root__=[Item(fee_id=invoice.fees.__root__[0].lago_id, amount_cents=1000)])))
+    assert (note.credit_status, note.balance_amount_cents) == ("available", 1130)
+
+    with pytest.raises(LagoApiError) as other_service:
+        desk.credit_notes.void(note.lago_id)
+    assert other_service.value.status_code == 404
+    voided = cloud.credit_notes.void(note.lago_id)
+    assert (voided.lago_id, voided.credit_status, voided.balance_amount_cents) == (note.lago_id, "voided", 0)
+    row = CreditNoteRow.objects.get(lago_id=note.lago_id)
+    assert (row.credit_status, row.balance_amount_cents, row.voided_amount_cents) == ("voided", 0, 1130)
+    with pytest.raises(LagoApiError) as again:
+        cloud.credit_notes.void(note.lago_id)
+    assert (again.value.status_code, again.value.response["code"]) == (405, "no_voidable_amount")
+    assert CreditNoteRow.objects.get(lago_id=note.lago_id).voided_amount_cents == 1130

@@ -56,7 +56,7 @@ class ChargeFilterIn(serializers.Serializer):
 
 def properties_group_keys_normalized(properties):
     """Properties as stored: group keys under `pricing_group_keys` (Lago moves a deprecated `grouped_by` there)."""
-    from apps.invoicing.rating import properties_group_keys_normalized as normalized
+    from apps.catalog.pricing_groups import properties_group_keys_normalized as normalized
 
     return normalized(properties)
 
